@@ -1,0 +1,1 @@
+"""Backends: plain functions, one module each. numba and faiss are imported lazily."""

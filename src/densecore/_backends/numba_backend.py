@@ -1,0 +1,383 @@
+"""CPU farthest-first engine in numba, exact, with coverage-area pruning.
+
+The state of Algorithm 1 is kept per coverage area (the points whose nearest
+selected point is ``k``): an index list stored contiguously in an arena, the
+largest ``r`` in the area and the (lowest) index that attains it. When ``u``
+is picked, an area ``k`` with centre ``c`` is skipped whole when the triangle
+inequality proves no member can get closer to ``u`` than to ``c``::
+
+    ||f_c - f_u|| >= sqrt(max r in area k) * (sqrt(d_c) + sqrt(d_u))
+
+(for a member t: ||f_t - f_u|| >= ||f_c - f_u|| - ||f_t - f_c|| and
+||f_t - f_c|| = sqrt(r_t d_c), so ||f_t - f_u||^2 / d_u >= r_t). Areas that
+are not skipped are scanned in parallel chunks; members that move are
+appended to the new area at the arena's tail, stayers are compacted in place.
+
+All kernels take contiguous numpy arrays; the adapter in ``greedy.py``
+converts once. Distances are squared Euclidean, accumulated in the feature
+dtype from differences (no norm expansion, so duplicates tie exactly).
+
+Shape:
+    features ``(N, D)`` float32/float64 C-contiguous; densities ``(N,)`` float64;
+    centres ``(L, D)``, centre densities ``(L,)``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+# Relative slack on the pruning test: an area is skipped only when the bound
+# holds with a margin well above float32 rounding of the distances involved.
+_PRUNE_SLACK = 1e-4
+_CHUNK = 2048
+
+
+# Re-association lets LLVM vectorise the reduction; no-NaN/no-inf flags are
+# deliberately left out because r starts at +inf.
+_FAST = {"reassoc", "contract", "nsz", "arcp"}
+
+
+@njit(cache=True, fastmath=_FAST)
+def _sqdist(x, i, y, j):
+    acc = x.dtype.type(0.0)
+    for c in range(x.shape[1]):
+        t = x[i, c] - y[j, c]
+        acc += t * t
+    return acc
+
+
+@njit(cache=True, fastmath=_FAST)
+def _sqdist_to(x, i, v):
+    acc = x.dtype.type(0.0)
+    for c in range(x.shape[1]):
+        t = x[i, c] - v[c]
+        acc += t * t
+    return acc
+
+
+@njit(cache=True, parallel=True)
+def assign_to_centres(x, centres, cdens, excluded):
+    """Nearest centre of every point under Algorithm 1's scaled distance.
+
+    Args:
+        x: (N, D) features.
+        centres: (L, D) features of labeled points, L >= 1.
+        cdens: (L,) their densities.
+        excluded: (N,) bool, points that are labeled (left unassigned).
+
+    Returns:
+        (assign (N,) int64, r (N,) float64): argmin_k ||x_t - c_k||^2 / d_k (lowest k
+        on ties) and the minimum; -1 and -1.0 for excluded points.
+    """
+    n = x.shape[0]
+    assign = np.full(n, -1, dtype=np.int64)
+    r = np.full(n, -1.0)
+    for t in prange(n):
+        if excluded[t]:
+            continue
+        best = np.inf
+        arg = 0
+        for k in range(centres.shape[0]):
+            v = _sqdist(x, t, centres, k) / cdens[k]
+            if v < best:
+                best = v
+                arg = k
+        assign[t] = arg
+        r[t] = best
+    return assign, r
+
+
+@njit(cache=True)
+def _area_best(order, rr, start, end):
+    best = -1.0
+    arg = -1
+    for p in range(start, end):
+        v = rr[p]
+        t = order[p]
+        if v > best or (v == best and t < arg):
+            best = v
+            arg = t
+    return best, arg
+
+
+@njit(cache=True)
+def build_areas(assign, r, n_areas, order, rr, a_start, a_end, a_max, a_arg):
+    """Counting-sort points into contiguous coverage areas (ascending index within each).
+
+    Fills ``order``/``rr`` positions ``[0, m)`` and the area tables; returns m, the
+    number of assigned points.
+    """
+    counts = np.zeros(n_areas + 1, dtype=np.int64)
+    for t in range(assign.shape[0]):
+        if assign[t] >= 0:
+            counts[assign[t] + 1] += 1
+    for k in range(n_areas):
+        counts[k + 1] += counts[k]
+    fill = counts[:n_areas].copy()
+    for t in range(assign.shape[0]):
+        k = assign[t]
+        if k >= 0:
+            order[fill[k]] = t
+            rr[fill[k]] = r[t]
+            fill[k] += 1
+    for k in range(n_areas):
+        a_start[k] = counts[k]
+        a_end[k] = counts[k + 1]
+        a_max[k], a_arg[k] = _area_best(order, rr, counts[k], counts[k + 1])
+    return counts[n_areas]
+
+
+@njit(cache=True)
+def _compact(order, rr, tmp, a_start, a_end, n_areas):
+    """Slide every area to the left so the arena has no holes; returns the new tail."""
+    starts = a_start[:n_areas].copy()
+    by_start = np.argsort(starts, kind="mergesort")
+    w = 0
+    for q in range(n_areas):
+        k = by_start[q]
+        s, e = a_start[k], a_end[k]
+        a_start[k] = w
+        for p in range(s, e):
+            order[w] = order[p]
+            rr[w] = rr[p]
+            tmp[w] = tmp[p]
+            w += 1
+        a_end[k] = w
+    return w
+
+
+@njit(cache=True, parallel=True)
+def run_picks(x, dens, centres, cdens, order, rr, tmp, a_start, a_end, a_max, a_arg,
+              a_centre, state, n_steps, out_idx, out_r, first):
+    """Run ``n_steps`` picks of Algorithm 1, continuing from ``state``.
+
+    Args:
+        x: (N, D) features; dens: (N,) densities of the pool.
+        centres: (L + budget, D) centre features, the first ``state[1]`` filled.
+        cdens: (L + budget,) centre densities.
+        order, rr, tmp: (cap,) arena of point indices, their r, and scratch.
+        a_start, a_end, a_max, a_arg, a_centre: per-area tables (L + budget + 1,).
+        state: int64[4]: picks done, centres filled, areas used, arena tail.
+        n_steps: picks to make in this call.
+        out_idx, out_r: (budget,) outputs.
+        first: forced first pick (>= 0) or -1.
+    """
+    d = x.shape[1]
+    n_chunks_max = order.shape[0] // _CHUNK + 2 * a_start.shape[0] + 1
+    chunk_area = np.empty(n_chunks_max, dtype=np.int64)
+    chunk_lo = np.empty(n_chunks_max, dtype=np.int64)
+    chunk_hi = np.empty(n_chunks_max, dtype=np.int64)
+    chunk_moves = np.zeros(n_chunks_max, dtype=np.int64)
+    cu = np.empty(d, dtype=x.dtype)
+    for _ in range(n_steps):
+        i, n_c, n_a, tail = state[0], state[1], state[2], state[3]
+        # 1. the argmax over areas (ties: lowest point index)
+        if i == 0 and first >= 0:
+            u = first
+            ru = np.inf
+            au = -1
+            for k in range(n_a):
+                for p in range(a_start[k], a_end[k]):
+                    if order[p] == u:
+                        au = k
+                        ru = rr[p]
+        else:
+            au = -1
+            ru = -1.0
+            ua = -1
+            for k in range(n_a):
+                v = a_max[k]
+                if v > ru or (v == ru and a_arg[k] < ua):
+                    ru = v
+                    ua = a_arg[k]
+                    au = k
+            u = ua
+        out_idx[i] = u
+        out_r[i] = ru
+        # 2. the new centre
+        for c in range(d):
+            cu[c] = x[u, c]
+            centres[n_c, c] = x[u, c]
+        du = dens[u]
+        cdens[n_c] = du
+        sdu = np.sqrt(du)
+        # 3. work list: chunks of the areas that cannot be skipped
+        n_chunks = 0
+        for k in range(n_a):
+            s, e = a_start[k], a_end[k]
+            if e <= s:
+                continue
+            ck = a_centre[k]
+            if k != au and ck >= 0:
+                dist = np.sqrt(_sqdist(centres, ck, centres, n_c))
+                bound = np.sqrt(a_max[k]) * (np.sqrt(cdens[ck]) + sdu)
+                if dist >= bound * (1.0 + _PRUNE_SLACK) + 1e-30:
+                    continue
+            p = s
+            while p < e:
+                q = min(p + _CHUNK, e)
+                chunk_area[n_chunks] = k
+                chunk_lo[n_chunks] = p
+                chunk_hi[n_chunks] = q
+                n_chunks += 1
+                p = q
+        # 4. new scaled distances; tmp[p] >= 0 marks a mover (its new r), -1 a stayer
+        for j in prange(n_chunks):
+            m = 0
+            for p in range(chunk_lo[j], chunk_hi[j]):
+                t = order[p]
+                if t == u:
+                    tmp[p] = -2.0
+                    continue
+                v = _sqdist_to(x, t, cu) / du
+                if v < rr[p]:
+                    tmp[p] = v
+                    m += 1
+                else:
+                    tmp[p] = -1.0
+            chunk_moves[j] = m
+        total = 0
+        for j in range(n_chunks):
+            total += chunk_moves[j]
+        # 5. make room at the tail; chunk bounds shift with their areas
+        if tail + total > order.shape[0]:
+            old_start = a_start[:n_a].copy()
+            tail = _compact(order, rr, tmp, a_start, a_end, n_a)
+            for j in range(n_chunks):
+                shift = old_start[chunk_area[j]] - a_start[chunk_area[j]]
+                chunk_lo[j] -= shift
+                chunk_hi[j] -= shift
+        # 6. movers to the new area (tail), stayers compacted in place, per area
+        off = np.empty(n_chunks, dtype=np.int64)
+        acc_off = tail
+        for j in range(n_chunks):
+            off[j] = acc_off
+            acc_off += chunk_moves[j]
+        # areas touched: consecutive chunks share an area
+        first_chunk = np.empty(n_chunks + 1, dtype=np.int64)
+        n_touched = 0
+        for j in range(n_chunks):
+            if j == 0 or chunk_area[j] != chunk_area[j - 1]:
+                first_chunk[n_touched] = j
+                n_touched += 1
+        first_chunk[n_touched] = n_chunks
+        new_best = np.full(n_touched, -1.0)
+        new_arg = np.full(n_touched, -1, dtype=np.int64)
+        for q in prange(n_touched):
+            j0, j1 = first_chunk[q], first_chunk[q + 1]
+            k = chunk_area[j0]
+            w = chunk_lo[j0]
+            changed = False
+            nb = -1.0
+            na = -1
+            sb = -1.0
+            sa = -1
+            for j in range(j0, j1):
+                dst = off[j]
+                for p in range(chunk_lo[j], chunk_hi[j]):
+                    v = tmp[p]
+                    if v >= 0.0:
+                        t = order[p]
+                        order[dst] = t
+                        rr[dst] = v
+                        dst += 1
+                        if v > nb or (v == nb and t < na):
+                            nb = v
+                            na = t
+                        changed = True
+                    elif v == -1.0:
+                        t = order[p]
+                        order[w] = t
+                        rr[w] = rr[p]
+                        w += 1
+                        if rr[w - 1] > sb or (rr[w - 1] == sb and t < sa):
+                            sb = rr[w - 1]
+                            sa = t
+                    else:
+                        changed = True
+            new_best[q] = nb
+            new_arg[q] = na
+            if changed:  # every member of the area was visited, so sb/sa is exact
+                a_end[k] = w
+                a_max[k] = sb
+                a_arg[k] = sa
+        # 7. the new area
+        a_start[n_a] = tail
+        a_end[n_a] = tail + total
+        a_centre[n_a] = n_c
+        best = -1.0
+        arg = -1
+        for q in range(n_touched):
+            if new_best[q] > best or (new_best[q] == best and new_arg[q] < arg):
+                best = new_best[q]
+                arg = new_arg[q]
+        a_max[n_a] = best
+        a_arg[n_a] = arg
+        state[0] = i + 1
+        state[1] = n_c + 1
+        state[2] = n_a + 1
+        state[3] = tail + total
+
+
+def farthest_first(x, dens, centres, cdens, excluded, budget, first, progress_cb=None,
+                   n_blocks=100):
+    """Exact Algorithm 1 on CPU.
+
+    Args:
+        x: (N, D) float32/float64 C-contiguous features.
+        dens: (N,) float64 densities (ones for k-center greedy).
+        centres: (L, D) features of the labeled set (in-pool and out-of-pool).
+        cdens: (L,) float64 their densities.
+        excluded: (N,) bool, in-pool labeled points (never picked).
+        budget: picks to make.
+        first: forced first pick or -1 (only when L == 0).
+        progress_cb: called with the number of new picks after each block.
+
+    Returns:
+        (indices (budget,) int64, radii (budget,) float64).
+    """
+    n, d = x.shape
+    n_lab = centres.shape[0]
+    out_idx = np.empty(budget, dtype=np.int64)
+    out_r = np.empty(budget, dtype=np.float64)
+    if budget == 0:
+        return out_idx, out_r
+    cap = 2 * n + 1
+    order = np.empty(cap, dtype=np.int64)
+    rr = np.empty(cap, dtype=np.float64)
+    tmp = np.empty(cap, dtype=np.float64)
+    n_area_max = n_lab + budget + 1
+    a_start = np.zeros(n_area_max, dtype=np.int64)
+    a_end = np.zeros(n_area_max, dtype=np.int64)
+    a_max = np.full(n_area_max, -1.0)
+    a_arg = np.full(n_area_max, -1, dtype=np.int64)
+    a_centre = np.full(n_area_max, -1, dtype=np.int64)
+    all_centres = np.empty((n_lab + budget, d), dtype=x.dtype)
+    all_cdens = np.empty(n_lab + budget, dtype=np.float64)
+    state = np.zeros(4, dtype=np.int64)
+    if n_lab:
+        all_centres[:n_lab] = centres
+        all_cdens[:n_lab] = cdens
+        assign, r = assign_to_centres(x, all_centres[:n_lab], all_cdens[:n_lab], excluded)
+        m = build_areas(assign, r, n_lab, order, rr, a_start, a_end, a_max, a_arg)
+        a_centre[:n_lab] = np.arange(n_lab)
+        state[:] = (0, n_lab, n_lab, m)
+    else:
+        keep = np.flatnonzero(~excluded)
+        m = keep.shape[0]
+        order[:m] = keep
+        rr[:m] = np.inf
+        a_start[0], a_end[0] = 0, m
+        a_max[0], a_arg[0] = (np.inf, keep[0]) if m else (-1.0, -1)
+        state[:] = (0, 0, 1, m)
+    step = max(1, -(-budget // n_blocks))
+    done = 0
+    while done < budget:
+        k = min(step, budget - done)
+        run_picks(x, dens, all_centres, all_cdens, order, rr, tmp, a_start, a_end, a_max,
+                  a_arg, a_centre, state, k, out_idx, out_r, first)
+        done += k
+        if progress_cb is not None:
+            progress_cb(k)
+    return out_idx, out_r

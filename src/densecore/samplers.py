@@ -1,0 +1,117 @@
+"""Sampler classes: options in ``__init__``, the work in ``select``.
+
+Both call :func:`densecore.greedy.farthest_first`; a test checks they agree.
+
+Shape:
+    features ``(N, D)``, densities ``(N,)``; ``Selection.indices`` ``(budget,)``.
+"""
+
+from __future__ import annotations
+
+from .greedy import BACKENDS, Selection, farthest_first
+from .validation import check_int
+
+__all__ = ["DensityAwareGreedy", "KCenterGreedy", "Selection"]
+
+
+class _Greedy:
+    def __init__(self, backend: str = "auto", seed: int = 0, progress: bool = False,
+                 validate: bool = True):
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}; got {backend!r}")
+        self.backend = backend
+        self.seed = check_int(seed, "seed")
+        self.progress = bool(progress)
+        self.validate = bool(validate)
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(backend={self.backend!r}, seed={self.seed}, "
+                f"progress={self.progress})")
+
+
+class KCenterGreedy(_Greedy):
+    """k-center greedy (farthest-first traversal, Sener & Savarese 2017).
+
+    Algorithm 1 with every density 1: each pick is the point farthest (squared
+    Euclidean) from the labeled and already-picked points.
+
+    Args:
+        backend: ``"auto"``, ``"numba"`` (CPU) or ``"torch"`` (any device).
+        seed: seeds the first pick when nothing is labeled and ``init`` is None.
+        progress: show a tqdm progress bar.
+        validate: check for NaN/inf (a device sync on CUDA).
+
+    Example:
+        >>> import numpy as np
+        >>> x = np.array([[0.0], [1.0], [10.0], [4.0]], dtype=np.float32)
+        >>> KCenterGreedy().select(x, 2, labeled=[0]).indices.tolist()
+        [2, 3]
+    """
+
+    def select(self, features, budget: int, *, labeled=None, labeled_features=None,
+               init=None) -> Selection:
+        """Pick ``budget`` points.
+
+        Args:
+            features: ``(N, D)`` float features.
+            budget: number of picks.
+            labeled: ``(M,)`` in-pool labeled indices (never returned).
+            labeled_features: ``(L, D)`` labeled points outside the pool.
+            init: first pick when nothing is labeled (None: seeded random).
+
+        Returns:
+            :class:`~densecore.greedy.Selection`; radii are squared Euclidean distances.
+        """
+        return farthest_first(features, budget, labeled=labeled,
+                              labeled_features=labeled_features, init=init, seed=self.seed,
+                              backend=self.backend, progress=self.progress,
+                              validate=self.validate)
+
+
+class DensityAwareGreedy(_Greedy):
+    """Density-aware greedy, Algorithm 1 of the paper.
+
+    ``r_t = min_k ||f_t - f_k||^2 / d_k``: distances to a selected point are
+    divided by its coverage density, so points covered by a dense (small
+    average radial distance) selected point look closer, and the greedy
+    spends its budget on sparse coverage areas (Eq. 4).
+
+    Args:
+        backend: ``"auto"``, ``"numba"`` (CPU) or ``"torch"`` (any device).
+        seed: seeds the first pick when nothing is labeled and ``init`` is None.
+        progress: show a tqdm progress bar.
+        validate: check for NaN/inf and non-positive densities.
+
+    Example:
+        >>> import numpy as np
+        >>> x = np.array([[0.0], [1.0], [10.0], [4.0]], dtype=np.float32)
+        >>> d = np.array([1.0, 1.0, 1.0, 1.0])
+        >>> DensityAwareGreedy().select(x, 1, densities=d, labeled=[0]).indices.tolist()
+        [2]
+    """
+
+    def select(self, features, budget: int, *, densities, labeled=None,
+               labeled_features=None, labeled_densities=None, init=None) -> Selection:
+        """Pick ``budget`` points.
+
+        Args:
+            features: ``(N, D)`` float features.
+            budget: number of picks.
+            densities: ``(N,)`` strictly positive coverage densities.
+            labeled: ``(M,)`` in-pool labeled indices (never returned).
+            labeled_features: ``(L, D)`` labeled points outside the pool.
+            labeled_densities: ``(L,)`` their densities.
+            init: first pick when nothing is labeled (None: seeded random).
+
+        Returns:
+            :class:`~densecore.greedy.Selection`; radii are squared Euclidean
+            distance divided by density.
+        """
+        if densities is None:
+            raise ValueError("densities is required for DensityAwareGreedy; "
+                             "use KCenterGreedy for plain k-center greedy")
+        return farthest_first(features, budget, densities=densities, labeled=labeled,
+                              labeled_features=labeled_features,
+                              labeled_densities=labeled_densities, init=init,
+                              seed=self.seed, backend=self.backend, progress=self.progress,
+                              validate=self.validate)

@@ -1,0 +1,203 @@
+"""Every input check of densecore, in one place.
+
+Errors subclass :class:`ValueError` or :class:`TypeError`, name the argument,
+and say what was expected and what was received, e.g.
+``densities must be strictly positive; got min 0.0 at index 17``.
+
+Checks that scan values (NaN/inf, positivity) force a device synchronisation
+on CUDA tensors; public functions expose ``validate=False`` to skip them for
+one call. There is no global switch.
+
+Shape:
+    Features are ``(N, D)`` floating arrays, densities ``(N,)`` strictly
+    positive and finite, index arrays ``(M,)`` integer.
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = [
+    "ArrayLike",
+    "as_tensor_like",
+    "check_budget",
+    "check_densities",
+    "check_features",
+    "check_index",
+    "check_indices",
+    "check_int",
+    "check_positive_float",
+    "check_same_device",
+]
+
+ArrayLike = Any  # numpy.ndarray or torch.Tensor
+
+_FLOAT_TORCH = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def _kind(x: ArrayLike) -> str:
+    if isinstance(x, torch.Tensor):
+        return "tensor"
+    if isinstance(x, np.ndarray):
+        return "ndarray"
+    raise TypeError(f"expected a numpy array or a torch tensor; got {type(x).__name__}")
+
+
+def as_tensor_like(x: ArrayLike, name: str) -> torch.Tensor:
+    """Return ``x`` as a torch tensor without copying where possible.
+
+    Args:
+        x: a numpy array or torch tensor.
+        name: the argument name used in error messages.
+
+    Returns:
+        A tensor sharing memory with ``x`` when ``x`` is a CPU numpy array.
+    """
+    if isinstance(x, torch.Tensor):
+        return x
+    if isinstance(x, np.ndarray):
+        if x.dtype == object:
+            raise TypeError(f"{name} must be a numeric array; got dtype object")
+        return torch.from_numpy(np.ascontiguousarray(x))
+    raise TypeError(
+        f"{name} must be a numpy array or a torch tensor; got {type(x).__name__}"
+    )
+
+
+def check_int(value: Any, name: str, *, minimum: int | None = None) -> int:
+    """Check that ``value`` is an integer (not a bool) and at least ``minimum``."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        if isinstance(value, torch.Tensor) and value.numel() == 1 and not value.is_floating_point():
+            value = int(value.item())
+        else:
+            raise TypeError(f"{name} must be an integer; got {type(value).__name__} {value!r}")
+    value = int(value)
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}; got {value}")
+    return value
+
+
+def check_positive_float(value: Any, name: str) -> float:
+    """Check that ``value`` is a finite real number > 0."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number; got {type(value).__name__} {value!r}")
+    value = float(value)
+    if not np.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be finite and > 0; got {value}")
+    return value
+
+
+def check_features(x: ArrayLike, name: str = "features", *, validate: bool = True,
+                   dim: int | None = None) -> torch.Tensor:
+    """Check an ``(N, D)`` floating feature matrix.
+
+    Args:
+        x: ``(N, D)`` float16/bfloat16/float32/float64 array or tensor.
+        name: argument name for messages.
+        validate: scan values for NaN/inf (a device sync on CUDA).
+        dim: required ``D`` if given.
+
+    Returns:
+        ``(N, D)`` tensor view of ``x``.
+    """
+    t = as_tensor_like(x, name)
+    if t.dtype not in _FLOAT_TORCH:
+        raise TypeError(f"{name} must be a floating array; got dtype {t.dtype}")
+    if t.ndim != 2:
+        raise ValueError(f"{name} must have shape (N, D); got shape {tuple(t.shape)}")
+    if dim is not None and t.shape[1] != dim:
+        raise ValueError(
+            f"{name} must have D = {dim} columns to match features; got shape {tuple(t.shape)}"
+        )
+    if validate and t.numel():
+        bad = ~torch.isfinite(t)
+        if bool(bad.any()):
+            row = int(bad.any(dim=1).nonzero()[0, 0])
+            raise ValueError(f"{name} must be finite; got NaN or inf in row {row}")
+    return t
+
+
+def check_densities(d: ArrayLike, n: int, name: str = "densities", *,
+                    validate: bool = True) -> torch.Tensor:
+    """Check an ``(N,)`` vector of strictly positive, finite densities."""
+    t = as_tensor_like(d, name)
+    if t.dtype not in _FLOAT_TORCH:
+        raise TypeError(f"{name} must be a floating array; got dtype {t.dtype}")
+    if t.ndim != 1 or t.shape[0] != n:
+        raise ValueError(f"{name} must have shape ({n},); got shape {tuple(t.shape)}")
+    if validate and n:
+        bad = ~torch.isfinite(t)
+        if bool(bad.any()):
+            i = int(bad.nonzero()[0, 0])
+            raise ValueError(f"{name} must be finite; got {float(t[i])} at index {i}")
+        i = int(torch.argmin(t))
+        if float(t[i]) <= 0:
+            raise ValueError(
+                f"{name} must be strictly positive; got min {float(t[i])} at index {i}"
+            )
+    return t
+
+
+def check_indices(idx: ArrayLike | None, n: int, name: str, *,
+                  unique: bool = True) -> torch.Tensor:
+    """Check a ``(M,)`` integer index array with values in ``[0, n)``.
+
+    Returns:
+        ``(M,)`` int64 tensor (empty when ``idx`` is None).
+    """
+    if idx is None:
+        return torch.empty(0, dtype=torch.int64)
+    if isinstance(idx, (list, tuple)):
+        idx = np.asarray(idx, dtype=np.int64) if len(idx) else np.empty(0, np.int64)
+    t = as_tensor_like(idx, name)
+    if t.dtype in _FLOAT_TORCH or t.dtype == torch.bool or t.is_complex():
+        raise TypeError(f"{name} must be an integer index array; got dtype {t.dtype}")
+    if t.ndim != 1:
+        raise ValueError(f"{name} must have shape (M,); got shape {tuple(t.shape)}")
+    t = t.to(torch.int64)
+    if t.numel():
+        lo, hi = int(t.min()), int(t.max())
+        if lo < 0 or hi >= n:
+            bad = lo if lo < 0 else hi
+            raise ValueError(f"{name} must lie in [0, {n}); got {bad}")
+        if unique:
+            u = torch.unique(t)
+            if u.numel() != t.numel():
+                srt, _ = torch.sort(t)
+                dup = int(srt[1:][srt[1:] == srt[:-1]][0])
+                raise ValueError(f"{name} must not repeat an index; got {dup} more than once")
+    return t
+
+
+def check_index(value: Any, n: int, name: str) -> int:
+    """Check a single index in ``[0, n)``."""
+    value = check_int(value, name)
+    if not 0 <= value < n:
+        raise ValueError(f"{name} must lie in [0, {n}); got {value}")
+    return value
+
+
+def check_budget(budget: Any, available: int, name: str = "budget") -> int:
+    """Check ``0 <= budget <= available`` (the number of selectable points)."""
+    budget = check_int(budget, name, minimum=0)
+    if budget > available:
+        raise ValueError(
+            f"{name} must be at most the number of unlabeled points ({available}); got {budget}"
+        )
+    return budget
+
+
+def check_same_device(reference: torch.Tensor, **others: torch.Tensor | None) -> None:
+    """Raise when any tensor in ``others`` lives on another device than ``reference``."""
+    for name, t in others.items():
+        if t is None or not isinstance(t, torch.Tensor):
+            continue
+        if t.device != reference.device:
+            raise ValueError(
+                f"{name} must be on the same device as features ({reference.device}); "
+                f"got {t.device}"
+            )

@@ -1,0 +1,27 @@
+"""Shared fixtures: devices (CUDA skipped cleanly where there is none) and data."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="no CUDA device"))]
+
+
+@pytest.fixture(params=DEVICES)
+def device(request):
+    """Each available torch device."""
+    return torch.device(request.param)
+
+
+@pytest.fixture
+def rng():
+    """A seeded numpy generator."""
+    return np.random.default_rng(1234)
