@@ -26,10 +26,12 @@ __all__ = [
     "as_tensor_like",
     "check_budget",
     "check_densities",
+    "check_feature_map",
     "check_features",
     "check_index",
     "check_indices",
     "check_int",
+    "check_kernel_size",
     "check_positive_float",
     "check_same_device",
 ]
@@ -201,3 +203,26 @@ def check_same_device(reference: torch.Tensor, **others: torch.Tensor | None) ->
                 f"{name} must be on the same device as features ({reference.device}); "
                 f"got {t.device}"
             )
+
+
+def check_feature_map(x: Any, name: str = "x", *, channels: int | None = None) -> torch.Tensor:
+    """Check a ``(B, C, H, W)`` floating torch tensor (with ``C = channels`` if given)."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch tensor (B, C, H, W); got {type(x).__name__}")
+    if x.dtype not in _FLOAT_TORCH:
+        raise TypeError(f"{name} must be a floating tensor; got dtype {x.dtype}")
+    if x.ndim != 4:
+        raise ValueError(f"{name} must have shape (B, C, H, W); got shape {tuple(x.shape)}")
+    if channels is not None and x.shape[1] != channels:
+        raise ValueError(
+            f"{name} must have C = {channels} channels; got shape {tuple(x.shape)}"
+        )
+    return x
+
+
+def check_kernel_size(value: Any, name: str = "kernel_size") -> int:
+    """Check an odd kernel size >= 3 (a K x K window with a centre tap)."""
+    value = check_int(value, name, minimum=3)
+    if value % 2 == 0:
+        raise ValueError(f"{name} must be odd (the window needs a centre tap); got {value}")
+    return value
