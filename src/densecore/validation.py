@@ -32,6 +32,7 @@ __all__ = [
     "check_indices",
     "check_int",
     "check_kernel_size",
+    "check_mask",
     "check_positive_float",
     "check_same_device",
 ]
@@ -226,3 +227,23 @@ def check_kernel_size(value: Any, name: str = "kernel_size") -> int:
     if value % 2 == 0:
         raise ValueError(f"{name} must be odd (the window needs a centre tap); got {value}")
     return value
+
+
+def check_mask(mask: ArrayLike, shape: tuple[int, int], name: str = "mask") -> np.ndarray:
+    """Check an ``(H, W)`` boolean mask (numpy or torch, any device).
+
+    Returns:
+        ``(H, W)`` C-contiguous numpy bool array (a host copy for CUDA tensors).
+    """
+    if isinstance(mask, torch.Tensor):
+        if mask.dtype != torch.bool:
+            raise TypeError(f"{name} must be a bool mask; got dtype {mask.dtype}")
+        mask = mask.detach().cpu().numpy()
+    elif not isinstance(mask, np.ndarray):
+        raise TypeError(f"{name} must be a numpy array or a torch tensor; "
+                        f"got {type(mask).__name__}")
+    elif mask.dtype != np.bool_:
+        raise TypeError(f"{name} must be a bool mask; got dtype {mask.dtype}")
+    if mask.shape != tuple(shape):
+        raise ValueError(f"{name} must have shape {tuple(shape)}; got shape {mask.shape}")
+    return np.ascontiguousarray(mask)
