@@ -147,177 +147,273 @@ def _compact(order, rr, tmp, a_start, a_end, n_areas):
     return w
 
 
+@njit(cache=True)
+def _best_area(a_max, a_arg, n_a):
+    """(r, point index, area) of the largest r over all areas; ties: lowest index."""
+    au = -1
+    ru = -1.0
+    u = -1
+    for k in range(n_a):
+        v = a_max[k]
+        if v > ru or (v == ru and a_arg[k] < u):
+            ru = v
+            u = a_arg[k]
+            au = k
+    return ru, u, au
+
+
+@njit(cache=True)
+def _locate(order, rr, a_start, a_end, n_a, u):
+    """(area, r) of point ``u``; (-1, -1.0) when it is in no area (labeled or picked)."""
+    for k in range(n_a):
+        for p in range(a_start[k], a_end[k]):
+            if order[p] == u:
+                return k, rr[p]
+    return -1, -1.0
+
+
 @njit(cache=True, parallel=True)
+def add_centre(x, centres, cdens, order, rr, tmp, a_start, a_end, a_max, a_arg, a_centre,
+               state, cu, du, u, au):
+    """Add a selected point as a new centre and lower every r it improves.
+
+    Args:
+        x: (N, D) features.
+        centres, cdens: (C,) centre tables, the first ``state[1]`` filled.
+        order, rr, tmp: (cap,) arena of point indices, their r, and scratch.
+        a_start, a_end, a_max, a_arg, a_centre: per-area tables.
+        state: int64[4]: picks done, centres filled, areas used, arena tail.
+        cu: (D,) features of the new centre; du: its density.
+        u: its index in ``x`` if it belongs to this pool (removed from the pool), else -1.
+        au: the area holding ``u`` (always scanned), or -1.
+    """
+    d = x.shape[1]
+    n_c, n_a, tail = state[1], state[2], state[3]
+    for c in range(d):
+        centres[n_c, c] = cu[c]
+    cdens[n_c] = du
+    sdu = np.sqrt(du)
+    # 1. work list: chunks of the areas that cannot be skipped
+    n_chunks_max = order.shape[0] // _CHUNK + n_a + 1
+    chunk_area = np.empty(n_chunks_max, dtype=np.int64)
+    chunk_lo = np.empty(n_chunks_max, dtype=np.int64)
+    chunk_hi = np.empty(n_chunks_max, dtype=np.int64)
+    n_chunks = 0
+    for k in range(n_a):
+        s, e = a_start[k], a_end[k]
+        if e <= s:
+            continue
+        ck = a_centre[k]
+        if k != au and ck >= 0:
+            dist = np.sqrt(_sqdist(centres, ck, centres, n_c))
+            bound = np.sqrt(a_max[k]) * (np.sqrt(cdens[ck]) + sdu)
+            if dist >= bound * (1.0 + _PRUNE_SLACK) + 1e-30:
+                continue
+        p = s
+        while p < e:
+            q = min(p + _CHUNK, e)
+            chunk_area[n_chunks] = k
+            chunk_lo[n_chunks] = p
+            chunk_hi[n_chunks] = q
+            n_chunks += 1
+            p = q
+    # 2. new scaled distances; tmp[p] >= 0 marks a mover (its new r), -1 a stayer
+    chunk_moves = np.zeros(n_chunks, dtype=np.int64)
+    for j in prange(n_chunks):
+        m = 0
+        for p in range(chunk_lo[j], chunk_hi[j]):
+            t = order[p]
+            if t == u:
+                tmp[p] = -2.0
+                continue
+            v = _sqdist_to(x, t, cu) / du
+            if v < rr[p]:
+                tmp[p] = v
+                m += 1
+            else:
+                tmp[p] = -1.0
+        chunk_moves[j] = m
+    total = 0
+    for j in range(n_chunks):
+        total += chunk_moves[j]
+    # 3. make room at the tail; chunk bounds shift with their areas
+    if tail + total > order.shape[0]:
+        old_start = a_start[:n_a].copy()
+        tail = _compact(order, rr, tmp, a_start, a_end, n_a)
+        for j in range(n_chunks):
+            shift = old_start[chunk_area[j]] - a_start[chunk_area[j]]
+            chunk_lo[j] -= shift
+            chunk_hi[j] -= shift
+    # 4. movers to the new area (tail), stayers compacted in place, one area per task
+    off = np.empty(n_chunks, dtype=np.int64)
+    acc_off = tail
+    for j in range(n_chunks):
+        off[j] = acc_off
+        acc_off += chunk_moves[j]
+    first_chunk = np.empty(n_chunks + 1, dtype=np.int64)
+    n_touched = 0
+    for j in range(n_chunks):
+        if j == 0 or chunk_area[j] != chunk_area[j - 1]:
+            first_chunk[n_touched] = j
+            n_touched += 1
+    first_chunk[n_touched] = n_chunks
+    new_best = np.full(n_touched, -1.0)
+    new_arg = np.full(n_touched, -1, dtype=np.int64)
+    for q in prange(n_touched):
+        j0, j1 = first_chunk[q], first_chunk[q + 1]
+        k = chunk_area[j0]
+        w = chunk_lo[j0]
+        changed = False
+        nb = -1.0
+        na = -1
+        sb = -1.0
+        sa = -1
+        for j in range(j0, j1):
+            dst = off[j]
+            for p in range(chunk_lo[j], chunk_hi[j]):
+                v = tmp[p]
+                t = order[p]
+                if v >= 0.0:
+                    order[dst] = t
+                    rr[dst] = v
+                    dst += 1
+                    if v > nb or (v == nb and t < na):
+                        nb = v
+                        na = t
+                    changed = True
+                elif v == -1.0:
+                    rv = rr[p]
+                    order[w] = t
+                    rr[w] = rv
+                    w += 1
+                    if rv > sb or (rv == sb and t < sa):
+                        sb = rv
+                        sa = t
+                else:
+                    changed = True
+        new_best[q] = nb
+        new_arg[q] = na
+        if changed:  # every member of the area was visited, so sb/sa is exact
+            a_end[k] = w
+            a_max[k] = sb
+            a_arg[k] = sa
+    # 5. the new area
+    a_start[n_a] = tail
+    a_end[n_a] = tail + total
+    a_centre[n_a] = n_c
+    best = -1.0
+    arg = -1
+    for q in range(n_touched):
+        if new_best[q] > best or (new_best[q] == best and new_arg[q] < arg):
+            best = new_best[q]
+            arg = new_arg[q]
+    a_max[n_a] = best
+    a_arg[n_a] = arg
+    state[1] = n_c + 1
+    state[2] = n_a + 1
+    state[3] = tail + total
+
+
+@njit(cache=True)
 def run_picks(x, dens, centres, cdens, order, rr, tmp, a_start, a_end, a_max, a_arg,
               a_centre, state, n_steps, out_idx, out_r, first):
     """Run ``n_steps`` picks of Algorithm 1, continuing from ``state``.
 
-    Args:
-        x: (N, D) features; dens: (N,) densities of the pool.
-        centres: (L + budget, D) centre features, the first ``state[1]`` filled.
-        cdens: (L + budget,) centre densities.
-        order, rr, tmp: (cap,) arena of point indices, their r, and scratch.
-        a_start, a_end, a_max, a_arg, a_centre: per-area tables (L + budget + 1,).
-        state: int64[4]: picks done, centres filled, areas used, arena tail.
-        n_steps: picks to make in this call.
-        out_idx, out_r: (budget,) outputs.
-        first: forced first pick (>= 0) or -1.
+    ``first`` (>= 0) forces the very first pick; -1 lets the argmax decide.
+    ``out_idx``/``out_r`` ``(budget,)`` receive the picks and their r.
     """
-    d = x.shape[1]
-    n_chunks_max = order.shape[0] // _CHUNK + 2 * a_start.shape[0] + 1
-    chunk_area = np.empty(n_chunks_max, dtype=np.int64)
-    chunk_lo = np.empty(n_chunks_max, dtype=np.int64)
-    chunk_hi = np.empty(n_chunks_max, dtype=np.int64)
-    chunk_moves = np.zeros(n_chunks_max, dtype=np.int64)
-    cu = np.empty(d, dtype=x.dtype)
+    cu = np.empty(x.shape[1], dtype=x.dtype)
     for _ in range(n_steps):
-        i, n_c, n_a, tail = state[0], state[1], state[2], state[3]
-        # 1. the argmax over areas (ties: lowest point index)
+        i = state[0]
         if i == 0 and first >= 0:
             u = first
-            ru = np.inf
-            au = -1
-            for k in range(n_a):
-                for p in range(a_start[k], a_end[k]):
-                    if order[p] == u:
-                        au = k
-                        ru = rr[p]
+            au, ru = _locate(order, rr, a_start, a_end, state[2], u)
         else:
-            au = -1
-            ru = -1.0
-            ua = -1
-            for k in range(n_a):
-                v = a_max[k]
-                if v > ru or (v == ru and a_arg[k] < ua):
-                    ru = v
-                    ua = a_arg[k]
-                    au = k
-            u = ua
+            ru, u, au = _best_area(a_max, a_arg, state[2])
         out_idx[i] = u
         out_r[i] = ru
-        # 2. the new centre
-        for c in range(d):
+        for c in range(x.shape[1]):
             cu[c] = x[u, c]
-            centres[n_c, c] = x[u, c]
-        du = dens[u]
-        cdens[n_c] = du
-        sdu = np.sqrt(du)
-        # 3. work list: chunks of the areas that cannot be skipped
-        n_chunks = 0
-        for k in range(n_a):
-            s, e = a_start[k], a_end[k]
-            if e <= s:
-                continue
-            ck = a_centre[k]
-            if k != au and ck >= 0:
-                dist = np.sqrt(_sqdist(centres, ck, centres, n_c))
-                bound = np.sqrt(a_max[k]) * (np.sqrt(cdens[ck]) + sdu)
-                if dist >= bound * (1.0 + _PRUNE_SLACK) + 1e-30:
-                    continue
-            p = s
-            while p < e:
-                q = min(p + _CHUNK, e)
-                chunk_area[n_chunks] = k
-                chunk_lo[n_chunks] = p
-                chunk_hi[n_chunks] = q
-                n_chunks += 1
-                p = q
-        # 4. new scaled distances; tmp[p] >= 0 marks a mover (its new r), -1 a stayer
-        for j in prange(n_chunks):
-            m = 0
-            for p in range(chunk_lo[j], chunk_hi[j]):
-                t = order[p]
-                if t == u:
-                    tmp[p] = -2.0
-                    continue
-                v = _sqdist_to(x, t, cu) / du
-                if v < rr[p]:
-                    tmp[p] = v
-                    m += 1
-                else:
-                    tmp[p] = -1.0
-            chunk_moves[j] = m
-        total = 0
-        for j in range(n_chunks):
-            total += chunk_moves[j]
-        # 5. make room at the tail; chunk bounds shift with their areas
-        if tail + total > order.shape[0]:
-            old_start = a_start[:n_a].copy()
-            tail = _compact(order, rr, tmp, a_start, a_end, n_a)
-            for j in range(n_chunks):
-                shift = old_start[chunk_area[j]] - a_start[chunk_area[j]]
-                chunk_lo[j] -= shift
-                chunk_hi[j] -= shift
-        # 6. movers to the new area (tail), stayers compacted in place, per area
-        off = np.empty(n_chunks, dtype=np.int64)
-        acc_off = tail
-        for j in range(n_chunks):
-            off[j] = acc_off
-            acc_off += chunk_moves[j]
-        # areas touched: consecutive chunks share an area
-        first_chunk = np.empty(n_chunks + 1, dtype=np.int64)
-        n_touched = 0
-        for j in range(n_chunks):
-            if j == 0 or chunk_area[j] != chunk_area[j - 1]:
-                first_chunk[n_touched] = j
-                n_touched += 1
-        first_chunk[n_touched] = n_chunks
-        new_best = np.full(n_touched, -1.0)
-        new_arg = np.full(n_touched, -1, dtype=np.int64)
-        for q in prange(n_touched):
-            j0, j1 = first_chunk[q], first_chunk[q + 1]
-            k = chunk_area[j0]
-            w = chunk_lo[j0]
-            changed = False
-            nb = -1.0
-            na = -1
-            sb = -1.0
-            sa = -1
-            for j in range(j0, j1):
-                dst = off[j]
-                for p in range(chunk_lo[j], chunk_hi[j]):
-                    v = tmp[p]
-                    if v >= 0.0:
-                        t = order[p]
-                        order[dst] = t
-                        rr[dst] = v
-                        dst += 1
-                        if v > nb or (v == nb and t < na):
-                            nb = v
-                            na = t
-                        changed = True
-                    elif v == -1.0:
-                        t = order[p]
-                        order[w] = t
-                        rr[w] = rr[p]
-                        w += 1
-                        if rr[w - 1] > sb or (rr[w - 1] == sb and t < sa):
-                            sb = rr[w - 1]
-                            sa = t
-                    else:
-                        changed = True
-            new_best[q] = nb
-            new_arg[q] = na
-            if changed:  # every member of the area was visited, so sb/sa is exact
-                a_end[k] = w
-                a_max[k] = sb
-                a_arg[k] = sa
-        # 7. the new area
-        a_start[n_a] = tail
-        a_end[n_a] = tail + total
-        a_centre[n_a] = n_c
-        best = -1.0
-        arg = -1
-        for q in range(n_touched):
-            if new_best[q] > best or (new_best[q] == best and new_arg[q] < arg):
-                best = new_best[q]
-                arg = new_arg[q]
-        a_max[n_a] = best
-        a_arg[n_a] = arg
+        add_centre(x, centres, cdens, order, rr, tmp, a_start, a_end, a_max, a_arg,
+                   a_centre, state, cu, dens[u], u, au)
         state[0] = i + 1
-        state[1] = n_c + 1
-        state[2] = n_a + 1
-        state[3] = tail + total
+
+
+class Engine:
+    """Incremental Algorithm 1 over one pool: ``best()`` and ``add_centre(...)``.
+
+    The building block of :func:`farthest_first` and of selection sharded over
+    processes, where each process holds one pool and centres may come from
+    another process.
+
+    Args:
+        x: (N, D) float32/float64 C-contiguous features.
+        dens: (N,) float64 densities (ones for k-center greedy).
+        centres: (L, D) labeled features (in-pool and out-of-pool), L may be 0.
+        cdens: (L,) float64 their densities.
+        excluded: (N,) bool, in-pool labeled points.
+        max_new: how many centres may still be added.
+    """
+
+    def __init__(self, x, dens, centres, cdens, excluded, max_new):
+        n, d = x.shape
+        n_lab = centres.shape[0]
+        self.x, self.dens = x, dens
+        cap = 2 * n + 1
+        self.order = np.empty(cap, dtype=np.int64)
+        self.rr = np.empty(cap, dtype=np.float64)
+        self.tmp = np.empty(cap, dtype=np.float64)
+        n_area = n_lab + max_new + 1
+        self.a_start = np.zeros(n_area, dtype=np.int64)
+        self.a_end = np.zeros(n_area, dtype=np.int64)
+        self.a_max = np.full(n_area, -1.0)
+        self.a_arg = np.full(n_area, -1, dtype=np.int64)
+        self.a_centre = np.full(n_area, -1, dtype=np.int64)
+        self.centres = np.empty((n_lab + max_new, d), dtype=x.dtype)
+        self.cdens = np.empty(n_lab + max_new, dtype=np.float64)
+        self.state = np.zeros(4, dtype=np.int64)
+        if n_lab:
+            self.centres[:n_lab] = centres
+            self.cdens[:n_lab] = cdens
+            assign, r = assign_to_centres(x, self.centres[:n_lab], self.cdens[:n_lab], excluded)
+            m = build_areas(assign, r, n_lab, self.order, self.rr, self.a_start, self.a_end,
+                            self.a_max, self.a_arg)
+            self.a_centre[:n_lab] = np.arange(n_lab)
+            self.state[:] = (0, n_lab, n_lab, m)
+        else:
+            keep = np.flatnonzero(~excluded)
+            m = keep.shape[0]
+            self.order[:m] = keep
+            self.rr[:m] = np.inf
+            self.a_start[0], self.a_end[0] = 0, m
+            if m:
+                self.a_max[0], self.a_arg[0] = np.inf, keep[0]
+            self.state[:] = (0, 0, 1, m)
+
+    def best(self) -> tuple[float, int]:
+        """(r, index) of the next pick of this pool; (-1.0, -1) when it is exhausted."""
+        ru, u, _ = _best_area(self.a_max, self.a_arg, self.state[2])
+        return float(ru), int(u)
+
+    def r_of(self, u: int) -> float:
+        """Current r of point ``u`` (-1.0 when labeled or picked)."""
+        return float(_locate(self.order, self.rr, self.a_start, self.a_end, self.state[2], u)[1])
+
+    def add_centre(self, vec, density: float, u: int = -1) -> None:
+        """Make ``vec`` (D,) with ``density`` a selected point; ``u`` is its index in this
+        pool (then removed from the pool) or -1 for a point held elsewhere."""
+        au = -1
+        if u >= 0:
+            au, _ = _locate(self.order, self.rr, self.a_start, self.a_end, self.state[2], u)
+        add_centre(self.x, self.centres, self.cdens, self.order, self.rr, self.tmp,
+                   self.a_start, self.a_end, self.a_max, self.a_arg, self.a_centre, self.state,
+                   np.ascontiguousarray(vec, dtype=self.x.dtype), float(density), int(u), au)
+
+    def run(self, n_steps, out_idx, out_r, first=-1) -> None:
+        """Make ``n_steps`` picks of this pool alone, appending to ``out_idx``/``out_r``."""
+        run_picks(self.x, self.dens, self.centres, self.cdens, self.order, self.rr, self.tmp,
+                  self.a_start, self.a_end, self.a_max, self.a_arg, self.a_centre, self.state,
+                  n_steps, out_idx, out_r, first)
 
 
 def farthest_first(x, dens, centres, cdens, excluded, budget, first, progress_cb=None,
@@ -331,52 +427,23 @@ def farthest_first(x, dens, centres, cdens, excluded, budget, first, progress_cb
         cdens: (L,) float64 their densities.
         excluded: (N,) bool, in-pool labeled points (never picked).
         budget: picks to make.
-        first: forced first pick or -1 (only when L == 0).
+        first: forced first pick or -1.
         progress_cb: called with the number of new picks after each block.
+        n_blocks: the picks are made in about this many compiled calls.
 
     Returns:
         (indices (budget,) int64, radii (budget,) float64).
     """
-    n, d = x.shape
-    n_lab = centres.shape[0]
     out_idx = np.empty(budget, dtype=np.int64)
     out_r = np.empty(budget, dtype=np.float64)
     if budget == 0:
         return out_idx, out_r
-    cap = 2 * n + 1
-    order = np.empty(cap, dtype=np.int64)
-    rr = np.empty(cap, dtype=np.float64)
-    tmp = np.empty(cap, dtype=np.float64)
-    n_area_max = n_lab + budget + 1
-    a_start = np.zeros(n_area_max, dtype=np.int64)
-    a_end = np.zeros(n_area_max, dtype=np.int64)
-    a_max = np.full(n_area_max, -1.0)
-    a_arg = np.full(n_area_max, -1, dtype=np.int64)
-    a_centre = np.full(n_area_max, -1, dtype=np.int64)
-    all_centres = np.empty((n_lab + budget, d), dtype=x.dtype)
-    all_cdens = np.empty(n_lab + budget, dtype=np.float64)
-    state = np.zeros(4, dtype=np.int64)
-    if n_lab:
-        all_centres[:n_lab] = centres
-        all_cdens[:n_lab] = cdens
-        assign, r = assign_to_centres(x, all_centres[:n_lab], all_cdens[:n_lab], excluded)
-        m = build_areas(assign, r, n_lab, order, rr, a_start, a_end, a_max, a_arg)
-        a_centre[:n_lab] = np.arange(n_lab)
-        state[:] = (0, n_lab, n_lab, m)
-    else:
-        keep = np.flatnonzero(~excluded)
-        m = keep.shape[0]
-        order[:m] = keep
-        rr[:m] = np.inf
-        a_start[0], a_end[0] = 0, m
-        a_max[0], a_arg[0] = (np.inf, keep[0]) if m else (-1.0, -1)
-        state[:] = (0, 0, 1, m)
+    engine = Engine(x, dens, centres, cdens, excluded, budget)
     step = max(1, -(-budget // n_blocks))
     done = 0
     while done < budget:
         k = min(step, budget - done)
-        run_picks(x, dens, all_centres, all_cdens, order, rr, tmp, a_start, a_end, a_max,
-                  a_arg, a_centre, state, k, out_idx, out_r, first)
+        engine.run(k, out_idx, out_r, first)
         done += k
         if progress_cb is not None:
             progress_cb(k)
