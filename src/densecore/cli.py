@@ -30,6 +30,43 @@ def _add_demo(sub) -> None:
     p.set_defaults(func=run)
 
 
+def _add_bench_speed(bench_sub) -> None:
+    p = bench_sub.add_parser("speed", help="CPU selection speed: the engine against the naive "
+                             "gemv loop, sklearn pairwise_distances and torch.linalg.norm")
+    p.add_argument("--n", type=int, default=100_000, help="number of points (default 100000)")
+    p.add_argument("--dim", type=int, default=64, help="feature dimension (default 64)")
+    p.add_argument("--budget", type=int, default=1000, help="picks (default 1000)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--repeats", type=int, default=3, help="timed runs, best kept (default 3)")
+    p.add_argument("--methods", nargs="+", default=None,
+                   help="subset of: engine torch_backend naive sklearn torch_norm")
+    p.add_argument("--baseline-picks", type=int, default=200,
+                   help="picks timed for sklearn/torch_norm, scaled to the budget")
+    p.add_argument("--json", default=None, metavar="OUT", help="also write the rows as JSON")
+
+    def run(args) -> int:
+        from .bench.report import machine_info, write_json_atomic
+        from .bench.speed import METHODS, format_table, run_speed
+
+        rows = run_speed(n=args.n, dim=args.dim, budget=args.budget, seed=args.seed,
+                         repeats=args.repeats, methods=args.methods or METHODS,
+                         baseline_picks=args.baseline_picks)
+        print(format_table(rows))
+        if args.json:
+            write_json_atomic(args.json, {"benchmark": "speed", "machine": machine_info(),
+                                          "rows": rows})
+        return 0
+
+    p.set_defaults(func=run)
+
+
+def _add_bench(sub) -> None:
+    p = sub.add_parser("bench", help="benchmarks (print a Markdown table, optional JSON)")
+    bench_sub = p.add_subparsers(dest="bench_command", metavar="BENCHMARK")
+    _add_bench_speed(bench_sub)
+    p.set_defaults(func=lambda args: p.print_help() or 2)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``densecore`` command."""
     parser = argparse.ArgumentParser(
@@ -37,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Density-aware core-set active learning for semantic segmentation.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_demo(sub)
+    _add_bench(sub)
     return parser
 
 
