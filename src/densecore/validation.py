@@ -26,6 +26,7 @@ __all__ = [
     "as_tensor_like",
     "check_budget",
     "check_densities",
+    "check_error",
     "check_feature_map",
     "check_features",
     "check_index",
@@ -247,3 +248,22 @@ def check_mask(mask: ArrayLike, shape: tuple[int, int], name: str = "mask") -> n
     if mask.shape != tuple(shape):
         raise ValueError(f"{name} must have shape {tuple(shape)}; got shape {mask.shape}")
     return np.ascontiguousarray(mask)
+
+
+def check_error(e: ArrayLike, n: int, name: str = "raw_error", *,
+                validate: bool = True) -> torch.Tensor:
+    """Check an ``(N,)`` floating vector of finite, non-negative errors (distance estimates)."""
+    t = as_tensor_like(e, name)
+    if t.dtype not in _FLOAT_TORCH:
+        raise TypeError(f"{name} must be a floating array; got dtype {t.dtype}")
+    if t.ndim != 1 or t.shape[0] != n:
+        raise ValueError(f"{name} must have shape ({n},); got shape {tuple(t.shape)}")
+    if validate and n:
+        bad = ~torch.isfinite(t)
+        if bool(bad.any()):
+            i = int(bad.nonzero()[0, 0])
+            raise ValueError(f"{name} must be finite; got {float(t[i])} at index {i}")
+        i = int(torch.argmin(t))
+        if float(t[i]) < 0:
+            raise ValueError(f"{name} must be non-negative; got min {float(t[i])} at index {i}")
+    return t
