@@ -5,13 +5,16 @@ The public surface is listed in ``__all__`` (a test pins it).
 
 from .bounds import (BoundReport, average_radial_distance, bound_report, coreset_loss,
                      coverage, covering_radius)
+from .budgets import pixel_budget, region_budget
 from .density import KNNDensity, coverage_density
 from .greedy import Selection, farthest_first
 from .samplers import DensityAwareGreedy, KCenterGreedy
+from .state import ActiveLabelState
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ActiveLabelState",
     "BoundReport",
     "DensityAwareGreedy",
     "KCenterGreedy",
@@ -24,4 +27,6 @@ __all__ = [
     "coverage_density",
     "covering_radius",
     "farthest_first",
+    "pixel_budget",
+    "region_budget",
 ]
