@@ -1,0 +1,436 @@
+"""Bound benchmark: covering radius vs max average radial distance vs core-set loss.
+
+For each data set, budget and seed, every method selects ``budget`` points and
+:func:`densecore.bound_report` measures ``delta`` (Eq. 3), the maximum average
+radial distance ``max_ard`` (Eq. 4, Theorem 2's bound) and the 1-NN core-set
+loss (Eq. 1). Methods:
+
+* ``random``: uniform without replacement (seeded).
+* ``kcenter``: :class:`densecore.KCenterGreedy`.
+* ``density_aware``: :class:`densecore.DensityAwareGreedy` with the paper's
+  default scaling (``tau = 0.25``, ``beta = e^2.4``).
+* ``density_aware_tuned``: the same with ``tau`` from
+  :func:`densecore.tune_density_scaling` for that budget (held-out protocol
+  described there); ``seconds`` includes the tuning.
+* ``exact_ard_greedy``: :func:`exact_ard_greedy`, the naive greedy that adds the
+  point minimising the max average radial distance of the new set
+  (``O(n^2 b)``), run only where ``n <= exact_max_n``.
+
+Data sets (all features L2-normalised, as the paper does before selection):
+
+* ``gmm``: :func:`densecore.synthetic.gaussian_mixture`, 10 components with
+  unequal weights and spreads; raw error = mean distance to the 10 nearest
+  neighbours (:func:`densecore.density.knn_mean_distance`).
+* ``digits``: scikit-learn's 8x8 handwritten digits (1,797 x 64, pixel values
+  / 16), kNN raw error as above. Needs scikit-learn (``densecore[test]``);
+  skipped with a log message when it is not installed.
+
+Shape:
+    rows are flat dicts: ``dataset, n, budget, seed, method, tau, delta,
+    max_ard, mean_ard, coreset_loss, seconds``; distances are plain Euclidean.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+
+from ..bounds import bound_report
+from ..density import TAU, coverage_density, knn_mean_distance
+from ..samplers import DensityAwareGreedy, KCenterGreedy
+from ..synthetic import gaussian_mixture
+from ..tuning import DEFAULT_TAUS, tune_density_scaling
+from ..validation import check_features, check_int
+from .report import markdown_table
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "COLUMNS",
+    "Dataset",
+    "exact_ard_greedy",
+    "format_table",
+    "load_datasets",
+    "plot_bounds",
+    "plot_density_vs_ard",
+    "run_bounds",
+    "summarise",
+]
+
+COLUMNS = ["dataset", "n", "budget", "method", "tau", "delta", "max_ard", "mean_ard",
+           "coreset_loss", "seconds"]
+
+
+@dataclass
+class Dataset:
+    """One benchmark data set.
+
+    Attributes:
+        name: short name used in rows and file names.
+        features: ``(N, D)`` float32, L2-normalised.
+        labels: ``(N,)`` int64 class ids (for the core-set loss).
+        raw_error: ``(N,)`` float64 estimate of average radial distance that
+            densities are made from.
+        error_seconds: time to compute ``raw_error``.
+    """
+
+    name: str
+    features: np.ndarray
+    labels: np.ndarray
+    raw_error: np.ndarray
+    error_seconds: float = 0.0
+
+
+def _l2(x: np.ndarray) -> np.ndarray:
+    return (x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+
+
+def _knn_dataset(name: str, x: np.ndarray, y: np.ndarray, k: int = 10) -> Dataset:
+    t0 = time.perf_counter()
+    e = np.asarray(knn_mean_distance(x, k), dtype=np.float64)
+    return Dataset(name, x, y.astype(np.int64), e, time.perf_counter() - t0)
+
+
+def gmm_dataset(n: int, seed: int = 0, dim: int = 16) -> Dataset:
+    """The ``gmm`` data set: 10-component mixture, L2-normalised, kNN raw error.
+
+    Example:
+        >>> ds = gmm_dataset(300)
+        >>> ds.features.shape, ds.raw_error.shape
+        ((300, 16), (300,))
+    """
+    x, y = gaussian_mixture(n, dim=dim, n_components=10, seed=seed)
+    return _knn_dataset("gmm" if n <= 5000 else f"gmm{n // 1000}k", _l2(x), y)
+
+
+def digits_dataset() -> Dataset | None:
+    """scikit-learn's digits (1797 x 64), L2-normalised, kNN raw error; None without
+    scikit-learn."""
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError:
+        log.warning("scikit-learn is not installed; skipping the digits data set "
+                    "(pip install densecore[test])")
+        return None
+    d = load_digits()
+    return _knn_dataset("digits", _l2(d.data / 16.0), d.target)
+
+
+def load_datasets(quick: bool = True) -> list[Dataset]:
+    """The data sets of the quick or the full run."""
+    out = [gmm_dataset(2000)]
+    if not quick:
+        out.append(gmm_dataset(20000))
+    dg = digits_dataset()
+    if dg is not None:
+        out.append(dg)
+    return out
+
+
+# ---------------------------------------------------------------- exact greedy
+
+@numba.njit(parallel=True, cache=True)
+def _exact_scores(dist, old_d, assign, sums, counts, m):  # pragma: no cover - numba
+    n = dist.shape[0]
+    scores = np.empty(n)
+    for c in numba.prange(n):
+        if old_d[c] == 0.0:  # already selected, or a duplicate of a selected point
+            scores[c] = np.inf
+            continue
+        dsum = np.zeros(m)
+        dcnt = np.zeros(m)
+        new_sum = 0.0
+        new_cnt = 0.0
+        for j in range(n):
+            dj = dist[c, j]
+            if dj < old_d[j]:
+                new_sum += dj
+                new_cnt += 1.0
+                a = assign[j]
+                if a >= 0:
+                    dsum[a] += old_d[j]
+                    dcnt[a] += 1.0
+        best = new_sum / new_cnt
+        for k in range(m):
+            cnt = counts[k] - dcnt[k]
+            if cnt > 0.5:
+                v = (sums[k] - dsum[k]) / cnt
+                if v > best:
+                    best = v
+        scores[c] = best
+    return scores
+
+
+def exact_ard_greedy(features, budget: int) -> np.ndarray:
+    """The naive greedy for Eq. 4: each step adds the point that minimises the max
+    average radial distance of the new selection.
+
+    The first pick is the medoid (the point with the smallest mean distance to
+    all others). Every step scores all ``n`` candidates against all ``n``
+    points, so the cost is ``O(n^2 b)`` time and ``O(n^2)`` memory (the full
+    Euclidean distance matrix): for small ``n`` only (a few thousand).
+    Ties go to the lowest index.
+
+    Args:
+        features: ``(n, D)`` float array.
+        budget: number of picks, ``1 <= budget <= n``.
+
+    Returns:
+        ``(budget,)`` int64 indices in selection order.
+
+    Example:
+        >>> import numpy as np
+        >>> x = np.array([[0.0], [1.0], [2.0], [10.0], [11.0]])
+        >>> exact_ard_greedy(x, 2).tolist()
+        [2, 3]
+    """
+    x = np.asarray(check_features(features), dtype=np.float64)
+    n = x.shape[0]
+    budget = check_int(budget, "budget", minimum=1)
+    if budget > n:
+        raise ValueError(f"budget must be at most the number of points ({n}); got {budget}")
+    sq = (x * x).sum(1)
+    dist = np.sqrt(np.maximum(sq[:, None] + sq[None, :] - 2.0 * x @ x.T, 0.0))
+    np.fill_diagonal(dist, 0.0)
+    old_d = np.full(n, np.inf)
+    assign = np.full(n, -1, dtype=np.int64)
+    sums = np.zeros(budget)
+    counts = np.zeros(budget)
+    picks = np.empty(budget, dtype=np.int64)
+    for m in range(budget):
+        c = int(np.argmin(_exact_scores(dist, old_d, assign, sums, counts, m)))
+        picks[m] = c
+        moved = dist[c] < old_d
+        np.subtract.at(sums, assign[moved & (assign >= 0)],
+                       old_d[moved & (assign >= 0)])
+        np.subtract.at(counts, assign[moved & (assign >= 0)], 1.0)
+        old_d = np.where(moved, dist[c], old_d)
+        assign[moved] = m
+        sums[m] = dist[c][moved].sum()
+        counts[m] = moved.sum()
+    return picks
+
+
+# ------------------------------------------------------------------- the run
+
+def _row(ds: Dataset, budget: int, seed: int, method: str, sel, seconds: float,
+         tau=None) -> dict:
+    rep = bound_report(ds.features, np.asarray(sel, dtype=np.int64), ds.labels)
+    return {"dataset": ds.name, "n": int(len(ds.features)), "budget": int(budget),
+            "seed": int(seed), "method": method, "tau": tau, "delta": rep.delta,
+            "max_ard": rep.max_ard, "mean_ard": float(np.mean(rep.ard)),
+            "coreset_loss": rep.coreset_loss, "seconds": seconds}
+
+
+def run_dataset(ds: Dataset, budgets, seeds=(0,), *, taus=DEFAULT_TAUS,
+                exact_max_n: int = 2000, methods=None) -> list[dict]:
+    """Rows for one data set over ``budgets`` x ``seeds`` (see the module docstring).
+
+    ``exact_ard_greedy`` is deterministic (it has no seed) and runs once per budget.
+    """
+    methods = set(methods or ("random", "kcenter", "density_aware", "density_aware_tuned",
+                              "exact_ard_greedy"))
+    x, n = ds.features, len(ds.features)
+    rows = []
+    for budget in budgets:
+        for seed in seeds:
+            if "random" in methods:
+                t0 = time.perf_counter()
+                sel = np.random.default_rng(seed).choice(n, size=budget, replace=False)
+                rows.append(_row(ds, budget, seed, "random", sel, time.perf_counter() - t0))
+            if "kcenter" in methods:
+                t0 = time.perf_counter()
+                sel = KCenterGreedy(seed=seed).select(x, budget).indices
+                rows.append(_row(ds, budget, seed, "kcenter", sel, time.perf_counter() - t0))
+            if "density_aware" in methods:
+                t0 = time.perf_counter()
+                dens = coverage_density(ds.raw_error, tau=TAU)
+                sel = DensityAwareGreedy(seed=seed).select(x, budget, densities=dens).indices
+                rows.append(_row(ds, budget, seed, "density_aware", sel,
+                                 time.perf_counter() - t0 + ds.error_seconds, tau=TAU))
+            if "density_aware_tuned" in methods:
+                t0 = time.perf_counter()
+                res = tune_density_scaling(x, ds.raw_error, budget, taus=taus, seed=seed)
+                dens = coverage_density(ds.raw_error, beta=res.beta, tau=res.tau)
+                sel = DensityAwareGreedy(seed=seed).select(x, budget, densities=dens).indices
+                row = _row(ds, budget, seed, "density_aware_tuned", sel,
+                           time.perf_counter() - t0 + ds.error_seconds, tau=res.tau)
+                row["holdout"] = res.as_dict()
+                rows.append(row)
+        if "exact_ard_greedy" in methods and n <= exact_max_n:
+            t0 = time.perf_counter()
+            sel = exact_ard_greedy(x, budget)
+            rows.append(_row(ds, budget, 0, "exact_ard_greedy", sel, time.perf_counter() - t0))
+    return rows
+
+
+def tau_sweep(ds: Dataset, budget: int, taus=DEFAULT_TAUS, seed: int = 0) -> list[dict]:
+    """Density-aware greedy on all of ``ds`` at each ``tau`` (plus k-center as
+    ``tau = inf``): rows ``{dataset, budget, tau, delta, max_ard, coreset_loss}``."""
+    rows = []
+    for tau in list(taus) + [math.inf]:
+        if math.isinf(tau):
+            sel = KCenterGreedy(seed=seed).select(ds.features, budget).indices
+        else:
+            dens = coverage_density(ds.raw_error, tau=tau)
+            sel = DensityAwareGreedy(seed=seed).select(ds.features, budget,
+                                                       densities=dens).indices
+        r = _row(ds, budget, seed, "kcenter" if math.isinf(tau) else "density_aware", sel,
+                 0.0, tau=tau)
+        rows.append({k: r[k] for k in ("dataset", "budget", "tau", "delta", "max_ard",
+                                       "coreset_loss")})
+    return rows
+
+
+def run_bounds(quick: bool = True, *, datasets=None, budgets=None, seeds=None,
+               taus=DEFAULT_TAUS, exact_max_n: int = 2000) -> dict:
+    """Run the bound benchmark.
+
+    Args:
+        quick: the quick run (budgets 20, 50, 100; seed 0; 2,000-point mixture and
+            digits), about a minute on 2 CPU cores; else the full run (budgets
+            20 to 400, seeds 0-2, adds a 20,000-point mixture).
+        datasets: list of :class:`Dataset` (default :func:`load_datasets`).
+        budgets, seeds: override the sweep.
+        taus: the grid for :func:`densecore.tune_density_scaling`.
+        exact_max_n: largest ``n`` on which ``exact_ard_greedy`` runs.
+
+    Returns:
+        ``{"rows": [...], "tau_sweep": [...], "datasets": [...], "seconds": float}``.
+
+    Example:
+        >>> out = run_bounds(datasets=[gmm_dataset(200)], budgets=[5], taus=(0.25, 1.0))
+        >>> sorted({r["method"] for r in out["rows"]})[:2]
+        ['density_aware', 'density_aware_tuned']
+    """
+    t0 = time.perf_counter()
+    datasets = load_datasets(quick) if datasets is None else list(datasets)
+    budgets = tuple(budgets or ((20, 50, 100) if quick else (20, 50, 100, 200, 400)))
+    seeds = tuple(seeds or ((0,) if quick else (0, 1, 2)))
+    rows, sweep = [], []
+    for ds in datasets:
+        bs = [b for b in budgets if b <= len(ds.features)]
+        rows += run_dataset(ds, bs, seeds, taus=taus, exact_max_n=exact_max_n)
+        sweep += tau_sweep(ds, bs[len(bs) // 2], taus=taus)
+    return {"rows": rows, "tau_sweep": sweep,
+            "datasets": [{"name": d.name, "n": int(len(d.features)),
+                          "dim": int(d.features.shape[1]),
+                          "classes": int(len(np.unique(d.labels)))} for d in datasets],
+            "seconds": time.perf_counter() - t0}
+
+
+def summarise(rows: list[dict]) -> list[dict]:
+    """Mean over seeds of each (dataset, budget, method); ``tau`` of the tuned rows is
+    the list of chosen values joined by ``/``."""
+    groups: dict = {}
+    for r in rows:
+        groups.setdefault((r["dataset"], r["budget"], r["method"]), []).append(r)
+    out = []
+    for (name, budget, method), rs in groups.items():
+        taus = sorted({r["tau"] for r in rs if r["tau"] is not None})
+        row = {"dataset": name, "n": rs[0]["n"], "budget": budget, "method": method,
+               "tau": "/".join(f"{t:g}" for t in taus) if taus else None,
+               "seeds": len(rs)}
+        for k in ("delta", "max_ard", "mean_ard", "coreset_loss", "seconds"):
+            row[k] = float(np.mean([r[k] for r in rs]))
+        out.append(row)
+    return out
+
+
+def format_table(rows: list[dict]) -> str:
+    """Markdown table of :func:`summarise` rows (or raw rows)."""
+    return markdown_table(rows, COLUMNS)
+
+
+# ------------------------------------------------------------------ plots
+
+def _figure(**kwargs):
+    # A bare Figure renders with the Agg canvas and leaves pyplot's global state alone.
+    try:
+        from matplotlib.figure import Figure
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError("plots need matplotlib: pip install densecore[plots]") from exc
+    return Figure(**kwargs)
+
+
+def _save_atomic(fig, path: str) -> None:
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".png")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            fig.savefig(f, format="png", dpi=110, bbox_inches="tight")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def plot_bounds(rows: list[dict], directory: str) -> list[str]:
+    """One PNG per data set, ``bounds_<dataset>.png``: delta, max ARD and core-set
+    loss against the budget, one line per method (mean over seeds). Returns the paths."""
+    paths = []
+    summary = summarise(rows)
+    for name in sorted({r["dataset"] for r in summary}):
+        rs = [r for r in summary if r["dataset"] == name]
+        fig = _figure(figsize=(13, 3.6))
+        axes = fig.subplots(1, 3)
+        for method in sorted({r["method"] for r in rs}):
+            mr = sorted((r for r in rs if r["method"] == method), key=lambda r: r["budget"])
+            for ax, key in zip(axes, ("delta", "max_ard", "coreset_loss")):
+                ax.plot([r["budget"] for r in mr], [r[key] for r in mr], marker="o",
+                        label=method)
+        for ax, title in zip(axes, ("delta (Eq. 3)", "max average radial distance (Eq. 4)",
+                                    "core-set loss, 1-NN (Eq. 1)")):
+            ax.set_xscale("log")
+            ax.set_xlabel("budget")
+            ax.set_title(title, fontsize=10)
+        axes[0].legend(fontsize=8)
+        fig.suptitle(f"{name}: bounds vs budget", fontsize=11)
+        path = os.path.join(directory, f"bounds_{name}.png")
+        _save_atomic(fig, path)
+        paths.append(path)
+    return paths
+
+
+def density_vs_ard(ds: Dataset, budget: int, tau: float = TAU, seed: int = 0) -> dict:
+    """Fig. 4's data: for a k-center selection of ``budget`` points, the coverage
+    density (``tau``, paper's ``beta``) and the average radial distance of each
+    selected point, and the R^2 of a linear fit of ARD on 1/density."""
+    sel = KCenterGreedy(seed=seed).select(ds.features, budget).indices
+    rep = bound_report(ds.features, sel)
+    dens = np.asarray(coverage_density(ds.raw_error, tau=tau))[sel]
+    inv = 1.0 / dens
+    a = np.vstack([inv, np.ones_like(inv)]).T
+    coef, *_ = np.linalg.lstsq(a, rep.ard, rcond=None)
+    resid = rep.ard - a @ coef
+    ss = float(((rep.ard - rep.ard.mean()) ** 2).sum())
+    r2 = 1.0 - float((resid ** 2).sum()) / ss if ss > 0 else float("nan")
+    return {"dataset": ds.name, "budget": budget, "tau": tau, "density": dens.tolist(),
+            "ard": rep.ard.tolist(), "r2": r2}
+
+
+def plot_density_vs_ard(points: list[dict], directory: str) -> str:
+    """Scatter of average radial distance against coverage density of the selected
+    points, one panel per data set (as the paper's Fig. 4); ``density_vs_ard.png``."""
+    fig = _figure(figsize=(4.2 * len(points), 3.6))
+    axes = fig.subplots(1, len(points), squeeze=False)
+    for ax, p in zip(axes[0], points):
+        ax.scatter(p["density"], p["ard"], s=10, alpha=0.7)
+        ax.set_xlabel(f"coverage density (tau={p['tau']:g})")
+        ax.set_ylabel("average radial distance")
+        ax.set_title(f"{p['dataset']}, k-center b={p['budget']}, "
+                     f"R^2(ARD~1/d)={p['r2']:.2f}", fontsize=9)
+    path = os.path.join(directory, "density_vs_ard.png")
+    _save_atomic(fig, path)
+    return path
