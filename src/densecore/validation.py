@@ -36,6 +36,7 @@ __all__ = [
     "check_mask",
     "check_positive_float",
     "check_same_device",
+    "check_same_on_ranks",
 ]
 
 ArrayLike = Any  # numpy.ndarray or torch.Tensor
@@ -267,3 +268,17 @@ def check_error(e: ArrayLike, n: int, name: str = "raw_error", *,
         if float(t[i]) < 0:
             raise ValueError(f"{name} must be non-negative; got min {float(t[i])} at index {i}")
     return t
+
+
+def check_same_on_ranks(values: list, name: str) -> Any:
+    """Check that every process rank passed the same ``name``; return the common value.
+
+    Args:
+        values: one value per rank, in rank order (gathered by the caller).
+        name: argument name for messages.
+    """
+    for k, v in enumerate(values):
+        if v != values[0]:
+            raise ValueError(f"{name} must be the same on every rank; got {values[0]!r} on "
+                             f"rank 0 and {v!r} on rank {k}")
+    return values[0]
