@@ -7,6 +7,7 @@ import densecore
 EXPECTED = {
     "BoundReport",
     "DensityAwareGreedy",
+    "DensityScaling",
     "KCenterGreedy",
     "KNNDensity",
     "Selection",
@@ -17,6 +18,7 @@ EXPECTED = {
     "coverage_density",
     "covering_radius",
     "farthest_first",
+    "tune_density_scaling",
 }
 
 

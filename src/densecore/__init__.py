@@ -10,6 +10,7 @@ from .density import KNNDensity, coverage_density
 from .greedy import Selection, farthest_first
 from .samplers import DensityAwareGreedy, KCenterGreedy
 from .state import ActiveLabelState
+from .tuning import DensityScaling, tune_density_scaling
 
 __version__ = "0.1.0"
 
@@ -17,6 +18,7 @@ __all__ = [
     "ActiveLabelState",
     "BoundReport",
     "DensityAwareGreedy",
+    "DensityScaling",
     "KCenterGreedy",
     "KNNDensity",
     "Selection",
@@ -29,4 +31,5 @@ __all__ = [
     "farthest_first",
     "pixel_budget",
     "region_budget",
+    "tune_density_scaling",
 ]

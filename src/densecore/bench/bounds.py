@@ -55,13 +55,18 @@ log = logging.getLogger(__name__)
 __all__ = [
     "COLUMNS",
     "Dataset",
+    "density_vs_ard",
+    "digits_dataset",
     "exact_ard_greedy",
     "format_table",
+    "gmm_dataset",
     "load_datasets",
     "plot_bounds",
     "plot_density_vs_ard",
     "run_bounds",
+    "run_dataset",
     "summarise",
+    "tau_sweep",
 ]
 
 COLUMNS = ["dataset", "n", "budget", "method", "tau", "delta", "max_ard", "mean_ard",
