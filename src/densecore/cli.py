@@ -30,6 +30,105 @@ def _add_demo(sub) -> None:
     p.set_defaults(func=run)
 
 
+def _add_select(sub) -> None:
+    p = sub.add_parser(
+        "select", help="pick a core-set from feature vectors (k-center greedy, or "
+        "density-aware greedy when --densities is given)",
+        description="Pick BUDGET rows of FEATURES with Algorithm 1 and write their indices "
+        "(int64, selection order) to OUT as .npy. Inputs: .npy, .npz (one array, or "
+        "FILE.npz:KEY) or .pt (a tensor saved with torch.save).")
+    p.add_argument("--features", required=True, metavar="F", help="(N, D) float features")
+    p.add_argument("--budget", required=True, type=int, metavar="N", help="points to pick")
+    p.add_argument("--densities", metavar="D", help="(N,) positive coverage densities; "
+                   "selects density-aware greedy")
+    p.add_argument("--labeled", metavar="L", help="(M,) int indices already labeled")
+    p.add_argument("--init", type=int, metavar="I", help="first pick when nothing is labeled")
+    p.add_argument("--backend", default="auto", choices=["auto", "numba", "torch"])
+    p.add_argument("--device", default=None, help="torch device for the features "
+                   "(e.g. cuda); default: keep them on the CPU")
+    p.add_argument("--seed", type=int, default=0, help="seeds the first pick (default 0)")
+    p.add_argument("--out", required=True, metavar="OUT", help="output .npy of indices")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+    def load(path: str, flag: str):
+        import os
+        import pickle
+        import zipfile
+
+        import numpy as np
+
+        key = None
+        if not os.path.exists(path) and ":" in path and path.rsplit(":", 1)[0].endswith(".npz"):
+            path, key = path.rsplit(":", 1)
+        try:
+            if path.endswith((".pt", ".pth")):
+                import torch
+
+                x = torch.load(path, map_location="cpu", weights_only=True)
+                if not isinstance(x, torch.Tensor):
+                    raise ValueError(f"expected a tensor; got {type(x).__name__}")
+                return x
+            with open(path, "rb") as f:
+                x = np.load(f, allow_pickle=False)
+                if isinstance(x, np.lib.npyio.NpzFile):
+                    with x:
+                        if key is None and len(x.files) != 1:
+                            raise ValueError(f"holds arrays {x.files}; name one as "
+                                             f"{path}:KEY")
+                        key = x.files[0] if key is None else key
+                        if key not in x.files:
+                            raise ValueError(f"has no array {key!r}; arrays: {x.files}")
+                        x = x[key]
+            return x
+        except (OSError, ValueError, EOFError, RuntimeError, zipfile.BadZipFile,
+                pickle.UnpicklingError) as e:
+            p.error(f"cannot read {flag} {path!r}: {e}")
+
+    def run(args) -> int:
+        import io
+
+        import numpy as np
+        import torch
+
+        from .samplers import DensityAwareGreedy, KCenterGreedy
+        from .state import atomic_write
+
+        features = load(args.features, "--features")
+        densities = None if args.densities is None else load(args.densities, "--densities")
+        labeled = None if args.labeled is None else load(args.labeled, "--labeled")
+        if args.device is not None:
+            try:
+                device = torch.device(args.device)
+                features, densities, labeled = (
+                    None if a is None else torch.as_tensor(a).to(device)
+                    for a in (features, densities, labeled))
+            except (RuntimeError, TypeError, ValueError) as e:
+                p.error(f"--device {args.device!r}: {e}")
+        progress = not args.no_progress
+        try:
+            if densities is None:
+                sampler = KCenterGreedy(args.backend, args.seed, progress)
+                sel = sampler.select(features, args.budget, labeled=labeled, init=args.init)
+            else:
+                sampler = DensityAwareGreedy(args.backend, args.seed, progress)
+                sel = sampler.select(features, args.budget, densities=densities,
+                                     labeled=labeled, init=args.init)
+        except (TypeError, ValueError) as e:
+            p.error(str(e))
+        idx = sel.indices.cpu().numpy() if isinstance(sel.indices, torch.Tensor) else sel.indices
+        buf = io.BytesIO()
+        np.save(buf, np.asarray(idx, dtype=np.int64), allow_pickle=False)
+        try:
+            atomic_write(args.out, buf.getvalue())
+        except OSError as e:
+            p.error(f"cannot write --out {args.out!r}: {e}")
+        print(f"{type(sampler).__name__}: selected {len(idx)} of {len(features)} points; "
+              f"wrote {args.out}")
+        return 0
+
+    p.set_defaults(func=run)
+
+
 def _add_bench_speed(bench_sub) -> None:
     p = bench_sub.add_parser("speed", help="CPU selection speed: the engine against the naive "
                              "gemv loop, sklearn pairwise_distances and torch.linalg.norm")
@@ -74,6 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Density-aware core-set active learning for semantic segmentation.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_demo(sub)
+    _add_select(sub)
     _add_bench(sub)
     return parser
 
