@@ -159,10 +159,37 @@ def _add_bench_speed(bench_sub) -> None:
     p.set_defaults(func=run)
 
 
+def _add_bench_bounds(bench_sub) -> None:
+    p = bench_sub.add_parser("bounds", help="quick bound benchmark: delta, max average radial "
+                             "distance and core-set loss of random, k-center, density-aware "
+                             "(default and tuned tau) and exact-ARD greedy")
+    p.add_argument("--json", default=None, metavar="OUT", help="also write the rows as JSON")
+    p.add_argument("--plots", default=None, metavar="DIR",
+                   help="write PNG plots into DIR (needs matplotlib)")
+
+    def run(args) -> int:
+        from .bench.bounds import format_report, load_datasets, run_bounds, write_plots
+        from .bench.report import machine_info, write_json_atomic
+
+        datasets = load_datasets(quick=True)
+        out = run_bounds(quick=True, datasets=datasets)
+        paths = write_plots(out, args.plots, datasets) if args.plots else []
+        print(format_report(out))
+        for path in paths:
+            print(f"wrote {path}")
+        if args.json:
+            write_json_atomic(args.json, {"benchmark": "bounds", "machine": machine_info(),
+                                          "quick": True, **out})
+        return 0
+
+    p.set_defaults(func=run)
+
+
 def _add_bench(sub) -> None:
     p = sub.add_parser("bench", help="benchmarks (print a Markdown table, optional JSON)")
     bench_sub = p.add_subparsers(dest="bench_command", metavar="BENCHMARK")
     _add_bench_speed(bench_sub)
+    _add_bench_bounds(bench_sub)
     p.set_defaults(func=lambda args: p.print_help() or 2)
 
 

@@ -18,8 +18,8 @@ loss (Eq. 1). Methods:
 
 Data sets (all features L2-normalised, as the paper does before selection):
 
-* ``gmm``: :func:`densecore.synthetic.gaussian_mixture`, 10 components with
-  unequal weights and spreads; raw error = mean distance to the 10 nearest
+* ``gmm``: :func:`densecore.synthetic.gaussian_mixture`, 10 overlapping
+  components (separation 1.0, D = 16) with unequal weights and spreads; raw error = mean distance to the 10 nearest
   neighbours (:func:`densecore.density.knn_mean_distance`).
 * ``digits``: scikit-learn's 8x8 handwritten digits (1,797 x 64, pixel values
   / 16), kNN raw error as above. Needs scikit-learn (``densecore[test]``);
@@ -58,6 +58,7 @@ __all__ = [
     "density_vs_ard",
     "digits_dataset",
     "exact_ard_greedy",
+    "format_report",
     "format_table",
     "gmm_dataset",
     "load_datasets",
@@ -67,6 +68,7 @@ __all__ = [
     "run_dataset",
     "summarise",
     "tau_sweep",
+    "write_plots",
 ]
 
 COLUMNS = ["dataset", "n", "budget", "method", "tau", "delta", "max_ard", "mean_ard",
@@ -103,15 +105,17 @@ def _knn_dataset(name: str, x: np.ndarray, y: np.ndarray, k: int = 10) -> Datase
     return Dataset(name, x, y.astype(np.int64), e, time.perf_counter() - t0)
 
 
-def gmm_dataset(n: int, seed: int = 0, dim: int = 16) -> Dataset:
+def gmm_dataset(n: int, seed: int = 0, dim: int = 16, separation: float = 1.0) -> Dataset:
     """The ``gmm`` data set: 10-component mixture, L2-normalised, kNN raw error.
+
+    ``separation=1.0`` lets components overlap, so the core-set loss is not 0.
 
     Example:
         >>> ds = gmm_dataset(300)
         >>> ds.features.shape, ds.raw_error.shape
         ((300, 16), (300,))
     """
-    x, y = gaussian_mixture(n, dim=dim, n_components=10, seed=seed)
+    x, y = gaussian_mixture(n, dim=dim, n_components=10, separation=separation, seed=seed)
     return _knn_dataset("gmm" if n <= 5000 else f"gmm{n // 1000}k", _l2(x), y)
 
 
@@ -354,6 +358,40 @@ def format_table(rows: list[dict]) -> str:
     return markdown_table(rows, COLUMNS)
 
 
+def format_report(out: dict) -> str:
+    """The printed report of :func:`run_bounds`: the bounds table (mean over seeds),
+    the tau sweep and the held-out tuning results, in Markdown."""
+    tuned = [{"dataset": r["dataset"], "budget": r["budget"], "seed": r["seed"],
+              "tau": r["holdout"]["tau"], "tune_max_ard": r["holdout"]["tune_max_ard"],
+              "holdout_tuned": r["holdout"]["holdout_max_ard"],
+              "holdout_default": r["holdout"]["holdout_default_max_ard"],
+              "holdout_kcenter": r["holdout"]["holdout_kcenter_max_ard"]}
+             for r in out["rows"] if "holdout" in r]
+    parts = ["## Bounds (mean over seeds; Euclidean distances)", "",
+             format_table(summarise(out["rows"])), "",
+             "## max ARD of density-aware greedy vs tau (seed 0; tau = inf is k-center)", "",
+             markdown_table(out["tau_sweep"], ["dataset", "budget", "tau", "delta", "max_ard",
+                                               "coreset_loss"]), "",
+             "## tune_density_scaling: chosen tau, max ARD on the held-out half", "",
+             markdown_table(tuned, ["dataset", "budget", "seed", "tau", "tune_max_ard",
+                                    "holdout_tuned", "holdout_default", "holdout_kcenter"]),
+             "", f"total {out['seconds']:.1f} s"]
+    return "\n".join(parts)
+
+
+def write_plots(out: dict, directory: str, datasets=None, budget: int = 50) -> list[str]:
+    """Write ``bounds_<dataset>.png`` and ``density_vs_ard.png`` (Fig. 4, k-center
+    selection of ``budget`` points, paper's tau) into ``directory``; return the paths
+    and store the Fig. 4 R^2 values in ``out["calibration"]``."""
+    datasets = load_datasets(True) if datasets is None else datasets
+    paths = plot_bounds(out["rows"], directory)
+    pts = [density_vs_ard(ds, min(budget, len(ds.features))) for ds in datasets]
+    out["calibration"] = [{"dataset": p["dataset"], "budget": p["budget"], "tau": p["tau"],
+                           "r2": p["r2"]} for p in pts]
+    paths.append(plot_density_vs_ard(pts, directory))
+    return paths
+
+
 # ------------------------------------------------------------------ plots
 
 def _figure(**kwargs):
@@ -362,7 +400,7 @@ def _figure(**kwargs):
         from matplotlib.figure import Figure
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise ImportError("plots need matplotlib: pip install densecore[plots]") from exc
-    return Figure(**kwargs)
+    return Figure(layout="constrained", **kwargs)
 
 
 def _save_atomic(fig, path: str) -> None:
@@ -398,6 +436,9 @@ def plot_bounds(rows: list[dict], directory: str) -> list[str]:
         for ax, title in zip(axes, ("delta (Eq. 3)", "max average radial distance (Eq. 4)",
                                     "core-set loss, 1-NN (Eq. 1)")):
             ax.set_xscale("log")
+            ticks = sorted({r["budget"] for r in rs})
+            ax.set_xticks(ticks, [str(t) for t in ticks])
+            ax.minorticks_off()
             ax.set_xlabel("budget")
             ax.set_title(title, fontsize=10)
         axes[0].legend(fontsize=8)

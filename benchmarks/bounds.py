@@ -1,0 +1,51 @@
+"""Bound benchmark: delta (Eq. 3) vs max average radial distance (Eq. 4) vs core-set loss.
+
+Random, k-center, density-aware greedy at the paper's tau and at the tau chosen
+by ``densecore.tune_density_scaling``, and the naive exact-ARD greedy (small n)
+on Gaussian mixtures and scikit-learn's digits. The core lives in
+``densecore.bench.bounds`` (also run, quick, by ``densecore bench bounds``).
+
+    python benchmarks/bounds.py --json benchmarks/results/bounds.json --plots docs/img
+    python benchmarks/bounds.py --quick
+
+The digits data set needs scikit-learn (``pip install densecore[test]``); plots
+need matplotlib.
+"""
+
+from __future__ import annotations
+
+import time
+
+from _common import base_parser, machine_info, write_json_atomic
+
+from densecore.bench.bounds import format_report, load_datasets, run_bounds, write_plots
+
+
+def main(argv=None) -> int:
+    p = base_parser(__doc__.splitlines()[0])
+    p.add_argument("--plots", default=None, metavar="DIR",
+                   help="write bounds_<dataset>.png and density_vs_ard.png into DIR")
+    p.add_argument("--budgets", type=int, nargs="+", default=None,
+                   help="default 20 50 100 (quick) or 20 50 100 200 400")
+    p.add_argument("--seeds", type=int, nargs="+", default=None,
+                   help="default 0 (quick) or 0 1 2")
+    args = p.parse_args(argv)
+    t0 = time.perf_counter()
+    datasets = load_datasets(args.quick)
+    out = run_bounds(args.quick, datasets=datasets, budgets=args.budgets, seeds=args.seeds)
+    paths = write_plots(out, args.plots, datasets) if args.plots else []
+    out["seconds"] = time.perf_counter() - t0
+    print(format_report(out))
+    for c in out.get("calibration", []):
+        print(f"Fig. 4 calibration, {c['dataset']}: R^2 of ARD ~ 1/density = {c['r2']:.3f}")
+    for path in paths:
+        print(f"wrote {path}")
+    if args.json:
+        write_json_atomic(args.json, {"benchmark": "bounds", "machine": machine_info(),
+                                      "quick": args.quick, **out})
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
