@@ -87,7 +87,7 @@ def machine_info() -> dict:
     Returns:
         dict with ``cpu`` (model name), ``cores`` (usable CPUs), ``python``,
         ``numpy``, ``torch``, ``numba``, ``numba_threads``, ``cuda`` (device
-        name or None).
+        name or None), ``loadavg_1m`` (other work on a shared machine skews timings).
 
     Example:
         >>> sorted(machine_info())[:3]
@@ -104,4 +104,5 @@ def machine_info() -> dict:
         cores = os.cpu_count()
     return {"cpu": _cpu_model(), "cores": cores, "python": platform.python_version(),
             "numpy": np.__version__, "torch": torch.__version__, "numba": numba.__version__,
-            "numba_threads": numba.get_num_threads(), "cuda": cuda}
+            "numba_threads": numba.get_num_threads(), "cuda": cuda,
+            "loadavg_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None}
