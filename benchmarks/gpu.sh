@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# CUDA tests and GPU benchmarks in one go, on a machine with an NVIDIA GPU.
+#
+#   OUT=/some/dir bash benchmarks/gpu.sh        # results under $OUT
+#
+# Runs from the repository root without installing the package (PYTHONPATH=src).
+# Writes: env.txt, pytest_cuda.txt, gpu.md + gpu.json, speed_cpu.md + speed_cpu.json.
+# Each step has its own time limit; the script goes on when one fails and
+# exits non-zero if any did. About 5 minutes on an H100.
+set -u -o pipefail
+cd "$(dirname "$0")/.."
+OUT="${OUT:-benchmarks/results/gpu}"
+PY="${PYTHON:-python3}"
+mkdir -p "$OUT"
+export PYTHONPATH="$PWD/src:$PWD/benchmarks${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONUNBUFFERED=1
+status=0
+
+{
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1
+  "$PY" -c "import torch, numba, numpy; print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no cuda'); print('numba', numba.__version__, 'numpy', numpy.__version__)"
+  nproc
+} > "$OUT/env.txt" 2>&1
+
+echo "== CUDA tests"
+timeout 240 "$PY" -m pytest -q -rs -p no:cacheprovider -k cuda tests 2>&1 | tee "$OUT/pytest_cuda.txt" | tail -5 \
+  || status=1
+
+echo "== GPU benchmark"
+timeout 240 "$PY" benchmarks/gpu.py --json "$OUT/gpu.json" 2>&1 | tee "$OUT/gpu.md" || status=1
+
+echo "== CPU speed benchmark on this host (quick)"
+timeout 120 "$PY" benchmarks/speed.py --quick --json "$OUT/speed_cpu.json" 2>&1 \
+  | tee "$OUT/speed_cpu.md" || status=1
+
+exit $status
