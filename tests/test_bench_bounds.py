@@ -1,0 +1,109 @@
+"""The bound benchmark core: exact ARD greedy against a brute force, rows, plots, CLI."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from densecore import bound_report
+from densecore.bench import bounds as B
+from densecore.cli import build_parser
+
+
+def exact_ard_greedy_naive(x, budget):
+    """Each step: try every unpicked point, keep the one with the lowest max ARD."""
+    picks = []
+    for _ in range(budget):
+        best, best_c = np.inf, -1
+        for c in range(len(x)):
+            if c in picks:
+                continue
+            score = bound_report(x, picks + [c], backend="torch").max_ard
+            if score < best - 1e-12:
+                best, best_c = score, c
+        picks.append(best_c)
+    return picks
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return B.gmm_dataset(60, seed=1, dim=3)
+
+
+def test_exact_ard_greedy_matches_the_naive_search(tiny):
+    x = tiny.features[:40].astype(np.float64)
+    assert B.exact_ard_greedy(x, 5).tolist() == exact_ard_greedy_naive(x, 5)
+
+
+def test_exact_ard_greedy_first_pick_is_the_medoid(tiny):
+    x = tiny.features.astype(np.float64)
+    dist = np.linalg.norm(x[:, None] - x[None], axis=-1)
+    assert B.exact_ard_greedy(x, 1)[0] == int(np.argmin(dist.mean(1)))
+
+
+def test_exact_ard_greedy_rejects_a_large_budget():
+    with pytest.raises(ValueError, match="budget must be at most"):
+        B.exact_ard_greedy(np.zeros((3, 2)), 4)
+
+
+def test_run_bounds_rows(tiny):
+    out = B.run_bounds(datasets=[tiny], budgets=[4, 8], seeds=[0, 1], taus=(0.25, 2.0))
+    rows = out["rows"]
+    methods = {"random", "kcenter", "density_aware", "density_aware_tuned", "exact_ard_greedy"}
+    assert {r["method"] for r in rows} == methods
+    # 4 seeded methods x 2 seeds + exact once, per budget
+    assert len(rows) == 2 * (4 * 2 + 1)
+    for r in rows:
+        assert 0 <= r["max_ard"] <= r["delta"] + 1e-9  # Theorem 3
+        assert 0.0 <= r["coreset_loss"] <= 1.0
+    tuned = [r for r in rows if r["method"] == "density_aware_tuned"]
+    assert all(r["tau"] in (0.25, 2.0) and "holdout" in r for r in tuned)
+    assert [s["tau"] for s in out["tau_sweep"]] == [0.25, 2.0, float("inf")]
+    summary = B.summarise(rows)
+    assert len(summary) == 2 * len(methods)
+    assert {s["seeds"] for s in summary} == {1, 2}
+    text = B.format_report(out)
+    assert "| gmm | 60 | 8 | kcenter |" in text and "held-out" in text
+
+
+def test_kcenter_row_reproduces_the_sampler(tiny):
+    from densecore import KCenterGreedy
+
+    rows = B.run_dataset(tiny, [5], methods=["kcenter"])
+    sel = KCenterGreedy(seed=0).select(tiny.features, 5).indices
+    assert rows[0]["delta"] == pytest.approx(bound_report(tiny.features, sel).delta)
+
+
+def test_exact_is_skipped_above_exact_max_n(tiny):
+    rows = B.run_dataset(tiny, [3], methods=["exact_ard_greedy"], exact_max_n=10)
+    assert rows == []
+
+
+def test_plots_are_written_atomically(tiny, tmp_path):
+    pytest.importorskip("matplotlib")
+    out = B.run_bounds(datasets=[tiny], budgets=[4, 8], taus=(1.0,))
+    paths = B.write_plots(out, str(tmp_path), [tiny], budget=8)
+    assert sorted(os.path.basename(p) for p in paths) == ["bounds_gmm.png",
+                                                          "density_vs_ard.png"]
+    for p in paths:
+        with open(p, "rb") as f:
+            assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    assert sorted(os.listdir(tmp_path)) == ["bounds_gmm.png", "density_vs_ard.png"]
+    (cal,) = out["calibration"]
+    assert cal["dataset"] == "gmm" and (np.isnan(cal["r2"]) or cal["r2"] <= 1.0)
+
+
+def test_density_vs_ard_r2_is_the_squared_correlation():
+    # for a one-variable least-squares fit, R^2 = corr(ARD, 1/density)^2
+    ds = B.gmm_dataset(120, seed=2, dim=2)
+    pts = B.density_vs_ard(ds, 10)
+    assert len(pts["density"]) == len(pts["ard"]) == 10
+    r = np.corrcoef(1.0 / np.asarray(pts["density"]), pts["ard"])[0, 1]
+    assert pts["r2"] == pytest.approx(r * r, abs=1e-9)
+
+
+def test_cli_has_bench_bounds():
+    args = build_parser().parse_args(["bench", "bounds", "--json", "x.json"])
+    assert args.json == "x.json" and callable(args.func)
