@@ -282,3 +282,53 @@ def check_same_on_ranks(values: list, name: str) -> Any:
             raise ValueError(f"{name} must be the same on every rank; got {values[0]!r} on "
                              f"rank 0 and {v!r} on rank {k}")
     return values[0]
+
+
+def check_probabilities(p: Any, name: str = "probs", *, validate: bool = True,
+                        atol: float | None = None) -> torch.Tensor:
+    """Check ``(B, C, H, W)`` or ``(C, H, W)`` class probabilities (class dim ``-3``).
+
+    With ``validate`` the values must lie in [0, 1] and sum to 1 over classes
+    within ``atol`` (default 1e-2 for 16-bit dtypes, 1e-3 otherwise); logits
+    fail this check, and the message says to pass ``from_logits=True``.
+    """
+    t = as_tensor_like(p, name)
+    if t.dtype not in _FLOAT_TORCH:
+        raise TypeError(f"{name} must be a floating array; got dtype {t.dtype}")
+    if t.ndim not in (3, 4) or t.shape[-3] < 1:
+        raise ValueError(f"{name} must have shape (B, C, H, W) or (C, H, W); "
+                         f"got shape {tuple(t.shape)}")
+    if validate and t.numel():
+        tol = atol if atol is not None else (
+            1e-2 if t.dtype in (torch.float16, torch.bfloat16) else 1e-3)
+        lo, hi = float(t.min()), float(t.max())
+        if not (np.isfinite(lo) and np.isfinite(hi)):
+            raise ValueError(f"{name} must be finite; got NaN or inf")
+        err = float((t.float().sum(-3) - 1.0).abs().max())
+        if lo < -tol or hi > 1 + tol or err > tol:
+            raise ValueError(
+                f"{name} must be probabilities in [0, 1] summing to 1 over dim -3 "
+                f"(pass from_logits=True for logits); got min {lo:.4g}, max {hi:.4g}, "
+                f"largest |sum - 1| {err:.3g}")
+    return t
+
+
+def check_bool_map(m: Any, shape: tuple, reference: torch.Tensor, name: str) -> torch.Tensor:
+    """Check a bool tensor of ``shape`` on ``reference``'s device (no host copy)."""
+    if not isinstance(m, torch.Tensor):
+        m = as_tensor_like(m, name)
+    if m.dtype != torch.bool:
+        raise TypeError(f"{name} must be a bool mask; got dtype {m.dtype}")
+    if tuple(m.shape) != tuple(shape):
+        raise ValueError(f"{name} must have shape {tuple(shape)}; got shape {tuple(m.shape)}")
+    if m.device != reference.device:
+        raise ValueError(f"{name} must be on {reference.device}; got {m.device}")
+    return m
+
+
+def check_region_size(value: Any, name: str = "region_size") -> int:
+    """Check an odd region side length >= 1 (a block centred on its pixel)."""
+    value = check_int(value, name, minimum=1)
+    if value % 2 == 0:
+        raise ValueError(f"{name} must be odd (a block centred on the pick); got {value}")
+    return value
