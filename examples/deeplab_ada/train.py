@@ -1,0 +1,522 @@
+"""Active domain adaptation for semantic segmentation with density-aware core-set selection.
+
+Trains DeepLab-V2/V3+ on a labelled source (GTAV or SYNTHIA) and an unlabelled
+target (Cityscapes); at the configured iterations it queries target pixels
+(candidate filtering -> density estimator -> density-aware greedy, through
+``densecore.select_pixels``), records them in a ``densecore.ActiveLabelState``
+and trains on them from then on. Ends with an evaluation on Cityscapes val.
+
+Single process::
+
+    python train.py --config configs/gtav_v2_2.2.yaml --source-root DATA/gtav \
+        --target-root DATA/cityscapes --pretrained resnet101.pth --output-dir runs/x
+
+Several GPUs: ``torchrun --nproc_per_node=4 train.py ...`` (same arguments).
+See README.md for the command of every table row.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import json
+import logging
+import os
+import time
+import zlib
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+import densecore
+import datasets
+import losses
+import utils
+from config import load_config
+
+log = logging.getLogger("deeplab_ada")
+
+LOG_FIELDS = ["iteration", "lr", "loss", "src_ce", "src_margin", "tgt_ce", "negative",
+              "consistency", "estimator", "target_labeled_pixels", "seconds"]
+
+
+# ------------------------------------------------------------------- helpers
+
+
+class QueriedMask:
+    """``index -> (H, W)`` bool: the queried pixels of a target image, read from the label state.
+
+    Holds only paths, so it pickles into DataLoader workers; each process opens
+    the state read-only on first use.
+    """
+
+    def __init__(self, root: str, image_ids):
+        self.root, self.image_ids, self._state = root, list(image_ids), None
+
+    def __getstate__(self):
+        return {"root": self.root, "image_ids": self.image_ids, "_state": None}
+
+    def __call__(self, index: int) -> np.ndarray:
+        if self._state is None:
+            self._state = densecore.ActiveLabelState(self.root)
+        return self._state.labeled(self.image_ids[index])
+
+
+def label_shapes(dataset) -> dict:
+    """``image id -> (H, W)`` of each label file (PNG headers only)."""
+    shapes = {}
+    for image_id, path in zip(dataset.ids(), dataset.labels):
+        with Image.open(path) as im:
+            shapes[image_id] = (im.size[1], im.size[0])
+    return shapes
+
+
+def round_budget(cfg, shape) -> int:
+    """Picks per image per round for ``shape = (H, W)`` (RIPU's accounting)."""
+    rounds = len(cfg.selection_iters)
+    if cfg.budget == "ratio":
+        return densecore.region_budget(shape, cfg.budget_ratio, rounds,
+                                       region_size=cfg.region_size)
+    train_shape = (cfg.target_size[1], cfg.target_size[0])
+    return densecore.pixel_budget(shape, cfg.budget_pixels, rounds, train_shape=train_shape)
+
+
+def make_sampler(cfg):
+    """The core-set sampler named by ``cfg.sampler`` (None: rank by score only)."""
+    if cfg.sampler == "density-aware":
+        return densecore.DensityAwareGreedy(seed=cfg.seed)
+    if cfg.sampler == "k-center":
+        return densecore.KCenterGreedy(seed=cfg.seed)
+    return None
+
+
+def autocast(device, enabled: bool):
+    dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
+    return torch.autocast(device_type=device.type, dtype=dtype, enabled=enabled)
+
+
+def upsample(logits, size):
+    return F.interpolate(logits.float(), size=size, mode="bilinear", align_corners=False)
+
+
+def image_seed(seed: int, round: int, image_id: str) -> int:
+    """A seed for one image in one round, independent of rank and order."""
+    return (zlib.crc32(image_id.encode()) * 1000003 + round * 7919 + seed) % (2 ** 31)
+
+
+# ------------------------------------------------------------------ training
+
+
+def train_one_epoch(model, optimizer, scaler, source_loader, target_loader, cfg, device,
+                    start, stop, *, amp=False, csv_log=None, tb=None, progress=False):
+    """Train iterations ``start .. stop - 1``; one "epoch" is the stretch between two rounds.
+
+    Args:
+        model: the (possibly DDP-wrapped) :class:`models.Segmenter`.
+        source_loader: batches ``(image, label, index)`` of the source, or None
+            (source-free); target_loader: the same for the target, with
+            labels only at queried pixels. Each yields ``stop - start`` batches.
+        cfg: :class:`config.Config`.
+
+    Returns:
+        The iteration reached (``stop``).
+    """
+    net = model.module if hasattr(model, "module") else model
+    model.train()
+    margin_loss = densecore.CategoryMarginLoss(margin=cfg.margin, ignore_index=datasets.IGNORE)
+    source_iter = iter(source_loader) if source_loader is not None else None
+    steps = range(start, stop)
+    if progress and utils.is_main_process():
+        from tqdm import tqdm
+        steps = tqdm(steps, initial=0, total=stop - start, desc=f"iter {start}-{stop}")
+    tic = time.time()
+    for it, (x_t, y_t, _) in zip(steps, target_loader):
+        lr = utils.poly_lr(cfg.lr, it, cfg.iterations, cfg.poly_power)
+        optimizer.param_groups[0]["lr"] = lr
+        optimizer.param_groups[1]["lr"] = lr * cfg.head_lr_mult
+        x_t, y_t = x_t.to(device, non_blocking=True), y_t.to(device, non_blocking=True)
+        inputs = [x_t]
+        if source_iter is not None:
+            x_s, y_s, _ = next(source_iter)
+            x_s, y_s = x_s.to(device, non_blocking=True), y_s.to(device, non_blocking=True)
+            inputs = [x_s, x_t]
+        detach = it >= cfg.estimator_detach_iter
+        with autocast(device, amp):
+            outs = model(inputs, detach_estimator=detach)
+        terms = {}
+        out_t = outs[-1]
+        logits_t = upsample(out_t["logits"], y_t.shape[-2:])
+        probs_t = logits_t.softmax(dim=1)
+        terms["tgt_ce"] = losses.segmentation_loss(logits_t, y_t)
+        terms["negative"] = cfg.negative_weight * losses.negative_learning_loss(
+            probs_t, cfg.negative_threshold)
+        terms["consistency"] = cfg.consistency_weight * losses.local_consistency_loss(probs_t)
+        est_loss = 0.0
+        if out_t["density"] is not None:
+            est_loss = net.estimator.loss(out_t["density"], target=y_t)
+        if source_iter is not None:
+            out_s = outs[0]
+            logits_s = upsample(out_s["logits"], y_s.shape[-2:])
+            terms["src_ce"] = losses.segmentation_loss(logits_s, y_s)
+            if cfg.margin_weight > 0:  # Eq. 6
+                terms["src_margin"] = cfg.margin_weight * margin_loss(logits_s.softmax(1), y_s)
+            if out_s["density"] is not None:
+                est_loss = est_loss + net.estimator.loss(out_s["density"], target=y_s)
+        if out_t["density"] is not None:
+            terms["estimator"] = cfg.estimator_weight * est_loss
+        loss = sum(terms.values())
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"loss is {loss.item()} at iteration {it}: "
+                                     + ", ".join(f"{k}={float(v):.4g}" for k, v in terms.items()))
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        done = it + 1
+        if csv_log is not None and (done % cfg.print_freq == 0 or done == stop):
+            terms = {k: float(v.detach()) for k, v in terms.items()}
+            row = {k: f"{v:.5f}" for k, v in terms.items()}
+            row.update(iteration=done, lr=f"{lr:.3e}", loss=f"{loss.item():.5f}",
+                       target_labeled_pixels=int((y_t != datasets.IGNORE).sum()),
+                       seconds=f"{time.time() - tic:.2f}")
+            csv_log.write(row)
+            if tb is not None:
+                for k, v in terms.items():
+                    tb.add_scalar(f"loss/{k}", v, done)
+                tb.add_scalar("lr", lr, done)
+            log.info("iter %d  loss %.4f  %s", done, loss.item(),
+                     "  ".join(f"{k} {v:.4f}" for k, v in terms.items()))
+    return stop
+
+
+# ------------------------------------------------------------------ selection
+
+
+@torch.no_grad()
+def select_round(model, dataset, state, cfg, round, device, *, amp=False, vis_dir=None,
+                 vis_images=0, progress=False):
+    """Query new target pixels for every training image not done in ``round``.
+
+    The images are split over the ranks; each image is selected independently
+    (``densecore.select_pixels`` with batch 1) and recorded with
+    ``state.add(image_id, mask, round=round)``, so a job killed mid-round
+    redoes only the images it had not recorded. Ends with a barrier.
+
+    Args:
+        dataset: target training images resized to the test size, with
+            full-resolution ground truth (used only to exclude void pixels
+            when ``cfg.exclude_void``).
+        state: the run's :class:`densecore.ActiveLabelState`.
+    """
+    net = model.module if hasattr(model, "module") else model
+    net.eval()
+    sampler = make_sampler(cfg)
+    ids = dataset.ids()
+    todo = [i for i in range(utils.get_rank(), len(ids), utils.get_world_size())
+            if not state.round_done(ids[i], round)]
+    if progress and utils.is_main_process():
+        from tqdm import tqdm
+        todo = tqdm(todo, desc=f"selection round {round}")
+    for i in todo:
+        image, gt, _ = dataset[i]
+        shape = tuple(gt.shape)
+        with autocast(device, amp):
+            out = net(image[None].to(device))
+        probs = upsample(out["logits"], shape).softmax(dim=1)
+        if out["density"] is not None:
+            features = out["density"].features.float()
+            densities = net.estimator.density(out["density"]).float()
+        else:  # k-center / score-only without an estimator: backbone features
+            features = out["feats"].float()
+            densities = torch.ones(features.shape[0], *features.shape[-2:], device=device)
+        labeled = torch.from_numpy(state.labeled(ids[i]))[None].to(device)
+        ignore = (gt == datasets.IGNORE)[None].to(device) if cfg.exclude_void else None
+        mask = densecore.select_pixels(
+            probs, features, densities, round_budget(cfg, shape), labeled=labeled,
+            ignore=ignore, alpha=cfg.alpha, sampler=sampler, score=cfg.score,
+            region_size=cfg.region_size, seed=image_seed(cfg.seed, round, ids[i]))
+        state.add(ids[i], mask[0].cpu().numpy(), round=round)
+    utils.barrier()
+    if vis_dir is not None and utils.is_main_process():
+        for i in range(min(vis_images, len(ids))):
+            masks = [state.queried(ids[i], r) for r in state.rounds(ids[i])]
+            image = datasets.load_rgb(dataset.images[i])
+            if image.shape[:2] != masks[0].shape:
+                image = np.asarray(Image.fromarray(image).resize(masks[0].shape[::-1]))
+            utils.save_png(utils.queried_overlay(image, masks),
+                           os.path.join(vis_dir, f"queried_{ids[i]}.png"))
+
+
+# ------------------------------------------------------------------ evaluation
+
+
+@torch.no_grad()
+def evaluate(model, loader, device, num_classes, *, flip=True, amp=False, vis_dir=None,
+             vis_images=0, ids=None):
+    """Confusion matrix over ``loader`` (labels at full resolution), flip TTA optional.
+
+    Predictions of the first ``vis_images`` images are written as colour PNGs
+    to ``vis_dir``. The matrix is summed over ranks.
+    """
+    net = model.module if hasattr(model, "module") else model
+    net.eval()
+    confmat = utils.ConfusionMatrix(num_classes)
+    pal = datasets.palette(num_classes)
+    for image, target, index in loader:
+        image, target = image.to(device), target.to(device)
+        with autocast(device, amp):
+            probs = upsample(net(image)["logits"], target.shape[-2:]).softmax(1)
+            if flip:
+                flipped = upsample(net(image.flip(-1))["logits"], target.shape[-2:])
+                probs = probs + flipped.softmax(1).flip(-1)
+        pred = probs.argmax(1)
+        confmat.update(target.flatten(), pred.flatten())
+        if vis_dir is not None:
+            for b, idx in enumerate(index.tolist()):
+                if idx < vis_images:
+                    name = ids[idx] if ids is not None else str(idx)
+                    utils.save_png(utils.colorize(pred[b].cpu().numpy(), pal),
+                                   os.path.join(vis_dir, f"pred_{name}.png"))
+    confmat.reduce_from_all_processes()
+    return confmat
+
+
+def metrics_dict(confmat, num_classes) -> dict:
+    """mIoU (and mIoU* over 13 classes for SYNTHIA), per-class IoU, pixel accuracy, in %."""
+    iou = confmat.iou()
+    names = datasets.class_names(num_classes)
+    out = {"mIoU": utils.miou(iou),
+           "per_class_iou": {n: (None if np.isnan(v) else float(v * 100))
+                             for n, v in zip(names, iou)},
+           "pixel_accuracy": confmat.pixel_accuracy() * 100}
+    if num_classes == 16:
+        out["mIoU13"] = utils.miou(iou, datasets.SYNTHIA_13)
+    return out
+
+
+# ------------------------------------------------------------------ main
+
+
+def get_args_parser(add_help=True):
+    parser = argparse.ArgumentParser(description="Density-aware core-set active domain "
+                                                 "adaptation (DeepLab)", add_help=add_help)
+    parser.add_argument("--config", default=None, help="YAML file of config fields")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="override config fields, e.g. --set iterations=1000")
+    parser.add_argument("--source-root", default=None, help="GTAV or SYNTHIA folder")
+    parser.add_argument("--target-root", required=True, help="Cityscapes folder")
+    parser.add_argument("--output-dir", required=True, help="checkpoints, labels, logs")
+    parser.add_argument("--pretrained", default=None,
+                        help="local file of ImageNet ResNet-101 weights (torchvision names)")
+    parser.add_argument("--init-from", default=None,
+                        help="checkpoint whose model weights start the run (source-free)")
+    parser.add_argument("--resume", default=None,
+                        help="checkpoint to resume from; 'auto' = OUTPUT_DIR/checkpoint.pth "
+                             "if it exists")
+    parser.add_argument("--stop-at", type=int, default=None,
+                        help="save and exit after this iteration (resume later)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--amp", action="store_true",
+                        help="mixed precision (float16 on CUDA, bfloat16 on CPU)")
+    parser.add_argument("--workers", type=int, default=4, help="data loader processes")
+    parser.add_argument("--test-only", action="store_true", help="only evaluate")
+    parser.add_argument("--vis-images", type=int, default=4,
+                        help="images drawn with their queries and predictions")
+    parser.add_argument("--no-progress", dest="progress", action="store_false",
+                        help="no progress bars")
+    parser.add_argument("--tensorboard", action="store_true",
+                        help="also log to TensorBoard (needs the tensorboard package)")
+    return parser
+
+
+def build_data(args, cfg, label_root, ids_holder):
+    """Source/target training sets, the selection set and the validation set."""
+    tgt_size = tuple(cfg.target_size)
+    source = None
+    if not cfg.source_free:
+        if args.source_root is None:
+            raise ValueError("--source-root is required unless source_free is set")
+        build = datasets.gtav if cfg.source == "gtav" else datasets.synthia
+        source = build(args.source_root, size=tuple(cfg.source_size), flip=True)
+    select = datasets.cityscapes(args.target_root, "train", cfg.num_classes, size=tgt_size,
+                                 label_size=None)
+    ids_holder.extend(select.ids())
+    target = datasets.cityscapes(args.target_root, "train", cfg.num_classes, size=tgt_size,
+                                 flip=True, label_mask=QueriedMask(label_root, select.ids()))
+    val = datasets.cityscapes(args.target_root, "val", cfg.num_classes, size=tgt_size,
+                              label_size=None)
+    return source, target, select, val
+
+
+def source_weights(source, cfg, output_dir):
+    if cfg.source_sampling == "uniform":
+        return None
+    cache = os.path.join(output_dir, "source_class_frequencies.json")
+    if utils.is_main_process():
+        datasets.class_frequencies(source, cfg.num_classes, cache)
+    utils.barrier()
+    freq = datasets.class_frequencies(source, cfg.num_classes, cache)
+    return datasets.class_balanced_weights(freq, cfg.balance_temperature)
+
+
+def loaders(source, target, weights, cfg, args, start, stop):
+    rank = utils.get_rank()
+    kw = dict(num_workers=args.workers, pin_memory=args.device == "cuda")
+    tl = torch.utils.data.DataLoader(target, batch_sampler=datasets.IterationBatchSampler(
+        len(target), cfg.batch_target, start, stop, seed=cfg.seed + 1, rank=rank), **kw)
+    sl = None
+    if source is not None:
+        sl = torch.utils.data.DataLoader(source, batch_sampler=datasets.IterationBatchSampler(
+            len(source), cfg.batch_source, start, stop, weights=weights, seed=cfg.seed,
+            rank=rank), **kw)
+    return sl, tl
+
+
+def save_checkpoint(path, model, optimizer, scaler, iteration, args, cfg):
+    net = model.module if hasattr(model, "module") else model
+    utils.atomic_save({"model": net.state_dict(), "optimizer": optimizer.state_dict(),
+                       "scaler": scaler.state_dict(), "iteration": iteration,
+                       "rng": torch.get_rng_state(), "args": vars(args),
+                       "config": dataclasses.asdict(cfg)}, path)
+
+
+def write_metrics(path, metrics, state, cfg, iteration):
+    summary = state.summary()
+    metrics = dict(metrics)
+    metrics["queried_pixels_per_round"] = [
+        dict(r, iteration=cfg.selection_iters[r["round"]]) for r in summary["rounds"]]
+    metrics["labeled_pixels"] = summary["labeled"]
+    metrics["labeled_ratio"] = summary["ratio"]
+    metrics["iteration"] = iteration
+    metrics["config"] = dataclasses.asdict(cfg)
+    datasets.atomic_write_text(path, json.dumps(metrics, indent=2) + "\n")
+
+
+def main(args):
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    utils.init_distributed_mode(args)
+    cfg = load_config(args.config, args.set)
+    device = torch.device(args.device if args.device != "cuda" else f"cuda:{args.gpu}")
+    os.makedirs(args.output_dir, exist_ok=True)
+    torch.manual_seed(cfg.seed)
+    label_root = os.path.join(args.output_dir, "labels")
+    vis_dir = os.path.join(args.output_dir, "vis")
+
+    ids = []
+    source, target, select_set, val = build_data(args, cfg, label_root, ids)
+    if utils.is_main_process():
+        state = densecore.ActiveLabelState(label_root, ids, label_shapes(select_set))
+    utils.barrier()
+    if not utils.is_main_process():
+        state = densecore.ActiveLabelState(label_root)
+    weights = source_weights(source, cfg, args.output_dir) if source is not None else None
+
+    from models import build_model
+    model = build_model(cfg.arch, cfg.backbone, cfg.num_classes, estimator=cfg.estimator,
+                        dmc_dim=cfg.dmc_dim, dmc_kernel=cfg.dmc_kernel, beta=cfg.beta,
+                        tau=cfg.tau, pretrained=args.pretrained, freeze_bn=cfg.freeze_bn)
+    if args.init_from:
+        ckpt = torch.load(args.init_from, map_location="cpu", weights_only=False)
+        model.load_state_dict(ckpt.get("model", ckpt))
+    model.to(device)
+    model_without_ddp = model
+    if args.distributed:
+        model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[args.gpu] if device.type == "cuda" else None)
+        model_without_ddp = model.module
+    optimizer = torch.optim.SGD(
+        [{"params": [p for p in model_without_ddp.backbone.parameters() if p.requires_grad],
+          "lr": cfg.lr},
+         {"params": model_without_ddp.head_parameters(), "lr": cfg.lr * cfg.head_lr_mult}],
+        lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    scaler = torch.amp.GradScaler(device.type, enabled=args.amp and device.type == "cuda")
+
+    ckpt_path = os.path.join(args.output_dir, "checkpoint.pth")
+    resume = ckpt_path if args.resume == "auto" else args.resume
+    start = 0
+    if resume and os.path.exists(resume):
+        ckpt = torch.load(resume, map_location="cpu", weights_only=False)
+        saved = ckpt["config"]
+        changed = {k: (saved.get(k), v) for k, v in dataclasses.asdict(cfg).items()
+                   if k not in ("extra", "print_freq", "save_every", "eval_every")
+                   and json.dumps(saved.get(k)) != json.dumps(v)}
+        if changed:
+            raise ValueError(f"{resume} was trained with another config; changed fields "
+                             f"(checkpoint, now): {changed}")
+        model_without_ddp.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scaler.load_state_dict(ckpt["scaler"])
+        torch.set_rng_state(ckpt["rng"])
+        start = ckpt["iteration"]
+        log.info("resumed from %s at iteration %d", resume, start)
+    elif args.resume not in (None, "auto"):
+        raise FileNotFoundError(f"--resume {args.resume}: no such checkpoint")
+
+    val_loader = torch.utils.data.DataLoader(
+        val, batch_size=1, sampler=list(range(utils.get_rank(), len(val), utils.get_world_size())),
+        num_workers=args.workers)
+    if args.test_only:
+        confmat = evaluate(model, val_loader, device, cfg.num_classes, flip=cfg.flip_test,
+                           amp=args.amp, vis_dir=vis_dir, vis_images=args.vis_images,
+                           ids=val.ids())
+        if utils.is_main_process():
+            write_metrics(os.path.join(args.output_dir, "metrics.json"),
+                          metrics_dict(confmat, cfg.num_classes), state, cfg, start)
+        return
+
+    csv_log = utils.CSVLog(os.path.join(args.output_dir, "log.csv"), LOG_FIELDS) \
+        if utils.is_main_process() else None
+    tb = None
+    if args.tensorboard and utils.is_main_process():
+        from torch.utils.tensorboard import SummaryWriter  # needs the tensorboard package
+        tb = SummaryWriter(os.path.join(args.output_dir, "tb"))
+    rounds = list(cfg.selection_iters)
+    sel_kw = dict(amp=args.amp, vis_dir=vis_dir, vis_images=args.vis_images,
+                  progress=args.progress)
+    # A job stopped during or right after a round finishes that round first.
+    for r, at in enumerate(rounds):
+        if at <= start:
+            select_round(model, select_set, state, cfg, r, device, **sel_kw)
+    it, t0 = start, time.time()
+    stop_at = cfg.iterations if args.stop_at is None else min(args.stop_at, cfg.iterations)
+    while it < stop_at:
+        marks = [a for a in rounds if a > it] + [stop_at]
+        if cfg.save_every:
+            marks.append((it // cfg.save_every + 1) * cfg.save_every)
+        if cfg.eval_every:
+            marks.append((it // cfg.eval_every + 1) * cfg.eval_every)
+        nxt = min(marks)
+        sl, tl = loaders(source, target, weights, cfg, args, it, nxt)
+        it = train_one_epoch(model, optimizer, scaler, sl, tl, cfg, device, it, nxt,
+                             amp=args.amp, csv_log=csv_log, tb=tb, progress=args.progress)
+        if it in rounds:
+            select_round(model, select_set, state, cfg, rounds.index(it), device, **sel_kw)
+            if utils.is_main_process():
+                log.info("round %d done: %s", rounds.index(it), state.summary()["rounds"][-1])
+        if cfg.eval_every and it % cfg.eval_every == 0 and it < cfg.iterations:
+            confmat = evaluate(model, val_loader, device, cfg.num_classes, flip=cfg.flip_test,
+                               amp=args.amp)
+            if utils.is_main_process():
+                log.info("iter %d  mIoU %.2f", it, metrics_dict(confmat, cfg.num_classes)["mIoU"])
+        if utils.is_main_process():
+            save_checkpoint(ckpt_path, model, optimizer, scaler, it, args, cfg)
+        utils.barrier()
+    if it < cfg.iterations:
+        log.info("stopped at iteration %d (--stop-at); resume with --resume auto", it)
+        return
+    confmat = evaluate(model, val_loader, device, cfg.num_classes, flip=cfg.flip_test,
+                       amp=args.amp, vis_dir=vis_dir, vis_images=args.vis_images, ids=val.ids())
+    if utils.is_main_process():
+        metrics = metrics_dict(confmat, cfg.num_classes)
+        write_metrics(os.path.join(args.output_dir, "metrics.json"), metrics, state, cfg, it)
+        log.info("mIoU %.2f  (%s)", metrics["mIoU"],
+                 str(datetime.timedelta(seconds=int(time.time() - t0))))
+    if tb is not None:
+        tb.close()
+
+
+if __name__ == "__main__":
+    main(get_args_parser().parse_args())
