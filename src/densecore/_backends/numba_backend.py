@@ -3,14 +3,16 @@
 The state of Algorithm 1 is kept per coverage area (the points whose nearest
 selected point is ``k``): an index list stored contiguously in an arena, the
 largest ``r`` in the area and the (lowest) index that attains it. When ``u``
-is picked, an area ``k`` with centre ``c`` is skipped whole when the triangle
-inequality proves no member can get closer to ``u`` than to ``c``::
+is picked, the triangle inequality proves that a member ``t`` of the area of
+centre ``c`` cannot get closer to ``u`` than to ``c`` when::
 
-    ||f_c - f_u|| >= sqrt(max r in area k) * (sqrt(d_c) + sqrt(d_u))
+    ||f_c - f_u|| >= sqrt(r_t) * (sqrt(d_c) + sqrt(d_u))
 
-(for a member t: ||f_t - f_u|| >= ||f_c - f_u|| - ||f_t - f_c|| and
-||f_t - f_c|| = sqrt(r_t d_c), so ||f_t - f_u||^2 / d_u >= r_t). Areas that
-are not skipped are scanned in parallel chunks; members that move are
+(||f_t - f_u|| >= ||f_c - f_u|| - ||f_t - f_c|| and ||f_t - f_c|| = sqrt(r_t d_c),
+so ||f_t - f_u||^2 / d_u >= r_t). With ``max r in area k`` in place of ``r_t``
+the whole area is skipped; otherwise the test runs per member on its stored
+``r_t`` alone, and only members that fail it have their features read. Areas
+that are not skipped are scanned in parallel chunks; members that move are
 appended to the new area at the arena's tail, stayers are compacted in place.
 
 All kernels take contiguous numpy arrays; the adapter in ``greedy.py``
@@ -198,16 +200,21 @@ def add_centre(x, centres, cdens, order, rr, tmp, a_start, a_end, a_max, a_arg, 
     chunk_area = np.empty(n_chunks_max, dtype=np.int64)
     chunk_lo = np.empty(n_chunks_max, dtype=np.int64)
     chunk_hi = np.empty(n_chunks_max, dtype=np.int64)
+    chunk_thr = np.empty(n_chunks_max, dtype=np.float64)
     n_chunks = 0
     for k in range(n_a):
         s, e = a_start[k], a_end[k]
         if e <= s:
             continue
         ck = a_centre[k]
-        if k != au and ck >= 0:
+        # A member t with r_t below thr cannot move (module docstring, per point);
+        # the whole area is skipped when its largest r is below thr.
+        thr = -1.0
+        if ck >= 0:
             dist = np.sqrt(_sqdist(centres, ck, centres, n_c))
-            bound = np.sqrt(a_max[k]) * (np.sqrt(cdens[ck]) + sdu)
-            if dist >= bound * (1.0 + _PRUNE_SLACK) + 1e-30:
+            lim = dist / ((np.sqrt(cdens[ck]) + sdu) * (1.0 + _PRUNE_SLACK))
+            thr = lim * lim
+            if k != au and a_max[k] <= thr:
                 continue
         p = s
         while p < e:
@@ -215,16 +222,21 @@ def add_centre(x, centres, cdens, order, rr, tmp, a_start, a_end, a_max, a_arg, 
             chunk_area[n_chunks] = k
             chunk_lo[n_chunks] = p
             chunk_hi[n_chunks] = q
+            chunk_thr[n_chunks] = thr
             n_chunks += 1
             p = q
     # 2. new scaled distances; tmp[p] >= 0 marks a mover (its new r), -1 a stayer
     chunk_moves = np.zeros(n_chunks, dtype=np.int64)
     for j in prange(n_chunks):
         m = 0
+        thr = chunk_thr[j]
         for p in range(chunk_lo[j], chunk_hi[j]):
             t = order[p]
             if t == u:
                 tmp[p] = -2.0
+                continue
+            if rr[p] <= thr:
+                tmp[p] = -1.0
                 continue
             v = _sqdist_to(x, t, cu) / du
             if v < rr[p]:
@@ -250,17 +262,27 @@ def add_centre(x, centres, cdens, order, rr, tmp, a_start, a_end, a_max, a_arg, 
     for j in range(n_chunks):
         off[j] = acc_off
         acc_off += chunk_moves[j]
+    # areas that lose members (movers, or u itself); the others are left as they are
     first_chunk = np.empty(n_chunks + 1, dtype=np.int64)
+    last_chunk = np.empty(n_chunks + 1, dtype=np.int64)
     n_touched = 0
-    for j in range(n_chunks):
-        if j == 0 or chunk_area[j] != chunk_area[j - 1]:
+    j = 0
+    while j < n_chunks:
+        k = chunk_area[j]
+        j1 = j
+        moves = 0
+        while j1 < n_chunks and chunk_area[j1] == k:
+            moves += chunk_moves[j1]
+            j1 += 1
+        if moves > 0 or k == au:
             first_chunk[n_touched] = j
+            last_chunk[n_touched] = j1
             n_touched += 1
-    first_chunk[n_touched] = n_chunks
+        j = j1
     new_best = np.full(n_touched, -1.0)
     new_arg = np.full(n_touched, -1, dtype=np.int64)
     for q in prange(n_touched):
-        j0, j1 = first_chunk[q], first_chunk[q + 1]
+        j0, j1 = first_chunk[q], last_chunk[q]
         k = chunk_area[j0]
         w = chunk_lo[j0]
         changed = False
