@@ -1,0 +1,331 @@
+"""Candidate filters: per-pixel informativeness scores and the top-k step.
+
+The paper's source-aided filter scores a pixel by ``I = 1 - P1* + P2*``
+(``P1*``, ``P2*`` the largest and second largest class probabilities, the
+score after Eq. 6); the model is trained on source data with the
+category-wise margin loss of Eq. 6 (:class:`CategoryMarginLoss`). The
+uncertainty baselines of Table 5 and Fig. 6 are entropy (ENT), least
+confidence (SCONF) and random scores (RAND). Higher scores are more
+informative everywhere.
+
+Every score function takes probabilities. A caller holding logits says so
+with ``from_logits=True`` (a softmax over the class dimension is applied);
+nothing is guessed from the values. With ``validate=True`` (default) inputs
+that are not probabilities raise a ``ValueError``.
+
+Shape:
+    probs ``(B, C, H, W)`` or ``(C, H, W)``, classes on dim ``-3``; scores
+    ``(B, H, W)`` or ``(H, W)`` in the probabilities' dtype. ``top_candidates``
+    takes scores ``(B, H, W)`` (or ``(B, N)``) and returns ``(B, k)`` int64
+    flat indices ``y * W + x``. Inputs may be numpy arrays (numpy out) or
+    tensors on any device (tensors out, same device).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from . import validation as V
+
+__all__ = [
+    "CategoryMarginLoss",
+    "category_margin_loss",
+    "entropy_score",
+    "least_confidence_score",
+    "margin_score",
+    "random_score",
+    "top_candidates",
+]
+
+
+def _probs(probs, from_logits: bool, validate: bool) -> tuple[torch.Tensor, bool]:
+    is_numpy = not isinstance(probs, torch.Tensor)
+    if from_logits:
+        t = V.as_tensor_like(probs, "probs")
+        if t.dtype not in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
+            raise TypeError(f"probs must be a floating array; got dtype {t.dtype}")
+        if t.ndim not in (3, 4):
+            raise ValueError(f"probs must have shape (B, C, H, W) or (C, H, W); "
+                             f"got shape {tuple(t.shape)}")
+        return torch.softmax(t, dim=-3), is_numpy
+    return V.check_probabilities(probs, "probs", validate=validate), is_numpy
+
+
+def _out(t: torch.Tensor, is_numpy: bool):
+    return t.numpy() if is_numpy else t
+
+
+def margin_score(probs, *, from_logits: bool = False, validate: bool = True):
+    """Source-aided margin score ``I = 1 - P1* + P2*`` (the score after Eq. 6).
+
+    Args:
+        probs: ``(B, C, H, W)`` or ``(C, H, W)`` class probabilities, ``C >= 2``
+            (logits with ``from_logits=True``).
+        from_logits: apply a softmax over dim ``-3`` first.
+        validate: check that ``probs`` are probabilities (a device sync on CUDA).
+
+    Returns:
+        ``(B, H, W)`` or ``(H, W)`` scores in [0, 1]; 1 where the two top classes tie.
+
+    Example:
+        >>> import torch
+        >>> p = torch.tensor([[[0.7]], [[0.2]], [[0.1]]])   # (C=3, H=1, W=1)
+        >>> round(float(margin_score(p)), 6)
+        0.5
+    """
+    p, is_numpy = _probs(probs, from_logits, validate)
+    if p.shape[-3] < 2:
+        raise ValueError(f"probs must have C >= 2 classes for a margin; got shape "
+                         f"{tuple(p.shape)}")
+    top = torch.topk(p, 2, dim=-3).values
+    return _out(1.0 - top.select(-3, 0) + top.select(-3, 1), is_numpy)
+
+
+def entropy_score(probs, *, from_logits: bool = False, validate: bool = True):
+    """Prediction entropy ``-sum_c p_c log p_c`` in nats (ENT), with ``0 log 0 = 0``.
+
+    Args:
+        probs: ``(B, C, H, W)`` or ``(C, H, W)`` class probabilities.
+        from_logits: apply a softmax over dim ``-3`` first.
+        validate: check that ``probs`` are probabilities (a device sync on CUDA).
+
+    Returns:
+        ``(B, H, W)`` or ``(H, W)`` entropies in ``[0, log C]`` nats.
+
+    Example:
+        >>> import torch
+        >>> p = torch.tensor([[[0.5]], [[0.5]]])
+        >>> round(float(entropy_score(p)), 4)
+        0.6931
+    """
+    p, is_numpy = _probs(probs, from_logits, validate)
+    return _out(-torch.special.xlogy(p, p).sum(-3), is_numpy)
+
+
+def least_confidence_score(probs, *, from_logits: bool = False, validate: bool = True):
+    """Least confidence ``1 - P1*`` (SCONF).
+
+    Args:
+        probs: ``(B, C, H, W)`` or ``(C, H, W)`` class probabilities.
+        from_logits: apply a softmax over dim ``-3`` first.
+        validate: check that ``probs`` are probabilities (a device sync on CUDA).
+
+    Returns:
+        ``(B, H, W)`` or ``(H, W)`` scores in ``[0, 1 - 1/C]``.
+
+    Example:
+        >>> import torch
+        >>> p = torch.tensor([[[0.7]], [[0.2]], [[0.1]]])
+        >>> round(float(least_confidence_score(p)), 6)
+        0.3
+    """
+    p, is_numpy = _probs(probs, from_logits, validate)
+    return _out(1.0 - p.amax(-3), is_numpy)
+
+
+def random_score(shape, seed: int = 0, *, device=None, dtype: torch.dtype = torch.float32):
+    """Uniform random scores in [0, 1) for the RAND baseline.
+
+    Drawn from a local ``torch.Generator`` on ``device`` seeded with ``seed``
+    (global RNG untouched). The same seed gives the same scores on the same
+    device type; CPU and CUDA streams differ.
+
+    Args:
+        shape: output shape, e.g. ``(B, H, W)``.
+        seed: generator seed.
+        device: torch device (default CPU).
+        dtype: floating dtype.
+
+    Returns:
+        tensor of ``shape`` on ``device``.
+
+    Example:
+        >>> s = random_score((2, 3, 4), seed=0)
+        >>> s.shape, bool(((s >= 0) & (s < 1)).all()), bool((s == random_score((2, 3, 4))).all())
+        (torch.Size([2, 3, 4]), True, True)
+    """
+    seed = V.check_int(seed, "seed")
+    dev = torch.device("cpu") if device is None else torch.device(device)
+    gen = torch.Generator(device=dev)
+    gen.manual_seed(seed)
+    return torch.rand(tuple(shape), generator=gen, device=dev, dtype=dtype)
+
+
+def _rank_keys(scores: torch.Tensor) -> torch.Tensor:
+    """int64 keys, distinct per position, ordering by float32 score then lower index.
+
+    The float32 bit pattern is mapped to an int32 that sorts like the float
+    (negative floats have their magnitude bits flipped), shifted into the high
+    32 bits; the low 32 bits hold ``N - 1 - index`` so equal scores rank the
+    lower index first and ``topk`` meets no ties.
+    """
+    n = scores.shape[-1]
+    s = scores.float() + 0.0  # -0.0 + 0.0 == +0.0: one key for zero
+    bits = s.view(torch.int32)
+    bits = torch.where(bits < 0, bits ^ 0x7FFFFFFF, bits)
+    low = (n - 1) - torch.arange(n, device=scores.device, dtype=torch.int64)
+    return (bits.to(torch.int64) << 32) | low
+
+
+def top_candidates(scores, k: int, exclude=None, *, validate: bool = True):
+    """Flat indices of the ``k`` highest scores per image, best first.
+
+    Equal scores (compared as float32) go to the lower flat index. Excluded
+    pixels are never returned; where an image has fewer than ``k`` eligible
+    pixels its row is padded with ``-1`` at the end.
+
+    Args:
+        scores: ``(B, H, W)`` (or ``(B, N)``) float scores, higher is better.
+        k: number of candidates per image, ``>= 0``.
+        exclude: ``(B, H, W)`` bool, True where a pixel must not be returned
+            (already labeled, ignore label), or None.
+        validate: reject NaN scores (a device sync on CUDA).
+
+    Returns:
+        ``(B, k)`` int64 flat indices ``y * W + x`` (``-1`` padding).
+
+    Example:
+        >>> import torch
+        >>> s = torch.tensor([[[0.1, 0.9], [0.5, 0.9]]])
+        >>> top_candidates(s, 3).tolist()
+        [[1, 3, 2]]
+        >>> top_candidates(s, 3, exclude=torch.tensor([[[False, True], [True, True]]])).tolist()
+        [[0, -1, -1]]
+    """
+    is_numpy = not isinstance(scores, torch.Tensor)
+    s = V.as_tensor_like(scores, "scores")
+    if not s.is_floating_point():
+        raise TypeError(f"scores must be a floating array; got dtype {s.dtype}")
+    if s.ndim < 2:
+        raise ValueError(f"scores must have shape (B, H, W) or (B, N); got shape "
+                         f"{tuple(s.shape)}")
+    k = V.check_int(k, "k", minimum=0)
+    b = s.shape[0]
+    flat = s.reshape(b, -1)
+    n = flat.shape[1]
+    if validate and flat.numel() and bool(torch.isnan(flat).any()):
+        raise ValueError("scores must not contain NaN")
+    keys = _rank_keys(flat)
+    if exclude is not None:
+        ex = V.check_bool_map(V.as_tensor_like(exclude, "exclude"), tuple(s.shape), s,
+                              "exclude").reshape(b, -1)
+        keys = keys.masked_fill(ex, torch.iinfo(torch.int64).min)
+        eligible = (~ex).sum(1)
+    else:
+        eligible = torch.full((b,), n, dtype=torch.int64, device=s.device)
+    kk = min(k, n)
+    idx = torch.topk(keys, kk, dim=1, largest=True, sorted=True).indices
+    if kk < k:
+        idx = torch.cat([idx, idx.new_full((b, k - kk), -1)], dim=1)
+    pos = torch.arange(k, device=s.device)
+    idx = torch.where(pos[None, :] < eligible[:, None], idx, idx.new_full((), -1))
+    return _out(idx, is_numpy)
+
+
+def category_margin_loss(probs, target, *, margin: float = 1.0, ignore_index: int = 255,
+                         reduction: str = "mean", from_logits: bool = False):
+    """Category-wise margin loss, Eq. 6: ``sum_{c != y} [m - P_y + P_c]_+`` per pixel.
+
+    ``P`` are class probabilities (a softmax of logits with
+    ``from_logits=True``). Note that with probabilities and ``m >= 1`` the
+    hinge never clips (``P_y <= 1``, ``P_c >= 0``), so the per-pixel loss is
+    ``(C - 1) m - (C - 1) P_y + (1 - P_y) = C (1 - P_y)`` for ``m = 1``.
+
+    Args:
+        probs: ``(B, C, H, W)`` class probabilities (logits with ``from_logits``).
+        target: ``(B, H, W)`` int64 class ids in ``[0, C)`` or ``ignore_index``.
+        margin: ``m`` (the paper sets 1).
+        ignore_index: target value whose pixels add nothing.
+        reduction: ``"mean"`` (over non-ignored pixels; 0 when there are none),
+            ``"sum"`` (Eq. 6 literally, also summed over the batch) or
+            ``"none"`` (``(B, H, W)``, 0 at ignored pixels).
+        from_logits: apply a softmax over dim 1 first.
+
+    Returns:
+        scalar tensor, or ``(B, H, W)`` for ``"none"``; differentiable.
+
+    Example:
+        >>> import torch
+        >>> p = torch.tensor([[[[0.7]], [[0.2]], [[0.1]]]])      # (1, 3, 1, 1)
+        >>> y = torch.tensor([[[0]]])
+        >>> round(float(category_margin_loss(p, y)), 6)          # (1-.7+.2) + (1-.7+.1)
+        0.9
+    """
+    if reduction not in ("mean", "sum", "none"):
+        raise ValueError(f"reduction must be 'mean', 'sum' or 'none'; got {reduction!r}")
+    if not isinstance(probs, torch.Tensor) or not isinstance(target, torch.Tensor):
+        raise TypeError("probs and target must be torch tensors; got "
+                        f"{type(probs).__name__} and {type(target).__name__}")
+    if probs.ndim != 4:
+        raise ValueError(f"probs must have shape (B, C, H, W); got shape {tuple(probs.shape)}")
+    if from_logits:
+        if not probs.is_floating_point():
+            raise TypeError(f"probs must be a floating tensor; got dtype {probs.dtype}")
+        p = torch.softmax(probs, dim=1)
+    else:
+        # Values are not scanned here: a training loss runs every step.
+        if not probs.is_floating_point():
+            raise TypeError(f"probs must be a floating tensor; got dtype {probs.dtype}")
+        p = probs
+    bsz, c, h, w = p.shape
+    if target.shape != (bsz, h, w):
+        raise ValueError(f"target must have shape {(bsz, h, w)}; got shape "
+                         f"{tuple(target.shape)}")
+    if target.dtype.is_floating_point or target.dtype == torch.bool:
+        raise TypeError(f"target must be an integer tensor; got dtype {target.dtype}")
+    if target.device != p.device:
+        raise ValueError(f"target must be on {p.device}; got {target.device}")
+    valid = target != ignore_index
+    y = torch.where(valid, target, torch.zeros_like(target)).long()
+    p_y = p.gather(1, y[:, None])  # (B, 1, H, W)
+    hinge = torch.clamp_min(margin - p_y + p, 0.0)  # Eq. 6 inner term for every c
+    not_y = torch.ones_like(hinge, dtype=torch.bool).scatter_(1, y[:, None], False)
+    per_pixel = (hinge * not_y).sum(1) * valid
+    if reduction == "none":
+        return per_pixel
+    if reduction == "sum":
+        return per_pixel.sum()
+    return per_pixel.sum() / valid.sum().clamp_min(1)
+
+
+class CategoryMarginLoss(torch.nn.Module):
+    """Eq. 6 as a module; see :func:`category_margin_loss`.
+
+    Args:
+        margin: ``m`` (the paper sets 1).
+        ignore_index: target value to skip.
+        reduction: ``"mean"``, ``"sum"`` (Eq. 6 literally) or ``"none"``.
+        from_logits: the forward input is logits (a softmax over dim 1 is applied).
+
+    Shape:
+        input ``(B, C, H, W)``, target ``(B, H, W)`` int64; output scalar or ``(B, H, W)``.
+
+    Example:
+        >>> import torch
+        >>> loss = CategoryMarginLoss(from_logits=True)
+        >>> x = torch.zeros(2, 4, 3, 3, requires_grad=True)
+        >>> y = torch.zeros(2, 3, 3, dtype=torch.long)
+        >>> out = loss(x, y); out.backward()
+        >>> round(out.item(), 4)                                  # C (1 - 1/C) = 3
+        3.0
+    """
+
+    def __init__(self, margin: float = 1.0, ignore_index: int = 255, reduction: str = "mean",
+                 from_logits: bool = False):
+        super().__init__()
+        if reduction not in ("mean", "sum", "none"):
+            raise ValueError(f"reduction must be 'mean', 'sum' or 'none'; got {reduction!r}")
+        self.margin = float(margin)
+        self.ignore_index = V.check_int(ignore_index, "ignore_index")
+        self.reduction = reduction
+        self.from_logits = bool(from_logits)
+
+    def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Loss of ``input`` ``(B, C, H, W)`` against ``target`` ``(B, H, W)``."""
+        return category_margin_loss(input, target, margin=self.margin,
+                                    ignore_index=self.ignore_index, reduction=self.reduction,
+                                    from_logits=self.from_logits)
+
+    def extra_repr(self) -> str:
+        return (f"margin={self.margin}, ignore_index={self.ignore_index}, "
+                f"reduction={self.reduction!r}, from_logits={self.from_logits}")
