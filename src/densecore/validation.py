@@ -119,10 +119,13 @@ def check_features(x: ArrayLike, name: str = "features", *, validate: bool = Tru
             f"{name} must have D = {dim} columns to match features; got shape {tuple(t.shape)}"
         )
     if validate and t.numel():
-        bad = ~torch.isfinite(t)
-        if bool(bad.any()):
-            row = int(bad.any(dim=1).nonzero()[0, 0])
-            raise ValueError(f"{name} must be finite; got NaN or inf in row {row}")
+        # in row blocks: a full (N, D) boolean mask would cost N*D bytes at peak
+        step = max(1, (1 << 22) // max(t.shape[1], 1))
+        for s in range(0, t.shape[0], step):
+            bad = ~torch.isfinite(t[s:s + step])
+            if bool(bad.any()):
+                row = s + int(bad.any(dim=1).nonzero()[0, 0])
+                raise ValueError(f"{name} must be finite; got NaN or inf in row {row}")
     return t
 
 
