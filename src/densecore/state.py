@@ -127,17 +127,28 @@ def atomic_write(path: str | os.PathLike, data: bytes) -> None:
 def _encode_mask(mask: np.ndarray) -> bytes:
     """npz (zip, deflate) with ``packed`` (uint8 packbits, big bit order) and ``shape``."""
     buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+    with zipfile.ZipFile(buf, "w") as zf:
         for name, arr in (("packed", np.packbits(mask.ravel())),
                           ("shape", np.asarray(mask.shape, dtype=np.int64))):
-            info = zipfile.ZipInfo(f"{name}.npy", date_time=_ZIP_TIME)
-            info.compress_type = zipfile.ZIP_DEFLATED
-            with zf.open(info, "w") as f:
-                np.lib.format.write_array(f, arr, allow_pickle=False)
+            npy = io.BytesIO()
+            np.lib.format.write_array(npy, arr, allow_pickle=False)
+            # level 1: several times faster than the default on scattered pixels, ~30 % larger
+            zf.writestr(zipfile.ZipInfo(f"{name}.npy", date_time=_ZIP_TIME), npy.getvalue(),
+                        compress_type=zipfile.ZIP_DEFLATED, compresslevel=1)
     return buf.getvalue()
 
 
+def _popcount(packed: np.ndarray) -> int:
+    return int(np.count_nonzero(np.unpackbits(packed)))
+
+
+def _unpack(packed: np.ndarray, shape) -> np.ndarray:
+    h, w = shape
+    return np.unpackbits(packed, count=h * w).reshape(h, w).view(bool)
+
+
 def _decode_mask(data: bytes, shape: tuple[int, int], path: str) -> np.ndarray:
+    """The ``packed`` bits of a mask file, checked against ``shape``."""
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as z:
             if sorted(z.files) != ["packed", "shape"]:
@@ -156,7 +167,7 @@ def _decode_mask(data: bytes, shape: tuple[int, int], path: str) -> np.ndarray:
     if packed.dtype != np.uint8 or packed.shape != ((h * w + 7) // 8,):
         raise CorruptFileError(path, f"packed bits have dtype {packed.dtype} and shape "
                                      f"{packed.shape}; expected uint8 ({(h * w + 7) // 8},)")
-    return np.unpackbits(packed, count=h * w).reshape(h, w).astype(bool)
+    return packed
 
 
 def _file_key(image_id: str) -> str:
@@ -410,6 +421,7 @@ class ActiveLabelState:
         return str(round) in self._entry(image_id)["rounds"]
 
     def _read_round(self, image_id: str, round: int) -> np.ndarray:
+        """The packed bits of a done round, verified against the manifest."""
         entry = self._entry(image_id)
         rec = entry["rounds"][str(round)]
         path = self.mask_path(image_id, round)
@@ -423,11 +435,11 @@ class ActiveLabelState:
             raise CorruptFileError(path, f"checksum does not match the crc32 recorded in "
                                          f"{MANIFEST}; the file was modified, truncated or "
                                          f"replaced")
-        mask = _decode_mask(data, tuple(entry["shape"]), path)
-        if int(mask.sum()) != rec["pixels"]:
-            raise CorruptFileError(path, f"holds {int(mask.sum())} pixels; {MANIFEST} "
+        packed = _decode_mask(data, tuple(entry["shape"]), path)
+        if _popcount(packed) != rec["pixels"]:
+            raise CorruptFileError(path, f"holds {_popcount(packed)} pixels; {MANIFEST} "
                                          f"records {rec['pixels']}")
-        return mask
+        return packed
 
     def queried(self, image_id: str, round: int) -> np.ndarray:
         """``(H, W)`` bool: the pixels recorded for ``round`` of ``image_id``.
@@ -438,7 +450,7 @@ class ActiveLabelState:
         if not self.round_done(image_id, round):
             raise ValueError(f"round {round} is not done for image {image_id!r}; done rounds: "
                              f"{self.rounds(image_id)}")
-        return self._read_round(image_id, int(round))
+        return _unpack(self._read_round(image_id, int(round)), self.shape(image_id))
 
     def labeled(self, image_id: str) -> np.ndarray:
         """``(H, W)`` bool: every pixel of ``image_id`` queried in a done round.
@@ -449,10 +461,11 @@ class ActiveLabelState:
             [[False, False], [False, False]]
         """
         entry = self._entry(image_id)
-        out = np.zeros(tuple(entry["shape"]), dtype=bool)
+        h, w = entry["shape"]
+        out = np.zeros((h * w + 7) // 8, dtype=np.uint8)
         for r in sorted(int(r) for r in entry["rounds"]):
             out |= self._read_round(image_id, r)
-        return out
+        return _unpack(out, (h, w))
 
     def summary(self) -> dict:
         """Counts per round and in total, from the manifest (no mask file is read).
@@ -535,7 +548,7 @@ class ActiveLabelState:
             entry = self._entry(image_id)
             mask = check_mask(new_mask, tuple(entry["shape"]), "new_mask")
             if str(round) in entry["rounds"]:
-                old = self._read_round(image_id, round)
+                old = _unpack(self._read_round(image_id, round), mask.shape)
                 if not np.array_equal(old, mask):
                     diff = int((old != mask).sum())
                     raise ValueError(
@@ -549,14 +562,15 @@ class ActiveLabelState:
                                  f"round {done[-1]} done; got round {round}")
             if not self._cleaned:
                 self._clean_tmp()
-            before = np.zeros_like(mask)
+            packed = np.packbits(mask.ravel())
+            before = np.zeros_like(packed)
             for r in done:
                 before |= self._read_round(image_id, r)
             data = _encode_mask(mask)
             os.makedirs(self._mask_dir, exist_ok=True)
             atomic_write(self.mask_path(image_id, round), data)  # 1: the mask file
-            entry["rounds"][str(round)] = {"pixels": int(mask.sum()),
-                                           "new": int((mask & ~before).sum()),
+            entry["rounds"][str(round)] = {"pixels": _popcount(packed),
+                                           "new": _popcount(packed & ~before),
                                            "crc32": f"{zlib.crc32(data):08x}"}
             if self._batch_depth:
                 self._dirty = True
@@ -617,7 +631,7 @@ class ActiveLabelState:
         for image_id, entry in self._m["images"].items():
             if str(round) not in entry["rounds"]:
                 continue
-            yx = np.argwhere(self._read_round(image_id, round))
+            yx = np.argwhere(_unpack(self._read_round(image_id, round), entry["shape"]))
             count += len(yx)
             if format == "jsonl":
                 h, w = entry["shape"]
