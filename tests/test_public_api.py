@@ -5,6 +5,7 @@ from __future__ import annotations
 import densecore
 
 EXPECTED = {
+    "ActiveLabelState",
     "BoundReport",
     "DensityAwareGreedy",
     "DensityScaling",
@@ -18,6 +19,8 @@ EXPECTED = {
     "coverage_density",
     "covering_radius",
     "farthest_first",
+    "pixel_budget",
+    "region_budget",
     "tune_density_scaling",
 }
 
