@@ -79,11 +79,10 @@ def _run_numba(x, dens, centres, cdens, excluded, budget, first, progress_cb):
 
 
 def _run_torch(x, dens, centres, cdens, excluded, budget, first, progress_cb):
-    xt = x if x.dtype in (torch.float32, torch.float64) else x.float()
-    return torch_backend.farthest_first(
-        xt, None if dens is None else dens.to(xt.dtype), centres.to(xt.dtype),
-        None if cdens is None else cdens.to(xt.dtype), excluded, budget, first,
-        progress_cb=progress_cb)
+    if x.dtype in (torch.float16, torch.bfloat16) and x.device.type == "cpu":
+        x = x.float()  # half matrix-vector products are slow on the CPU
+    return torch_backend.farthest_first(x, dens, centres, cdens, excluded, budget, first,
+                                        progress_cb=progress_cb)
 
 
 _BACKENDS: dict[str, Callable] = {"numba": _run_numba, "torch": _run_torch}
