@@ -7,6 +7,7 @@ import densecore
 EXPECTED = {
     "ActiveLabelState",
     "BoundReport",
+    "CategoryMarginLoss",
     "DensityAwareGreedy",
     "DensityScaling",
     "KCenterGreedy",
@@ -21,6 +22,7 @@ EXPECTED = {
     "farthest_first",
     "pixel_budget",
     "region_budget",
+    "select_pixels",
     "tune_density_scaling",
 }
 

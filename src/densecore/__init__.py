@@ -7,8 +7,10 @@ from .bounds import (BoundReport, average_radial_distance, bound_report, coreset
                      coverage, covering_radius)
 from .budgets import pixel_budget, region_budget
 from .density import KNNDensity, coverage_density
+from .filters import CategoryMarginLoss
 from .greedy import Selection, farthest_first
 from .samplers import DensityAwareGreedy, KCenterGreedy
+from .segmentation import select_pixels
 from .state import ActiveLabelState
 from .tuning import DensityScaling, tune_density_scaling
 
@@ -17,6 +19,7 @@ __version__ = "0.1.0"
 __all__ = [
     "ActiveLabelState",
     "BoundReport",
+    "CategoryMarginLoss",
     "DensityAwareGreedy",
     "DensityScaling",
     "KCenterGreedy",
@@ -31,5 +34,6 @@ __all__ = [
     "farthest_first",
     "pixel_budget",
     "region_budget",
+    "select_pixels",
     "tune_density_scaling",
 ]

@@ -1,0 +1,274 @@
+"""The per-image selection step: from a model's outputs to new pixel labels.
+
+For each image (one round of Algorithm 1 with source-aided candidate filtering):
+
+1. score every pixel (``1 - P1* + P2*`` by default) and keep the top
+   ``alpha * budget`` pixels that are neither labeled nor ignored;
+2. sample the feature map ``F`` and the coverage densities ``D`` bilinearly
+   **at those candidate pixels only**, with the same arithmetic as
+   ``F.interpolate(x, size=(H, W), mode="bilinear", align_corners=False)``
+   (the full-resolution map, 512 MB for a 64-channel 1024x2048 image, is
+   never built);
+3. sample the image's already-labeled pixels the same way: they form the
+   labeled set ``s0`` of Algorithm 1;
+4. L2-normalise the sampled features (the paper's Implementation Details)
+   and let the sampler (default :class:`~densecore.DensityAwareGreedy`) pick
+   ``budget`` of the candidates; ``sampler=None`` keeps the ``budget``
+   best-scored candidates (the "uncertainty only" baseline).
+
+Region labels (``region_size=3``, RIPU's region setting): each pick labels
+the ``region_size x region_size`` block centred on it, clipped at the image
+border. A region is one budget unit: ``budget`` distinct centres are picked,
+each an eligible pixel. Pixels of a block that are already labeled or
+ignored are not set in the result, and blocks of two picks may overlap, so
+an image gets between ``budget`` and ``budget * region_size**2`` new pixels.
+
+Shape:
+    probs ``(B, C, H, W)`` at label resolution; features ``(B, D, h, w)`` and
+    densities ``(B, h, w)`` at the model's stride; labeled / ignore
+    ``(B, H, W)`` bool; result ``(B, H, W)`` bool on the probabilities' device.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import math
+
+import torch
+import torch.nn.functional as F
+
+from . import validation as V
+from .filters import (entropy_score, least_confidence_score, margin_score, random_score,
+                      top_candidates)
+from .samplers import DensityAwareGreedy
+
+log = logging.getLogger(__name__)
+
+__all__ = ["sample_at_pixels", "select_pixels"]
+
+_SCORES = {
+    "margin": margin_score,
+    "entropy": entropy_score,
+    "least_confidence": least_confidence_score,
+}
+
+
+class _DefaultSampler:
+    def __repr__(self) -> str:
+        return "DensityAwareGreedy(seed=seed)"
+
+
+_DEFAULT = _DefaultSampler()
+
+
+def sample_at_pixels(maps: torch.Tensor, flat_idx: torch.Tensor,
+                     size: tuple[int, int]) -> torch.Tensor:
+    """Bilinear samples of ``maps`` upsampled to ``size``, at the given pixels only.
+
+    Equal (up to float rounding) to
+    ``F.interpolate(maps[None], size=size, mode="bilinear",
+    align_corners=False)[0].flatten(1)[:, flat_idx].T`` without building the
+    upsampled map: output pixel ``(y, x)`` reads the source coordinate
+    ``((y + 0.5) h / H - 0.5, (x + 0.5) w / W - 0.5)`` clamped to the map,
+    i.e. ``grid_sample`` with ``align_corners=False``, ``padding_mode="border"``
+    and the normalised coordinate ``(2 y + 1) / H - 1``.
+
+    Args:
+        maps: ``(C, h, w)`` float tensor.
+        flat_idx: ``(N,)`` int64 indices ``y * W + x`` into the ``(H, W)`` grid.
+        size: ``(H, W)`` output resolution.
+
+    Returns:
+        ``(N, C)`` tensor in ``maps``' dtype (16-bit maps are sampled in float32
+        and returned as float32).
+
+    Example:
+        >>> import torch, torch.nn.functional as F
+        >>> m = torch.arange(12.0).reshape(1, 3, 4)
+        >>> idx = torch.tensor([0, 5, 47])
+        >>> full = F.interpolate(m[None], size=(6, 8), mode="bilinear", align_corners=False)
+        >>> torch.allclose(sample_at_pixels(m, idx, (6, 8))[:, 0], full.flatten()[idx])
+        True
+    """
+    big_h, big_w = size
+    x = maps if maps.dtype in (torch.float32, torch.float64) else maps.float()
+    n = flat_idx.shape[0]
+    if n == 0:
+        return x.new_empty((0, x.shape[0]))
+    yy = torch.div(flat_idx, big_w, rounding_mode="floor")
+    xx = flat_idx - yy * big_w
+    grid = torch.stack([(2 * xx + 1).to(torch.float64) / big_w - 1,
+                        (2 * yy + 1).to(torch.float64) / big_h - 1], dim=-1).to(x.dtype)
+    out = F.grid_sample(x[None], grid.view(1, 1, n, 2), mode="bilinear",
+                        padding_mode="border", align_corners=False)
+    return out[0, :, 0, :].T
+
+
+def _scores(score, probs, shape_ref, from_logits, validate, seed):
+    if isinstance(score, str):
+        if score == "random":
+            b, _, h, w = shape_ref
+            return random_score((b, h, w), seed, device=probs.device)
+        if score not in _SCORES:
+            raise ValueError(f"score must be one of {sorted([*_SCORES, 'random'])} or a "
+                             f"(B, H, W) tensor; got {score!r}")
+        return _SCORES[score](probs, from_logits=from_logits, validate=validate)
+    s = V.as_tensor_like(score, "score")
+    b, _, h, w = shape_ref
+    if not s.is_floating_point() or tuple(s.shape) != (b, h, w):
+        raise ValueError(f"score tensor must be floating with shape {(b, h, w)}; got "
+                         f"{s.dtype} {tuple(s.shape)}")
+    return s
+
+
+def select_pixels(probs, features, densities, budget: int, *, labeled=None, ignore=None,
+                  alpha: float = 20, sampler=_DEFAULT, score="margin", region_size: int = 1,
+                  normalize: bool = True, seed: int = 0, from_logits: bool = False,
+                  validate: bool = True):
+    """Pick ``budget`` new pixels (or regions) per image: filter, gather, greedy.
+
+    Args:
+        probs: ``(B, C, H, W)`` class probabilities at label resolution (logits with
+            ``from_logits=True``); numpy or a tensor on any device.
+        features: ``(B, D, h, w)`` float feature map at the model's stride (same
+            device); may be None when ``sampler`` is None.
+        densities: ``(B, h, w)`` strictly positive coverage densities; needed by
+            samplers whose ``select`` takes ``densities`` (the default), ignored
+            by :class:`~densecore.KCenterGreedy` and score-only ranking.
+        budget: picks per image (pixels, or regions when ``region_size > 1``).
+        labeled: ``(B, H, W)`` bool, pixels labeled in earlier rounds (never picked;
+            they form ``s0``), or None.
+        ignore: ``(B, H, W)`` bool, pixels that must never be labeled, or None.
+        alpha: candidates per pick: the top ``ceil(alpha * budget)`` eligible
+            pixels by score go to the sampler (the paper: 20 up to 2.2 %, 10 at 5 %).
+        sampler: an object with ``select(features, budget, *, labeled_features,
+            [densities, labeled_densities])`` returning a
+            :class:`~densecore.Selection`; default ``DensityAwareGreedy(seed=seed)``;
+            None ranks by score only.
+        score: ``"margin"`` (``1 - P1* + P2*``), ``"entropy"``, ``"least_confidence"``,
+            ``"random"`` (seeded by ``seed``), or a ``(B, H, W)`` float tensor of
+            precomputed scores; higher is more informative.
+        region_size: odd side of the block labeled around each pick (1: pixels).
+        normalize: L2-normalise sampled candidate and labeled features.
+        seed: seed of the default sampler's first pick and of random scores.
+        from_logits: ``probs`` holds logits.
+        validate: scan inputs for bad values (device syncs on CUDA).
+
+    Returns:
+        ``(B, H, W)`` bool mask of the newly labeled pixels (numpy when ``probs``
+        was numpy, else on ``probs``' device). With ``region_size=1`` each image
+        has exactly ``budget`` of them; none is labeled or ignored.
+
+    Raises:
+        ValueError: naming ``budget`` when an image has fewer than ``budget``
+            eligible (neither labeled nor ignored) pixels.
+
+    Example:
+        >>> import torch
+        >>> g = torch.Generator().manual_seed(0)
+        >>> probs = torch.softmax(torch.randn(2, 4, 16, 16, generator=g), 1)
+        >>> feats = torch.randn(2, 8, 4, 4, generator=g)
+        >>> dens = torch.rand(2, 4, 4, generator=g) + 0.5
+        >>> new = select_pixels(probs, feats, dens, budget=5, alpha=4)
+        >>> new.shape, new.sum((1, 2)).tolist()
+        (torch.Size([2, 16, 16]), [5, 5])
+    """
+    is_numpy = not isinstance(probs, torch.Tensor)
+    probs_t = V.as_tensor_like(probs, "probs")
+    if probs_t.ndim != 4:
+        raise ValueError(f"probs must have shape (B, C, H, W); got shape "
+                         f"{tuple(probs_t.shape)}")
+    bsz, _, big_h, big_w = probs_t.shape
+    dev = probs_t.device
+    budget = V.check_int(budget, "budget", minimum=0)
+    region_size = V.check_region_size(region_size)
+    alpha = float(alpha)
+    if not math.isfinite(alpha) or alpha < 1:
+        raise ValueError(f"alpha must be a finite number >= 1; got {alpha}")
+    if sampler is _DEFAULT:
+        sampler = DensityAwareGreedy(seed=seed, validate=validate)
+    if sampler is not None and not callable(getattr(sampler, "select", None)):
+        raise TypeError(f"sampler must have a select method or be None; got "
+                        f"{type(sampler).__name__}")
+    takes_dens = sampler is not None and "densities" in inspect.signature(
+        sampler.select).parameters
+
+    feats = dens = None
+    if sampler is not None:
+        if features is None:
+            raise ValueError("features is required unless sampler is None")
+        feats = V.check_feature_map(V.as_tensor_like(features, "features"), "features")
+        if feats.shape[0] != bsz:
+            raise ValueError(f"features must have B = {bsz} images like probs; got shape "
+                             f"{tuple(feats.shape)}")
+        V.check_same_device(probs_t, features=feats)
+        if takes_dens:
+            if densities is None:
+                raise ValueError(f"densities is required by {type(sampler).__name__}; pass "
+                                 "(B, h, w) densities or use KCenterGreedy / sampler=None")
+            dens = V.as_tensor_like(densities, "densities")
+            want = (bsz, feats.shape[2], feats.shape[3])
+            if tuple(dens.shape) != want or not dens.is_floating_point():
+                raise ValueError(f"densities must be floating with shape {want} (the "
+                                 f"feature map's grid); got {dens.dtype} {tuple(dens.shape)}")
+            V.check_same_device(probs_t, densities=dens)
+
+    shape = (bsz, big_h, big_w)
+    lab = None if labeled is None else V.check_bool_map(labeled, shape, probs_t, "labeled")
+    ign = None if ignore is None else V.check_bool_map(ignore, shape, probs_t, "ignore")
+    exclude = lab if ign is None else (ign if lab is None else lab | ign)
+
+    scores = _scores(score, probs_t, probs_t.shape, from_logits, validate, seed)
+    n_pix = big_h * big_w
+    eligible = ([n_pix] * bsz if exclude is None
+                else (~exclude).reshape(bsz, -1).sum(1).tolist())  # one small sync
+    for b, e in enumerate(eligible):
+        if e < budget:
+            raise ValueError(f"budget must be at most the number of eligible pixels "
+                             f"(neither labeled nor ignored) in every image; image {b} has "
+                             f"{e}, got budget {budget}")
+    k = budget if sampler is None else min(n_pix, max(budget, math.ceil(alpha * budget)))
+    cand = top_candidates(scores, k, exclude, validate=validate)  # (B, k), -1 padded
+
+    picks = []
+    for b in range(bsz):
+        c = cand[b, :min(k, eligible[b])]
+        if sampler is None or budget == 0:
+            picks.append(c[:budget])
+            continue
+        f = sample_at_pixels(feats[b], c, (big_h, big_w))
+        lf = ld = None
+        if lab is not None:
+            lab_idx = lab[b].reshape(-1).nonzero().squeeze(1)
+            if lab_idx.numel():
+                lf = sample_at_pixels(feats[b], lab_idx, (big_h, big_w))
+                if normalize:
+                    lf = F.normalize(lf, dim=1)
+                if takes_dens:
+                    ld = sample_at_pixels(dens[b][None], lab_idx, (big_h, big_w))[:, 0]
+        if normalize:
+            f = F.normalize(f, dim=1)
+        if takes_dens:
+            d = sample_at_pixels(dens[b][None], c, (big_h, big_w))[:, 0]
+            sel = sampler.select(f, budget, densities=d, labeled_features=lf,
+                                 labeled_densities=ld)
+        else:
+            sel = sampler.select(f, budget, labeled_features=lf)
+        idx = V.as_tensor_like(sel.indices, "selection indices").to(device=dev,
+                                                                     dtype=torch.int64)
+        picks.append(c[idx])
+        log.debug("image %d: %d candidates, %d labeled, %d picks", b, c.numel(),
+                  0 if lf is None else lf.shape[0], budget)
+
+    mask = torch.zeros((bsz, n_pix), dtype=torch.bool, device=dev)
+    for b, p in enumerate(picks):
+        mask[b, p] = True
+    mask = mask.view(bsz, big_h, big_w)
+    if region_size > 1:
+        r = region_size // 2
+        mask = F.max_pool2d(mask[:, None].to(torch.float32), region_size, stride=1,
+                            padding=r)[:, 0] > 0
+        if exclude is not None:
+            mask &= ~exclude
+    return mask.cpu().numpy() if is_numpy else mask
