@@ -7,7 +7,6 @@ import json
 import os
 import signal
 import time
-import zipfile
 
 import numpy as np
 import pytest
