@@ -55,7 +55,8 @@ def _local_args(sc, rank):
     off = _bounds(sc)
     lo, hi = off[rank], off[rank + 1]
     kw = {"budget": sc["budget"], "seed": sc.get("seed_sel", 0), "init": sc.get("init"),
-          "backend": sc.get("backend", "auto"), "timeout": sc.get("timeout", 30.0)}
+          "backend": sc.get("backend", "auto"), "timeout": sc.get("timeout", 30.0),
+          "num_threads": 1}  # several ranks share this machine's cores
     feats = x[lo:hi]
     if dens is not None:
         kw["densities"] = dens[lo:hi]
@@ -99,7 +100,7 @@ def _worker(rank, world, port, scenarios, outdir):
             with open(os.path.join(outdir, f"{rank}.pkl"), "wb") as f:
                 pickle.dump(results, f)
             if sc["quit"] == "hang":
-                time.sleep(3 * sc["timeout"])
+                time.sleep(1.5 * sc["timeout"])
             os._exit(0)
         feats, kw = _local_args(sc, rank)
         t0 = time.perf_counter()
@@ -122,11 +123,14 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def _launch(world, scenarios, tmp_path, limit=90.0):
+def _launch(jobs, limit=120.0):
+    """Run every (world, scenarios, folder) job at once, each in its own process group."""
     ctx = mp.get_context("spawn")
-    port = _free_port()
-    procs = [ctx.Process(target=_worker, args=(r, world, port, scenarios, str(tmp_path)))
-             for r in range(world)]
+    procs = []
+    for world, scenarios, folder in jobs:
+        port = _free_port()
+        procs += [ctx.Process(target=_worker, args=(r, world, port, scenarios, str(folder)))
+                  for r in range(world)]
     for p in procs:
         p.start()
     deadline = time.monotonic() + limit
@@ -137,9 +141,12 @@ def _launch(world, scenarios, tmp_path, limit=90.0):
         p.kill()
     assert not alive, f"{len(alive)} rank(s) still running after {limit} s"
     out = []
-    for r in range(world):
-        with open(tmp_path / f"{r}.pkl", "rb") as f:
-            out.append(pickle.load(f))
+    for world, _, folder in jobs:
+        res = []
+        for r in range(world):
+            with open(folder / f"{r}.pkl", "rb") as f:
+                res.append(pickle.load(f))
+        out.append(res)
     return out
 
 
@@ -166,8 +173,8 @@ TWO = [
      "labeled": [5, 120, 299]},
     {"name": "init_on_rank1", "n": 200, "sizes": [120, 80], "budget": 25, "seed": 4,
      "densities": True, "init": 150},
-    {"name": "duplicates_float64", "n": 300, "sizes": [170, 130], "budget": 60, "seed": 5,
-     "duplicates": 0.4, "dtype": np.float64},
+    {"name": "duplicates", "n": 300, "sizes": [170, 130], "budget": 60, "seed": 5,
+     "duplicates": 0.4},
     {"name": "constant_ties", "n": 40, "sizes": [15, 25], "budget": 12, "seed": 6,
      "constant": True, "init": 20},
     {"name": "torch_engine", "n": 300, "sizes": [140, 160], "budget": 30, "seed": 7,
@@ -196,17 +203,24 @@ THREE = [
 
 
 @pytest.fixture(scope="module")
-def two_ranks(tmp_path_factory):
-    return _launch(2, TWO, tmp_path_factory.mktemp("two"))
+def launched(tmp_path_factory):
+    """Results of the 2-rank and the 3-rank launch, run side by side."""
+    return _launch([(2, TWO, tmp_path_factory.mktemp("two")),
+                    (3, THREE, tmp_path_factory.mktemp("three"))])
 
 
 @pytest.fixture(scope="module")
-def three_ranks(tmp_path_factory):
-    return _launch(3, THREE, tmp_path_factory.mktemp("three"))
+def two_ranks(launched):
+    return launched[0]
+
+
+@pytest.fixture(scope="module")
+def three_ranks(launched):
+    return launched[1]
 
 
 @pytest.mark.parametrize("name", ["kcenter_even", "density_uneven", "labeled_features_rank1",
-                                  "in_pool_labeled", "init_on_rank1", "duplicates_float64",
+                                  "in_pool_labeled", "init_on_rank1", "duplicates",
                                   "constant_ties", "torch_engine", "ok_after_errors"])
 def test_two_ranks_match_single_process(two_ranks, name):
     _check_same_as_single(two_ranks, next(sc for sc in TWO if sc["name"] == name))
@@ -281,7 +295,6 @@ def one_rank(tmp_path):
 @pytest.mark.parametrize("backend", ["numba", "torch"])
 def test_one_rank_equals_farthest_first(one_rank, backend):
     x, _ = gaussian_mixture(300, dim=5, seed=21)
-    x = x.astype(np.float64)
     d = np.random.default_rng(0).uniform(0.5, 2, 300)
     got = distributed.select(x, 25, densities=d, labeled=[3, 9], backend=backend)
     want = DensityAwareGreedy(backend=backend).select(x, 25, densities=d, labeled=[3, 9])
@@ -308,6 +321,8 @@ def test_one_rank_errors(one_rank):
         distributed.select(x, 1, backend="faiss")
     with pytest.raises(ValueError, match="timeout"):
         distributed.select(x, 1, timeout=0)
+    with pytest.raises(ValueError, match="num_threads must be >= 1"):
+        distributed.select(x, 1, num_threads=0)
     assert distributed.select(x, 0).indices.shape == (0,)
 
 

@@ -404,8 +404,8 @@ _LOOPS = {"numba": _loop_numba, "torch": _loop_torch}
 
 def select(local_features, budget: int, *, densities=None, labeled=None,
            labeled_features=None, labeled_densities=None, init=None, seed: int = 0,
-           group=None, backend: str = "auto", timeout=600.0, progress: bool = False,
-           validate: bool = True) -> Selection:
+           group=None, backend: str = "auto", timeout=600.0, num_threads: int | None = None,
+           progress: bool = False, validate: bool = True) -> Selection:
     """Algorithm 1 over the union of every rank's shard; call it on every rank.
 
     The pool is the concatenation of the shards in rank order (rank ``r`` holds
@@ -436,6 +436,10 @@ def select(local_features, budget: int, *, densities=None, labeled=None,
         timeout: seconds (or a ``datetime.timedelta``) that any collective may
             wait for the other ranks before raising ``RuntimeError`` (gloo; on
             NCCL the per-pick collectives use the process group's timeout).
+        num_threads: numba threads of this rank's engine during the call (None:
+            numba's setting). With several ranks on one machine keep
+            ``ranks x num_threads`` at most the number of cores: oversubscribed
+            parallel regions make every pick orders of magnitude slower.
         progress: show a tqdm bar over the picks.
         validate: scan values for NaN/inf and non-positive densities.
 
@@ -475,6 +479,8 @@ def select(local_features, budget: int, *, densities=None, labeled=None,
         loc, header = _prepare_local(local_features, budget, densities, labeled,
                                      labeled_features, labeled_densities, init, seed,
                                      backend, validate)
+        if num_threads is not None:
+            num_threads = V.check_int(num_threads, "num_threads", minimum=1)
     except Exception as err:  # re-raised below, after telling the other ranks
         error = err
     fdev = loc["x"].device if loc is not None else torch.device("cpu")
@@ -496,7 +502,17 @@ def select(local_features, budget: int, *, densities=None, labeled=None,
         bar = tqdm(total=glob["budget"], desc=f"distributed greedy ({glob['engine']})",
                    unit="pick")
     try:
-        idx, radii = _LOOPS[glob["engine"]](comm, loc, glob, centres, cdens, bar)
+        if glob["engine"] == "numba" and num_threads is not None:
+            import numba
+
+            before = numba.get_num_threads()
+            numba.set_num_threads(min(num_threads, numba.config.NUMBA_NUM_THREADS))
+            try:
+                idx, radii = _loop_numba(comm, loc, glob, centres, cdens, bar)
+            finally:
+                numba.set_num_threads(before)
+        else:
+            idx, radii = _LOOPS[glob["engine"]](comm, loc, glob, centres, cdens, bar)
     finally:
         if bar is not None:
             bar.close()
