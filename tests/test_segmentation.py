@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from densecore import DensityAwareGreedy, KCenterGreedy, select_pixels
 from densecore.filters import margin_score, top_candidates
@@ -215,3 +217,30 @@ def test_kcenter_spreads_more_than_score_only():
 
     assert covering_radius(kc) < 0.6 * covering_radius(so)
     assert mean_pair_dist(kc) > 1.5 * mean_pair_dist(so)
+
+
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 10_000), budget=st.integers(0, 6), region=st.sampled_from([1, 3]),
+       frac=st.floats(0.0, 0.6), kind=st.sampled_from(["density", "kcenter", "score"]))
+def test_invariants_property(seed, budget, region, frac, kind):
+    probs, feats, dens = _inputs(seed=seed, b=2, c=3, big=(9, 11), small=(3, 4), d=3)
+    rng = np.random.default_rng(seed)
+    labeled = torch.from_numpy(rng.random((2, 9, 11)) < frac)
+    ignore = torch.from_numpy(rng.random((2, 9, 11)) < frac / 2)
+    eligible = (~(labeled | ignore)).flatten(1).sum(1)
+    sampler = {"density": DensityAwareGreedy(seed=seed), "kcenter": KCenterGreedy(),
+               "score": None}[kind]
+    args = (probs, feats, dens, budget)
+    kw = dict(labeled=labeled, ignore=ignore, alpha=2, sampler=sampler, region_size=region)
+    if (eligible < budget).any():
+        with pytest.raises(ValueError, match="budget"):
+            select_pixels(*args, **kw)
+        return
+    new = select_pixels(*args, **kw)
+    assert not (new & (labeled | ignore)).any()
+    n = new.flatten(1).sum(1)
+    if region == 1:
+        assert n.tolist() == [budget, budget]
+    else:
+        assert ((n >= budget) & (n <= 9 * budget)).all()
+    assert torch.equal(new, select_pixels(*args, **kw))
