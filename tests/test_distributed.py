@@ -311,6 +311,27 @@ def test_tensor_in_tensor_out(one_rank, device):
     assert got.indices.tolist() == want.indices.tolist()
 
 
+@pytest.mark.skipif(not (torch.cuda.is_available() and dist.is_nccl_available()),
+                    reason="no CUDA device or NCCL")
+def test_nccl_one_rank_matches_torch_backend(tmp_path):
+    dist.init_process_group("nccl", init_method=f"file://{tmp_path / 'store'}", rank=0,
+                            world_size=1)
+    try:
+        x, _ = gaussian_mixture(2000, dim=16, seed=4)
+        xc = torch.from_numpy(x).cuda()
+        d = torch.rand(2000, device="cuda", dtype=torch.float32) + 0.5
+        lf = xc[:3] + 0.5
+        got = distributed.select(xc, 50, densities=d, labeled_features=lf,
+                                 labeled_densities=d[:3])
+        want = DensityAwareGreedy(backend="torch").select(
+            xc, 50, densities=d, labeled_features=lf, labeled_densities=d[:3])
+        assert got.indices.device == xc.device
+        assert got.indices.tolist() == want.indices.tolist()
+        torch.testing.assert_close(got.radii, want.radii)
+    finally:
+        dist.destroy_process_group()
+
+
 def test_one_rank_errors(one_rank):
     x = np.zeros((4, 2), np.float32)
     with pytest.raises(ValueError, match="init applies only when nothing is labeled"):

@@ -440,7 +440,7 @@ def select(local_features, budget: int, *, densities=None, labeled=None,
             numba's setting). With several ranks on one machine keep
             ``ranks x num_threads`` at most the number of cores: oversubscribed
             parallel regions make every pick orders of magnitude slower.
-        progress: show a tqdm bar over the picks.
+        progress: show a tqdm bar over the picks (usually on one rank only).
         validate: scan values for NaN/inf and non-positive densities.
 
     Returns:
