@@ -58,7 +58,7 @@ class Config:
     budget_pixels: int = 40
     region_size: int = 3                 # 3 for ratio budgets, 1 for the pixel budget
     alpha: int = 20                      # candidates = alpha * budget (10 for 5 %)
-    score: str = "margin"                # "margin" | "entropy" | "least-confidence" | "random"
+    score: str = "margin"                # "margin" | "entropy" | "least_confidence" | "random"
     sampler: str = "density-aware"       # "density-aware" | "k-center" | "score-only"
     exclude_void: bool = True            # never query pixels whose ground truth is void
     # evaluation and logging
@@ -75,7 +75,7 @@ class Config:
                    "backbone": ("resnet101", "tiny"),
                    "estimator": ("dmc", "masked-conv", "none"),
                    "budget": ("ratio", "pixels"),
-                   "score": ("margin", "entropy", "least-confidence", "random"),
+                   "score": ("margin", "entropy", "least_confidence", "random"),
                    "sampler": ("density-aware", "k-center", "score-only"),
                    "source_sampling": ("balanced", "uniform")}
         for name, allowed in choices.items():

@@ -84,12 +84,12 @@ def round_budget(cfg, shape) -> int:
     return densecore.pixel_budget(shape, cfg.budget_pixels, rounds, train_shape=train_shape)
 
 
-def make_sampler(cfg):
+def make_sampler(cfg, seed: int):
     """The core-set sampler named by ``cfg.sampler`` (None: rank by score only)."""
     if cfg.sampler == "density-aware":
-        return densecore.DensityAwareGreedy(seed=cfg.seed)
+        return densecore.DensityAwareGreedy(seed=seed)
     if cfg.sampler == "k-center":
-        return densecore.KCenterGreedy(seed=cfg.seed)
+        return densecore.KCenterGreedy(seed=seed)
     return None
 
 
@@ -213,7 +213,9 @@ def select_round(model, dataset, state, cfg, round, device, *, amp=False, vis_di
     """
     net = model.module if hasattr(model, "module") else model
     net.eval()
-    sampler = make_sampler(cfg)
+    # numba's OpenMP layer (used by the selection on CPU) shares libgomp with torch and
+    # resets torch's thread count to its own; keep torch's setting across the round.
+    torch_threads = torch.get_num_threads()
     ids = dataset.ids()
     todo = [i for i in range(utils.get_rank(), len(ids), utils.get_world_size())
             if not state.round_done(ids[i], round)]
@@ -234,11 +236,13 @@ def select_round(model, dataset, state, cfg, round, device, *, amp=False, vis_di
             densities = torch.ones(features.shape[0], *features.shape[-2:], device=device)
         labeled = torch.from_numpy(state.labeled(ids[i]))[None].to(device)
         ignore = (gt == datasets.IGNORE)[None].to(device) if cfg.exclude_void else None
+        seed = image_seed(cfg.seed, round, ids[i])
         mask = densecore.select_pixels(
             probs, features, densities, round_budget(cfg, shape), labeled=labeled,
-            ignore=ignore, alpha=cfg.alpha, sampler=sampler, score=cfg.score,
-            region_size=cfg.region_size, seed=image_seed(cfg.seed, round, ids[i]))
+            ignore=ignore, alpha=cfg.alpha, sampler=make_sampler(cfg, seed), score=cfg.score,
+            region_size=cfg.region_size, seed=seed)
         state.add(ids[i], mask[0].cpu().numpy(), round=round)
+        torch.set_num_threads(torch_threads)
     utils.barrier()
     if vis_dir is not None and utils.is_main_process():
         for i in range(min(vis_images, len(ids))):
