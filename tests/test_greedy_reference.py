@@ -143,3 +143,19 @@ def test_half_storage(device, dtype):
     # on the rounded values with a tolerance of that size
     replay_check(xh.float().cpu().numpy(), sel.indices.cpu().numpy(), densities=dens, init=0,
                  rtol=2e-2, atol=1e-3)
+
+
+@pytest.mark.parametrize("density_aware", [False, True])
+def test_numba_switches_to_dense_passes_exactly(caplog, density_aware):
+    # isotropic noise in 64 dimensions: the triangle inequality prunes almost nothing,
+    # so the numba engine hands over to its dense pass; the selection must not change
+    rng = np.random.default_rng(11)
+    x = rng.normal(size=(1500, 64)).astype(np.float32)
+    x[700:760] = x[:60]
+    dens = rng.uniform(0.5, 3.0, size=1500) if density_aware else None
+    with caplog.at_level("DEBUG", logger="densecore._backends.numba_backend"):
+        sel = densecore.farthest_first(x, 300, densities=dens, init=4, backend="numba")
+    assert "dense passes" in caplog.text
+    ref_idx, ref_r = density_aware_greedy_ref(x, 300, densities=dens, init=4)
+    np.testing.assert_array_equal(sel.indices, ref_idx)
+    np.testing.assert_allclose(sel.radii[1:], ref_r[1:], rtol=1e-4)

@@ -26,8 +26,12 @@ Shape:
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 from numba import njit, prange
+
+log = logging.getLogger(__name__)
 
 # Relative slack on the pruning test: an area is skipped only when the bound
 # holds with a margin well above float32 rounding of the distances involved.
@@ -184,7 +188,8 @@ def add_centre(x, centres, cdens, order, rr, tmp, a_start, a_end, a_max, a_arg, 
         centres, cdens: (C,) centre tables, the first ``state[1]`` filled.
         order, rr, tmp: (cap,) arena of point indices, their r, and scratch.
         a_start, a_end, a_max, a_arg, a_centre: per-area tables.
-        state: int64[4]: picks done, centres filled, areas used, arena tail.
+        state: int64[5]: picks done, centres filled, areas used, arena tail, and a
+            running count of feature rows read.
         cu: (D,) features of the new centre; du: its density.
         u: its index in ``x`` if it belongs to this pool (removed from the pool), else -1.
         au: the area holding ``u`` (always scanned), or -1.
@@ -227,8 +232,10 @@ def add_centre(x, centres, cdens, order, rr, tmp, a_start, a_end, a_max, a_arg, 
             p = q
     # 2. new scaled distances; tmp[p] >= 0 marks a mover (its new r), -1 a stayer
     chunk_moves = np.zeros(n_chunks, dtype=np.int64)
+    chunk_reads = np.zeros(n_chunks, dtype=np.int64)
     for j in prange(n_chunks):
         m = 0
+        reads = 0
         thr = chunk_thr[j]
         for p in range(chunk_lo[j], chunk_hi[j]):
             t = order[p]
@@ -238,6 +245,7 @@ def add_centre(x, centres, cdens, order, rr, tmp, a_start, a_end, a_max, a_arg, 
             if rr[p] <= thr:
                 tmp[p] = -1.0
                 continue
+            reads += 1
             v = _sqdist_to(x, t, cu) / du
             if v < rr[p]:
                 tmp[p] = v
@@ -245,9 +253,11 @@ def add_centre(x, centres, cdens, order, rr, tmp, a_start, a_end, a_max, a_arg, 
             else:
                 tmp[p] = -1.0
         chunk_moves[j] = m
+        chunk_reads[j] = reads
     total = 0
     for j in range(n_chunks):
         total += chunk_moves[j]
+        state[4] += chunk_reads[j]
     # 3. make room at the tail; chunk bounds shift with their areas
     if tail + total > order.shape[0]:
         old_start = a_start[:n_a].copy()
@@ -393,7 +403,7 @@ class Engine:
         self.a_centre = np.full(n_area, -1, dtype=np.int64)
         self.centres = np.empty((n_lab + max_new, d), dtype=x.dtype)
         self.cdens = np.empty(n_lab + max_new, dtype=np.float64)
-        self.state = np.zeros(4, dtype=np.int64)
+        self.state = np.zeros(5, dtype=np.int64)
         if n_lab:
             self.centres[:n_lab] = centres
             self.cdens[:n_lab] = cdens
@@ -401,7 +411,7 @@ class Engine:
             m = build_areas(assign, r, n_lab, self.order, self.rr, self.a_start, self.a_end,
                             self.a_max, self.a_arg)
             self.a_centre[:n_lab] = np.arange(n_lab)
-            self.state[:] = (0, n_lab, n_lab, m)
+            self.state[:4] = (0, n_lab, n_lab, m)
         else:
             keep = np.flatnonzero(~excluded)
             m = keep.shape[0]
@@ -410,7 +420,7 @@ class Engine:
             self.a_start[0], self.a_end[0] = 0, m
             if m:
                 self.a_max[0], self.a_arg[0] = np.inf, keep[0]
-            self.state[:] = (0, 0, 1, m)
+            self.state[:4] = (0, 0, 1, m)
 
     def best(self) -> tuple[float, int]:
         """(r, index) of the next pick of this pool; (-1.0, -1) when it is exhausted."""
@@ -438,9 +448,78 @@ class Engine:
                   n_steps, out_idx, out_r, first)
 
 
+@njit(cache=True)
+def _flatten(order, rr, a_start, a_end, n_a, r):
+    """Write the r of every live point into ``r`` (N,), indexed by point; others stay."""
+    for k in range(n_a):
+        for p in range(a_start[k], a_end[k]):
+            r[order[p]] = rr[p]
+
+
+_DENSE_BLOCK = 4096
+
+
+@njit(cache=True, parallel=True)
+def dense_picks(x, dens, r, n_steps, start, out_idx, out_r):
+    """Algorithm 1 without pruning: one fused pass over all points per pick.
+
+    ``r`` (N,) holds the current r of every point, -1 for labeled or picked ones.
+    Picks ``n_steps`` points, writing them at ``out_idx[start:]``.
+    """
+    n = x.shape[0]
+    n_blk = (n + _DENSE_BLOCK - 1) // _DENSE_BLOCK
+    blk_best = np.empty(n_blk)
+    blk_arg = np.empty(n_blk, dtype=np.int64)
+    cu = np.empty(x.shape[1], dtype=x.dtype)
+    # the argmax of the current r
+    best = -1.0
+    u = -1
+    for t in range(n):
+        if r[t] > best:
+            best = r[t]
+            u = t
+    for i in range(start, start + n_steps):
+        out_idx[i] = u
+        out_r[i] = best
+        r[u] = -1.0
+        for c in range(x.shape[1]):
+            cu[c] = x[u, c]
+        du = dens[u]
+        for b in prange(n_blk):
+            bb = -1.0
+            ba = -1
+            for t in range(b * _DENSE_BLOCK, min((b + 1) * _DENSE_BLOCK, n)):
+                rt = r[t]
+                if rt > 0.0:
+                    v = _sqdist_to(x, t, cu) / du
+                    if v < rt:
+                        rt = v
+                        r[t] = v
+                if rt > bb:
+                    bb = rt
+                    ba = t
+            blk_best[b] = bb
+            blk_arg[b] = ba
+        best = -1.0
+        u = -1
+        for b in range(n_blk):
+            if blk_best[b] > best:
+                best = blk_best[b]
+                u = blk_arg[b]
+
+
+# Switch to the dense pass once pruning reads more than this share of the live
+# points' features per pick (the indirect reads then cost more than streaming).
+_DENSE_SWITCH = 0.35
+
+
 def farthest_first(x, dens, centres, cdens, excluded, budget, first, progress_cb=None,
                    n_blocks=100):
     """Exact Algorithm 1 on CPU.
+
+    Runs the pruned engine; when pruning stops paying (high-dimensional noise,
+    budgets that are a large share of the pool), the rest of the picks use the
+    dense fused pass :func:`dense_picks`. Both are exact.
 
     Args:
         x: (N, D) float32/float64 C-contiguous features.
@@ -456,6 +535,7 @@ def farthest_first(x, dens, centres, cdens, excluded, budget, first, progress_cb
     Returns:
         (indices (budget,) int64, radii (budget,) float64).
     """
+    n = x.shape[0]
     out_idx = np.empty(budget, dtype=np.int64)
     out_r = np.empty(budget, dtype=np.float64)
     if budget == 0:
@@ -463,9 +543,21 @@ def farthest_first(x, dens, centres, cdens, excluded, budget, first, progress_cb
     engine = Engine(x, dens, centres, cdens, excluded, budget)
     step = max(1, -(-budget // n_blocks))
     done = 0
+    r = None
     while done < budget:
         k = min(step, budget - done)
-        engine.run(k, out_idx, out_r, first)
+        if r is None:
+            reads0 = engine.state[4]
+            engine.run(k, out_idx, out_r, first)
+            live = max(1, n - int(excluded.sum()) - done - k)
+            if done >= 8 and (engine.state[4] - reads0) / (k * live) > _DENSE_SWITCH:
+                r = np.full(n, -1.0)
+                _flatten(engine.order, engine.rr, engine.a_start, engine.a_end,
+                         engine.state[2], r)
+                log.debug("pruning ineffective after %d picks; dense passes from here",
+                          done + k)
+        else:
+            dense_picks(x, dens, r, k, done, out_idx, out_r)
         done += k
         if progress_cb is not None:
             progress_cb(k)
