@@ -6,7 +6,7 @@ The public surface is listed in ``__all__`` (a test pins it).
 from .bounds import (BoundReport, average_radial_distance, bound_report, coreset_loss,
                      coverage, covering_radius)
 from .budgets import pixel_budget, region_budget
-from .density import KNNDensity, coverage_density
+from .density import DMCEstimator, KNNDensity, MaskedConvEstimator, coverage_density
 from .filters import CategoryMarginLoss
 from .greedy import Selection, farthest_first
 from .samplers import DensityAwareGreedy, KCenterGreedy
@@ -20,10 +20,12 @@ __all__ = [
     "ActiveLabelState",
     "BoundReport",
     "CategoryMarginLoss",
+    "DMCEstimator",
     "DensityAwareGreedy",
     "DensityScaling",
     "KCenterGreedy",
     "KNNDensity",
+    "MaskedConvEstimator",
     "Selection",
     "average_radial_distance",
     "bound_report",
