@@ -138,7 +138,8 @@ def _add_bench_speed(bench_sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--repeats", type=int, default=3, help="timed runs, best kept (default 3)")
     p.add_argument("--methods", nargs="+", default=None,
-                   help="subset of: engine torch_backend naive sklearn torch_norm")
+                   help="subset of: engine engine_1thread torch_backend naive sklearn "
+                   "torch_norm")
     p.add_argument("--baseline-picks", type=int, default=200,
                    help="picks timed for sklearn/torch_norm, scaled to the budget")
     p.add_argument("--json", default=None, metavar="OUT", help="also write the rows as JSON")

@@ -6,6 +6,8 @@ The problem is Algorithm 1 (density-aware greedy) on a Gaussian mixture from
 
 * ``engine``: :class:`densecore.DensityAwareGreedy` (``backend="auto"``, the
   pruned numba engine on CPU).
+* ``engine_1thread``: the same with numba limited to one thread (on a loaded
+  machine the per-pick parallel regions of the engine wait on busy cores).
 * ``torch_backend``: the same class with ``backend="torch"`` (one
   matrix-vector product per pick, no pruning).
 * ``naive``: the bandwidth-bound loop in numpy: one BLAS gemv per pick over all
@@ -42,7 +44,7 @@ from .report import markdown_table
 __all__ = ["METHODS", "format_table", "make_problem", "naive_gemv_greedy", "run_speed",
            "sklearn_greedy", "torch_norm_greedy"]
 
-METHODS = ("engine", "torch_backend", "naive", "sklearn", "torch_norm")
+METHODS = ("engine", "engine_1thread", "torch_backend", "naive", "sklearn", "torch_norm")
 # Methods timed on a prefix of the picks and scaled to the budget.
 _PREFIX_TIMED = ("sklearn", "torch_norm")
 
@@ -166,7 +168,19 @@ def _engine(backend):
     return run
 
 
-_RUNNERS = {"engine": _engine("auto"), "torch_backend": _engine("torch"),
+def _engine_1thread(x, densities, budget, first):
+    import numba
+
+    before = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        return _engine("auto")(x, densities, budget, first)
+    finally:
+        numba.set_num_threads(before)
+
+
+_RUNNERS = {"engine": _engine("auto"), "engine_1thread": _engine_1thread,
+            "torch_backend": _engine("torch"),
             "naive": naive_gemv_greedy, "sklearn": sklearn_greedy,
             "torch_norm": torch_norm_greedy}
 
