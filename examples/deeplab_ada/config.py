@@ -61,6 +61,7 @@ class Config:
     score: str = "margin"                # "margin" | "entropy" | "least_confidence" | "random"
     sampler: str = "density-aware"       # "density-aware" | "k-center" | "score-only"
     exclude_void: bool = True            # never query pixels whose ground truth is void
+    greedy_backend: str = "auto"         # densecore greedy backend: "auto" | "torch" | "numba"
     # evaluation and logging
     flip_test: bool = True
     eval_every: int = 0                  # 0: only at the end
@@ -77,7 +78,8 @@ class Config:
                    "budget": ("ratio", "pixels"),
                    "score": ("margin", "entropy", "least_confidence", "random"),
                    "sampler": ("density-aware", "k-center", "score-only"),
-                   "source_sampling": ("balanced", "uniform")}
+                   "source_sampling": ("balanced", "uniform"),
+                   "greedy_backend": ("auto", "torch", "numba")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}; got {getattr(self, name)!r}")

@@ -87,9 +87,9 @@ def round_budget(cfg, shape) -> int:
 def make_sampler(cfg, seed: int):
     """The core-set sampler named by ``cfg.sampler`` (None: rank by score only)."""
     if cfg.sampler == "density-aware":
-        return densecore.DensityAwareGreedy(seed=seed)
+        return densecore.DensityAwareGreedy(backend=cfg.greedy_backend, seed=seed)
     if cfg.sampler == "k-center":
-        return densecore.KCenterGreedy(seed=seed)
+        return densecore.KCenterGreedy(backend=cfg.greedy_backend, seed=seed)
     return None
 
 
