@@ -12,7 +12,8 @@ from densecore.demo import demo_rows
 def test_demo_rows_cover_every_method_and_budget():
     rows = demo_rows(n=600, dim=4, budgets=[10, 20], progress=False)
     assert [(r["budget"], r["method"]) for r in rows] == [
-        (b, m) for b in (10, 20) for m in ("random", "kcenter", "density_aware")]
+        (b, m) for b in (10, 20)
+        for m in ("random", "kcenter", "density_aware", "density_aware_tuned")]
     for r in rows:
         assert 0 <= r["max_ard"] <= r["delta"]  # Theorem 3
         assert 0 <= r["coreset_loss"] <= 1
@@ -22,7 +23,7 @@ def test_demo_command_prints_a_table(capsys):
     assert main(["demo", "--n", "400", "--dim", "3", "--budgets", "5", "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "| budget | method | delta | max_ard | coreset_loss | seconds |" in out
-    assert out.count("\n| 5 |") == 3
+    assert out.count("\n| 5 |") == 4
 
 
 def test_help_lists_commands():

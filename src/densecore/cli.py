@@ -13,7 +13,7 @@ import sys
 def _add_demo(sub) -> None:
     p = sub.add_parser("demo", help="select from a synthetic Gaussian mixture with random, "
                        "k-center and density-aware greedy; print the bounds")
-    p.add_argument("--n", type=int, default=20000, help="number of points (default 20000)")
+    p.add_argument("--n", type=int, default=10000, help="number of points (default 10000)")
     p.add_argument("--dim", type=int, default=16, help="feature dimension (default 16)")
     p.add_argument("--budgets", type=int, nargs="+", default=[50, 100, 200],
                    help="budgets to compare (default 50 100 200)")
