@@ -226,10 +226,10 @@ def cityscapes(root, split, num_classes, *, size=None, flip=False, label_mask=No
         stem = os.path.basename(p)[: -len("_leftImg8bit.png")]
         return os.path.join(root, "gtFine", split, city, stem + "_gtFine_labelIds.png")
 
-    images, labels = _pairs(pattern, label_of)
-    mapping = CITYSCAPES_ID_TO_TRAIN19 if num_classes == 19 else CITYSCAPES_ID_TO_TRAIN16
     if num_classes not in (19, 16):
         raise ValueError(f"num_classes must be 19 or 16; got {num_classes}")
+    images, labels = _pairs(pattern, label_of)
+    mapping = CITYSCAPES_ID_TO_TRAIN19 if num_classes == 19 else CITYSCAPES_ID_TO_TRAIN16
     table = lookup_table(mapping, 256)
     return SegmentationFiles(images, labels, lambda p: table[load_cityscapes_label(p)],
                              size=size, flip=flip, label_mask=label_mask, label_size=label_size)
