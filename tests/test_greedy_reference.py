@@ -159,3 +159,14 @@ def test_numba_switches_to_dense_passes_exactly(caplog, density_aware):
     ref_idx, ref_r = density_aware_greedy_ref(x, 300, densities=dens, init=4)
     np.testing.assert_array_equal(sel.indices, ref_idx)
     np.testing.assert_allclose(sel.radii[1:], ref_r[1:], rtol=1e-4)
+
+
+def test_numba_leaves_torch_thread_count_alone():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        x, _ = _mixture(n=20000, dim=16, seed=12)
+        densecore.farthest_first(x, 30, backend="numba", init=0)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)

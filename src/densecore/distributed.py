@@ -402,6 +402,19 @@ def _loop_torch(comm: _Comm, loc: dict, glob: dict, centres, cdens, bar):
 _LOOPS = {"numba": _loop_numba, "torch": _loop_torch}
 
 
+def _run_numba_loop(comm, loc, glob, centres, cdens, bar, num_threads):
+    if num_threads is None:
+        return _loop_numba(comm, loc, glob, centres, cdens, bar)
+    import numba
+
+    before = numba.get_num_threads()
+    numba.set_num_threads(min(num_threads, numba.config.NUMBA_NUM_THREADS))
+    try:
+        return _loop_numba(comm, loc, glob, centres, cdens, bar)
+    finally:
+        numba.set_num_threads(before)
+
+
 def select(local_features, budget: int, *, densities=None, labeled=None,
            labeled_features=None, labeled_densities=None, init=None, seed: int = 0,
            group=None, backend: str = "auto", timeout=600.0, num_threads: int | None = None,
@@ -502,15 +515,12 @@ def select(local_features, budget: int, *, densities=None, labeled=None,
         bar = tqdm(total=glob["budget"], desc=f"distributed greedy ({glob['engine']})",
                    unit="pick")
     try:
-        if glob["engine"] == "numba" and num_threads is not None:
-            import numba
+        if glob["engine"] == "numba":
+            from ._backends.numba_backend import keep_torch_threads
 
-            before = numba.get_num_threads()
-            numba.set_num_threads(min(num_threads, numba.config.NUMBA_NUM_THREADS))
-            try:
-                idx, radii = _loop_numba(comm, loc, glob, centres, cdens, bar)
-            finally:
-                numba.set_num_threads(before)
+            with keep_torch_threads():
+                idx, radii = _run_numba_loop(comm, loc, glob, centres, cdens, bar,
+                                             num_threads)
         else:
             idx, radii = _LOOPS[glob["engine"]](comm, loc, glob, centres, cdens, bar)
     finally:

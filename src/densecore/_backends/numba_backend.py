@@ -27,6 +27,7 @@ Shape:
 from __future__ import annotations
 
 import logging
+from contextlib import contextmanager
 
 import numpy as np
 from numba import njit, prange
@@ -459,6 +460,24 @@ def _flatten(order, rr, a_start, a_end, n_a, r):
 _DENSE_BLOCK = 4096
 
 
+@contextmanager
+def keep_torch_threads():
+    """Restore torch's intra-op thread count on exit.
+
+    numba's OpenMP threading layer shares the OpenMP runtime with torch, and a
+    parallel region sets its thread count; without this a greedy call would
+    silently change the caller's ``torch.get_num_threads()``.
+    """
+    import torch
+
+    n = torch.get_num_threads()
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != n:
+            torch.set_num_threads(n)
+
+
 @njit(cache=True, parallel=True)
 def dense_picks(x, dens, r, n_steps, start, out_idx, out_r):
     """Algorithm 1 without pruning: one fused pass over all points per pick.
@@ -540,6 +559,15 @@ def farthest_first(x, dens, centres, cdens, excluded, budget, first, progress_cb
     out_r = np.empty(budget, dtype=np.float64)
     if budget == 0:
         return out_idx, out_r
+    with keep_torch_threads():
+        _run(x, dens, centres, cdens, excluded, budget, first, progress_cb, n_blocks,
+             out_idx, out_r)
+    return out_idx, out_r
+
+
+def _run(x, dens, centres, cdens, excluded, budget, first, progress_cb, n_blocks, out_idx,
+         out_r):
+    n = x.shape[0]
     engine = Engine(x, dens, centres, cdens, excluded, budget)
     step = max(1, -(-budget // n_blocks))
     done = 0
@@ -561,4 +589,3 @@ def farthest_first(x, dens, centres, cdens, excluded, budget, first, progress_cb
         done += k
         if progress_cb is not None:
             progress_cb(k)
-    return out_idx, out_r
