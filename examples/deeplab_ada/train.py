@@ -213,9 +213,6 @@ def select_round(model, dataset, state, cfg, round, device, *, amp=False, vis_di
     """
     net = model.module if hasattr(model, "module") else model
     net.eval()
-    # numba's OpenMP layer (used by the selection on CPU) shares libgomp with torch and
-    # resets torch's thread count to its own; keep torch's setting across the round.
-    torch_threads = torch.get_num_threads()
     ids = dataset.ids()
     todo = [i for i in range(utils.get_rank(), len(ids), utils.get_world_size())
             if not state.round_done(ids[i], round)]
@@ -242,7 +239,6 @@ def select_round(model, dataset, state, cfg, round, device, *, amp=False, vis_di
             ignore=ignore, alpha=cfg.alpha, sampler=make_sampler(cfg, seed), score=cfg.score,
             region_size=cfg.region_size, seed=seed)
         state.add(ids[i], mask[0].cpu().numpy(), round=round)
-        torch.set_num_threads(torch_threads)
     utils.barrier()
     if vis_dir is not None and utils.is_main_process():
         for i in range(min(vis_images, len(ids))):
