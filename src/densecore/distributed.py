@@ -156,40 +156,13 @@ def _as_timeout(timeout) -> datetime.timedelta:
 def _prepare_local(local_features, budget, densities, labeled, labeled_features,
                    labeled_densities, init, seed, backend, validate):
     """Validate this rank's inputs; return (tensors dict, header ints)."""
-    for name, value in (("densities", densities), ("labeled", labeled),
-                        ("labeled_features", labeled_features),
-                        ("labeled_densities", labeled_densities)):
-        if isinstance(local_features, torch.Tensor):
-            V.check_same_device(local_features, **{name: value})
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}; got {backend!r}")
-    x = V.check_features(local_features, "local_features", validate=validate)
+    x, dens, lab, lf, ld = V.check_pool(local_features, densities, labeled, labeled_features,
+                                        labeled_densities, name="local_features",
+                                        validate=validate)
     n, dim = x.shape
     dev = x.device
-    dens = None
-    if densities is not None:
-        dens = V.check_densities(densities, n, validate=validate).to(dev)
-    lab = V.check_indices(labeled, n, "labeled").to(dev)
-    if labeled_features is not None:
-        lf = V.check_features(labeled_features, "labeled_features", validate=validate,
-                              dim=dim).to(dev)
-    else:
-        if labeled_densities is not None:
-            raise ValueError("labeled_densities was given without labeled_features")
-        lf = x.new_empty((0, dim))
-    ld = None
-    if dens is not None:
-        if labeled_densities is None:
-            if lf.shape[0]:
-                raise ValueError("labeled_densities is required when labeled_features and "
-                                 "densities are given")
-            ld = dens.new_empty(0)
-        else:
-            ld = V.check_densities(labeled_densities, lf.shape[0], "labeled_densities",
-                                   validate=validate).to(dev)
-    elif labeled_densities is not None:
-        raise ValueError("labeled_densities needs densities for the pool (density-aware "
-                         "greedy); use it without densities for k-center greedy")
     budget = V.check_int(budget, "budget", minimum=0)
     init = _NONE if init is None else V.check_int(init, "init")
     seed = V.check_int(seed, "seed")

@@ -130,38 +130,10 @@ def farthest_first(features, budget: int, *, densities=None, labeled=None,
         ([0, 2], [inf, 25.0])
     """
     is_numpy = isinstance(features, np.ndarray)
-    for name, value in (("densities", densities), ("labeled", labeled),
-                        ("labeled_features", labeled_features),
-                        ("labeled_densities", labeled_densities)):
-        if isinstance(features, torch.Tensor):
-            V.check_same_device(features, **{name: value})
-    x = V.check_features(features, validate=validate)
+    x, dens, lab, lf, ld = V.check_pool(features, densities, labeled, labeled_features,
+                                        labeled_densities, validate=validate)
     n, dim = x.shape
     dev = x.device
-    dens = None
-    if densities is not None:
-        dens = V.check_densities(densities, n, validate=validate).to(dev)
-    lab = V.check_indices(labeled, n, "labeled").to(dev)
-    if labeled_features is not None:
-        lf = V.check_features(labeled_features, "labeled_features", validate=validate,
-                              dim=dim).to(dev)
-    else:
-        if labeled_densities is not None:
-            raise ValueError("labeled_densities was given without labeled_features")
-        lf = x.new_empty((0, dim))
-    ld = None
-    if dens is not None:
-        if labeled_densities is None:
-            if lf.shape[0]:
-                raise ValueError("labeled_densities is required when labeled_features and "
-                                 "densities are given")
-            ld = dens.new_empty(0)
-        else:
-            ld = V.check_densities(labeled_densities, lf.shape[0], "labeled_densities",
-                                   validate=validate).to(dev)
-    elif labeled_densities is not None:
-        raise ValueError("labeled_densities needs densities for the pool (density-aware "
-                         "greedy); use KCenterGreedy without densities")
     budget = V.check_budget(budget, n - lab.numel())
     n_labeled = lab.numel() + lf.shape[0]
     if init is not None:

@@ -32,6 +32,7 @@ __all__ = [
     "check_index",
     "check_indices",
     "check_int",
+    "check_pool",
     "check_kernel_size",
     "check_mask",
     "check_positive_float",
@@ -129,9 +130,7 @@ def check_features(x: ArrayLike, name: str = "features", *, validate: bool = Tru
     return t
 
 
-def check_densities(d: ArrayLike, n: int, name: str = "densities", *,
-                    validate: bool = True) -> torch.Tensor:
-    """Check an ``(N,)`` vector of strictly positive, finite densities."""
+def _check_vector(d: ArrayLike, n: int, name: str, validate: bool, strict: bool) -> torch.Tensor:
     t = as_tensor_like(d, name)
     if t.dtype not in _FLOAT_TORCH:
         raise TypeError(f"{name} must be a floating array; got dtype {t.dtype}")
@@ -143,11 +142,16 @@ def check_densities(d: ArrayLike, n: int, name: str = "densities", *,
             i = int(bad.nonzero()[0, 0])
             raise ValueError(f"{name} must be finite; got {float(t[i])} at index {i}")
         i = int(torch.argmin(t))
-        if float(t[i]) <= 0:
-            raise ValueError(
-                f"{name} must be strictly positive; got min {float(t[i])} at index {i}"
-            )
+        if float(t[i]) < 0 or (strict and float(t[i]) == 0):
+            what = "strictly positive" if strict else "non-negative"
+            raise ValueError(f"{name} must be {what}; got min {float(t[i])} at index {i}")
     return t
+
+
+def check_densities(d: ArrayLike, n: int, name: str = "densities", *,
+                    validate: bool = True) -> torch.Tensor:
+    """Check an ``(N,)`` vector of strictly positive, finite densities."""
+    return _check_vector(d, n, name, validate, strict=True)
 
 
 def check_indices(idx: ArrayLike | None, n: int, name: str, *,
@@ -257,20 +261,7 @@ def check_mask(mask: ArrayLike, shape: tuple[int, int], name: str = "mask") -> n
 def check_error(e: ArrayLike, n: int, name: str = "raw_error", *,
                 validate: bool = True) -> torch.Tensor:
     """Check an ``(N,)`` floating vector of finite, non-negative errors (distance estimates)."""
-    t = as_tensor_like(e, name)
-    if t.dtype not in _FLOAT_TORCH:
-        raise TypeError(f"{name} must be a floating array; got dtype {t.dtype}")
-    if t.ndim != 1 or t.shape[0] != n:
-        raise ValueError(f"{name} must have shape ({n},); got shape {tuple(t.shape)}")
-    if validate and n:
-        bad = ~torch.isfinite(t)
-        if bool(bad.any()):
-            i = int(bad.nonzero()[0, 0])
-            raise ValueError(f"{name} must be finite; got {float(t[i])} at index {i}")
-        i = int(torch.argmin(t))
-        if float(t[i]) < 0:
-            raise ValueError(f"{name} must be non-negative; got min {float(t[i])} at index {i}")
-    return t
+    return _check_vector(e, n, name, validate, strict=False)
 
 
 def check_same_on_ranks(values: list, name: str) -> Any:
@@ -335,3 +326,54 @@ def check_region_size(value: Any, name: str = "region_size") -> int:
     if value % 2 == 0:
         raise ValueError(f"{name} must be odd (a block centred on the pick); got {value}")
     return value
+
+
+def check_pool(features, densities=None, labeled=None, labeled_features=None,
+               labeled_densities=None, *, name: str = "features", validate: bool = True):
+    """Check the inputs of Algorithm 1 for one pool.
+
+    Args:
+        features: ``(N, D)`` float pool.
+        densities: ``(N,)`` > 0 or None (k-center greedy).
+        labeled: ``(M,)`` in-pool labeled indices or None.
+        labeled_features: ``(L, D)`` labeled points outside the pool or None.
+        labeled_densities: ``(L,)`` > 0, required with ``densities`` and ``labeled_features``.
+        name: the argument name of ``features`` in messages.
+        validate: scan values for NaN/inf and non-positive densities.
+
+    Returns:
+        ``(x (N, D), dens (N,) or None, labeled (M,) int64, labeled_features (L, D),
+        labeled_densities (L,) or None)``, all tensors on the features' device.
+    """
+    if isinstance(features, torch.Tensor):
+        check_same_device(features, densities=densities, labeled=labeled,
+                          labeled_features=labeled_features,
+                          labeled_densities=labeled_densities)
+    x = check_features(features, name, validate=validate)
+    n, dim = x.shape
+    dev = x.device
+    dens = None
+    if densities is not None:
+        dens = check_densities(densities, n, validate=validate).to(dev)
+    lab = check_indices(labeled, n, "labeled").to(dev)
+    if labeled_features is not None:
+        lf = check_features(labeled_features, "labeled_features", validate=validate,
+                            dim=dim).to(dev)
+    else:
+        if labeled_densities is not None:
+            raise ValueError("labeled_densities was given without labeled_features")
+        lf = x.new_empty((0, dim))
+    ld = None
+    if dens is not None:
+        if labeled_densities is None:
+            if lf.shape[0]:
+                raise ValueError("labeled_densities is required when labeled_features and "
+                                 "densities are given")
+            ld = dens.new_empty(0)
+        else:
+            ld = check_densities(labeled_densities, lf.shape[0], "labeled_densities",
+                                 validate=validate).to(dev)
+    elif labeled_densities is not None:
+        raise ValueError("labeled_densities needs densities for the pool (density-aware "
+                         "greedy); use k-center greedy without densities")
+    return x, dens, lab, lf, ld
