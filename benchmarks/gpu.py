@@ -23,7 +23,7 @@ import torch
 from _common import base_parser, emit
 
 from densecore import DensityAwareGreedy
-from densecore.bench.speed import compare_selections, make_problem
+from densecore.bench.speed import compare_selections, make_problem, torch_norm_greedy
 
 COLUMNS = ["method", "dtype", "validate", "picks_timed", "time_s", "per_pick_ms", "gbps",
            "host_syncs", "dtoh_copies", "identical_to_cpu", "first_divergence",
@@ -68,20 +68,6 @@ def count_syncs(fn) -> tuple[int, int]:
             dtoh += 1
     # the profiler's own trailing synchronize is counted once
     return syncs, dtoh
-
-
-def torch_norm_cuda(xc, dc, budget, first):
-    """Per-pick ``torch.linalg.norm(x - x[u], dim=1)``, min, argmax via ``.item()``."""
-    r = torch.full((xc.shape[0],), float("inf"), dtype=xc.dtype, device=xc.device)
-    out = np.empty(budget, dtype=np.int64)
-    u = int(first)
-    for i in range(budget):
-        out[i] = u
-        r[u] = -1.0
-        dist = torch.linalg.norm(xc - xc[u], dim=1)
-        r = torch.minimum(r, dist * dist / dc[u])
-        u = int(torch.argmax(r).item())
-    return out
 
 
 def main(argv=None) -> int:
@@ -142,9 +128,9 @@ def main(argv=None) -> int:
                 sel.indices.cpu().numpy())
         del xd
     k = min(budget, args.baseline_picks)
-    torch_norm_cuda(xc, dc, 5, first)
-    t, _, idx = _timed(lambda: torch_norm_cuda(xc, dc, k, first), 2)
-    syncs, dtoh = count_syncs(lambda: torch_norm_cuda(xc, dc, 20, first))
+    torch_norm_greedy(xc, dc, 5, first)
+    t, _, idx = _timed(lambda: torch_norm_greedy(xc, dc, k, first), 2)
+    syncs, dtoh = count_syncs(lambda: torch_norm_greedy(xc, dc, 20, first))
     add("torch.linalg.norm + .item()", "float32", False, k, t, syncs, dtoh, idx)
     rows[-1]["note"] = "syncs/copies counted over 20 picks"
     emit("gpu", rows, COLUMNS, args.json, target_s=0.2,

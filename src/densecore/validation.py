@@ -230,12 +230,16 @@ def check_feature_map(x: Any, name: str = "x", *, channels: int | None = None) -
     return x
 
 
+def _check_odd(value: Any, name: str, minimum: int, why: str) -> int:
+    value = check_int(value, name, minimum=minimum)
+    if value % 2 == 0:
+        raise ValueError(f"{name} must be odd ({why}); got {value}")
+    return value
+
+
 def check_kernel_size(value: Any, name: str = "kernel_size") -> int:
     """Check an odd kernel size >= 3 (a K x K window with a centre tap)."""
-    value = check_int(value, name, minimum=3)
-    if value % 2 == 0:
-        raise ValueError(f"{name} must be odd (the window needs a centre tap); got {value}")
-    return value
+    return _check_odd(value, name, 3, "the window needs a centre tap")
 
 
 def check_mask(mask: ArrayLike, shape: tuple[int, int], name: str = "mask") -> np.ndarray:
@@ -322,10 +326,7 @@ def check_bool_map(m: Any, shape: tuple, reference: torch.Tensor, name: str) -> 
 
 def check_region_size(value: Any, name: str = "region_size") -> int:
     """Check an odd region side length >= 1 (a block centred on its pixel)."""
-    value = check_int(value, name, minimum=1)
-    if value % 2 == 0:
-        raise ValueError(f"{name} must be odd (a block centred on the pick); got {value}")
-    return value
+    return _check_odd(value, name, 1, "a block centred on the pick")
 
 
 def check_pool(features, densities=None, labeled=None, labeled_features=None,

@@ -135,9 +135,11 @@ def sklearn_greedy(x: np.ndarray, densities: np.ndarray, budget: int,
     return out
 
 
-def torch_norm_greedy(x: np.ndarray, densities: np.ndarray, budget: int,
-                      first: int) -> np.ndarray:
+def torch_norm_greedy(x, densities, budget: int, first: int) -> np.ndarray:
     """Per-pick ``torch.linalg.norm(x - x[u], dim=1)``, min, argmax via ``.item()``.
+
+    ``x`` (N, D) and ``densities`` (N,) are numpy arrays or tensors on any device
+    (the work runs where ``x`` lives).
 
     Example:
         >>> x = np.array([[0.0], [1.0], [5.0], [2.0]], np.float32)
@@ -146,8 +148,8 @@ def torch_norm_greedy(x: np.ndarray, densities: np.ndarray, budget: int,
     """
     import torch
 
-    xt = torch.from_numpy(x)
-    dt = torch.from_numpy(densities).to(xt.dtype)
+    xt = torch.as_tensor(x)
+    dt = torch.as_tensor(densities, device=xt.device).to(xt.dtype)
     r = torch.full((xt.shape[0],), float("inf"), dtype=xt.dtype)
     out = np.empty(budget, dtype=np.int64)
     u = int(first)
