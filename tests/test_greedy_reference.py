@@ -170,3 +170,21 @@ def test_numba_leaves_torch_thread_count_alone():
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("density_aware", [False, True])
+def test_large_labeled_set_through_faiss(density_aware):
+    pytest.importorskip("faiss")
+    from densecore import greedy
+
+    x, dens = _mixture(n=3000, seed=13)
+    rng = np.random.default_rng(13)
+    lf = x[rng.choice(3000, size=greedy._FAISS_MIN_LABELED + 10)] + 0.05
+    ld = rng.uniform(0.5, 3.0, size=len(lf))
+    kw = dict(densities=dens, labeled_densities=ld) if density_aware else {}
+    sel = densecore.farthest_first(x, 100, labeled_features=lf, labeled=[5, 6], **kw)
+    ref_idx, ref_r = density_aware_greedy_ref(
+        x, 100, densities=kw.get("densities"), labeled=[5, 6], labeled_features=lf,
+        labeled_densities=kw.get("labeled_densities"))
+    np.testing.assert_array_equal(sel.indices, ref_idx)
+    np.testing.assert_allclose(sel.radii, ref_r, rtol=1e-4, atol=1e-6)

@@ -8,7 +8,8 @@ k-center greedy is the special case where every density is 1.
 Backends (chosen through ``_BACKENDS``):
 
 * ``"numba"``: CPU, parallel, exact coverage-area pruning
-  (``_backends/numba_backend.py``).
+  (``_backends/numba_backend.py``); the nearest labeled point of every
+  candidate comes from faiss when the labeled set is large.
 * ``"torch"``: any device, one matrix-vector product per pick, no host sync.
 * ``"auto"``: numba for CPU inputs, torch for CUDA tensors. The CPU choice is
   set by ``benchmarks/speed.py``: at n=100,000, D=64, budget 1,000 the pruned
@@ -30,13 +31,19 @@ import numpy as np
 import torch
 
 from . import validation as V
-from ._backends import torch_backend
+from ._backends import faiss_backend, torch_backend
 
 log = logging.getLogger(__name__)
 
 __all__ = ["Selection", "farthest_first", "BACKENDS"]
 
 BACKENDS = ("auto", "numba", "torch")
+
+# From this many labeled points on, the numba backend finds each point's nearest
+# labeled point with faiss (exact flat search; the value is then recomputed from
+# differences). Measured on 100,000 x 64 points, 2 cores: numba 0.035 s vs faiss
+# 0.035 s at 64 labeled, 0.13 vs 0.10 s at 256, 0.68 vs 0.38 s at 2,000.
+_FAISS_MIN_LABELED = 256
 
 
 @dataclass(frozen=True)
@@ -73,8 +80,11 @@ def _run_numba(x, dens, centres, cdens, excluded, budget, first, progress_cb):
     cdn = (np.ones(len(cn)) if cdens is None
            else np.ascontiguousarray(cdens.detach().cpu().numpy(), dtype=np.float64))
     ex = np.ascontiguousarray(excluded.cpu().numpy())
+    assign = None
+    if len(cn) >= _FAISS_MIN_LABELED and faiss_backend.available():
+        assign, _ = faiss_backend.nearest_scaled(xn, cn, cdn)
     idx, radii = numba_backend.farthest_first(xn, dn, cn, cdn, ex, budget, first,
-                                              progress_cb=progress_cb)
+                                              progress_cb=progress_cb, assign=assign)
     return torch.from_numpy(idx), torch.from_numpy(radii)
 
 

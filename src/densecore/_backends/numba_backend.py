@@ -95,6 +95,23 @@ def assign_to_centres(x, centres, cdens, excluded):
     return assign, r
 
 
+@njit(cache=True, parallel=True)
+def rescore(x, centres, cdens, assign):
+    """r of every assigned point (assign >= 0) to its given centre, from differences.
+
+    Used when the nearest centres come from a faster but rounding-prone search
+    (faiss, norm expansion): the assignment is kept, the value is recomputed exactly.
+    Returns (N,) float64, -1.0 where assign < 0.
+    """
+    n = x.shape[0]
+    r = np.full(n, -1.0)
+    for t in prange(n):
+        k = assign[t]
+        if k >= 0:
+            r[t] = _sqdist(x, t, centres, k) / cdens[k]
+    return r
+
+
 @njit(cache=True)
 def _area_best(order, rr, start, end):
     best = -1.0
@@ -386,9 +403,11 @@ class Engine:
         cdens: (L,) float64 their densities.
         excluded: (N,) bool, in-pool labeled points.
         max_new: how many centres may still be added.
+        assign: (N,) int64 nearest labeled centre of each point (-1 for excluded ones)
+            from a faster search, or None to search here.
     """
 
-    def __init__(self, x, dens, centres, cdens, excluded, max_new):
+    def __init__(self, x, dens, centres, cdens, excluded, max_new, assign=None):
         n, d = x.shape
         n_lab = centres.shape[0]
         self.x, self.dens = x, dens
@@ -408,7 +427,12 @@ class Engine:
         if n_lab:
             self.centres[:n_lab] = centres
             self.cdens[:n_lab] = cdens
-            assign, r = assign_to_centres(x, self.centres[:n_lab], self.cdens[:n_lab], excluded)
+            if assign is None:
+                assign, r = assign_to_centres(x, self.centres[:n_lab], self.cdens[:n_lab],
+                                              excluded)
+            else:
+                assign = np.where(excluded, -1, assign).astype(np.int64)
+                r = rescore(x, self.centres[:n_lab], self.cdens[:n_lab], assign)
             m = build_areas(assign, r, n_lab, self.order, self.rr, self.a_start, self.a_end,
                             self.a_max, self.a_arg)
             self.a_centre[:n_lab] = np.arange(n_lab)
@@ -533,7 +557,7 @@ _DENSE_SWITCH = 0.35
 
 
 def farthest_first(x, dens, centres, cdens, excluded, budget, first, progress_cb=None,
-                   n_blocks=100):
+                   n_blocks=100, assign=None):
     """Exact Algorithm 1 on CPU.
 
     Runs the pruned engine; when pruning stops paying (high-dimensional noise,
@@ -561,14 +585,14 @@ def farthest_first(x, dens, centres, cdens, excluded, budget, first, progress_cb
         return out_idx, out_r
     with keep_torch_threads():
         _run(x, dens, centres, cdens, excluded, budget, first, progress_cb, n_blocks,
-             out_idx, out_r)
+             out_idx, out_r, assign)
     return out_idx, out_r
 
 
 def _run(x, dens, centres, cdens, excluded, budget, first, progress_cb, n_blocks, out_idx,
-         out_r):
+         out_r, assign):
     n = x.shape[0]
-    engine = Engine(x, dens, centres, cdens, excluded, budget)
+    engine = Engine(x, dens, centres, cdens, excluded, budget, assign)
     step = max(1, -(-budget // n_blocks))
     done = 0
     r = None
