@@ -32,7 +32,6 @@ import resource
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 
 CASES = ["dmc_function", "dmc_unfold", "dmc_estimator", "masked_conv_estimator"]
@@ -127,21 +126,6 @@ def _child(args) -> dict:
             "median_s": statistics.median(times) if times else first, "repeats": args.repeats}
 
 
-def _atomic_write(path: str, text: str) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".json")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--json", help="write the results to this JSON file")
@@ -203,6 +187,8 @@ def main(args) -> int:
     if args.json:
         import torch
 
+        from densecore.atomic import atomic_write_json
+
         meta = {"python": platform.python_version(), "torch": torch.__version__,
                 "machine": platform.machine(), "cpu_count": os.cpu_count(),
                 "threads": args.threads or torch.get_num_threads(),
@@ -211,7 +197,7 @@ def main(args) -> int:
                 "shape": {"batch": b, "channels": args.channels, "dim": d, "height": h,
                           "width": w, "kernel_size": k},
                 "one_intermediate_mb": one_intermediate_mb}
-        _atomic_write(args.json, json.dumps({"meta": meta, "results": rows}, indent=2) + "\n")
+        atomic_write_json(args.json, {"meta": meta, "results": rows})
     return 0
 
 

@@ -14,13 +14,13 @@ time per pick; above the machine's memory bandwidth means work was skipped.
 from __future__ import annotations
 
 import os
-import tempfile
 import time
 
 import numpy as np
 from _common import base_parser, best_of, emit
 
 from densecore import DensityAwareGreedy
+from densecore.atomic import atomic_save_figure
 from densecore.bench.speed import compare_selections, make_problem, naive_gemv_greedy
 
 COLUMNS = ["factor", "n", "dim", "budget", "engine_s", "engine_ms_per_pick", "engine_gbps",
@@ -88,22 +88,9 @@ def plot(rows: list[dict], path: str) -> None:
     axes[0, 0].legend()
     fig.suptitle("Density-aware greedy, float32 Gaussian mixture: one factor at a time")
     fig.tight_layout()
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".png")
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     try:
-        mask = os.umask(0)
-        os.umask(mask)
-        os.fchmod(fd, 0o666 & ~mask)
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format="png", dpi=110)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+        atomic_save_figure(fig, path, format="png", dpi=110)
     finally:
         plt.close(fig)
 

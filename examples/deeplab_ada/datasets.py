@@ -24,11 +24,12 @@ from __future__ import annotations
 import glob
 import json
 import os
-import tempfile
 
 import numpy as np
 import torch
 from PIL import Image
+
+from densecore import atomic
 
 from png16 import read_png
 
@@ -316,17 +317,6 @@ def class_balanced_weights(freq: np.ndarray, temperature: float = 0.01) -> np.nd
 
 
 def atomic_write_text(path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file, fsync and rename."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """Write ``text`` (UTF-8) to ``path`` atomically, creating its directory if needed."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    atomic.atomic_write_text(path, text)

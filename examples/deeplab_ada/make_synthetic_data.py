@@ -20,11 +20,13 @@ writes ``OUT/gtav``, ``OUT/synthia`` and ``OUT/cityscapes``.
 from __future__ import annotations
 
 import argparse
+import io
 import os
-import tempfile
 
 import numpy as np
 from PIL import Image
+
+from densecore.atomic import atomic_write
 
 from datasets import (CITYSCAPES_ID_TO_TRAIN19, PALETTE19, SYNTHIA_CLASSES,
                       SYNTHIA_ID_TO_TRAIN16)
@@ -122,19 +124,10 @@ def render(lab: np.ndarray, domain: str, rng: np.random.Generator) -> np.ndarray
 
 
 def _save_pil(image: Image.Image, path: str) -> None:
-    directory = os.path.dirname(path)
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
-    os.close(fd)
-    try:
-        image.save(tmp, format="PNG")
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    atomic_write(path, buf.getvalue())
 
 
 def _ids(lab: np.ndarray, table: dict[int, int]) -> np.ndarray:

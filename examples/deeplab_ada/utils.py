@@ -8,13 +8,15 @@ Shape:
 from __future__ import annotations
 
 import csv
+import io
 import os
-import tempfile
 
 import numpy as np
 import torch
 import torch.distributed as dist
 from PIL import Image
+
+from densecore.atomic import atomic_write
 
 # ------------------------------------------------------------------- metrics
 
@@ -112,20 +114,11 @@ def poly_lr(base_lr: float, iteration: int, max_iter: int, power: float = 0.9) -
 
 
 def atomic_save(obj, path: str) -> None:
-    """``torch.save`` to a temporary file in the same folder, fsync, rename over ``path``."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """``torch.save`` into memory, then write it to ``path`` atomically (temp file, fsync, rename)."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    atomic_write(path, buf.getvalue())
 
 
 class CSVLog:
@@ -146,18 +139,11 @@ class CSVLog:
 
 
 def save_png(array: np.ndarray, path: str) -> None:
-    """Write an ``(H, W, 3)`` uint8 image as PNG through a temporary file."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
-    os.close(fd)
-    try:
-        Image.fromarray(array).save(tmp, format="PNG")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """Write an ``(H, W, 3)`` uint8 image as PNG atomically (temp file, fsync, rename)."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format="PNG")
+    atomic_write(path, buf.getvalue())
 
 
 def colorize(pred: np.ndarray, palette: np.ndarray) -> np.ndarray:

@@ -42,7 +42,6 @@ import json
 import logging
 import os
 import re
-import secrets
 import threading
 import zipfile
 import zlib
@@ -50,6 +49,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from .atomic import atomic_write
 from .validation import check_int, check_mask
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ VERSION = 1
 MANIFEST = "manifest.json"
 MASK_DIR = "masks"
 LOCK = ".lock"
-_TMP_RE = re.compile(r"^\..+\.[0-9a-f]{16}\.tmp$")
+_TMP_RE = re.compile(r"^\..+\.[0-9a-f]{16}\.tmp$")  # atomic_write's temporary names
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # fixed, so equal masks give byte-identical files
 
 
@@ -75,51 +75,6 @@ class CorruptFileError(ValueError):
     def __init__(self, path: str, reason: str):
         self.path = path
         super().__init__(f"{path}: {reason}")
-
-
-# --------------------------------------------------------------------------- atomic files
-
-def _fsync_dir(directory: str) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old or the new file, never a mix.
-
-    Writes a temporary file ``.<name>.<random>.tmp`` in the same directory,
-    flushes and fsyncs it, renames it over ``path`` (``os.replace``) and
-    fsyncs the directory. On error the temporary file is removed.
-
-    Args:
-        path: destination file.
-        data: the complete new contents.
-
-    Example:
-        >>> import tempfile, os
-        >>> d = tempfile.mkdtemp()
-        >>> atomic_write(os.path.join(d, "a.txt"), b"hello")
-        >>> open(os.path.join(d, "a.txt"), "rb").read()
-        b'hello'
-    """
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.{secrets.token_hex(8)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(directory)
 
 
 # --------------------------------------------------------------------------- mask files

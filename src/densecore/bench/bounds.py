@@ -39,13 +39,13 @@ from __future__ import annotations
 import logging
 import math
 import os
-import tempfile
 import time
 from dataclasses import dataclass
 
 import numba
 import numpy as np
 
+from ..atomic import atomic_save_figure
 from ..bounds import bound_report
 from ..density import TAU, coverage_density, knn_mean_distance
 from ..samplers import DensityAwareGreedy, KCenterGreedy
@@ -458,19 +458,8 @@ def _figure(**kwargs):
 
 
 def _save_atomic(fig, path: str) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".png")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format="png", dpi=110, bbox_inches="tight")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    atomic_save_figure(fig, path, format="png", dpi=110, bbox_inches="tight")
 
 
 def plot_bounds(rows: list[dict], directory: str) -> list[str]:

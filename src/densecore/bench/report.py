@@ -6,10 +6,10 @@ Shape:
 
 from __future__ import annotations
 
-import json
 import os
 import platform
-import tempfile
+
+from ..atomic import atomic_write_json
 
 __all__ = ["machine_info", "markdown_table", "write_json_atomic"]
 
@@ -46,7 +46,10 @@ def markdown_table(rows: list[dict], columns: list[str]) -> str:
 
 
 def write_json_atomic(path: str, obj) -> None:
-    """Write ``obj`` as JSON to ``path`` atomically (temp file, fsync, ``os.replace``).
+    """Write ``obj`` as JSON to ``path`` atomically, creating its directory if needed.
+
+    Same as :func:`densecore.atomic.atomic_write_json` (indent 2, trailing
+    newline; temp file, fsync, ``os.replace``) after ``os.makedirs``.
 
     Example:
         >>> import os, tempfile
@@ -54,27 +57,8 @@ def write_json_atomic(path: str, obj) -> None:
         >>> write_json_atomic(p, {"a": 1}); open(p).read()
         '{\\n  "a": 1\\n}\\n'
     """
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".json")
-    try:
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual mode
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    atomic_write_json(path, obj)
 
 
 def _cpu_model() -> str:
