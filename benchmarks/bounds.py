@@ -2,7 +2,9 @@
 
 Random, k-center, density-aware greedy at the paper's tau and at the tau chosen
 by ``densecore.tune_density_scaling``, and the naive exact-ARD greedy (small n)
-on Gaussian mixtures and scikit-learn's digits. The core lives in
+on Gaussian mixtures, image-like feature maps (densities from spatial neighbours,
+a trained DMC estimator and a trained masked-convolution estimator) and
+scikit-learn's digits. The core lives in
 ``densecore.bench.bounds`` (also run, quick, by ``densecore bench bounds``).
 
     python benchmarks/bounds.py --json benchmarks/results/bounds.json --plots docs/img

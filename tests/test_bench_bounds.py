@@ -65,7 +65,7 @@ def test_run_bounds_rows(tiny):
     assert len(summary) == 2 * len(methods)
     assert {s["seeds"] for s in summary} == {1, 2}
     text = B.format_report(out)
-    assert "| gmm | 60 | 8 | kcenter |" in text and "held-out" in text
+    assert "| gmm | knn | 60 | 8 | kcenter |" in text and "held-out" in text
 
 
 def test_kcenter_row_reproduces_the_sampler(tiny):
@@ -102,6 +102,48 @@ def test_density_vs_ard_r2_is_the_squared_correlation():
     assert len(pts["density"]) == len(pts["ard"]) == 10
     r = np.corrcoef(1.0 / np.asarray(pts["density"]), pts["ard"])[0, 1]
     assert pts["r2"] == pytest.approx(r * r, abs=1e-9)
+
+
+@pytest.fixture(scope="module")
+def tiny_dmc():
+    return B.featmap_dataset(1, 10, 12, 4, seed=3, density="dmc", steps=5, est_dim=6,
+                             kernel_size=3)
+
+
+def test_featmap_estimator_dataset(tiny_dmc):
+    from densecore.density import BETA, TAU
+
+    ds = tiny_dmc
+    assert ds.name == "featmap_dmc" and ds.density == "dmc"
+    assert ds.features.shape == (120, 6) and ds.features.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(ds.features, axis=1), 1.0, rtol=1e-5)
+    assert ds.raw_error.shape == ds.densities.shape == ds.labels.shape == (120,)
+    # estimator.density: beta * exp(-e / tau), e min-max normalised over the image
+    assert ds.densities.max() == pytest.approx(BETA)
+    assert ds.densities.min() == pytest.approx(BETA * np.exp(-1.0 / TAU))
+    assert np.corrcoef(ds.raw_error, ds.densities)[0, 1] < 0  # higher error, lower density
+    again = B.featmap_dataset(1, 10, 12, 4, seed=3, density="dmc", steps=5, est_dim=6,
+                              kernel_size=3)
+    np.testing.assert_array_equal(again.densities, ds.densities)  # seeded
+
+
+def test_density_aware_row_uses_the_estimator_densities(tiny_dmc):
+    from densecore import DensityAwareGreedy
+
+    (row,) = B.run_dataset(tiny_dmc, [6], methods=["density_aware"])
+    sel = DensityAwareGreedy(seed=0).select(tiny_dmc.features, 6,
+                                            densities=tiny_dmc.densities).indices
+    assert row["density"] == "dmc"
+    assert row["max_ard"] == pytest.approx(bound_report(tiny_dmc.features, sel).max_ard)
+    pts = B.density_vs_ard(tiny_dmc, 6)
+    kc = B.KCenterGreedy(seed=0).select(tiny_dmc.features, 6).indices
+    np.testing.assert_allclose(pts["density"], tiny_dmc.densities[kc])
+    assert pts["source"] == "dmc"
+
+
+def test_featmap_dataset_rejects_an_unknown_density():
+    with pytest.raises(ValueError, match="density must be one of"):
+        B.featmap_dataset(1, 4, 4, 2, density="knn")
 
 
 def test_cli_has_bench_bounds():

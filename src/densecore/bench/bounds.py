@@ -25,13 +25,23 @@ Data sets (all features L2-normalised, as the paper does before selection):
   (2 images of 30 x 32 pixels, D = 16, 8 regions whose noise differs), pixels
   as samples, region ids as labels; raw error = mean distance of a pixel to
   its 8 spatial neighbours (the naive estimate of Eq. 5 that DMC refines).
+* ``featmap_dmc`` and ``featmap_masked_conv``: the same maps, as in the
+  paper's pipeline: a :class:`densecore.DMCEstimator` or
+  :class:`densecore.MaskedConvEstimator` (``dim = 16``, ``K = 5``) is trained
+  on them (Eq. 8 plus the auxiliary cross-entropy on the region ids of a
+  seeded 10 % of the pixels; Adam, seeded); the selection features are its
+  ``F`` (L2-normalised), the raw error its reconstruction error and
+  ``density_aware`` uses ``estimator.density`` (the paper's ``tau``, ``beta``,
+  min-max per image) directly.
 * ``digits``: scikit-learn's 8x8 handwritten digits (1,797 x 64, pixel values
   / 16), kNN raw error as above. Needs scikit-learn (``densecore[test]``);
   skipped with a log message when it is not installed.
 
 Shape:
-    rows are flat dicts: ``dataset, n, budget, seed, method, tau, delta,
-    max_ard, mean_ard, coreset_loss, seconds``; distances are plain Euclidean.
+    rows are flat dicts: ``dataset, density, n, budget, seed, method, tau, delta,
+    max_ard, mean_ard, coreset_loss, seconds``; distances are plain Euclidean in
+    each data set's own feature space (so ``featmap_dmc`` rows compare with each
+    other, not with ``featmap`` rows).
 """
 
 from __future__ import annotations
@@ -47,7 +57,7 @@ import numpy as np
 
 from ..atomic import atomic_save_figure
 from ..bounds import bound_report
-from ..density import TAU, coverage_density, knn_mean_distance
+from ..density import TAU, coverage_density, density_calibration, knn_mean_distance
 from ..samplers import DensityAwareGreedy, KCenterGreedy
 from ..synthetic import gaussian_mixture
 from ..tuning import DEFAULT_TAUS, tune_density_scaling
@@ -58,6 +68,7 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "COLUMNS",
+    "FEATMAP_DENSITIES",
     "Dataset",
     "density_vs_ard",
     "digits_dataset",
@@ -74,11 +85,15 @@ __all__ = [
     "spatial_neighbour_error",
     "summarise",
     "tau_sweep",
+    "train_density_estimator",
     "write_plots",
 ]
 
-COLUMNS = ["dataset", "n", "budget", "method", "tau", "delta", "max_ard", "mean_ard",
-           "coreset_loss", "seconds"]
+COLUMNS = ["dataset", "density", "n", "budget", "method", "tau", "delta", "max_ard",
+           "mean_ard", "coreset_loss", "seconds"]
+
+#: density sources of the image-like data set
+FEATMAP_DENSITIES = ("spatial", "dmc", "masked_conv")
 
 
 @dataclass
@@ -91,7 +106,13 @@ class Dataset:
         labels: ``(N,)`` int64 class ids (for the core-set loss).
         raw_error: ``(N,)`` float64 estimate of average radial distance that
             densities are made from.
-        error_seconds: time to compute ``raw_error``.
+        error_seconds: time to compute ``raw_error`` (and to train the
+            estimator, when there is one).
+        density: where ``raw_error`` comes from (``"knn"``, ``"spatial"``,
+            ``"dmc"``, ``"masked_conv"``).
+        densities: ``(N,)`` float64 coverage densities at the paper's ``tau``
+            given by an estimator, or None to use
+            ``coverage_density(raw_error, tau=0.25)``.
     """
 
     name: str
@@ -99,6 +120,14 @@ class Dataset:
     labels: np.ndarray
     raw_error: np.ndarray
     error_seconds: float = 0.0
+    density: str = "knn"
+    densities: np.ndarray | None = None
+
+    def paper_densities(self) -> np.ndarray:
+        """``(N,)`` densities at the paper's ``tau`` and ``beta``."""
+        if self.densities is not None:
+            return self.densities
+        return np.asarray(coverage_density(self.raw_error, tau=TAU), dtype=np.float64)
 
 
 def _l2(x: np.ndarray) -> np.ndarray:
@@ -164,11 +193,85 @@ def spatial_neighbour_error(features: np.ndarray) -> np.ndarray:
     return total / count
 
 
+def train_density_estimator(maps: np.ndarray, region: np.ndarray, kind: str = "dmc", *,
+                            steps: int = 300, dim: int = 16, kernel_size: int = 5,
+                            labeled_fraction: float = 0.1, lr: float = 1e-2,
+                            seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Train a DMC or masked-convolution estimator on feature maps and read it out.
+
+    The loss is Eq. 8 plus the auxiliary cross-entropy on the region ids of a
+    seeded ``labeled_fraction`` of the pixels (the rest ignored); full-batch
+    Adam, one torch thread (restored afterwards), ``torch.manual_seed(seed)``.
+
+    Args:
+        maps: ``(B, C, H, W)`` float backbone features.
+        region: ``(B, H, W)`` int class ids in ``[0, 255)``.
+        kind: ``"dmc"`` (:class:`densecore.DMCEstimator`) or ``"masked_conv"``
+            (:class:`densecore.MaskedConvEstimator`).
+        steps: Adam steps.
+        dim, kernel_size: the estimator's ``dim`` and ``K``.
+        labeled_fraction: share of pixels whose region id the auxiliary loss sees.
+        lr: Adam learning rate.
+        seed: seed of the initialisation and of the labeled pixels.
+
+    Returns:
+        ``(features (B*H*W, dim) float32 F L2-normalised per pixel, error
+        (B*H*W,) float64 reconstruction error, densities (B*H*W,) float64
+        estimator.density)``, pixels in ``(b, h, w)`` order.
+
+    Example:
+        >>> from densecore.synthetic import feature_map
+        >>> f, r, _ = feature_map(1, 4, 8, 8, n_regions=3, seed=0)
+        >>> x, e, d = train_density_estimator(f, r, "masked_conv", steps=2, dim=4, kernel_size=3)
+        >>> x.shape, e.shape, bool((d > 0).all())
+        ((64, 4), (64,), True)
+    """
+    import torch
+
+    from ..density import DMCEstimator, MaskedConvEstimator
+
+    classes = {"dmc": DMCEstimator, "masked_conv": MaskedConvEstimator}
+    if kind not in classes:
+        raise ValueError(f"kind must be one of {sorted(classes)}; got {kind!r}")
+    steps = check_int(steps, "steps", minimum=0)
+    x = torch.as_tensor(np.ascontiguousarray(maps, dtype=np.float32))
+    target = torch.as_tensor(np.asarray(region, dtype=np.int64)).clone()
+    rng = np.random.default_rng(seed)
+    target[torch.as_tensor(rng.random(tuple(target.shape)) >= labeled_fraction)] = 255
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # small convolutions: one thread is fastest and leaves the rest
+    try:
+        torch.manual_seed(seed)
+        est = classes[kind](x.shape[1], dim=dim, kernel_size=kernel_size,
+                            num_classes=int(region.max()) + 1)
+        opt = torch.optim.Adam(est.parameters(), lr=lr)
+        for _ in range(steps):
+            loss = est.loss(est(x), target)  # Eq. 8 + auxiliary cross-entropy
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        with torch.no_grad():
+            out = est(x)
+            dens = est.density(out)
+    finally:
+        torch.set_num_threads(threads)
+    f = out.features.permute(0, 2, 3, 1).reshape(-1, est.dim).numpy()
+    return (_l2(f), out.error.reshape(-1).numpy().astype(np.float64),
+            dens.reshape(-1).numpy().astype(np.float64))
+
+
 def featmap_dataset(batch: int = 2, height: int = 30, width: int = 32, dim: int = 16,
-                    seed: int = 0) -> Dataset:
-    """The ``featmap`` data set: :func:`densecore.synthetic.feature_map` pixels as
-    samples (8 regions with noise from 0.05 to 1.0, labels = region ids),
-    L2-normalised; raw error = :func:`spatial_neighbour_error` of the normalised map.
+                    seed: int = 0, *, density: str = "spatial", steps: int = 300,
+                    est_dim: int = 16, kernel_size: int = 5) -> Dataset:
+    """The ``featmap`` data sets: :func:`densecore.synthetic.feature_map` pixels as
+    samples (8 regions with noise from 0.05 to 1.0, labels = region ids), the map
+    L2-normalised per pixel.
+
+    ``density="spatial"`` (name ``featmap``): the normalised pixels are the
+    features, raw error = :func:`spatial_neighbour_error`. ``"dmc"`` or
+    ``"masked_conv"`` (name ``featmap_<density>``): an estimator is trained on
+    the map by :func:`train_density_estimator` (``steps``, ``est_dim``,
+    ``kernel_size``, ``seed``); features, raw error and densities are its output.
 
     Example:
         >>> ds = featmap_dataset(1, 8, 8, 4)
@@ -177,18 +280,28 @@ def featmap_dataset(batch: int = 2, height: int = 30, width: int = 32, dim: int 
     """
     from ..synthetic import feature_map
 
+    if density not in FEATMAP_DENSITIES:
+        raise ValueError(f"density must be one of {list(FEATMAP_DENSITIES)}; got {density!r}")
     f, region, _ = feature_map(batch, dim, height, width, n_regions=8, seed=seed)
     f = f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
+    labels = region.reshape(-1).astype(np.int64)
     t0 = time.perf_counter()
-    e = spatial_neighbour_error(f).reshape(-1)
-    x = np.ascontiguousarray(f.transpose(0, 2, 3, 1).reshape(-1, dim), dtype=np.float32)
-    return Dataset("featmap", x, region.reshape(-1).astype(np.int64), e,
-                   time.perf_counter() - t0)
+    if density == "spatial":
+        e = spatial_neighbour_error(f).reshape(-1)
+        x = np.ascontiguousarray(f.transpose(0, 2, 3, 1).reshape(-1, dim), dtype=np.float32)
+        return Dataset("featmap", x, labels, e, time.perf_counter() - t0, density="spatial")
+    x, e, d = train_density_estimator(f, region, density, steps=steps, dim=est_dim,
+                                      kernel_size=kernel_size, seed=seed)
+    return Dataset(f"featmap_{density}", x, labels, e, time.perf_counter() - t0,
+                   density=density, densities=d)
 
 
 def load_datasets(quick: bool = True) -> list[Dataset]:
-    """The data sets of the quick or the full run."""
-    out = [gmm_dataset(2000), featmap_dataset()]
+    """The data sets of the quick or the full run (the estimators of the featmap
+    data sets train for 100 Adam steps in the quick run, 300 in the full run)."""
+    steps = 100 if quick else 300
+    out = [gmm_dataset(2000)] + [featmap_dataset(density=d, steps=steps)
+                                 for d in FEATMAP_DENSITIES]
     if not quick:
         out.append(gmm_dataset(20000))
     dg = digits_dataset()
@@ -286,7 +399,8 @@ def exact_ard_greedy(features, budget: int) -> np.ndarray:
 def _row(ds: Dataset, budget: int, seed: int, method: str, sel, seconds: float,
          tau=None) -> dict:
     rep = bound_report(ds.features, np.asarray(sel, dtype=np.int64), ds.labels)
-    return {"dataset": ds.name, "n": int(len(ds.features)), "budget": int(budget),
+    return {"dataset": ds.name, "density": ds.density, "n": int(len(ds.features)),
+            "budget": int(budget),
             "seed": int(seed), "method": method, "tau": tau, "delta": rep.delta,
             "max_ard": rep.max_ard, "mean_ard": float(np.mean(rep.ard)),
             "coreset_loss": rep.coreset_loss, "seconds": seconds}
@@ -314,7 +428,7 @@ def run_dataset(ds: Dataset, budgets, seeds=(0,), *, taus=DEFAULT_TAUS,
                 rows.append(_row(ds, budget, seed, "kcenter", sel, time.perf_counter() - t0))
             if "density_aware" in methods:
                 t0 = time.perf_counter()
-                dens = coverage_density(ds.raw_error, tau=TAU)
+                dens = ds.paper_densities()
                 sel = DensityAwareGreedy(seed=seed).select(x, budget, densities=dens).indices
                 rows.append(_row(ds, budget, seed, "density_aware", sel,
                                  time.perf_counter() - t0 + ds.error_seconds, tau=TAU))
@@ -383,7 +497,7 @@ def run_bounds(quick: bool = True, *, datasets=None, budgets=None, seeds=None,
         rows += run_dataset(ds, bs, seeds, taus=taus, exact_max_n=exact_max_n)
         sweep += tau_sweep(ds, bs[len(bs) // 2], taus=taus)
     return {"rows": rows, "tau_sweep": sweep,
-            "datasets": [{"name": d.name, "n": int(len(d.features)),
+            "datasets": [{"name": d.name, "density": d.density, "n": int(len(d.features)),
                           "dim": int(d.features.shape[1]),
                           "classes": int(len(np.unique(d.labels)))} for d in datasets],
             "seconds": time.perf_counter() - t0}
@@ -398,7 +512,8 @@ def summarise(rows: list[dict]) -> list[dict]:
     out = []
     for (name, budget, method), rs in groups.items():
         taus = sorted({r["tau"] for r in rs if r["tau"] is not None})
-        row = {"dataset": name, "n": rs[0]["n"], "budget": budget, "method": method,
+        row = {"dataset": name, "density": rs[0].get("density"), "n": rs[0]["n"],
+               "budget": budget, "method": method,
                "tau": "/".join(f"{t:g}" for t in taus) if taus else None,
                "seeds": len(rs)}
         for k in ("delta", "max_ard", "mean_ard", "coreset_loss", "seconds"):
@@ -440,8 +555,9 @@ def write_plots(out: dict, directory: str, datasets=None, budget: int = 50) -> l
     datasets = load_datasets(True) if datasets is None else datasets
     paths = plot_bounds(out["rows"], directory)
     pts = [density_vs_ard(ds, min(budget, len(ds.features))) for ds in datasets]
-    out["calibration"] = [{"dataset": p["dataset"], "budget": p["budget"], "tau": p["tau"],
-                           "r2": p["r2"]} for p in pts]
+    out["calibration"] = [{"dataset": p["dataset"], "density": p["source"],
+                           "budget": p["budget"], "tau": p["tau"], "r2": p["r2"]}
+                          for p in pts]
     paths.append(plot_density_vs_ard(pts, directory))
     return paths
 
@@ -494,19 +610,21 @@ def plot_bounds(rows: list[dict], directory: str) -> list[str]:
 
 def density_vs_ard(ds: Dataset, budget: int, tau: float = TAU, seed: int = 0) -> dict:
     """Fig. 4's data: for a k-center selection of ``budget`` points, the coverage
-    density (``tau``, paper's ``beta``) and the average radial distance of each
-    selected point, and the R^2 of a linear fit of ARD on 1/density."""
+    density and the average radial distance of each selected point, and the R^2 of
+    a linear fit of ARD on 1/density (:func:`densecore.density.density_calibration`).
+
+    Densities are the estimator's (``ds.densities``) when ``tau`` is the paper's
+    and the data set has them, else ``coverage_density(ds.raw_error, tau=tau)``.
+    """
     sel = KCenterGreedy(seed=seed).select(ds.features, budget).indices
-    rep = bound_report(ds.features, sel)
-    dens = np.asarray(coverage_density(ds.raw_error, tau=tau))[sel]
-    inv = 1.0 / dens
-    a = np.vstack([inv, np.ones_like(inv)]).T
-    coef, *_ = np.linalg.lstsq(a, rep.ard, rcond=None)
-    resid = rep.ard - a @ coef
-    ss = float(((rep.ard - rep.ard.mean()) ** 2).sum())
-    r2 = 1.0 - float((resid ** 2).sum()) / ss if ss > 0 else float("nan")
-    return {"dataset": ds.name, "budget": budget, "tau": tau, "density": dens.tolist(),
-            "ard": rep.ard.tolist(), "r2": r2}
+    if ds.densities is not None and tau == TAU:
+        dens = ds.densities
+    else:
+        dens = np.asarray(coverage_density(ds.raw_error, tau=tau), dtype=np.float64)
+    cal = density_calibration(ds.features, dens, sel)
+    return {"dataset": ds.name, "source": ds.density, "budget": budget, "tau": tau,
+            "density": (1.0 / cal.inverse_density).tolist(),
+            "ard": cal.radial_distance.tolist(), "r2": cal.r2}
 
 
 def plot_density_vs_ard(points: list[dict], directory: str) -> str:
@@ -516,7 +634,7 @@ def plot_density_vs_ard(points: list[dict], directory: str) -> str:
     axes = fig.subplots(1, len(points), squeeze=False)
     for ax, p in zip(axes[0], points):
         ax.scatter(p["density"], p["ard"], s=10, alpha=0.7)
-        ax.set_xlabel(f"coverage density (tau={p['tau']:g})")
+        ax.set_xlabel(f"{p['source']} coverage density (tau={p['tau']:g})")
         ax.set_ylabel("average radial distance")
         ax.set_title(f"{p['dataset']}, k-center b={p['budget']}, "
                      f"R^2(ARD~1/d)={p['r2']:.2f}", fontsize=9)
