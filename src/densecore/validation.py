@@ -45,14 +45,6 @@ ArrayLike = Any  # numpy.ndarray or torch.Tensor
 _FLOAT_TORCH = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
-def _kind(x: ArrayLike) -> str:
-    if isinstance(x, torch.Tensor):
-        return "tensor"
-    if isinstance(x, np.ndarray):
-        return "ndarray"
-    raise TypeError(f"expected a numpy array or a torch tensor; got {type(x).__name__}")
-
-
 def as_tensor_like(x: ArrayLike, name: str) -> torch.Tensor:
     """Return ``x`` as a torch tensor without copying where possible.
 

@@ -452,10 +452,6 @@ class Engine:
         ru, u, _ = _best_area(self.a_max, self.a_arg, self.state[2])
         return float(ru), int(u)
 
-    def r_of(self, u: int) -> float:
-        """Current r of point ``u`` (-1.0 when labeled or picked)."""
-        return float(_locate(self.order, self.rr, self.a_start, self.a_end, self.state[2], u)[1])
-
     def add_centre(self, vec, density: float, u: int = -1) -> None:
         """Make ``vec`` (D,) with ``density`` a selected point; ``u`` is its index in this
         pool (then removed from the pool) or -1 for a point held elsewhere."""
@@ -591,7 +587,7 @@ def farthest_first(x, dens, centres, cdens, excluded, budget, first, progress_cb
 
 def _run(x, dens, centres, cdens, excluded, budget, first, progress_cb, n_blocks, out_idx,
          out_r, assign):
-    n = x.shape[0]
+    n_pool = x.shape[0] - int(excluded.sum())
     engine = Engine(x, dens, centres, cdens, excluded, budget, assign)
     step = max(1, -(-budget // n_blocks))
     done = 0
@@ -601,9 +597,9 @@ def _run(x, dens, centres, cdens, excluded, budget, first, progress_cb, n_blocks
         if r is None:
             reads0 = engine.state[4]
             engine.run(k, out_idx, out_r, first)
-            live = max(1, n - int(excluded.sum()) - done - k)
+            live = max(1, n_pool - done - k)
             if done >= 8 and (engine.state[4] - reads0) / (k * live) > _DENSE_SWITCH:
-                r = np.full(n, -1.0)
+                r = np.full(x.shape[0], -1.0)
                 _flatten(engine.order, engine.rr, engine.a_start, engine.a_end,
                          engine.state[2], r)
                 log.debug("pruning ineffective after %d picks; dense passes from here",
