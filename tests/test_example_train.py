@@ -42,11 +42,18 @@ def one_thread():
     torch.set_num_threads(before)
 
 
+def settings(overrides=()):
+    """TINY with ``overrides`` replacing fields of the same name (--set refuses a key twice)."""
+    merged = dict(item.split("=", 1) for item in TINY)
+    merged.update(item.split("=", 1) for item in overrides)
+    return [f"{k}={v}" for k, v in merged.items()]
+
+
 def run(data, out, *extra, source="gtav", overrides=()):
     args = train.get_args_parser().parse_args(
         ["--source-root", str(data / source), "--target-root", str(data / "cityscapes"),
          "--output-dir", str(out), "--workers", "0", "--no-progress", "--vis-images", "1",
-         "--set", *TINY, *overrides, *extra])
+         "--set", *settings(overrides), *extra])
     train.main(args)
     return args
 

@@ -60,7 +60,10 @@ class Config:
     alpha: int = 20                      # candidates = alpha * budget (10 for 5 %)
     score: str = "margin"                # "margin" | "entropy" | "least_confidence" | "random"
     sampler: str = "density-aware"       # "density-aware" | "k-center" | "score-only"
-    exclude_void: bool = True            # never query pixels whose ground truth is void
+    region_overlap: str = "block"        # "block": RIPU's rule, regions of a round never
+                                         # overlap; "allow": blocks may overlap
+    oracle_exclude_void: bool = False    # ORACLE ablation, off by default: reads the ground
+                                         # truth to keep void pixels out of the candidates
     greedy_backend: str = "auto"         # densecore greedy backend: "auto" | "torch" | "numba"
     # evaluation and logging
     flip_test: bool = True
@@ -79,7 +82,8 @@ class Config:
                    "score": ("margin", "entropy", "least_confidence", "random"),
                    "sampler": ("density-aware", "k-center", "score-only"),
                    "source_sampling": ("balanced", "uniform"),
-                   "greedy_backend": ("auto", "torch", "numba")}
+                   "greedy_backend": ("auto", "torch", "numba"),
+                   "region_overlap": ("block", "allow")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}; got {getattr(self, name)!r}")
@@ -112,9 +116,20 @@ def _coerce(name: str, value, default):
     return value
 
 
+def config_from_dict(values: dict) -> Config:
+    """The :class:`Config` stored in a checkpoint (``dataclasses.asdict`` of one)."""
+    defaults = Config()
+    known = {f.name for f in dataclasses.fields(Config)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"the stored config has fields this code does not know: {unknown}")
+    kwargs = {k: _coerce(k, v, getattr(defaults, k)) for k, v in values.items()}
+    return dataclasses.replace(defaults, **kwargs).validate()
+
+
 def load_config(path: str | None = None, overrides=()) -> Config:
     """Read a YAML file (may be None) into :class:`Config`, then apply ``key=value`` overrides."""
-    values = {}
+    values, overridden = {}, set()
     if path:
         with open(path) as f:
             values = yaml.safe_load(f) or {}
@@ -124,7 +139,11 @@ def load_config(path: str | None = None, overrides=()) -> Config:
         key, sep, raw = item.partition("=")
         if not sep:
             raise ValueError(f"--set expects key=value; got {item!r}")
-        values[key.strip()] = yaml.safe_load(raw)
+        key = key.strip()
+        if key in overridden:
+            raise ValueError(f"--set gives {key!r} more than once")
+        overridden.add(key)
+        values[key] = yaml.safe_load(raw)
     defaults = Config()
     known = {f.name for f in dataclasses.fields(Config)}
     unknown = sorted(set(values) - known)

@@ -115,7 +115,7 @@ def load_cityscapes_label(path) -> np.ndarray:
         return np.asarray(im)
 
 
-def _resize(arr: np.ndarray, size, nearest: bool) -> np.ndarray:
+def resize(arr: np.ndarray, size, nearest: bool) -> np.ndarray:
     """Resize ``(H, W[, 3])`` uint8 to ``size = (W, H)`` (PIL convention)."""
     if size is None or (arr.shape[1], arr.shape[0]) == tuple(size):
         return arr
@@ -173,8 +173,8 @@ class SegmentationFiles(torch.utils.data.Dataset):
         label = self.decode(self.labels[index])
         if self.label_mask is not None:
             label = np.where(self.label_mask(index), label, IGNORE).astype(np.uint8)
-        image = _resize(image, self.size, nearest=False)
-        label = _resize(label, self.label_size, nearest=True)
+        image = resize(image, self.size, nearest=False)
+        label = resize(label, self.label_size, nearest=True)
         if self.flip and seed is not None and np.random.default_rng(seed).random() < 0.5:
             image, label = image[:, ::-1], label[:, ::-1]
         return to_tensor(image), torch.from_numpy(label.astype(np.int64)), index

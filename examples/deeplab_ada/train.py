@@ -11,6 +11,11 @@ Single process::
     python train.py --config configs/gtav_v2_2.2.yaml --source-root DATA/gtav \
         --target-root DATA/cityscapes --pretrained resnet101.pth --output-dir runs/x
 
+A run directory is never reused silently: a second run into it is refused
+unless it says ``--resume auto``. A run killed at any point (training,
+selection, evaluation) and resumed with ``--resume auto`` gives the same
+masks, batches and metrics as an uninterrupted one.
+
 Several GPUs: ``torchrun --nproc_per_node=4 train.py ...`` (same arguments).
 See README.md for the command of every table row.
 """
@@ -24,7 +29,6 @@ import json
 import logging
 import os
 import time
-import zlib
 
 import numpy as np
 import torch
@@ -35,12 +39,30 @@ import densecore
 import datasets
 import losses
 import utils
-from config import load_config
+from config import config_from_dict, load_config
 
 log = logging.getLogger("deeplab_ada")
 
 LOG_FIELDS = ["iteration", "lr", "loss", "src_ce", "src_margin", "tgt_ce", "negative",
-              "consistency", "estimator", "target_labeled_pixels", "seconds"]
+              "consistency", "estimator", "batch_labeled_pixels", "target_labeled_pixels",
+              "seconds"]
+# What a run writes into --output-dir; any of them there means "a run lives here".
+RUN_FILES = ("checkpoint.pth", "run.json", "labels", "log.csv", "metrics.json", "vis")
+
+# Called as on_event(kind, *where) at every point a run can be interrupted:
+# ("iteration", it) after each optimiser step, ("select", round, i) after each
+# recorded image, ("evaluate", i) after each evaluated image. Tests set it to
+# kill the process there; None in normal runs.
+on_event = None
+
+
+class UsageError(ValueError):
+    """A wrong command line or output directory; reported in one line, exit code 2."""
+
+
+def _event(*where):
+    if on_event is not None:
+        on_event(*where)
 
 
 # ------------------------------------------------------------------- helpers
@@ -49,20 +71,27 @@ LOG_FIELDS = ["iteration", "lr", "loss", "src_ce", "src_margin", "tgt_ce", "nega
 class QueriedMask:
     """``index -> (H, W)`` bool: the queried pixels of a target image, read from the label state.
 
+    Only the rounds listed in ``rounds`` are read (set before each training
+    stretch to the rounds whose iteration has been reached), so a round that
+    is recorded on disk but lies in the stretch's future (a resumed job
+    redoing iterations) never leaks into its batches.
+
     Holds only paths, so it pickles into DataLoader workers; each process opens
     the state read-only on first use.
     """
 
     def __init__(self, root: str, image_ids):
         self.root, self.image_ids, self._state = root, list(image_ids), None
+        self.rounds: list[int] = []
 
     def __getstate__(self):
-        return {"root": self.root, "image_ids": self.image_ids, "_state": None}
+        return {"root": self.root, "image_ids": self.image_ids, "rounds": list(self.rounds),
+                "_state": None}
 
     def __call__(self, index: int) -> np.ndarray:
         if self._state is None:
             self._state = densecore.ActiveLabelState(self.root)
-        return self._state.labeled(self.image_ids[index])
+        return self._state.labeled(self.image_ids[index], rounds=self.rounds)
 
 
 def label_shapes(dataset) -> dict:
@@ -102,16 +131,22 @@ def upsample(logits, size):
     return F.interpolate(logits.float(), size=size, mode="bilinear", align_corners=False)
 
 
-def image_seed(seed: int, round: int, image_id: str) -> int:
-    """A seed for one image in one round, independent of rank and order."""
-    return (zlib.crc32(image_id.encode()) * 1000003 + round * 7919 + seed) % (2 ** 31)
+def iteration_seed(seed: int, iteration: int) -> int:
+    """The seed of torch's global generator at ``iteration`` (dropout), independent of history."""
+    return int(np.random.SeedSequence([seed, iteration]).generate_state(1)[0])
+
+
+def visible_rounds(cfg, iteration: int) -> list[int]:
+    """The rounds whose labels training may use at ``iteration``."""
+    return [r for r, at in enumerate(cfg.selection_iters) if at <= iteration]
 
 
 # ------------------------------------------------------------------ training
 
 
 def train_one_epoch(model, optimizer, scaler, source_loader, target_loader, cfg, device,
-                    start, stop, *, amp=False, csv_log=None, tb=None, progress=False):
+                    start, stop, *, amp=False, csv_log=None, tb=None, progress=False,
+                    labeled_pixels=0, seconds=0.0):
     """Train iterations ``start .. stop - 1``; one "epoch" is the stretch between two rounds.
 
     Args:
@@ -120,9 +155,11 @@ def train_one_epoch(model, optimizer, scaler, source_loader, target_loader, cfg,
             (source-free); target_loader: the same for the target, with
             labels only at queried pixels. Each yields ``stop - start`` batches.
         cfg: :class:`config.Config`.
+        labeled_pixels: target pixels labeled so far (logged).
+        seconds: training seconds before ``start`` (the log's clock continues).
 
     Returns:
-        The iteration reached (``stop``).
+        ``(stop, seconds)``: the iteration reached and the training seconds so far.
     """
     net = model.module if hasattr(model, "module") else model
     model.train()
@@ -134,6 +171,7 @@ def train_one_epoch(model, optimizer, scaler, source_loader, target_loader, cfg,
         steps = tqdm(steps, initial=0, total=stop - start, desc=f"iter {start}-{stop}")
     tic = time.time()
     for it, (x_t, y_t, _) in zip(steps, target_loader):
+        torch.manual_seed(iteration_seed(cfg.seed, it))  # same dropout masks after a resume
         lr = utils.poly_lr(cfg.lr, it, cfg.iterations, cfg.poly_power)
         optimizer.param_groups[0]["lr"] = lr
         optimizer.param_groups[1]["lr"] = lr * cfg.head_lr_mult
@@ -180,8 +218,9 @@ def train_one_epoch(model, optimizer, scaler, source_loader, target_loader, cfg,
             terms = {k: float(v.detach()) for k, v in terms.items()}
             row = {k: f"{v:.5f}" for k, v in terms.items()}
             row.update(iteration=done, lr=f"{lr:.3e}", loss=f"{loss.item():.5f}",
-                       target_labeled_pixels=int((y_t != datasets.IGNORE).sum()),
-                       seconds=f"{time.time() - tic:.2f}")
+                       batch_labeled_pixels=int((y_t != datasets.IGNORE).sum()),
+                       target_labeled_pixels=labeled_pixels,
+                       seconds=f"{seconds + time.time() - tic:.2f}")
             csv_log.write(row)
             if tb is not None:
                 for k, v in terms.items():
@@ -189,7 +228,8 @@ def train_one_epoch(model, optimizer, scaler, source_loader, target_loader, cfg,
                 tb.add_scalar("lr", lr, done)
             log.info("iter %d  loss %.4f  %s", done, loss.item(),
                      "  ".join(f"{k} {v:.4f}" for k, v in terms.items()))
-    return stop
+        _event("iteration", done)
+    return stop, seconds + time.time() - tic
 
 
 # ------------------------------------------------------------------ selection
@@ -203,13 +243,15 @@ def select_round(model, dataset, state, cfg, round, device, *, amp=False, vis_di
     The images are split over the ranks; each image is selected independently
     (``densecore.select_pixels`` with batch 1) and recorded with
     ``state.add(image_id, mask, round=round)``, so a job killed mid-round
-    redoes only the images it had not recorded. Ends with a barrier.
+    redoes only the images it had not recorded. Selection reads the image and
+    the model only: no ground truth, unless the oracle ablation
+    ``cfg.oracle_exclude_void`` is switched on. Ends with a barrier.
 
     Args:
-        dataset: target training images resized to the test size, with
-            full-resolution ground truth (used only to exclude void pixels
-            when ``cfg.exclude_void``).
+        dataset: target training images resized to the test size (their
+            label files are read only for the oracle ablation).
         state: the run's :class:`densecore.ActiveLabelState`.
+
     """
     net = model.module if hasattr(model, "module") else model
     net.eval()
@@ -220,8 +262,9 @@ def select_round(model, dataset, state, cfg, round, device, *, amp=False, vis_di
         from tqdm import tqdm
         todo = tqdm(todo, desc=f"selection round {round}")
     for i in todo:
-        image, gt, _ = dataset[i]
-        shape = tuple(gt.shape)
+        shape = state.shape(ids[i])
+        image = datasets.to_tensor(datasets.resize(datasets.load_rgb(dataset.images[i]),
+                                                   dataset.size, nearest=False))
         with autocast(device, amp):
             out = net(image[None].to(device))
         probs = upsample(out["logits"], shape).softmax(dim=1)
@@ -231,23 +274,62 @@ def select_round(model, dataset, state, cfg, round, device, *, amp=False, vis_di
         else:  # k-center / score-only without an estimator: backbone features
             features = out["feats"].float()
             densities = torch.ones(features.shape[0], *features.shape[-2:], device=device)
-        labeled = torch.from_numpy(state.labeled(ids[i]))[None].to(device)
-        ignore = (gt == datasets.IGNORE)[None].to(device) if cfg.exclude_void else None
-        seed = image_seed(cfg.seed, round, ids[i])
+        labeled = state.labeled(ids[i], rounds=range(round))
+        labeled = torch.from_numpy(labeled)[None].to(device)
+        ignore = None
+        if cfg.oracle_exclude_void:  # ORACLE ablation: reads the ground truth
+            gt = dataset.decode(dataset.labels[i])
+            ignore = torch.from_numpy(gt == datasets.IGNORE)[None].to(device)
+        seed = densecore.image_seed(cfg.seed, round, ids[i])
         mask = densecore.select_pixels(
             probs, features, densities, round_budget(cfg, shape), labeled=labeled,
             ignore=ignore, alpha=cfg.alpha, sampler=make_sampler(cfg, seed), score=cfg.score,
-            region_size=cfg.region_size, seed=seed)
+            region_size=cfg.region_size, region_overlap=cfg.region_overlap, seed=seed)
         state.add(ids[i], mask[0].cpu().numpy(), round=round)
+        _event("select", round, i)
     utils.barrier()
     if vis_dir is not None and utils.is_main_process():
-        for i in range(min(vis_images, len(ids))):
-            masks = [state.queried(ids[i], r) for r in state.rounds(ids[i])]
-            image = datasets.load_rgb(dataset.images[i])
-            if image.shape[:2] != masks[0].shape:
-                image = np.asarray(Image.fromarray(image).resize(masks[0].shape[::-1]))
-            utils.save_png(utils.queried_overlay(image, masks),
-                           os.path.join(vis_dir, f"queried_{ids[i]}.png"))
+        draw_queries(dataset, state, cfg, round, vis_dir, vis_images)
+
+
+def draw_queries(dataset, state, cfg, round, vis_dir, vis_images):
+    """``vis/queried_<id>.png`` for the first images and ``vis/round<r>.png`` for all.
+
+    The first shows the image at full label resolution with every round's
+    queried regions outlined in that round's colour and a legend; the second
+    summarises round ``round``: where its queries fell (all images, one
+    heat map) and which classes they hit (the ground truth is read here, for
+    the picture only).
+    """
+    ids = dataset.ids()
+    iters = list(cfg.selection_iters)
+    for i in range(min(vis_images, len(ids))):
+        rounds = [r for r in state.rounds(ids[i]) if r <= round]
+        masks = [state.queried(ids[i], r) for r in rounds]
+        image = datasets.load_rgb(dataset.images[i])
+        if image.shape[:2] != masks[0].shape:
+            image = np.asarray(Image.fromarray(image).resize(masks[0].shape[::-1]))
+        legend = [f"round {r} (iter {iters[r]}): {int(m.sum())} px" for r, m in zip(rounds, masks)]
+        utils.save_png(utils.queried_overlay(image, masks, legend, cfg.region_size),
+                       os.path.join(vis_dir, f"queried_{ids[i]}.png"))
+    heat, counts, total = None, np.zeros(cfg.num_classes + 1, np.int64), 0
+    for i, image_id in enumerate(ids):
+        if not state.round_done(image_id, round):
+            continue
+        m = state.queried(image_id, round)
+        small = utils.pool_counts(m, (64, 128))
+        heat = small if heat is None else heat + small
+        gt = dataset.decode(dataset.labels[i])
+        counts += np.bincount(np.where(gt[m] == datasets.IGNORE, cfg.num_classes, gt[m]),
+                              minlength=cfg.num_classes + 1)[: cfg.num_classes + 1]
+        total += int(m.sum())
+    if heat is not None:
+        names = list(datasets.class_names(cfg.num_classes)) + ["void"]
+        title = (f"round {round} (iter {iters[round]}): {total} queried pixels in "
+                 f"{len(ids)} images")
+        utils.save_png(utils.round_summary(heat, counts, names,
+                                           datasets.palette(cfg.num_classes), title),
+                       os.path.join(vis_dir, f"round{round}.png"))
 
 
 # ------------------------------------------------------------------ evaluation
@@ -255,17 +337,18 @@ def select_round(model, dataset, state, cfg, round, device, *, amp=False, vis_di
 
 @torch.no_grad()
 def evaluate(model, loader, device, num_classes, *, flip=True, amp=False, vis_dir=None,
-             vis_images=0, ids=None):
+             vis_images=0, dataset=None):
     """Confusion matrix over ``loader`` (labels at full resolution), flip TTA optional.
 
-    Predictions of the first ``vis_images`` images are written as colour PNGs
-    to ``vis_dir``. The matrix is summed over ranks.
+    For the first ``vis_images`` images ``vis_dir/pred_<id>.png`` shows the
+    image, the ground truth and the prediction side by side (``dataset``
+    gives the files). The matrix is summed over ranks.
     """
     net = model.module if hasattr(model, "module") else model
     net.eval()
     confmat = utils.ConfusionMatrix(num_classes)
     pal = datasets.palette(num_classes)
-    for image, target, index in loader:
+    for n, (image, target, index) in enumerate(loader):
         image, target = image.to(device), target.to(device)
         with autocast(device, amp):
             probs = upsample(net(image)["logits"], target.shape[-2:]).softmax(1)
@@ -274,12 +357,16 @@ def evaluate(model, loader, device, num_classes, *, flip=True, amp=False, vis_di
                 probs = probs + flipped.softmax(1).flip(-1)
         pred = probs.argmax(1)
         confmat.update(target.flatten(), pred.flatten())
-        if vis_dir is not None:
+        if vis_dir is not None and dataset is not None:
             for b, idx in enumerate(index.tolist()):
                 if idx < vis_images:
-                    name = ids[idx] if ids is not None else str(idx)
-                    utils.save_png(utils.colorize(pred[b].cpu().numpy(), pal),
-                                   os.path.join(vis_dir, f"pred_{name}.png"))
+                    rgb = datasets.load_rgb(dataset.images[idx])
+                    gt = target[b].cpu().numpy()
+                    panels = [rgb, utils.colorize(gt, pal), utils.colorize(pred[b].cpu().numpy(), pal)]
+                    utils.save_png(utils.side_by_side(panels, ["image", "ground truth",
+                                                               "prediction"]),
+                                   os.path.join(vis_dir, f"pred_{dataset.ids()[idx]}.png"))
+        _event("evaluate", n)
     confmat.reduce_from_all_processes()
     return confmat
 
@@ -304,25 +391,34 @@ def get_args_parser(add_help=True):
     parser = argparse.ArgumentParser(description="Density-aware core-set active domain "
                                                  "adaptation (DeepLab)", add_help=add_help)
     parser.add_argument("--config", default=None, help="YAML file of config fields")
-    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                        help="override config fields, e.g. --set iterations=1000")
+    parser.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                        help="override config fields, e.g. --set iterations=1000 lr=1e-3; "
+                             "may be repeated, all pairs apply (a key given twice is an error)")
     parser.add_argument("--source-root", default=None, help="GTAV or SYNTHIA folder")
     parser.add_argument("--target-root", required=True, help="Cityscapes folder")
-    parser.add_argument("--output-dir", required=True, help="checkpoints, labels, logs")
+    parser.add_argument("--output-dir", "--out", dest="output_dir", required=True,
+                        help="checkpoints, labels, logs (refused if it holds another run "
+                             "and --resume is not given)")
     parser.add_argument("--pretrained", default=None,
-                        help="local file of ImageNet ResNet-101 weights (torchvision names)")
+                        help="local file of ImageNet ResNet-101 weights (torchvision names); "
+                             "required for resnet101 unless --from-scratch or --init-from")
+    parser.add_argument("--from-scratch", action="store_true",
+                        help="train ResNet-101 from random weights on purpose")
     parser.add_argument("--init-from", default=None,
                         help="checkpoint whose model weights start the run (source-free)")
     parser.add_argument("--resume", default=None,
                         help="checkpoint to resume from; 'auto' = OUTPUT_DIR/checkpoint.pth "
-                             "if it exists")
+                             "if it exists (else a new run)")
     parser.add_argument("--stop-at", type=int, default=None,
                         help="save and exit after this iteration (resume later)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--amp", action="store_true",
                         help="mixed precision (float16 on CUDA, bfloat16 on CPU)")
     parser.add_argument("--workers", type=int, default=4, help="data loader processes")
-    parser.add_argument("--test-only", action="store_true", help="only evaluate")
+    parser.add_argument("--test-only", action="store_true",
+                        help="only evaluate the checkpoint (--resume, default "
+                             "OUTPUT_DIR/checkpoint.pth) with the config stored in it; "
+                             "prints the metrics and writes OUTPUT_DIR/metrics_test.json")
     parser.add_argument("--vis-images", type=int, default=4,
                         help="images drawn with their queries and predictions")
     parser.add_argument("--no-progress", dest="progress", action="store_false",
@@ -332,13 +428,13 @@ def get_args_parser(add_help=True):
     return parser
 
 
-def build_data(args, cfg, label_root, ids_holder):
+def build_data(args, cfg, label_root, ids_holder, *, need_source=True):
     """Source/target training sets, the selection set and the validation set."""
     tgt_size = tuple(cfg.target_size)
     source = None
-    if not cfg.source_free:
+    if not cfg.source_free and need_source:
         if args.source_root is None:
-            raise ValueError("--source-root is required unless source_free is set")
+            raise UsageError("--source-root is required unless source_free is set")
         build = datasets.gtav if cfg.source == "gtav" else datasets.synthia
         source = build(args.source_root, size=tuple(cfg.source_size), flip=True)
     select = datasets.cityscapes(args.target_root, "train", cfg.num_classes, size=tgt_size,
@@ -375,19 +471,25 @@ def loaders(source, target, weights, cfg, args, start, stop):
     return sl, tl
 
 
-def save_checkpoint(path, model, optimizer, scaler, iteration, args, cfg):
+def save_checkpoint(path, model, optimizer, scaler, iteration, args, cfg, seconds=0.0):
     net = model.module if hasattr(model, "module") else model
     utils.atomic_save({"model": net.state_dict(), "optimizer": optimizer.state_dict(),
                        "scaler": scaler.state_dict(), "iteration": iteration,
                        "rng": torch.get_rng_state(), "args": vars(args),
-                       "config": dataclasses.asdict(cfg)}, path)
+                       "config": dataclasses.asdict(cfg), "seconds": seconds}, path)
 
 
-def write_metrics(path, metrics, state, cfg, iteration):
+def write_metrics(path, metrics, state, cfg, iteration, picks=None):
     summary = state.summary()
     metrics = dict(metrics)
-    metrics["queried_pixels_per_round"] = [
-        dict(r, iteration=cfg.selection_iters[r["round"]]) for r in summary["rounds"]]
+    per_round = []
+    for r in summary["rounds"]:
+        row = dict(r, iteration=cfg.selection_iters[r["round"]])
+        if picks is not None:  # what the budget asked for: regions (or pixels) per round
+            row["picks"] = picks
+            row["max_pixels"] = picks * cfg.region_size ** 2
+        per_round.append(row)
+    metrics["queried_pixels_per_round"] = per_round
     metrics["labeled_pixels"] = summary["labeled"]
     metrics["labeled_ratio"] = summary["ratio"]
     metrics["iteration"] = iteration
@@ -395,18 +497,89 @@ def write_metrics(path, metrics, state, cfg, iteration):
     datasets.atomic_write_text(path, json.dumps(metrics, indent=2) + "\n")
 
 
+def _changed(saved: dict, cfg) -> dict:
+    return {k: (saved.get(k), v) for k, v in dataclasses.asdict(cfg).items()
+            if k not in ("extra", "print_freq", "save_every", "eval_every")
+            and json.dumps(saved.get(k)) != json.dumps(v)}
+
+
+def prepare_output_dir(args, cfg) -> str | None:
+    """Refuse to mix two runs in one directory; returns the checkpoint to resume from, if any.
+
+    A directory holding any of :data:`RUN_FILES` is only used again with
+    ``--resume``; the config must then equal the one of the checkpoint (or of
+    ``run.json``, written when a run starts, if it was killed before its first
+    checkpoint). A new run writes ``run.json`` first.
+    """
+    out = args.output_dir
+    present = [n for n in RUN_FILES if os.path.exists(os.path.join(out, n))]
+    ckpt_path = os.path.join(out, "checkpoint.pth")
+    resume = ckpt_path if args.resume == "auto" else args.resume
+    if args.resume is None and present:
+        raise UsageError(f"--output-dir {out} already holds a run ({', '.join(present)}); "
+                         f"continue it with --resume auto, or write this run to a new "
+                         f"--output-dir")
+    if args.resume not in (None, "auto") and not os.path.exists(resume):
+        raise UsageError(f"--resume {args.resume}: no such checkpoint")
+    if resume and os.path.exists(resume):
+        return resume
+    run_json = os.path.join(out, "run.json")
+    if present:  # --resume auto, killed before the first checkpoint
+        if not os.path.exists(run_json):
+            raise UsageError(f"--output-dir {out} holds {', '.join(present)} but neither "
+                             f"checkpoint.pth nor run.json; it cannot be resumed, write to a "
+                             f"new --output-dir")
+        with open(run_json) as f:
+            changed = _changed(json.load(f)["config"], cfg)
+        if changed:
+            raise UsageError(f"{run_json} was started with another config; changed fields "
+                             f"(run, now): {changed}")
+        return None
+    if utils.is_main_process():
+        datasets.atomic_write_text(run_json, json.dumps(
+            {"config": dataclasses.asdict(cfg), "args": vars(args)}, indent=2) + "\n")
+    return None
+
+
+def load_test_config(args):
+    """The config stored in the checkpoint evaluated by ``--test-only``."""
+    if args.config or args.set:
+        raise UsageError("--test-only reads the config from the checkpoint; drop --config "
+                         "and --set")
+    path = args.resume if args.resume not in (None, "auto") else \
+        os.path.join(args.output_dir, "checkpoint.pth")
+    if not os.path.exists(path):
+        raise UsageError(f"--test-only: no checkpoint at {path} (give it with --resume PATH)")
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    return path, ckpt, config_from_dict(ckpt["config"])
+
+
 def main(args):
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     utils.init_distributed_mode(args)
-    cfg = load_config(args.config, args.set)
+    ckpt = None
+    if args.test_only:
+        resume, ckpt, cfg = load_test_config(args)
+    else:
+        try:
+            cfg = load_config(args.config, args.set)
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+        if (cfg.backbone == "resnet101" and not args.pretrained and not args.from_scratch
+                and not args.init_from and args.resume is None):
+            raise UsageError("--pretrained FILE (ImageNet ResNet-101 weights) is required for "
+                             "the resnet101 backbone; pass --from-scratch to train from random "
+                             "weights on purpose")
+        os.makedirs(args.output_dir, exist_ok=True)
+        resume = prepare_output_dir(args, cfg)
     device = torch.device(args.device if args.device != "cuda" else f"cuda:{args.gpu}")
-    os.makedirs(args.output_dir, exist_ok=True)
     torch.manual_seed(cfg.seed)
     label_root = os.path.join(args.output_dir, "labels")
     vis_dir = os.path.join(args.output_dir, "vis")
 
     ids = []
-    source, target, select_set, val = build_data(args, cfg, label_root, ids)
+    source, target, select_set, val = build_data(args, cfg, label_root, ids,
+                                                 need_source=not args.test_only)
     if utils.is_main_process():
         state = densecore.ActiveLabelState(label_root, ids, label_shapes(select_set))
     utils.barrier()
@@ -417,10 +590,11 @@ def main(args):
     from models import build_model
     model = build_model(cfg.arch, cfg.backbone, cfg.num_classes, estimator=cfg.estimator,
                         dmc_dim=cfg.dmc_dim, dmc_kernel=cfg.dmc_kernel, beta=cfg.beta,
-                        tau=cfg.tau, pretrained=args.pretrained, freeze_bn=cfg.freeze_bn)
-    if args.init_from:
-        ckpt = torch.load(args.init_from, map_location="cpu", weights_only=False)
-        model.load_state_dict(ckpt.get("model", ckpt))
+                        tau=cfg.tau, pretrained=None if resume else args.pretrained,
+                        freeze_bn=cfg.freeze_bn)
+    if args.init_from and not resume:
+        init = torch.load(args.init_from, map_location="cpu", weights_only=False)
+        model.load_state_dict(init.get("model", init))
     model.to(device)
     model_without_ddp = model
     if args.distributed:
@@ -435,25 +609,20 @@ def main(args):
     scaler = torch.amp.GradScaler(device.type, enabled=args.amp and device.type == "cuda")
 
     ckpt_path = os.path.join(args.output_dir, "checkpoint.pth")
-    resume = ckpt_path if args.resume == "auto" else args.resume
-    start = 0
-    if resume and os.path.exists(resume):
-        ckpt = torch.load(resume, map_location="cpu", weights_only=False)
-        saved = ckpt["config"]
-        changed = {k: (saved.get(k), v) for k, v in dataclasses.asdict(cfg).items()
-                   if k not in ("extra", "print_freq", "save_every", "eval_every")
-                   and json.dumps(saved.get(k)) != json.dumps(v)}
-        if changed:
-            raise ValueError(f"{resume} was trained with another config; changed fields "
-                             f"(checkpoint, now): {changed}")
+    start, seconds = 0, 0.0
+    if resume:
+        if ckpt is None:
+            ckpt = torch.load(resume, map_location="cpu", weights_only=False)
+            changed = _changed(ckpt["config"], cfg)
+            if changed:
+                raise UsageError(f"{resume} was trained with another config; changed fields "
+                                 f"(checkpoint, now): {changed}")
         model_without_ddp.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scaler.load_state_dict(ckpt["scaler"])
         torch.set_rng_state(ckpt["rng"])
-        start = ckpt["iteration"]
+        start, seconds = ckpt["iteration"], ckpt.get("seconds", 0.0)
         log.info("resumed from %s at iteration %d", resume, start)
-    elif args.resume not in (None, "auto"):
-        raise FileNotFoundError(f"--resume {args.resume}: no such checkpoint")
 
     val_loader = torch.utils.data.DataLoader(
         val, batch_size=1, sampler=list(range(utils.get_rank(), len(val), utils.get_world_size())),
@@ -461,14 +630,22 @@ def main(args):
     if args.test_only:
         confmat = evaluate(model, val_loader, device, cfg.num_classes, flip=cfg.flip_test,
                            amp=args.amp, vis_dir=vis_dir, vis_images=args.vis_images,
-                           ids=val.ids())
+                           dataset=val)
         if utils.is_main_process():
-            write_metrics(os.path.join(args.output_dir, "metrics.json"),
-                          metrics_dict(confmat, cfg.num_classes), state, cfg, start)
+            metrics = metrics_dict(confmat, cfg.num_classes)
+            write_metrics(os.path.join(args.output_dir, "metrics_test.json"), metrics, state,
+                          cfg, start)
+            print(f"{resume} (iteration {start}): mIoU {metrics['mIoU']:.2f}  pixel accuracy "
+                  f"{metrics['pixel_accuracy']:.2f}" + (f"  mIoU13 {metrics['mIoU13']:.2f}"
+                                                        if "mIoU13" in metrics else ""))
+            print("  ".join(f"{k} {'-' if v is None else f'{v:.1f}'}"
+                            for k, v in metrics["per_class_iou"].items()))
         return
 
-    csv_log = utils.CSVLog(os.path.join(args.output_dir, "log.csv"), LOG_FIELDS) \
-        if utils.is_main_process() else None
+    csv_log = None
+    if utils.is_main_process():
+        csv_log = utils.CSVLog(os.path.join(args.output_dir, "log.csv"), LOG_FIELDS)
+        csv_log.truncate_after(start)  # rows of iterations redone after this resume
     tb = None
     if args.tensorboard and utils.is_main_process():
         from torch.utils.tensorboard import SummaryWriter  # needs the tensorboard package
@@ -476,11 +653,24 @@ def main(args):
     rounds = list(cfg.selection_iters)
     sel_kw = dict(amp=args.amp, vis_dir=vis_dir, vis_images=args.vis_images,
                   progress=args.progress)
-    # A job stopped during or right after a round finishes that round first.
+    # what the budget asks for per round: regions (or pixels) summed over the images
+    picks = sum(round_budget(cfg, state.shape(i)) for i in ids) if rounds else 0
+
+    def run_round(r):
+        select_round(model, select_set, state, cfg, r, device, **sel_kw)
+        if utils.is_main_process():
+            done = state.summary()["rounds"][r]
+            log.info("round %d (iteration %d): %d picks x %d px regions, %d pixels queried "
+                     "(%d new) in %d images", r, rounds[r], picks, cfg.region_size ** 2,
+                     done["queried"], done["new"], done["images"])
+
+    # A job stopped during or right after a round finishes that round first (the
+    # checkpoint of a round's iteration is written before the round starts).
     for r, at in enumerate(rounds):
         if at <= start:
-            select_round(model, select_set, state, cfg, r, device, **sel_kw)
-    it, t0 = start, time.time()
+            run_round(r)
+    it = start
+    t0 = time.time()
     stop_at = cfg.iterations if args.stop_at is None else min(args.stop_at, cfg.iterations)
     while it < stop_at:
         marks = [a for a in rounds if a > it] + [stop_at]
@@ -489,29 +679,33 @@ def main(args):
         if cfg.eval_every:
             marks.append((it // cfg.eval_every + 1) * cfg.eval_every)
         nxt = min(marks)
+        target.label_mask.rounds = visible_rounds(cfg, it)
+        labeled_px = sum(r["new"] for r in state.summary()["rounds"]
+                         if r["round"] in target.label_mask.rounds)
         sl, tl = loaders(source, target, weights, cfg, args, it, nxt)
-        it = train_one_epoch(model, optimizer, scaler, sl, tl, cfg, device, it, nxt,
-                             amp=args.amp, csv_log=csv_log, tb=tb, progress=args.progress)
+        it, seconds = train_one_epoch(model, optimizer, scaler, sl, tl, cfg, device, it, nxt,
+                                      amp=args.amp, csv_log=csv_log, tb=tb,
+                                      progress=args.progress, labeled_pixels=labeled_px,
+                                      seconds=seconds)
+        if utils.is_main_process():  # before the round: a kill in it resumes here
+            save_checkpoint(ckpt_path, model, optimizer, scaler, it, args, cfg, seconds)
+        utils.barrier()
         if it in rounds:
-            select_round(model, select_set, state, cfg, rounds.index(it), device, **sel_kw)
-            if utils.is_main_process():
-                log.info("round %d done: %s", rounds.index(it), state.summary()["rounds"][-1])
+            run_round(rounds.index(it))
         if cfg.eval_every and it % cfg.eval_every == 0 and it < cfg.iterations:
             confmat = evaluate(model, val_loader, device, cfg.num_classes, flip=cfg.flip_test,
                                amp=args.amp)
             if utils.is_main_process():
                 log.info("iter %d  mIoU %.2f", it, metrics_dict(confmat, cfg.num_classes)["mIoU"])
-        if utils.is_main_process():
-            save_checkpoint(ckpt_path, model, optimizer, scaler, it, args, cfg)
-        utils.barrier()
     if it < cfg.iterations:
         log.info("stopped at iteration %d (--stop-at); resume with --resume auto", it)
         return
     confmat = evaluate(model, val_loader, device, cfg.num_classes, flip=cfg.flip_test,
-                       amp=args.amp, vis_dir=vis_dir, vis_images=args.vis_images, ids=val.ids())
+                       amp=args.amp, vis_dir=vis_dir, vis_images=args.vis_images, dataset=val)
     if utils.is_main_process():
         metrics = metrics_dict(confmat, cfg.num_classes)
-        write_metrics(os.path.join(args.output_dir, "metrics.json"), metrics, state, cfg, it)
+        write_metrics(os.path.join(args.output_dir, "metrics.json"), metrics, state, cfg, it,
+                      picks)
         log.info("mIoU %.2f  (%s)", metrics["mIoU"],
                  str(datetime.timedelta(seconds=int(time.time() - t0))))
     if tb is not None:
@@ -519,4 +713,9 @@ def main(args):
 
 
 if __name__ == "__main__":
-    main(get_args_parser().parse_args())
+    parser = get_args_parser()
+    args = parser.parse_args()
+    try:
+        main(args)
+    except UsageError as e:
+        parser.exit(2, f"{parser.prog}: error: {e}\n")

@@ -14,7 +14,7 @@ import os
 import numpy as np
 import torch
 import torch.distributed as dist
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from densecore.atomic import atomic_write
 
@@ -127,6 +127,26 @@ class CSVLog:
     def __init__(self, path: str, fields):
         self.path, self.fields = path, list(fields)
 
+    def truncate_after(self, iteration: int) -> None:
+        """Drop the rows of iterations after ``iteration`` (a resumed run redoes them).
+
+        Rewrites the file atomically; a missing file stays missing, a file
+        with another header is an error.
+        """
+        if not os.path.exists(self.path):
+            return
+        with open(self.path, newline="") as f:
+            reader = csv.DictReader(f)
+            if reader.fieldnames is not None and reader.fieldnames != self.fields:
+                raise ValueError(f"{self.path} has columns {reader.fieldnames}; expected "
+                                 f"{self.fields}")
+            rows = [r for r in reader if r.get("iteration") and int(r["iteration"]) <= iteration]
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=self.fields, lineterminator="\r\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        atomic_write(self.path, out.getvalue().encode("utf-8"))
+
     def write(self, row: dict):
         new = not os.path.exists(self.path)
         with open(self.path, "a", newline="") as f:
@@ -151,22 +171,125 @@ def colorize(pred: np.ndarray, palette: np.ndarray) -> np.ndarray:
     return palette[np.where(pred == 255, len(palette) - 1, pred)]
 
 
-def queried_overlay(image: np.ndarray, masks_by_round, dot: int = 1) -> np.ndarray:
-    """The image (dimmed) with each round's queried pixels drawn in its own colour (Fig. 8).
+ROUND_COLOURS = np.array([(255, 40, 40), (255, 200, 0), (40, 255, 40), (0, 200, 255),
+                          (255, 0, 255), (255, 255, 255)], np.uint8)
+
+
+def _scaled_strip(lines, width, colours=None) -> np.ndarray:
+    """:func:`_text_strip` drawn at ``width / s`` and enlarged ``s`` times (readable at 2048 px)."""
+    scale = max(1, width // 512)
+    strip = _text_strip(lines, width // scale, colours)
+    if scale > 1:
+        strip = np.asarray(Image.fromarray(strip).resize(
+            (width, strip.shape[0] * scale), Image.NEAREST))
+    return strip
+
+
+def _text_strip(lines, width, colours=None, scale=1) -> np.ndarray:
+    """A black ``(h, width, 3)`` strip with one line of text per entry, colour swatches optional."""
+    line_h = 14 * scale
+    strip = Image.new("RGB", (width, line_h * len(lines) + 6 * scale), (0, 0, 0))
+    draw = ImageDraw.Draw(strip)
+    for n, text in enumerate(lines):
+        y = 3 * scale + n * line_h
+        x = 4 * scale
+        if colours is not None:
+            draw.rectangle([x, y + 2 * scale, x + 10 * scale, y + 11 * scale],
+                           fill=tuple(int(c) for c in colours[n]))
+            x += 16 * scale
+        draw.text((x, y), text, fill=(255, 255, 255))
+    return np.asarray(strip)
+
+
+def queried_overlay(image: np.ndarray, masks_by_round, legend=None, region_size: int = 1) -> np.ndarray:
+    """The image (dimmed) with each round's queries outlined in its colour, legend below (Fig. 8).
+
+    Every query (a pixel or a region) gets a square outline about ``W / 128``
+    pixels wide (neighbouring queries share one outline), so queries stay
+    visible at 2048 x 1024 where a 3 x 3 region is a speck; the queried
+    pixels themselves are filled in the same colour inside it.
 
     Args:
-        image: ``(H, W, 3)`` uint8.
+        image: ``(H, W, 3)`` uint8 at label resolution.
         masks_by_round: list of ``(H, W)`` bool masks, one per round.
-        dot: half-width in pixels of the square drawn at each queried pixel.
+        legend: one text line per round (default ``"round r: N px"``).
+        region_size: side of the labeled block around each pick.
+
+    Returns:
+        ``(H + legend height, W, 3)`` uint8.
     """
-    out = (image.astype(np.float32) * 0.6).astype(np.uint8)
-    colours = np.array([(255, 40, 40), (255, 200, 0), (40, 255, 40), (0, 200, 255),
-                        (255, 0, 255), (255, 255, 255)], np.uint8)
-    h, w = out.shape[:2]
-    for r, mask in enumerate(masks_by_round):
-        ys, xs = np.nonzero(mask)
-        for dy in range(-dot + 1, dot):
-            for dx in range(-dot + 1, dot):
-                out[np.clip(ys + dy, 0, h - 1), np.clip(xs + dx, 0, w - 1)] = \
-                    colours[r % len(colours)]
-    return out
+    out = (image.astype(np.float32) * 0.55).astype(np.uint8)
+    w = out.shape[1]
+    half = max(region_size // 2 + 2, w // 256)
+    thick = max(1, w // 1024)
+    colours = [ROUND_COLOURS[r % len(ROUND_COLOURS)] for r in range(len(masks_by_round))]
+    for r, mask in enumerate(masks_by_round):  # outlines around every query
+        ring = _dilate(mask, half) & ~_dilate(mask, half - thick)
+        out[ring] = colours[r]
+    for r, mask in enumerate(masks_by_round):  # the queried pixels themselves
+        out[mask] = colours[r]
+    if legend is None:
+        legend = [f"round {r}: {int(m.sum())} px" for r, m in enumerate(masks_by_round)]
+    return np.concatenate([out, _scaled_strip(legend, w, colours)], axis=0)
+
+
+def _dilate(mask: np.ndarray, radius: int) -> np.ndarray:
+    """``mask`` grown by ``radius`` pixels (square structuring element)."""
+    if radius <= 0:
+        return mask.copy()
+    t = torch.from_numpy(np.ascontiguousarray(mask, dtype=np.float32))[None, None]
+    return (torch.nn.functional.max_pool2d(t, 2 * radius + 1, stride=1, padding=radius)[0, 0]
+            > 0).numpy()
+
+
+def side_by_side(panels, titles) -> np.ndarray:
+    """Panels ``(H, W, 3)`` uint8 (resized to the first one's size) in a row, titled."""
+    h, w = panels[0].shape[:2]
+    row = [p if p.shape[:2] == (h, w) else
+           np.asarray(Image.fromarray(p).resize((w, h), Image.NEAREST)) for p in panels]
+    tiles = [np.concatenate([_scaled_strip([title], w), p], axis=0)
+             for p, title in zip(row, titles)]
+    gap = np.zeros((tiles[0].shape[0], max(2, w // 200), 3), np.uint8)
+    out = [tiles[0]]
+    for t in tiles[1:]:
+        out += [gap, t]
+    return np.concatenate(out, axis=1)
+
+
+def pool_counts(mask: np.ndarray, size) -> np.ndarray:
+    """``(h, w)`` int64 counts of the True pixels of ``mask`` in each cell of a ``size`` grid."""
+    gh, gw = size
+    ys, xs = np.nonzero(mask)
+    cy = ys * gh // mask.shape[0]
+    cx = xs * gw // mask.shape[1]
+    return np.bincount(cy * gw + cx, minlength=gh * gw).reshape(gh, gw)
+
+
+def round_summary(heat: np.ndarray, counts: np.ndarray, names, palette: np.ndarray,
+                  title: str) -> np.ndarray:
+    """One picture per round: a heat map of query positions and a bar per class.
+
+    Args:
+        heat: ``(h, w)`` counts of queried pixels per cell, summed over images.
+        counts: ``(C + 1,)`` queried pixels per class, the last entry void.
+        names: ``C + 1`` class names; palette: ``(C + 1, 3)`` uint8 colours.
+        title: first text line.
+    """
+    cell = 4
+    norm = heat / max(heat.max(), 1)
+    hm = np.stack([255 * norm, 255 * np.sqrt(norm) * 0.6, 40 * (1 - norm)], -1).astype(np.uint8)
+    hm = np.kron(hm, np.ones((cell, cell, 1), np.uint8))
+    width = hm.shape[1]
+    bars_h = 12 * len(names) + 6
+    bars = Image.new("RGB", (width, bars_h), (0, 0, 0))
+    draw = ImageDraw.Draw(bars)
+    top = max(int(counts.max()), 1)
+    for n, (name, c) in enumerate(zip(names, counts)):
+        y = 3 + 12 * n
+        draw.text((4, y), f"{name[:12]:<12} {int(c):>8}", fill=(255, 255, 255))
+        length = int((width - 140) * c / top)
+        draw.rectangle([136, y + 2, 136 + length, y + 10],
+                       fill=tuple(int(v) for v in palette[min(n, len(palette) - 1)]))
+    head = _text_strip([title, "where the queries fell (all images), then queried pixels "
+                        "per class (ground truth, for this picture only)"], width)
+    return np.concatenate([head, hm, np.asarray(bars)], axis=0)

@@ -10,11 +10,22 @@ from .density import DMCEstimator, KNNDensity, MaskedConvEstimator, coverage_den
 from .filters import CategoryMarginLoss
 from .greedy import Selection, farthest_first
 from .samplers import DensityAwareGreedy, KCenterGreedy
-from .segmentation import select_pixels
+from .regions import blocked_candidates
+from .seeds import image_seed
+from .segmentation import ImageCandidates, select_pixels
 from .state import ActiveLabelState
 from .tuning import DensityScaling, tune_density_scaling
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name):
+    # Submodules the docs use right after ``import densecore``, imported on first use.
+    if name in ("synthetic", "distributed"):
+        import importlib
+
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
     "ActiveLabelState",
@@ -23,17 +34,20 @@ __all__ = [
     "DMCEstimator",
     "DensityAwareGreedy",
     "DensityScaling",
+    "ImageCandidates",
     "KCenterGreedy",
     "KNNDensity",
     "MaskedConvEstimator",
     "Selection",
     "average_radial_distance",
+    "blocked_candidates",
     "bound_report",
     "coreset_loss",
     "coverage",
     "coverage_density",
     "covering_radius",
     "farthest_first",
+    "image_seed",
     "pixel_budget",
     "region_budget",
     "select_pixels",

@@ -34,6 +34,7 @@ from __future__ import annotations
 import inspect
 import logging
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -41,11 +42,12 @@ import torch.nn.functional as F
 from . import validation as V
 from .filters import (entropy_score, least_confidence_score, margin_score, random_score,
                       top_candidates)
+from .regions import blocked_candidates
 from .samplers import DensityAwareGreedy
 
 log = logging.getLogger(__name__)
 
-__all__ = ["sample_at_pixels", "select_pixels"]
+__all__ = ["ImageCandidates", "sample_at_pixels", "select_pixels"]
 
 _SCORES = {
     "margin": margin_score,
@@ -105,6 +107,33 @@ def sample_at_pixels(maps: torch.Tensor, flat_idx: torch.Tensor,
     return out[0, :, 0, :].T
 
 
+@dataclass
+class ImageCandidates:
+    """What the sampler saw and chose for one image (``select_pixels(..., return_candidates=True)``).
+
+    Attributes:
+        candidates: ``(N,)`` int64 flat pixel indices ``y * W + x`` of the
+            filtered candidates, best score first.
+        features: ``(N, D)`` candidate features as given to the sampler
+            (sampled at the candidates, L2-normalised when ``normalize``), or
+            None for score-only ranking.
+        densities: ``(N,)`` candidate densities, or None when the sampler
+            takes none.
+        selected: ``(budget,)`` int64 positions into ``candidates``, in
+            selection order.
+        labeled_features: ``(M, D)`` features of the image's labeled pixels
+            (the set ``s0``), or None.
+        labeled_densities: ``(M,)`` their densities, or None.
+    """
+
+    candidates: torch.Tensor
+    features: torch.Tensor | None
+    densities: torch.Tensor | None
+    selected: torch.Tensor
+    labeled_features: torch.Tensor | None = None
+    labeled_densities: torch.Tensor | None = None
+
+
 def _scores(score, probs, shape_ref, from_logits, validate, seed):
     if isinstance(score, str):
         if score == "random":
@@ -125,7 +154,8 @@ def _scores(score, probs, shape_ref, from_logits, validate, seed):
 def select_pixels(probs, features, densities, budget: int, *, labeled=None, ignore=None,
                   alpha: float = 20, sampler=_DEFAULT, score="margin", region_size: int = 1,
                   normalize: bool = True, seed: int = 0, from_logits: bool = False,
-                  validate: bool = True):
+                  validate: bool = True, region_overlap: str = "allow",
+                  return_candidates: bool = False):
     """Pick ``budget`` new pixels (or regions) per image: filter, gather, greedy.
 
     Args:
@@ -154,11 +184,20 @@ def select_pixels(probs, features, densities, budget: int, *, labeled=None, igno
         seed: seed of the default sampler's first pick and of random scores.
         from_logits: ``probs`` holds logits.
         validate: scan inputs for bad values (device syncs on CUDA).
+        region_overlap: ``"allow"`` (blocks of two picks may overlap) or
+            ``"block"``: RIPU's rule, candidates are filtered with
+            :func:`~densecore.regions.blocked_candidates` so that the blocks of
+            any two picks of this call are disjoint.
+        return_candidates: also return, per image, an :class:`ImageCandidates`
+            with the candidates, their features and densities as the sampler
+            saw them and the chosen positions (for tuning tau on a round's
+            real candidates or for a round's bound report).
 
     Returns:
         ``(B, H, W)`` bool mask of the newly labeled pixels (numpy when ``probs``
         was numpy, else on ``probs``' device). With ``region_size=1`` each image
-        has exactly ``budget`` of them; none is labeled or ignored.
+        has exactly ``budget`` of them; none is labeled or ignored. With
+        ``return_candidates=True`` a pair ``(mask, [ImageCandidates] * B)``.
 
     Raises:
         ValueError: naming ``budget`` when an image has fewer than ``budget``
@@ -183,6 +222,8 @@ def select_pixels(probs, features, densities, budget: int, *, labeled=None, igno
     dev = probs_t.device
     budget = V.check_int(budget, "budget", minimum=0)
     region_size = V.check_region_size(region_size)
+    if region_overlap not in ("allow", "block"):
+        raise ValueError(f"region_overlap must be 'allow' or 'block'; got {region_overlap!r}")
     alpha = float(alpha)
     if not math.isfinite(alpha) or alpha < 1:
         raise ValueError(f"alpha must be a finite number >= 1; got {alpha}")
@@ -229,13 +270,25 @@ def select_pixels(probs, features, densities, budget: int, *, labeled=None, igno
                              f"(neither labeled nor ignored) in every image; image {b} has "
                              f"{e}, got budget {budget}")
     k = budget if sampler is None else min(n_pix, max(budget, math.ceil(alpha * budget)))
-    cand = top_candidates(scores, k, exclude, validate=validate)  # (B, k), -1 padded
+    if region_overlap == "block" and region_size > 1:
+        cand = blocked_candidates(scores, k, exclude, region_size=region_size,
+                                  validate=validate)
+        eligible = (cand >= 0).sum(1).tolist()
+        for b, e in enumerate(eligible):
+            if e < budget:
+                raise ValueError(f"budget must be at most the number of non-overlapping "
+                                 f"regions (region_overlap='block') in every image; image "
+                                 f"{b} has {e}, got budget {budget}")
+    else:
+        cand = top_candidates(scores, k, exclude, validate=validate)  # (B, k), -1 padded
 
-    picks = []
+    picks, seen = [], []
     for b in range(bsz):
         c = cand[b, :min(k, eligible[b])]
         if sampler is None or budget == 0:
             picks.append(c[:budget])
+            seen.append(ImageCandidates(c, None, None, torch.arange(
+                min(budget, c.numel()), device=c.device)))
             continue
         f = sample_at_pixels(feats[b], c, (big_h, big_w))
         lf = ld = None
@@ -258,6 +311,7 @@ def select_pixels(probs, features, densities, budget: int, *, labeled=None, igno
         idx = V.as_tensor_like(sel.indices, "selection indices").to(device=dev,
                                                                      dtype=torch.int64)
         picks.append(c[idx])
+        seen.append(ImageCandidates(c, f, d if takes_dens else None, idx, lf, ld))
         log.debug("image %d: %d candidates, %d labeled, %d picks", b, c.numel(),
                   0 if lf is None else lf.shape[0], budget)
 
@@ -271,4 +325,5 @@ def select_pixels(probs, features, densities, budget: int, *, labeled=None, igno
                             padding=r)[:, 0] > 0
         if exclude is not None:
             mask &= ~exclude
-    return mask.cpu().numpy() if is_numpy else mask
+    mask = mask.cpu().numpy() if is_numpy else mask
+    return (mask, seen) if return_candidates else mask

@@ -63,6 +63,9 @@ MASK_DIR = "masks"
 LOCK = ".lock"
 _TMP_RE = re.compile(r"^\..+\.[0-9a-f]{16}\.tmp$")  # atomic_write's temporary names
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # fixed, so equal masks give byte-identical files
+_ROUND_KEY = re.compile(r"0|[1-9][0-9]{0,8}")  # canonical ASCII decimal round numbers
+_LABEL_DTYPES = (np.uint8, np.uint16)
+LAYOUTS = ("flat", "cityscapes")
 
 
 class CorruptFileError(ValueError):
@@ -79,12 +82,16 @@ class CorruptFileError(ValueError):
 
 # --------------------------------------------------------------------------- mask files
 
-def _encode_mask(mask: np.ndarray) -> bytes:
-    """npz (zip, deflate) with ``packed`` (uint8 packbits, big bit order) and ``shape``."""
+def _encode_mask(mask: np.ndarray, values: np.ndarray | None = None) -> bytes:
+    """npz (zip, deflate) with ``packed`` (uint8 packbits, big bit order), ``shape`` and,
+    when labels are stored, ``labels`` (the class of each queried pixel, row-major)."""
     buf = io.BytesIO()
+    arrays = [("packed", np.packbits(mask.ravel())),
+              ("shape", np.asarray(mask.shape, dtype=np.int64))]
+    if values is not None:
+        arrays.append(("labels", values))
     with zipfile.ZipFile(buf, "w") as zf:
-        for name, arr in (("packed", np.packbits(mask.ravel())),
-                          ("shape", np.asarray(mask.shape, dtype=np.int64))):
+        for name, arr in arrays:
             npy = io.BytesIO()
             np.lib.format.write_array(npy, arr, allow_pickle=False)
             # level 1: several times faster than the default on scattered pixels, ~30 % larger
@@ -102,14 +109,18 @@ def _unpack(packed: np.ndarray, shape) -> np.ndarray:
     return np.unpackbits(packed, count=h * w).reshape(h, w).view(bool)
 
 
-def _decode_mask(data: bytes, shape: tuple[int, int], path: str) -> np.ndarray:
-    """The ``packed`` bits of a mask file, checked against ``shape``."""
+def _decode_mask(data: bytes, shape: tuple[int, int], path: str, *, values: bool = False):
+    """The ``packed`` bits of a mask file, checked against ``shape``.
+
+    With ``values=True`` a pair ``(packed, labels or None)``.
+    """
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as z:
-            if sorted(z.files) != ["packed", "shape"]:
-                raise CorruptFileError(path, f"expected arrays 'packed' and 'shape'; "
-                                             f"found {sorted(z.files)}")
+            if sorted(z.files) not in (["packed", "shape"], ["labels", "packed", "shape"]):
+                raise CorruptFileError(path, f"expected arrays 'packed' and 'shape' (and "
+                                             f"'labels'); found {sorted(z.files)}")
             packed, stored = z["packed"], z["shape"]
+            labels = z["labels"] if "labels" in z.files else None
     except CorruptFileError:
         raise
     except Exception as e:  # zipfile, numpy format, zlib and EOF errors all mean corrupt
@@ -122,7 +133,56 @@ def _decode_mask(data: bytes, shape: tuple[int, int], path: str) -> np.ndarray:
     if packed.dtype != np.uint8 or packed.shape != ((h * w + 7) // 8,):
         raise CorruptFileError(path, f"packed bits have dtype {packed.dtype} and shape "
                                      f"{packed.shape}; expected uint8 ({(h * w + 7) // 8},)")
-    return packed
+    if labels is not None and (labels.dtype not in _LABEL_DTYPES or labels.ndim != 1
+                               or labels.size != _popcount(packed)):
+        raise CorruptFileError(path, f"labels have dtype {labels.dtype} and shape "
+                                     f"{labels.shape}; expected uint8/uint16 "
+                                     f"({_popcount(packed)},)")
+    return (packed, labels) if values else packed
+
+
+def _check_labels(labels, mask: np.ndarray) -> np.ndarray:
+    """The values of ``labels`` ``(H, W)`` at ``mask``, as uint8 (or uint16 above 255)."""
+    if hasattr(labels, "detach"):
+        labels = labels.detach().cpu().numpy()
+    if not isinstance(labels, np.ndarray):
+        raise TypeError(f"labels must be a numpy array or a torch tensor; got "
+                        f"{type(labels).__name__}")
+    if labels.dtype == np.bool_ or not np.issubdtype(labels.dtype, np.integer):
+        raise TypeError(f"labels must hold integer class ids; got dtype {labels.dtype}")
+    if labels.shape != mask.shape:
+        raise ValueError(f"labels must have shape {mask.shape}; got shape {labels.shape}")
+    values = labels[mask]
+    if values.size and (values.min() < 0 or values.max() > 65535):
+        raise ValueError(f"labels must lie in [0, 65535] at the queried pixels; got "
+                         f"[{values.min()}, {values.max()}]")
+    dtype = np.uint8 if not values.size or values.max() <= 255 else np.uint16
+    return values.astype(dtype)
+
+
+def _png(image: np.ndarray) -> bytes:
+    """A greyscale PNG (8- or 16-bit, big-endian samples) of ``(H, W)`` uint8/uint16."""
+    h, w = image.shape
+    depth = 16 if image.dtype == np.uint16 else 8
+    rows = image.astype(">u2" if depth == 16 else np.uint8).reshape(h, -1).view(np.uint8)
+    raw = np.concatenate([np.zeros((h, 1), np.uint8), rows.reshape(h, -1)], axis=1)
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return (len(body).to_bytes(4, "big") + kind + body
+                + zlib.crc32(kind + body).to_bytes(4, "big"))
+
+    ihdr = w.to_bytes(4, "big") + h.to_bytes(4, "big") + bytes([depth, 0, 0, 0, 0])
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
+            + chunk(b"IDAT", zlib.compress(raw.tobytes(), 6)) + chunk(b"IEND", b""))
+
+
+def _utf8_error(text: str) -> str | None:
+    """None when ``text`` encodes as UTF-8, else where it fails (a lone surrogate)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        return f"character {text[e.start]!r} at position {e.start} is a lone surrogate"
+    return None
 
 
 def _file_key(image_id: str) -> str:
@@ -148,17 +208,32 @@ def _parse_manifest(data: bytes, path: str) -> dict:
     if not isinstance(images, dict):
         raise CorruptFileError(path, "\"images\" must be an object")
     for image_id, entry in images.items():
+        bad = _utf8_error(image_id)
+        if bad:
+            raise CorruptFileError(path, f"image id {image_id!r} is not valid text ({bad})")
         try:
             h, w = entry["shape"]
             ok = (isinstance(h, int) and isinstance(w, int) and h > 0 and w > 0
                   and entry["key"] == _file_key(image_id)
-                  and all(k.isdigit() and isinstance(v["pixels"], int)
-                          and isinstance(v["new"], int) and isinstance(v["crc32"], str)
-                          for k, v in entry["rounds"].items()))
+                  and isinstance(entry["rounds"], dict))
         except (KeyError, TypeError, ValueError, AttributeError):
             ok = False
         if not ok:
             raise CorruptFileError(path, f"malformed entry for image {image_id!r}")
+        for k, v in entry["rounds"].items():
+            if not _ROUND_KEY.fullmatch(k):
+                raise CorruptFileError(path, f"image {image_id!r} has round key {k!r}; round "
+                                             f"keys are decimal numbers such as \"0\", \"12\"")
+            try:
+                ok = (isinstance(v["pixels"], int) and isinstance(v["new"], int)
+                      and 0 <= v["new"] <= v["pixels"] <= h * w
+                      and isinstance(v["crc32"], str)
+                      and re.fullmatch(r"[0-9a-f]{8}", v["crc32"]) is not None
+                      and isinstance(v.get("labels", False), bool))
+            except (KeyError, TypeError):
+                ok = False
+            if not ok:
+                raise CorruptFileError(path, f"malformed round {k} of image {image_id!r}")
     return m
 
 
@@ -238,6 +313,10 @@ class ActiveLabelState:
         for i in ids:
             if not isinstance(i, str) or not i:
                 raise TypeError(f"image_ids must be non-empty strings; got {i!r}")
+            bad = _utf8_error(i)
+            if bad:
+                raise ValueError(f"image_ids must be valid Unicode text (encodable as UTF-8); "
+                                 f"{i!r}: {bad}")
         if len(set(ids)) != len(ids):
             seen: set[str] = set()
             dup = next(i for i in ids if i in seen or seen.add(i))
@@ -375,8 +454,11 @@ class ActiveLabelState:
         round = check_int(round, "round", minimum=0)
         return str(round) in self._entry(image_id)["rounds"]
 
-    def _read_round(self, image_id: str, round: int) -> np.ndarray:
-        """The packed bits of a done round, verified against the manifest."""
+    def _read_round(self, image_id: str, round: int, *, values: bool = False):
+        """The packed bits of a done round, verified against the manifest.
+
+        With ``values=True`` a pair ``(packed, labels or None)``.
+        """
         entry = self._entry(image_id)
         rec = entry["rounds"][str(round)]
         path = self.mask_path(image_id, round)
@@ -390,11 +472,15 @@ class ActiveLabelState:
             raise CorruptFileError(path, f"checksum does not match the crc32 recorded in "
                                          f"{MANIFEST}; the file was modified, truncated or "
                                          f"replaced")
-        packed = _decode_mask(data, tuple(entry["shape"]), path)
+        packed, labels = _decode_mask(data, tuple(entry["shape"]), path, values=True)
         if _popcount(packed) != rec["pixels"]:
             raise CorruptFileError(path, f"holds {_popcount(packed)} pixels; {MANIFEST} "
                                          f"records {rec['pixels']}")
-        return packed
+        if (labels is not None) != rec.get("labels", False):
+            raise CorruptFileError(path, f"{'holds' if labels is not None else 'lacks'} labels "
+                                         f"but {MANIFEST} says it does "
+                                         f"{'not' if labels is not None else ''}".rstrip())
+        return (packed, labels) if values else packed
 
     def queried(self, image_id: str, round: int) -> np.ndarray:
         """``(H, W)`` bool: the pixels recorded for ``round`` of ``image_id``.
@@ -407,8 +493,23 @@ class ActiveLabelState:
                              f"{self.rounds(image_id)}")
         return _unpack(self._read_round(image_id, int(round)), self.shape(image_id))
 
-    def labeled(self, image_id: str) -> np.ndarray:
+    def _done_rounds(self, entry: dict, rounds) -> list[int]:
+        done = sorted(int(r) for r in entry["rounds"])
+        if rounds is None:
+            return done
+        if isinstance(rounds, (str, bytes)) or not hasattr(rounds, "__iter__"):
+            raise TypeError(f"rounds must be an iterable of round numbers or None; got "
+                            f"{type(rounds).__name__}")
+        wanted = {check_int(r, "rounds[i]", minimum=0) for r in rounds}
+        return [r for r in done if r in wanted]
+
+    def labeled(self, image_id: str, rounds=None) -> np.ndarray:
         """``(H, W)`` bool: every pixel of ``image_id`` queried in a done round.
+
+        Args:
+            image_id: one of the state's image ids.
+            rounds: only the done rounds among these (e.g. ``range(r)``: the
+                rounds before ``r``), or None for all done rounds.
 
         Example:
             >>> import tempfile
@@ -418,9 +519,45 @@ class ActiveLabelState:
         entry = self._entry(image_id)
         h, w = entry["shape"]
         out = np.zeros((h * w + 7) // 8, dtype=np.uint8)
-        for r in sorted(int(r) for r in entry["rounds"]):
+        for r in self._done_rounds(entry, rounds):
             out |= self._read_round(image_id, r)
         return _unpack(out, (h, w))
+
+    def labels(self, image_id: str, rounds=None, *, ignore_index: int = 255) -> np.ndarray:
+        """``(H, W)`` class map of the stored labels, ``ignore_index`` where none is stored.
+
+        Every done round among ``rounds`` (None: all) must have been added with
+        ``labels=``; a pixel labeled in several rounds keeps the latest value.
+
+        Returns:
+            ``(H, W)`` uint8 (uint16 when a stored label or ``ignore_index``
+            exceeds 255).
+
+        Raises:
+            ValueError: a done round of the image was added without labels.
+
+        Example:
+            >>> import tempfile, numpy as np
+            >>> s = ActiveLabelState(tempfile.mkdtemp(), ["a"], (2, 2))
+            >>> s.add("a", np.eye(2, dtype=bool), round=0, labels=np.full((2, 2), 7))
+            >>> s.labels("a").tolist()
+            [[7, 255], [255, 7]]
+        """
+        ignore_index = check_int(ignore_index, "ignore_index", minimum=0)
+        entry = self._entry(image_id)
+        h, w = entry["shape"]
+        parts = []
+        for r in self._done_rounds(entry, rounds):
+            packed, values = self._read_round(image_id, r, values=True)
+            if values is None:
+                raise ValueError(f"round {r} of image {image_id!r} was recorded without "
+                                 f"labels; pass labels= to add() to store them")
+            parts.append((_unpack(packed, (h, w)), values))
+        big = ignore_index > 255 or any(v.dtype == np.uint16 for _, v in parts)
+        out = np.full((h, w), ignore_index, dtype=np.uint16 if big else np.uint8)
+        for mask, values in parts:
+            out[mask] = values
+        return out
 
     def summary(self) -> dict:
         """Counts per round and in total, from the manifest (no mask file is read).
@@ -476,8 +613,8 @@ class ActiveLabelState:
                         self._m_key = None  # re-read the file on the next access
                         raise
 
-    def add(self, image_id: str, new_mask, *, round: int) -> None:
-        """Record the pixels queried for ``image_id`` in ``round``.
+    def add(self, image_id: str, new_mask, *, round: int, labels=None) -> None:
+        """Record the pixels queried for ``image_id`` in ``round`` (and their labels).
 
         Atomic and idempotent per ``(image_id, round)``: adding exactly the
         recorded pixels again is a no-op, so a restarted job can re-run its
@@ -490,6 +627,10 @@ class ActiveLabelState:
                 in this round (pixels already labeled in an earlier round are
                 allowed and counted once, in ``summary()["labeled"]``).
             round: round number ``>= 0``; per image, rounds never go backwards.
+            labels: optional ``(H, W)`` integer class map (numpy or tensor,
+                values in ``[0, 65535]``) of which only the queried pixels are
+                stored, in the round's mask file (same write, same checksum);
+                read back with :meth:`labels`, exported with :meth:`export_labels`.
 
         Raises:
             ValueError: unknown image id, wrong shape, a round before a done
@@ -502,8 +643,16 @@ class ActiveLabelState:
             self._refresh()
             entry = self._entry(image_id)
             mask = check_mask(new_mask, tuple(entry["shape"]), "new_mask")
+            values = None if labels is None else _check_labels(labels, mask)
             if str(round) in entry["rounds"]:
-                old = _unpack(self._read_round(image_id, round), mask.shape)
+                packed_old, old_values = self._read_round(image_id, round, values=True)
+                old = _unpack(packed_old, mask.shape)
+                if values is not None and (old_values is None or not np.array_equal(
+                        old_values.astype(np.int64), values.astype(np.int64))) \
+                        and np.array_equal(old, mask):
+                    raise ValueError(f"round {round} of image {image_id!r} is already done "
+                                     f"with other labels (or none); a done round cannot be "
+                                     f"changed")
                 if not np.array_equal(old, mask):
                     diff = int((old != mask).sum())
                     raise ValueError(
@@ -521,12 +670,14 @@ class ActiveLabelState:
             before = np.zeros_like(packed)
             for r in done:
                 before |= self._read_round(image_id, r)
-            data = _encode_mask(mask)
+            data = _encode_mask(mask, values)
             os.makedirs(self._mask_dir, exist_ok=True)
             atomic_write(self.mask_path(image_id, round), data)  # 1: the mask file
-            entry["rounds"][str(round)] = {"pixels": _popcount(packed),
-                                           "new": _popcount(packed & ~before),
-                                           "crc32": f"{zlib.crc32(data):08x}"}
+            rec = {"pixels": _popcount(packed), "new": _popcount(packed & ~before),
+                   "crc32": f"{zlib.crc32(data):08x}"}
+            if values is not None:
+                rec["labels"] = True
+            entry["rounds"][str(round)] = rec
             if self._batch_depth:
                 self._dirty = True
             else:
@@ -596,6 +747,61 @@ class ActiveLabelState:
                 writer.writerows([image_id, round, int(y), int(x)] for y, x in yx)
         atomic_write(path, out.getvalue().encode("utf-8"))
         return count
+
+    def export_labels(self, out_dir: str | os.PathLike, *, layout: str = "cityscapes",
+                      split: str = "train", rounds=None, ignore_index: int = 255) -> list[str]:
+        """Write each image's stored labels as a PNG a Cityscapes-style loader reads.
+
+        Every image with at least one done round among ``rounds`` (None: all)
+        gets one greyscale PNG of :meth:`labels` (``ignore_index`` where
+        nothing is labeled; 8-bit, 16-bit above 255), written atomically:
+
+        * ``layout="cityscapes"``: ``out_dir/gtFine/<split>/<city>/<stem>_gtFine_labelTrainIds.png``,
+          where ``<stem>`` is the image id without a trailing ``_leftImg8bit``
+          and ``<city>`` its part before the first ``_`` (Cityscapes file
+          names, e.g. ``aachen_000000_000019_leftImg8bit``); the values are the
+          stored ones (train ids if train ids were stored);
+        * ``layout="flat"``: ``out_dir/<image id>.png`` (ids containing ``/``
+          create sub-folders; ``..`` is refused).
+
+        Returns:
+            ``list[str]``: the written paths, in the state's image order.
+
+        Example:
+            >>> import tempfile, os, numpy as np
+            >>> d = tempfile.mkdtemp()
+            >>> s = ActiveLabelState(os.path.join(d, "st"), ["aachen_000001_000019_leftImg8bit"], (2, 2))
+            >>> s.add(s.image_ids[0], np.eye(2, dtype=bool), round=0, labels=np.ones((2, 2), int))
+            >>> [os.path.relpath(p, d) for p in s.export_labels(d)]
+            ['gtFine/train/aachen/aachen_000001_000019_gtFine_labelTrainIds.png']
+        """
+        if layout not in LAYOUTS:
+            raise ValueError(f"layout must be one of {LAYOUTS}; got {layout!r}")
+        if not isinstance(split, str) or not split or "/" in split or split in (".", ".."):
+            raise ValueError(f"split must be a folder name such as 'train'; got {split!r}")
+        out_dir = os.fspath(out_dir)
+        self._refresh()
+        written = []
+        for image_id, entry in self._m["images"].items():
+            if not self._done_rounds(entry, rounds):
+                continue
+            if layout == "cityscapes":
+                stem = image_id[:-len("_leftImg8bit")] if image_id.endswith("_leftImg8bit") \
+                    else image_id
+                city = stem.split("_", 1)[0]
+                rel = os.path.join("gtFine", split, city, f"{stem}_gtFine_labelTrainIds.png")
+            else:
+                rel = image_id + ".png"
+            parts = rel.replace(os.sep, "/").split("/")
+            if os.path.isabs(rel) or ".." in parts or "" in parts:
+                raise ValueError(f"image id {image_id!r} does not give a file name inside "
+                                 f"out_dir for layout {layout!r}")
+            path = os.path.join(out_dir, rel)
+            data = _png(self.labels(image_id, rounds, ignore_index=ignore_index))
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            atomic_write(path, data)
+            written.append(path)
+        return written
 
     def __repr__(self) -> str:
         s = self.summary()
