@@ -2,12 +2,20 @@
 
 Each subcommand is a small ``add_<name>(subparsers)`` that registers its
 arguments and a ``run`` function taking the parsed namespace.
+
+Errors a user can fix (a bad argument, an unreadable file, a missing
+optional package) end the command with one line on stderr and exit code 2,
+never a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+
+# import name of an optional package -> what to pip install
+_EXTRAS = {"sklearn": "scikit-learn", "matplotlib": "matplotlib", "faiss": "faiss-cpu",
+           "yaml": "pyyaml", "PIL": "pillow", "hypothesis": "hypothesis"}
 
 
 def _add_demo(sub) -> None:
@@ -61,6 +69,8 @@ def _add_select(sub) -> None:
         if not os.path.exists(path) and ":" in path and path.rsplit(":", 1)[0].endswith(".npz"):
             path, key = path.rsplit(":", 1)
         try:
+            if path.endswith(".npy"):
+                _check_npy_size(path)
             if path.endswith((".pt", ".pth")):
                 import torch
 
@@ -80,6 +90,8 @@ def _add_select(sub) -> None:
                             raise ValueError(f"has no array {key!r}; arrays: {x.files}")
                         x = x[key]
             return x
+        except MemoryError:
+            p.error(f"cannot read {flag} {path!r}: its array does not fit in memory")
         except (OSError, ValueError, EOFError, RuntimeError, zipfile.BadZipFile,
                 pickle.UnpicklingError) as e:
             p.error(f"cannot read {flag} {path!r}: {e}")
@@ -99,11 +111,17 @@ def _add_select(sub) -> None:
         if args.device is not None:
             try:
                 device = torch.device(args.device)
+            except (RuntimeError, TypeError, ValueError) as e:
+                p.error(f"--device {args.device!r}: {e}")
+            if device.type == "cuda" and not torch.cuda.is_available():
+                p.error(f"--device {args.device!r}: CUDA is not available on this machine; "
+                        f"leave out --device to select on the CPU")
+            try:
                 features, densities, labeled = (
                     None if a is None else torch.as_tensor(a).to(device)
                     for a in (features, densities, labeled))
-            except (RuntimeError, TypeError, ValueError) as e:
-                p.error(f"--device {args.device!r}: {e}")
+            except (AssertionError, RuntimeError, TypeError, ValueError) as e:
+                p.error(f"--device {args.device!r}: {str(e).splitlines()[0]}")
         progress = not args.no_progress
         try:
             if densities is None:
@@ -129,6 +147,27 @@ def _add_select(sub) -> None:
     p.set_defaults(func=run)
 
 
+def _check_npy_size(path: str) -> None:
+    """Raise ValueError when a .npy header claims more data than the file holds."""
+    import os
+
+    import numpy as np
+
+    with open(path, "rb") as f:
+        version = np.lib.format.read_magic(f)
+        read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                else np.lib.format.read_array_header_2_0)
+        shape, _, dtype = read(f)
+        offset = f.tell()
+    if dtype.hasobject:
+        return  # np.load refuses it (allow_pickle=False) with its own message
+    need = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    have = os.path.getsize(path) - offset
+    if need != have:
+        raise ValueError(f"the header claims shape {tuple(shape)} {dtype} ({need:,} bytes) but "
+                         f"the file holds {have:,} bytes of data")
+
+
 def _add_bench_speed(bench_sub) -> None:
     p = bench_sub.add_parser("speed", help="CPU selection speed: the engine against the naive "
                              "gemv loop, sklearn pairwise_distances and torch.linalg.norm")
@@ -145,11 +184,21 @@ def _add_bench_speed(bench_sub) -> None:
     p.add_argument("--json", default=None, metavar="OUT", help="also write the rows as JSON")
 
     def run(args) -> int:
+        import importlib.util
+
         from .bench.report import machine_info, write_json_atomic
         from .bench.speed import METHODS, format_table, run_speed
 
+        methods = list(args.methods or METHODS)
+        if "sklearn" in methods and importlib.util.find_spec("sklearn") is None:
+            if args.methods:
+                p.error("--methods sklearn needs the optional package scikit-learn "
+                        "(pip install scikit-learn); leave sklearn out of --methods")
+            methods.remove("sklearn")
+            print("densecore bench speed: scikit-learn is not installed; skipping the sklearn "
+                  "baseline (pip install scikit-learn to time it)", file=sys.stderr)
         rows = run_speed(n=args.n, dim=args.dim, budget=args.budget, seed=args.seed,
-                         repeats=args.repeats, methods=args.methods or METHODS,
+                         repeats=args.repeats, methods=methods,
                          baseline_picks=args.baseline_picks)
         print(format_table(rows))
         if args.json:
@@ -196,9 +245,12 @@ def _add_bench(sub) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``densecore`` command."""
+    from . import __version__
+
     parser = argparse.ArgumentParser(
         prog="densecore",
         description="Density-aware core-set active learning for semantic segmentation.")
+    parser.add_argument("--version", action="version", version=f"densecore {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_demo(sub)
     _add_select(sub)
@@ -213,7 +265,20 @@ def main(argv=None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    return args.func(args)
+    command = " ".join(c for c in (parser.prog, args.command,
+                                   getattr(args, "bench_command", None)) if c)
+    try:
+        return args.func(args)
+    except ImportError as e:
+        name = (getattr(e, "name", None) or "").split(".")[0]
+        if isinstance(e, ModuleNotFoundError) and name in _EXTRAS:
+            parser.exit(2, f"{command}: error: needs the optional package {name!r} "
+                           f"(pip install {_EXTRAS[name]})\n")
+        if "pip install" not in str(e):
+            raise
+        parser.exit(2, f"{command}: error: {str(e).splitlines()[0]}\n")
+    except (ValueError, TypeError) as e:  # bad argument values found by the library
+        parser.exit(2, f"{command}: error: {str(e).splitlines()[0] if str(e) else e!r}\n")
 
 
 if __name__ == "__main__":  # pragma: no cover
