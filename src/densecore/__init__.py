@@ -14,6 +14,7 @@ from .regions import blocked_candidates
 from .seeds import image_seed
 from .segmentation import ImageCandidates, select_pixels
 from .state import ActiveLabelState
+from .training import DensityTrainer
 from .tuning import DensityScaling, tune_density_scaling
 
 __version__ = "0.1.0"
@@ -34,6 +35,7 @@ __all__ = [
     "DMCEstimator",
     "DensityAwareGreedy",
     "DensityScaling",
+    "DensityTrainer",
     "ImageCandidates",
     "KCenterGreedy",
     "KNNDensity",
