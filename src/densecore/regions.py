@@ -88,7 +88,17 @@ def blocked_candidates(scores, k: int, exclude=None, *, region_size: int = 3,
     b, h, w = s.shape
     if region_size == 1:
         return top_candidates(s, k, exclude, validate=validate)
-    order = top_candidates(s, h * w, exclude, validate=validate).cpu().numpy()
-    out = np.stack([_scan(np.ascontiguousarray(order[i]), h, w, k, region_size - 1)
-                    for i in range(b)]) if b else np.zeros((0, k), np.int64)
-    return torch.from_numpy(out).to(s.device)
+    n = h * w
+    # The scan of the best m pixels is a prefix of the scan of all of them, and each
+    # kept pixel blocks at most (2 region_size - 1)**2 others, so ranking only the
+    # best m (doubled until k are kept or all are ranked) gives the same answer as
+    # ranking every pixel, at a fraction of the sort (2M pixels per Cityscapes image).
+    m = min(n, 2 * k)
+    while True:
+        order = top_candidates(s, m, exclude, validate=validate).cpu().numpy()
+        out = np.stack([_scan(np.ascontiguousarray(order[i]), h, w, k, region_size - 1)
+                        for i in range(b)]) if b else np.zeros((0, k), np.int64)
+        short = (out < 0).any(axis=1) & (order >= 0).all(axis=1)  # ran out of ranked pixels
+        if m == n or not short.any():
+            return torch.from_numpy(out).to(s.device)
+        m = min(n, 4 * m)
