@@ -565,13 +565,21 @@ def main(args):
             cfg = load_config(args.config, args.set)
         except ValueError as e:
             raise UsageError(str(e)) from None
+        auto = os.path.join(args.output_dir, "checkpoint.pth")
+        resuming = args.resume not in (None, "auto") or (args.resume == "auto"
+                                                         and os.path.exists(auto))
         if (cfg.backbone == "resnet101" and not args.pretrained and not args.from_scratch
-                and not args.init_from and args.resume is None):
+                and not args.init_from and not resuming):
             raise UsageError("--pretrained FILE (ImageNet ResNet-101 weights) is required for "
                              "the resnet101 backbone; pass --from-scratch to train from random "
                              "weights on purpose")
-        os.makedirs(args.output_dir, exist_ok=True)
-        resume = prepare_output_dir(args, cfg)
+        if utils.is_main_process():
+            os.makedirs(args.output_dir, exist_ok=True)
+            resume = prepare_output_dir(args, cfg)
+        utils.barrier()
+        if not utils.is_main_process():  # rank 0 has checked the directory
+            resume = auto if args.resume == "auto" else args.resume
+            resume = resume if resume and os.path.exists(resume) else None
     device = torch.device(args.device if args.device != "cuda" else f"cuda:{args.gpu}")
     torch.manual_seed(cfg.seed)
     label_root = os.path.join(args.output_dir, "labels")
