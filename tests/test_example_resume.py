@@ -158,3 +158,59 @@ def test_test_only_reads_the_config_from_the_checkpoint(data, reference, tmp_pat
     with pytest.raises(train.UsageError, match="reads the config from the checkpoint"):
         train.main(train.get_args_parser().parse_args(
             ["--target-root", "x", "--output-dir", str(out), "--test-only", "--set", "lr=1"]))
+
+
+def test_pictures_and_exact_counts(reference):
+    from PIL import Image
+
+    import json
+    m = json.loads((reference / "metrics.json").read_text())
+    for r in m["queried_pixels_per_round"]:
+        assert r["picks"] > 0 and r["max_pixels"] == 9 * r["picks"]
+        assert 0 < r["queried"] <= r["max_pixels"] and r["new"] <= r["queried"]
+    vis = reference / "vis"
+    (q,) = [p for p in vis.iterdir() if p.name.startswith("queried_")]
+    label_h, label_w = 64, 128  # make_synthetic_data's Cityscapes size
+    with Image.open(q) as im:
+        assert im.size[0] == label_w and im.size[1] > label_h  # full resolution + legend
+    assert (vis / "round0.png").exists() and (vis / "round1.png").exists()
+    (pred,) = [p for p in vis.iterdir() if p.name.startswith("pred_")]
+    with Image.open(pred) as im:
+        assert im.size[0] >= 3 * label_w  # image | ground truth | prediction
+
+
+def test_selection_reads_no_ground_truth_unless_the_oracle_ablation_is_on(data, tmp_path):
+    import densecore
+    from config import load_config
+    from models import build_model
+
+    cfg = load_config(None, TINY)
+    ids = []
+    _, _, select_set, _ = train.build_data(
+        train.get_args_parser().parse_args(argv(data, tmp_path)), cfg,
+        str(tmp_path / "labels"), ids)
+    state = densecore.ActiveLabelState(tmp_path / "labels", ids, train.label_shapes(select_set))
+    torch.manual_seed(0)
+    model = build_model(cfg.arch, cfg.backbone, cfg.num_classes, dmc_dim=cfg.dmc_dim)
+    reads = []
+
+    def decode(path):
+        reads.append(path)
+        raise AssertionError("selection read a label file")
+
+    select_set.decode = decode
+    train.select_round(model, select_set, state, cfg, 0, torch.device("cpu"))
+    assert reads == [] and all(state.round_done(i, 0) for i in ids)
+
+    import dataclasses
+    oracle = dataclasses.replace(cfg, oracle_exclude_void=True)
+    with pytest.raises(AssertionError, match="read a label file"):
+        train.select_round(model, select_set, state, oracle, 1, torch.device("cpu"))
+
+
+def test_resnet101_without_pretrained_weights_is_refused(data, tmp_path):
+    with pytest.raises(train.UsageError, match="--pretrained"):
+        train.main(train.get_args_parser().parse_args(
+            argv(data, tmp_path / "r101")[:-len(TINY)] + ["iterations=6",
+                                                          "selection_iters=[2]"]))
+    assert not (tmp_path / "r101").exists()
