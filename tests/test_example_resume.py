@@ -118,6 +118,9 @@ def test_sigkill_then_resume_is_identical(data, reference, tmp_path, point):
     assert got.keys() == want.keys()
     assert [k for k in want if got[k] != want[k]] == []
     assert log_rows(out) == log_rows(reference)
+    with open(out / "log.csv") as f:
+        seconds = [float(row["seconds"]) for row in csv.DictReader(f)]
+    assert seconds == sorted(seconds)  # the clock continues across the resume
     a = torch.load(reference / "checkpoint.pth", weights_only=False)["model"]
     b = torch.load(out / "checkpoint.pth", weights_only=False)["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -168,6 +171,12 @@ def test_pictures_and_exact_counts(reference):
     for r in m["queried_pixels_per_round"]:
         assert r["picks"] > 0 and r["max_pixels"] == 9 * r["picks"]
         assert 0 < r["queried"] <= r["max_pixels"] and r["new"] <= r["queried"]
+    new = [r["new"] for r in m["queried_pixels_per_round"]]
+    # log.csv: labeled target pixels so far (rounds at iterations 2 and 4), not per batch
+    want = {1: 0, 2: 0, 3: new[0], 4: new[0], 5: new[0] + new[1], 6: new[0] + new[1]}
+    with open(reference / "log.csv") as f:
+        got = {int(r["iteration"]): int(r["target_labeled_pixels"]) for r in csv.DictReader(f)}
+    assert got == want
     vis = reference / "vis"
     (q,) = [p for p in vis.iterdir() if p.name.startswith("queried_")]
     label_h, label_w = 64, 128  # make_synthetic_data's Cityscapes size
