@@ -111,3 +111,25 @@ def test_adapter_in_a_mock_ripu_loop(adapter, tmp_path):
     assert all(np.array_equal(a, state.labels(i)) for a, i in zip(loaded, ids))
     assert sum(int((a != 255).sum()) + int(((a == 255) & state.labeled(i)).sum())
                for a, i in zip(loaded, ids)) == summary["labeled"]
+
+
+def test_density_trainer_checks_and_schedule():
+    est = densecore.DMCEstimator(4, dim=4, num_classes=3)
+    with pytest.raises(TypeError, match="loss"):
+        densecore.DensityTrainer(torch.nn.Conv2d(4, 4, 1))
+    with pytest.raises(ValueError, match="lr_mult"):
+        densecore.DensityTrainer(est, lr_mult=0)
+    dt = densecore.DensityTrainer(est, detach_after=10, weight=2.0, lr_mult=5.0)
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    with pytest.raises(ValueError, match="exactly one group"):
+        dt.set_lr(opt, 0.1)
+    opt.add_param_group(dt.param_group(0.1))
+    dt.set_lr(opt, 0.02)
+    assert opt.param_groups[1]["lr"] == pytest.approx(0.1)
+    x = torch.randn(1, 4, 6, 6, requires_grad=True)
+    target = torch.zeros(1, 6, 6, dtype=torch.long)
+    out = dt(x, iteration=9)
+    assert torch.allclose(dt.loss(out, target), 2.0 * est.loss(out, target))
+    dt.loss(out, target).backward()
+    assert x.grad is not None  # before detach_after: the backbone is trained too
+    assert dt.detached(None) and dt.detached(10) and not dt.detached(9)
