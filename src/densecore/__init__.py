@@ -10,9 +10,11 @@ from .density import DMCEstimator, KNNDensity, MaskedConvEstimator, coverage_den
 from .filters import CategoryMarginLoss
 from .greedy import Selection, farthest_first
 from .samplers import DensityAwareGreedy, KCenterGreedy
+from .refine import KMedoidsRefinement
 from .segmentation import select_pixels
 from .state import ActiveLabelState
 from .tuning import DensityScaling, tune_density_scaling
+from .typicality import TypicalityGreedy
 
 __version__ = "0.1.0"
 
@@ -24,9 +26,11 @@ __all__ = [
     "DensityAwareGreedy",
     "DensityScaling",
     "KCenterGreedy",
+    "KMedoidsRefinement",
     "KNNDensity",
     "MaskedConvEstimator",
     "Selection",
+    "TypicalityGreedy",
     "average_radial_distance",
     "bound_report",
     "coreset_loss",

@@ -1,0 +1,135 @@
+"""KMedoidsRefinement / refine_medoids against a naive float64 reference."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import densecore
+from densecore.refine import KMedoidsRefinement, refine_medoids
+from densecore.synthetic import gaussian_mixture
+
+
+def refine_ref(x, selected, labeled=(), labeled_features=None, steps=2):
+    """The refinement verbatim in float64: brute-force assignment and medoids."""
+    x = np.asarray(x, dtype=np.float64)
+    n = len(x)
+    lab = list(labeled)
+    fixed = [x[k] for k in lab] + ([] if labeled_features is None
+                                   else list(np.asarray(labeled_features, np.float64)))
+    nf = len(fixed)
+    cur = list(selected)
+
+    def assign(cur):
+        c = np.array(fixed + [x[k] for k in cur])
+        d = ((x[:, None, :] - c[None]) ** 2).sum(-1)
+        return d.argmin(1), d.min(1)  # argmin: lowest centre on ties
+
+    a, d = assign(cur)
+    for _ in range(steps):
+        new = list(cur)
+        for j in range(len(cur)):
+            mem = np.flatnonzero(a == nf + j)
+            if not len(mem):
+                continue
+            best, arg = np.inf, None
+            for m in mem:  # increasing index: strict < keeps the lowest on ties
+                if m in lab or (m in cur and m != cur[j]):
+                    continue
+                cost = np.sqrt(((x[mem] - x[m]) ** 2).sum(1)).sum()
+                if cost < best:
+                    best, arg = cost, m
+            if arg is not None:
+                new[j] = arg
+        if new == cur:
+            break
+        cur = new
+        a, d = assign(cur)
+    ard = [np.sqrt(d[a == nf + j]).mean() if (a == nf + j).any() else 0.0
+           for j in range(len(cur))]
+    return np.array(cur), np.array(ard)
+
+
+def _data(n=400, dup=0.1, seed=0):
+    x, _ = gaussian_mixture(n, dim=4, n_components=5, duplicates=dup, seed=seed)
+    return x.astype(np.float64)
+
+
+@pytest.mark.parametrize("backend", ["numba", "torch"])
+@pytest.mark.parametrize("steps", [0, 1, 3])
+def test_matches_float64_reference(backend, steps):
+    x = _data()
+    lab = [0, 11, 123]
+    lf = x[[7, 8]] + 0.05
+    base = densecore.KCenterGreedy().select(x, 25, labeled=lab, labeled_features=lf).indices
+    idx, ard = refine_medoids(x, base, labeled=lab, labeled_features=lf, steps=steps,
+                              backend=backend)
+    ridx, rard = refine_ref(x, base.tolist(), lab, lf, steps)
+    assert idx.tolist() == ridx.tolist()
+    np.testing.assert_allclose(ard, rard, rtol=1e-10)
+    assert len(set(idx.tolist())) == 25 and not set(idx.tolist()) & set(lab)
+
+
+@pytest.mark.parametrize("backend", ["numba", "torch"])
+def test_duplicates_and_ties(backend):
+    # exact duplicates of centres and symmetric areas: ties go to the lowest index
+    x = np.array([[0.0], [1.0], [2.0], [3.0], [10.0], [10.0], [11.0], [9.0]])
+    idx, ard = refine_medoids(x, [0, 5], steps=3, backend=backend)
+    ridx, rard = refine_ref(x, [0, 5], steps=3)
+    assert idx.tolist() == ridx.tolist() == [1, 4]
+    np.testing.assert_allclose(ard, rard)
+
+
+def test_objective_never_increases_and_max_ard_falls():
+    x = _data(1500, dup=0.0, seed=4)
+    base = densecore.KCenterGreedy().select(x, 30).indices
+
+    def total(sel):
+        return densecore.bound_report(x, sel).ard @ densecore.bound_report(x, sel).counts
+
+    prev = total(base)
+    for steps in (1, 2, 3):
+        idx, _ = refine_medoids(x, base, steps=steps)
+        cur = total(idx)
+        assert cur <= prev + 1e-9
+        prev = cur
+    assert densecore.bound_report(x, idx).max_ard < densecore.bound_report(x, base).max_ard
+
+
+def test_float32_tensor_and_sampler_wrapping():
+    x = _data(300, seed=2).astype(np.float32)
+    d = np.random.default_rng(0).uniform(0.5, 3, 300)
+    s = KMedoidsRefinement(densecore.DensityAwareGreedy(seed=1), steps=2)
+    a = s.select(x, 12, densities=d)
+    base = densecore.DensityAwareGreedy(seed=1).select(x, 12, densities=d).indices
+    ridx, rard = refine_ref(x, base.tolist(), steps=2)
+    assert a.indices.tolist() == ridx.tolist()
+    np.testing.assert_allclose(a.radii, rard, rtol=1e-5)
+    t = KMedoidsRefinement(backend="torch", seed=3).select(torch.from_numpy(x), 12)
+    n = KMedoidsRefinement(seed=3).select(x, 12)
+    assert isinstance(t.indices, torch.Tensor) and t.indices.tolist() == n.indices.tolist()
+    # the default wraps KCenterGreedy and accepts (ignores) densities
+    assert KMedoidsRefinement(seed=3).select(x, 12, densities=d).indices.tolist() == \
+        n.indices.tolist()
+
+
+def test_bad_inputs_name_the_argument():
+    x = _data(50)
+    with pytest.raises(ValueError, match="selected"):
+        refine_medoids(x, [1, 1])
+    with pytest.raises(ValueError, match="labeled"):
+        refine_medoids(x, [1, 2], labeled=[2])
+    with pytest.raises(ValueError, match="steps"):
+        refine_medoids(x, [1, 2], steps=-1)
+    with pytest.raises(TypeError, match="sampler"):
+        KMedoidsRefinement(sampler=object())
+    xb = x.copy()
+    xb[3, 0] = np.nan
+    with pytest.raises(ValueError, match="features"):
+        refine_medoids(xb, [1, 2])
+
+
+def test_top_level_export():
+    assert densecore.KMedoidsRefinement is KMedoidsRefinement
+    assert "KMedoidsRefinement" in densecore.__all__
