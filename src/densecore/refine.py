@@ -54,24 +54,56 @@ _TORCH_BLOCK = 1 << 22
 # ------------------------------------------------------------------ numba
 
 @numba.njit(parallel=True, cache=True)
-def _assign_nb(x, c):  # pragma: no cover - numba
+def _assign2_nb(x, c):  # pragma: no cover - numba
+    """Nearest and second-nearest centre (squared Euclidean; ties to the lowest)."""
     n, m = x.shape[0], c.shape[0]
-    assign = np.empty(n, dtype=np.int64)
-    dist = np.empty(n)
+    a1 = np.zeros(n, dtype=np.int64)
+    a2 = np.full(n, -1, dtype=np.int64)
+    d1 = np.empty(n)
+    d2 = np.empty(n)
     for i in numba.prange(n):
-        best = np.inf
-        arg = 0
+        b1 = np.inf
+        b2 = np.inf
+        i1 = 0
+        i2 = -1
         for k in range(m):
             s = 0.0
             for d in range(x.shape[1]):
                 t = np.float64(x[i, d]) - c[k, d]
                 s += t * t
-            if s < best:
-                best = s
-                arg = k
-        assign[i] = arg
-        dist[i] = best
-    return assign, dist
+            if s < b1:
+                b2 = b1
+                i2 = i1 if k > 0 else -1
+                b1 = s
+                i1 = k
+            elif s < b2 or i2 < 0:
+                b2 = s
+                i2 = k
+        a1[i] = i1
+        a2[i] = i2
+        d1[i] = b1
+        d2[i] = b2
+    return a1, d1, a2, d2
+
+
+@numba.njit(parallel=True, cache=True)
+def _split_costs_nb(x, mem, dcur):  # pragma: no cover - numba
+    """cost[p] = sum_j min(dcur[j], ||x_mem[j] - x_mem[p]||) over the members."""
+    m = mem.shape[0]
+    cost = np.empty(m)
+    for p in numba.prange(m):
+        i = mem[p]
+        s = 0.0
+        for q in range(m):
+            j = mem[q]
+            acc = 0.0
+            for d in range(x.shape[1]):
+                t = np.float64(x[i, d]) - np.float64(x[j, d])
+                acc += t * t
+            v = np.sqrt(acc)
+            s += v if v < dcur[q] else dcur[q]
+        cost[p] = s
+    return cost
 
 
 @numba.njit(parallel=True, cache=True)
@@ -94,14 +126,27 @@ def _area_costs_nb(x, members, starts, area_of):  # pragma: no cover - numba
     return cost
 
 
-def _numba_assign(x, centres):
-    return _assign_nb(x, np.ascontiguousarray(centres, dtype=np.float64))
+class _NumbaOps:
+    """Host kernels on a contiguous float32/float64 copy; float64 arithmetic."""
 
+    def __init__(self, x: torch.Tensor, lab: torch.Tensor, lf: torch.Tensor):
+        xn = x.detach().cpu().numpy()
+        if xn.dtype not in (np.float32, np.float64):
+            xn = xn.astype(np.float32)
+        self.x = np.ascontiguousarray(xn)
+        self.fixed = np.concatenate([self.x[lab.cpu().numpy()].astype(np.float64),
+                                     lf.detach().cpu().numpy().astype(np.float64)])
 
-def _numba_costs(x, members, starts):
-    counts = np.diff(starts)
-    area_of = np.repeat(np.arange(len(counts), dtype=np.int64), counts)
-    return _area_costs_nb(x, members, starts, area_of)
+    def assign(self, cur):
+        c = np.ascontiguousarray(np.concatenate([self.fixed, self.x[cur].astype(np.float64)]))
+        return _assign2_nb(self.x, c)
+
+    def area_costs(self, members, starts):
+        area_of = np.repeat(np.arange(len(starts) - 1, dtype=np.int64), np.diff(starts))
+        return _area_costs_nb(self.x, members, starts, area_of)
+
+    def split_costs(self, mem, dcur):
+        return _split_costs_nb(self.x, mem, np.ascontiguousarray(dcur, dtype=np.float64))
 
 
 # ------------------------------------------------------------------ torch
@@ -110,38 +155,71 @@ def _wd(x: torch.Tensor) -> torch.dtype:
     return torch.float64 if x.dtype == torch.float64 else torch.float32
 
 
-def _torch_assign(x: torch.Tensor, centres: torch.Tensor):
-    wd = _wd(x)
-    c = centres.to(wd)
-    n = x.shape[0]
-    step = max(1, _TORCH_BLOCK // max(c.shape[0], 1))
-    assign = torch.empty(n, dtype=torch.int64, device=x.device)
-    dist = torch.empty(n, dtype=wd, device=x.device)
-    for s in range(0, n, step):
-        d = torch.cdist(x[s:s + step].to(wd), c,
-                        compute_mode="donot_use_mm_for_euclid_dist").pow(2)
-        v, a = d.min(1)  # first minimum: ties go to the lowest centre
-        assign[s:s + step] = a
-        dist[s:s + step] = v
-    return assign, dist
+def _cdist(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    # from differences, not the norm expansion, so duplicates are at distance exactly 0
+    return torch.cdist(a, b, compute_mode="donot_use_mm_for_euclid_dist")
 
 
-def _torch_costs(x: torch.Tensor, members: torch.Tensor, starts: list[int]):
-    wd = _wd(x)
-    cost = torch.empty(members.numel(), dtype=wd, device=x.device)
-    for a in range(len(starts) - 1):
-        lo, hi = starts[a], starts[a + 1]
-        if hi == lo:
-            continue
-        pts = x[members[lo:hi]].to(wd)
-        step = max(1, _TORCH_BLOCK // (hi - lo))
-        for s in range(0, hi - lo, step):
-            cost[lo + s:min(hi, lo + s + step)] = torch.cdist(
-                pts[s:s + step], pts, compute_mode="donot_use_mm_for_euclid_dist").sum(1)
-    return cost
+class _TorchOps:
+    """Chunked torch on the features' device; float32 (float64 for float64 input).
+
+    The area bookkeeping runs on the host, so each step synchronises a few times.
+    """
+
+    def __init__(self, x: torch.Tensor, lab: torch.Tensor, lf: torch.Tensor):
+        self.x = x.to(_wd(x))
+        self.fixed = torch.cat([self.x[lab], lf.to(self.x.dtype)])
+
+    def _t(self, idx):
+        return torch.from_numpy(np.asarray(idx, dtype=np.int64)).to(self.x.device)
+
+    def assign(self, cur):
+        c = torch.cat([self.fixed, self.x[self._t(cur)]])
+        n = self.x.shape[0]
+        kk = min(2, c.shape[0])
+        step = max(1, _TORCH_BLOCK // max(c.shape[0], 1))
+        vals, args = [], []
+        for s in range(0, n, step):
+            d = _cdist(self.x[s:s + step], c).pow(2)
+            # a stable sort keeps the lowest centre first among equal distances
+            v, a = torch.sort(d, dim=1, stable=True)
+            vals.append(v[:, :kk])
+            args.append(a[:, :kk])
+        v = torch.cat(vals).double().cpu().numpy()
+        a = torch.cat(args).cpu().numpy()
+        if kk == 1:
+            return a[:, 0], v[:, 0], np.full(n, -1, dtype=np.int64), np.full(n, np.inf)
+        return a[:, 0], v[:, 0], a[:, 1], v[:, 1]
+
+    def area_costs(self, members, starts):
+        mt = self._t(members)
+        cost = torch.empty(len(members), dtype=self.x.dtype, device=self.x.device)
+        for a in range(len(starts) - 1):
+            lo, hi = int(starts[a]), int(starts[a + 1])
+            if hi == lo:
+                continue
+            pts = self.x[mt[lo:hi]]
+            step = max(1, _TORCH_BLOCK // (hi - lo))
+            for s in range(0, hi - lo, step):
+                cost[lo + s:min(hi, lo + s + step)] = _cdist(pts[s:s + step], pts).sum(1)
+        return cost.double().cpu().numpy()
+
+    def split_costs(self, mem, dcur):
+        pts = self.x[self._t(mem)]
+        dc = torch.from_numpy(np.asarray(dcur)).to(device=self.x.device, dtype=self.x.dtype)
+        out = torch.empty(len(mem), dtype=self.x.dtype, device=self.x.device)
+        step = max(1, _TORCH_BLOCK // max(len(mem), 1))
+        for s in range(0, len(mem), step):
+            out[s:s + step] = torch.minimum(_cdist(pts[s:s + step], pts), dc[None]).sum(1)
+        return out.double().cpu().numpy()
 
 
 # ------------------------------------------------------------------ driver
+
+def _first_min(values: np.ndarray) -> int:
+    """Index of the first minimum (the lowest index on ties)."""
+    return int(np.flatnonzero(values == values.min())[0])
+
 
 def _medoid_step(cost, members, starts, allowed, current):
     """Per area: the allowed member of least cost (ties: lowest index), or the current."""
@@ -154,16 +232,89 @@ def _medoid_step(cost, members, starts, allowed, current):
         ok = allowed[mem] | (mem == current[a])
         if not ok.any():
             continue
-        c = np.where(ok, cost[lo:hi], np.inf)
-        best = c.min()
         # members are sorted by index, so the first minimum is the lowest index
-        new[a] = mem[int(np.flatnonzero(c == best)[0])]
+        new[a] = mem[_first_min(np.where(ok, cost[lo:hi], np.inf))]
     return new
 
 
+class _State:
+    """Centres (fixed first, then the picks) and the exact coverage they induce."""
+
+    def __init__(self, ops, n_fixed: int, cur: np.ndarray):
+        self.ops, self.n_fixed, self.cur = ops, n_fixed, cur
+        self.a1, d1, self.a2, d2 = ops.assign(cur)
+        self.d1, self.d2 = np.sqrt(d1), np.sqrt(d2)  # Euclidean (Eq. 4)
+        m = n_fixed + len(cur)
+        self.total = np.bincount(self.a1, weights=self.d1, minlength=m)
+        self.count = np.bincount(self.a1, minlength=m)
+        self.ard = np.where(self.count > 0, self.total / np.maximum(self.count, 1), 0.0)
+
+
+def _lloyd(ops, state: _State, allowed: np.ndarray, steps: int) -> _State:
+    b, nf = len(state.cur), state.n_fixed
+    for _ in range(steps):
+        area = state.a1 - nf  # area of pick a, or < 0 for a fixed centre
+        inside = np.flatnonzero(area >= 0)
+        order = inside[np.argsort(area[inside], kind="stable")].astype(np.int64)
+        starts = np.searchsorted(area[order], np.arange(b + 1)).astype(np.int64)
+        is_centre = np.zeros(len(allowed), dtype=bool)
+        is_centre[state.cur] = True
+        cost = ops.area_costs(order, starts)
+        new = _medoid_step(cost, order, starts, allowed & ~is_centre, state.cur)
+        if np.array_equal(new, state.cur):
+            break
+        state = _State(ops, nf, new)
+    return state
+
+
+def _swap(ops, state: _State, allowed: np.ndarray, steps: int, tries: int):
+    """One move of a pick into the area of largest ARD; the new state or None."""
+    nf, b = state.n_fixed, len(state.cur)
+    m = nf + b
+    worst = _first_min(-state.ard)
+    mem = np.flatnonzero(state.a1 == worst)
+    is_centre = np.zeros(len(allowed), dtype=bool)
+    is_centre[state.cur] = True
+    ok = allowed[mem] & ~is_centre[mem]
+    if len(mem) < 2 or not ok.any() or m < 2:
+        return None
+    # the new centre: the member that most lowers the area's sum of distances
+    split = np.where(ok, ops.split_costs(mem.astype(np.int64), state.d1[mem]), np.inf)
+    p = int(mem[_first_min(split)])
+    # the pick to move: the one whose area, handed to its members' second-nearest
+    # centres, raises their ARD least
+    pick = state.a1 >= nf
+    key = state.a1[pick] * m + state.a2[pick]
+    moved_sum = np.bincount(key, weights=state.d2[pick], minlength=m * m).reshape(m, m)
+    moved_cnt = np.bincount(key, minlength=m * m).reshape(m, m)
+    grown = np.where(moved_cnt > 0, (state.total[None] + moved_sum)
+                     / np.maximum(state.count[None] + moved_cnt, 1), 0.0)
+    cost = grown.max(1)[nf:]
+    if worst >= nf:
+        cost[worst - nf] = np.inf
+    for j in np.argsort(cost, kind="stable")[:tries]:
+        if not np.isfinite(cost[j]):
+            break
+        trial = state.cur.copy()
+        trial[j] = p
+        new = _lloyd(ops, _State(ops, nf, trial), allowed, steps)
+        if new.ard.max() < state.ard.max():
+            return new
+    return None
+
+
 def refine_medoids(features, selected, *, labeled=None, labeled_features=None,
-                   steps: int = 2, backend: str = "auto", validate: bool = True):
+                   steps: int = 2, swaps: int = 0, tries: int = 3, backend: str = "auto",
+                   validate: bool = True):
     """Move each selected centre to the medoid of its coverage area (see the module).
+
+    With ``swaps > 0``, up to ``swaps`` moves follow the medoid steps: the
+    area of largest ARD (over all centres, labeled ones included) gets a
+    second centre (the member that most lowers the area's sum of
+    distances), taken from the pick whose area, handed to its members'
+    second-nearest centres, raises their ARD least (up to ``tries`` picks in
+    that order); after one medoid step the move is kept only if the largest
+    ARD fell, and the search stops at the first area no move improves.
 
     Args:
         features: ``(N, D)`` float pool (numpy or a tensor on any device).
@@ -172,14 +323,16 @@ def refine_medoids(features, selected, *, labeled=None, labeled_features=None,
         labeled: ``(M,)`` in-pool labeled indices: fixed centres, never picked.
         labeled_features: ``(L, D)`` labeled points outside the pool: fixed centres.
         steps: at most this many assign + medoid steps (>= 0).
+        swaps: at most this many moves toward the largest ARD (>= 0).
+        tries: picks tried per move (>= 1).
         backend: ``"auto"`` (numba on CPU, torch otherwise), ``"numba"``, ``"torch"``.
         validate: scan for NaN/inf.
 
     Returns:
         ``(indices (B,) int64, ard (B,) float64)``: the refined centres (the
-        ``i``-th replaces ``selected[i]``) and the average radial distance
-        (mean Euclidean distance, Eq. 4) of each one's coverage area after the
-        last step, in the input's kind and device.
+        ``i``-th replaces ``selected[i]``, except for moved picks) and the
+        average radial distance (mean Euclidean distance, Eq. 4) of each one's
+        coverage area at the end, in the input's kind and device.
 
     Example:
         >>> import numpy as np
@@ -201,64 +354,26 @@ def refine_medoids(features, selected, *, labeled=None, labeled_features=None,
         raise ValueError("selected must not hold a labeled index; got "
                          f"{int(sel[np.isin(sel, labn)][0])}")
     steps = V.check_int(steps, "steps", minimum=0)
+    swaps = V.check_int(swaps, "swaps", minimum=0)
+    tries = V.check_int(tries, "tries", minimum=1)
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}; got {backend!r}")
     name = ("torch" if dev.type != "cpu" else "numba") if backend == "auto" else backend
     b = len(sel)
     if b == 0:
-        empty = np.zeros(0, dtype=np.int64), np.zeros(0)
-        return empty if is_numpy else tuple(torch.from_numpy(e).to(dev) for e in empty)
-
-    if name == "numba":
-        xn = x.detach().cpu().numpy()
-        if xn.dtype not in (np.float32, np.float64):
-            xn = xn.astype(np.float32)
-        xn = np.ascontiguousarray(xn)
-        fixed = np.concatenate([xn[labn].astype(np.float64),
-                                lf.detach().cpu().numpy().astype(np.float64)])
-
-        def assign_fn(cur):
-            a, d = _numba_assign(xn, np.concatenate([fixed, xn[cur].astype(np.float64)]))
-            return a, d
-
-        def cost_fn(members, starts):
-            return _numba_costs(xn, members, starts)
-    else:
-        xt = x if x.is_floating_point() and x.dtype != torch.float16 else x.float()
-        fixed_t = torch.cat([xt[lab].to(_wd(xt)), lf.to(_wd(xt))])
-
-        def assign_fn(cur):
-            c = torch.cat([fixed_t, xt[torch.from_numpy(cur).to(dev)].to(_wd(xt))])
-            a, d = _torch_assign(xt, c)
-            return a.cpu().numpy(), d.double().cpu().numpy()
-
-        def cost_fn(members, starts):
-            return _torch_costs(xt, torch.from_numpy(members).to(dev),
-                                starts.tolist()).double().cpu().numpy()
-
+        out = np.zeros(0, dtype=np.int64), np.zeros(0)
+        return out if is_numpy else tuple(torch.from_numpy(e).to(dev) for e in out)
+    ops = (_NumbaOps if name == "numba" else _TorchOps)(x, lab, lf)
     n_fixed = len(labn) + lf.shape[0]
     allowed = np.ones(n, dtype=bool)
     allowed[labn] = False
-    cur = sel.copy()
-    assign, dist = assign_fn(cur)
-    for _ in range(steps):
-        area = assign - n_fixed  # area of picked centre a, or < 0 for fixed centres
-        inside = np.flatnonzero(area >= 0)
-        order = inside[np.argsort(area[inside], kind="stable")]  # sorted by index per area
-        starts = np.searchsorted(area[order], np.arange(b + 1)).astype(np.int64)
-        is_centre = np.zeros(n, dtype=bool)
-        is_centre[cur] = True
-        cost = cost_fn(order.astype(np.int64), starts)
-        new = _medoid_step(cost, order, starts, allowed & ~is_centre, cur)
-        if np.array_equal(new, cur):
+    state = _lloyd(ops, _State(ops, n_fixed, sel.copy()), allowed, steps)
+    for _ in range(swaps):
+        new = _swap(ops, state, allowed, 1, tries)
+        if new is None:
             break
-        cur = new
-        assign, dist = assign_fn(cur)
-    area = assign - n_fixed
-    inside = area >= 0
-    total = np.bincount(area[inside], weights=np.sqrt(dist[inside]), minlength=b)
-    count = np.bincount(area[inside], minlength=b)
-    ard = np.where(count > 0, total / np.maximum(count, 1), 0.0)
+        state = new
+    cur, ard = state.cur, state.ard[n_fixed:].copy()
     if is_numpy:
         return cur, ard
     return torch.from_numpy(cur).to(dev), torch.from_numpy(ard).to(dev)
@@ -295,8 +410,8 @@ class KMedoidsRefinement:
         [1]
     """
 
-    def __init__(self, sampler=None, steps: int = 2, backend: str = "auto", seed: int = 0,
-                 validate: bool = True):
+    def __init__(self, sampler=None, steps: int = 2, swaps: int = 0, tries: int = 3,
+                 backend: str = "auto", seed: int = 0, validate: bool = True):
         from .samplers import KCenterGreedy
 
         if backend not in BACKENDS:
@@ -307,11 +422,14 @@ class KMedoidsRefinement:
             raise TypeError("sampler must have a select method; got "
                             f"{type(self.sampler).__name__}")
         self.steps = V.check_int(steps, "steps", minimum=0)
+        self.swaps = V.check_int(swaps, "swaps", minimum=0)
+        self.tries = V.check_int(tries, "tries", minimum=1)
         self.backend = backend
         self.validate = bool(validate)
 
     def __repr__(self) -> str:
         return (f"KMedoidsRefinement(sampler={self.sampler!r}, steps={self.steps}, "
+                f"swaps={self.swaps}, "
                 f"backend={self.backend!r})")
 
     def select(self, features, budget: int, *, densities=None, labeled=None,
@@ -339,5 +457,6 @@ class KMedoidsRefinement:
                              "labeled_densities": labeled_densities, "init": init})
         idx, ard = refine_medoids(features, base.indices, labeled=labeled,
                                   labeled_features=labeled_features, steps=self.steps,
+                                  swaps=self.swaps, tries=self.tries,
                                   backend=self.backend, validate=False)
         return Selection(idx, ard)
