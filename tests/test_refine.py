@@ -182,7 +182,7 @@ def test_objective_never_increases_and_max_ard_falls():
 def test_float32_tensor_and_sampler_wrapping():
     x = _data(300, seed=2).astype(np.float32)
     d = np.random.default_rng(0).uniform(0.5, 3, 300)
-    s = KMedoidsRefinement(densecore.DensityAwareGreedy(seed=1), steps=2)
+    s = KMedoidsRefinement(densecore.DensityAwareGreedy(seed=1), steps=2, swaps=0)
     a = s.select(x, 12, densities=d)
     base = densecore.DensityAwareGreedy(seed=1).select(x, 12, densities=d).indices
     ridx, rard = refine_ref(x, base.tolist(), steps=2)
@@ -191,6 +191,9 @@ def test_float32_tensor_and_sampler_wrapping():
     t = KMedoidsRefinement(backend="torch", seed=3).select(torch.from_numpy(x), 12)
     n = KMedoidsRefinement(seed=3).select(x, 12)
     assert isinstance(t.indices, torch.Tensor) and t.indices.tolist() == n.indices.tolist()
+    # the default (2 steps, 64 moves) is the reference's procedure
+    kc = densecore.KCenterGreedy(seed=3).select(x, 12).indices
+    assert n.indices.tolist() == swap_ref(x, kc.tolist(), steps=2, swaps=64)[0].tolist()
     # the default wraps KCenterGreedy and accepts (ignores) densities
     assert KMedoidsRefinement(seed=3).select(x, 12, densities=d).indices.tolist() == \
         n.indices.tolist()

@@ -391,14 +391,19 @@ class KMedoidsRefinement:
     (beyond the paper; see :func:`refine_medoids`).
 
     The wrapped sampler picks ``budget`` points; each pick is then moved to
-    the medoid of its coverage area (Euclidean, exact per area), labeled
-    points staying fixed centres. ``densities`` go to the wrapped sampler
-    (when it takes them); the refinement itself uses none.
+    the medoid of its coverage area (Euclidean, exact per area), and up to
+    ``swaps`` picks are moved into the area of largest ARD while that lowers
+    the largest ARD; labeled points stay fixed centres. ``densities`` go to
+    the wrapped sampler (when it takes them); the refinement itself uses none.
 
     Args:
         sampler: the greedy to refine; default ``KCenterGreedy(seed=seed)``.
         steps: at most this many assign + medoid steps (2 by default;
             ``docs/benchmarks.md``).
+        swaps: at most this many moves toward the area of largest ARD after
+            the medoid steps (64 by default; the search usually stops earlier,
+            at the first area no move improves); 0 turns them off.
+        tries: picks tried per move.
         backend: ``"auto"``, ``"numba"`` (CPU) or ``"torch"`` (any device).
         seed: seed of the default sampler's first pick.
         validate: scan inputs for NaN/inf.
@@ -410,7 +415,7 @@ class KMedoidsRefinement:
         [1]
     """
 
-    def __init__(self, sampler=None, steps: int = 2, swaps: int = 0, tries: int = 3,
+    def __init__(self, sampler=None, steps: int = 2, swaps: int = 64, tries: int = 3,
                  backend: str = "auto", seed: int = 0, validate: bool = True):
         from .samplers import KCenterGreedy
 
