@@ -57,7 +57,8 @@ import numpy as np
 
 from ..atomic import atomic_save_figure
 from ..bounds import bound_report
-from ..density import TAU, coverage_density, density_calibration, knn_mean_distance
+from ..density import (TAU, coverage_density, density_calibration, knn_mean_distance,
+                       supplementary_calibration)
 from ..refine import KMedoidsRefinement
 from ..samplers import DensityAwareGreedy, KCenterGreedy
 from ..synthetic import gaussian_mixture
@@ -751,15 +752,27 @@ def format_report(out: dict) -> str:
 
 
 def write_plots(out: dict, directory: str, datasets=None, budget: int = 50) -> list[str]:
-    """Write ``bounds_<dataset>.png`` and ``density_vs_ard.png`` (Fig. 4, k-center
-    selection of ``budget`` points, paper's tau) into ``directory``; return the paths
-    and store the Fig. 4 R^2 values in ``out["calibration"]``."""
+    """Write ``bounds_<dataset>[_paper].png`` and ``density_vs_ard.png`` (Fig. 4,
+    k-center selection of ``budget`` points, paper's tau) into ``directory``; return
+    the paths and store the calibration in ``out["calibration"]``: the Fig. 4 R^2
+    on the k-center selection and the supplementary's procedure
+    (:func:`densecore.density.supplementary_calibration`: U(0.5, 3) draw, R^2
+    against 1/density and against the area radius, points used)."""
     datasets = load_datasets(True) if datasets is None else datasets
     paths = plot_bounds(out["rows"], directory)
     pts = [density_vs_ard(ds, min(budget, len(ds.features))) for ds in datasets]
-    out["calibration"] = [{"dataset": p["dataset"], "density": p["source"],
-                           "budget": p["budget"], "tau": p["tau"], "r2": p["r2"]}
-                          for p in pts]
+    out["calibration"] = []
+    for ds, p in zip(datasets, pts):
+        row = {"dataset": p["dataset"], "density": p["source"], "budget": p["budget"],
+               "tau": p["tau"], "r2": p["r2"], "r2_supplementary": float("nan"),
+               "r2_radius": float("nan"), "n_points": 0}
+        try:
+            cal = supplementary_calibration(ds.features, ds.paper_densities())
+            row.update(r2_supplementary=cal.r2, r2_radius=cal.r2_radius,
+                       n_points=cal.n_points)
+        except ValueError as exc:  # too few densities in [0.5, 3]
+            log.warning("%s: %s", ds.name, exc)
+        out["calibration"].append(row)
     paths.append(plot_density_vs_ard(pts, directory))
     return paths
 
