@@ -4,6 +4,10 @@ Shape:
     ``gaussian_mixture`` returns features ``(n, dim)`` float32 and labels ``(n,)`` int64.
     ``feature_map`` returns features ``(B, D, H, W)`` float32, region ids ``(B, H, W)``
     int64 and noise levels ``(B, H, W)`` float32.
+    ``manifold_mixture`` returns features ``(n, dim)`` float32 and labels ``(n,)`` int64.
+    ``street_scene`` returns an image ``(3, H, W)`` float32 and labels ``(H, W)`` int64;
+    ``scene_features`` CNN features ``(B, D, H/2, W/2)``, softmax probabilities
+    ``(B, C, H/2, W/2)`` and labels ``(B, H/2, W/2)``.
 """
 
 from __future__ import annotations

@@ -1,47 +1,54 @@
 """Bound benchmark: covering radius vs max average radial distance vs core-set loss.
 
-For each data set, budget and seed, every method selects ``budget`` points and
-:func:`densecore.bound_report` measures ``delta`` (Eq. 3), the maximum average
-radial distance ``max_ard`` (Eq. 4, Theorem 2's bound) and the 1-NN core-set
-loss (Eq. 1). Methods:
+For each data set, budget, seed and protocol, every method selects ``budget``
+points and :func:`densecore.bound_report` measures ``delta`` (Eq. 3), the
+maximum average radial distance ``max_ard`` (Eq. 4, Theorem 2's bound) and the
+1-NN core-set loss (Eq. 1). Methods (:data:`METHODS`):
 
 * ``random``: uniform without replacement (seeded).
 * ``kcenter``: :class:`densecore.KCenterGreedy`.
 * ``density_aware``: :class:`densecore.DensityAwareGreedy` with the paper's
   default scaling (``tau = 0.25``, ``beta = e^2.4``).
 * ``density_aware_tuned``: the same with ``tau`` from
-  :func:`densecore.tune_density_scaling` for that budget (held-out protocol
-  described there); ``seconds`` includes the tuning.
+  :func:`densecore.tune_density_scaling` (one split) for that budget;
+  ``seconds`` includes the tuning.
+* ``kmedoids``: :class:`densecore.KMedoidsRefinement` with medoid steps only
+  (``swaps=0``); ``kmedoids_swap``: its default (2 steps, up to 64
+  ARD-driven moves). Beyond the paper.
+* ``typicality``: :class:`densecore.TypicalityGreedy` (``g = 1``) with the
+  estimator's densities, or ``1 / e`` of the kNN raw error. Beyond the paper.
 * ``exact_ard_greedy``: :func:`exact_ard_greedy`, the naive greedy that adds the
   point minimising the max average radial distance of the new set
-  (``O(n^2 b)``), run only where ``n <= exact_max_n``.
+  (``O(n^2 b)``), full run only, where ``n <= exact_max_n``.
+
+Protocols: ``same`` (select from every point, measure over every point) and,
+for data sets with ``scores`` (the scene data sets), ``paper``: select from
+the top ``alpha * budget`` candidates by margin (``alpha = 10``), measure
+delta over the candidates and ARD and the core-set loss over every pixel
+(:func:`densecore.bound_report` with ``candidates``).
 
 Data sets (all features L2-normalised, as the paper does before selection):
 
 * ``gmm``: :func:`densecore.synthetic.gaussian_mixture`, 10 overlapping
-  components (separation 1.0, D = 16) with unequal weights and spreads; raw error = mean distance to the 10 nearest
-  neighbours (:func:`densecore.density.knn_mean_distance`).
-* ``featmap``: image-like maps from :func:`densecore.synthetic.feature_map`
-  (2 images of 30 x 32 pixels, D = 16, 8 regions whose noise differs), pixels
-  as samples, region ids as labels; raw error = mean distance of a pixel to
-  its 8 spatial neighbours (the naive estimate of Eq. 5 that DMC refines).
-* ``featmap_dmc`` and ``featmap_masked_conv``: the same maps, as in the
-  paper's pipeline: a :class:`densecore.DMCEstimator` or
-  :class:`densecore.MaskedConvEstimator` (``dim = 16``, ``K = 5``) is trained
-  on them (Eq. 8 plus the auxiliary cross-entropy on the region ids of a
-  seeded 10 % of the pixels; Adam, seeded); the selection features are its
-  ``F`` (L2-normalised), the raw error its reconstruction error and
-  ``density_aware`` uses ``estimator.density`` (the paper's ``tau``, ``beta``,
-  min-max per image) directly.
-* ``digits``: scikit-learn's 8x8 handwritten digits (1,797 x 64, pixel values
-  / 16), kNN raw error as above. Needs scikit-learn (``densecore[test]``);
-  skipped with a log message when it is not installed.
+  components (separation 1.0, D = 16); raw error = mean distance to the 10
+  nearest neighbours (:func:`densecore.density.knn_mean_distance`).
+* ``manifolds`` (full run): :func:`densecore.synthetic.manifold_mixture`, kNN raw error.
+* ``scene`` and ``scene_dmc``: :func:`scene_dataset`, target-domain pixels of a
+  CNN trained on source-domain street scenes; kNN or trained-DMC densities.
+* ``featmap`` (full run): :func:`densecore.synthetic.feature_map` pixels
+  (2 images of 30 x 32, D = 16, 8 regions whose noise differs); raw error =
+  mean distance of a pixel to its 8 spatial neighbours.
+* ``featmap_dmc`` and ``featmap_masked_conv`` (full run): the same maps with a
+  trained :class:`densecore.DMCEstimator` or
+  :class:`densecore.MaskedConvEstimator` (``dim = 16``, ``K = 5``): its ``F``,
+  reconstruction error and ``estimator.density``.
+* ``digits``: scikit-learn's 8x8 handwritten digits (1,797 x 64), kNN raw
+  error. Needs scikit-learn; skipped with a log message when it is missing.
 
 Shape:
-    rows are flat dicts: ``dataset, density, n, budget, seed, method, tau, delta,
-    max_ard, mean_ard, coreset_loss, seconds``; distances are plain Euclidean in
-    each data set's own feature space (so ``featmap_dmc`` rows compare with each
-    other, not with ``featmap`` rows).
+    rows are flat dicts: ``dataset, density, n, budget, protocol, seed, method,
+    tau, delta, max_ard, mean_ard, coreset_loss, seconds``; distances are plain
+    Euclidean in each data set's own feature space.
 """
 
 from __future__ import annotations
