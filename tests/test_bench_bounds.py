@@ -179,3 +179,18 @@ def test_featmap_dataset_rejects_an_unknown_density():
 def test_cli_has_bench_bounds():
     args = build_parser().parse_args(["bench", "bounds", "--json", "x.json"])
     assert args.json == "x.json" and callable(args.func)
+
+
+def test_estimator_training_leaves_the_global_torch_rng_alone():
+    import torch
+
+    from densecore.synthetic import feature_map
+
+    f, r, _ = feature_map(1, 4, 8, 8, n_regions=3, seed=0)
+    before = torch.get_rng_state().clone()
+    B.train_density_estimator(f, r, "dmc", steps=2, dim=4, kernel_size=3, seed=7)
+    assert torch.equal(before, torch.get_rng_state())
+    from densecore.synthetic import scene_features
+
+    scene_features(2, 1, 16, 16, dim=4, steps=1, seed=3)
+    assert torch.equal(before, torch.get_rng_state())
