@@ -3,7 +3,9 @@
 For each border rule (``renormalize``: softmax over in-image taps; ``zero``:
 the paper's zero padding) a DMC estimator (dim 16, K 5, 300 Adam steps, aux
 loss on 10 % of the labels) is trained on the street-scene target features of
-``densecore.synthetic.scene_features`` (seeds 0-2). Reported per run:
+``densecore.synthetic.scene_features`` and on ``synthetic.feature_map`` maps
+(2 x 30 x 32, 8 regions; i.i.d. noise, so no border effect of their own),
+seeds 0-2. Reported per run:
 
 * ``border_ratio``: mean reconstruction error on the outer ring of pixels
   (distance to the image edge < K//2) over the mean error inside;
@@ -29,13 +31,21 @@ from densecore import DensityAwareGreedy, KCenterGreedy, bound_report, coverage_
 from densecore.bench.bounds import train_density_estimator
 from densecore.bench.report import markdown_table
 from densecore.density import BETA, supplementary_calibration
-from densecore.synthetic import scene_features
+from densecore.synthetic import feature_map, scene_features
 
 
-def run(seeds, steps: int, budget: int = 50) -> list[dict]:
+def _data(name: str, seed: int):
+    if name == "scene":
+        f, _, y = scene_features(seed=seed)
+        return f, y
+    f, y, _ = feature_map(2, 16, 30, 32, n_regions=8, seed=seed)
+    return f / np.linalg.norm(f, axis=1, keepdims=True), y
+
+
+def run(seeds, steps: int, budget: int = 50, data: str = "scene") -> list[dict]:
     rows = []
     for seed in seeds:
-        f, _, y = scene_features(seed=seed)
+        f, y = _data(data, seed)
         b, _, h, w = f.shape
         k = 5
         yy, xx = np.mgrid[0:h, 0:w]
@@ -44,7 +54,7 @@ def run(seeds, steps: int, budget: int = 50) -> list[dict]:
         for border in ("renormalize", "zero"):
             x, e, _ = train_density_estimator(f, y, "dmc", steps=steps, seed=seed,
                                               est_kwargs={"border": border})
-            row = {"seed": seed, "border": border,
+            row = {"data": data, "seed": seed, "border": border,
                    "border_ratio": float(e[ring].mean() / e[~ring].mean()),
                    "ring_share": float(ring.mean())}
             kc = bound_report(x, KCenterGreedy(seed=seed).select(x, budget).indices, y.reshape(-1))
@@ -69,7 +79,7 @@ def run(seeds, steps: int, budget: int = 50) -> list[dict]:
     return rows
 
 
-COLUMNS = ["seed", "border", "border_ratio", "ring_share", "minmax_border_low_share",
+COLUMNS = ["data", "seed", "border", "border_ratio", "ring_share", "minmax_border_low_share",
            "rank_border_low_share", "minmax_dens_p10", "minmax_dens_p90", "rank_dens_p10",
            "rank_dens_p90", "minmax_r2", "minmax_r2_radius", "rank_r2", "rank_r2_radius",
            "minmax_points", "rank_points", "minmax_ard_vs_kcenter", "rank_ard_vs_kcenter",
@@ -78,9 +88,14 @@ COLUMNS = ["seed", "border", "border_ratio", "ring_share", "minmax_border_low_sh
 
 def main(argv=None) -> int:
     p = base_parser(__doc__.splitlines()[0])
+    p.add_argument("--data", nargs="+", default=["scene", "featmap"],
+                   help="scene (CNN features of street scenes) and/or featmap "
+                   "(synthetic.feature_map: i.i.d. noise per region, no CNN border effects)")
     args = p.parse_args(argv)
     t0 = time.perf_counter()
-    rows = run((0,) if args.quick else (0, 1, 2), 100 if args.quick else 300)
+    rows = [r for d in args.data
+            for r in run((0,) if args.quick else (0, 1, 2), 100 if args.quick else 300,
+                         data=d)]
     print(markdown_table(rows, COLUMNS))
     print(f"total {time.perf_counter() - t0:.1f} s")
     if args.json:
