@@ -218,3 +218,23 @@ def test_bad_inputs_name_the_argument():
 def test_top_level_export():
     assert densecore.KMedoidsRefinement is KMedoidsRefinement
     assert "KMedoidsRefinement" in densecore.__all__
+
+
+@pytest.mark.parametrize("backend", ["numba", "torch"])
+def test_many_fixed_centres_with_duplicates_match_the_reference(backend):
+    # more fixed centres than picks, picks that duplicate fixed centres' coordinates
+    x = np.round(_data(220, dup=0.2, seed=8) * 2) / 2  # coarse grid: many exact ties
+    lab = list(range(0, 220, 7))
+    lf = x[[1, 2, 3]].copy()
+    base = densecore.KCenterGreedy().select(x, 9, labeled=lab, labeled_features=lf).indices
+    idx, ard = refine_medoids(x, base, labeled=lab, labeled_features=lf, steps=2,
+                              backend=backend)
+    ridx, rard = refine_ref(x, base.tolist(), lab, lf, 2)
+    assert idx.tolist() == ridx.tolist()
+    np.testing.assert_allclose(ard, rard, rtol=1e-10)
+    # the moves, with the in-pool labeled centres only (the reference has no lf)
+    base = densecore.KCenterGreedy().select(x, 9, labeled=lab).indices
+    idx, ard = refine_medoids(x, base, labeled=lab, steps=2, swaps=5, backend=backend)
+    ridx, rard = swap_ref(x, base.tolist(), lab, steps=2, swaps=5)
+    assert idx.tolist() == ridx.tolist()
+    np.testing.assert_allclose(ard, rard, rtol=1e-10)

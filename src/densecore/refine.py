@@ -134,12 +134,16 @@ class _NumbaOps:
         if xn.dtype not in (np.float32, np.float64):
             xn = xn.astype(np.float32)
         self.x = np.ascontiguousarray(xn)
-        self.fixed = np.concatenate([self.x[lab.cpu().numpy()].astype(np.float64),
-                                     lf.detach().cpu().numpy().astype(np.float64)])
+        fixed = np.concatenate([self.x[lab.cpu().numpy()].astype(np.float64),
+                                lf.detach().cpu().numpy().astype(np.float64)])
+        self.n_fixed = len(fixed)
+        self.fixed_top2 = self.top2(fixed) if len(fixed) else None
+
+    def top2(self, centres):
+        return _assign2_nb(self.x, np.ascontiguousarray(centres, dtype=np.float64))
 
     def assign(self, cur):
-        c = np.ascontiguousarray(np.concatenate([self.fixed, self.x[cur].astype(np.float64)]))
-        return _assign2_nb(self.x, c)
+        return _merge2(self.fixed_top2, self.top2(self.x[cur]), self.n_fixed)
 
     def area_costs(self, members, starts):
         area_of = np.repeat(np.arange(len(starts) - 1, dtype=np.int64), np.diff(starts))
@@ -168,13 +172,17 @@ class _TorchOps:
 
     def __init__(self, x: torch.Tensor, lab: torch.Tensor, lf: torch.Tensor):
         self.x = x.to(_wd(x))
-        self.fixed = torch.cat([self.x[lab], lf.to(self.x.dtype)])
+        fixed = torch.cat([self.x[lab], lf.to(self.x.dtype)])
+        self.n_fixed = fixed.shape[0]
+        self.fixed_top2 = self.top2(fixed) if self.n_fixed else None
 
     def _t(self, idx):
         return torch.from_numpy(np.asarray(idx, dtype=np.int64)).to(self.x.device)
 
     def assign(self, cur):
-        c = torch.cat([self.fixed, self.x[self._t(cur)]])
+        return _merge2(self.fixed_top2, self.top2(self.x[self._t(cur)]), self.n_fixed)
+
+    def top2(self, c):
         n = self.x.shape[0]
         kk = min(2, c.shape[0])
         step = max(1, _TORCH_BLOCK // max(c.shape[0], 1))
@@ -215,6 +223,30 @@ class _TorchOps:
 
 
 # ------------------------------------------------------------------ driver
+
+def _merge2(fixed_top2, pick_top2, n_fixed: int):
+    """Nearest and second-nearest centre over the fixed centres (indices
+    ``0..n_fixed-1``, searched once) and the picks (``n_fixed + j``), in
+    (squared distance, index) order, so ties go to the lowest centre index."""
+    p1, pd1, p2, pd2 = pick_top2
+    p1 = p1 + n_fixed
+    p2 = np.where(p2 >= 0, p2 + n_fixed, -1)
+    if fixed_top2 is None:
+        return p1, pd1, p2, pd2
+    f1, fd1, f2, fd2 = fixed_top2
+    big = np.iinfo(np.int64).max
+    idx = np.stack([f1, f2, p1, p2], axis=1)
+    dist = np.stack([fd1, fd2, pd1, pd2], axis=1)
+    dist = np.where(idx >= 0, dist, np.inf)
+    key_idx = np.where(idx >= 0, idx, big)
+    # sort each row by (distance, index): 4 columns, done with two stable argsorts
+    o = np.argsort(key_idx, axis=1, kind="stable")
+    o = np.take_along_axis(o, np.argsort(np.take_along_axis(dist, o, 1), axis=1,
+                                         kind="stable"), 1)
+    i_sorted = np.take_along_axis(idx, o, 1)
+    d_sorted = np.take_along_axis(dist, o, 1)
+    return i_sorted[:, 0], d_sorted[:, 0], i_sorted[:, 1], d_sorted[:, 1]
+
 
 def _first_min(values: np.ndarray) -> int:
     """Index of the first minimum (the lowest index on ties)."""
@@ -284,12 +316,12 @@ def _swap(ops, state: _State, allowed: np.ndarray, steps: int, tries: int):
     # the pick to move: the one whose area, handed to its members' second-nearest
     # centres, raises their ARD least
     pick = state.a1 >= nf
-    key = state.a1[pick] * m + state.a2[pick]
-    moved_sum = np.bincount(key, weights=state.d2[pick], minlength=m * m).reshape(m, m)
-    moved_cnt = np.bincount(key, minlength=m * m).reshape(m, m)
+    key = (state.a1[pick] - nf) * m + state.a2[pick]  # (pick, receiving centre), b x m
+    moved_sum = np.bincount(key, weights=state.d2[pick], minlength=b * m).reshape(b, m)
+    moved_cnt = np.bincount(key, minlength=b * m).reshape(b, m)
     grown = np.where(moved_cnt > 0, (state.total[None] + moved_sum)
                      / np.maximum(state.count[None] + moved_cnt, 1), 0.0)
-    cost = grown.max(1)[nf:]
+    cost = grown.max(1)
     if worst >= nf:
         cost[worst - nf] = np.inf
     for j in np.argsort(cost, kind="stable")[:tries]:

@@ -801,8 +801,9 @@ def _save_atomic(fig, path: str) -> None:
 
 
 def plot_bounds(rows: list[dict], directory: str) -> list[str]:
-    """One PNG per data set and protocol, ``bounds_<dataset>[_paper].png``: delta, max ARD and core-set
-    loss against the budget, one line per method (mean over seeds). Returns the paths."""
+    """One PNG per data set and protocol, ``bounds_<dataset>[_paper].png``: delta, max
+    ARD and core-set loss against the budget, one line per method (mean over seeds).
+    Returns the paths."""
     paths = []
     summary = summarise(rows)
     for name, protocol in sorted({(r["dataset"], r["protocol"]) for r in summary}):
