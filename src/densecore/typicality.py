@@ -208,9 +208,14 @@ def typicality_farthest_first(features, budget: int, *, densities=None, g: float
         [3]
     """
     is_numpy = isinstance(features, np.ndarray)
-    x, dens, lab, lf, _ = V.check_pool(features, densities, labeled, labeled_features,
-                                       None if densities is None or labeled_features is None
-                                       else np.ones(len(labeled_features)),
+    # centres' densities play no part here; ones satisfy the shared pool check
+    ones = None
+    if densities is not None and labeled_features is not None:
+        ones = (torch.ones(len(labeled_features), dtype=torch.float64,
+                           device=labeled_features.device)
+                if isinstance(labeled_features, torch.Tensor)
+                else np.ones(len(labeled_features)))
+    x, dens, lab, lf, _ = V.check_pool(features, densities, labeled, labeled_features, ones,
                                        validate=validate)
     g = float(g)
     if not np.isfinite(g) or g < 0:
