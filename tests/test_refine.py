@@ -11,7 +11,7 @@ from densecore.refine import KMedoidsRefinement, refine_medoids
 from densecore.synthetic import gaussian_mixture
 
 
-def refine_ref(x, selected, labeled=(), labeled_features=None, steps=2):
+def refine_ref(x, selected, labeled=(), labeled_features=None, steps=2, eligible=None):
     """The refinement verbatim in float64: brute-force assignment and medoids."""
     x = np.asarray(x, dtype=np.float64)
     n = len(x)
@@ -36,6 +36,8 @@ def refine_ref(x, selected, labeled=(), labeled_features=None, steps=2):
             best, arg = np.inf, None
             for m in mem:  # increasing index: strict < keeps the lowest on ties
                 if m in lab or (m in cur and m != cur[j]):
+                    continue
+                if eligible is not None and m not in eligible and m != cur[j]:
                     continue
                 cost = np.sqrt(((x[mem] - x[m]) ** 2).sum(1)).sum()
                 if cost < best:
@@ -238,3 +240,17 @@ def test_many_fixed_centres_with_duplicates_match_the_reference(backend):
     ridx, rard = swap_ref(x, base.tolist(), lab, steps=2, swaps=5)
     assert idx.tolist() == ridx.tolist()
     np.testing.assert_allclose(ard, rard, rtol=1e-10)
+
+
+@pytest.mark.parametrize("backend", ["numba", "torch"])
+def test_eligible_restricts_the_centres_but_not_the_areas(backend):
+    x = _data(300, seed=9)
+    cand = np.sort(np.random.default_rng(1).choice(300, 60, replace=False))
+    base = cand[densecore.KCenterGreedy().select(x[cand], 8).indices]
+    idx, ard = refine_medoids(x, base, eligible=cand, steps=3, backend=backend)
+    ridx, rard = refine_ref(x, base.tolist(), steps=3, eligible=set(cand.tolist()))
+    assert idx.tolist() == ridx.tolist()
+    assert set(idx.tolist()) <= set(cand.tolist())
+    np.testing.assert_allclose(ard, rard, rtol=1e-10)  # areas over all 300 points
+    with pytest.raises(ValueError, match="eligible"):
+        refine_medoids(x, base, eligible=[400])

@@ -336,8 +336,8 @@ def _swap(ops, state: _State, allowed: np.ndarray, steps: int, tries: int):
 
 
 def refine_medoids(features, selected, *, labeled=None, labeled_features=None,
-                   steps: int = 2, swaps: int = 0, tries: int = 3, backend: str = "auto",
-                   validate: bool = True):
+                   eligible=None, steps: int = 2, swaps: int = 0, tries: int = 3,
+                   backend: str = "auto", validate: bool = True):
     """Move each selected centre to the medoid of its coverage area (see the module).
 
     With ``swaps > 0``, up to ``swaps`` moves follow the medoid steps: the
@@ -354,6 +354,10 @@ def refine_medoids(features, selected, *, labeled=None, labeled_features=None,
             none of them labeled.
         labeled: ``(M,)`` in-pool labeled indices: fixed centres, never picked.
         labeled_features: ``(L, D)`` labeled points outside the pool: fixed centres.
+        eligible: ``(E,)`` indices of the points a centre may move to (None: every
+            unlabeled point). With ``features`` = every pixel and ``eligible`` = the
+            candidates, the areas (and Eq. 4) cover every pixel while the centres
+            stay candidates: the paper's measurement protocol.
         steps: at most this many assign + medoid steps (>= 0).
         swaps: at most this many moves toward the largest ARD (>= 0).
         tries: picks tried per move (>= 1).
@@ -397,7 +401,11 @@ def refine_medoids(features, selected, *, labeled=None, labeled_features=None,
         return out if is_numpy else tuple(torch.from_numpy(e).to(dev) for e in out)
     ops = (_NumbaOps if name == "numba" else _TorchOps)(x, lab, lf)
     n_fixed = len(labn) + lf.shape[0]
-    allowed = np.ones(n, dtype=bool)
+    if eligible is None:
+        allowed = np.ones(n, dtype=bool)
+    else:
+        allowed = np.zeros(n, dtype=bool)
+        allowed[V.check_indices(eligible, n, "eligible").cpu().numpy()] = True
     allowed[labn] = False
     state = _lloyd(ops, _State(ops, n_fixed, sel.copy()), allowed, steps)
     for _ in range(swaps):
