@@ -49,12 +49,14 @@ def test_exact_ard_greedy_rejects_a_large_budget():
 
 
 def test_run_bounds_rows(tiny):
-    out = B.run_bounds(datasets=[tiny], budgets=[4, 8], seeds=[0, 1], taus=(0.25, 2.0))
+    out = B.run_bounds(datasets=[tiny], budgets=[4, 8], seeds=[0, 1], taus=(0.25, 2.0),
+                       methods=B.METHODS)
     rows = out["rows"]
-    methods = {"random", "kcenter", "density_aware", "density_aware_tuned", "exact_ard_greedy"}
+    methods = set(B.METHODS)
     assert {r["method"] for r in rows} == methods
-    # 4 seeded methods x 2 seeds + exact once, per budget
-    assert len(rows) == 2 * (4 * 2 + 1)
+    # 7 seeded methods x 2 seeds + exact once, per budget (same protocol only: no scores)
+    assert len(rows) == 2 * (7 * 2 + 1)
+    assert {r["protocol"] for r in rows} == {"same"}
     for r in rows:
         assert 0 <= r["max_ard"] <= r["delta"] + 1e-9  # Theorem 3
         assert 0.0 <= r["coreset_loss"] <= 1.0
@@ -65,7 +67,35 @@ def test_run_bounds_rows(tiny):
     assert len(summary) == 2 * len(methods)
     assert {s["seeds"] for s in summary} == {1, 2}
     text = B.format_report(out)
-    assert "| gmm | knn | 60 | 8 | kcenter |" in text and "held-out" in text
+    assert "| gmm | knn | 60 | 8 | same | kcenter |" in text and "held-out" in text
+    assert {v["method"] for v in out["verdict"]} == methods - {"kcenter", "exact_ard_greedy"}
+
+
+def test_paper_protocol_rows_select_from_the_top_candidates(tiny):
+    ds = B.gmm_dataset(200, seed=2, dim=3)
+    ds.scores = np.random.default_rng(0).random(200)
+    rows = B.run_dataset(ds, [5], methods=["kcenter"], protocols=["paper"], alpha=4)
+    (row,) = rows
+    cand = B.candidates(ds, 5, alpha=4)
+    assert cand.tolist() == sorted(np.argsort(-ds.scores)[:20].tolist())
+    sel = cand[B.KCenterGreedy(seed=0).select(ds.features[cand], 5).indices]
+    rep = B.bound_report(ds.features, sel, ds.labels, candidates=cand)
+    assert row["protocol"] == "paper"
+    assert row["delta"] == pytest.approx(rep.delta)
+    assert row["max_ard"] == pytest.approx(rep.max_ard)
+
+
+def test_verdict_counts_settings_beyond_seed_spread():
+    def row(method, seed, ard, loss, budget=10):
+        return {"dataset": "d", "budget": budget, "protocol": "same", "seed": seed,
+                "method": method, "max_ard": ard, "coreset_loss": loss, "delta": 1.0}
+
+    rows = [row("kcenter", s, 1.0, 0.5) for s in range(3)]
+    rows += [row("good", s, 0.8, 0.3) for s in range(3)]
+    rows += [row("noisy", 0, 0.5, 0.2), row("noisy", 1, 0.7, 0.1), row("noisy", 2, 1.5, 0.2)]
+    v = {r["method"]: r for r in B.verdict(rows)}
+    assert v["good"]["passed"] == 1 and v["good"]["share"] == 1.0
+    assert v["noisy"]["passed"] == 0  # mean ARD ratio 0.9 but the spread crosses 1
 
 
 def test_kcenter_row_reproduces_the_sampler(tiny):
@@ -149,3 +179,18 @@ def test_featmap_dataset_rejects_an_unknown_density():
 def test_cli_has_bench_bounds():
     args = build_parser().parse_args(["bench", "bounds", "--json", "x.json"])
     assert args.json == "x.json" and callable(args.func)
+
+
+def test_estimator_training_leaves_the_global_torch_rng_alone():
+    import torch
+
+    from densecore.synthetic import feature_map
+
+    f, r, _ = feature_map(1, 4, 8, 8, n_regions=3, seed=0)
+    before = torch.get_rng_state().clone()
+    B.train_density_estimator(f, r, "dmc", steps=2, dim=4, kernel_size=3, seed=7)
+    assert torch.equal(before, torch.get_rng_state())
+    from densecore.synthetic import scene_features
+
+    scene_features(2, 1, 16, 16, dim=4, steps=1, seed=3)
+    assert torch.equal(before, torch.get_rng_state())

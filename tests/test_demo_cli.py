@@ -6,14 +6,15 @@ import subprocess
 import sys
 
 from densecore.cli import main
-from densecore.demo import demo_rows
+from densecore.demo import METHODS, check_demo_args, demo_rows
 
 
 def test_demo_rows_cover_every_method_and_budget():
     rows = demo_rows(n=600, dim=4, budgets=[10, 20], progress=False)
     assert [(r["budget"], r["method"]) for r in rows] == [
         (b, m) for b in (10, 20)
-        for m in ("random", "kcenter", "density_aware", "density_aware_tuned")]
+        for m in METHODS]
+    assert "kmedoids_refinement" in METHODS and "density_aware" in METHODS
     for r in rows:
         assert 0 <= r["max_ard"] <= r["delta"]  # Theorem 3
         assert 0 <= r["coreset_loss"] <= 1
@@ -23,7 +24,17 @@ def test_demo_command_prints_a_table(capsys):
     assert main(["demo", "--n", "400", "--dim", "3", "--budgets", "5", "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "| budget | method | delta | max_ard | coreset_loss | seconds |" in out
-    assert out.count("\n| 5 |") == 4
+    assert out.count("\n| 5 |") == len(METHODS)
+
+
+def test_demo_flags_are_checked_with_one_line_errors():
+    import pytest
+
+    for args, flag in (((100, 16, [1000]), "--budgets"), ((5, 16, [2]), "--n"),
+                       ((100, 0, [5]), "--dim"), ((100, 16, []), "--budgets")):
+        with pytest.raises(ValueError, match=flag) as exc:
+            check_demo_args(*args)
+        assert "\n" not in str(exc.value)
 
 
 def test_help_lists_commands():

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from densecore import (DensityAwareGreedy, ImageCandidates, blocked_candidates,
+from densecore import (ImageCandidates, KMedoidsRefinement, blocked_candidates,
                        select_pixels)
 from densecore.filters import top_candidates
 
@@ -84,7 +84,8 @@ def test_return_candidates_is_what_the_sampler_saw():
     assert c.candidates.shape == (20,) and c.features.shape == (20, 6)
     assert c.densities.shape == (20,) and c.labeled_features.shape == (1, 6)
     assert torch.allclose(c.features.norm(dim=1), torch.ones(20))
-    again = DensityAwareGreedy(seed=3).select(c.features, 5, densities=c.densities,
+    # the default sampler, run again on what select_pixels says it saw
+    again = KMedoidsRefinement(seed=3).select(c.features, 5, densities=c.densities,
                                               labeled_features=c.labeled_features,
                                               labeled_densities=c.labeled_densities)
     assert torch.equal(torch.as_tensor(again.indices), c.selected)

@@ -9,13 +9,15 @@ from .budgets import pixel_budget, region_budget
 from .density import DMCEstimator, KNNDensity, MaskedConvEstimator, coverage_density
 from .filters import CategoryMarginLoss
 from .greedy import Selection, farthest_first
-from .samplers import DensityAwareGreedy, KCenterGreedy
+from .refine import KMedoidsRefinement
 from .regions import blocked_candidates
+from .samplers import DensityAwareGreedy, KCenterGreedy
 from .seeds import image_seed
 from .segmentation import ImageCandidates, select_pixels
 from .state import ActiveLabelState
 from .training import DensityTrainer
 from .tuning import DensityScaling, tune_density_scaling
+from .typicality import TypicalityGreedy
 
 __version__ = "0.1.0"
 
@@ -38,9 +40,11 @@ __all__ = [
     "DensityTrainer",
     "ImageCandidates",
     "KCenterGreedy",
+    "KMedoidsRefinement",
     "KNNDensity",
     "MaskedConvEstimator",
     "Selection",
+    "TypicalityGreedy",
     "average_radial_distance",
     "blocked_candidates",
     "bound_report",

@@ -171,6 +171,9 @@ class BoundReport:
         max_ard: ``max_k ard[k]`` (Theorem 2's bound; ``<= delta``, Theorem 3).
         counts: ``(M,)`` number of points in each coverage area.
         coreset_loss: Eq. 1 for the 1-NN learner, or None without labels.
+        protocol: ``"same"`` (delta, ARD and loss over one population) or
+            ``"paper"`` (delta over the candidates, ARD and loss over every
+            point; see :func:`bound_report`).
     """
 
     delta: float
@@ -178,6 +181,7 @@ class BoundReport:
     max_ard: float
     counts: np.ndarray
     coreset_loss: float | None = None
+    protocol: str = "same"
 
     def as_dict(self) -> dict:
         """Scalars only: ``delta``, ``max_ard``, ``mean_ard``, ``coreset_loss``."""
@@ -186,15 +190,35 @@ class BoundReport:
                 "coreset_loss": self.coreset_loss}
 
 
-def bound_report(features, selected, labels=None, *, backend: str = "auto",
-                 validate: bool = True) -> BoundReport:
+def bound_report(features, selected, labels=None, *, candidates=None, labeled=None,
+                 backend: str = "auto", validate: bool = True) -> BoundReport:
     """``delta`` (Eq. 3), per-point and max average radial distance (Eq. 4) and the
     core-set loss (Eq. 1, with ``labels``) of a selection.
+
+    Two measurement protocols:
+
+    * same population (``candidates=None``): delta, ARD and the core-set loss
+      are all measured over ``features``; then ``max_ard <= delta`` (Theorem 3).
+    * the paper's (``candidates`` given): ``features`` are every pixel of
+      the image(s), ``candidates`` the top ``alpha * b`` pixels the greedy
+      chose from. ``delta`` is measured over the candidates only, ARD and the
+      core-set loss over every pixel. This is the only reading under which
+      Table 4's k-center row (delta 0.132 < max ARD 0.364) is possible, since
+      Theorem 3 forbids it within one population.
+
+    ``labeled`` pixels (the labeled set ``s0`` of earlier rounds, as in
+    :func:`~densecore.select_pixels`) are centres too: their coverage areas
+    count in ``ard``, ``max_ard`` and ``counts`` (labeled first), and they
+    cover points for delta and the loss.
 
     Args:
         features: ``(N, D)`` all points.
         selected: ``(M,)`` indices into ``features``, ``M >= 1``, no repeats.
         labels: ``(N,)`` integer labels, optional.
+        candidates: ``(C,)`` indices into ``features`` over which delta is
+            measured (the paper's protocol), or None (same population).
+        labeled: ``(L,)`` indices into ``features`` of already-labeled
+            centres, disjoint from ``selected``, or None.
         backend: nearest-centre search, see :func:`coverage`.
         validate: check for NaN/inf.
 
@@ -207,11 +231,25 @@ def bound_report(features, selected, labels=None, *, backend: str = "auto",
         >>> rep = bound_report(x, [0, 3], labels=np.array([0, 0, 1, 1, 1]))
         >>> rep.delta, rep.ard.tolist(), rep.max_ard, rep.coreset_loss
         (2.0, [1.0, 1.0], 1.0, 0.2)
+        >>> paper = bound_report(x, [0, 3], candidates=[0, 1, 3])  # delta over 3 points
+        >>> paper.delta, paper.max_ard, paper.protocol
+        (1.0, 1.0, 'paper')
     """
     x = V.check_features(features, validate=validate)
     sel = V.check_indices(selected, x.shape[0], "selected").to(x.device)
     if sel.numel() == 0:
         raise ValueError("selected must hold at least one index; got none")
+    if labeled is not None:
+        lab = V.check_indices(labeled, x.shape[0], "labeled").to(x.device)
+        if bool(torch.isin(lab, sel).any()):
+            raise ValueError("labeled and selected must be disjoint; got "
+                             f"{int(lab[torch.isin(lab, sel)][0])} in both")
+        sel = torch.cat([lab, sel])
+    cand = None
+    if candidates is not None:
+        cand = V.check_indices(candidates, x.shape[0], "candidates").to(x.device)
+        if cand.numel() == 0:
+            raise ValueError("candidates must hold at least one index; got none")
     assign, dist = _coverage_t(x, x[sel], backend)
     ard, count = _ard(assign, dist, sel.numel())
     loss = None
@@ -223,6 +261,7 @@ def bound_report(features, selected, labels=None, *, backend: str = "auto",
             raise TypeError(f"labels must be integer class ids; got dtype {y.dtype}")
         y = y.to(x.device)
         loss = float((y[sel][assign] != y).double().mean())
-    return BoundReport(delta=float(dist.max()), ard=ard.cpu().numpy(),
+    delta = float(dist.max()) if cand is None else float(dist[cand].max())
+    return BoundReport(delta=delta, ard=ard.cpu().numpy(),
                        max_ard=float(ard.max()), counts=count.cpu().numpy().astype(np.int64),
-                       coreset_loss=loss)
+                       coreset_loss=loss, protocol="same" if cand is None else "paper")

@@ -12,9 +12,13 @@ For each image (one round of Algorithm 1 with source-aided candidate filtering):
 3. sample the image's already-labeled pixels the same way: they form the
    labeled set ``s0`` of Algorithm 1;
 4. L2-normalise the sampled features (the paper's Implementation Details)
-   and let the sampler (default :class:`~densecore.DensityAwareGreedy`) pick
-   ``budget`` of the candidates; ``sampler=None`` keeps the ``budget``
-   best-scored candidates (the "uncertainty only" baseline).
+   and let the sampler pick ``budget`` of the candidates. The default,
+   :class:`~densecore.KMedoidsRefinement` (k-center greedy, then k-medoids
+   steps and ARD-driven moves inside the coverage areas; beyond the paper),
+   is the method that lowered max ARD and the core-set loss against k-center
+   in the bound benchmark (``docs/benchmarks.md``); the paper's exact method
+   is ``sampler=DensityAwareGreedy(seed=seed)``. ``sampler=None`` keeps the
+   ``budget`` best-scored candidates (the "uncertainty only" baseline).
 
 Region labels (``region_size=3``, RIPU's region setting): each pick labels
 the ``region_size x region_size`` block centred on it, clipped at the image
@@ -42,8 +46,8 @@ import torch.nn.functional as F
 from . import validation as V
 from .filters import (entropy_score, least_confidence_score, margin_score, random_score,
                       top_candidates)
+from .refine import KMedoidsRefinement
 from .regions import blocked_candidates
-from .samplers import DensityAwareGreedy
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +62,7 @@ _SCORES = {
 
 class _DefaultSampler:
     def __repr__(self) -> str:
-        return "DensityAwareGreedy(seed=seed)"
+        return "KMedoidsRefinement(seed=seed)"
 
 
 _DEFAULT = _DefaultSampler()
@@ -174,8 +178,9 @@ def select_pixels(probs, features, densities, budget: int, *, labeled=None, igno
             pixels by score go to the sampler (the paper: 20 up to 2.2 %, 10 at 5 %).
         sampler: an object with ``select(features, budget, *, labeled_features,
             [densities, labeled_densities])`` returning a
-            :class:`~densecore.Selection`; default ``DensityAwareGreedy(seed=seed)``;
-            None ranks by score only.
+            :class:`~densecore.Selection`; default ``KMedoidsRefinement(seed=seed)``
+            (chosen by the bound benchmark, ``docs/benchmarks.md``; the paper's
+            method is ``DensityAwareGreedy(seed=seed)``); None ranks by score only.
         score: ``"margin"`` (``1 - P1* + P2*``), ``"entropy"``, ``"least_confidence"``,
             ``"random"`` (seeded by ``seed``), or a ``(B, H, W)`` float tensor of
             precomputed scores; higher is more informative.
@@ -228,7 +233,7 @@ def select_pixels(probs, features, densities, budget: int, *, labeled=None, igno
     if not math.isfinite(alpha) or alpha < 1:
         raise ValueError(f"alpha must be a finite number >= 1; got {alpha}")
     if sampler is _DEFAULT:
-        sampler = DensityAwareGreedy(seed=seed, validate=validate)
+        sampler = KMedoidsRefinement(seed=seed, validate=validate)
     if sampler is not None and not callable(getattr(sampler, "select", None)):
         raise TypeError(f"sampler must have a select method or be None; got "
                         f"{type(sampler).__name__}")

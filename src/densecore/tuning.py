@@ -20,6 +20,15 @@ chosen on:
    say whether the chosen setting, and density awareness at all, lowers the
    bound on data the choice did not see.
 
+With ``splits > 1`` steps 1-4 run on ``splits`` independent random splits
+(seeds ``seed, seed + 1, ...``; the greedy's first pick is seeded the same
+way); step 3 then picks the setting with the lowest *mean* tuning score, and
+the held-out numbers are means over splits. The noise test compares the
+held-out gain over k-center, ``kcenter - tuned`` per split, with its
+split-to-split spread: the verdict is ``"gain"`` only when the mean gain
+exceeds its standard deviation (``mean - sd > 0``), ``"no gain"`` otherwise,
+and ``"untested"`` with one split.
+
 ``beta`` multiplies every density by the same factor, which leaves the
 argmax of Algorithm 1 unchanged; it only matters when densities from
 another source (``labeled_densities``) are mixed in. The default grid holds
@@ -65,7 +74,12 @@ class DensityScaling:
             (``tau = 0.25``, ``beta = e^2.4``).
         holdout_kcenter_max_ard: the same for k-center greedy.
         scores: one dict per grid point on the tuning half:
-            ``{"tau", "beta", "max_ard", "delta"}``.
+            ``{"tau", "beta", "max_ard", "delta"}`` (means over splits).
+        splits: number of random splits.
+        gain: mean over splits of ``holdout kcenter - holdout tuned`` max ARD.
+        gain_sd: its standard deviation over splits (``ddof = 1``; NaN with one split).
+        verdict: ``"gain"``, ``"no gain"`` or ``"untested"`` (module docstring).
+        per_split: one dict per split with its held-out numbers.
     """
 
     tau: float
@@ -75,6 +89,11 @@ class DensityScaling:
     holdout_default_max_ard: float
     holdout_kcenter_max_ard: float
     scores: list = field(default_factory=list)
+    splits: int = 1
+    gain: float = 0.0
+    gain_sd: float = float("nan")
+    verdict: str = "untested"
+    per_split: list = field(default_factory=list)
 
     @property
     def beats_kcenter(self) -> bool:
@@ -87,7 +106,9 @@ class DensityScaling:
                 "holdout_max_ard": self.holdout_max_ard,
                 "holdout_default_max_ard": self.holdout_default_max_ard,
                 "holdout_kcenter_max_ard": self.holdout_kcenter_max_ard,
-                "beats_kcenter": self.beats_kcenter, "scores": list(self.scores)}
+                "beats_kcenter": self.beats_kcenter, "scores": list(self.scores),
+                "splits": self.splits, "gain": self.gain, "gain_sd": self.gain_sd,
+                "verdict": self.verdict, "per_split": list(self.per_split)}
 
 
 def _grid(values, name: str) -> tuple[float, ...]:
@@ -113,8 +134,8 @@ def _score(x, err, b, tau, beta, seed, backend) -> tuple[float, float]:
 
 
 def tune_density_scaling(features, raw_error, budget: int, *, taus=DEFAULT_TAUS,
-                         betas=(BETA,), seed: int = 0, backend: str = "auto",
-                         validate: bool = True) -> DensityScaling:
+                         betas=(BETA,), seed: int = 0, splits: int = 3,
+                         backend: str = "auto", validate: bool = True) -> DensityScaling:
     """Pick ``tau`` (and ``beta``) that minimise the max average radial distance (Eq. 4)
     of density-aware greedy, scored on a held-out half of the points.
 
@@ -138,7 +159,9 @@ def tune_density_scaling(features, raw_error, budget: int, *, taus=DEFAULT_TAUS,
         taus: temperatures to try (> 0).
         betas: scales to try (> 0); they do not change the selection (see the
             module docstring).
-        seed: seeds the split and the greedy's first pick.
+        seed: seeds the split and the greedy's first pick (split ``i`` uses
+            ``seed + i``).
+        splits: number of random splits (>= 1); see the noise test above.
         backend: greedy backend, see :func:`~densecore.farthest_first`.
         validate: check the inputs for NaN/inf.
 
@@ -150,8 +173,8 @@ def tune_density_scaling(features, raw_error, budget: int, *, taus=DEFAULT_TAUS,
         >>> from densecore.density import knn_mean_distance
         >>> x = np.random.default_rng(0).normal(size=(200, 3)).astype(np.float32)
         >>> res = tune_density_scaling(x, knn_mean_distance(x, 5), 20, taus=(0.25, 1.0))
-        >>> res.tau in (0.25, 1.0), len(res.scores)
-        (True, 2)
+        >>> res.tau in (0.25, 1.0), len(res.scores), res.verdict in ("gain", "no gain")
+        (True, 2, True)
     """
     x = V.check_features(features, validate=validate)
     n = x.shape[0]
@@ -164,25 +187,44 @@ def tune_density_scaling(features, raw_error, budget: int, *, taus=DEFAULT_TAUS,
     taus = _grid(taus, "taus")
     betas = _grid(betas, "betas")
     seed = V.check_int(seed, "seed")
-    perm = torch.from_numpy(np.random.default_rng(seed).permutation(n)).to(x.device)
+    splits = V.check_int(splits, "splits", minimum=1)
     half = n // 2
-    parts = {"tune": perm[:half], "holdout": perm[half:]}
-    data = {k: (x[i], err[i], _half_budget(budget, len(i), n)) for k, i in parts.items()}
+    parts = []
+    for i in range(splits):
+        perm = torch.from_numpy(np.random.default_rng(seed + i).permutation(n)).to(x.device)
+        parts.append({k: (x[j], err[j], _half_budget(budget, len(j), n))
+                      for k, j in (("tune", perm[:half]), ("holdout", perm[half:]))})
 
-    xa, ea, ba = data["tune"]
     scores = []
     for tau in taus:
         for beta in betas:
-            max_ard, delta = _score(xa, ea, ba, tau, beta, seed, backend)
-            scores.append({"tau": tau, "beta": beta, "max_ard": max_ard, "delta": delta})
-            log.debug("tau=%g beta=%g: max_ard %.6g on the tuning half", tau, beta, max_ard)
+            runs = [_score(*p["tune"], tau, beta, seed + i, backend)
+                    for i, p in enumerate(parts)]
+            scores.append({"tau": tau, "beta": beta,
+                           "max_ard": float(np.mean([r[0] for r in runs])),
+                           "delta": float(np.mean([r[1] for r in runs]))})
+            log.debug("tau=%g beta=%g: max_ard %.6g on the tuning halves", tau, beta,
+                      scores[-1]["max_ard"])
     best = min(range(len(scores)), key=lambda i: (scores[i]["max_ard"], i))
     tau, beta = scores[best]["tau"], scores[best]["beta"]
 
-    xb, eb, bb = data["holdout"]
-    hold, _ = _score(xb, eb, bb, tau, beta, seed, backend)
-    hold_default, _ = _score(xb, eb, bb, TAU, BETA, seed, backend)
-    hold_kc, _ = _score(xb, eb, bb, None, None, seed, backend)
+    per = []
+    for i, p in enumerate(parts):
+        hold, _ = _score(*p["holdout"], tau, beta, seed + i, backend)
+        dflt, _ = _score(*p["holdout"], TAU, BETA, seed + i, backend)
+        kc, _ = _score(*p["holdout"], None, None, seed + i, backend)
+        per.append({"seed": seed + i, "holdout_max_ard": hold,
+                    "holdout_default_max_ard": dflt, "holdout_kcenter_max_ard": kc})
+    gains = np.array([r["holdout_kcenter_max_ard"] - r["holdout_max_ard"] for r in per])
+    sd = float(gains.std(ddof=1)) if splits > 1 else float("nan")
+    mean = float(gains.mean())
+    verdict = "untested" if splits == 1 else ("gain" if mean - sd > 0 else "no gain")
+    log.info("tune_density_scaling: tau=%g, held-out gain over k-center %.4g +- %.4g "
+             "over %d splits: %s", tau, mean, sd, splits, verdict)
+    avg = {k: float(np.mean([r[k] for r in per])) for k in per[0] if k != "seed"}
     return DensityScaling(tau=tau, beta=beta, tune_max_ard=scores[best]["max_ard"],
-                          holdout_max_ard=hold, holdout_default_max_ard=hold_default,
-                          holdout_kcenter_max_ard=hold_kc, scores=scores)
+                          holdout_max_ard=avg["holdout_max_ard"],
+                          holdout_default_max_ard=avg["holdout_default_max_ard"],
+                          holdout_kcenter_max_ard=avg["holdout_kcenter_max_ard"],
+                          scores=scores, splits=splits, gain=mean, gain_sd=sd,
+                          verdict=verdict, per_split=per)

@@ -1,47 +1,54 @@
 """Bound benchmark: covering radius vs max average radial distance vs core-set loss.
 
-For each data set, budget and seed, every method selects ``budget`` points and
-:func:`densecore.bound_report` measures ``delta`` (Eq. 3), the maximum average
-radial distance ``max_ard`` (Eq. 4, Theorem 2's bound) and the 1-NN core-set
-loss (Eq. 1). Methods:
+For each data set, budget, seed and protocol, every method selects ``budget``
+points and :func:`densecore.bound_report` measures ``delta`` (Eq. 3), the
+maximum average radial distance ``max_ard`` (Eq. 4, Theorem 2's bound) and the
+1-NN core-set loss (Eq. 1). Methods (:data:`METHODS`):
 
 * ``random``: uniform without replacement (seeded).
 * ``kcenter``: :class:`densecore.KCenterGreedy`.
 * ``density_aware``: :class:`densecore.DensityAwareGreedy` with the paper's
   default scaling (``tau = 0.25``, ``beta = e^2.4``).
 * ``density_aware_tuned``: the same with ``tau`` from
-  :func:`densecore.tune_density_scaling` for that budget (held-out protocol
-  described there); ``seconds`` includes the tuning.
+  :func:`densecore.tune_density_scaling` (one split) for that budget;
+  ``seconds`` includes the tuning.
+* ``kmedoids``: :class:`densecore.KMedoidsRefinement` with medoid steps only
+  (``swaps=0``); ``kmedoids_swap``: its default (2 steps, up to 64
+  ARD-driven moves). Beyond the paper.
+* ``typicality``: :class:`densecore.TypicalityGreedy` (``g = 1``) with the
+  estimator's densities, or ``1 / e`` of the kNN raw error. Beyond the paper.
 * ``exact_ard_greedy``: :func:`exact_ard_greedy`, the naive greedy that adds the
   point minimising the max average radial distance of the new set
-  (``O(n^2 b)``), run only where ``n <= exact_max_n``.
+  (``O(n^2 b)``), full run only, where ``n <= exact_max_n``.
+
+Protocols: ``same`` (select from every point, measure over every point) and,
+for data sets with ``scores`` (the scene data sets), ``paper``: select from
+the top ``alpha * budget`` candidates by margin (``alpha = 10``), measure
+delta over the candidates and ARD and the core-set loss over every pixel
+(:func:`densecore.bound_report` with ``candidates``).
 
 Data sets (all features L2-normalised, as the paper does before selection):
 
 * ``gmm``: :func:`densecore.synthetic.gaussian_mixture`, 10 overlapping
-  components (separation 1.0, D = 16) with unequal weights and spreads; raw error = mean distance to the 10 nearest
-  neighbours (:func:`densecore.density.knn_mean_distance`).
-* ``featmap``: image-like maps from :func:`densecore.synthetic.feature_map`
-  (2 images of 30 x 32 pixels, D = 16, 8 regions whose noise differs), pixels
-  as samples, region ids as labels; raw error = mean distance of a pixel to
-  its 8 spatial neighbours (the naive estimate of Eq. 5 that DMC refines).
-* ``featmap_dmc`` and ``featmap_masked_conv``: the same maps, as in the
-  paper's pipeline: a :class:`densecore.DMCEstimator` or
-  :class:`densecore.MaskedConvEstimator` (``dim = 16``, ``K = 5``) is trained
-  on them (Eq. 8 plus the auxiliary cross-entropy on the region ids of a
-  seeded 10 % of the pixels; Adam, seeded); the selection features are its
-  ``F`` (L2-normalised), the raw error its reconstruction error and
-  ``density_aware`` uses ``estimator.density`` (the paper's ``tau``, ``beta``,
-  min-max per image) directly.
-* ``digits``: scikit-learn's 8x8 handwritten digits (1,797 x 64, pixel values
-  / 16), kNN raw error as above. Needs scikit-learn (``densecore[test]``);
-  skipped with a log message when it is not installed.
+  components (separation 1.0, D = 16); raw error = mean distance to the 10
+  nearest neighbours (:func:`densecore.density.knn_mean_distance`).
+* ``manifolds`` (full run): :func:`densecore.synthetic.manifold_mixture`, kNN raw error.
+* ``scene`` and ``scene_dmc``: :func:`scene_dataset`, target-domain pixels of a
+  CNN trained on source-domain street scenes; kNN or trained-DMC densities.
+* ``featmap`` (full run): :func:`densecore.synthetic.feature_map` pixels
+  (2 images of 30 x 32, D = 16, 8 regions whose noise differs); raw error =
+  mean distance of a pixel to its 8 spatial neighbours.
+* ``featmap_dmc`` and ``featmap_masked_conv`` (full run): the same maps with a
+  trained :class:`densecore.DMCEstimator` or
+  :class:`densecore.MaskedConvEstimator` (``dim = 16``, ``K = 5``): its ``F``,
+  reconstruction error and ``estimator.density``.
+* ``digits``: scikit-learn's 8x8 handwritten digits (1,797 x 64), kNN raw
+  error. Needs scikit-learn; skipped with a log message when it is missing.
 
 Shape:
-    rows are flat dicts: ``dataset, density, n, budget, seed, method, tau, delta,
-    max_ard, mean_ard, coreset_loss, seconds``; distances are plain Euclidean in
-    each data set's own feature space (so ``featmap_dmc`` rows compare with each
-    other, not with ``featmap`` rows).
+    rows are flat dicts: ``dataset, density, n, budget, protocol, seed, method,
+    tau, delta, max_ard, mean_ard, coreset_loss, seconds``; distances are plain
+    Euclidean in each data set's own feature space.
 """
 
 from __future__ import annotations
@@ -57,9 +64,12 @@ import numpy as np
 
 from ..atomic import atomic_save_figure
 from ..bounds import bound_report
-from ..density import TAU, coverage_density, density_calibration, knn_mean_distance
+from ..density import (TAU, coverage_density, density_calibration, knn_mean_distance,
+                       supplementary_calibration)
+from ..refine import KMedoidsRefinement
 from ..samplers import DensityAwareGreedy, KCenterGreedy
 from ..synthetic import gaussian_mixture
+from ..typicality import TypicalityGreedy
 from ..tuning import DEFAULT_TAUS, tune_density_scaling
 from ..validation import check_features, check_int
 from .report import markdown_table
@@ -74,10 +84,15 @@ __all__ = [
     "digits_dataset",
     "exact_ard_greedy",
     "featmap_dataset",
+    "METHODS",
     "format_report",
     "format_table",
     "gmm_dataset",
+    "candidates",
     "load_datasets",
+    "manifold_dataset",
+    "scene_dataset",
+    "verdict",
     "plot_bounds",
     "plot_density_vs_ard",
     "run_bounds",
@@ -89,8 +104,8 @@ __all__ = [
     "write_plots",
 ]
 
-COLUMNS = ["dataset", "density", "n", "budget", "method", "tau", "delta", "max_ard",
-           "mean_ard", "coreset_loss", "seconds"]
+COLUMNS = ["dataset", "density", "n", "budget", "protocol", "method", "tau", "delta",
+           "max_ard", "max_ard_sd", "mean_ard", "coreset_loss", "coreset_loss_sd", "seconds"]
 
 #: density sources of the image-like data set
 FEATMAP_DENSITIES = ("spatial", "dmc", "masked_conv")
@@ -113,6 +128,8 @@ class Dataset:
         densities: ``(N,)`` float64 coverage densities at the paper's ``tau``
             given by an estimator, or None to use
             ``coverage_density(raw_error, tau=0.25)``.
+        scores: ``(N,)`` float uncertainty scores (higher first) that pick the
+            paper protocol's candidates, or None (same-population protocol only).
     """
 
     name: str
@@ -122,6 +139,7 @@ class Dataset:
     error_seconds: float = 0.0
     density: str = "knn"
     densities: np.ndarray | None = None
+    scores: np.ndarray | None = None
 
     def paper_densities(self) -> np.ndarray:
         """``(N,)`` densities at the paper's ``tau`` and ``beta``."""
@@ -196,12 +214,15 @@ def spatial_neighbour_error(features: np.ndarray) -> np.ndarray:
 def train_density_estimator(maps: np.ndarray, region: np.ndarray, kind: str = "dmc", *,
                             steps: int = 300, dim: int = 16, kernel_size: int = 5,
                             labeled_fraction: float = 0.1, lr: float = 1e-2,
-                            seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                            seed: int = 0, est_kwargs: dict | None = None
+                            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Train a DMC or masked-convolution estimator on feature maps and read it out.
 
     The loss is Eq. 8 plus the auxiliary cross-entropy on the region ids of a
     seeded ``labeled_fraction`` of the pixels (the rest ignored); full-batch
-    Adam, one torch thread (restored afterwards), ``torch.manual_seed(seed)``.
+    Adam, one torch thread (restored afterwards), weights seeded by ``seed`` inside
+    :func:`torch.random.fork_rng` (the global RNG is untouched); ``est_kwargs`` go to
+    the estimator's constructor.
 
     Args:
         maps: ``(B, C, H, W)`` float backbone features.
@@ -240,10 +261,12 @@ def train_density_estimator(maps: np.ndarray, region: np.ndarray, kind: str = "d
     target[torch.as_tensor(rng.random(tuple(target.shape)) >= labeled_fraction)] = 255
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # small convolutions: one thread is fastest and leaves the rest
+    # the seed applies inside fork_rng only: the global torch RNG is left as it was
     try:
-        torch.manual_seed(seed)
-        est = classes[kind](x.shape[1], dim=dim, kernel_size=kernel_size,
-                            num_classes=int(region.max()) + 1)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            est = classes[kind](x.shape[1], dim=dim, kernel_size=kernel_size,
+                                num_classes=int(region.max()) + 1, **(est_kwargs or {}))
         opt = torch.optim.Adam(est.parameters(), lr=lr)
         for _ in range(steps):
             loss = est.loss(est(x), target)  # Eq. 8 + auxiliary cross-entropy
@@ -296,14 +319,73 @@ def featmap_dataset(batch: int = 2, height: int = 30, width: int = 32, dim: int 
                    density=density, densities=d)
 
 
-def load_datasets(quick: bool = True) -> list[Dataset]:
-    """The data sets of the quick or the full run (the estimators of the featmap
-    data sets train for 100 Adam steps in the quick run, 300 in the full run)."""
+def manifold_dataset(n: int = 3000, seed: int = 0) -> Dataset:
+    """The ``manifolds`` data set: :func:`densecore.synthetic.manifold_mixture`
+    (1-D curve, 2-D sheet, 16-D blob in D = 16), L2-normalised, kNN raw error.
+
+    Example:
+        >>> manifold_dataset(300).features.shape
+        (300, 16)
+    """
+    from ..synthetic import manifold_mixture
+
+    x, y = manifold_mixture(n, dim=16, seed=seed)
+    return _knn_dataset("manifolds", _l2(x), y)
+
+
+def _margin(probs: np.ndarray) -> np.ndarray:
+    top = np.sort(probs, axis=1)[:, -2:]
+    return 1.0 - top[:, 1] + top[:, 0]  # 1 - P1 + P2 (the paper's margin score)
+
+
+def scene_dataset(density: str = "knn", *, steps: int = 150, est_steps: int = 100,
+                  seed: int = 0) -> Dataset:
+    """The ``scene`` data sets: pixels of 4 target-domain street scenes (24 x 32 at
+    stride 2, N = 3,072), features of a CNN trained on the source domain
+    (:func:`densecore.synthetic.scene_features`), true classes as labels and the
+    margin score ``1 - P1 + P2`` of the CNN as ``scores`` (the paper protocol's
+    candidates).
+
+    ``density="knn"`` (name ``scene``): L2-normalised CNN features, kNN raw
+    error. ``"dmc"`` (name ``scene_dmc``): a :class:`densecore.DMCEstimator`
+    (``dim = 16``, ``K = 5``) trained on the target feature maps for
+    ``est_steps`` steps as in :func:`train_density_estimator` (aux loss on 10 %
+    of the true labels); its F, reconstruction error and density.
+
+    Example:
+        >>> ds = scene_dataset(steps=1)
+        >>> ds.features.shape, ds.scores.shape
+        ((3072, 32), (3072,))
+    """
+    from ..synthetic import scene_features
+
+    if density not in ("knn", "dmc"):
+        raise ValueError(f"density must be 'knn' or 'dmc'; got {density!r}")
+    t0 = time.perf_counter()
+    f, p, y = scene_features(seed=seed, steps=steps)
+    labels = y.reshape(-1)
+    scores = _margin(p.transpose(0, 2, 3, 1).reshape(-1, p.shape[1]))
+    if density == "knn":
+        x = f.transpose(0, 2, 3, 1).reshape(-1, f.shape[1])
+        ds = _knn_dataset("scene", _l2(x), labels)
+        ds.scores = scores
+        return ds
+    x, e, d = train_density_estimator(f, y, "dmc", steps=est_steps, seed=seed)
+    return Dataset("scene_dmc", x, labels, e, time.perf_counter() - t0, density="dmc",
+                   densities=d, scores=scores)
+
+
+def load_datasets(quick: bool = True, seed: int = 0) -> list[Dataset]:
+    """The data sets of the quick run (gmm, scene, scene_dmc, digits; the DMC
+    trains for 100 Adam steps) or the full run (adds manifolds and the three
+    featmap data sets; estimators train for 300 steps); ``seed`` seeds every
+    generated data set (digits is fixed)."""
     steps = 100 if quick else 300
-    out = [gmm_dataset(2000)] + [featmap_dataset(density=d, steps=steps)
-                                 for d in FEATMAP_DENSITIES]
+    out = [gmm_dataset(2000, seed=seed), scene_dataset("knn", seed=seed),
+           scene_dataset("dmc", est_steps=steps, seed=seed)]
     if not quick:
-        out.append(gmm_dataset(20000))
+        out.insert(1, manifold_dataset(3000, seed=seed))
+        out += [featmap_dataset(density=d, steps=steps, seed=seed) for d in FEATMAP_DENSITIES]
     dg = digits_dataset()
     if dg is not None:
         out.append(dg)
@@ -396,55 +478,109 @@ def exact_ard_greedy(features, budget: int) -> np.ndarray:
 
 # ------------------------------------------------------------------- the run
 
+#: every method of the benchmark; ``exact_ard_greedy`` runs only where n is small
+METHODS = ("random", "kcenter", "density_aware", "density_aware_tuned", "kmedoids",
+           "kmedoids_swap", "typicality", "exact_ard_greedy")
+
+
 def _row(ds: Dataset, budget: int, seed: int, method: str, sel, seconds: float,
-         tau=None) -> dict:
-    rep = bound_report(ds.features, np.asarray(sel, dtype=np.int64), ds.labels)
+         tau=None, protocol: str = "same", cand=None) -> dict:
+    sel = np.asarray(sel, dtype=np.int64)
+    if cand is not None:
+        sel = cand[sel]
+    rep = bound_report(ds.features, sel, ds.labels, candidates=cand)
     return {"dataset": ds.name, "density": ds.density, "n": int(len(ds.features)),
-            "budget": int(budget),
+            "budget": int(budget), "protocol": protocol,
             "seed": int(seed), "method": method, "tau": tau, "delta": rep.delta,
             "max_ard": rep.max_ard, "mean_ard": float(np.mean(rep.ard)),
             "coreset_loss": rep.coreset_loss, "seconds": seconds}
 
 
-def run_dataset(ds: Dataset, budgets, seeds=(0,), *, taus=DEFAULT_TAUS,
-                exact_max_n: int = 2000, methods=None) -> list[dict]:
-    """Rows for one data set over ``budgets`` x ``seeds`` (see the module docstring).
+def candidates(ds: Dataset, budget: int, alpha: float = 10.0) -> np.ndarray:
+    """The paper's candidate pool: the top ``ceil(alpha * budget)`` points of
+    ``ds.scores`` (ties to the lower index), ``(C,)`` int64 sorted."""
+    k = min(len(ds.features), int(math.ceil(alpha * budget)))
+    order = np.argsort(-np.asarray(ds.scores), kind="stable")[:k]
+    return np.sort(order).astype(np.int64)
 
-    ``exact_ard_greedy`` is deterministic (it has no seed) and runs once per budget.
+
+def _pool(ds: Dataset, cand):
+    """Features, raw error and paper densities of the pool the greedy sees."""
+    if cand is None:
+        return ds.features, ds.raw_error, ds.paper_densities()
+    x, e = ds.features[cand], ds.raw_error[cand]
+    if ds.densities is not None:
+        return x, e, ds.densities[cand]
+    return x, e, np.asarray(coverage_density(e, tau=TAU), dtype=np.float64)
+
+
+def _typicality_density(ds: Dataset, x, e, dens):
+    # estimator densities where the data set has them, else the kNN 1/e (knn raw error)
+    if ds.densities is not None:
+        return dens
+    return 1.0 / np.maximum(e, max(float(np.median(e)) * 1e-3, 1e-300))
+
+
+def run_dataset(ds: Dataset, budgets, seeds=(0,), *, taus=DEFAULT_TAUS,
+                exact_max_n: int = 2000, methods=None, protocols=None,
+                alpha: float = 10.0) -> list[dict]:
+    """Rows for one data set over ``budgets`` x ``seeds`` x protocols (module docstring).
+
+    ``protocols``: ``"same"`` (select from every point, measure over every
+    point) and, where ``ds.scores`` exists, ``"paper"`` (select from the top
+    ``alpha * budget`` candidates by score, delta over them, ARD and the
+    core-set loss over every point). ``exact_ard_greedy`` is deterministic
+    (it has no seed) and runs once per budget, same protocol only.
     """
-    methods = set(methods or ("random", "kcenter", "density_aware", "density_aware_tuned",
-                              "exact_ard_greedy"))
-    x, n = ds.features, len(ds.features)
+    methods = set(methods or METHODS)
+    protocols = [p for p in (protocols or ("same", "paper"))
+                 if p == "same" or ds.scores is not None]
     rows = []
-    for budget in budgets:
-        for seed in seeds:
-            if "random" in methods:
+    for protocol in protocols:
+        for budget in budgets:
+            cand = candidates(ds, budget, alpha) if protocol == "paper" else None
+            x, e, dens = _pool(ds, cand)
+            n = len(x)
+            if budget > n:
+                continue
+            for seed in seeds:
+                def add(method, pick, extra=0.0, tau=None):
+                    if method not in methods:
+                        return None
+                    t0 = time.perf_counter()
+                    sel = pick()
+                    row = _row(ds, budget, seed, method, sel,
+                               time.perf_counter() - t0 + extra, tau, protocol, cand)
+                    rows.append(row)
+                    return row
+
+                add("random", lambda: np.random.default_rng(seed).choice(n, size=budget,
+                                                                         replace=False))
+                add("kcenter", lambda: KCenterGreedy(seed=seed).select(x, budget).indices)
+                add("density_aware", lambda: DensityAwareGreedy(seed=seed).select(
+                    x, budget, densities=dens).indices, ds.error_seconds, TAU)
+                if "density_aware_tuned" in methods:
+                    t0 = time.perf_counter()
+                    res = tune_density_scaling(x, e, budget, taus=taus, seed=seed, splits=1)
+                    d = coverage_density(e, beta=res.beta, tau=res.tau)
+                    sel = DensityAwareGreedy(seed=seed).select(x, budget, densities=d).indices
+                    row = _row(ds, budget, seed, "density_aware_tuned", sel,
+                               time.perf_counter() - t0 + ds.error_seconds, res.tau,
+                               protocol, cand)
+                    row["holdout"] = res.as_dict()
+                    rows.append(row)
+                add("kmedoids", lambda: KMedoidsRefinement(seed=seed, swaps=0).select(
+                    x, budget).indices)
+                add("kmedoids_swap", lambda: KMedoidsRefinement(seed=seed).select(
+                    x, budget).indices)
+                td = _typicality_density(ds, x, e, dens)
+                add("typicality", lambda: TypicalityGreedy(seed=seed).select(
+                    x, budget, densities=td).indices, ds.error_seconds)
+            if "exact_ard_greedy" in methods and protocol == "same" and n <= exact_max_n:
                 t0 = time.perf_counter()
-                sel = np.random.default_rng(seed).choice(n, size=budget, replace=False)
-                rows.append(_row(ds, budget, seed, "random", sel, time.perf_counter() - t0))
-            if "kcenter" in methods:
-                t0 = time.perf_counter()
-                sel = KCenterGreedy(seed=seed).select(x, budget).indices
-                rows.append(_row(ds, budget, seed, "kcenter", sel, time.perf_counter() - t0))
-            if "density_aware" in methods:
-                t0 = time.perf_counter()
-                dens = ds.paper_densities()
-                sel = DensityAwareGreedy(seed=seed).select(x, budget, densities=dens).indices
-                rows.append(_row(ds, budget, seed, "density_aware", sel,
-                                 time.perf_counter() - t0 + ds.error_seconds, tau=TAU))
-            if "density_aware_tuned" in methods:
-                t0 = time.perf_counter()
-                res = tune_density_scaling(x, ds.raw_error, budget, taus=taus, seed=seed)
-                dens = coverage_density(ds.raw_error, beta=res.beta, tau=res.tau)
-                sel = DensityAwareGreedy(seed=seed).select(x, budget, densities=dens).indices
-                row = _row(ds, budget, seed, "density_aware_tuned", sel,
-                           time.perf_counter() - t0 + ds.error_seconds, tau=res.tau)
-                row["holdout"] = res.as_dict()
-                rows.append(row)
-        if "exact_ard_greedy" in methods and n <= exact_max_n:
-            t0 = time.perf_counter()
-            sel = exact_ard_greedy(x, budget)
-            rows.append(_row(ds, budget, 0, "exact_ard_greedy", sel, time.perf_counter() - t0))
+                sel = exact_ard_greedy(x, budget)
+                rows.append(_row(ds, budget, 0, "exact_ard_greedy", sel,
+                                 time.perf_counter() - t0, protocol=protocol))
     return rows
 
 
@@ -467,20 +603,24 @@ def tau_sweep(ds: Dataset, budget: int, taus=DEFAULT_TAUS, seed: int = 0) -> lis
 
 
 def run_bounds(quick: bool = True, *, datasets=None, budgets=None, seeds=None,
-               taus=DEFAULT_TAUS, exact_max_n: int = 2000) -> dict:
+               taus=DEFAULT_TAUS, exact_max_n: int = 2000, methods=None) -> dict:
     """Run the bound benchmark.
 
     Args:
-        quick: the quick run (budgets 20, 50, 100; seed 0; 2,000-point mixture and
-            digits), about a minute on 2 CPU cores; else the full run (budgets
-            20 to 400, seeds 0-2, adds a 20,000-point mixture).
-        datasets: list of :class:`Dataset` (default :func:`load_datasets`).
+        quick: the quick run (budgets 20, 50, 100; seed 0; four data sets; no
+            exact-ARD greedy); else the full run (budgets 20 to 200, seeds 0-2,
+            every data set).
+        datasets: list of :class:`Dataset`; default: :func:`load_datasets` built
+            anew for every seed (so seeds vary the data as well as the first pick).
         budgets, seeds: override the sweep.
         taus: the grid for :func:`densecore.tune_density_scaling`.
         exact_max_n: largest ``n`` on which ``exact_ard_greedy`` runs.
+        methods: subset of :data:`METHODS` (default: all; the quick run skips
+            ``exact_ard_greedy``).
 
     Returns:
-        ``{"rows": [...], "tau_sweep": [...], "datasets": [...], "seconds": float}``.
+        ``{"rows": [...], "tau_sweep": [...], "datasets": [...], "verdict": [...],
+        "seconds": float}``.
 
     Example:
         >>> out = run_bounds(datasets=[gmm_dataset(200)], budgets=[5], taus=(0.25, 1.0))
@@ -488,38 +628,100 @@ def run_bounds(quick: bool = True, *, datasets=None, budgets=None, seeds=None,
         ['density_aware', 'density_aware_tuned']
     """
     t0 = time.perf_counter()
-    datasets = load_datasets(quick) if datasets is None else list(datasets)
-    budgets = tuple(budgets or ((20, 50, 100) if quick else (20, 50, 100, 200, 400)))
+    budgets = tuple(budgets or ((20, 50, 100) if quick else (20, 50, 100, 200)))
     seeds = tuple(seeds or ((0,) if quick else (0, 1, 2)))
-    rows, sweep = [], []
-    for ds in datasets:
-        bs = [b for b in budgets if b <= len(ds.features)]
-        rows += run_dataset(ds, bs, seeds, taus=taus, exact_max_n=exact_max_n)
-        sweep += tau_sweep(ds, bs[len(bs) // 2], taus=taus)
-    return {"rows": rows, "tau_sweep": sweep,
-            "datasets": [{"name": d.name, "density": d.density, "n": int(len(d.features)),
-                          "dim": int(d.features.shape[1]),
-                          "classes": int(len(np.unique(d.labels)))} for d in datasets],
-            "seconds": time.perf_counter() - t0}
+    if methods is None:
+        methods = [m for m in METHODS if not (quick and m == "exact_ard_greedy")]
+    rows, sweep, info = [], [], {}
+    per_seed = datasets is None
+    for i, seed in enumerate(seeds if per_seed else (None,)):
+        dss = load_datasets(quick, seed) if per_seed else list(datasets)
+        for ds in dss:
+            bs = [b for b in budgets if b <= len(ds.features)]
+            rows += run_dataset(ds, bs, (seed,) if per_seed else seeds, taus=taus,
+                                exact_max_n=exact_max_n if i == 0 else 0, methods=methods)
+            if i == 0:
+                sweep += tau_sweep(ds, bs[len(bs) // 2], taus=taus)
+                info[ds.name] = {"name": ds.name, "density": ds.density,
+                                 "n": int(len(ds.features)), "dim": int(ds.features.shape[1]),
+                                 "classes": int(len(np.unique(ds.labels)))}
+    return {"rows": rows, "tau_sweep": sweep, "datasets": list(info.values()),
+            "verdict": verdict(rows), "seconds": time.perf_counter() - t0}
+
+
+_KEY = ("dataset", "budget", "protocol")
 
 
 def summarise(rows: list[dict]) -> list[dict]:
-    """Mean over seeds of each (dataset, budget, method); ``tau`` of the tuned rows is
-    the list of chosen values joined by ``/``."""
+    """Mean (and standard deviation, ``*_sd``) over seeds of each (dataset, budget,
+    protocol, method); ``tau`` of the tuned rows is the list of chosen values joined
+    by ``/``."""
     groups: dict = {}
     for r in rows:
-        groups.setdefault((r["dataset"], r["budget"], r["method"]), []).append(r)
+        groups.setdefault((r["dataset"], r["budget"], r.get("protocol", "same"),
+                           r["method"]), []).append(r)
     out = []
-    for (name, budget, method), rs in groups.items():
+    for (name, budget, protocol, method), rs in groups.items():
         taus = sorted({r["tau"] for r in rs if r["tau"] is not None})
         row = {"dataset": name, "density": rs[0].get("density"), "n": rs[0]["n"],
-               "budget": budget, "method": method,
+               "budget": budget, "protocol": protocol, "method": method,
                "tau": "/".join(f"{t:g}" for t in taus) if taus else None,
                "seeds": len(rs)}
         for k in ("delta", "max_ard", "mean_ard", "coreset_loss", "seconds"):
             row[k] = float(np.mean([r[k] for r in rs]))
+        for k in ("max_ard", "coreset_loss"):
+            row[k + "_sd"] = float(np.std([r[k] for r in rs]))
         out.append(row)
     return out
+
+
+def verdict(rows: list[dict], ard_ratio: float = 0.90, loss_ratio: float = 0.80) -> list[dict]:
+    """Per method, against k-center in each setting (data set x budget x protocol).
+
+    Ratios are paired per seed (method / k-center, same data and seed). A
+    setting *passes* when the mean ratio of max ARD is at most ``ard_ratio``,
+    the mean ratio of the core-set loss at most ``loss_ratio``, and both gains
+    exceed the seed-to-seed spread: ``mean + sd < 1`` for both ratios (with one
+    seed, the single ratio must be below 1). ``table4`` counts the seeds of the
+    paper-protocol settings where delta rose and max ARD fell against k-center
+    (the pattern of the paper's Table 4).
+
+    Returns:
+        rows ``{method, settings, passed, share, ard_ratio, loss_ratio, table4}``
+        (``ard_ratio``/``loss_ratio``: median over settings of the mean ratio).
+    """
+    kc = {(r["dataset"], r["budget"], r.get("protocol", "same"), r["seed"]): r
+          for r in rows if r["method"] == "kcenter"}
+    per: dict = {}
+    for r in rows:
+        key = (r["dataset"], r["budget"], r.get("protocol", "same"))
+        base = kc.get(key + (r["seed"],))
+        if base is None or r["method"] in ("kcenter", "exact_ard_greedy"):
+            continue
+        a = r["max_ard"] / base["max_ard"] if base["max_ard"] > 0 else 1.0
+        lo = (r["coreset_loss"] / base["coreset_loss"] if base["coreset_loss"]
+              else (1.0 if r["coreset_loss"] == 0 else np.inf))
+        t4 = key[2] == "paper" and r["delta"] > base["delta"] and r["max_ard"] < base["max_ard"]
+        per.setdefault(r["method"], {}).setdefault(key, []).append((a, lo, t4))
+    out = []
+    for method, settings in per.items():
+        passed, ards, losses, t4, t4n = 0, [], [], 0, 0
+        for key, v in settings.items():
+            a = np.array([x[0] for x in v])
+            lo = np.array([x[1] for x in v])
+            ards.append(a.mean())
+            losses.append(lo.mean())
+            ok = (a.mean() <= ard_ratio and lo.mean() <= loss_ratio
+                  and a.mean() + a.std() < 1 and lo.mean() + lo.std() < 1)
+            passed += bool(ok)
+            if key[2] == "paper":
+                t4 += sum(x[2] for x in v)
+                t4n += len(v)
+        out.append({"method": method, "settings": len(settings), "passed": passed,
+                    "share": passed / max(1, len(settings)),
+                    "ard_ratio": float(np.median(ards)), "loss_ratio": float(np.median(losses)),
+                    "table4": f"{t4}/{t4n}"})
+    return sorted(out, key=lambda r: -r["share"])
 
 
 def format_table(rows: list[dict]) -> str:
@@ -528,36 +730,56 @@ def format_table(rows: list[dict]) -> str:
 
 
 def format_report(out: dict) -> str:
-    """The printed report of :func:`run_bounds`: the bounds table (mean over seeds),
-    the tau sweep and the held-out tuning results, in Markdown."""
-    tuned = [{"dataset": r["dataset"], "budget": r["budget"], "seed": r["seed"],
+    """The printed report of :func:`run_bounds`: the bounds table (mean and sd over
+    seeds), the verdict against k-center, the tau sweep and the held-out tuning
+    results, in Markdown."""
+    tuned = [{"dataset": r["dataset"], "budget": r["budget"],
+              "protocol": r.get("protocol", "same"), "seed": r["seed"],
               "tau": r["holdout"]["tau"], "tune_max_ard": r["holdout"]["tune_max_ard"],
               "holdout_tuned": r["holdout"]["holdout_max_ard"],
               "holdout_default": r["holdout"]["holdout_default_max_ard"],
               "holdout_kcenter": r["holdout"]["holdout_kcenter_max_ard"]}
              for r in out["rows"] if "holdout" in r]
-    parts = ["## Bounds (mean over seeds; Euclidean distances)", "",
+    ver = out.get("verdict") or verdict(out["rows"])
+    parts = ["## Bounds (mean and sd over seeds; Euclidean distances)", "",
              format_table(summarise(out["rows"])), "",
+             "## Against k-center: settings with max ARD <= 0.90x and core-set loss <= "
+             "0.80x beyond seed spread", "",
+             markdown_table(ver, ["method", "settings", "passed", "share", "ard_ratio",
+                                  "loss_ratio", "table4"]), "",
              "## max ARD of density-aware greedy vs tau (seed 0; tau = inf is k-center)", "",
              markdown_table(out["tau_sweep"], ["dataset", "budget", "tau", "delta", "max_ard",
                                                "coreset_loss"]), "",
              "## tune_density_scaling: chosen tau, max ARD on the held-out half", "",
-             markdown_table(tuned, ["dataset", "budget", "seed", "tau", "tune_max_ard",
-                                    "holdout_tuned", "holdout_default", "holdout_kcenter"]),
+             markdown_table(tuned, ["dataset", "budget", "protocol", "seed", "tau",
+                                    "tune_max_ard", "holdout_tuned", "holdout_default",
+                                    "holdout_kcenter"]),
              "", f"total {out['seconds']:.1f} s"]
     return "\n".join(parts)
 
 
 def write_plots(out: dict, directory: str, datasets=None, budget: int = 50) -> list[str]:
-    """Write ``bounds_<dataset>.png`` and ``density_vs_ard.png`` (Fig. 4, k-center
-    selection of ``budget`` points, paper's tau) into ``directory``; return the paths
-    and store the Fig. 4 R^2 values in ``out["calibration"]``."""
+    """Write ``bounds_<dataset>[_paper].png`` and ``density_vs_ard.png`` (Fig. 4,
+    k-center selection of ``budget`` points, paper's tau) into ``directory``; return
+    the paths and store the calibration in ``out["calibration"]``: the Fig. 4 R^2
+    on the k-center selection and the supplementary's procedure
+    (:func:`densecore.density.supplementary_calibration`: U(0.5, 3) draw, R^2
+    against 1/density and against the area radius, points used)."""
     datasets = load_datasets(True) if datasets is None else datasets
     paths = plot_bounds(out["rows"], directory)
     pts = [density_vs_ard(ds, min(budget, len(ds.features))) for ds in datasets]
-    out["calibration"] = [{"dataset": p["dataset"], "density": p["source"],
-                           "budget": p["budget"], "tau": p["tau"], "r2": p["r2"]}
-                          for p in pts]
+    out["calibration"] = []
+    for ds, p in zip(datasets, pts):
+        row = {"dataset": p["dataset"], "density": p["source"], "budget": p["budget"],
+               "tau": p["tau"], "r2": p["r2"], "r2_supplementary": float("nan"),
+               "r2_radius": float("nan"), "n_points": 0}
+        try:
+            cal = supplementary_calibration(ds.features, ds.paper_densities())
+            row.update(r2_supplementary=cal.r2, r2_radius=cal.r2_radius,
+                       n_points=cal.n_points)
+        except ValueError as exc:  # too few densities in [0.5, 3]
+            log.warning("%s: %s", ds.name, exc)
+        out["calibration"].append(row)
     paths.append(plot_density_vs_ard(pts, directory))
     return paths
 
@@ -579,12 +801,13 @@ def _save_atomic(fig, path: str) -> None:
 
 
 def plot_bounds(rows: list[dict], directory: str) -> list[str]:
-    """One PNG per data set, ``bounds_<dataset>.png``: delta, max ARD and core-set
-    loss against the budget, one line per method (mean over seeds). Returns the paths."""
+    """One PNG per data set and protocol, ``bounds_<dataset>[_paper].png``: delta, max
+    ARD and core-set loss against the budget, one line per method (mean over seeds).
+    Returns the paths."""
     paths = []
     summary = summarise(rows)
-    for name in sorted({r["dataset"] for r in summary}):
-        rs = [r for r in summary if r["dataset"] == name]
+    for name, protocol in sorted({(r["dataset"], r["protocol"]) for r in summary}):
+        rs = [r for r in summary if r["dataset"] == name and r["protocol"] == protocol]
         fig = _figure(figsize=(13, 3.6))
         axes = fig.subplots(1, 3)
         for method in sorted({r["method"] for r in rs}):
@@ -601,8 +824,10 @@ def plot_bounds(rows: list[dict], directory: str) -> list[str]:
             ax.set_xlabel("budget")
             ax.set_title(title, fontsize=10)
         axes[0].legend(fontsize=8)
-        fig.suptitle(f"{name}: bounds vs budget", fontsize=11)
-        path = os.path.join(directory, f"bounds_{name}.png")
+        fig.suptitle(f"{name}, {protocol} protocol: bounds vs budget (mean over seeds)",
+                     fontsize=11)
+        suffix = "" if protocol == "same" else f"_{protocol}"
+        path = os.path.join(directory, f"bounds_{name}{suffix}.png")
         _save_atomic(fig, path)
         paths.append(path)
     return paths

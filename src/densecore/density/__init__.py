@@ -1,7 +1,7 @@
 """Coverage-density estimators: DMC (Eq. 7-8), the masked-convolution baseline, kNN."""
 
 from ._base import EstimatorOutput
-from .calibration import Calibration, density_calibration
+from .calibration import Calibration, density_calibration, supplementary_calibration
 from .dmc import DMCEstimator
 from .functional import centre_masked_conv, dynamic_masked_conv, reconstruction_error
 from .knn import KNNDensity, knn_mean_distance
@@ -22,4 +22,5 @@ __all__ = [
     "dynamic_masked_conv",
     "knn_mean_distance",
     "reconstruction_error",
+    "supplementary_calibration",
 ]

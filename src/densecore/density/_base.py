@@ -24,7 +24,7 @@ from torch import nn
 
 from ..validation import check_feature_map, check_int, check_kernel_size, check_positive_float
 from .functional import reconstruction_error
-from .scaling import coverage_density
+from .scaling import NORMALIZATIONS, coverage_density
 
 __all__ = ["EstimatorOutput"]
 
@@ -62,8 +62,12 @@ class _ReconstructionEstimator(nn.Module):
     """g, psi, the auxiliary classifier, Eq. 8 loss and the density; subclasses reconstruct."""
 
     def __init__(self, in_channels: int, dim: int, kernel_size: int, num_classes: int,
-                 beta: float, tau: float, aux_weight: float, detach_input: bool) -> None:
+                 beta: float, tau: float, aux_weight: float, detach_input: bool,
+                 normalize: str = "minmax") -> None:
         super().__init__()
+        if normalize not in NORMALIZATIONS:
+            raise ValueError(f"normalize must be one of {NORMALIZATIONS}; got {normalize!r}")
+        self.normalize = normalize
         self.in_channels = check_int(in_channels, "in_channels", minimum=1)
         self.dim = check_int(dim, "dim", minimum=1)
         self.kernel_size = check_kernel_size(kernel_size)
@@ -125,22 +129,34 @@ class _ReconstructionEstimator(nn.Module):
             raise ValueError(f"target must have shape (B={b}, H'>={h}, W'>={w}); "
                              f"got {tuple(target.shape)}")
         t = downsample_target(target.to(out.aux_logits.device), (h, w)).long()
+        bad = (t != ignore_index) & ((t < 0) | (t >= self.num_classes))
+        if bool(bad.any()):
+            b_, i_, j_ = (int(v) for v in bad.nonzero()[0])
+            raise ValueError(f"target must hold class ids in [0, {self.num_classes}) or "
+                             f"ignore_index={ignore_index}; got {int(t[b_, i_, j_])} at "
+                             f"(image {b_}, row {i_}, column {j_}) of the downsampled target")
         ce = F.cross_entropy(out.aux_logits, t, ignore_index=ignore_index, reduction="sum")
         n = (t != ignore_index).sum().clamp_min(1)
         return loss + self.aux_weight * ce / n
 
-    def density(self, out: EstimatorOutput) -> torch.Tensor:
-        """Coverage density ``beta * exp(-e / tau)``, e min-max normalised per image.
+    def density(self, out: EstimatorOutput, *, validate: bool = True) -> torch.Tensor:
+        """Coverage density ``beta * exp(-e / tau)``, e normalised per image
+        (``normalize``: min-max as in the paper, or rank).
 
         Args:
             out: the output of ``forward``.
+            validate: raise on a NaN/inf error (a device sync on CUDA).
 
         Returns:
             ``(B, H, W)`` tensor in ``[beta * exp(-1 / tau), beta]``, detached.
+
+        Raises:
+            ValueError: naming ``error`` and the first non-finite pixel.
         """
-        return coverage_density(out.error.detach(), beta=self.beta, tau=self.tau, dims=(1, 2))
+        return coverage_density(out.error.detach(), beta=self.beta, tau=self.tau, dims=(1, 2),
+                                normalize=self.normalize, validate=validate)
 
     def extra_repr(self) -> str:
         return (f"in_channels={self.in_channels}, dim={self.dim}, kernel_size={self.kernel_size}, "
                 f"num_classes={self.num_classes}, beta={self.beta:.4g}, tau={self.tau}, "
-                f"detach_input={self.detach_input}")
+                f"detach_input={self.detach_input}, normalize={self.normalize!r}")

@@ -25,7 +25,7 @@ import torch
 from ..bounds import average_radial_distance
 from ..validation import as_tensor_like, check_densities, check_features, check_indices
 
-__all__ = ["Calibration", "density_calibration"]
+__all__ = ["Calibration", "density_calibration", "supplementary_calibration"]
 
 
 @dataclass
@@ -42,6 +42,12 @@ class Calibration:
             (the x axis of a Fig. 4 scatter plot).
         radial_distance: ``(M,)`` float64 ``delta_s(k)`` (Eq. 4), plain
             Euclidean distance (the y axis).
+        r2_radius: R^2 of ``delta_s(k)`` against the radius of the area (the
+            largest distance in it), filled by :func:`supplementary_calibration`:
+            how much of the ARD the area's size alone explains, the yardstick
+            for ``r2``.
+        n_points: ``M``, the number of selected points regressed.
+        selected: ``(M,)`` the indices used (:func:`supplementary_calibration`).
     """
 
     r2: float
@@ -49,6 +55,9 @@ class Calibration:
     intercept: float
     inverse_density: np.ndarray | torch.Tensor
     radial_distance: np.ndarray | torch.Tensor
+    r2_radius: float = float("nan")
+    n_points: int = 0
+    selected: np.ndarray | None = None
 
 
 def density_calibration(features, densities, selected, *, backend: str = "auto",
@@ -105,3 +114,94 @@ def density_calibration(features, densities, selected, *, backend: str = "auto",
         inv_out, rad_out = inv.cpu().numpy(), radial.cpu().numpy()
     return Calibration(r2=float(r2), slope=float(slope), intercept=float(intercept),
                        inverse_density=inv_out, radial_distance=rad_out)
+
+
+def _r2(xv: np.ndarray, yv: np.ndarray) -> float:
+    xs, ys = xv - xv.mean(), yv - yv.mean()
+    sxx, syy, sxy = float(xs @ xs), float(ys @ ys), float(xs @ ys)
+    return sxy * sxy / (sxx * syy) if sxx > 0 and syy > 0 else float("nan")
+
+
+def supplementary_calibration(features, densities, *, n_samples: int = 200,
+                              low: float = 0.5, high: float = 3.0, bins: int = 10,
+                              min_samples: int = 30, seed: int = 0,
+                              backend: str = "auto", validate: bool = True) -> Calibration:
+    """The supplementary's calibration: sample points whose densities roughly follow
+    ``U(low, high)``, then regress their average radial distance on 1 / density.
+
+    Procedure: the points with density in ``[low, high]`` are binned into
+    ``bins`` equal-width bins and up to ``n_samples // bins`` are drawn from each
+    (seeded, without replacement), so the drawn densities are roughly uniform.
+    The drawn points are the selected set ``s``: every point is assigned to its
+    nearest drawn point (Euclidean) and ``delta_s(k)`` (Eq. 4) is fitted
+    against ``1 / d_k`` as in :func:`density_calibration`. Beside it,
+    ``r2_radius`` is the R^2 of ``delta_s(k)`` against the area's radius (the
+    largest distance in the area), which needs no density at all.
+
+    Args:
+        features: ``(N, D)`` float points.
+        densities: ``(N,)`` > 0 coverage densities (the paper's scale: ``beta =
+            e^2.4``, ``tau = 0.25`` give densities in ``[0.2, 11]``).
+        n_samples: points to draw in all.
+        low, high: the density range of the uniform target.
+        bins: bins of the stratified draw.
+        min_samples: fewest drawn points accepted.
+        seed: seed of the draw.
+        backend: nearest-centre search of :func:`densecore.bounds.coverage`.
+        validate: scan for NaN/inf and non-positive densities.
+
+    Returns:
+        :class:`Calibration` with ``r2``, ``r2_radius``, ``n_points`` and
+        ``selected`` filled; numpy arrays.
+
+    Raises:
+        ValueError: naming ``densities`` when fewer than ``min_samples`` points
+            can be drawn from ``[low, high]``.
+
+    Example:
+        >>> g = np.random.default_rng(0)
+        >>> d = g.uniform(0.2, 4.0, 600)
+        >>> x = g.normal(size=(600, 2)) / d[:, None]   # sparser where density is low
+        >>> cal = supplementary_calibration(x, d, n_samples=60, min_samples=20)
+        >>> cal.n_points, 0.0 <= cal.r2 <= 1.0, 0.0 <= cal.r2_radius <= 1.0
+        (60, True, True)
+    """
+    from ..bounds import coverage
+
+    x = check_features(features, validate=validate)
+    n = x.shape[0]
+    dens = check_densities(densities, n, validate=validate).double().cpu().numpy()
+    if not (0 < low < high):
+        raise ValueError(f"low and high must satisfy 0 < low < high; got {low}, {high}")
+    rng = np.random.default_rng(seed)
+    edges = np.linspace(low, high, bins + 1)
+    inside = np.flatnonzero((dens >= low) & (dens <= high))
+    which = np.clip(np.searchsorted(edges, dens[inside], side="right") - 1, 0, bins - 1)
+    per = max(1, n_samples // bins)
+    drawn = []
+    for b in range(bins):
+        pool = inside[which == b]
+        if len(pool):
+            drawn.append(rng.choice(pool, size=min(per, len(pool)), replace=False))
+    sel = np.sort(np.concatenate(drawn)) if drawn else np.zeros(0, dtype=np.int64)
+    if len(sel) < max(2, min_samples):
+        raise ValueError(f"densities must put at least {max(2, min_samples)} points in "
+                         f"[{low}, {high}] for the calibration draw; got {len(sel)} (of {n}; "
+                         f"density range [{dens.min():.3g}, {dens.max():.3g}]): rescale the "
+                         "densities (beta, tau) or lower min_samples")
+    xc = x.detach().cpu()
+    assign, dist = coverage(xc, xc[torch.from_numpy(sel)], backend=backend, validate=False)
+    assign, dist = np.asarray(assign), np.asarray(dist, dtype=np.float64)
+    m = len(sel)
+    count = np.bincount(assign, minlength=m)
+    ard = np.bincount(assign, weights=dist, minlength=m) / np.maximum(count, 1)
+    radius = np.zeros(m)
+    np.maximum.at(radius, assign, dist)
+    inv = 1.0 / dens[sel]
+    r2 = _r2(inv, ard)
+    xs = inv - inv.mean()
+    slope = float(xs @ (ard - ard.mean()) / (xs @ xs)) if float(xs @ xs) > 0 else 0.0
+    return Calibration(r2=float(r2), slope=slope,
+                       intercept=float(ard.mean() - slope * inv.mean()),
+                       inverse_density=inv, radial_distance=ard,
+                       r2_radius=float(_r2(radius, ard)), n_points=m, selected=sel)

@@ -25,7 +25,8 @@ import torch.nn.functional as F
 
 from ..validation import check_feature_map, check_kernel_size
 
-__all__ = ["centre_masked_conv", "dynamic_masked_conv", "reconstruction_error"]
+__all__ = ["centre_masked_conv", "dynamic_masked_conv", "in_image_taps",
+           "reconstruction_error"]
 
 
 def _taps(k: int, h: int, w: int):
@@ -38,13 +39,39 @@ def _taps(k: int, h: int, w: int):
     p = k // 2
     for a in range(k):
         u = a - p
-        oi = slice(max(0, -u), min(h, h - u))
-        si = slice(max(0, u), min(h, h + u))
+        # stops clamped at 0: on an image smaller than the window (K//2 >= H) a
+        # negative stop would wrap around and pair the wrong rows
+        oi = slice(max(0, -u), max(0, min(h, h - u)))
+        si = slice(max(0, u), max(0, min(h, h + u)))
         for b in range(k):
             v = b - p
-            oj = slice(max(0, -v), min(w, w - v))
-            sj = slice(max(0, v), min(w, w + v))
+            oj = slice(max(0, -v), max(0, min(w, w - v)))
+            sj = slice(max(0, v), max(0, min(w, w + v)))
             yield a * k + b, a, b, (Ellipsis, oi, oj), (Ellipsis, si, sj)
+
+
+def in_image_taps(kernel_size: int, height: int, width: int, *,
+                  device=None) -> torch.Tensor:
+    """Which taps of each pixel's ``K x K`` window fall inside the image.
+
+    Args:
+        kernel_size: odd K.
+        height, width: image size.
+        device: where the result lives.
+
+    Returns:
+        ``(K*K, H, W)`` bool, tap ``a*K + b`` of pixel ``(i, j)`` is True when
+        ``(i + a - K//2, j + b - K//2)`` lies in the image (the centre tap included).
+
+    Example:
+        >>> in_image_taps(3, 2, 2)[:, 0, 0].view(3, 3).int().tolist()
+        [[0, 0, 0], [0, 1, 1], [0, 1, 1]]
+    """
+    k = check_kernel_size(kernel_size)
+    out = torch.zeros(k * k, height, width, dtype=torch.bool, device=device)
+    for t, _, _, osl, _ in _taps(k, height, width):
+        out[t][osl[1:]] = True
+    return out
 
 
 def _project(features: torch.Tensor, w_tap: torch.Tensor) -> torch.Tensor:

@@ -36,6 +36,8 @@ class MaskedConvEstimator(_ReconstructionEstimator):
         tau: density temperature (> 0).
         aux_weight: weight of the auxiliary cross-entropy in :meth:`loss`.
         detach_input: stop gradients from reaching the input.
+        normalize: ``"minmax"`` (the paper) or ``"rank"``, see
+            :func:`~densecore.density.coverage_density`.
 
     Example:
         >>> est = MaskedConvEstimator(16, dim=8, kernel_size=3, num_classes=4)
@@ -46,9 +48,10 @@ class MaskedConvEstimator(_ReconstructionEstimator):
 
     def __init__(self, in_channels: int, dim: int = 64, kernel_size: int = 5,
                  num_classes: int = 19, beta: float = BETA, tau: float = TAU, *,
-                 aux_weight: float = 1.0, detach_input: bool = False) -> None:
+                 aux_weight: float = 1.0, detach_input: bool = False,
+                 normalize: str = "minmax") -> None:
         super().__init__(in_channels, dim, kernel_size, num_classes, beta, tau, aux_weight,
-                         detach_input)
+                         detach_input, normalize)
         k = self.kernel_size
         self.weight = nn.Parameter(torch.empty(self.dim, self.dim, k, k))
         self.bias = nn.Parameter(torch.zeros(self.dim))

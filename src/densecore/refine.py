@@ -1,0 +1,507 @@
+"""k-medoids refinement of a greedy selection (beyond the paper).
+
+Under k-center greedy the coverage radii equalise, and every centre is an
+extreme point of the data when it is picked. Theorem 2 bounds the loss by the
+largest *average* radial distance of a coverage area (Eq. 4), which an
+extreme centre does not minimise. :func:`refine_medoids` moves each picked
+centre to the medoid of its coverage area, a few Lloyd-style steps:
+
+1. assign every point to its nearest centre (labeled points, out-of-pool
+   labeled points and the picks; squared Euclidean distance, ties to the
+   lowest centre in that order);
+2. inside the area of every *picked* centre, move the centre to the member
+   ``m`` minimising ``sum_{j in area} ||f_j - f_m||_2`` (the exact
+   Eq. 4 objective of that area for a fixed membership; ties to the lowest
+   index), among members that are neither labeled nor another area's centre;
+3. repeat until no centre moves or ``steps`` steps are done.
+
+Labeled centres never move. Step 2 never raises the sum of distances of an
+area and step 1 never raises any point's distance, so the total Euclidean
+distance from points to their centres (the k-medians objective) never
+increases; the maximum area ARD usually falls, the covering radius ``delta``
+usually rises (the pattern of the paper's Table 4). Not from the paper;
+measured in ``docs/benchmarks.md``.
+
+Cost per step: ``O(N * M * D)`` for the assignment (``M`` centres) and
+``O(sum_k m_k^2 * D)`` for the medoids (``m_k`` points in area ``k``), no
+``N x N`` matrix. Backends: ``"numba"`` (CPU, float64 from differences) and
+``"torch"`` (any device, differences in float32, float64 for float64 input,
+chunked).
+
+Shape:
+    features ``(N, D)``, selected ``(B,)`` int, labeled ``(M,)``, labeled_features
+    ``(L, D)``; result indices ``(B,)`` int64 (same order as ``selected``) and
+    ``(B,)`` float64 average radial distance of each picked centre's area.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import numba
+import numpy as np
+import torch
+
+from . import validation as V
+from .greedy import Selection
+
+__all__ = ["KMedoidsRefinement", "refine_medoids"]
+
+BACKENDS = ("auto", "numba", "torch")
+_TORCH_BLOCK = 1 << 22
+
+
+# ------------------------------------------------------------------ numba
+
+@numba.njit(parallel=True, cache=True)
+def _assign2_nb(x, c):  # pragma: no cover - numba
+    """Nearest and second-nearest centre (squared Euclidean; ties to the lowest)."""
+    n, m = x.shape[0], c.shape[0]
+    a1 = np.zeros(n, dtype=np.int64)
+    a2 = np.full(n, -1, dtype=np.int64)
+    d1 = np.empty(n)
+    d2 = np.empty(n)
+    for i in numba.prange(n):
+        b1 = np.inf
+        b2 = np.inf
+        i1 = 0
+        i2 = -1
+        for k in range(m):
+            s = 0.0
+            for d in range(x.shape[1]):
+                t = np.float64(x[i, d]) - c[k, d]
+                s += t * t
+            if s < b1:
+                b2 = b1
+                i2 = i1 if k > 0 else -1
+                b1 = s
+                i1 = k
+            elif s < b2 or i2 < 0:
+                b2 = s
+                i2 = k
+        a1[i] = i1
+        a2[i] = i2
+        d1[i] = b1
+        d2[i] = b2
+    return a1, d1, a2, d2
+
+
+@numba.njit(parallel=True, cache=True)
+def _split_costs_nb(x, mem, dcur):  # pragma: no cover - numba
+    """cost[p] = sum_j min(dcur[j], ||x_mem[j] - x_mem[p]||) over the members."""
+    m = mem.shape[0]
+    cost = np.empty(m)
+    for p in numba.prange(m):
+        i = mem[p]
+        s = 0.0
+        for q in range(m):
+            j = mem[q]
+            acc = 0.0
+            for d in range(x.shape[1]):
+                t = np.float64(x[i, d]) - np.float64(x[j, d])
+                acc += t * t
+            v = np.sqrt(acc)
+            s += v if v < dcur[q] else dcur[q]
+        cost[p] = s
+    return cost
+
+
+@numba.njit(parallel=True, cache=True)
+def _area_costs_nb(x, members, starts, area_of):  # pragma: no cover - numba
+    """cost[p] = sum of Euclidean distances from member p to every member of its area."""
+    total = members.shape[0]
+    cost = np.empty(total)
+    for p in numba.prange(total):
+        i = members[p]
+        a = area_of[p]
+        s = 0.0
+        for q in range(starts[a], starts[a + 1]):
+            j = members[q]
+            acc = 0.0
+            for d in range(x.shape[1]):
+                t = np.float64(x[i, d]) - np.float64(x[j, d])
+                acc += t * t
+            s += np.sqrt(acc)
+        cost[p] = s
+    return cost
+
+
+class _NumbaOps:
+    """Host kernels on a contiguous float32/float64 copy; float64 arithmetic."""
+
+    def __init__(self, x: torch.Tensor, lab: torch.Tensor, lf: torch.Tensor):
+        xn = x.detach().cpu().numpy()
+        if xn.dtype not in (np.float32, np.float64):
+            xn = xn.astype(np.float32)
+        self.x = np.ascontiguousarray(xn)
+        fixed = np.concatenate([self.x[lab.cpu().numpy()].astype(np.float64),
+                                lf.detach().cpu().numpy().astype(np.float64)])
+        self.n_fixed = len(fixed)
+        self.fixed_top2 = self.top2(fixed) if len(fixed) else None
+
+    def top2(self, centres):
+        return _assign2_nb(self.x, np.ascontiguousarray(centres, dtype=np.float64))
+
+    def assign(self, cur):
+        return _merge2(self.fixed_top2, self.top2(self.x[cur]), self.n_fixed)
+
+    def area_costs(self, members, starts):
+        area_of = np.repeat(np.arange(len(starts) - 1, dtype=np.int64), np.diff(starts))
+        return _area_costs_nb(self.x, members, starts, area_of)
+
+    def split_costs(self, mem, dcur):
+        return _split_costs_nb(self.x, mem, np.ascontiguousarray(dcur, dtype=np.float64))
+
+
+# ------------------------------------------------------------------ torch
+
+def _wd(x: torch.Tensor) -> torch.dtype:
+    return torch.float64 if x.dtype == torch.float64 else torch.float32
+
+
+def _cdist(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    # from differences, not the norm expansion, so duplicates are at distance exactly 0
+    return torch.cdist(a, b, compute_mode="donot_use_mm_for_euclid_dist")
+
+
+class _TorchOps:
+    """Chunked torch on the features' device; float32 (float64 for float64 input).
+
+    The area bookkeeping runs on the host, so each step synchronises a few times.
+    """
+
+    def __init__(self, x: torch.Tensor, lab: torch.Tensor, lf: torch.Tensor):
+        self.x = x.to(_wd(x))
+        fixed = torch.cat([self.x[lab], lf.to(self.x.dtype)])
+        self.n_fixed = fixed.shape[0]
+        self.fixed_top2 = self.top2(fixed) if self.n_fixed else None
+
+    def _t(self, idx):
+        return torch.from_numpy(np.asarray(idx, dtype=np.int64)).to(self.x.device)
+
+    def assign(self, cur):
+        return _merge2(self.fixed_top2, self.top2(self.x[self._t(cur)]), self.n_fixed)
+
+    def top2(self, c):
+        n = self.x.shape[0]
+        kk = min(2, c.shape[0])
+        step = max(1, _TORCH_BLOCK // max(c.shape[0], 1))
+        vals, args = [], []
+        for s in range(0, n, step):
+            d = _cdist(self.x[s:s + step], c).pow(2)
+            # a stable sort keeps the lowest centre first among equal distances
+            v, a = torch.sort(d, dim=1, stable=True)
+            vals.append(v[:, :kk])
+            args.append(a[:, :kk])
+        v = torch.cat(vals).double().cpu().numpy()
+        a = torch.cat(args).cpu().numpy()
+        if kk == 1:
+            return a[:, 0], v[:, 0], np.full(n, -1, dtype=np.int64), np.full(n, np.inf)
+        return a[:, 0], v[:, 0], a[:, 1], v[:, 1]
+
+    def area_costs(self, members, starts):
+        mt = self._t(members)
+        cost = torch.empty(len(members), dtype=self.x.dtype, device=self.x.device)
+        for a in range(len(starts) - 1):
+            lo, hi = int(starts[a]), int(starts[a + 1])
+            if hi == lo:
+                continue
+            pts = self.x[mt[lo:hi]]
+            step = max(1, _TORCH_BLOCK // (hi - lo))
+            for s in range(0, hi - lo, step):
+                cost[lo + s:min(hi, lo + s + step)] = _cdist(pts[s:s + step], pts).sum(1)
+        return cost.double().cpu().numpy()
+
+    def split_costs(self, mem, dcur):
+        pts = self.x[self._t(mem)]
+        dc = torch.from_numpy(np.asarray(dcur)).to(device=self.x.device, dtype=self.x.dtype)
+        out = torch.empty(len(mem), dtype=self.x.dtype, device=self.x.device)
+        step = max(1, _TORCH_BLOCK // max(len(mem), 1))
+        for s in range(0, len(mem), step):
+            out[s:s + step] = torch.minimum(_cdist(pts[s:s + step], pts), dc[None]).sum(1)
+        return out.double().cpu().numpy()
+
+
+# ------------------------------------------------------------------ driver
+
+def _merge2(fixed_top2, pick_top2, n_fixed: int):
+    """Nearest and second-nearest centre over the fixed centres (indices
+    ``0..n_fixed-1``, searched once) and the picks (``n_fixed + j``), in
+    (squared distance, index) order, so ties go to the lowest centre index."""
+    p1, pd1, p2, pd2 = pick_top2
+    p1 = p1 + n_fixed
+    p2 = np.where(p2 >= 0, p2 + n_fixed, -1)
+    if fixed_top2 is None:
+        return p1, pd1, p2, pd2
+    f1, fd1, f2, fd2 = fixed_top2
+    big = np.iinfo(np.int64).max
+    idx = np.stack([f1, f2, p1, p2], axis=1)
+    dist = np.stack([fd1, fd2, pd1, pd2], axis=1)
+    dist = np.where(idx >= 0, dist, np.inf)
+    key_idx = np.where(idx >= 0, idx, big)
+    # sort each row by (distance, index): 4 columns, done with two stable argsorts
+    o = np.argsort(key_idx, axis=1, kind="stable")
+    o = np.take_along_axis(o, np.argsort(np.take_along_axis(dist, o, 1), axis=1,
+                                         kind="stable"), 1)
+    i_sorted = np.take_along_axis(idx, o, 1)
+    d_sorted = np.take_along_axis(dist, o, 1)
+    return i_sorted[:, 0], d_sorted[:, 0], i_sorted[:, 1], d_sorted[:, 1]
+
+
+def _first_min(values: np.ndarray) -> int:
+    """Index of the first minimum (the lowest index on ties)."""
+    return int(np.flatnonzero(values == values.min())[0])
+
+
+def _medoid_step(cost, members, starts, allowed, current):
+    """Per area: the allowed member of least cost (ties: lowest index), or the current."""
+    new = current.copy()
+    for a in range(len(current)):
+        lo, hi = starts[a], starts[a + 1]
+        if hi == lo:
+            continue
+        mem = members[lo:hi]
+        ok = allowed[mem] | (mem == current[a])
+        if not ok.any():
+            continue
+        # members are sorted by index, so the first minimum is the lowest index
+        new[a] = mem[_first_min(np.where(ok, cost[lo:hi], np.inf))]
+    return new
+
+
+class _State:
+    """Centres (fixed first, then the picks) and the exact coverage they induce."""
+
+    def __init__(self, ops, n_fixed: int, cur: np.ndarray):
+        self.ops, self.n_fixed, self.cur = ops, n_fixed, cur
+        self.a1, d1, self.a2, d2 = ops.assign(cur)
+        self.d1, self.d2 = np.sqrt(d1), np.sqrt(d2)  # Euclidean (Eq. 4)
+        m = n_fixed + len(cur)
+        self.total = np.bincount(self.a1, weights=self.d1, minlength=m)
+        self.count = np.bincount(self.a1, minlength=m)
+        self.ard = np.where(self.count > 0, self.total / np.maximum(self.count, 1), 0.0)
+
+
+def _lloyd(ops, state: _State, allowed: np.ndarray, steps: int) -> _State:
+    b, nf = len(state.cur), state.n_fixed
+    for _ in range(steps):
+        area = state.a1 - nf  # area of pick a, or < 0 for a fixed centre
+        inside = np.flatnonzero(area >= 0)
+        order = inside[np.argsort(area[inside], kind="stable")].astype(np.int64)
+        starts = np.searchsorted(area[order], np.arange(b + 1)).astype(np.int64)
+        is_centre = np.zeros(len(allowed), dtype=bool)
+        is_centre[state.cur] = True
+        cost = ops.area_costs(order, starts)
+        new = _medoid_step(cost, order, starts, allowed & ~is_centre, state.cur)
+        if np.array_equal(new, state.cur):
+            break
+        state = _State(ops, nf, new)
+    return state
+
+
+def _swap(ops, state: _State, allowed: np.ndarray, steps: int, tries: int):
+    """One move of a pick into the area of largest ARD; the new state or None."""
+    nf, b = state.n_fixed, len(state.cur)
+    m = nf + b
+    worst = _first_min(-state.ard)
+    mem = np.flatnonzero(state.a1 == worst)
+    is_centre = np.zeros(len(allowed), dtype=bool)
+    is_centre[state.cur] = True
+    ok = allowed[mem] & ~is_centre[mem]
+    if len(mem) < 2 or not ok.any() or m < 2:
+        return None
+    # the new centre: the member that most lowers the area's sum of distances
+    split = np.where(ok, ops.split_costs(mem.astype(np.int64), state.d1[mem]), np.inf)
+    p = int(mem[_first_min(split)])
+    # the pick to move: the one whose area, handed to its members' second-nearest
+    # centres, raises their ARD least
+    pick = state.a1 >= nf
+    key = (state.a1[pick] - nf) * m + state.a2[pick]  # (pick, receiving centre), b x m
+    moved_sum = np.bincount(key, weights=state.d2[pick], minlength=b * m).reshape(b, m)
+    moved_cnt = np.bincount(key, minlength=b * m).reshape(b, m)
+    grown = np.where(moved_cnt > 0, (state.total[None] + moved_sum)
+                     / np.maximum(state.count[None] + moved_cnt, 1), 0.0)
+    cost = grown.max(1)
+    if worst >= nf:
+        cost[worst - nf] = np.inf
+    for j in np.argsort(cost, kind="stable")[:tries]:
+        if not np.isfinite(cost[j]):
+            break
+        trial = state.cur.copy()
+        trial[j] = p
+        new = _lloyd(ops, _State(ops, nf, trial), allowed, steps)
+        if new.ard.max() < state.ard.max():
+            return new
+    return None
+
+
+def refine_medoids(features, selected, *, labeled=None, labeled_features=None,
+                   eligible=None, steps: int = 2, swaps: int = 0, tries: int = 3,
+                   backend: str = "auto", validate: bool = True):
+    """Move each selected centre to the medoid of its coverage area (see the module).
+
+    With ``swaps > 0``, up to ``swaps`` moves follow the medoid steps: the
+    area of largest ARD (over all centres, labeled ones included) gets a
+    second centre (the member that most lowers the area's sum of
+    distances), taken from the pick whose area, handed to its members'
+    second-nearest centres, raises their ARD least (up to ``tries`` picks in
+    that order); after one medoid step the move is kept only if the largest
+    ARD fell, and the search stops at the first area no move improves.
+
+    Args:
+        features: ``(N, D)`` float pool (numpy or a tensor on any device).
+        selected: ``(B,)`` distinct indices into ``features`` (the greedy's picks),
+            none of them labeled.
+        labeled: ``(M,)`` in-pool labeled indices: fixed centres, never picked.
+        labeled_features: ``(L, D)`` labeled points outside the pool: fixed centres.
+        eligible: ``(E,)`` indices of the points a centre may move to (None: every
+            unlabeled point). With ``features`` = every pixel and ``eligible`` = the
+            candidates, the areas (and Eq. 4) cover every pixel while the centres
+            stay candidates: the paper's measurement protocol.
+        steps: at most this many assign + medoid steps (>= 0).
+        swaps: at most this many moves toward the largest ARD (>= 0).
+        tries: picks tried per move (>= 1).
+        backend: ``"auto"`` (numba on CPU, torch otherwise), ``"numba"``, ``"torch"``.
+        validate: scan for NaN/inf.
+
+    Returns:
+        ``(indices (B,) int64, ard (B,) float64)``: the refined centres (the
+        ``i``-th replaces ``selected[i]``, except for moved picks) and the
+        average radial distance (mean Euclidean distance, Eq. 4) of each one's
+        coverage area at the end, in the input's kind and device.
+
+    Example:
+        >>> import numpy as np
+        >>> x = np.array([[0.0], [1.0], [2.0], [3.0], [10.0]])
+        >>> idx, ard = refine_medoids(x, [0, 4])
+        >>> idx.tolist(), ard.tolist()
+        ([1, 4], [1.0, 0.0])
+    """
+    is_numpy = isinstance(features, np.ndarray)
+    x, _, lab, lf, _ = V.check_pool(features, None, labeled, labeled_features, None,
+                                    validate=validate)
+    n = x.shape[0]
+    dev = x.device
+    sel = V.check_indices(selected, n, "selected").cpu().numpy().astype(np.int64)
+    if len(np.unique(sel)) != len(sel):
+        raise ValueError("selected must not repeat an index")
+    labn = lab.cpu().numpy()
+    if np.isin(sel, labn).any():
+        raise ValueError("selected must not hold a labeled index; got "
+                         f"{int(sel[np.isin(sel, labn)][0])}")
+    steps = V.check_int(steps, "steps", minimum=0)
+    swaps = V.check_int(swaps, "swaps", minimum=0)
+    tries = V.check_int(tries, "tries", minimum=1)
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}; got {backend!r}")
+    name = ("torch" if dev.type != "cpu" else "numba") if backend == "auto" else backend
+    b = len(sel)
+    if b == 0:
+        out = np.zeros(0, dtype=np.int64), np.zeros(0)
+        return out if is_numpy else tuple(torch.from_numpy(e).to(dev) for e in out)
+    ops = (_NumbaOps if name == "numba" else _TorchOps)(x, lab, lf)
+    n_fixed = len(labn) + lf.shape[0]
+    if eligible is None:
+        allowed = np.ones(n, dtype=bool)
+    else:
+        allowed = np.zeros(n, dtype=bool)
+        allowed[V.check_indices(eligible, n, "eligible").cpu().numpy()] = True
+    allowed[labn] = False
+    state = _lloyd(ops, _State(ops, n_fixed, sel.copy()), allowed, steps)
+    for _ in range(swaps):
+        new = _swap(ops, state, allowed, 1, tries)
+        if new is None:
+            break
+        state = new
+    cur, ard = state.cur, state.ard[n_fixed:].copy()
+    if is_numpy:
+        return cur, ard
+    return torch.from_numpy(cur).to(dev), torch.from_numpy(ard).to(dev)
+
+
+def _call_select(sampler, features, budget, kwargs):
+    params = inspect.signature(sampler.select).parameters
+    return sampler.select(features, budget, **{k: v for k, v in kwargs.items()
+                                               if k in params and (v is not None
+                                                                   or k == "densities")})
+
+
+class KMedoidsRefinement:
+    """Any greedy sampler followed by k-medoids steps inside its coverage areas
+    (beyond the paper; see :func:`refine_medoids`).
+
+    The wrapped sampler picks ``budget`` points; each pick is then moved to
+    the medoid of its coverage area (Euclidean, exact per area), and up to
+    ``swaps`` picks are moved into the area of largest ARD while that lowers
+    the largest ARD; labeled points stay fixed centres. ``densities`` go to
+    the wrapped sampler (when it takes them); the refinement itself uses none.
+
+    Args:
+        sampler: the greedy to refine; default ``KCenterGreedy(seed=seed)``.
+        steps: at most this many assign + medoid steps (2 by default;
+            ``docs/benchmarks.md``).
+        swaps: at most this many moves toward the area of largest ARD after
+            the medoid steps (64 by default; the search usually stops earlier,
+            at the first area no move improves); 0 turns them off.
+        tries: picks tried per move.
+        backend: ``"auto"``, ``"numba"`` (CPU) or ``"torch"`` (any device).
+        seed: seed of the default sampler's first pick.
+        validate: scan inputs for NaN/inf.
+
+    Example:
+        >>> import numpy as np
+        >>> x = np.array([[0.0], [1.0], [2.0], [3.0], [10.0]], np.float32)
+        >>> KMedoidsRefinement().select(x, 1, labeled=[4]).indices.tolist()
+        [1]
+    """
+
+    def __init__(self, sampler=None, steps: int = 2, swaps: int = 64, tries: int = 3,
+                 backend: str = "auto", seed: int = 0, validate: bool = True):
+        from .samplers import KCenterGreedy
+
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}; got {backend!r}")
+        self.seed = V.check_int(seed, "seed")
+        self.sampler = KCenterGreedy(seed=self.seed) if sampler is None else sampler
+        if not callable(getattr(self.sampler, "select", None)):
+            raise TypeError("sampler must have a select method; got "
+                            f"{type(self.sampler).__name__}")
+        self.steps = V.check_int(steps, "steps", minimum=0)
+        self.swaps = V.check_int(swaps, "swaps", minimum=0)
+        self.tries = V.check_int(tries, "tries", minimum=1)
+        self.backend = backend
+        self.validate = bool(validate)
+
+    def __repr__(self) -> str:
+        return (f"KMedoidsRefinement(sampler={self.sampler!r}, steps={self.steps}, "
+                f"swaps={self.swaps}, "
+                f"backend={self.backend!r})")
+
+    def select(self, features, budget: int, *, densities=None, labeled=None,
+               labeled_features=None, labeled_densities=None, init=None) -> Selection:
+        """Pick ``budget`` points with the wrapped sampler, then refine them.
+
+        Args:
+            features: ``(N, D)`` float features.
+            budget: number of picks.
+            densities: ``(N,)`` > 0, passed to the wrapped sampler when it takes them.
+            labeled: ``(M,)`` in-pool labeled indices (fixed centres, never returned).
+            labeled_features: ``(L, D)`` labeled points outside the pool (fixed centres).
+            labeled_densities: ``(L,)``, passed to the wrapped sampler.
+            init: passed to the wrapped sampler.
+
+        Returns:
+            :class:`~densecore.Selection`: refined indices (the ``i``-th
+            replaces the sampler's ``i``-th pick); ``radii`` ``(budget,)``
+            float64 are the average radial distances (Euclidean, Eq. 4) of
+            their coverage areas after refinement.
+        """
+        base = _call_select(self.sampler, features, budget,
+                            {"densities": densities, "labeled": labeled,
+                             "labeled_features": labeled_features,
+                             "labeled_densities": labeled_densities, "init": init})
+        idx, ard = refine_medoids(features, base.indices, labeled=labeled,
+                                  labeled_features=labeled_features, steps=self.steps,
+                                  swaps=self.swaps, tries=self.tries,
+                                  backend=self.backend, validate=False)
+        return Selection(idx, ard)
