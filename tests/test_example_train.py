@@ -119,3 +119,15 @@ def test_source_free_from_a_source_model(data, tmp_path, one_thread):
         overrides=["source_free=true", "iterations=3", "selection_iters=[1]"])
     metrics = json.loads((tmp_path / "sf" / "metrics.json").read_text())
     assert metrics["queried_pixels_per_round"][0]["images"] == 3
+
+
+@pytest.mark.parametrize("sampler,kind", [("kmedoids-refinement", densecore.KMedoidsRefinement),
+                                          ("typicality", densecore.TypicalityGreedy)])
+def test_samplers_beyond_the_paper_run_in_the_pipeline(data, tmp_path, one_thread, sampler,
+                                                       kind):
+    cfg = train.config_from_dict({"sampler": sampler})
+    assert isinstance(train.make_sampler(cfg, 0), kind)
+    run(data, tmp_path, overrides=[f"sampler={sampler}", "selection_iters=[3]"])
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    (r,) = metrics["queried_pixels_per_round"]
+    assert r["queried"] > 0 and metrics["config"]["sampler"] == sampler

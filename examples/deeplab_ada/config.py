@@ -59,7 +59,8 @@ class Config:
     region_size: int = 3                 # 3 for ratio budgets, 1 for the pixel budget
     alpha: int = 20                      # candidates = alpha * budget (10 for 5 %)
     score: str = "margin"                # "margin" | "entropy" | "least_confidence" | "random"
-    sampler: str = "density-aware"       # "density-aware" | "k-center" | "score-only"
+    sampler: str = "density-aware"       # "density-aware" (the paper) | "k-center" |
+                                         # "kmedoids-refinement" | "typicality" | "score-only"
     region_overlap: str = "block"        # "block": RIPU's rule, regions of a round never
                                          # overlap; "allow": blocks may overlap
     oracle_exclude_void: bool = False    # ORACLE ablation, off by default: reads the ground
@@ -80,7 +81,8 @@ class Config:
                    "estimator": ("dmc", "masked-conv", "none"),
                    "budget": ("ratio", "pixels"),
                    "score": ("margin", "entropy", "least_confidence", "random"),
-                   "sampler": ("density-aware", "k-center", "score-only"),
+                   "sampler": ("density-aware", "k-center", "kmedoids-refinement",
+                               "typicality", "score-only"),
                    "source_sampling": ("balanced", "uniform"),
                    "greedy_backend": ("auto", "torch", "numba"),
                    "region_overlap": ("block", "allow")}
@@ -91,8 +93,9 @@ class Config:
         if self.num_classes != expected:
             raise ValueError(f"num_classes must be {expected} for source {self.source!r}; "
                              f"got {self.num_classes}")
-        if self.sampler == "density-aware" and self.estimator == "none":
-            raise ValueError("sampler 'density-aware' needs an estimator; got estimator 'none'")
+        if self.sampler in ("density-aware", "typicality") and self.estimator == "none":
+            raise ValueError(f"sampler {self.sampler!r} needs an estimator for its densities; "
+                             "got estimator 'none'")
         iters = list(self.selection_iters)
         if iters != sorted(set(iters)) or (iters and iters[-1] >= self.iterations):
             raise ValueError(f"selection_iters must be increasing and below iterations "

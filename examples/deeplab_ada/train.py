@@ -114,11 +114,23 @@ def round_budget(cfg, shape) -> int:
 
 
 def make_sampler(cfg, seed: int):
-    """The core-set sampler named by ``cfg.sampler`` (None: rank by score only)."""
+    """The core-set sampler named by ``cfg.sampler`` (None: rank by score only).
+
+    ``"density-aware"`` is the paper's Algorithm 1; ``"kmedoids-refinement"``
+    (k-center greedy, then k-medoids steps inside the coverage areas) and
+    ``"typicality"`` (farthest-first weighted by the candidate's density) go
+    beyond the paper (``docs/benchmarks.md`` measures all of them).
+    """
     if cfg.sampler == "density-aware":
         return densecore.DensityAwareGreedy(backend=cfg.greedy_backend, seed=seed)
     if cfg.sampler == "k-center":
         return densecore.KCenterGreedy(backend=cfg.greedy_backend, seed=seed)
+    if cfg.sampler == "kmedoids-refinement":
+        return densecore.KMedoidsRefinement(
+            densecore.KCenterGreedy(backend=cfg.greedy_backend, seed=seed),
+            backend=cfg.greedy_backend, seed=seed)
+    if cfg.sampler == "typicality":
+        return densecore.TypicalityGreedy(backend=cfg.greedy_backend, seed=seed)
     return None
 
 
