@@ -25,6 +25,19 @@ def test_demo_command_prints_a_table(capsys):
     out = capsys.readouterr().out
     assert "| budget | method | delta | max_ard | coreset_loss | seconds |" in out
     assert out.count("\n| 5 |") == len(METHODS)
+    # the table is followed by its reading, and no progress bar is printed
+    last = out.strip().splitlines()[-1]
+    assert last.startswith("Reading (max ARD against k-center") and "kmedoids_refinement" in last
+
+
+def test_demo_reading_computes_ratios_against_kcenter():
+    from densecore.demo import reading
+
+    rows = [{"budget": 5, "method": "kcenter", "max_ard": 2.0},
+            {"budget": 5, "method": "a", "max_ard": 1.0},
+            {"budget": 9, "method": "kcenter", "max_ard": 1.0},
+            {"budget": 9, "method": "a", "max_ard": 3.0}]
+    assert reading(rows).endswith("a 0.50x-3.00x.")
 
 
 def test_demo_flags_are_checked_with_one_line_errors():

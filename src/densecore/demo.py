@@ -20,6 +20,7 @@ import time
 
 import numpy as np
 
+from .bench.report import markdown_table
 from .bounds import bound_report
 from .density import coverage_density, knn_mean_distance
 from .refine import KMedoidsRefinement
@@ -27,7 +28,7 @@ from .samplers import DensityAwareGreedy, KCenterGreedy
 from .synthetic import gaussian_mixture
 from .tuning import tune_density_scaling
 
-__all__ = ["METHODS", "check_demo_args", "demo_rows", "format_table", "run_demo"]
+__all__ = ["METHODS", "check_demo_args", "demo_rows", "reading", "run_demo"]
 
 #: the demo's methods, in table order
 METHODS = ("random", "kcenter", "density_aware", "density_aware_tuned", "kmedoids_refinement")
@@ -118,14 +119,28 @@ def demo_rows(n: int = 10000, dim: int = 16, budgets=(50, 100, 200), seed: int =
     return rows
 
 
-def format_table(rows: list[dict]) -> str:
-    """A Markdown table of demo or benchmark rows."""
-    cols = list(rows[0].keys())
-    out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for r in rows:
-        cells = [f"{v:.4f}" if isinstance(v, float) else str(v) for v in r.values()]
-        out.append("| " + " | ".join(cells) + " |")
-    return "\n".join(out)
+def reading(rows: list[dict]) -> str:
+    """One paragraph comparing each method's max ARD with k-center's, budget by budget.
+
+    Example:
+        >>> rows = [{"budget": 10, "method": "kcenter", "max_ard": 0.5},
+        ...         {"budget": 10, "method": "x", "max_ard": 0.4}]
+        >>> reading(rows)
+        'Reading (max ARD against k-center at budgets 10; below 1x is better): x 0.80x.'
+    """
+    base = {r["budget"]: r["max_ard"] for r in rows if r["method"] == "kcenter"}
+    budgets = sorted(base)
+    parts = []
+    for name in dict.fromkeys(r["method"] for r in rows):
+        if name == "kcenter":
+            continue
+        ratios = [r["max_ard"] / base[r["budget"]] for r in rows
+                  if r["method"] == name and base.get(r["budget"])]
+        if ratios:
+            lo, hi = min(ratios), max(ratios)
+            parts.append(f"{name} {lo:.2f}x" if lo == hi else f"{name} {lo:.2f}x-{hi:.2f}x")
+    return ("Reading (max ARD against k-center at budgets "
+            f"{', '.join(map(str, budgets))}; below 1x is better): " + ", ".join(parts) + ".")
 
 
 def run_demo(n: int = 10000, dim: int = 16, budgets=(50, 100, 200), seed: int = 0,
@@ -140,4 +155,4 @@ def run_demo(n: int = 10000, dim: int = 16, budgets=(50, 100, 200), seed: int = 
             "tau that tune_density_scaling picks (held-out max ARD); kmedoids_refinement is "
             "k-center followed by k-medoids steps and ARD-driven moves (beyond the paper, "
             "the default of select_pixels). See docs/benchmarks.md.\n")
-    return head + "\n" + format_table(rows)
+    return head + "\n" + markdown_table(rows, list(rows[0])) + "\n\n" + reading(rows)
