@@ -355,11 +355,10 @@ def test_needs_a_process_group():
 
 
 def test_message_bytes():
-    assert distributed.message_bytes(3, 64, itemsize=4) == {
-        "gather": 48, "vector": 264, "total": 312}
-    assert distributed.message_bytes(2, 10, engine="torch")["vector"] == 96
-    with pytest.raises(ValueError, match="engine must be one of"):
-        distributed.message_bytes(2, 10, engine="nccl")
+    assert distributed.message_bytes(3, 64) == {"gather": 48, "vector": 520, "total": 568}
+    assert distributed.message_bytes(2, 10)["vector"] == 88
+    with pytest.raises(ValueError, match="dim must be >= 1"):
+        distributed.message_bytes(2, 0)
 
 
 if __name__ == "__main__":

@@ -45,8 +45,8 @@ class Spy:
     def __init__(self):
         self.calls = []
 
-    def select(self, features, budget, *, densities, labeled_features=None,
-               labeled_densities=None):
+    def select(self, features, budget, *, densities=None, labeled=None, labeled_features=None,
+               labeled_densities=None, init=None):
         self.calls.append((features, densities, labeled_features, labeled_densities))
         return DensityAwareGreedy(seed=0).select(features, budget, densities=densities,
                                                   labeled_features=labeled_features,

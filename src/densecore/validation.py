@@ -29,6 +29,7 @@ __all__ = [
     "check_error",
     "check_feature_map",
     "check_features",
+    "check_has_data",
     "check_index",
     "check_indices",
     "check_int",
@@ -38,6 +39,7 @@ __all__ = [
     "check_positive_float",
     "check_same_device",
     "check_same_on_ranks",
+    "check_selection",
 ]
 
 ArrayLike = Any  # numpy.ndarray or torch.Tensor
@@ -64,6 +66,12 @@ def as_tensor_like(x: ArrayLike, name: str) -> torch.Tensor:
     raise TypeError(
         f"{name} must be a numpy array or a torch tensor; got {type(x).__name__}"
     )
+
+
+def check_has_data(t: torch.Tensor, name: str) -> None:
+    """Raise TypeError for a tensor without data (the ``meta`` device)."""
+    if t.device.type == "meta":
+        raise TypeError(f"{name} must hold data; got a tensor on the meta device")
 
 
 def check_int(value: Any, name: str, *, minimum: int | None = None) -> int:
@@ -103,10 +111,14 @@ def check_features(x: ArrayLike, name: str = "features", *, validate: bool = Tru
         ``(N, D)`` tensor view of ``x``.
     """
     t = as_tensor_like(x, name)
+    check_has_data(t, name)
     if t.dtype not in _FLOAT_TORCH:
         raise TypeError(f"{name} must be a floating array; got dtype {t.dtype}")
     if t.ndim != 2:
         raise ValueError(f"{name} must have shape (N, D); got shape {tuple(t.shape)}")
+    if t.shape[1] == 0:
+        raise ValueError(f"{name} must have at least one feature column (D >= 1); got shape "
+                         f"{tuple(t.shape)}")
     if dim is not None and t.shape[1] != dim:
         raise ValueError(
             f"{name} must have D = {dim} columns to match features; got shape {tuple(t.shape)}"
@@ -124,6 +136,7 @@ def check_features(x: ArrayLike, name: str = "features", *, validate: bool = Tru
 
 def _check_vector(d: ArrayLike, n: int, name: str, validate: bool, strict: bool) -> torch.Tensor:
     t = as_tensor_like(d, name)
+    check_has_data(t, name)
     if t.dtype not in _FLOAT_TORCH:
         raise TypeError(f"{name} must be a floating array; got dtype {t.dtype}")
     if t.ndim != 1 or t.shape[0] != n:
@@ -156,8 +169,15 @@ def check_indices(idx: ArrayLike | None, n: int, name: str, *,
     if idx is None:
         return torch.empty(0, dtype=torch.int64)
     if isinstance(idx, (list, tuple)):
-        idx = np.asarray(idx, dtype=np.int64) if len(idx) else np.empty(0, np.int64)
+        bad = next((v for v in idx if isinstance(v, (bool, np.bool_))
+                    or not isinstance(v, (numbers.Integral, np.integer))), None)
+        if bad is not None:
+            raise TypeError(f"{name} must hold integer indices; got {type(bad).__name__} "
+                            f"{bad!r} (a bool mask or floats are not indices)")
+        idx = np.asarray([int(v) for v in idx], dtype=np.int64) if len(idx) else \
+            np.empty(0, np.int64)
     t = as_tensor_like(idx, name)
+    check_has_data(t, name)
     if t.dtype in _FLOAT_TORCH or t.dtype == torch.bool or t.is_complex():
         raise TypeError(f"{name} must be an integer index array; got dtype {t.dtype}")
     if t.ndim != 1:
@@ -370,3 +390,37 @@ def check_pool(features, densities=None, labeled=None, labeled_features=None,
         raise ValueError("labeled_densities needs densities for the pool (density-aware "
                          "greedy); use k-center greedy without densities")
     return x, dens, lab, lf, ld
+
+
+def check_selection(selection: Any, budget: int, n: int, sampler: str) -> torch.Tensor:
+    """Check what a sampler returned: ``budget`` distinct integer indices in ``[0, n)``.
+
+    Args:
+        selection: the sampler's result (an object with ``indices``).
+        budget: the number of picks asked for.
+        n: the number of candidates the sampler was given.
+        sampler: the sampler's name for messages.
+
+    Returns:
+        ``(budget,)`` int64 tensor of the indices.
+    """
+    what = f"sampler {sampler} must return exactly {budget} distinct indices in [0, {n})"
+    idx = getattr(selection, "indices", None)
+    if idx is None:
+        raise TypeError(f"{what} in a Selection; got {type(selection).__name__}")
+    try:
+        t = as_tensor_like(idx, "selection indices")
+    except TypeError as err:
+        raise TypeError(f"{what}; got indices of type {type(idx).__name__}") from err
+    if t.dtype in _FLOAT_TORCH or t.dtype == torch.bool or t.is_complex():
+        raise TypeError(f"{what}; got dtype {t.dtype}")
+    t = t.reshape(-1).to(torch.int64) if t.ndim <= 1 else t
+    if t.ndim != 1 or t.numel() != budget:
+        raise ValueError(f"{what}; got shape {tuple(t.shape)}")
+    if budget:
+        lo, hi = int(t.min()), int(t.max())
+        if lo < 0 or hi >= n:
+            raise ValueError(f"{what}; got {lo if lo < 0 else hi}")
+        if torch.unique(t).numel() != budget:
+            raise ValueError(f"{what}; got a repeated index")
+    return t

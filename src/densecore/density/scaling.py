@@ -24,7 +24,8 @@ BETA = math.e ** 2.4
 TAU = 0.25
 
 
-def coverage_density(error, *, beta: float = BETA, tau: float = TAU, dims=None):
+def coverage_density(error, *, beta: float = BETA, tau: float = TAU, dims=None,
+                     validate: bool = True):
     """``beta * exp(-e / tau)`` with ``e`` min-max normalised over ``dims``.
 
     Args:
@@ -35,6 +36,8 @@ def coverage_density(error, *, beta: float = BETA, tau: float = TAU, dims=None):
         dims: dimensions to normalise over (None: all). ``dims=(1, 2)`` on a
             ``(B, H, W)`` error normalises per image, as the DMC estimator does.
             Where the error is constant over ``dims`` the density is ``beta``.
+        validate: raise ValueError on NaN/inf errors (a device sync on CUDA);
+            without the check a NaN would silently read as the constant case.
 
     Returns:
         Densities of the same shape and kind (numpy in, numpy out).
@@ -51,6 +54,12 @@ def coverage_density(error, *, beta: float = BETA, tau: float = TAU, dims=None):
     e = as_tensor_like(error, "error")
     if not e.is_floating_point():
         e = e.double()
+    if validate and e.numel():
+        bad = ~torch.isfinite(e)
+        if bool(bad.any()):
+            i = int(bad.reshape(-1).nonzero()[0, 0])
+            raise ValueError(f"error must be finite; got {float(e.reshape(-1)[i])} at flat "
+                             f"index {i}")
     if dims is None:
         dims = tuple(range(e.ndim))
     lo = e.amin(dim=dims, keepdim=True) if e.ndim else e
