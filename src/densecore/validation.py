@@ -142,14 +142,15 @@ def _check_vector(d: ArrayLike, n: int, name: str, validate: bool, strict: bool)
     if t.ndim != 1 or t.shape[0] != n:
         raise ValueError(f"{name} must have shape ({n},); got shape {tuple(t.shape)}")
     if validate and n:
-        bad = ~torch.isfinite(t)
+        v = t.detach()
+        bad = ~torch.isfinite(v)
         if bool(bad.any()):
             i = int(bad.nonzero()[0, 0])
-            raise ValueError(f"{name} must be finite; got {float(t[i])} at index {i}")
-        i = int(torch.argmin(t))
-        if float(t[i]) < 0 or (strict and float(t[i]) == 0):
+            raise ValueError(f"{name} must be finite; got {float(v[i])} at index {i}")
+        i = int(torch.argmin(v))
+        if float(v[i]) < 0 or (strict and float(v[i]) == 0):
             what = "strictly positive" if strict else "non-negative"
-            raise ValueError(f"{name} must be {what}; got min {float(t[i])} at index {i}")
+            raise ValueError(f"{name} must be {what}; got min {float(v[i])} at index {i}")
     return t
 
 
