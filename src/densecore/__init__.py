@@ -11,7 +11,7 @@ from .filters import CategoryMarginLoss
 from .greedy import Selection, farthest_first
 from .samplers import DensityAwareGreedy, KCenterGreedy
 from .segmentation import select_pixels
-from .state import ActiveLabelState
+from .state import ActiveLabelState, CorruptFileError
 from .tuning import DensityScaling, tune_density_scaling
 
 __version__ = "0.1.0"
@@ -20,6 +20,7 @@ __all__ = [
     "ActiveLabelState",
     "BoundReport",
     "CategoryMarginLoss",
+    "CorruptFileError",
     "DMCEstimator",
     "DensityAwareGreedy",
     "DensityScaling",

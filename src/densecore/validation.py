@@ -25,10 +25,12 @@ __all__ = [
     "ArrayLike",
     "as_tensor_like",
     "check_budget",
+    "check_class_ids",
     "check_densities",
     "check_error",
     "check_feature_map",
     "check_features",
+    "check_finite_float",
     "check_has_data",
     "check_index",
     "check_indices",
@@ -95,6 +97,29 @@ def check_positive_float(value: Any, name: str) -> float:
     if not np.isfinite(value) or value <= 0:
         raise ValueError(f"{name} must be finite and > 0; got {value}")
     return value
+
+
+def check_finite_float(value: Any, name: str, *, minimum: float | None = None) -> float:
+    """Check that ``value`` is a finite real number (not a bool), at least ``minimum``."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number; got {type(value).__name__} {value!r}")
+    value = float(value)
+    if not np.isfinite(value):
+        raise ValueError(f"{name} must be finite; got {value}")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}; got {value}")
+    return value
+
+
+def check_class_ids(target: torch.Tensor, n_classes: int, ignore_index: int,
+                    name: str = "target") -> None:
+    """Raise ValueError unless every entry of ``target`` is in ``[0, n_classes)`` or
+    ``ignore_index`` (one reduction, a device sync on CUDA)."""
+    bad = (target != ignore_index) & ((target < 0) | (target >= n_classes))
+    if bool(bad.any()):
+        v = int(target[bad].reshape(-1)[0])
+        raise ValueError(f"{name} must hold class ids in [0, {n_classes}) or ignore_index "
+                         f"{ignore_index}; got {v}")
 
 
 def check_features(x: ArrayLike, name: str = "features", *, validate: bool = True,
