@@ -1,42 +1,32 @@
 """Algorithm 1 over candidates sharded across ``torch.distributed`` ranks.
 
-Every rank holds one shard of the candidate pool and runs the same engine as
+Every rank holds one shard of the pool and runs the engine of
 :func:`densecore.farthest_first` on it (``greedy.ENGINES``: numba on CPU with
-its pruning and dense hand-over, torch elsewhere, 16-bit storage kept on
-CUDA), prepared by the same step (checks, power-of-two scaling agreed over
-all ranks, excluded mask, seeded first pick) and wrapped by the same
-function. Per pick the ranks exchange their local best ``(r, global index)``
-pairs, agree on the largest ``r`` (ties: lowest global index, the rule of
-:func:`densecore.farthest_first`), and the owner of the winner contributes its
-feature vector and density to an all-reduce (zeros elsewhere), so that each
-rank lowers its own ``r`` with the new centre. Features never move in bulk;
-only the labeled set is gathered once, before the first pick, and its
-initial ``r`` comes from the same exact nearest-centre search.
-
-The result equals single-process :func:`densecore.farthest_first` with the
-same backend on the concatenation of the shards in rank order: same global
-indices, same radii, same seeded first pick (drawn over the global pool).
-
-Communication per pick (``P`` ranks, ``D`` features): an ``all_gather`` of 2
-float64 per rank (``16 P`` bytes) and an ``all_reduce`` of ``D + 1`` float64.
-The winner and its owner are found with tensor operations on the
-communication device, so a CUDA engine on NCCL needs no host synchronisation
-per pick.
+pruning and the dense hand-over, torch elsewhere with 16-bit storage kept on
+CUDA), prepared and wrapped by the same functions (checks, power-of-two
+scaling agreed over all ranks, the exact nearest-centre search for the
+labeled set, seeded first pick). This module holds only the communication
+and one short loop: per pick the ranks all-gather their local best
+``(r, global index)`` (``16 P`` bytes), agree on the largest ``r`` (ties:
+lowest global index), and the owner contributes the winner's features and
+density to an all-reduce of ``D + 1`` float64 (zeros elsewhere); every rank
+adds that centre to its engine. The winner is found with tensor operations,
+so a CUDA engine on NCCL needs no host synchronisation per pick. The result
+equals :func:`densecore.farthest_first` with the same backend on the shards
+concatenated in rank order: same indices, same radii, same seeded first pick.
 
 Failures do not hang: ranks first exchange a header (shapes, dtypes, budget,
-init, seed, the scaling statistics) and an error flag with the message of any
+init, seed, scaling statistics) and an error flag with the message of any
 rank whose inputs fail validation; every rank then raises. Collectives run
 with ``timeout``; a rank that dies or never calls :func:`select` makes the
-others raise a ``RuntimeError`` that says so. On NCCL the per-pick
-collectives are left asynchronous and rely on the process group's own
-timeout and watchdog.
+others raise a ``RuntimeError`` that says so (on NCCL the per-pick
+collectives rely on the process group's own timeout and watchdog).
 
 Shape:
     local_features ``(N_r, D)`` per rank (``N_r`` may be 0), densities
     ``(N_r,)``, labeled ``(M_r,)`` local indices, labeled_features
     ``(L_r, D)``, labeled_densities ``(L_r,)``; result indices ``(budget,)``
-    int64 into the concatenation of all shards (``N = sum_r N_r``), radii
-    ``(budget,)``.
+    int64 into the concatenation of all shards, radii ``(budget,)``.
 """
 
 from __future__ import annotations
@@ -48,8 +38,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from . import validation as V
 from . import greedy as G
+from . import validation as V
 from .greedy import Selection
 
 log = logging.getLogger(__name__)
@@ -121,10 +111,6 @@ class _Comm:
         self._wait(dist.all_gather(list(out.unbind(0)), t, group=self.group, async_op=True),
                    what)
         return out
-
-    def broadcast(self, t: torch.Tensor, src: int, what: str) -> None:
-        src_global = src if self.group is None else dist.get_global_rank(self.group, src)
-        self._wait(dist.broadcast(t, src_global, group=self.group, async_op=True), what)
 
     def all_reduce_sum(self, t: torch.Tensor, what: str) -> None:
         self._wait(dist.all_reduce(t, op=dist.ReduceOp.SUM, group=self.group, async_op=True),
@@ -279,49 +265,36 @@ def select(local_features, budget: int, *, densities=None, labeled=None,
 
     The pool is the concatenation of the shards in rank order (rank ``r`` holds
     global indices ``offset_r .. offset_r + N_r - 1``). The result is the same on
-    every rank and equals :func:`densecore.farthest_first` (``DensityAwareGreedy``
-    with densities, ``KCenterGreedy`` without) on the concatenated data.
+    every rank and equals :func:`densecore.farthest_first` on the concatenated
+    data; arguments not listed mean what they mean there.
 
     Args:
-        local_features: ``(N_r, D)`` float array or tensor of this rank's shard;
-            ``N_r`` may be 0 (pass shape ``(0, D)``). Same ``D`` and dtype on
+        local_features: ``(N_r, D)`` this rank's shard (``N_r`` may be 0); the same
+            ``D`` and dtype on every rank.
+        budget: picks in total, the same on every rank.
+        densities: ``(N_r,)`` or None on every rank (k-center greedy).
+        labeled: ``(M_r,)`` LOCAL indices of this shard's labeled points.
+        labeled_features: ``(L_r, D)`` labeled points outside the pool held by this
+            rank (gathered once); labeled_densities: ``(L_r,)`` their densities.
+        init: GLOBAL index of the first pick when nothing is labeled anywhere.
+        seed: seed of the first pick's draw over the global pool, the same on
             every rank.
-        budget: picks in total, the same on every rank,
-            ``0 <= budget <= N - (labeled points in the pool)``.
-        densities: ``(N_r,)`` strictly positive coverage densities, or None on
-            every rank (k-center greedy, every density 1).
-        labeled: ``(M_r,)`` LOCAL indices of this shard's already-labeled points.
-        labeled_features: ``(L_r, D)`` labeled points outside the pool held by
-            this rank (one rank may hold all of them; they are gathered once).
-        labeled_densities: ``(L_r,)`` their densities (required with densities).
-        init: GLOBAL index of the first pick when nothing is labeled anywhere;
-            None draws it from ``seed`` over the global pool.
-        seed: seed of that draw, the same on every rank.
-        group: the ``torch.distributed`` process group (None: the default group,
-            which must be initialised).
-        backend: ``"auto"`` (numba for CPU shards, torch for CUDA shards),
-            ``"numba"`` or ``"torch"``; it must resolve to the same engine on
-            every rank.
-        timeout: seconds (or a ``datetime.timedelta``) that any collective may
-            wait for the other ranks before raising ``RuntimeError`` (gloo; on
-            NCCL the per-pick collectives use the process group's timeout).
-        num_threads: numba threads of this rank's engine during the call (None:
-            numba's setting). With several ranks on one machine keep
-            ``ranks x num_threads`` at most the number of cores: oversubscribed
-            parallel regions make every pick orders of magnitude slower.
-        progress: show a tqdm bar over the picks (usually on one rank only).
-        validate: scan values for NaN/inf and non-positive densities.
+        group: the process group (None: the default group, initialised).
+        backend: ``"auto"``, ``"numba"`` or ``"torch"``; the same engine on every rank.
+        timeout: seconds (or a ``timedelta``) any collective may wait for the other
+            ranks before raising ``RuntimeError`` (gloo; NCCL uses the group's timeout).
+        num_threads: numba threads of this rank's engine (None: numba's setting);
+            keep ``ranks x num_threads`` at most the machine's cores.
+        progress: a tqdm bar over the picks; validate: scan values for NaN/inf.
 
     Returns:
-        :class:`~densecore.Selection` with global ``indices`` ``(budget,)`` int64
-        and ``radii`` ``(budget,)`` (squared Euclidean distance divided by the
-        density of the nearest selected or labeled point, ``inf`` for a first
-        pick made when nothing was labeled), in the features' dtype; numpy when
+        :class:`~densecore.Selection` with global ``indices`` ``(budget,)`` int64 and
+        ``radii`` ``(budget,)`` in the features' dtype; numpy when
         ``local_features`` is numpy, else tensors on its device.
 
     Raises:
-        ValueError / TypeError: on the rank whose inputs are bad, and on every
-            rank when the ranks disagree (budget, D, dtype, init, seed, engine).
+        ValueError / TypeError: on the rank whose inputs are bad, and on every rank
+            when the ranks disagree (budget, D, dtype, init, seed, engine).
         RuntimeError: on the other ranks when one rank's inputs are bad, and on
             every surviving rank when a rank dies or stops answering.
 
@@ -362,20 +335,11 @@ def select(local_features, budget: int, *, densities=None, labeled=None,
     log.debug("rank %d/%d: %d of %d points, %d centres, budget %d, engine %s", comm.rank,
               comm.world, n, glob["n"], centres.shape[0], glob["budget"], glob["engine"])
     cls = G.ENGINES[glob["engine"]]()
-    bar = None
-    if progress and glob["budget"]:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=glob["budget"], desc=f"distributed greedy ({glob['engine']})",
-                   unit="pick")
-    try:
-        with cls.threads(num_threads):
-            inputs = G.prepare(pool, glob["fscale"], glob["dscale"], centres, cdens)
-            eng = cls(**inputs, max_new=glob["budget"])
-            idx, radii = _loop(comm, eng, glob, n, bar)
-    finally:
-        if bar is not None:
-            bar.close()
+    with G.progress_bar(progress, glob["budget"], f"distributed greedy ({glob['engine']})") \
+            as bar, cls.threads(num_threads):
+        inputs = G.prepare(pool, glob["fscale"], glob["dscale"], centres, cdens)
+        eng = cls(**inputs, max_new=glob["budget"])
+        idx, radii = _loop(comm, eng, glob, n, bar)
     return G.finish(idx, radii, fscale=glob["fscale"], dscale=glob["dscale"],
                     first=glob["first"], dtype=glob["dtype"], is_numpy=pool.is_numpy,
                     device=pool.x.device)

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import logging
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,8 +71,11 @@ BACKENDS = ("auto", *ENGINES)
 # |features| range (powers of two) inside which squared distances neither overflow nor
 # underflow in the compute dtype; outside it the features are rescaled by a power of two.
 _SAFE_EXP = {torch.float32: 39, torch.float64: 400}
-# Largest ratio of densities: r = distance / density must stay inside float64.
-_MAX_DENSITY_RATIO = 2.0 ** 960
+# Densities: the largest is brought into [1, 2) only outside [2^-60, 2^60] (no copy in
+# the common case); their ratio is bounded so that r = distance / density (distances
+# below 2^100 after feature scaling) stays inside float64.
+_DENSITY_EXP = 60
+_MAX_DENSITY_RATIO = 2.0 ** 900
 
 
 @dataclass(frozen=True)
@@ -149,8 +153,9 @@ def scales(stats, dtype: torch.dtype) -> tuple[float, float]:
 
     ``fscale`` is 1 unless ``max |feature|`` lies outside the range where squared
     distances are safe in the compute dtype (float32 for 16-bit and float32
-    features); then it brings the largest magnitude into [1, 2). ``dscale``
-    brings the largest density into [1, 2).
+    features); then it brings the largest magnitude into [1, 2). ``dscale`` is 1
+    unless the largest density lies outside [2^-60, 2^60]; then it brings it into
+    [1, 2). Both are exact; the argmax decisions do not change.
     """
     big, dmax, dmin = stats
     e = _SAFE_EXP[torch.float64 if dtype == torch.float64 else torch.float32]
@@ -158,9 +163,12 @@ def scales(stats, dtype: torch.dtype) -> tuple[float, float]:
     if big > 0 and not 2.0 ** -e <= big <= 2.0 ** e:
         fscale = 1.0 / pow2_below(big)
     if dmax / dmin > _MAX_DENSITY_RATIO:
-        raise ValueError(f"densities must span at most a factor 2^960 (r = distance / density "
+        raise ValueError(f"densities must span at most a factor 2^900 (r = distance / density "
                          f"must stay finite in float64); got max {dmax:.3g} and min {dmin:.3g}")
-    return fscale, 1.0 / pow2_below(dmax)
+    dscale = 1.0
+    if not 2.0 ** -_DENSITY_EXP <= dmax <= 2.0 ** _DENSITY_EXP:
+        dscale = 1.0 / pow2_below(dmax)
+    return fscale, dscale
 
 
 def _engine_features(t: torch.Tensor, engine: str, fscale: float) -> torch.Tensor:
@@ -183,7 +191,9 @@ def prepare(pool: Pool, fscale: float, dscale: float, centres=None, cdens=None) 
     x = _engine_features(pool.x, pool.engine, fscale)
     n, dev = x.shape[0], x.device
     dens = (torch.ones(n, dtype=torch.float64, device=dev) if pool.dens is None
-            else pool.dens.to(dev, torch.float64) * dscale)
+            else pool.dens.to(dev, torch.float64))
+    if dscale != 1.0 and pool.dens is not None:
+        dens = dens * dscale
     excluded = torch.zeros(n, dtype=torch.bool, device=dev)
     excluded[pool.lab.to(dev)] = True
     if centres is None:
@@ -251,24 +261,30 @@ def run_engine(engine: str, inputs: dict, budget: int, first: int, progress: boo
     radii = torch.empty(budget, dtype=torch.float64, device=dev)
     if budget == 0:
         return idx, radii
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=budget, desc=f"greedy ({engine})", unit="pick")
-    try:
-        with cls.threads():
-            eng = cls(**inputs, max_new=budget)
-            step = max(1, math.ceil(budget / n_blocks))
-            for done in range(0, budget, step):
-                k = min(step, budget - done)
-                eng.run(k, idx, radii, first)
-                if bar is not None:
-                    bar.update(k)
-    finally:
-        if bar is not None:
-            bar.close()
+    with progress_bar(progress, budget, f"greedy ({engine})") as bar, cls.threads():
+        eng = cls(**inputs, max_new=budget)
+        step = max(1, math.ceil(budget / n_blocks))
+        for done in range(0, budget, step):
+            k = min(step, budget - done)
+            eng.run(k, idx, radii, first)
+            if bar is not None:
+                bar.update(k)
     return idx, radii
+
+
+@contextmanager
+def progress_bar(show: bool, total: int, desc: str):
+    """A tqdm bar over ``total`` picks when ``show`` (and there is work), else None."""
+    if not (show and total):
+        yield None
+        return
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total, desc=desc, unit="pick")
+    try:
+        yield bar
+    finally:
+        bar.close()
 
 
 def farthest_first(features, budget: int, *, densities=None, labeled=None,
@@ -316,6 +332,6 @@ def farthest_first(features, budget: int, *, densities=None, labeled=None,
     first = first_pick(n, pool.lab.numel() + pool.lf.shape[0], budget, init, seed)
     fscale, dscale = scales(pool.stats(), pool.x.dtype)
     inputs = prepare(pool, fscale, dscale)
-    idx, radii = run_engine(pool.engine, inputs, budget, first, progress and budget > 0)
+    idx, radii = run_engine(pool.engine, inputs, budget, first, progress)
     return finish(idx, radii, fscale=fscale, dscale=dscale, first=first, dtype=pool.x.dtype,
                   is_numpy=pool.is_numpy, device=pool.x.device)

@@ -184,9 +184,7 @@ def select_pixels(probs, features, densities, budget: int, *, labeled=None, igno
     dev = probs_t.device
     budget = V.check_int(budget, "budget", minimum=0)
     region_size = V.check_region_size(region_size)
-    alpha = float(alpha)
-    if not math.isfinite(alpha) or alpha < 1:
-        raise ValueError(f"alpha must be a finite number >= 1; got {alpha}")
+    alpha = V.check_finite_float(alpha, "alpha", minimum=1.0)
     if sampler is _DEFAULT:
         sampler = DensityAwareGreedy(seed=seed, validate=validate)
     if sampler is not None and not callable(getattr(sampler, "select", None)):

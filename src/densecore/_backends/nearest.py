@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from numba import njit, prange
 
-from . import faiss_backend
+from . import faiss_backend, threads
 
 __all__ = ["FAISS_MIN", "METHODS", "pow2_below", "search"]
 
@@ -219,11 +219,13 @@ def search(queries: torch.Tensor, centres: torch.Tensor, k: int = 1, *,
         raise ValueError(f"backend must be one of {METHODS}; got {method!r}")
     if method == "faiss":
         faiss_backend.require()
-        v, i = _search_cpu(q.cpu(), c.cpu(), inv_w.cpu(), k, min_faiss=1)
+        with threads():
+            v, i = _search_cpu(q.cpu(), c.cpu(), inv_w.cpu(), k, min_faiss=1)
         return v.to(dev), i.to(dev)
     if method == "torch" or dev.type != "cpu":
         return _search_torch(q, c, inv_w, k)
-    return _search_cpu(q, c, inv_w, k)
+    with threads():
+        return _search_cpu(q, c, inv_w, k)
 
 
 def _fast_scale(inv_w: torch.Tensor) -> float | None:
