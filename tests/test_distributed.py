@@ -326,6 +326,21 @@ def test_one_rank_equals_farthest_first(one_rank, backend):
     np.testing.assert_array_equal(got.radii, want.radii)
 
 
+def test_one_rank_keeps_faiss_assignment_and_dense_hand_over(one_rank, caplog):
+    # isotropic noise in 64 dimensions (pruning stops paying: the engine hands over to
+    # dense passes) and a labeled set above the faiss threshold, through the sharded path
+    rng = np.random.default_rng(11)
+    x = rng.normal(size=(1500, 64)).astype(np.float32)
+    lab = rng.choice(1500, 300, replace=False)
+    with caplog.at_level("DEBUG", logger="densecore._backends.numba_backend"):
+        got = distributed.select(x, 200, labeled=lab, backend="numba")
+    assert "dense passes" in caplog.text
+    want = KCenterGreedy(backend="numba").select(x, 200, labeled=lab)
+    np.testing.assert_array_equal(got.indices, want.indices)
+    np.testing.assert_array_equal(got.radii, want.radii)
+    assert replay_check(x, got.indices, labeled=lab, atol=0.0) > 0
+
+
 def test_tensor_in_tensor_out(one_rank, device):
     x = torch.from_numpy(gaussian_mixture(100, dim=4, seed=2)[0]).to(device)
     got = distributed.select(x, 10, seed=5)

@@ -1,26 +1,16 @@
 """Algorithm 1 over candidates sharded across ``torch.distributed`` ranks.
 
-Every rank holds one shard of the pool and runs the engine of
-:func:`densecore.farthest_first` on it (``greedy.ENGINES``: numba on CPU with
-pruning and the dense hand-over, torch elsewhere with 16-bit storage kept on
-CUDA), prepared and wrapped by the same functions (checks, power-of-two
-scaling agreed over all ranks, the exact nearest-centre search for the
-labeled set, seeded first pick). This module holds only the communication
-and one short loop: per pick the ranks all-gather their local best
-``(r, global index)`` (``16 P`` bytes), agree on the largest ``r`` (ties:
-lowest global index), and the owner contributes the winner's features and
-density to an all-reduce of ``D + 1`` float64 (zeros elsewhere); every rank
-adds that centre to its engine. The winner is found with tensor operations,
-so a CUDA engine on NCCL needs no host synchronisation per pick. The result
-equals :func:`densecore.farthest_first` with the same backend on the shards
-concatenated in rank order: same indices, same radii, same seeded first pick.
-
-Failures do not hang: ranks first exchange a header (shapes, dtypes, budget,
-init, seed, scaling statistics) and an error flag with the message of any
-rank whose inputs fail validation; every rank then raises. Collectives run
-with ``timeout``; a rank that dies or never calls :func:`select` makes the
-others raise a ``RuntimeError`` that says so (on NCCL the per-pick
-collectives rely on the process group's own timeout and watchdog).
+Every rank runs the engine of :func:`densecore.farthest_first` on its shard,
+prepared and wrapped by the same functions of :mod:`densecore.greedy`; this
+module holds the communication and one short loop. Per pick the ranks
+all-gather their local best ``(r, global index)``, agree on the largest ``r``
+(ties: lowest global index), and the owner contributes the winner's features
+and density to an all-reduce (zeros elsewhere); every rank adds that centre
+to its engine. No host synchronisation per pick on NCCL. The result equals
+:func:`densecore.farthest_first` (same backend) on the shards concatenated in
+rank order. Failures do not hang: a header exchange makes every rank raise
+when one rank's inputs are bad, and every collective has a timeout (gloo).
+See ``docs/distributed.md`` for the protocol and its costs.
 
 Shape:
     local_features ``(N_r, D)`` per rank (``N_r`` may be 0), densities
@@ -48,9 +38,9 @@ __all__ = ["message_bytes", "select"]
 
 # Header exchanged once before any work: fixed-size ints (the scaling statistics as
 # float64 bit patterns), then an error message.
-_H_STATUS, _H_N, _H_D, _H_DTYPE, _H_HASDENS, _H_NLAB, _H_NLF, _H_BUDGET, _H_INIT, \
-    _H_SEED, _H_ENGINE, _H_DEVICE, _H_STATS, _N_HEADER = 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, \
-    11, 12, 15
+(_H_STATUS, _H_N, _H_D, _H_DTYPE, _H_HASDENS, _H_NLAB, _H_NLF, _H_BUDGET, _H_INIT, _H_SEED,
+ _H_ENGINE, _H_DEVICE, _H_STATS) = range(13)
+_N_HEADER = _H_STATS + 3  # max |feature|, max density, min density
 _MSG_BYTES = 1024
 _DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 _DEVICE_TYPES = ("cpu", "cuda")

@@ -117,7 +117,8 @@ class Pool:
         big = 0.0
         for t in (self.x, self.lf):
             if t.numel():
-                big = max(big, float(t.abs().max()))
+                lo, hi = torch.aminmax(t)  # no (N, D) temporary, unlike abs()
+                big = max(big, -float(lo), float(hi))
         if self.dens is None:
             return [big, 1.0, 1.0]
         d = torch.cat([self.dens.to(torch.float64), self.ld.to(torch.float64)])
