@@ -11,10 +11,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+import torch.distributed as dist
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import densecore
+from densecore import distributed
 from densecore._backends import nearest
 from densecore.synthetic import gaussian_mixture
 from reference import replay_check
@@ -63,13 +65,28 @@ def hostile(draw):
     return x, dens, labeled, lf, ld, budget
 
 
+@pytest.fixture(scope="module")
+def one_rank_group(tmp_path_factory):
+    """A one-rank gloo group: the sharded path (engine ``best``/``row``/``add_centre``
+    and the collectives) in this process. Two real ranks: tests/test_distributed.py."""
+    path = tmp_path_factory.mktemp("store") / "store"
+    dist.init_process_group("gloo", init_method=f"file://{path}", rank=0, world_size=1)
+    try:
+        yield
+    finally:
+        dist.destroy_process_group()
+
+
 @settings(max_examples=30, deadline=None)
-@given(hostile(), st.sampled_from(["numba", "torch"]))
-def test_every_backend_matches_the_float64_reference(case, backend):
+@given(hostile(), st.sampled_from(["numba", "torch", "sharded-numba", "sharded-torch"]))
+def test_every_backend_matches_the_float64_reference(one_rank_group, case, backend):
     x, dens, labeled, lf, ld, budget = case
-    sel = densecore.farthest_first(x, budget, densities=dens, labeled=labeled,
-                                   labeled_features=lf, labeled_densities=ld,
-                                   backend=backend, seed=3)
+    kw = dict(densities=dens, labeled=labeled, labeled_features=lf, labeled_densities=ld,
+              seed=3)
+    if backend.startswith("sharded-"):
+        sel = distributed.select(x, budget, backend=backend[8:], **kw)
+    else:
+        sel = densecore.farthest_first(x, budget, backend=backend, **kw)
     idx = sel.indices
     assert len(idx) == budget and len(set(idx.tolist())) == budget
     init = None

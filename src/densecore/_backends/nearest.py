@@ -107,7 +107,10 @@ def _centred(q: torch.Tensor, c: torch.Tensor, dtype: torch.dtype):
     qf = torch.empty(q.shape, dtype=dtype, device=q.device)
     step = max(1, _BLOCK // max(q.shape[1], 1))
     for i in range(0, q.shape[0], step):  # in row blocks: no float64 copy of all queries
-        qf[i:i + step] = ((q[i:i + step].to(torch.float64) - mu) * s).to(dtype)
+        # queries far outside the centres' range are clipped (no overflow in the fast
+        # dtype); their bound is infinite, so the brute force answers them
+        qf[i:i + step] = ((q[i:i + step].to(torch.float64) - mu) * s).clamp_(
+            -2.0 ** 30, 2.0 ** 30).to(dtype)
     return qf, (cc * s).to(dtype), s
 
 
