@@ -115,16 +115,6 @@ def _comm_device(group, features_device: torch.device) -> tuple[torch.device, bo
     return torch.device("cpu"), True
 
 
-def _as_timeout(timeout) -> datetime.timedelta:
-    if isinstance(timeout, datetime.timedelta):
-        seconds = timeout.total_seconds()
-    else:
-        seconds = V.check_positive_float(timeout, "timeout")
-    if not seconds > 0:
-        raise ValueError(f"timeout must be > 0 seconds; got {seconds}")
-    return datetime.timedelta(seconds=seconds)
-
-
 def _prepare_local(local_features, budget, densities, labeled, labeled_features,
                    labeled_densities, init, seed, backend, validate):
     """Check this rank's inputs (the single-process checks); return (pool, header)."""
@@ -306,7 +296,7 @@ def select(local_features, budget: int, *, densities=None, labeled=None,
     pool, header, error = None, None, None
     wait = datetime.timedelta(seconds=600)  # for the header exchange if timeout is bad
     try:
-        wait = _as_timeout(timeout)
+        wait = V.check_timeout(timeout)
         pool, header = _prepare_local(local_features, budget, densities, labeled,
                                       labeled_features, labeled_densities, init, seed,
                                       backend, validate)

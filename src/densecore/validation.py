@@ -15,6 +15,7 @@ Shape:
 
 from __future__ import annotations
 
+import datetime
 import numbers
 from typing import Any
 
@@ -42,6 +43,7 @@ __all__ = [
     "check_same_device",
     "check_same_on_ranks",
     "check_selection",
+    "check_timeout",
 ]
 
 ArrayLike = Any  # numpy.ndarray or torch.Tensor
@@ -450,3 +452,14 @@ def check_selection(selection: Any, budget: int, n: int, sampler: str) -> torch.
         if torch.unique(t).numel() != budget:
             raise ValueError(f"{what}; got a repeated index")
     return t
+
+
+def check_timeout(timeout: Any, name: str = "timeout") -> datetime.timedelta:
+    """Check a timeout given in seconds (> 0) or as a ``datetime.timedelta``."""
+    if isinstance(timeout, datetime.timedelta):
+        seconds = timeout.total_seconds()
+    else:
+        seconds = check_positive_float(timeout, name)
+    if not seconds > 0:
+        raise ValueError(f"{name} must be > 0 seconds; got {seconds}")
+    return datetime.timedelta(seconds=seconds)
