@@ -113,18 +113,18 @@ class Pool:
 
     def stats(self) -> list[float]:
         """``[max |feature|, max density, min density]`` over pool and labeled points
-        (densities 1 when None): what the shared scaling depends on."""
-        big = 0.0
+        (``0, inf`` for the densities when there are none, so that ranks combine by
+        max/min): what the shared scaling depends on."""
+        big, dmax, dmin = 0.0, 0.0, math.inf
         for t in (self.x, self.lf):
             if t.numel():
                 lo, hi = torch.aminmax(t)  # no (N, D) temporary, unlike abs()
                 big = max(big, -float(lo), float(hi))
-        if self.dens is None:
-            return [big, 1.0, 1.0]
-        d = torch.cat([self.dens.to(torch.float64), self.ld.to(torch.float64)])
-        if d.numel() == 0:
-            return [big, 1.0, 1.0]
-        return [big, float(d.max()), float(d.min())]
+        for t in (() if self.dens is None else (self.dens, self.ld)):
+            if t.numel():
+                lo, hi = torch.aminmax(t)
+                dmin, dmax = min(dmin, float(lo)), max(dmax, float(hi))
+        return [big, dmax, dmin]
 
 
 def pick_engine(backend: str, device: torch.device) -> str:
@@ -163,6 +163,8 @@ def scales(stats, dtype: torch.dtype) -> tuple[float, float]:
     fscale = 1.0
     if big > 0 and not 2.0 ** -e <= big <= 2.0 ** e:
         fscale = 1.0 / pow2_below(big)
+    if dmax == 0:  # no densities (k-center greedy) or an empty pool
+        return fscale, 1.0
     if dmax / dmin > _MAX_DENSITY_RATIO:
         raise ValueError(f"densities must span at most a factor 2^900 (r = distance / density "
                          f"must stay finite in float64); got max {dmax:.3g} and min {dmin:.3g}")
