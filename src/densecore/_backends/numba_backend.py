@@ -391,9 +391,10 @@ def dense_update(x, r, cu, du, u):
 
 # Switch to the dense pass once pruning reads more than this share of the live
 # points' features per pick (the indirect reads then cost more than streaming),
-# judged over windows of this many picks.
+# judged over windows of this many picks that start after the first _WARMUP picks.
 _DENSE_SWITCH = 0.35
 _WINDOW = 16
+_WARMUP = 8
 
 
 def _host(t):
@@ -528,12 +529,14 @@ class Engine:
 
     def _note(self, picks: int, reads: int) -> None:
         """Hand over to dense passes once pruning reads too many points per pick."""
+        if self.state[0] - picks < _WARMUP:  # the first picks read nearly every point
+            return
         w = self._window
         w[0] += picks
         w[1] += reads
         if w[0] < _WINDOW:
             return
-        if self.state[0] >= 8 and w[1] / (w[0] * max(1, self.n_live)) > _DENSE_SWITCH:
+        if w[1] / (w[0] * max(1, self.n_live)) > _DENSE_SWITCH:
             self.r = np.full(self.x.shape[0], -1.0)
             _flatten(self.order, self.rr, self.a_start, self.a_end, self.state[2], self.r)
             best = int(np.argmax(self.r))
