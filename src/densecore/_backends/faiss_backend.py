@@ -56,7 +56,7 @@ def nearest_weighted(queries: np.ndarray, centres: np.ndarray, inv_w: np.ndarray
     c = np.ascontiguousarray(centres, dtype=np.float32)
     w = np.asarray(inv_w, np.float64)
     qa = np.empty((len(q), q.shape[1] + 2), np.float32)
-    qa[:, 0] = (q.astype(np.float64) ** 2).sum(1)
+    qa[:, 0] = np.einsum("ij,ij->i", q, q)  # float32: within the caller's error bound
     qa[:, 1] = 1.0
     qa[:, 2:] = q
     ca = np.empty((len(c), c.shape[1] + 2), np.float32)

@@ -99,18 +99,24 @@ def pow2_below(v: float) -> float:
 
 def _centred(q: torch.Tensor, c: torch.Tensor, dtype: torch.dtype):
     """``(q - mu) s`` and ``(c - mu) s`` in ``dtype`` (mu: centre mean, s: a power of two
-    that brings the largest magnitude into [1, 2)), and ``s``."""
+    that brings the centres' largest centred magnitude into [1, 2)), and ``s``.
+
+    ``s`` and ``mu`` come from the centres only, so a query's answer never depends
+    on the other queries (a shard gets the same answers as the whole pool). Every
+    coordinate is within one rounding of its exact value, as :func:`_bound` assumes.
+    """
     mu = c.to(torch.float64).mean(0)
     cc = c.to(torch.float64) - mu
-    s = 1.0 / pow2_below(float(cc.abs().max()))  # from the centres only: the same on any
-    # subset of queries (shards), so a query's answer never depends on the others
+    s = 1.0 / pow2_below(float(cc.abs().max()))
+    wd = torch.float64 if q.dtype == torch.float64 else torch.float32
+    mu_s = (mu * s).to(wd)
     qf = torch.empty(q.shape, dtype=dtype, device=q.device)
     step = max(1, _BLOCK // max(q.shape[1], 1))
-    for i in range(0, q.shape[0], step):  # in row blocks: no float64 copy of all queries
-        # queries far outside the centres' range are clipped (no overflow in the fast
-        # dtype); their bound is infinite, so the brute force answers them
-        qf[i:i + step] = ((q[i:i + step].to(torch.float64) - mu) * s).clamp_(
-            -2.0 ** 30, 2.0 ** 30).to(dtype)
+    for i in range(0, q.shape[0], step):  # in row blocks: no wide copy of all queries
+        # q s is exact (a power of two); queries far outside the centres' range are
+        # clipped (no overflow in the fast dtype) and never certified (see _bound)
+        blk = torch.mul(q[i:i + step].to(wd), s).sub_(mu_s).clamp_(-2.0 ** 30, 2.0 ** 30)
+        qf[i:i + step] = blk.to(dtype)
     return qf, (cc * s).to(dtype), s
 
 
@@ -118,15 +124,18 @@ def _bound(qf: torch.Tensor, cf: torch.Tensor, inv_w: torch.Tensor, eps: float) 
     """Per query, a bound on the rounding error of any fast (scaled) value.
 
     A fast value is a dot product of length D + 2 whose absolute products sum
-    to at most ``2 (|q|^2 + |c|^2) / w``; its error, inputs' rounding included,
-    stays below ``(D + 8) eps`` times that; the bound is twice as large.
+    to at most ``2 (|q|^2 + |c|^2) / w``; its error, inputs' rounding (centring,
+    float32 squared norms) included, stays below ``(3 D + 8) eps (|q|^2 + |c|^2) / w``;
+    the bound uses ``4 (D + 8)``. ``|c|^2 >= 1`` for the largest centre after scaling,
+    so the bound never falls below ``4 (D + 8) eps / w`` (subnormal rounding is far
+    below it).
     """
-    qn = qf.to(torch.float64).pow(2).sum(1)
-    cmax = float(cf.to(torch.float64).pow(2).sum(1).max())
+    qn = torch.linalg.vector_norm(qf, dim=1).to(torch.float64).square()
+    cmax = float(torch.linalg.vector_norm(cf, dim=1).max()) ** 2
     bound = 4.0 * (qf.shape[1] + 8) * eps * (qn + cmax) * float(inv_w.max())
-    # queries far outside the centres' range (or overflowing the fast dtype) are never
-    # certified: the brute force answers them
-    return torch.where(torch.isfinite(qf).all(1) & (qn < 2.0 ** 40), bound,
+    # queries far outside the centres' range (clipped) or NaN are never certified:
+    # the brute force answers them
+    return torch.where(torch.isfinite(qn) & (qn < 2.0 ** 40), bound,
                        torch.full_like(bound, float("inf")))
 
 
