@@ -148,7 +148,7 @@ def main(argv=None) -> int:
     same = all(np.array_equal(r["indices"], single.indices) for r in ranks)
     t_dist = max(r["time"] for r in ranks)
     t_comm = max(r["comm"] for r in ranks)
-    nbytes = distributed.message_bytes(world, args.dim, itemsize=4)["total"]
+    nbytes = distributed.message_bytes(world, args.dim)["total"]
     ms = 1e3 / budget
     rows = [
         {"method": "single", "ranks": 1, "n_per_rank": n, "budget": budget,

@@ -23,7 +23,7 @@ import torch.multiprocessing as mp
 from densecore import DensityAwareGreedy, KCenterGreedy, distributed
 from densecore.synthetic import gaussian_mixture
 
-from reference import density_aware_greedy_ref
+from reference import density_aware_greedy_ref, replay_check
 
 # ---------------------------------------------------------------------------
 # scenarios: global data + how it is split; built identically in every process
@@ -34,13 +34,20 @@ def _data(sc):
                             duplicates=sc.get("duplicates", 0.0), seed=sc["seed"])
     if sc.get("constant"):
         x = np.ones_like(x)
-    x = x.astype(sc.get("dtype", np.float32))
+    offset, scale = sc.get("offset", 0.0), sc.get("scale", 1.0)  # hostile numbers
+    x = ((x.astype(np.float64) + offset) * scale).astype(sc.get("dtype", np.float32))
     rng = np.random.default_rng(sc["seed"] + 1)
-    dens = rng.uniform(0.5, 2.0, sc["n"]) if sc.get("densities") else None
+
+    def dens_of(m):
+        if sc.get("densities") == "tiny":  # KNNDensity(tau=0.005)-like: down to 1e-86
+            return np.e ** 2.4 * np.exp(-200.0 * rng.uniform(0.0, 1.0, m))
+        return rng.uniform(0.5, 2.0, m)
+
+    dens = dens_of(sc["n"]) if sc.get("densities") else None
     lf = ld = None
     if sc.get("n_lf"):
-        lf = rng.normal(size=(sc["n_lf"], x.shape[1])).astype(x.dtype) * 3
-        ld = rng.uniform(0.5, 2.0, sc["n_lf"]) if dens is not None else None
+        lf = ((rng.normal(size=(sc["n_lf"], x.shape[1])) * 3 + offset) * scale).astype(x.dtype)
+        ld = dens_of(sc["n_lf"]) if dens is not None else None
     return x, dens, lf, ld
 
 
@@ -179,6 +186,12 @@ TWO = [
      "constant": True, "init": 20},
     {"name": "torch_engine", "n": 300, "sizes": [140, 160], "budget": 30, "seed": 7,
      "densities": True, "dtype": np.float64, "backend": "torch", "n_lf": 3},
+    {"name": "hostile_scale_tiny_densities", "n": 300, "sizes": [120, 180], "budget": 30,
+     "seed": 14, "densities": "tiny", "scale": 1e19},
+    {"name": "hostile_offset_faiss", "n": 400, "sizes": [250, 150], "budget": 30,
+     "seed": 15, "densities": True, "offset": 1e5, "scale": 0.01, "n_lf": 300, "lf_rank": 1},
+    {"name": "hostile_torch_engine", "n": 300, "sizes": [100, 200], "budget": 30,
+     "seed": 16, "densities": "tiny", "scale": 1e-25, "n_lf": 260, "backend": "torch"},
     {"name": "nan_on_rank1", "n": 100, "sizes": [50, 50], "budget": 5, "seed": 8,
      "bad_rank": 1},
     {"name": "budget_disagrees", "n": 100, "sizes": [50, 50], "budget": 5, "seed": 8,
@@ -224,6 +237,17 @@ def three_ranks(launched):
                                   "constant_ties", "torch_engine", "ok_after_errors"])
 def test_two_ranks_match_single_process(two_ranks, name):
     _check_same_as_single(two_ranks, next(sc for sc in TWO if sc["name"] == name))
+
+
+@pytest.mark.parametrize("name", ["hostile_scale_tiny_densities", "hostile_offset_faiss",
+                                  "hostile_torch_engine"])
+def test_two_ranks_on_hostile_numbers_match_the_float64_reference(two_ranks, name):
+    sc = next(sc for sc in TWO if sc["name"] == name)
+    _check_same_as_single(two_ranks, sc)
+    x, dens, lf, ld = _data(sc)
+    idx = two_ranks[0][name][1]
+    assert replay_check(x, idx, densities=dens, labeled_features=lf, labeled_densities=ld,
+                        init=None if lf is not None else int(idx[0]), atol=0.0) > 0
 
 
 def test_constant_features_break_ties_by_lowest_global_index(two_ranks):
@@ -302,6 +326,21 @@ def test_one_rank_equals_farthest_first(one_rank, backend):
     np.testing.assert_array_equal(got.radii, want.radii)
 
 
+def test_one_rank_keeps_faiss_assignment_and_dense_hand_over(one_rank, caplog):
+    # isotropic noise in 64 dimensions (pruning stops paying: the engine hands over to
+    # dense passes) and a labeled set above the faiss threshold, through the sharded path
+    rng = np.random.default_rng(11)
+    x = rng.normal(size=(1500, 64)).astype(np.float32)
+    lab = rng.choice(1500, 300, replace=False)
+    with caplog.at_level("DEBUG", logger="densecore._backends.numba_backend"):
+        got = distributed.select(x, 200, labeled=lab, backend="numba")
+    assert "dense passes" in caplog.text
+    want = KCenterGreedy(backend="numba").select(x, 200, labeled=lab)
+    np.testing.assert_array_equal(got.indices, want.indices)
+    np.testing.assert_array_equal(got.radii, want.radii)
+    assert replay_check(x, got.indices, labeled=lab, atol=0.0) > 0
+
+
 def test_tensor_in_tensor_out(one_rank, device):
     x = torch.from_numpy(gaussian_mixture(100, dim=4, seed=2)[0]).to(device)
     got = distributed.select(x, 10, seed=5)
@@ -355,11 +394,10 @@ def test_needs_a_process_group():
 
 
 def test_message_bytes():
-    assert distributed.message_bytes(3, 64, itemsize=4) == {
-        "gather": 48, "vector": 264, "total": 312}
-    assert distributed.message_bytes(2, 10, engine="torch")["vector"] == 96
-    with pytest.raises(ValueError, match="engine must be one of"):
-        distributed.message_bytes(2, 10, engine="nccl")
+    assert distributed.message_bytes(3, 64) == {"gather": 48, "vector": 520, "total": 568}
+    assert distributed.message_bytes(2, 10)["vector"] == 88
+    with pytest.raises(ValueError, match="dim must be >= 1"):
+        distributed.message_bytes(2, 0)
 
 
 if __name__ == "__main__":

@@ -178,3 +178,23 @@ def test_margin_loss_all_ignored_mean_is_zero_and_bad_reduction():
         CategoryMarginLoss(reduction="avg")
     with pytest.raises(ValueError, match="target must have shape"):
         category_margin_loss(p, torch.zeros(1, 2, 3, dtype=torch.long))
+
+
+@pytest.mark.parametrize("bad", [5, -1])
+def test_margin_loss_target_out_of_range_names_target(bad):
+    p = torch.softmax(torch.randn(1, 5, 2, 2), 1)
+    y = torch.zeros(1, 2, 2, dtype=torch.long)
+    y[0, 1, 1] = bad
+    with pytest.raises(ValueError, match=r"target must hold class ids in \[0, 5\)"):
+        CategoryMarginLoss()(p, y)
+    y[0, 1, 1] = 255  # ignore_index stays allowed
+    assert torch.isfinite(CategoryMarginLoss()(p, y))
+
+
+@pytest.mark.parametrize("margin", [float("nan"), float("inf"), -0.5])
+def test_margin_loss_rejects_bad_margins(margin):
+    with pytest.raises(ValueError, match="margin must be"):
+        CategoryMarginLoss(margin=margin)
+    p = torch.softmax(torch.randn(1, 3, 2, 2), 1)
+    with pytest.raises(ValueError, match="margin must be"):
+        category_margin_loss(p, torch.zeros(1, 2, 2, dtype=torch.long), margin=margin)

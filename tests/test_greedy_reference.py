@@ -175,11 +175,11 @@ def test_numba_leaves_torch_thread_count_alone():
 @pytest.mark.parametrize("density_aware", [False, True])
 def test_large_labeled_set_through_faiss(density_aware):
     pytest.importorskip("faiss")
-    from densecore import greedy
+    from densecore._backends.nearest import FAISS_MIN
 
     x, dens = _mixture(n=3000, seed=13)
     rng = np.random.default_rng(13)
-    lf = x[rng.choice(3000, size=greedy._FAISS_MIN_LABELED + 10)] + 0.05
+    lf = x[rng.choice(3000, size=FAISS_MIN + 10)] + 0.05
     ld = rng.uniform(0.5, 3.0, size=len(lf))
     kw = dict(densities=dens, labeled_densities=ld) if density_aware else {}
     sel = densecore.farthest_first(x, 100, labeled_features=lf, labeled=[5, 6], **kw)

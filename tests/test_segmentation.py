@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from densecore import DensityAwareGreedy, KCenterGreedy, select_pixels
+from densecore import DensityAwareGreedy, KCenterGreedy, Selection, select_pixels
 from densecore.filters import margin_score, top_candidates
 from densecore.segmentation import sample_at_pixels
 
@@ -45,8 +45,8 @@ class Spy:
     def __init__(self):
         self.calls = []
 
-    def select(self, features, budget, *, densities, labeled_features=None,
-               labeled_densities=None):
+    def select(self, features, budget, *, densities=None, labeled=None, labeled_features=None,
+               labeled_densities=None, init=None):
         self.calls.append((features, densities, labeled_features, labeled_densities))
         return DensityAwareGreedy(seed=0).select(features, budget, densities=densities,
                                                   labeled_features=labeled_features,
@@ -165,7 +165,9 @@ def test_budget_error_names_budget():
 def test_input_errors():
     probs, feats, dens = _inputs()
     with pytest.raises(ValueError, match="densities is required"):
-        select_pixels(probs, feats, None, 3)
+        select_pixels(probs, feats, None, 3, sampler=DensityAwareGreedy())
+    # the default sampler (k-center + k-medoids refinement) needs no densities
+    assert select_pixels(probs, feats, None, 3).sum() == 3 * probs.shape[0]
     with pytest.raises(ValueError, match="from_logits=True"):
         select_pixels(torch.log(probs), feats, dens, 3)
     with pytest.raises(ValueError, match="densities must be floating with shape"):
@@ -244,3 +246,48 @@ def test_invariants_property(seed, budget, region, frac, kind):
     else:
         assert ((n >= budget) & (n <= 9 * budget)).all()
     assert torch.equal(new, select_pixels(*args, **kw))
+
+
+class _Fixed:
+    """A sampler that returns a fixed (possibly broken) selection."""
+
+    def __init__(self, indices):
+        self.indices = indices
+
+    def select(self, features, budget, *, densities=None, labeled=None, labeled_features=None,
+               labeled_densities=None, init=None):
+        return Selection(torch.as_tensor(self.indices), torch.zeros(len(self.indices)))
+
+
+@pytest.mark.parametrize("indices, words", [
+    ([0, 1, 1], "repeated index"),
+    ([0, 1, -1], "got -1"),
+    ([0, 1, 99], "got 99"),
+    ([0, 1], "shape (2,)"),
+    ([0, 1, 2, 3], "shape (4,)"),
+])
+def test_sampler_output_is_checked(indices, words):
+    probs, feats, dens = _inputs()
+    with pytest.raises(ValueError, match="sampler _Fixed must return exactly 3 distinct") as e:
+        select_pixels(probs, feats, dens, 3, alpha=4, sampler=_Fixed(indices))
+    assert words in str(e.value)
+
+
+def test_sampler_output_dtype_is_checked():
+    probs, feats, dens = _inputs()
+    with pytest.raises(TypeError, match="sampler _Fixed must return"):
+        select_pixels(probs, feats, dens, 3, alpha=4, sampler=_Fixed([0.0, 1.0, 2.0]))
+
+
+def test_every_sampler_takes_the_same_keywords():
+    # the protocol: densities are passed to every sampler; KCenterGreedy ignores them
+    probs, feats, dens = _inputs()
+    a = select_pixels(probs, feats, dens, 4, alpha=3, sampler=KCenterGreedy())
+    b = select_pixels(probs, feats, None, 4, alpha=3, sampler=KCenterGreedy())
+    assert torch.equal(a, b)
+    x = torch.randn(30, 3)
+    d = torch.rand(30) + 0.5
+    for s in (KCenterGreedy(), DensityAwareGreedy()):
+        sel = s.select(x, 3, densities=d, labeled=[0], labeled_features=x[:2] + 1,
+                       labeled_densities=d[:2], init=None)
+        assert len(sel) == 3

@@ -54,7 +54,10 @@ def test_validate_false_skips_value_scans_only():
     bad[0, 0] = np.inf
     with pytest.raises(ValueError):
         densecore.farthest_first(bad, 2)
-    densecore.farthest_first(bad, 2, validate=False, backend="torch")  # no scan, no error
+    # no input scan, but a non-finite r during the selection still raises
+    with pytest.raises(ValueError, match="r = distance / density is not finite at pick 1"):
+        densecore.farthest_first(bad, 2, validate=False, backend="torch", init=3)
+    assert len(densecore.farthest_first(bad[1:], 2, validate=False)) == 2
     with pytest.raises(ValueError, match="budget"):  # shape/size checks still run
         densecore.farthest_first(bad, 99, validate=False)
 

@@ -14,7 +14,7 @@ from .regions import blocked_candidates
 from .samplers import DensityAwareGreedy, KCenterGreedy
 from .seeds import image_seed
 from .segmentation import ImageCandidates, select_pixels
-from .state import ActiveLabelState
+from .state import ActiveLabelState, CorruptFileError
 from .training import DensityTrainer
 from .tuning import DensityScaling, tune_density_scaling
 from .typicality import TypicalityGreedy
@@ -34,6 +34,7 @@ __all__ = [
     "ActiveLabelState",
     "BoundReport",
     "CategoryMarginLoss",
+    "CorruptFileError",
     "DMCEstimator",
     "DensityAwareGreedy",
     "DensityScaling",

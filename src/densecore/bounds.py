@@ -11,10 +11,11 @@
   is exact on the selected points, as Theorem 1 assumes).
 
 All distances here are plain (not squared) Euclidean, unlike Algorithm 1.
-Nearest-centre search goes through faiss when it is installed and the data is
-on the CPU, else through chunked torch; either way the distance to the
-assigned centre is recomputed from differences, so a selected point is at
-distance exactly 0 from itself.
+Nearest centres come from the one exact search of
+``densecore._backends.nearest`` (fast candidates from faiss or torch, each
+answer proven or recomputed by brute force; distances in float64 from
+differences), so a selected point is at distance exactly 0 from itself and
+ties go to the lowest centre index.
 
 Shape:
     features ``(N, D)``, centers ``(M, D)``, selected ``(M,)`` int, labels ``(N,)``;
@@ -30,7 +31,7 @@ import numpy as np
 import torch
 
 from . import validation as V
-from ._backends import faiss_backend, torch_backend
+from ._backends import nearest
 
 __all__ = [
     "BoundReport",
@@ -47,19 +48,10 @@ def _out(t: torch.Tensor, like_numpy: bool):
 
 
 def _coverage_t(x: torch.Tensor, c: torch.Tensor, backend: str):
-    if backend not in ("auto", "faiss", "torch"):
-        raise ValueError(f"backend must be 'auto', 'faiss' or 'torch'; got {backend!r}")
-    use_faiss = backend == "faiss" or (backend == "auto" and x.device.type == "cpu"
-                                       and faiss_backend.available())
-    if use_faiss:
-        _, nn = faiss_backend.knn(x.detach().cpu().float().numpy(),
-                                  c.detach().cpu().float().numpy(), 1)
-        assign = torch.from_numpy(nn[:, 0]).to(x.device)
-    else:
-        assign, _ = torch_backend.nearest_centres(x, c.to(x.dtype))
-    xd = x.double() if x.dtype != torch.float64 else x
-    dist = (xd - c.to(xd.dtype)[assign]).pow(2).sum(1).sqrt()
-    return assign, dist
+    """Nearest centre (lowest index on ties) and the plain Euclidean distance to it,
+    from the one exact nearest-centre search."""
+    sq, assign = nearest.search(x, c.to(x.device), 1, method=backend)
+    return assign[:, 0], sq[:, 0].sqrt()
 
 
 def coverage(features, centers, *, backend: str = "auto", validate: bool = True):
@@ -68,7 +60,9 @@ def coverage(features, centers, *, backend: str = "auto", validate: bool = True)
     Args:
         features: ``(N, D)`` points.
         centers: ``(M, D)`` selected points, ``M >= 1``.
-        backend: ``"auto"`` (faiss on CPU when installed, else torch), ``"faiss"``, ``"torch"``.
+        backend: where the fast candidates come from: ``"auto"`` (the search's rule:
+            faiss on the CPU from 256 centres when installed, numba below, torch on
+            other devices), ``"faiss"`` or ``"torch"``; the answer is the same.
         validate: check for NaN/inf.
 
     Returns:

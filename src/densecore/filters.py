@@ -223,7 +223,8 @@ def top_candidates(scores, k: int, exclude=None, *, validate: bool = True):
 
 
 def category_margin_loss(probs, target, *, margin: float = 1.0, ignore_index: int = 255,
-                         reduction: str = "mean", from_logits: bool = False):
+                         reduction: str = "mean", from_logits: bool = False,
+                         validate: bool = True):
     """Category-wise margin loss, Eq. 6: ``sum_{c != y} [m - P_y + P_c]_+`` per pixel.
 
     ``P`` are class probabilities (a softmax of logits with
@@ -240,9 +241,15 @@ def category_margin_loss(probs, target, *, margin: float = 1.0, ignore_index: in
             ``"sum"`` (Eq. 6 literally, also summed over the batch) or
             ``"none"`` (``(B, H, W)``, 0 at ignored pixels).
         from_logits: apply a softmax over dim 1 first.
+        validate: check that every target is a class id in ``[0, C)`` or
+            ``ignore_index`` (one reduction, a device sync on CUDA); without it an
+            out-of-range id fails inside ``gather`` (IndexError, or a device assert).
 
     Returns:
         scalar tensor, or ``(B, H, W)`` for ``"none"``; differentiable.
+
+    Raises:
+        ValueError: ``target`` out of range, ``margin`` NaN/inf or negative, bad shapes.
 
     Example:
         >>> import torch
@@ -253,6 +260,8 @@ def category_margin_loss(probs, target, *, margin: float = 1.0, ignore_index: in
     """
     if reduction not in ("mean", "sum", "none"):
         raise ValueError(f"reduction must be 'mean', 'sum' or 'none'; got {reduction!r}")
+    margin = V.check_finite_float(margin, "margin", minimum=0.0)
+    ignore_index = V.check_int(ignore_index, "ignore_index")
     if not isinstance(probs, torch.Tensor) or not isinstance(target, torch.Tensor):
         raise TypeError("probs and target must be torch tensors; got "
                         f"{type(probs).__name__} and {type(target).__name__}")
@@ -275,6 +284,8 @@ def category_margin_loss(probs, target, *, margin: float = 1.0, ignore_index: in
         raise TypeError(f"target must be an integer tensor; got dtype {target.dtype}")
     if target.device != p.device:
         raise ValueError(f"target must be on {p.device}; got {target.device}")
+    if validate:
+        V.check_class_ids(target, c, ignore_index)
     valid = target != ignore_index
     y = torch.where(valid, target, torch.zeros_like(target)).long()
     p_y = p.gather(1, y[:, None])  # (B, 1, H, W)
@@ -296,6 +307,7 @@ class CategoryMarginLoss(torch.nn.Module):
         ignore_index: target value to skip.
         reduction: ``"mean"``, ``"sum"`` (Eq. 6 literally) or ``"none"``.
         from_logits: the forward input is logits (a softmax over dim 1 is applied).
+        validate: check the target's class ids every call (a device sync on CUDA).
 
     Shape:
         input ``(B, C, H, W)``, target ``(B, H, W)`` int64; output scalar or ``(B, H, W)``.
@@ -311,20 +323,21 @@ class CategoryMarginLoss(torch.nn.Module):
     """
 
     def __init__(self, margin: float = 1.0, ignore_index: int = 255, reduction: str = "mean",
-                 from_logits: bool = False):
+                 from_logits: bool = False, validate: bool = True):
         super().__init__()
         if reduction not in ("mean", "sum", "none"):
             raise ValueError(f"reduction must be 'mean', 'sum' or 'none'; got {reduction!r}")
-        self.margin = float(margin)
+        self.margin = V.check_finite_float(margin, "margin", minimum=0.0)
         self.ignore_index = V.check_int(ignore_index, "ignore_index")
         self.reduction = reduction
         self.from_logits = bool(from_logits)
+        self.validate = bool(validate)
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Loss of ``input`` ``(B, C, H, W)`` against ``target`` ``(B, H, W)``."""
         return category_margin_loss(input, target, margin=self.margin,
                                     ignore_index=self.ignore_index, reduction=self.reduction,
-                                    from_logits=self.from_logits)
+                                    from_logits=self.from_logits, validate=self.validate)
 
     def extra_repr(self) -> str:
         return (f"margin={self.margin}, ignore_index={self.ignore_index}, "

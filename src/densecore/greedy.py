@@ -1,19 +1,31 @@
-"""The one farthest-first engine behind both samplers (Algorithm 1).
+"""The one farthest-first selection behind every sampler (Algorithm 1).
 
 ``r_t = min_{k in s} ||f_t - f_k||_2^2 / d_k`` over the labeled and already
 picked points; each step picks ``argmax r`` among points neither labeled nor
 picked (ties go to the lowest index) and lowers ``r`` with the new point.
 k-center greedy is the special case where every density is 1.
 
-Backends (chosen through ``_BACKENDS``):
+Engines (chosen through :data:`ENGINES`; one module each, one interface:
+``Engine(x, dens, centres, cdens, excluded, max_new)``, ``best()``,
+``row(u)``, ``add_centre(vec, u)``, ``run(k, out_idx, out_r, first)``):
 
-* ``"numba"``: CPU, parallel, exact coverage-area pruning
-  (``_backends/numba_backend.py``); the nearest labeled point of every
-  candidate comes from faiss when the labeled set is large.
-* ``"torch"``: any device, one matrix-vector product per pick, no host sync.
-* ``"auto"``: numba for CPU inputs, torch for CUDA tensors. The CPU choice is
+* ``"numba"``: CPU, parallel, exact coverage-area pruning with a dense
+  hand-over (``_backends/numba_backend.py``).
+* ``"torch"``: any device, one fused distance pass per pick, no host sync.
+* ``"auto"``: numba for CPU inputs, torch for other devices. The CPU choice is
   set by ``benchmarks/speed.py``: at n=100,000, D=64, budget 1,000 the pruned
   numba engine is several times faster than the torch loop on CPU.
+
+The initial ``r`` against the labeled set comes from the one nearest-centre
+search (``_backends/nearest.py``). :func:`prepare` (checks, scaling, excluded
+mask, labeled centres, seeded first pick) and :func:`finish` (result wrapper)
+are shared with :mod:`densecore.distributed`.
+
+Hostile numbers: features whose magnitude would overflow or underflow squared
+distances in their dtype are multiplied by a power of two (exact), densities
+are scaled so the largest is in [1, 2) (exact) and kept in float64; ``r``
+values that still leave the float64 range raise ``ValueError``. Distances are
+always computed from coordinate differences, so large offsets do not cancel.
 
 Shape:
     features ``(N, D)``, densities ``(N,)``, labeled ``(M,)``,
@@ -24,26 +36,46 @@ Shape:
 from __future__ import annotations
 
 import logging
+import math
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 
 from . import validation as V
-from ._backends import faiss_backend, torch_backend
+from ._backends.nearest import pow2_below
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Selection", "farthest_first", "BACKENDS"]
+__all__ = ["BACKENDS", "ENGINES", "Selection", "farthest_first"]
 
-BACKENDS = ("auto", "numba", "torch")
 
-# From this many labeled points on, the numba backend finds each point's nearest
-# labeled point with faiss (exact flat search; the value is then recomputed from
-# differences). Measured on 100,000 x 64 points, 2 cores: numba 0.035 s vs faiss
-# 0.035 s at 64 labeled, 0.13 vs 0.10 s at 256, 0.68 vs 0.38 s at 2,000.
-_FAISS_MIN_LABELED = 256
+def _numba_engine():
+    from ._backends.numba_backend import Engine
+
+    return Engine
+
+
+def _torch_engine():
+    from ._backends.torch_backend import Engine
+
+    return Engine
+
+
+# name -> engine class (imported lazily). A new backend is one module and one entry here.
+ENGINES = {"numba": _numba_engine, "torch": _torch_engine}
+BACKENDS = ("auto", *ENGINES)
+
+# |features| range (powers of two) inside which squared distances neither overflow nor
+# underflow in the compute dtype; outside it the features are rescaled by a power of two.
+_SAFE_EXP = {torch.float32: 39, torch.float64: 400}
+# Densities: the largest is brought into [1, 2) only outside [2^-60, 2^60] (no copy in
+# the common case); their ratio is bounded so that r = distance / density (distances
+# below 2^100 after feature scaling) stays inside float64.
+_DENSITY_EXP = 60
+_MAX_DENSITY_RATIO = 2.0 ** 900
 
 
 @dataclass(frozen=True)
@@ -56,7 +88,8 @@ class Selection:
         radii: ``(budget,)`` the value ``r_u`` (squared Euclidean distance to the
             nearest labeled point divided by that point's density) at the moment
             ``u`` was picked; non-increasing. ``inf`` for a first pick made when
-            nothing was labeled.
+            nothing was labeled. In the features' dtype (float32 for 16-bit
+            features), so values beyond that dtype's range read ``inf``.
     """
 
     indices: Any
@@ -66,46 +99,195 @@ class Selection:
         return len(self.indices)
 
 
-def _run_numba(x, dens, centres, cdens, excluded, budget, first, progress_cb):
-    from ._backends import numba_backend
+@dataclass
+class Pool:
+    """One process's checked inputs (tensors on the features' device, detached)."""
 
-    xn = x.detach().cpu().numpy()
-    if xn.dtype not in (np.float32, np.float64):
-        xn = xn.astype(np.float32)
-    xn = np.ascontiguousarray(xn)
-    n = xn.shape[0]
-    dn = (np.ones(n) if dens is None
-          else np.ascontiguousarray(dens.detach().cpu().numpy(), dtype=np.float64))
-    cn = np.ascontiguousarray(centres.detach().cpu().numpy(), dtype=xn.dtype)
-    cdn = (np.ones(len(cn)) if cdens is None
-           else np.ascontiguousarray(cdens.detach().cpu().numpy(), dtype=np.float64))
-    ex = np.ascontiguousarray(excluded.cpu().numpy())
-    assign = None
-    if len(cn) >= _FAISS_MIN_LABELED and faiss_backend.available():
-        assign, _ = faiss_backend.nearest_scaled(xn, cn, cdn)
-    idx, radii = numba_backend.farthest_first(xn, dn, cn, cdn, ex, budget, first,
-                                              progress_cb=progress_cb, assign=assign)
-    return torch.from_numpy(idx), torch.from_numpy(radii)
+    x: torch.Tensor
+    dens: torch.Tensor | None
+    lab: torch.Tensor
+    lf: torch.Tensor
+    ld: torch.Tensor | None
+    engine: str
+    is_numpy: bool
 
-
-def _run_torch(x, dens, centres, cdens, excluded, budget, first, progress_cb):
-    if x.dtype in (torch.float16, torch.bfloat16) and x.device.type == "cpu":
-        x = x.float()  # half matrix-vector products are slow on the CPU
-    return torch_backend.farthest_first(x, dens, centres, cdens, excluded, budget, first,
-                                        progress_cb=progress_cb)
-
-
-_BACKENDS: dict[str, Callable] = {"numba": _run_numba, "torch": _run_torch}
+    def stats(self) -> list[float]:
+        """``[max |feature|, max density, min density]`` over pool and labeled points
+        (``0, inf`` for the densities when there are none, so that ranks combine by
+        max/min): what the shared scaling depends on."""
+        big, dmax, dmin = 0.0, 0.0, math.inf
+        for t in (self.x, self.lf):
+            if t.numel():
+                lo, hi = torch.aminmax(t)  # no (N, D) temporary, unlike abs()
+                big = max(big, -float(lo), float(hi))
+        for t in (() if self.dens is None else (self.dens, self.ld)):
+            if t.numel():
+                lo, hi = torch.aminmax(t)
+                dmin, dmax = min(dmin, float(lo)), max(dmax, float(hi))
+        return [big, dmax, dmin]
 
 
-def _pick_backend(backend: str, x: torch.Tensor) -> str:
+def pick_engine(backend: str, device: torch.device) -> str:
+    """The engine name for ``backend`` and the features' device."""
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}; got {backend!r}")
     if backend == "auto":
-        return "torch" if x.device.type != "cpu" else "numba"
-    if backend == "numba" and x.device.type != "cpu":
-        log.info("numba backend: copying features from %s to the host", x.device)
+        return "numba" if device.type == "cpu" else "torch"
+    if backend == "numba" and device.type != "cpu":
+        log.info("numba backend: copying features from %s to the host", device)
     return backend
+
+
+def check(features, densities=None, labeled=None, labeled_features=None,
+          labeled_densities=None, *, backend: str = "auto", name: str = "features",
+          validate: bool = True) -> Pool:
+    """Check one pool's inputs (Algorithm 1) and resolve the engine."""
+    is_numpy = isinstance(features, np.ndarray)
+    x, dens, lab, lf, ld = V.check_pool(features, densities, labeled, labeled_features,
+                                        labeled_densities, name=name, validate=validate)
+    return Pool(x.detach(), None if dens is None else dens.detach(), lab, lf.detach(),
+                None if ld is None else ld.detach(), pick_engine(backend, x.device), is_numpy)
+
+
+def scales(stats, dtype: torch.dtype) -> tuple[float, float]:
+    """Powers of two ``(fscale, dscale)`` for features and densities.
+
+    ``fscale`` is 1 unless ``max |feature|`` lies outside the range where squared
+    distances are safe in the compute dtype (float32 for 16-bit and float32
+    features); then it brings the largest magnitude into [1, 2). ``dscale`` is 1
+    unless the largest density lies outside [2^-60, 2^60]; then it brings it into
+    [1, 2). Both are exact; the argmax decisions do not change.
+    """
+    big, dmax, dmin = stats
+    e = _SAFE_EXP[torch.float64 if dtype == torch.float64 else torch.float32]
+    fscale = 1.0
+    if big > 0 and not 2.0 ** -e <= big <= 2.0 ** e:
+        fscale = 1.0 / pow2_below(big)
+    if dmax == 0:  # no densities (k-center greedy) or an empty pool
+        return fscale, 1.0
+    if dmax / dmin > _MAX_DENSITY_RATIO:
+        raise ValueError(f"densities must span at most a factor 2^900 (r = distance / density "
+                         f"must stay finite in float64); got max {dmax:.3g} and min {dmin:.3g}")
+    dscale = 1.0
+    if not 2.0 ** -_DENSITY_EXP <= dmax <= 2.0 ** _DENSITY_EXP:
+        dscale = 1.0 / pow2_below(dmax)
+    return fscale, dscale
+
+
+def _engine_features(t: torch.Tensor, engine: str, fscale: float) -> torch.Tensor:
+    """Features as the engine takes them: numba a CPU float32/float64 tensor; torch keeps
+    the device and 16-bit storage on CUDA (float32 on the CPU)."""
+    if engine == "numba":
+        t = t.cpu()
+    if t.dtype not in (torch.float32, torch.float64) and (engine == "numba"
+                                                           or t.device.type == "cpu"):
+        t = t.float()
+    if fscale != 1.0:
+        t = t * fscale  # a power of two: exact
+    return t
+
+
+def prepare(pool: Pool, fscale: float, dscale: float, centres=None, cdens=None) -> dict:
+    """Engine inputs of one pool: scaled features and float64 densities, the excluded
+    mask, and the labeled centres (this pool's unless ``centres``/``cdens`` are given,
+    already scaled, as the sharded selection does)."""
+    x = _engine_features(pool.x, pool.engine, fscale)
+    n, dev = x.shape[0], x.device
+    dens = (torch.ones(n, dtype=torch.float64, device=dev) if pool.dens is None
+            else pool.dens.to(dev, torch.float64))
+    if dscale != 1.0 and pool.dens is not None:
+        dens = dens * dscale
+    excluded = torch.zeros(n, dtype=torch.bool, device=dev)
+    excluded[pool.lab.to(dev)] = True
+    if centres is None:
+        centres, cdens = own_centres(pool, fscale, dscale)
+    return {"x": x, "dens": dens, "centres": centres.to(dev, x.dtype),
+            "cdens": cdens.to(dev), "excluded": excluded}
+
+
+def own_centres(pool: Pool, fscale: float, dscale: float):
+    """This pool's labeled points as scaled centres: ``(L, D)`` float64, ``(L,)`` float64."""
+    lab = pool.lab
+    c = torch.cat([pool.x[lab].to(torch.float64), pool.lf.to(torch.float64)]) * fscale
+    if pool.dens is None:
+        cd = torch.ones(c.shape[0], dtype=torch.float64, device=c.device)
+    else:
+        cd = torch.cat([pool.dens[lab].to(torch.float64), pool.ld.to(torch.float64)]) * dscale
+    return c, cd
+
+
+def first_pick(n: int, n_labeled: int, budget: int, init, seed) -> int:
+    """The forced first pick: ``init``, or a seeded draw when nothing is labeled; -1 else."""
+    seed = V.check_int(seed, "seed")
+    if init is not None:
+        init = V.check_index(init, n, "init")
+        if n_labeled:
+            raise ValueError("init applies only when nothing is labeled; got labeled points "
+                             f"and init={init}")
+        return init
+    if n_labeled == 0 and budget > 0:
+        return int(np.random.default_rng(seed).integers(n))
+    return -1
+
+
+def finish(idx: torch.Tensor, radii: torch.Tensor, *, fscale: float, dscale: float,
+           first: int, dtype: torch.dtype, is_numpy: bool, device) -> Selection:
+    """Check the engine's radii, undo the scaling and wrap the result.
+
+    Raises:
+        ValueError: when a picked ``r`` is not finite (NaN/inf that ``validate=False``
+            let through, or a float64 overflow), instead of a wrong selection.
+    """
+    radii = radii.to(torch.float64)
+    check = radii[1:] if first >= 0 else radii
+    if check.numel() and not bool(torch.isfinite(check).all()):
+        i = int((~torch.isfinite(check)).nonzero()[0, 0]) + (1 if first >= 0 else 0)
+        raise ValueError(f"r = distance / density is not finite at pick {i}: non-finite "
+                         "features or densities (with validate=False), or densities whose "
+                         "range overflows float64; no selection is returned")
+    if fscale != 1.0 or dscale != 1.0:
+        radii = radii * (dscale / fscale ** 2) if fscale >= 1e-150 else \
+            radii * dscale / fscale / fscale
+    out = dtype if dtype in (torch.float32, torch.float64) else torch.float32
+    radii = radii.to(out)
+    if is_numpy:
+        return Selection(idx.cpu().numpy(), radii.cpu().numpy())
+    return Selection(idx.to(device), radii.to(device))
+
+
+def run_engine(engine: str, inputs: dict, budget: int, first: int, progress: bool,
+               n_blocks: int = 100):
+    """Run one engine alone for ``budget`` picks; ``(indices, radii float64)``."""
+    cls = ENGINES[engine]()
+    dev = inputs["x"].device
+    idx = torch.empty(budget, dtype=torch.int64, device=dev)
+    radii = torch.empty(budget, dtype=torch.float64, device=dev)
+    if budget == 0:
+        return idx, radii
+    with progress_bar(progress, budget, f"greedy ({engine})") as bar, cls.threads():
+        eng = cls(**inputs, max_new=budget)
+        step = max(1, math.ceil(budget / n_blocks))
+        for done in range(0, budget, step):
+            k = min(step, budget - done)
+            eng.run(k, idx, radii, first)
+            if bar is not None:
+                bar.update(k)
+    return idx, radii
+
+
+@contextmanager
+def progress_bar(show: bool, total: int, desc: str):
+    """A tqdm bar over ``total`` picks when ``show`` (and there is work), else None."""
+    if not (show and total):
+        yield None
+        return
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total, desc=desc, unit="pick")
+    try:
+        yield bar
+    finally:
+        bar.close()
 
 
 def farthest_first(features, budget: int, *, densities=None, labeled=None,
@@ -115,14 +297,15 @@ def farthest_first(features, budget: int, *, densities=None, labeled=None,
     """Algorithm 1 (density-aware greedy); k-center greedy when ``densities`` is None.
 
     Args:
-        features: ``(N, D)`` float array or tensor (any device).
+        features: ``(N, D)`` float array or tensor (any device), ``D >= 1``.
         budget: number of new points to pick, ``0 <= budget <= N - len(labeled)``.
         densities: ``(N,)`` strictly positive coverage densities, or None (all 1).
-        labeled: ``(M,)`` indices into ``features`` that are already labeled.
+        labeled: ``(M,)`` integer indices into ``features`` that are already labeled.
         labeled_features: ``(L, D)`` labeled points outside the pool.
         labeled_densities: ``(L,)`` their densities (required with ``densities``).
         init: first pick when nothing is labeled; None draws it from ``seed``.
-        seed: seed of that draw (a local generator; global RNG untouched).
+        seed: integer seed of that draw (a local generator; global RNG untouched);
+            None is rejected (the default is deterministic).
         backend: ``"auto"``, ``"numba"`` or ``"torch"``.
         progress: show a tqdm bar over the picks.
         validate: scan values for NaN/inf and non-positive densities.
@@ -132,6 +315,12 @@ def farthest_first(features, budget: int, *, densities=None, labeled=None,
         (numpy in, numpy out; tensors stay on their device). Radii are squared
         Euclidean distances divided by density, in the features' dtype.
 
+    Raises:
+        ValueError: bad shapes or values (naming the argument), or densities
+            whose ratio makes ``r`` leave the float64 range.
+        TypeError: non-floating features, non-integer ``labeled`` or ``seed``,
+            meta tensors.
+
     Example:
         >>> import numpy as np
         >>> x = np.array([[0.0, 0.0], [1.0, 0.0], [5.0, 0.0], [2.0, 0.0]], np.float32)
@@ -139,42 +328,13 @@ def farthest_first(features, budget: int, *, densities=None, labeled=None,
         >>> sel.indices.tolist(), sel.radii.tolist()
         ([0, 2], [inf, 25.0])
     """
-    is_numpy = isinstance(features, np.ndarray)
-    x, dens, lab, lf, ld = V.check_pool(features, densities, labeled, labeled_features,
-                                        labeled_densities, validate=validate)
-    n, dim = x.shape
-    dev = x.device
-    budget = V.check_budget(budget, n - lab.numel())
-    n_labeled = lab.numel() + lf.shape[0]
-    if init is not None:
-        init = V.check_index(init, n, "init")
-        if n_labeled:
-            raise ValueError("init applies only when nothing is labeled; got labeled points "
-                             f"and init={init}")
-    elif n_labeled == 0 and budget > 0:
-        init = int(np.random.default_rng(seed).integers(n))
-    name = _pick_backend(backend, x)
-
-    excluded = torch.zeros(n, dtype=torch.bool, device=dev)
-    excluded[lab] = True
-    centres = torch.cat([x[lab].to(lf.dtype), lf]) if lab.numel() else lf.to(x.dtype)
-    cdens = None
-    if dens is not None:
-        cdens = torch.cat([dens[lab], ld.to(dens.dtype)])
-
-    bar = None
-    if progress and budget:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=budget, desc=f"greedy ({name})", unit="pick")
-    try:
-        idx, radii = _BACKENDS[name](x, dens, centres, cdens, excluded, budget,
-                                     -1 if init is None else init,
-                                     None if bar is None else bar.update)
-    finally:
-        if bar is not None:
-            bar.close()
-    radii = radii.to(x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32)
-    if is_numpy:
-        return Selection(idx.cpu().numpy(), radii.cpu().numpy())
-    return Selection(idx.to(dev), radii.to(dev))
+    pool = check(features, densities, labeled, labeled_features, labeled_densities,
+                 backend=backend, validate=validate)
+    n = pool.x.shape[0]
+    budget = V.check_budget(budget, n - pool.lab.numel())
+    first = first_pick(n, pool.lab.numel() + pool.lf.shape[0], budget, init, seed)
+    fscale, dscale = scales(pool.stats(), pool.x.dtype)
+    inputs = prepare(pool, fscale, dscale)
+    idx, radii = run_engine(pool.engine, inputs, budget, first, progress)
+    return finish(idx, radii, fscale=fscale, dscale=dscale, first=first, dtype=pool.x.dtype,
+                  is_numpy=pool.is_numpy, device=pool.x.device)

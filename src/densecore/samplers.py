@@ -1,6 +1,13 @@
 """Sampler classes: options in ``__init__``, the work in ``select``.
 
 Both call :func:`densecore.greedy.farthest_first`; a test checks they agree.
+Every sampler has the same protocol::
+
+    select(features, budget, *, densities=None, labeled=None,
+           labeled_features=None, labeled_densities=None, init=None) -> Selection
+
+A sampler that does not use densities accepts and ignores them, so callers
+such as :func:`densecore.select_pixels` never inspect a signature.
 
 Shape:
     features ``(N, D)``, densities ``(N,)``; ``Selection.indices`` ``(budget,)``.
@@ -48,15 +55,17 @@ class KCenterGreedy(_Greedy):
         [2, 3]
     """
 
-    def select(self, features, budget: int, *, labeled=None, labeled_features=None,
-               init=None) -> Selection:
+    def select(self, features, budget: int, *, densities=None, labeled=None,
+               labeled_features=None, labeled_densities=None, init=None) -> Selection:
         """Pick ``budget`` points.
 
         Args:
             features: ``(N, D)`` float features.
             budget: number of picks.
+            densities: accepted for the common sampler protocol and ignored.
             labeled: ``(M,)`` in-pool labeled indices (never returned).
             labeled_features: ``(L, D)`` labeled points outside the pool.
+            labeled_densities: accepted and ignored, like ``densities``.
             init: first pick when nothing is labeled (None: seeded random).
 
         Returns:
@@ -90,7 +99,7 @@ class DensityAwareGreedy(_Greedy):
         [2]
     """
 
-    def select(self, features, budget: int, *, densities, labeled=None,
+    def select(self, features, budget: int, *, densities=None, labeled=None,
                labeled_features=None, labeled_densities=None, init=None) -> Selection:
         """Pick ``budget`` points.
 

@@ -35,7 +35,6 @@ Shape:
 
 from __future__ import annotations
 
-import inspect
 import logging
 import math
 from dataclasses import dataclass
@@ -167,20 +166,22 @@ def select_pixels(probs, features, densities, budget: int, *, labeled=None, igno
             ``from_logits=True``); numpy or a tensor on any device.
         features: ``(B, D, h, w)`` float feature map at the model's stride (same
             device); may be None when ``sampler`` is None.
-        densities: ``(B, h, w)`` strictly positive coverage densities; needed by
-            samplers whose ``select`` takes ``densities`` (the default), ignored
-            by :class:`~densecore.KCenterGreedy` and score-only ranking.
+        densities: ``(B, h, w)`` strictly positive coverage densities, or None;
+            required by the default sampler, passed to every sampler (those that do
+            not use them ignore them), unused by score-only ranking.
         budget: picks per image (pixels, or regions when ``region_size > 1``).
         labeled: ``(B, H, W)`` bool, pixels labeled in earlier rounds (never picked;
             they form ``s0``), or None.
         ignore: ``(B, H, W)`` bool, pixels that must never be labeled, or None.
         alpha: candidates per pick: the top ``ceil(alpha * budget)`` eligible
             pixels by score go to the sampler (the paper: 20 up to 2.2 %, 10 at 5 %).
-        sampler: an object with ``select(features, budget, *, labeled_features,
-            [densities, labeled_densities])`` returning a
-            :class:`~densecore.Selection`; default ``KMedoidsRefinement(seed=seed)``
-            (chosen by the bound benchmark, ``docs/benchmarks.md``; the paper's
-            method is ``DensityAwareGreedy(seed=seed)``); None ranks by score only.
+        sampler: an object with the sampler protocol ``select(features, budget, *,
+            densities=None, labeled_features=None, labeled_densities=None, ...)``
+            returning a :class:`~densecore.Selection` whose ``indices`` are exactly
+            ``budget`` distinct candidate indices; default
+            ``KMedoidsRefinement(seed=seed)`` (chosen by the bound benchmark,
+            ``docs/benchmarks.md``; the paper's method is
+            ``DensityAwareGreedy(seed=seed)``); None ranks by score only.
         score: ``"margin"`` (``1 - P1* + P2*``), ``"entropy"``, ``"least_confidence"``,
             ``"random"`` (seeded by ``seed``), or a ``(B, H, W)`` float tensor of
             precomputed scores; higher is more informative.
@@ -206,7 +207,8 @@ def select_pixels(probs, features, densities, budget: int, *, labeled=None, igno
 
     Raises:
         ValueError: naming ``budget`` when an image has fewer than ``budget``
-            eligible (neither labeled nor ignored) pixels.
+            eligible (neither labeled nor ignored) pixels; naming ``sampler`` when
+            its selection is not ``budget`` distinct in-range candidate indices.
 
     Example:
         >>> import torch
@@ -229,16 +231,12 @@ def select_pixels(probs, features, densities, budget: int, *, labeled=None, igno
     region_size = V.check_region_size(region_size)
     if region_overlap not in ("allow", "block"):
         raise ValueError(f"region_overlap must be 'allow' or 'block'; got {region_overlap!r}")
-    alpha = float(alpha)
-    if not math.isfinite(alpha) or alpha < 1:
-        raise ValueError(f"alpha must be a finite number >= 1; got {alpha}")
+    alpha = V.check_finite_float(alpha, "alpha", minimum=1.0)
     if sampler is _DEFAULT:
         sampler = KMedoidsRefinement(seed=seed, validate=validate)
     if sampler is not None and not callable(getattr(sampler, "select", None)):
         raise TypeError(f"sampler must have a select method or be None; got "
                         f"{type(sampler).__name__}")
-    takes_dens = sampler is not None and "densities" in inspect.signature(
-        sampler.select).parameters
 
     feats = dens = None
     if sampler is not None:
@@ -249,10 +247,7 @@ def select_pixels(probs, features, densities, budget: int, *, labeled=None, igno
             raise ValueError(f"features must have B = {bsz} images like probs; got shape "
                              f"{tuple(feats.shape)}")
         V.check_same_device(probs_t, features=feats)
-        if takes_dens:
-            if densities is None:
-                raise ValueError(f"densities is required by {type(sampler).__name__}; pass "
-                                 "(B, h, w) densities or use KCenterGreedy / sampler=None")
+        if densities is not None:
             dens = V.as_tensor_like(densities, "densities")
             want = (bsz, feats.shape[2], feats.shape[3])
             if tuple(dens.shape) != want or not dens.is_floating_point():
@@ -296,27 +291,24 @@ def select_pixels(probs, features, densities, budget: int, *, labeled=None, igno
                 min(budget, c.numel()), device=c.device)))
             continue
         f = sample_at_pixels(feats[b], c, (big_h, big_w))
-        lf = ld = None
+        lf = ld = d = None
         if lab is not None:
             lab_idx = lab[b].reshape(-1).nonzero().squeeze(1)
             if lab_idx.numel():
                 lf = sample_at_pixels(feats[b], lab_idx, (big_h, big_w))
                 if normalize:
                     lf = F.normalize(lf, dim=1)
-                if takes_dens:
+                if dens is not None:
                     ld = sample_at_pixels(dens[b][None], lab_idx, (big_h, big_w))[:, 0]
         if normalize:
             f = F.normalize(f, dim=1)
-        if takes_dens:
+        if dens is not None:
             d = sample_at_pixels(dens[b][None], c, (big_h, big_w))[:, 0]
-            sel = sampler.select(f, budget, densities=d, labeled_features=lf,
-                                 labeled_densities=ld)
-        else:
-            sel = sampler.select(f, budget, labeled_features=lf)
-        idx = V.as_tensor_like(sel.indices, "selection indices").to(device=dev,
-                                                                     dtype=torch.int64)
+        sel = sampler.select(f, budget, densities=d, labeled_features=lf,
+                             labeled_densities=ld)
+        idx = V.check_selection(sel, budget, c.numel(), type(sampler).__name__).to(dev)
         picks.append(c[idx])
-        seen.append(ImageCandidates(c, f, d if takes_dens else None, idx, lf, ld))
+        seen.append(ImageCandidates(c, f, d, idx, lf, ld))
         log.debug("image %d: %d candidates, %d labeled, %d picks", b, c.numel(),
                   0 if lf is None else lf.shape[0], budget)
 

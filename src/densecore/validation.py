@@ -15,6 +15,7 @@ Shape:
 
 from __future__ import annotations
 
+import datetime
 import numbers
 from typing import Any
 
@@ -25,10 +26,13 @@ __all__ = [
     "ArrayLike",
     "as_tensor_like",
     "check_budget",
+    "check_class_ids",
     "check_densities",
     "check_error",
     "check_feature_map",
     "check_features",
+    "check_finite_float",
+    "check_has_data",
     "check_index",
     "check_indices",
     "check_int",
@@ -38,6 +42,8 @@ __all__ = [
     "check_positive_float",
     "check_same_device",
     "check_same_on_ranks",
+    "check_selection",
+    "check_timeout",
 ]
 
 ArrayLike = Any  # numpy.ndarray or torch.Tensor
@@ -66,6 +72,12 @@ def as_tensor_like(x: ArrayLike, name: str) -> torch.Tensor:
     )
 
 
+def check_has_data(t: torch.Tensor, name: str) -> None:
+    """Raise TypeError for a tensor without data (the ``meta`` device)."""
+    if t.device.type == "meta":
+        raise TypeError(f"{name} must hold data; got a tensor on the meta device")
+
+
 def check_int(value: Any, name: str, *, minimum: int | None = None) -> int:
     """Check that ``value`` is an integer (not a bool) and at least ``minimum``."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
@@ -89,6 +101,29 @@ def check_positive_float(value: Any, name: str) -> float:
     return value
 
 
+def check_finite_float(value: Any, name: str, *, minimum: float | None = None) -> float:
+    """Check that ``value`` is a finite real number (not a bool), at least ``minimum``."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number; got {type(value).__name__} {value!r}")
+    value = float(value)
+    if not np.isfinite(value):
+        raise ValueError(f"{name} must be finite; got {value}")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}; got {value}")
+    return value
+
+
+def check_class_ids(target: torch.Tensor, n_classes: int, ignore_index: int,
+                    name: str = "target") -> None:
+    """Raise ValueError unless every entry of ``target`` is in ``[0, n_classes)`` or
+    ``ignore_index`` (one reduction, a device sync on CUDA)."""
+    bad = (target != ignore_index) & ((target < 0) | (target >= n_classes))
+    if bool(bad.any()):
+        v = int(target[bad].reshape(-1)[0])
+        raise ValueError(f"{name} must hold class ids in [0, {n_classes}) or ignore_index "
+                         f"{ignore_index}; got {v}")
+
+
 def check_features(x: ArrayLike, name: str = "features", *, validate: bool = True,
                    dim: int | None = None) -> torch.Tensor:
     """Check an ``(N, D)`` floating feature matrix.
@@ -103,10 +138,14 @@ def check_features(x: ArrayLike, name: str = "features", *, validate: bool = Tru
         ``(N, D)`` tensor view of ``x``.
     """
     t = as_tensor_like(x, name)
+    check_has_data(t, name)
     if t.dtype not in _FLOAT_TORCH:
         raise TypeError(f"{name} must be a floating array; got dtype {t.dtype}")
     if t.ndim != 2:
         raise ValueError(f"{name} must have shape (N, D); got shape {tuple(t.shape)}")
+    if t.shape[1] == 0:
+        raise ValueError(f"{name} must have at least one feature column (D >= 1); got shape "
+                         f"{tuple(t.shape)}")
     if dim is not None and t.shape[1] != dim:
         raise ValueError(
             f"{name} must have D = {dim} columns to match features; got shape {tuple(t.shape)}"
@@ -124,19 +163,21 @@ def check_features(x: ArrayLike, name: str = "features", *, validate: bool = Tru
 
 def _check_vector(d: ArrayLike, n: int, name: str, validate: bool, strict: bool) -> torch.Tensor:
     t = as_tensor_like(d, name)
+    check_has_data(t, name)
     if t.dtype not in _FLOAT_TORCH:
         raise TypeError(f"{name} must be a floating array; got dtype {t.dtype}")
     if t.ndim != 1 or t.shape[0] != n:
         raise ValueError(f"{name} must have shape ({n},); got shape {tuple(t.shape)}")
     if validate and n:
-        bad = ~torch.isfinite(t)
+        v = t.detach()
+        bad = ~torch.isfinite(v)
         if bool(bad.any()):
             i = int(bad.nonzero()[0, 0])
-            raise ValueError(f"{name} must be finite; got {float(t[i])} at index {i}")
-        i = int(torch.argmin(t))
-        if float(t[i]) < 0 or (strict and float(t[i]) == 0):
+            raise ValueError(f"{name} must be finite; got {float(v[i])} at index {i}")
+        i = int(torch.argmin(v))
+        if float(v[i]) < 0 or (strict and float(v[i]) == 0):
             what = "strictly positive" if strict else "non-negative"
-            raise ValueError(f"{name} must be {what}; got min {float(t[i])} at index {i}")
+            raise ValueError(f"{name} must be {what}; got min {float(v[i])} at index {i}")
     return t
 
 
@@ -156,8 +197,15 @@ def check_indices(idx: ArrayLike | None, n: int, name: str, *,
     if idx is None:
         return torch.empty(0, dtype=torch.int64)
     if isinstance(idx, (list, tuple)):
-        idx = np.asarray(idx, dtype=np.int64) if len(idx) else np.empty(0, np.int64)
+        bad = next((v for v in idx if isinstance(v, (bool, np.bool_))
+                    or not isinstance(v, (numbers.Integral, np.integer))), None)
+        if bad is not None:
+            raise TypeError(f"{name} must hold integer indices; got {type(bad).__name__} "
+                            f"{bad!r} (a bool mask or floats are not indices)")
+        idx = np.asarray([int(v) for v in idx], dtype=np.int64) if len(idx) else \
+            np.empty(0, np.int64)
     t = as_tensor_like(idx, name)
+    check_has_data(t, name)
     if t.dtype in _FLOAT_TORCH or t.dtype == torch.bool or t.is_complex():
         raise TypeError(f"{name} must be an integer index array; got dtype {t.dtype}")
     if t.ndim != 1:
@@ -370,3 +418,48 @@ def check_pool(features, densities=None, labeled=None, labeled_features=None,
         raise ValueError("labeled_densities needs densities for the pool (density-aware "
                          "greedy); use k-center greedy without densities")
     return x, dens, lab, lf, ld
+
+
+def check_selection(selection: Any, budget: int, n: int, sampler: str) -> torch.Tensor:
+    """Check what a sampler returned: ``budget`` distinct integer indices in ``[0, n)``.
+
+    Args:
+        selection: the sampler's result (an object with ``indices``).
+        budget: the number of picks asked for.
+        n: the number of candidates the sampler was given.
+        sampler: the sampler's name for messages.
+
+    Returns:
+        ``(budget,)`` int64 tensor of the indices.
+    """
+    what = f"sampler {sampler} must return exactly {budget} distinct indices in [0, {n})"
+    idx = getattr(selection, "indices", None)
+    if idx is None:
+        raise TypeError(f"{what} in a Selection; got {type(selection).__name__}")
+    try:
+        t = as_tensor_like(idx, "selection indices")
+    except TypeError as err:
+        raise TypeError(f"{what}; got indices of type {type(idx).__name__}") from err
+    if t.dtype in _FLOAT_TORCH or t.dtype == torch.bool or t.is_complex():
+        raise TypeError(f"{what}; got dtype {t.dtype}")
+    t = t.reshape(-1).to(torch.int64) if t.ndim <= 1 else t
+    if t.ndim != 1 or t.numel() != budget:
+        raise ValueError(f"{what}; got shape {tuple(t.shape)}")
+    if budget:
+        lo, hi = int(t.min()), int(t.max())
+        if lo < 0 or hi >= n:
+            raise ValueError(f"{what}; got {lo if lo < 0 else hi}")
+        if torch.unique(t).numel() != budget:
+            raise ValueError(f"{what}; got a repeated index")
+    return t
+
+
+def check_timeout(timeout: Any, name: str = "timeout") -> datetime.timedelta:
+    """Check a timeout given in seconds (> 0) or as a ``datetime.timedelta``."""
+    if isinstance(timeout, datetime.timedelta):
+        seconds = timeout.total_seconds()
+    else:
+        seconds = check_positive_float(timeout, name)
+    if not seconds > 0:
+        raise ValueError(f"{name} must be > 0 seconds; got {seconds}")
+    return datetime.timedelta(seconds=seconds)

@@ -21,6 +21,11 @@ def available() -> bool:
     return True
 
 
+def require() -> None:
+    """Raise ImportError naming the extra to install when faiss is missing."""
+    _faiss()
+
+
 def _faiss():
     try:
         import faiss
@@ -32,43 +37,33 @@ def _faiss():
     return faiss
 
 
-def knn(queries: np.ndarray, database: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Exact k nearest neighbours (flat L2 index).
+def nearest_weighted(queries: np.ndarray, centres: np.ndarray, inv_w: np.ndarray,
+                     m: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per query, the ``m`` centres with the smallest ``||q - c_k||^2 * inv_w_k`` (float32).
+
+    ``||q - c||^2 w' = (||q||^2, 1, q) . (-w', -||c||^2 w', 2 c w')`` negated, so
+    the smallest values are the largest inner products of augmented vectors,
+    which a flat inner-product index finds. The values are rounded (float32
+    expansion): callers recompute them exactly and bound the error
+    (:mod:`densecore._backends.nearest`).
 
     Returns:
-        (sqdist (N, k) float32 squared Euclidean, index (N, k) int64), nearest first.
-    """
-    faiss = _faiss()
-    index = faiss.IndexFlatL2(database.shape[1])
-    index.add(np.ascontiguousarray(database, dtype=np.float32))
-    sqd, idx = index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
-    return sqd, idx.astype(np.int64, copy=False)
-
-
-def nearest_scaled(queries: np.ndarray, centres: np.ndarray,
-                   cdens: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-    """Per query, the centre minimising ``||q - c_k||^2 / d_k`` (exact).
-
-    ``||q - c||^2 / d = (||q||^2, 1, q) . (1/d, ||c||^2/d, -2c/d)``, so the
-    minimum is a maximum inner product of augmented vectors, which a flat
-    inner-product index answers exactly.
-
-    Returns:
-        (assign (N,) int64, value (N,) float32, squared Euclidean / density).
+        (approx (N, m) float32 squared Euclidean times inv_w, smallest first;
+        index (N, m) int64).
     """
     faiss = _faiss()
     q = np.ascontiguousarray(queries, dtype=np.float32)
     c = np.ascontiguousarray(centres, dtype=np.float32)
-    d = np.ones(len(c), np.float32) if cdens is None else np.asarray(cdens, np.float32)
+    w = np.asarray(inv_w, np.float64)
     qa = np.empty((len(q), q.shape[1] + 2), np.float32)
-    qa[:, 0] = (q.astype(np.float64) ** 2).sum(1)
+    qa[:, 0] = np.einsum("ij,ij->i", q, q)  # float32: within the caller's error bound
     qa[:, 1] = 1.0
     qa[:, 2:] = q
     ca = np.empty((len(c), c.shape[1] + 2), np.float32)
-    ca[:, 0] = -1.0 / d
-    ca[:, 1] = -(c.astype(np.float64) ** 2).sum(1) / d
-    ca[:, 2:] = 2.0 * c / d[:, None]
+    ca[:, 0] = -w
+    ca[:, 1] = -(c.astype(np.float64) ** 2).sum(1) * w
+    ca[:, 2:] = 2.0 * c * w[:, None]
     index = faiss.IndexFlatIP(ca.shape[1])
     index.add(ca)
-    sim, idx = index.search(qa, 1)
-    return idx[:, 0].astype(np.int64), np.maximum(-sim[:, 0], 0.0)
+    sim, idx = index.search(qa, m)
+    return -sim, idx.astype(np.int64, copy=False)

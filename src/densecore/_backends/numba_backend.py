@@ -15,8 +15,8 @@ the whole area is skipped; otherwise the test runs per member on its stored
 that are not skipped are scanned in parallel chunks; members that move are
 appended to the new area at the arena's tail, stayers are compacted in place.
 
-All kernels take contiguous numpy arrays; the adapter in ``greedy.py``
-converts once. Distances are squared Euclidean, accumulated in the feature
+All kernels take contiguous numpy arrays; :class:`Engine` converts its tensors
+once. Distances are squared Euclidean, accumulated in the feature
 dtype from differences (no norm expansion, so duplicates tie exactly).
 
 Shape:
@@ -27,9 +27,9 @@ Shape:
 from __future__ import annotations
 
 import logging
-from contextlib import contextmanager
 
 import numpy as np
+import torch
 from numba import njit, prange
 
 log = logging.getLogger(__name__)
@@ -61,55 +61,6 @@ def _sqdist_to(x, i, v):
         t = x[i, c] - v[c]
         acc += t * t
     return acc
-
-
-@njit(cache=True, parallel=True)
-def assign_to_centres(x, centres, cdens, excluded):
-    """Nearest centre of every point under Algorithm 1's scaled distance.
-
-    Args:
-        x: (N, D) features.
-        centres: (L, D) features of labeled points, L >= 1.
-        cdens: (L,) their densities.
-        excluded: (N,) bool, points that are labeled (left unassigned).
-
-    Returns:
-        (assign (N,) int64, r (N,) float64): argmin_k ||x_t - c_k||^2 / d_k (lowest k
-        on ties) and the minimum; -1 and -1.0 for excluded points.
-    """
-    n = x.shape[0]
-    assign = np.full(n, -1, dtype=np.int64)
-    r = np.full(n, -1.0)
-    for t in prange(n):
-        if excluded[t]:
-            continue
-        best = np.inf
-        arg = 0
-        for k in range(centres.shape[0]):
-            v = _sqdist(x, t, centres, k) / cdens[k]
-            if v < best:
-                best = v
-                arg = k
-        assign[t] = arg
-        r[t] = best
-    return assign, r
-
-
-@njit(cache=True, parallel=True)
-def rescore(x, centres, cdens, assign):
-    """r of every assigned point (assign >= 0) to its given centre, from differences.
-
-    Used when the nearest centres come from a faster but rounding-prone search
-    (faiss, norm expansion): the assignment is kept, the value is recomputed exactly.
-    Returns (N,) float64, -1.0 where assign < 0.
-    """
-    n = x.shape[0]
-    r = np.full(n, -1.0)
-    for t in prange(n):
-        k = assign[t]
-        if k >= 0:
-            r[t] = _sqdist(x, t, centres, k) / cdens[k]
-    return r
 
 
 @njit(cache=True)
@@ -389,86 +340,6 @@ def run_picks(x, dens, centres, cdens, order, rr, tmp, a_start, a_end, a_max, a_
         state[0] = i + 1
 
 
-class Engine:
-    """Incremental Algorithm 1 over one pool: ``best()`` and ``add_centre(...)``.
-
-    The building block of :func:`farthest_first` and of selection sharded over
-    processes, where each process holds one pool and centres may come from
-    another process.
-
-    Args:
-        x: (N, D) float32/float64 C-contiguous features.
-        dens: (N,) float64 densities (ones for k-center greedy).
-        centres: (L, D) labeled features (in-pool and out-of-pool), L may be 0.
-        cdens: (L,) float64 their densities.
-        excluded: (N,) bool, in-pool labeled points.
-        max_new: how many centres may still be added.
-        assign: (N,) int64 nearest labeled centre of each point (-1 for excluded ones)
-            from a faster search, or None to search here.
-    """
-
-    def __init__(self, x, dens, centres, cdens, excluded, max_new, assign=None):
-        n, d = x.shape
-        n_lab = centres.shape[0]
-        self.x, self.dens = x, dens
-        cap = 2 * n + 1
-        self.order = np.empty(cap, dtype=np.int64)
-        self.rr = np.empty(cap, dtype=np.float64)
-        self.tmp = np.empty(cap, dtype=np.float64)
-        n_area = n_lab + max_new + 1
-        self.a_start = np.zeros(n_area, dtype=np.int64)
-        self.a_end = np.zeros(n_area, dtype=np.int64)
-        self.a_max = np.full(n_area, -1.0)
-        self.a_arg = np.full(n_area, -1, dtype=np.int64)
-        self.a_centre = np.full(n_area, -1, dtype=np.int64)
-        self.centres = np.empty((n_lab + max_new, d), dtype=x.dtype)
-        self.cdens = np.empty(n_lab + max_new, dtype=np.float64)
-        self.state = np.zeros(5, dtype=np.int64)
-        if n_lab:
-            self.centres[:n_lab] = centres
-            self.cdens[:n_lab] = cdens
-            if assign is None:
-                assign, r = assign_to_centres(x, self.centres[:n_lab], self.cdens[:n_lab],
-                                              excluded)
-            else:
-                assign = np.where(excluded, -1, assign).astype(np.int64)
-                r = rescore(x, self.centres[:n_lab], self.cdens[:n_lab], assign)
-            m = build_areas(assign, r, n_lab, self.order, self.rr, self.a_start, self.a_end,
-                            self.a_max, self.a_arg)
-            self.a_centre[:n_lab] = np.arange(n_lab)
-            self.state[:4] = (0, n_lab, n_lab, m)
-        else:
-            keep = np.flatnonzero(~excluded)
-            m = keep.shape[0]
-            self.order[:m] = keep
-            self.rr[:m] = np.inf
-            self.a_start[0], self.a_end[0] = 0, m
-            if m:
-                self.a_max[0], self.a_arg[0] = np.inf, keep[0]
-            self.state[:4] = (0, 0, 1, m)
-
-    def best(self) -> tuple[float, int]:
-        """(r, index) of the next pick of this pool; (-1.0, -1) when it is exhausted."""
-        ru, u, _ = _best_area(self.a_max, self.a_arg, self.state[2])
-        return float(ru), int(u)
-
-    def add_centre(self, vec, density: float, u: int = -1) -> None:
-        """Make ``vec`` (D,) with ``density`` a selected point; ``u`` is its index in this
-        pool (then removed from the pool) or -1 for a point held elsewhere."""
-        au = -1
-        if u >= 0:
-            au, _ = _locate(self.order, self.rr, self.a_start, self.a_end, self.state[2], u)
-        add_centre(self.x, self.centres, self.cdens, self.order, self.rr, self.tmp,
-                   self.a_start, self.a_end, self.a_max, self.a_arg, self.a_centre, self.state,
-                   np.ascontiguousarray(vec, dtype=self.x.dtype), float(density), int(u), au)
-
-    def run(self, n_steps, out_idx, out_r, first=-1) -> None:
-        """Make ``n_steps`` picks of this pool alone, appending to ``out_idx``/``out_r``."""
-        run_picks(self.x, self.dens, self.centres, self.cdens, self.order, self.rr, self.tmp,
-                  self.a_start, self.a_end, self.a_max, self.a_arg, self.a_centre, self.state,
-                  n_steps, out_idx, out_r, first)
-
-
 @njit(cache=True)
 def _flatten(order, rr, a_start, a_end, n_a, r):
     """Write the r of every live point into ``r`` (N,), indexed by point; others stay."""
@@ -480,132 +351,200 @@ def _flatten(order, rr, a_start, a_end, n_a, r):
 _DENSE_BLOCK = 4096
 
 
-@contextmanager
-def keep_torch_threads():
-    """Restore torch's intra-op thread count on exit.
-
-    numba's OpenMP threading layer shares the OpenMP runtime with torch, and a
-    parallel region sets its thread count; without this a greedy call would
-    silently change the caller's ``torch.get_num_threads()``.
-    """
-    import torch
-
-    n = torch.get_num_threads()
-    try:
-        yield
-    finally:
-        if torch.get_num_threads() != n:
-            torch.set_num_threads(n)
-
-
 @njit(cache=True, parallel=True)
-def dense_picks(x, dens, r, n_steps, start, out_idx, out_r):
-    """Algorithm 1 without pruning: one fused pass over all points per pick.
+def dense_update(x, r, cu, du, u):
+    """One centre ``cu`` (density ``du``) lowers ``r`` (N,) in one fused pass.
 
-    ``r`` (N,) holds the current r of every point, -1 for labeled or picked ones.
-    Picks ``n_steps`` points, writing them at ``out_idx[start:]``.
+    ``r`` holds the current r of every point, -1 for labeled or picked ones;
+    ``u`` (>= 0) is first marked picked. Returns ``(max r, its lowest index)``,
+    ``(-1.0, -1)`` when nothing is left.
     """
     n = x.shape[0]
+    if u >= 0:
+        r[u] = -1.0
     n_blk = (n + _DENSE_BLOCK - 1) // _DENSE_BLOCK
     blk_best = np.empty(n_blk)
     blk_arg = np.empty(n_blk, dtype=np.int64)
-    cu = np.empty(x.shape[1], dtype=x.dtype)
-    # the argmax of the current r
+    for b in prange(n_blk):
+        bb = -1.0
+        ba = -1
+        for t in range(b * _DENSE_BLOCK, min((b + 1) * _DENSE_BLOCK, n)):
+            rt = r[t]
+            if rt > 0.0:
+                v = _sqdist_to(x, t, cu) / du
+                if v < rt:
+                    rt = v
+                    r[t] = v
+            if rt > bb:
+                bb = rt
+                ba = t
+        blk_best[b] = bb
+        blk_arg[b] = ba
     best = -1.0
-    u = -1
-    for t in range(n):
-        if r[t] > best:
-            best = r[t]
-            u = t
-    for i in range(start, start + n_steps):
-        out_idx[i] = u
-        out_r[i] = best
-        r[u] = -1.0
-        for c in range(x.shape[1]):
-            cu[c] = x[u, c]
-        du = dens[u]
-        for b in prange(n_blk):
-            bb = -1.0
-            ba = -1
-            for t in range(b * _DENSE_BLOCK, min((b + 1) * _DENSE_BLOCK, n)):
-                rt = r[t]
-                if rt > 0.0:
-                    v = _sqdist_to(x, t, cu) / du
-                    if v < rt:
-                        rt = v
-                        r[t] = v
-                if rt > bb:
-                    bb = rt
-                    ba = t
-            blk_best[b] = bb
-            blk_arg[b] = ba
-        best = -1.0
-        u = -1
-        for b in range(n_blk):
-            if blk_best[b] > best:
-                best = blk_best[b]
-                u = blk_arg[b]
+    arg = -1
+    for b in range(n_blk):
+        if blk_best[b] > best:
+            best = blk_best[b]
+            arg = blk_arg[b]
+    return best, arg
 
 
 # Switch to the dense pass once pruning reads more than this share of the live
-# points' features per pick (the indirect reads then cost more than streaming).
+# points' features per pick (the indirect reads then cost more than streaming),
+# judged over windows of this many picks that start after the first _WARMUP picks.
 _DENSE_SWITCH = 0.35
+_WINDOW = 16
+_WARMUP = 8
 
 
-def farthest_first(x, dens, centres, cdens, excluded, budget, first, progress_cb=None,
-                   n_blocks=100, assign=None):
-    """Exact Algorithm 1 on CPU.
+def _host(t):
+    return np.ascontiguousarray(t.detach().cpu().numpy())
 
-    Runs the pruned engine; when pruning stops paying (high-dimensional noise,
-    budgets that are a large share of the pool), the rest of the picks use the
-    dense fused pass :func:`dense_picks`. Both are exact.
+
+class Engine:
+    """Exact Algorithm 1 on the CPU: coverage-area pruning, then dense passes.
+
+    The pruned state is kept per coverage area (module docstring). When
+    pruning stops paying (high-dimensional noise, budgets that are a large
+    share of the pool), the engine hands over to one fused pass per centre
+    (:func:`dense_update`); both are exact, and the hand-over happens inside
+    the engine, so a sharded selection gets it too.
 
     Args:
-        x: (N, D) float32/float64 C-contiguous features.
-        dens: (N,) float64 densities (ones for k-center greedy).
-        centres: (L, D) features of the labeled set (in-pool and out-of-pool).
-        cdens: (L,) float64 their densities.
-        excluded: (N,) bool, in-pool labeled points (never picked).
-        budget: picks to make.
-        first: forced first pick or -1.
-        progress_cb: called with the number of new picks after each block.
-        n_blocks: the picks are made in about this many compiled calls.
-
-    Returns:
-        (indices (budget,) int64, radii (budget,) float64).
+        x: ``(N, D)`` float32/float64 CPU tensor.
+        dens: ``(N,)`` float64 densities (ones for k-center greedy).
+        centres: ``(L, D)`` labeled points (in-pool and out-of-pool), L may be 0.
+        cdens: ``(L,)`` float64 their densities.
+        excluded: ``(N,)`` bool, in-pool labeled points.
+        max_new: how many centres may still be added.
     """
-    n = x.shape[0]
-    out_idx = np.empty(budget, dtype=np.int64)
-    out_r = np.empty(budget, dtype=np.float64)
-    if budget == 0:
-        return out_idx, out_r
-    with keep_torch_threads():
-        _run(x, dens, centres, cdens, excluded, budget, first, progress_cb, n_blocks,
-             out_idx, out_r, assign)
-    return out_idx, out_r
 
+    def __init__(self, x, dens, centres, cdens, excluded, max_new):
+        from .nearest import search
 
-def _run(x, dens, centres, cdens, excluded, budget, first, progress_cb, n_blocks, out_idx,
-         out_r, assign):
-    n_pool = x.shape[0] - int(excluded.sum())
-    engine = Engine(x, dens, centres, cdens, excluded, budget, assign)
-    step = max(1, -(-budget // n_blocks))
-    done = 0
-    r = None
-    while done < budget:
-        k = min(step, budget - done)
-        if r is None:
-            reads0 = engine.state[4]
-            engine.run(k, out_idx, out_r, first)
-            live = max(1, n_pool - done - k)
-            if done >= 8 and (engine.state[4] - reads0) / (k * live) > _DENSE_SWITCH:
-                r = np.full(x.shape[0], -1.0)
-                _flatten(engine.order, engine.rr, engine.a_start, engine.a_end,
-                         engine.state[2], r)
-                log.debug("pruning ineffective after %d picks; dense passes from here",
-                          done + k)
+        n, d = x.shape
+        self.x = _host(x)
+        self.dens = _host(dens)
+        ex = _host(excluded)
+        n_lab = centres.shape[0]
+        cap = 2 * n + 1
+        self.order = np.empty(cap, dtype=np.int64)
+        self.rr = np.empty(cap, dtype=np.float64)
+        self.tmp = np.empty(cap, dtype=np.float64)
+        n_area = n_lab + max_new + 1
+        self.a_start = np.zeros(n_area, dtype=np.int64)
+        self.a_end = np.zeros(n_area, dtype=np.int64)
+        self.a_max = np.full(n_area, -1.0)
+        self.a_arg = np.full(n_area, -1, dtype=np.int64)
+        self.a_centre = np.full(n_area, -1, dtype=np.int64)
+        self.centres = np.empty((n_lab + max_new, d), dtype=self.x.dtype)
+        self.cdens = np.empty(n_lab + max_new, dtype=np.float64)
+        self.state = np.zeros(5, dtype=np.int64)
+        self.r = None  # (N,) r of every point after the dense hand-over
+        self.best_r, self.best_u = -1.0, -1
+        self.n_live = n - int(ex.sum())
+        self._window = [0, 0]  # picks and feature reads since the last switch test
+        if n_lab:
+            self.centres[:n_lab] = _host(centres.to(x.dtype))
+            self.cdens[:n_lab] = _host(cdens)
+            v, a = search(x, centres, 1, weights=cdens)
+            assign = np.where(ex, -1, a[:, 0].numpy())
+            r = np.where(ex, -1.0, v[:, 0].numpy())
+            m = build_areas(assign, r, n_lab, self.order, self.rr, self.a_start, self.a_end,
+                            self.a_max, self.a_arg)
+            self.a_centre[:n_lab] = np.arange(n_lab)
+            self.state[:4] = (0, n_lab, n_lab, m)
         else:
-            dense_picks(x, dens, r, k, done, out_idx, out_r)
-        done += k
-        if progress_cb is not None:
-            progress_cb(k)
+            keep = np.flatnonzero(~ex)
+            m = keep.shape[0]
+            self.order[:m] = keep
+            self.rr[:m] = np.inf
+            self.a_start[0], self.a_end[0] = 0, m
+            if m:
+                self.a_max[0], self.a_arg[0] = np.inf, keep[0]
+            self.state[:4] = (0, 0, 1, m)
+
+    @staticmethod
+    def threads(num_threads=None):
+        from . import threads
+
+        return threads(num_threads)
+
+    def best(self):
+        """``(2,)`` float64 tensor ``(r, index)`` of the next pick; ``(-1, -1)`` when done."""
+        if self.r is None:
+            ru, u, _ = _best_area(self.a_max, self.a_arg, self.state[2])
+        else:
+            ru, u = self.best_r, self.best_u
+        return torch.tensor([float(ru), float(u)], dtype=torch.float64)
+
+    def row(self, u):
+        """``(D + 1,)`` float64 tensor: the features of point ``u`` and its density."""
+        u = int(u)
+        out = np.empty(self.x.shape[1] + 1)
+        out[:-1] = self.x[u]
+        out[-1] = self.dens[u]
+        return torch.from_numpy(out)
+
+    def add_centre(self, vec, u=-1) -> None:
+        """Make ``vec`` ``(D + 1,)`` (features, density) a selected point; ``u`` is its
+        index in this pool (removed from the pool) or -1 for a point held elsewhere."""
+        v = vec.detach().cpu().numpy() if hasattr(vec, "detach") else np.asarray(vec)
+        cu = np.ascontiguousarray(v[:-1], dtype=self.x.dtype)
+        du, u = float(v[-1]), int(u)
+        if u >= 0:
+            self.n_live -= 1
+        self.state[0] += 1
+        if self.r is not None:
+            self.best_r, self.best_u = dense_update(self.x, self.r, cu, du, u)
+            return
+        reads0 = self.state[4]
+        au = -1
+        if u >= 0:
+            au, _ = _locate(self.order, self.rr, self.a_start, self.a_end, self.state[2], u)
+        add_centre(self.x, self.centres, self.cdens, self.order, self.rr, self.tmp,
+                   self.a_start, self.a_end, self.a_max, self.a_arg, self.a_centre, self.state,
+                   cu, du, u, au)
+        self._note(1, self.state[4] - reads0)
+
+    def run(self, k: int, out_idx: np.ndarray, out_r: np.ndarray, first: int = -1) -> None:
+        """Make ``k`` picks of this pool alone into ``out_idx``/``out_r`` (``(budget,)``
+        int64 / float64 CPU tensors); ``first`` (>= 0) forces the very first pick."""
+        out_idx, out_r = out_idx.numpy(), out_r.numpy()
+        if self.r is None:
+            reads0 = self.state[4]
+            run_picks(self.x, self.dens, self.centres, self.cdens, self.order, self.rr,
+                      self.tmp, self.a_start, self.a_end, self.a_max, self.a_arg,
+                      self.a_centre, self.state, k, out_idx, out_r, first)
+            self.n_live -= k
+            self._note(k, self.state[4] - reads0)
+            return
+        i = self.state[0]
+        for j in range(i, i + k):
+            u, ru = self.best_u, self.best_r
+            out_idx[j], out_r[j] = u, ru
+            self.n_live -= 1
+            self.best_r, self.best_u = dense_update(self.x, self.r, self.x[u], self.dens[u], u)
+        self.state[0] = i + k
+
+    def _note(self, picks: int, reads: int) -> None:
+        """Hand over to dense passes once pruning reads too many points per pick."""
+        if self.state[0] - picks < _WARMUP:  # the first picks read nearly every point
+            return
+        w = self._window
+        w[0] += picks
+        w[1] += reads
+        if w[0] < _WINDOW:
+            return
+        if w[1] / (w[0] * max(1, self.n_live)) > _DENSE_SWITCH:
+            self.r = np.full(self.x.shape[0], -1.0)
+            _flatten(self.order, self.rr, self.a_start, self.a_end, self.state[2], self.r)
+            best = int(np.argmax(self.r))
+            self.best_r, self.best_u = float(self.r[best]), best
+            if self.best_r < 0:
+                self.best_u = -1
+            log.debug("pruning ineffective after %d picks; dense passes from here",
+                      self.state[0])
+        w[0] = w[1] = 0
+
+

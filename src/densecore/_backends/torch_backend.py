@@ -1,15 +1,15 @@
-"""Farthest-first engine and nearest-centre search in torch (CPU or CUDA).
+"""Farthest-first engine in torch (CPU or CUDA), no host synchronisation per pick.
 
-The pick loop keeps the argmax on the device: no ``.item()``, no host
-synchronisation per pick. Distances use the norm expansion
-``||a||^2 - 2 a.b + ||b||^2`` (one matrix-vector product per pick, squared
-norms precomputed), clamped at zero.
+Per pick, the squared distance of every point to the new centre is computed
+from coordinate differences (in row blocks through one buffer), never through
+the ``||a||^2 - 2ab + ||b||^2`` expansion, so large offsets cannot cancel it
+away, duplicates tie exactly and integer distances stay exact. ``r`` and
+the densities are float64, so tiny or huge densities neither vanish nor
+overflow in float32. The argmax stays on the device (no ``.item()``).
 
-float16/bfloat16 features are kept in that dtype (half the bytes streamed
-per pick); the matrix-vector product then runs in half precision (float32
-accumulation on CUDA) while norms, ``r`` and the radii are float32. The
-selection is exact only up to that rounding (a relative error of about 1e-3
-in the dot products), so near-ties may resolve differently from float32.
+float16/bfloat16 features keep their storage on CUDA (half the bytes) and
+are widened to float32 block by block (the same numbers as float32 features);
+on the CPU the caller passes float32.
 
 Shape:
     features ``(N, D)``; densities ``(N,)``; centres ``(L, D)``; ``r`` ``(N,)``.
@@ -19,114 +19,103 @@ from __future__ import annotations
 
 import torch
 
-# Elements of one (N x c) distance block in nearest-centre searches.
-_BLOCK = 1 << 22
+from .nearest import search
+
+# Elements of one block of differences: small on the CPU (stays in cache), large on
+# other devices (fewer kernel launches per pick).
+_BLOCK_CPU = 1 << 18
+_BLOCK_DEV = 1 << 24
 
 
-def work_dtype(dtype: torch.dtype) -> torch.dtype:
-    """float64 stays float64; every other floating dtype computes in float32."""
-    return torch.float64 if dtype == torch.float64 else torch.float32
-
-
-def sq_norms(x: torch.Tensor) -> torch.Tensor:
-    """(N,) squared norms in the work dtype, computed in row blocks."""
-    wd = work_dtype(x.dtype)
-    out = torch.empty(x.shape[0], dtype=wd, device=x.device)
-    step = max(1, _BLOCK // max(x.shape[1], 1))
-    for s in range(0, x.shape[0], step):
-        blk = x[s:s + step].to(wd)
-        out[s:s + step] = (blk * blk).sum(1)
-    return out
-
-
-def nearest_centres(x: torch.Tensor, centres: torch.Tensor,
-                    cdens: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per point, the centre minimising squared distance / centre density.
-
-    Args:
-        x: (N, D) features.
-        centres: (L, D) centres, L >= 1, same dtype and device.
-        cdens: (L,) centre densities, or None for plain squared distance.
-
-    Returns:
-        (assign (N,) int64, value (N,) in x's dtype): argmin over centres (lowest
-        index on ties) and ``min_k ||x - c_k||^2 / d_k`` (squared Euclidean).
-    """
-    n, l = x.shape[0], centres.shape[0]
-    wd = work_dtype(x.dtype)
-    centres = centres.to(wd)
-    if cdens is not None:
-        cdens = cdens.to(wd)
-    best = torch.full((n,), float("inf"), dtype=wd, device=x.device)
-    arg = torch.zeros(n, dtype=torch.int64, device=x.device)
-    xsq = sq_norms(x)
-    csq = (centres * centres).sum(1)
-    step_c = max(1, min(l, _BLOCK // max(n, 1)))
-    step_n = max(1, min(n, _BLOCK // step_c))
-    for c0 in range(0, l, step_c):
-        c = centres[c0:c0 + step_c]
-        for n0 in range(0, n, step_n):
-            blk = torch.addmm(xsq[n0:n0 + step_n, None] + csq[None, c0:c0 + step_c],
-                              x[n0:n0 + step_n].to(wd), c.T, alpha=-2.0).clamp_min_(0)
-            if cdens is not None:
-                blk = blk / cdens[None, c0:c0 + step_c]
-            v, a = blk.min(1)
-            better = v < best[n0:n0 + step_n]
-            best[n0:n0 + step_n] = torch.where(better, v, best[n0:n0 + step_n])
-            arg[n0:n0 + step_n] = torch.where(better, a + c0, arg[n0:n0 + step_n])
-    return arg, best
-
-
-def farthest_first(x: torch.Tensor, dens: torch.Tensor | None, centres: torch.Tensor,
-                   cdens: torch.Tensor | None, excluded: torch.Tensor, budget: int,
-                   first: int, progress_cb=None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Exact Algorithm 1 with one matrix-vector product per pick.
-
-    Args:
-        x: (N, D) float features (any device).
-        dens: (N,) densities or None (k-center greedy).
-        centres: (L, D) labeled features, possibly L = 0.
-        cdens: (L,) their densities or None.
-        excluded: (N,) bool, in-pool labeled points.
-        budget: number of picks.
-        first: forced first pick or -1.
-        progress_cb: called with 1 after each pick (host side only).
-
-    Returns:
-        (indices (budget,) int64, radii (budget,) float32, or float64 for float64
-        features) on x's device.
-    """
+def _sqdist(x: torch.Tensor, v: torch.Tensor, buf: torch.Tensor) -> torch.Tensor:
+    """(N,) float64 squared Euclidean distances of the rows of ``x`` to ``v`` (D,),
+    accumulated in the compute dtype (float32, or float64 for float64 features) from
+    differences, block by block through ``buf`` (rows, D)."""
     n = x.shape[0]
-    dev = x.device
-    wd = work_dtype(x.dtype)
-    idx = torch.empty(budget, dtype=torch.int64, device=dev)
-    radii = torch.empty(budget, dtype=wd, device=dev)
-    if budget == 0:
-        return idx, radii
-    if dens is not None:
-        dens = dens.to(wd)
-    if centres.shape[0]:
-        _, r = nearest_centres(x, centres, cdens)
-    else:
-        r = torch.full((n,), float("inf"), dtype=wd, device=dev)
-    r = torch.where(excluded, torch.full_like(r, -1.0), r)
-    sq = sq_norms(x)
-    neg = torch.full((1,), -1.0, dtype=wd, device=dev)
-    for i in range(budget):
-        if i == 0 and first >= 0:
-            u = torch.tensor(first, dtype=torch.int64, device=dev)
+    out = torch.empty(n, dtype=buf.dtype, device=x.device)
+    v = v.to(buf.dtype)
+    rows = buf.shape[0]
+    for s in range(0, n, rows):
+        b = buf[:min(rows, n - s)]
+        torch.sub(x[s:s + rows], v, out=b)  # 16-bit storage is widened here
+        b.square_()
+        torch.sum(b, 1, out=out[s:s + rows])
+    return out.to(torch.float64)
+
+
+class Engine:
+    """Algorithm 1 with one fused distance pass per pick, on any device.
+
+    Args:
+        x: ``(N, D)`` float tensor (float16/bfloat16 only on CUDA).
+        dens: ``(N,)`` float64 densities on x's device.
+        centres: ``(L, D)`` labeled points, L may be 0.
+        cdens: ``(L,)`` float64 their densities.
+        excluded: ``(N,)`` bool, in-pool labeled points.
+        max_new: how many centres may still be added (unused: nothing is preallocated).
+    """
+
+    def __init__(self, x, dens, centres, cdens, excluded, max_new):
+        n = x.shape[0]
+        dev = x.device
+        self.x, self.dens = x, dens
+        block = _BLOCK_CPU if dev.type == "cpu" else _BLOCK_DEV
+        wd = torch.float64 if x.dtype == torch.float64 else torch.float32
+        self.buf = torch.empty((max(1, min(n, block // max(x.shape[1], 1))), x.shape[1]),
+                               dtype=wd, device=dev)
+        if centres.shape[0] and n:
+            v, _ = search(x, centres, 1, weights=cdens)
+            r = v[:, 0]
         else:
-            u = torch.argmax(r)  # first maximum: ties go to the lowest index
-        u1 = u.view(1)
-        idx[i] = u
-        radii[i] = r.index_select(0, u1)[0]
-        r.scatter_(0, u1, neg)
-        fu = x.index_select(0, u1)  # (1, D), in the storage dtype
-        dot = torch.mv(x, fu[0])
-        dist = (sq + sq.index_select(0, u1)).sub_(dot.to(wd), alpha=2.0).clamp_min_(0)
-        if dens is not None:
-            dist = dist / dens.index_select(0, u1)
-        torch.minimum(r, dist, out=r)
-        if progress_cb is not None:
-            progress_cb(1)
-    return idx, radii
+            r = torch.full((n,), float("inf"), dtype=torch.float64, device=dev)
+        self.r = torch.where(excluded, torch.full_like(r, -1.0), r)
+        self.none = torch.tensor([-1.0, -1.0], dtype=torch.float64, device=dev)
+        self.picks = 0
+
+    @staticmethod
+    def threads(num_threads=None):
+        from . import threads
+
+        return threads(num_threads)
+
+    def best(self) -> torch.Tensor:
+        """``(2,)`` float64 ``(r, index)`` of the next pick on the device; ``(-1, -1)`` when
+        nothing is left. Ties go to the lowest index (first maximum)."""
+        if self.r.numel() == 0:
+            return self.none
+        u = torch.argmax(self.r)
+        pair = torch.stack([self.r[u], u.to(torch.float64)])
+        return torch.where(pair[0] < 0, self.none, pair)
+
+    def row(self, u: torch.Tensor) -> torch.Tensor:
+        """``(D + 1,)`` float64: features of point ``u`` (0-d int64 tensor) and its density."""
+        u1 = u.reshape(1)
+        return torch.cat([self.x.index_select(0, u1)[0].to(torch.float64),
+                          self.dens.index_select(0, u1)])
+
+    def add_centre(self, vec: torch.Tensor, u) -> None:
+        """Make ``vec`` ``(D + 1,)`` (features, density) a selected point; ``u`` (0-d
+        int64 tensor or int) is its index in this pool, or -1 for a point held elsewhere."""
+        self.picks += 1
+        if self.r.numel() == 0:
+            return
+        u = torch.as_tensor(u, dtype=torch.int64, device=self.r.device).reshape(1)
+        ui = u.clamp_min(0)
+        self.r.index_put_((ui,), torch.where(u >= 0, torch.full_like(self.r[:1], -1.0),
+                                             self.r.index_select(0, ui)))
+        dist = _sqdist(self.x, vec[:-1], self.buf) / vec[-1]
+        torch.minimum(self.r, dist, out=self.r)
+
+    def run(self, k: int, out_idx: torch.Tensor, out_r: torch.Tensor, first: int = -1) -> None:
+        """Make ``k`` picks of this pool alone into ``out_idx``/``out_r`` (``(budget,)``
+        int64 / float64 on the device); ``first`` (>= 0) forces the very first pick."""
+        for _ in range(k):
+            i = self.picks
+            if i == 0 and first >= 0:
+                u = torch.tensor(first, dtype=torch.int64, device=self.r.device)
+                ru = self.r[u]
+            else:
+                pair = self.best()
+                u, ru = pair[1].to(torch.int64), pair[0]
+            out_idx[i], out_r[i] = u, ru
+            self.add_centre(self.row(u), u)

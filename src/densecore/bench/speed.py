@@ -8,8 +8,8 @@ The problem is Algorithm 1 (density-aware greedy) on a Gaussian mixture from
   pruned numba engine on CPU).
 * ``engine_1thread``: the same with numba limited to one thread (on a loaded
   machine the per-pick parallel regions of the engine wait on busy cores).
-* ``torch_backend``: the same class with ``backend="torch"`` (one
-  matrix-vector product per pick, no pruning).
+* ``torch_backend``: the same class with ``backend="torch"`` (one pass of
+  coordinate differences per pick, no pruning).
 * ``naive``: the bandwidth-bound loop in numpy: one BLAS gemv per pick over all
   points, squared norms precomputed, ``r = minimum(r, d / d_u)``, argmax. It
   streams ``N * D * itemsize`` bytes per pick.

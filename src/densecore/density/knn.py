@@ -16,24 +16,10 @@ import numpy as np
 import torch
 
 from .. import validation as V
-from .._backends import faiss_backend
+from .._backends import nearest
 from .scaling import BETA, TAU, coverage_density
 
 __all__ = ["KNNDensity", "knn_mean_distance"]
-
-_BLOCK = 1 << 22
-
-
-def _knn_sum_torch(x: torch.Tensor, k: int) -> torch.Tensor:
-    n = x.shape[0]
-    xd = x.double()
-    sq = (xd * xd).sum(1)
-    out = torch.empty(n, dtype=torch.float64, device=x.device)
-    step = max(1, _BLOCK // max(n, 1))
-    for s in range(0, n, step):
-        blk = (sq[s:s + step, None] + sq[None, :] - 2 * xd[s:s + step] @ xd.T).clamp_min_(0)
-        out[s:s + step] = blk.topk(k + 1, dim=1, largest=False).values.sqrt().sum(1)
-    return out
 
 
 def knn_mean_distance(features, k: int = 10, *, backend: str = "auto",
@@ -45,8 +31,10 @@ def knn_mean_distance(features, k: int = 10, *, backend: str = "auto",
     Args:
         features: ``(N, D)``, ``N > k``.
         k: number of neighbours.
-        backend: ``"auto"`` (faiss on CPU when installed, else torch), ``"faiss"``, ``"torch"``.
-        validate: check for NaN/inf.
+        backend: where the fast candidates of the one nearest search come from,
+            ``"auto"``, ``"faiss"`` or ``"torch"`` (see :func:`densecore.coverage`);
+            the answer is exact either way.
+        validate: check for NaN/inf (NaN then raises ValueError).
 
     Returns:
         ``(N,)`` float64 mean distances, in the input's kind.
@@ -60,26 +48,10 @@ def knn_mean_distance(features, k: int = 10, *, backend: str = "auto",
     k = V.check_int(k, "k", minimum=1)
     if x.shape[0] <= k:
         raise ValueError(f"k must be smaller than the number of points ({x.shape[0]}); got {k}")
-    if backend not in ("auto", "faiss", "torch"):
-        raise ValueError(f"backend must be 'auto', 'faiss' or 'torch'; got {backend!r}")
-    use_faiss = backend == "faiss" or (backend == "auto" and x.device.type == "cpu"
-                                       and faiss_backend.available())
-    if use_faiss:
-        xn = x.detach().cpu().float().numpy()
-        _, idx = faiss_backend.knn(xn, xn, k + 1)
-        xd = x.detach().cpu().double()
-        # Exact distances to the neighbours faiss found. The point itself is at
-        # distance 0, the smallest value, so the k + 1 smallest distances are
-        # {0} plus the k nearest others (duplicates included).
-        nb = torch.from_numpy(idx).clamp_min(0)
-        total = torch.empty(xd.shape[0], dtype=torch.float64)
-        step = max(1, _BLOCK // ((k + 1) * xd.shape[1]))
-        for s in range(0, xd.shape[0], step):
-            diff = xd[s:s + step, None, :] - xd[nb[s:s + step]]
-            total[s:s + step] = diff.pow(2).sum(-1).sqrt().sum(1)
-        total = total.to(x.device)
-    else:
-        total = _knn_sum_torch(x, k)
+    # the k + 1 smallest exact distances are {0 (the point itself)} plus the k
+    # nearest others, duplicates included
+    sq, _ = nearest.search(x, x, k + 1, method=backend)
+    total = sq.sqrt().sum(1)
     mean = total / k
     return mean.numpy() if isinstance(features, np.ndarray) else mean
 
@@ -107,6 +79,8 @@ class KNNDensity:
         self.k = V.check_int(k, "k", minimum=1)
         self.beta = V.check_positive_float(beta, "beta")
         self.tau = V.check_positive_float(tau, "tau")
+        if backend not in nearest.METHODS:
+            raise ValueError(f"backend must be one of {nearest.METHODS}; got {backend!r}")
         self.backend = backend
 
     def __call__(self, features, *, validate: bool = True):

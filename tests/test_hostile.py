@@ -1,0 +1,250 @@
+"""Hostile numbers: every backend answers like the float64 reference or raises a named error.
+
+Scales where squared float32 distances overflow (1e19) or underflow (1e-25),
+offsets much larger than the spread (where the ||a||^2 - 2ab + ||b||^2
+expansion cancels), duplicate-heavy sets, densities spanning 86 orders of
+magnitude, and labeled sets on both sides of the faiss threshold.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.distributed as dist
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import densecore
+from densecore import distributed
+from densecore._backends import nearest
+from densecore.synthetic import gaussian_mixture
+from reference import replay_check
+
+SCALES = [1e-25, 1e-3, 1.0, 1e6, 1e19]
+OFFSETS = [0.0, 1e3, 1e5]  # in units of the spread
+DENSITIES = ["none", "uniform", "tiny", "huge"]
+
+
+def _densities(kind, n, rng):
+    if kind == "uniform":
+        return rng.uniform(0.5, 3.0, n)
+    if kind == "tiny":  # KNNDensity(tau=0.005): beta * exp(-200 e), down to about 1e-86
+        return np.e ** 2.4 * np.exp(-200.0 * rng.uniform(0.0, 1.0, n))
+    if kind == "huge":
+        return 10.0 ** rng.uniform(100.0, 200.0, n)
+    return None
+
+
+@st.composite
+def hostile(draw):
+    seed = draw(st.integers(0, 2 ** 31 - 1))
+    rng = np.random.default_rng(seed)
+    n = draw(st.integers(8, 120))
+    dim = draw(st.integers(1, 6))
+    scale = draw(st.sampled_from(SCALES))
+    offset = draw(st.sampled_from(OFFSETS))
+    dup = draw(st.sampled_from([0.0, 0.5, 0.9]))
+    centres = rng.normal(size=(4, dim)) * 5
+    x = centres[rng.integers(0, 4, n)] + rng.normal(size=(n, dim))
+    n_dup = int(dup * n)
+    if n_dup:
+        x[rng.choice(n, n_dup, replace=False)] = x[rng.integers(0, n, n_dup)]
+    x = ((x + offset) * scale).astype(np.float32)
+    kind = draw(st.sampled_from(DENSITIES))
+    dens = _densities(kind, n, rng)
+    n_lf = draw(st.sampled_from([0, 3, nearest.FAISS_MIN + 4]))  # both sides of faiss
+    lf = ld = None
+    if n_lf:
+        src = centres[rng.integers(0, 4, n_lf)] + rng.normal(size=(n_lf, dim))
+        lf = ((src + offset) * scale).astype(np.float32)
+        ld = _densities(kind, n_lf, rng)
+    n_lab = draw(st.integers(0, n // 2))
+    labeled = rng.choice(n, n_lab, replace=False)
+    budget = draw(st.integers(1, n - n_lab))
+    return x, dens, labeled, lf, ld, budget
+
+
+@pytest.fixture(scope="module")
+def one_rank_group(tmp_path_factory):
+    """A one-rank gloo group: the sharded path (engine ``best``/``row``/``add_centre``
+    and the collectives) in this process. Two real ranks: tests/test_distributed.py."""
+    path = tmp_path_factory.mktemp("store") / "store"
+    dist.init_process_group("gloo", init_method=f"file://{path}", rank=0, world_size=1)
+    try:
+        yield
+    finally:
+        dist.destroy_process_group()
+
+
+@settings(max_examples=30, deadline=None)
+@given(hostile(), st.sampled_from(["numba", "torch", "sharded-numba", "sharded-torch"]))
+def test_every_backend_matches_the_float64_reference(one_rank_group, case, backend):
+    x, dens, labeled, lf, ld, budget = case
+    kw = dict(densities=dens, labeled=labeled, labeled_features=lf, labeled_densities=ld,
+              seed=3)
+    if backend.startswith("sharded-"):
+        sel = distributed.select(x, budget, backend=backend[8:], **kw)
+    else:
+        sel = densecore.farthest_first(x, budget, backend=backend, **kw)
+    idx = sel.indices
+    assert len(idx) == budget and len(set(idx.tolist())) == budget
+    init = None
+    if len(labeled) == 0 and lf is None:
+        init = int(idx[0])
+    replay_check(x, idx, densities=dens, labeled=labeled, labeled_features=lf,
+                 labeled_densities=ld, init=init, rtol=1e-4, atol=0.0)
+    r = sel.radii.astype(np.float64)
+    finite = r[1:] if init is not None else r
+    # radii come back in original units (float32 saturates to inf beyond 3.4e38)
+    assert np.all(finite[:-1] >= finite[1:])
+
+
+@st.composite
+def search_cases(draw):
+    seed = draw(st.integers(0, 2 ** 31 - 1))
+    rng = np.random.default_rng(seed)
+    dim = draw(st.integers(1, 5))
+    n_c = draw(st.sampled_from([1, 4, 40, nearest.FAISS_MIN + 1]))
+    scale = draw(st.sampled_from(SCALES))
+    offset = draw(st.sampled_from(OFFSETS))
+    dtype = draw(st.sampled_from([np.float32, np.float64]))
+    c = rng.normal(size=(n_c, dim))
+    c[rng.random(n_c) < 0.3] = c[0]  # duplicate centres: ties to the lowest index
+    q = np.concatenate([c[: min(n_c, 5)], rng.normal(size=(30, dim))])
+    c = ((c + offset) * scale).astype(dtype)
+    q = ((q + offset) * scale).astype(dtype)
+    w = _densities(draw(st.sampled_from(["none", "uniform", "tiny"])), n_c, rng)
+    k = draw(st.integers(1, min(3, n_c)))
+    return q, c, w, k
+
+
+def _search_ref(q, c, w, k):
+    q, c = q.astype(np.float64), c.astype(np.float64)
+    v = ((q[:, None, :] - c[None]) ** 2).sum(-1) / (1.0 if w is None else w[None])
+    o = np.argsort(v, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(v, o, 1), o
+
+
+@settings(max_examples=40, deadline=None)
+@given(search_cases(), st.sampled_from(list(nearest.METHODS)))
+def test_nearest_search_is_exact_for_every_method(case, method):
+    if method == "faiss":
+        pytest.importorskip("faiss")
+    q, c, w, k = case
+    v, i = nearest.search(torch.from_numpy(q), torch.from_numpy(c), k,
+                          weights=None if w is None else torch.from_numpy(w), method=method)
+    rv, ri = _search_ref(q, c, w, k)
+    np.testing.assert_array_equal(i.numpy(), ri)
+    np.testing.assert_allclose(v.numpy(), rv, rtol=1e-12)
+
+
+# ---------------------------------------------------------------------------
+# the cases of the report, one by one
+
+
+@pytest.mark.parametrize("backend", ["numba", "torch"])
+def test_tiny_knn_densities_keep_the_budget(backend):
+    x, _ = gaussian_mixture(400, dim=4, seed=0)
+    dens = densecore.KNNDensity(k=10, tau=0.005)(x)
+    assert dens.min() < 1e-80
+    sel = densecore.DensityAwareGreedy(backend=backend).select(x, 100, densities=dens)
+    assert len(set(sel.indices.tolist())) == 100
+    assert np.isfinite(sel.radii[1:]).all()
+    replay_check(x, sel.indices, densities=dens, init=int(sel.indices[0]), atol=0.0)
+
+
+@pytest.mark.parametrize("backend", ["numba", "torch"])
+@pytest.mark.parametrize("scale", [1e19, 1e-25])
+def test_extreme_feature_scales(backend, scale):
+    rng = np.random.default_rng(1)
+    base = rng.normal(size=(300, 8))
+    x = (base * scale).astype(np.float32)
+    sel = densecore.farthest_first(x, 50, init=0, backend=backend)
+    assert len(set(sel.indices.tolist())) == 50
+    replay_check(x, sel.indices, init=0, atol=0.0)
+    # the same points at scale 1 give the same selection
+    same = densecore.farthest_first(base.astype(np.float32), 50, init=0, backend=backend)
+    assert sel.indices.tolist() == same.indices.tolist()
+
+
+@pytest.mark.parametrize("backend", ["numba", "torch"])
+def test_large_offset_with_many_labeled_points(backend):
+    rng = np.random.default_rng(2)
+    x = (1000.0 + 0.01 * rng.normal(size=(2000, 16))).astype(np.float32)
+    labeled = rng.choice(2000, 400, replace=False)  # above the faiss threshold
+    sel = densecore.farthest_first(x, 60, labeled=labeled, backend=backend)
+    assert replay_check(x, sel.indices, labeled=labeled, atol=0.0) > 0
+
+
+def test_coverage_distance_of_a_centre_to_itself_is_zero_with_an_offset():
+    rng = np.random.default_rng(3)
+    x = (1000.0 + 0.01 * rng.normal(size=(500, 16))).astype(np.float32)
+    sel = np.arange(0, 500, 7)
+    for backend in ("auto", "torch"):
+        assign, dist = densecore.coverage(x, x[sel], backend=backend)
+        assert np.all(dist[sel] == 0.0) and np.array_equal(assign[sel], np.arange(len(sel)))
+        ref = np.sqrt(((x[:, None].astype(np.float64) - x[sel][None]) ** 2).sum(-1)).min(1)
+        np.testing.assert_allclose(dist, ref, rtol=1e-12)
+
+
+def test_requires_grad_tensors_on_the_torch_backend():
+    x = torch.randn(50, 3, requires_grad=True)
+    d = (torch.rand(50) + 0.5).requires_grad_()
+    sel = densecore.farthest_first(x, 5, densities=d, backend="torch", init=0)
+    want = densecore.farthest_first(x.detach().numpy(), 5, densities=d.detach().numpy(),
+                                    init=0)
+    assert sel.indices.tolist() == want.indices.tolist()
+    assert not sel.radii.requires_grad
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("backend", ["auto", "torch"])
+def test_half_precision_on_the_cpu(dtype, backend):
+    x = torch.randn(200, 4).to(dtype)
+    sel = densecore.farthest_first(x, 20, init=1, backend=backend)
+    assert sel.radii.dtype == torch.float32
+    replay_check(x.float().numpy(), sel.indices.numpy(), init=1, atol=0.0)
+
+
+def test_meta_tensors_are_rejected():
+    with pytest.raises(TypeError, match="features must hold data"):
+        densecore.farthest_first(torch.empty(10, 3, device="meta"), 2)
+
+
+@pytest.mark.parametrize("labeled", [[True, False, True], [0.0, 2.0], [1, 2.5]])
+def test_bool_or_float_lists_are_not_indices(labeled):
+    x = np.random.default_rng(0).normal(size=(3, 2)).astype(np.float32)
+    with pytest.raises(TypeError, match="labeled must hold integer indices"):
+        densecore.farthest_first(x, 1, labeled=labeled)
+    with pytest.raises(TypeError, match="labeled must be an integer index array"):
+        densecore.farthest_first(x, 1, labeled=np.asarray(labeled))
+
+
+def test_seed_none_is_rejected():
+    x = np.zeros((4, 2), np.float32)
+    with pytest.raises(TypeError, match="seed must be an integer"):
+        densecore.farthest_first(x, 1, seed=None)
+    with pytest.raises(TypeError, match="seed must be an integer"):
+        densecore.KCenterGreedy(seed=None)
+
+
+def test_features_without_columns_are_rejected():
+    with pytest.raises(ValueError, match="at least one feature column"):
+        densecore.farthest_first(np.zeros((5, 0), np.float32), 1)
+
+
+def test_densities_beyond_the_float64_range_raise():
+    x = np.random.default_rng(0).normal(size=(10, 2))
+    d = np.ones(10)
+    d[3] = 1e-280
+    d[4] = 1e10
+    with pytest.raises(ValueError, match="densities must span at most"):
+        densecore.farthest_first(x, 3, densities=d)
+
+
+def test_nan_in_errors_raises():
+    with pytest.raises(ValueError, match="error must be finite"):
+        densecore.coverage_density(np.array([0.0, np.nan, 1.0]))
+    with pytest.raises(ValueError, match="features must be finite"):
+        densecore.KNNDensity(k=1)(np.array([[0.0], [np.nan], [1.0]]))
