@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from . import metrics as M
 from . import validation as V
 from ._backends import faiss_backend, torch_backend
 
@@ -46,9 +47,11 @@ def _out(t: torch.Tensor, like_numpy: bool):
     return t.cpu().numpy() if like_numpy else t
 
 
-def _coverage_t(x: torch.Tensor, c: torch.Tensor, backend: str):
+def _coverage_t(x: torch.Tensor, c: torch.Tensor, backend: str, metric: str = "euclidean"):
     if backend not in ("auto", "faiss", "torch"):
         raise ValueError(f"backend must be 'auto', 'faiss' or 'torch'; got {backend!r}")
+    if M.check_metric(metric) == "cosine":
+        x, c = M.unit_rows(x), M.unit_rows(c, "centers")
     use_faiss = backend == "faiss" or (backend == "auto" and x.device.type == "cpu"
                                        and faiss_backend.available())
     if use_faiss:
@@ -58,22 +61,25 @@ def _coverage_t(x: torch.Tensor, c: torch.Tensor, backend: str):
     else:
         assign, _ = torch_backend.nearest_centres(x, c.to(x.dtype))
     xd = x.double() if x.dtype != torch.float64 else x
-    dist = (xd - c.to(xd.dtype)[assign]).pow(2).sum(1).sqrt()
+    dist = M.from_squared_euclidean((xd - c.to(xd.dtype)[assign]).pow(2).sum(1), metric)
     return assign, dist
 
 
-def coverage(features, centers, *, backend: str = "auto", validate: bool = True):
+def coverage(features, centers, *, backend: str = "auto", metric: str = "euclidean",
+             validate: bool = True):
     """Nearest center of every point and the Euclidean distance to it (Eq. 3's pi(x)).
 
     Args:
         features: ``(N, D)`` points.
         centers: ``(M, D)`` selected points, ``M >= 1``.
         backend: ``"auto"`` (faiss on CPU when installed, else torch), ``"faiss"``, ``"torch"``.
+        metric: ``"euclidean"`` (plain distance) or ``"cosine"`` (``1 - cos``),
+            see :mod:`densecore.metrics`.
         validate: check for NaN/inf.
 
     Returns:
         ``(assign (N,) int64, distance (N,) float64)``: index into ``centers`` and
-        plain Euclidean distance, in the input's kind.
+        the plain distance in the metric, in the input's kind.
 
     Example:
         >>> import numpy as np
@@ -89,7 +95,7 @@ def coverage(features, centers, *, backend: str = "auto", validate: bool = True)
                          f"{tuple(c.shape)}")
     if isinstance(features, torch.Tensor):
         V.check_same_device(x, centers=centers)
-    assign, dist = _coverage_t(x, c.to(x.device), backend)
+    assign, dist = _coverage_t(x, c.to(x.device), backend, metric)
     numpy_in = isinstance(features, np.ndarray)
     return _out(assign, numpy_in), _out(dist, numpy_in)
 
@@ -187,7 +193,7 @@ class BoundReport:
 
 
 def bound_report(features, selected, labels=None, *, backend: str = "auto",
-                 validate: bool = True) -> BoundReport:
+                 metric: str = "euclidean", validate: bool = True) -> BoundReport:
     """``delta`` (Eq. 3), per-point and max average radial distance (Eq. 4) and the
     core-set loss (Eq. 1, with ``labels``) of a selection.
 
@@ -196,6 +202,8 @@ def bound_report(features, selected, labels=None, *, backend: str = "auto",
         selected: ``(M,)`` indices into ``features``, ``M >= 1``, no repeats.
         labels: ``(N,)`` integer labels, optional.
         backend: nearest-centre search, see :func:`coverage`.
+        metric: ``"euclidean"`` or ``"cosine"``: the distance that delta and the
+            average radial distances are measured in.
         validate: check for NaN/inf.
 
     Returns:
@@ -212,7 +220,7 @@ def bound_report(features, selected, labels=None, *, backend: str = "auto",
     sel = V.check_indices(selected, x.shape[0], "selected").to(x.device)
     if sel.numel() == 0:
         raise ValueError("selected must hold at least one index; got none")
-    assign, dist = _coverage_t(x, x[sel], backend)
+    assign, dist = _coverage_t(x, x[sel], backend, metric)
     ard, count = _ard(assign, dist, sel.numel())
     loss = None
     if labels is not None:

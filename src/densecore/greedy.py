@@ -30,6 +30,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from . import metrics as M
 from . import validation as V
 from ._backends import faiss_backend, torch_backend
 
@@ -110,7 +111,7 @@ def _pick_backend(backend: str, x: torch.Tensor) -> str:
 
 def farthest_first(features, budget: int, *, densities=None, labeled=None,
                    labeled_features=None, labeled_densities=None, init=None, seed: int = 0,
-                   backend: str = "auto", progress: bool = False,
+                   backend: str = "auto", metric: str = "euclidean", progress: bool = False,
                    validate: bool = True) -> Selection:
     """Algorithm 1 (density-aware greedy); k-center greedy when ``densities`` is None.
 
@@ -123,14 +124,18 @@ def farthest_first(features, budget: int, *, densities=None, labeled=None,
         labeled_densities: ``(L,)`` their densities (required with ``densities``).
         init: first pick when nothing is labeled; None draws it from ``seed``.
         seed: seed of that draw (a local generator; global RNG untouched).
-        backend: ``"auto"``, ``"numba"`` or ``"torch"``.
+        backend: ``"auto"``, ``"numba"`` or ``"torch"``. scipy sparse features
+            run on the exact sparse engine (:mod:`densecore.sparse`), CPU only.
+        metric: ``"euclidean"`` or ``"cosine"`` (see :mod:`densecore.metrics`):
+            cosine runs the engine on unit rows (one normalised copy of the features).
         progress: show a tqdm bar over the picks.
         validate: scan values for NaN/inf and non-positive densities.
 
     Returns:
         :class:`Selection` with ``indices`` and ``radii`` in the input's kind
         (numpy in, numpy out; tensors stay on their device). Radii are squared
-        Euclidean distances divided by density, in the features' dtype.
+        Euclidean distances (cosine distances for ``metric="cosine"``) divided
+        by density, in the features' dtype.
 
     Example:
         >>> import numpy as np
@@ -139,9 +144,22 @@ def farthest_first(features, budget: int, *, densities=None, labeled=None,
         >>> sel.indices.tolist(), sel.radii.tolist()
         ([0, 2], [inf, 25.0])
     """
+    metric = M.check_metric(metric)
+    if V.is_sparse(features):
+        if backend == "torch":
+            raise TypeError("features is a scipy sparse matrix, which the torch backend does "
+                            "not take; use backend='auto' or 'numba'")
+        from .sparse import farthest_first_sparse
+
+        return farthest_first_sparse(features, budget, densities=densities, labeled=labeled,
+                                     labeled_features=labeled_features,
+                                     labeled_densities=labeled_densities, init=init,
+                                     seed=seed, metric=metric, validate=validate)
     is_numpy = isinstance(features, np.ndarray)
     x, dens, lab, lf, ld = V.check_pool(features, densities, labeled, labeled_features,
                                         labeled_densities, validate=validate)
+    if metric == "cosine":
+        x, lf = M.unit_rows(x), M.unit_rows(lf, "labeled_features")
     n, dim = x.shape
     dev = x.device
     budget = V.check_budget(budget, n - lab.numel())
@@ -175,6 +193,8 @@ def farthest_first(features, budget: int, *, densities=None, labeled=None,
         if bar is not None:
             bar.close()
     radii = radii.to(x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32)
+    if metric == "cosine":
+        radii = radii * M.radius_factor(metric)
     if is_numpy:
         return Selection(idx.cpu().numpy(), radii.cpu().numpy())
     return Selection(idx.to(dev), radii.to(dev))

@@ -370,3 +370,39 @@ def check_pool(features, densities=None, labeled=None, labeled_features=None,
         raise ValueError("labeled_densities needs densities for the pool (density-aware "
                          "greedy); use k-center greedy without densities")
     return x, dens, lab, lf, ld
+
+
+def is_sparse(x: Any) -> bool:
+    """True for a scipy sparse matrix or array (scipy is never imported for the check)."""
+    import sys
+
+    sp = sys.modules.get("scipy.sparse")
+    return sp is not None and sp.issparse(x)
+
+
+def check_sparse_features(x: Any, name: str = "features", *, validate: bool = True,
+                          dim: int | None = None):
+    """Check an ``(N, D)`` scipy sparse floating matrix; return it (not copied).
+
+    Args:
+        x: scipy sparse matrix or array with a float16/32/64 dtype.
+        name: argument name for messages.
+        validate: scan the stored values for NaN/inf.
+        dim: required ``D`` if given.
+    """
+    if not is_sparse(x):
+        raise TypeError(f"{name} must be a scipy sparse matrix; got {type(x).__name__}")
+    if x.ndim != 2:
+        raise ValueError(f"{name} must have shape (N, D); got shape {x.shape}")
+    if x.dtype not in (np.float16, np.float32, np.float64):
+        raise TypeError(f"{name} must be a floating sparse matrix; got dtype {x.dtype}")
+    if x.shape[1] == 0:
+        raise ValueError(f"{name} must have at least one column; got shape {x.shape}")
+    if dim is not None and x.shape[1] != dim:
+        raise ValueError(
+            f"{name} must have D = {dim} columns to match features; got shape {x.shape}")
+    if validate:
+        data = x.tocsr().data
+        if data.size and not np.isfinite(data).all():
+            raise ValueError(f"{name} must be finite; got NaN or inf among its stored values")
+    return x

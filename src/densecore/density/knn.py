@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .. import metrics as M
 from .. import validation as V
 from .._backends import faiss_backend
 from .scaling import BETA, TAU, coverage_density
@@ -24,7 +25,7 @@ __all__ = ["KNNDensity", "knn_mean_distance"]
 _BLOCK = 1 << 22
 
 
-def _knn_sum_torch(x: torch.Tensor, k: int) -> torch.Tensor:
+def _knn_sum_torch(x: torch.Tensor, k: int, metric: str) -> torch.Tensor:
     n = x.shape[0]
     xd = x.double()
     sq = (xd * xd).sum(1)
@@ -32,36 +33,46 @@ def _knn_sum_torch(x: torch.Tensor, k: int) -> torch.Tensor:
     step = max(1, _BLOCK // max(n, 1))
     for s in range(0, n, step):
         blk = (sq[s:s + step, None] + sq[None, :] - 2 * xd[s:s + step] @ xd.T).clamp_min_(0)
-        out[s:s + step] = blk.topk(k + 1, dim=1, largest=False).values.sqrt().sum(1)
+        near = blk.topk(k + 1, dim=1, largest=False).values
+        out[s:s + step] = M.from_squared_euclidean(near, metric).sum(1)
     return out
 
 
 def knn_mean_distance(features, k: int = 10, *, backend: str = "auto",
-                      validate: bool = True):
-    """Mean Euclidean distance of each point to its ``k`` nearest other points.
+                      metric: str = "euclidean", validate: bool = True):
+    """Mean distance of each point to its ``k`` nearest other points.
 
     Duplicates count as neighbours at distance 0; the point itself does not.
 
     Args:
-        features: ``(N, D)``, ``N > k``.
+        features: ``(N, D)``, ``N > k``; a scipy sparse matrix runs the exact
+            sparse search of :func:`densecore.sparse.knn_mean_distance_sparse`.
         k: number of neighbours.
         backend: ``"auto"`` (faiss on CPU when installed, else torch), ``"faiss"``, ``"torch"``.
+        metric: ``"euclidean"`` (plain distance) or ``"cosine"`` (``1 - cos``).
         validate: check for NaN/inf.
 
     Returns:
-        ``(N,)`` float64 mean distances, in the input's kind.
+        ``(N,)`` float64 mean distances, in the input's kind (numpy for sparse input).
 
     Example:
         >>> import numpy as np
         >>> knn_mean_distance(np.array([[0.0], [1.0], [3.0]]), k=1).tolist()
         [1.0, 1.0, 2.0]
     """
+    metric = M.check_metric(metric)
+    if V.is_sparse(features):
+        from ..sparse import knn_mean_distance_sparse
+
+        return knn_mean_distance_sparse(features, k, metric=metric, validate=validate)
     x = V.check_features(features, validate=validate)
     k = V.check_int(k, "k", minimum=1)
     if x.shape[0] <= k:
         raise ValueError(f"k must be smaller than the number of points ({x.shape[0]}); got {k}")
     if backend not in ("auto", "faiss", "torch"):
         raise ValueError(f"backend must be 'auto', 'faiss' or 'torch'; got {backend!r}")
+    if metric == "cosine":
+        x = M.unit_rows(x)
     use_faiss = backend == "faiss" or (backend == "auto" and x.device.type == "cpu"
                                        and faiss_backend.available())
     if use_faiss:
@@ -76,10 +87,10 @@ def knn_mean_distance(features, k: int = 10, *, backend: str = "auto",
         step = max(1, _BLOCK // ((k + 1) * xd.shape[1]))
         for s in range(0, xd.shape[0], step):
             diff = xd[s:s + step, None, :] - xd[nb[s:s + step]]
-            total[s:s + step] = diff.pow(2).sum(-1).sqrt().sum(1)
+            total[s:s + step] = M.from_squared_euclidean(diff.pow(2).sum(-1), metric).sum(1)
         total = total.to(x.device)
     else:
-        total = _knn_sum_torch(x, k)
+        total = _knn_sum_torch(x, k, metric)
     mean = total / k
     return mean.numpy() if isinstance(features, np.ndarray) else mean
 
@@ -93,6 +104,7 @@ class KNNDensity:
         beta: density scale, ``e^2.4`` as in the paper.
         tau: temperature, 0.25 as in the paper.
         backend: nearest-neighbour search, see :func:`knn_mean_distance`.
+        metric: ``"euclidean"`` or ``"cosine"``; scipy sparse features are taken too.
 
     Example:
         >>> import numpy as np
@@ -103,16 +115,19 @@ class KNNDensity:
     """
 
     def __init__(self, k: int = 10, beta: float = BETA, tau: float = TAU,
-                 backend: str = "auto"):
+                 backend: str = "auto", metric: str = "euclidean"):
         self.k = V.check_int(k, "k", minimum=1)
+        self.metric = M.check_metric(metric)
         self.beta = V.check_positive_float(beta, "beta")
         self.tau = V.check_positive_float(tau, "tau")
         self.backend = backend
 
     def __call__(self, features, *, validate: bool = True):
         """Densities ``(N,)`` float64 for ``features`` ``(N, D)``."""
-        e = knn_mean_distance(features, self.k, backend=self.backend, validate=validate)
+        e = knn_mean_distance(features, self.k, backend=self.backend, metric=self.metric,
+                              validate=validate)
         return coverage_density(e, beta=self.beta, tau=self.tau)
 
     def __repr__(self) -> str:
-        return f"KNNDensity(k={self.k}, beta={self.beta:.4g}, tau={self.tau})"
+        return (f"KNNDensity(k={self.k}, beta={self.beta:.4g}, tau={self.tau}, "
+                f"metric={self.metric!r})")
