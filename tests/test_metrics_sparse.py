@@ -158,9 +158,10 @@ def sparse_pool(seed, n=250, dim=400, density=0.03, offset=0.0, scale=1.0):
     return (a * scale).astype(np.float64)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("offset,scale", [(0.0, 1.0), (1e6, 1.0), (0.0, 1e150), (0.0, 1e-150),
                                           (1e3, 1e-100)])
-def test_sparse_greedy_matches_dense_reference(offset, scale):
+def test_sparse_greedy_matches_dense_reference(offset, scale, backend):
     a = sparse_pool(0, offset=offset, scale=scale)
     dense = a.toarray()
     # the reference works in float64 on values rescaled by the same power of
@@ -168,7 +169,7 @@ def test_sparse_greedy_matches_dense_reference(offset, scale):
     s = 2.0 ** -np.floor(np.log2(np.abs(dense).max()))
     dens = np.random.default_rng(1).uniform(0.5, 3.0, a.shape[0])
     for kw in ({}, {"densities": dens}):
-        sel = densecore.farthest_first(a, 30, labeled=[1, 2], **kw)
+        sel = densecore.farthest_first(a, 30, labeled=[1, 2], backend=backend, **kw)
         replay_check(dense * s, sel.indices, kw.get("densities"), labeled=[1, 2],
                      rtol=1e-9, atol=0.0)
         ref, radii = density_aware_greedy_ref(dense * s, 30, kw.get("densities"),
@@ -176,44 +177,63 @@ def test_sparse_greedy_matches_dense_reference(offset, scale):
         np.testing.assert_allclose(sel.radii * s * s, radii, rtol=1e-9)
 
 
-def test_sparse_out_of_pool_labeled_and_float32():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_sparse_out_of_pool_labeled_and_float32(backend):
     a = sparse_pool(2).astype(np.float32)
     extra = sparse_pool(3, n=5)
-    sel = densecore.KCenterGreedy().select(a, 20, labeled_features=extra)
+    sel = densecore.KCenterGreedy(backend=backend).select(a, 20, labeled_features=extra)
     replay_check(a.toarray(), sel.indices, labeled_features=extra.toarray(), rtol=1e-9,
                  atol=0.0)
     # dense labeled features work with a sparse pool as well
-    sel2 = densecore.KCenterGreedy().select(a, 20, labeled_features=extra.toarray())
+    sel2 = densecore.KCenterGreedy(backend=backend).select(a, 20,
+                                                           labeled_features=extra.toarray())
     assert sel2.indices.tolist() == sel.indices.tolist()
 
 
-def test_sparse_duplicates_tie_to_lowest_index():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_sparse_duplicates_tie_to_lowest_index(backend):
     a = sp.csr_matrix(np.array([[1.0, 0], [0, 1.0], [0, 1.0], [0, 1.0]]))
-    sel = densecore.farthest_first(a, 2, labeled=[0])
+    sel = densecore.farthest_first(a, 2, labeled=[0], backend=backend)
     assert sel.indices.tolist() == [1, 2] and sel.radii.tolist() == [2.0, 0.0]
 
 
-def test_sparse_cosine_matches_reference():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_sparse_cosine_matches_reference(backend):
     a = sparse_pool(4, density=0.2)
     a = a[np.asarray(abs(a).sum(1)).ravel() > 0]
     dist = cosine_matrix(a.toarray())
-    sel = densecore.DensityAwareGreedy(metric="cosine").select(
+    sel = densecore.DensityAwareGreedy(metric="cosine", backend=backend).select(
         a, 25, densities=np.linspace(0.5, 2.0, a.shape[0]), labeled=[0])
     replay_on_matrix(dist, sel.indices, np.linspace(0.5, 2.0, a.shape[0]), [0])
 
 
-def test_sparse_errors():
+def test_torch_sparse_tensor_input():
+    a = sparse_pool(8)
+    dense = a.toarray()
+    coo = torch.from_numpy(dense).to_sparse()
+    for x in (coo, coo.to_sparse_csr()):
+        for backend in ("auto", "numba", "torch"):
+            sel = densecore.farthest_first(x, 12, labeled=[0], backend=backend)
+            assert isinstance(sel.indices, torch.Tensor)
+            replay_check(dense, sel.indices.numpy(), labeled=[0], rtol=1e-9, atol=0.0)
+    d = knn_mean_distance(coo, 4)
+    assert isinstance(d, torch.Tensor) and d.shape == (a.shape[0],)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_sparse_errors(backend):
     a = sparse_pool(5)
-    with pytest.raises(TypeError, match="torch backend"):
-        densecore.farthest_first(a, 3, backend="torch")
     bad = a.copy()
     bad.data[0] = np.nan
     with pytest.raises(ValueError, match="features must be finite"):
-        densecore.farthest_first(bad, 3)
+        densecore.farthest_first(bad, 3, backend=backend)
     with pytest.raises(TypeError, match="floating"):
-        densecore.farthest_first(sp.csr_matrix(np.eye(3, dtype=np.int64)), 1)
+        densecore.farthest_first(sp.csr_matrix(np.eye(3, dtype=np.int64)), 1, backend=backend)
     with pytest.raises(ValueError, match="too small"):
-        densecore.farthest_first(a, 3, densities=np.full(a.shape[0], 1e-320), labeled=[0])
+        densecore.farthest_first(a, 3, densities=np.full(a.shape[0], 1e-320), labeled=[0],
+                                 backend=backend)
+    with pytest.raises(ValueError, match="labeled_features must have D"):
+        densecore.farthest_first(a, 3, labeled_features=np.ones((2, 3)), backend=backend)
 
 
 @pytest.mark.parametrize("metric", ["euclidean", "cosine"])

@@ -124,8 +124,9 @@ def farthest_first(features, budget: int, *, densities=None, labeled=None,
         labeled_densities: ``(L,)`` their densities (required with ``densities``).
         init: first pick when nothing is labeled; None draws it from ``seed``.
         seed: seed of that draw (a local generator; global RNG untouched).
-        backend: ``"auto"``, ``"numba"`` or ``"torch"``. scipy sparse features
-            run on the exact sparse engine (:mod:`densecore.sparse`), CPU only.
+        backend: ``"auto"``, ``"numba"`` or ``"torch"``. Sparse features (scipy,
+            or a COO/CSR torch tensor) run on the exact sparse engines of
+            :mod:`densecore.sparse`.
         metric: ``"euclidean"`` or ``"cosine"`` (see :mod:`densecore.metrics`):
             cosine runs the engine on unit rows (one normalised copy of the features).
         progress: show a tqdm bar over the picks.
@@ -146,15 +147,13 @@ def farthest_first(features, budget: int, *, densities=None, labeled=None,
     """
     metric = M.check_metric(metric)
     if V.is_sparse(features):
-        if backend == "torch":
-            raise TypeError("features is a scipy sparse matrix, which the torch backend does "
-                            "not take; use backend='auto' or 'numba'")
         from .sparse import farthest_first_sparse
 
         return farthest_first_sparse(features, budget, densities=densities, labeled=labeled,
                                      labeled_features=labeled_features,
                                      labeled_densities=labeled_densities, init=init,
-                                     seed=seed, metric=metric, validate=validate)
+                                     seed=seed, backend=backend, metric=metric,
+                                     validate=validate)
     is_numpy = isinstance(features, np.ndarray)
     x, dens, lab, lf, ld = V.check_pool(features, densities, labeled, labeled_features,
                                         labeled_densities, validate=validate)

@@ -373,36 +373,52 @@ def check_pool(features, densities=None, labeled=None, labeled_features=None,
 
 
 def is_sparse(x: Any) -> bool:
-    """True for a scipy sparse matrix or array (scipy is never imported for the check)."""
+    """True for a scipy sparse matrix/array or a sparse (COO/CSR) torch tensor.
+
+    scipy is never imported for the check.
+    """
     import sys
 
+    if isinstance(x, torch.Tensor):
+        return x.layout in (torch.sparse_coo, torch.sparse_csr)
     sp = sys.modules.get("scipy.sparse")
     return sp is not None and sp.issparse(x)
 
 
 def check_sparse_features(x: Any, name: str = "features", *, validate: bool = True,
                           dim: int | None = None):
-    """Check an ``(N, D)`` scipy sparse floating matrix; return it (not copied).
+    """Check an ``(N, D)`` sparse floating matrix (scipy, or a COO/CSR torch tensor).
 
     Args:
-        x: scipy sparse matrix or array with a float16/32/64 dtype.
+        x: scipy sparse matrix/array or sparse torch tensor, float16/32/64 values.
         name: argument name for messages.
         validate: scan the stored values for NaN/inf.
         dim: required ``D`` if given.
+
+    Returns:
+        ``x`` itself (not copied).
     """
     if not is_sparse(x):
-        raise TypeError(f"{name} must be a scipy sparse matrix; got {type(x).__name__}")
-    if x.ndim != 2:
-        raise ValueError(f"{name} must have shape (N, D); got shape {x.shape}")
-    if x.dtype not in (np.float16, np.float32, np.float64):
+        raise TypeError(f"{name} must be a sparse matrix; got {type(x).__name__}")
+    shape = tuple(x.shape)
+    if len(shape) != 2:
+        raise ValueError(f"{name} must have shape (N, D); got shape {shape}")
+    floating = (x.dtype in _FLOAT_TORCH if isinstance(x, torch.Tensor)
+                else x.dtype in (np.float16, np.float32, np.float64))
+    if not floating:
         raise TypeError(f"{name} must be a floating sparse matrix; got dtype {x.dtype}")
-    if x.shape[1] == 0:
-        raise ValueError(f"{name} must have at least one column; got shape {x.shape}")
-    if dim is not None and x.shape[1] != dim:
+    if shape[1] == 0:
+        raise ValueError(f"{name} must have at least one column; got shape {shape}")
+    if dim is not None and shape[1] != dim:
         raise ValueError(
-            f"{name} must have D = {dim} columns to match features; got shape {x.shape}")
+            f"{name} must have D = {dim} columns to match features; got shape {shape}")
     if validate:
-        data = x.tocsr().data
-        if data.size and not np.isfinite(data).all():
+        if isinstance(x, torch.Tensor):
+            vals = x.values() if x.layout == torch.sparse_csr else x.coalesce().values()
+            bad = vals.numel() and not bool(torch.isfinite(vals).all())
+        else:
+            data = x.tocsr().data
+            bad = data.size and not np.isfinite(data).all()
+        if bad:
             raise ValueError(f"{name} must be finite; got NaN or inf among its stored values")
     return x

@@ -247,3 +247,88 @@ def knn_mean_distance(a, k: int, power: int = 1, slack: int = 8):
         _exhaustive(ip, ix, dx, rows, k, power, sums)
         total[rows] = sums
     return total / k / s ** power
+
+
+def _lower_torch(r, cuts, col, val, row, dim, ucols, uvals, du, step):
+    """Algorithm 1's update on CSR tensors, from differences only (no cancellation).
+
+    ``||x_t - v||^2`` splits into ``sum_{j in t, j not in u} x_tj^2`` (t's non-zeros
+    off u's columns) and ``sum_{j in u} (x_tj - v_j)^2`` (a dense ``rows x nnz(u)``
+    gather of u's columns, absent entries 0): two sums of non-negative terms.
+    """
+    import torch
+
+    n = r.shape[0]
+    in_u = torch.zeros(dim, dtype=torch.bool, device=r.device)
+    in_u[ucols] = True
+    pos = torch.full((dim,), -1, dtype=torch.int64, device=r.device)
+    pos[ucols] = torch.arange(len(ucols), device=r.device)
+    on_u = in_u[col]
+    off = ~on_u
+    q = torch.zeros(n, dtype=torch.float64, device=r.device)
+    q.index_add_(0, row[off], val[off] * val[off])
+    for b, s in enumerate(range(0, n, step)):
+        e = min(n, s + step)
+        lo, hi = cuts[b], cuts[b + 1]
+        sub = torch.zeros((e - s, len(ucols)), dtype=torch.float64, device=r.device)
+        m = on_u[lo:hi]
+        sub[row[lo:hi][m] - s, pos[col[lo:hi][m]]] = val[lo:hi][m]
+        q[s:e] += (sub - uvals).pow(2).sum(1)
+    torch.minimum(r, q / du, out=r)
+
+
+def farthest_first_torch(pool, dens, centres, cdens, taken, budget: int, first: int,
+                         dim: int, block: int = 1 << 22):
+    """Algorithm 1 on CSR tensors (any device), exact like :func:`farthest_first`.
+
+    Args:
+        pool: ``(crow, col, val)`` int64/int64/float64 tensors of the canonical
+            ``(N, D)`` CSR (sorted, unique columns).
+        dens: ``(N,)`` float64 tensor; centres: ``(crow, col, val)`` of ``(L, D)``;
+        cdens: ``(L,)``; taken: ``(N,)`` bool; budget, first: as in :func:`farthest_first`.
+        dim: ``D``.
+        block: entries of the dense ``rows x nnz(u)`` gather per row block.
+
+    Returns:
+        ``(indices (budget,) int64, radii (budget,) float64)`` tensors on the pool's device.
+        Each pick reads one index back to the host (to slice the picked row).
+    """
+    import torch
+
+    crow, col, val = pool
+    jrow, jcol, jval = centres
+    dev = val.device
+    s = _power_of_two_scale(val.cpu().numpy(), jval.cpu().numpy())
+    val, jval = val * s, jval * s
+    n = crow.shape[0] - 1
+    row = torch.repeat_interleave(torch.arange(n, device=dev), crow.diff())
+    r = torch.full((n,), float("inf"), dtype=torch.float64, device=dev)
+    cr = crow.tolist()
+    width = max(1, int(max(crow.diff().max().item() if n else 1, jrow.diff().max().item()
+                           if len(jrow) > 1 else 1)))
+    step = max(1, block // width)  # rows per block, so rows x nnz(u) <= block
+    cuts = cr[::step] + ([cr[-1]] if n % step else [])
+
+    def lower(cols, vals, du):
+        _lower_torch(r, cuts, col, val, row, dim, cols, vals, du, step)
+
+    jr = jrow.tolist()
+    for k in range(len(jr) - 1):
+        lower(jcol[jr[k]:jr[k + 1]], jval[jr[k]:jr[k + 1]], float(cdens[k]))
+    taken = taken.clone()
+    picks = torch.empty(budget, dtype=torch.int64, device=dev)
+    radii = torch.empty(budget, dtype=torch.float64, device=dev)
+    for i in range(budget):
+        if i == 0 and first >= 0:
+            u = first
+        else:
+            u = int(torch.argmax(torch.where(taken, float("-inf"), r)))  # first maximum
+            if not torch.isfinite(r[u]):
+                raise ValueError(
+                    "densities are too small for these distances: r = squared distance / "
+                    f"density overflows float64 at index {u}; rescale the densities")
+        picks[i] = u
+        radii[i] = r[u]
+        taken[u] = True
+        lower(col[cr[u]:cr[u + 1]], val[cr[u]:cr[u + 1]], float(dens[u]))
+    return picks, radii / (s * s)
