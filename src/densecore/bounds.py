@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from . import metrics as M
 from . import validation as V
 from ._backends import nearest
 
@@ -47,14 +48,17 @@ def _out(t: torch.Tensor, like_numpy: bool):
     return t.cpu().numpy() if like_numpy else t
 
 
-def _coverage_t(x: torch.Tensor, c: torch.Tensor, backend: str):
-    """Nearest centre (lowest index on ties) and the plain Euclidean distance to it,
-    from the one exact nearest-centre search."""
+def _coverage_t(x: torch.Tensor, c: torch.Tensor, backend: str, metric: str = "euclidean"):
+    """Nearest centre (lowest index on ties) and the plain distance to it in ``metric``,
+    from the one exact nearest-centre search (on unit rows for cosine)."""
+    if M.check_metric(metric) == "cosine":
+        x, c = M.unit_rows(x), M.unit_rows(c, "centers")
     sq, assign = nearest.search(x, c.to(x.device), 1, method=backend)
-    return assign[:, 0], sq[:, 0].sqrt()
+    return assign[:, 0], M.from_squared_euclidean(sq[:, 0], metric)
 
 
-def coverage(features, centers, *, backend: str = "auto", validate: bool = True):
+def coverage(features, centers, *, backend: str = "auto", metric: str = "euclidean",
+             validate: bool = True):
     """Nearest center of every point and the Euclidean distance to it (Eq. 3's pi(x)).
 
     Args:
@@ -63,11 +67,13 @@ def coverage(features, centers, *, backend: str = "auto", validate: bool = True)
         backend: where the fast candidates come from: ``"auto"`` (the search's rule:
             faiss on the CPU from 256 centres when installed, numba below, torch on
             other devices), ``"faiss"`` or ``"torch"``; the answer is the same.
+        metric: ``"euclidean"`` (plain distance) or ``"cosine"`` (``1 - cos``),
+            see :mod:`densecore.metrics`.
         validate: check for NaN/inf.
 
     Returns:
         ``(assign (N,) int64, distance (N,) float64)``: index into ``centers`` and
-        plain Euclidean distance, in the input's kind.
+        the plain distance in the metric, in the input's kind.
 
     Example:
         >>> import numpy as np
@@ -83,7 +89,7 @@ def coverage(features, centers, *, backend: str = "auto", validate: bool = True)
                          f"{tuple(c.shape)}")
     if isinstance(features, torch.Tensor):
         V.check_same_device(x, centers=centers)
-    assign, dist = _coverage_t(x, c.to(x.device), backend)
+    assign, dist = _coverage_t(x, c.to(x.device), backend, metric)
     numpy_in = isinstance(features, np.ndarray)
     return _out(assign, numpy_in), _out(dist, numpy_in)
 
@@ -185,7 +191,8 @@ class BoundReport:
 
 
 def bound_report(features, selected, labels=None, *, candidates=None, labeled=None,
-                 backend: str = "auto", validate: bool = True) -> BoundReport:
+                 backend: str = "auto", metric: str = "euclidean",
+                 validate: bool = True) -> BoundReport:
     """``delta`` (Eq. 3), per-point and max average radial distance (Eq. 4) and the
     core-set loss (Eq. 1, with ``labels``) of a selection.
 
@@ -214,6 +221,8 @@ def bound_report(features, selected, labels=None, *, candidates=None, labeled=No
         labeled: ``(L,)`` indices into ``features`` of already-labeled
             centres, disjoint from ``selected``, or None.
         backend: nearest-centre search, see :func:`coverage`.
+        metric: ``"euclidean"`` or ``"cosine"``: the distance that delta and the
+            average radial distances are measured in.
         validate: check for NaN/inf.
 
     Returns:
@@ -244,7 +253,7 @@ def bound_report(features, selected, labels=None, *, candidates=None, labeled=No
         cand = V.check_indices(candidates, x.shape[0], "candidates").to(x.device)
         if cand.numel() == 0:
             raise ValueError("candidates must hold at least one index; got none")
-    assign, dist = _coverage_t(x, x[sel], backend)
+    assign, dist = _coverage_t(x, x[sel], backend, metric)
     ard, count = _ard(assign, dist, sel.numel())
     loss = None
     if labels is not None:

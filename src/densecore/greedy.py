@@ -38,12 +38,14 @@ from __future__ import annotations
 import logging
 import math
 from contextlib import contextmanager
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
+from . import metrics as M
 from . import validation as V
 from ._backends.nearest import pow2_below
 
@@ -292,7 +294,7 @@ def progress_bar(show: bool, total: int, desc: str):
 
 def farthest_first(features, budget: int, *, densities=None, labeled=None,
                    labeled_features=None, labeled_densities=None, init=None, seed: int = 0,
-                   backend: str = "auto", progress: bool = False,
+                   backend: str = "auto", metric: str = "euclidean", progress: bool = False,
                    validate: bool = True) -> Selection:
     """Algorithm 1 (density-aware greedy); k-center greedy when ``densities`` is None.
 
@@ -306,14 +308,19 @@ def farthest_first(features, budget: int, *, densities=None, labeled=None,
         init: first pick when nothing is labeled; None draws it from ``seed``.
         seed: integer seed of that draw (a local generator; global RNG untouched);
             None is rejected (the default is deterministic).
-        backend: ``"auto"``, ``"numba"`` or ``"torch"``.
+        backend: ``"auto"``, ``"numba"`` or ``"torch"``. Sparse features (scipy,
+            or a COO/CSR torch tensor) run on the exact sparse engines of
+            :mod:`densecore.sparse`.
+        metric: ``"euclidean"`` or ``"cosine"`` (see :mod:`densecore.metrics`):
+            cosine runs the engine on unit rows (one normalised copy of the features).
         progress: show a tqdm bar over the picks.
         validate: scan values for NaN/inf and non-positive densities.
 
     Returns:
         :class:`Selection` with ``indices`` and ``radii`` in the input's kind
         (numpy in, numpy out; tensors stay on their device). Radii are squared
-        Euclidean distances divided by density, in the features' dtype.
+        Euclidean distances (cosine distances for ``metric="cosine"``) divided
+        by density, in the features' dtype.
 
     Raises:
         ValueError: bad shapes or values (naming the argument), or densities
@@ -328,13 +335,28 @@ def farthest_first(features, budget: int, *, densities=None, labeled=None,
         >>> sel.indices.tolist(), sel.radii.tolist()
         ([0, 2], [inf, 25.0])
     """
+    metric = M.check_metric(metric)
+    if V.is_sparse(features):
+        from .sparse import farthest_first_sparse
+
+        return farthest_first_sparse(features, budget, densities=densities, labeled=labeled,
+                                     labeled_features=labeled_features,
+                                     labeled_densities=labeled_densities, init=init,
+                                     seed=seed, backend=backend, metric=metric,
+                                     validate=validate)
     pool = check(features, densities, labeled, labeled_features, labeled_densities,
                  backend=backend, validate=validate)
+    if metric == "cosine":
+        pool = dataclasses.replace(pool, x=M.unit_rows(pool.x),
+                                   lf=M.unit_rows(pool.lf, "labeled_features"))
     n = pool.x.shape[0]
     budget = V.check_budget(budget, n - pool.lab.numel())
     first = first_pick(n, pool.lab.numel() + pool.lf.shape[0], budget, init, seed)
     fscale, dscale = scales(pool.stats(), pool.x.dtype)
     inputs = prepare(pool, fscale, dscale)
     idx, radii = run_engine(pool.engine, inputs, budget, first, progress)
-    return finish(idx, radii, fscale=fscale, dscale=dscale, first=first, dtype=pool.x.dtype,
-                  is_numpy=pool.is_numpy, device=pool.x.device)
+    sel = finish(idx, radii, fscale=fscale, dscale=dscale, first=first, dtype=pool.x.dtype,
+                 is_numpy=pool.is_numpy, device=pool.x.device)
+    if metric == "cosine":
+        sel = Selection(sel.indices, sel.radii * M.radius_factor(metric))
+    return sel

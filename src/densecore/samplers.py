@@ -16,6 +16,7 @@ Shape:
 from __future__ import annotations
 
 from .greedy import BACKENDS, Selection, farthest_first
+from .metrics import check_metric
 from .validation import check_int
 
 __all__ = ["DensityAwareGreedy", "KCenterGreedy", "Selection"]
@@ -23,17 +24,18 @@ __all__ = ["DensityAwareGreedy", "KCenterGreedy", "Selection"]
 
 class _Greedy:
     def __init__(self, backend: str = "auto", seed: int = 0, progress: bool = False,
-                 validate: bool = True):
+                 validate: bool = True, metric: str = "euclidean"):
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}; got {backend!r}")
         self.backend = backend
+        self.metric = check_metric(metric)
         self.seed = check_int(seed, "seed")
         self.progress = bool(progress)
         self.validate = bool(validate)
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(backend={self.backend!r}, seed={self.seed}, "
-                f"progress={self.progress})")
+                f"progress={self.progress}, metric={self.metric!r})")
 
 
 class KCenterGreedy(_Greedy):
@@ -47,6 +49,7 @@ class KCenterGreedy(_Greedy):
         seed: seeds the first pick when nothing is labeled and ``init`` is None.
         progress: show a tqdm progress bar.
         validate: check for NaN/inf (a device sync on CUDA).
+        metric: ``"euclidean"`` or ``"cosine"`` (:mod:`densecore.metrics`).
 
     Example:
         >>> import numpy as np
@@ -73,8 +76,8 @@ class KCenterGreedy(_Greedy):
         """
         return farthest_first(features, budget, labeled=labeled,
                               labeled_features=labeled_features, init=init, seed=self.seed,
-                              backend=self.backend, progress=self.progress,
-                              validate=self.validate)
+                              backend=self.backend, metric=self.metric,
+                              progress=self.progress, validate=self.validate)
 
 
 class DensityAwareGreedy(_Greedy):
@@ -90,6 +93,7 @@ class DensityAwareGreedy(_Greedy):
         seed: seeds the first pick when nothing is labeled and ``init`` is None.
         progress: show a tqdm progress bar.
         validate: check for NaN/inf and non-positive densities.
+        metric: ``"euclidean"`` or ``"cosine"`` (:mod:`densecore.metrics`).
 
     Example:
         >>> import numpy as np
@@ -122,5 +126,5 @@ class DensityAwareGreedy(_Greedy):
         return farthest_first(features, budget, densities=densities, labeled=labeled,
                               labeled_features=labeled_features,
                               labeled_densities=labeled_densities, init=init,
-                              seed=self.seed, backend=self.backend, progress=self.progress,
-                              validate=self.validate)
+                              seed=self.seed, backend=self.backend, metric=self.metric,
+                              progress=self.progress, validate=self.validate)

@@ -463,3 +463,55 @@ def check_timeout(timeout: Any, name: str = "timeout") -> datetime.timedelta:
     if not seconds > 0:
         raise ValueError(f"{name} must be > 0 seconds; got {seconds}")
     return datetime.timedelta(seconds=seconds)
+
+
+def is_sparse(x: Any) -> bool:
+    """True for a scipy sparse matrix/array or a sparse (COO/CSR) torch tensor.
+
+    scipy is never imported for the check.
+    """
+    import sys
+
+    if isinstance(x, torch.Tensor):
+        return x.layout in (torch.sparse_coo, torch.sparse_csr)
+    sp = sys.modules.get("scipy.sparse")
+    return sp is not None and sp.issparse(x)
+
+
+def check_sparse_features(x: Any, name: str = "features", *, validate: bool = True,
+                          dim: int | None = None):
+    """Check an ``(N, D)`` sparse floating matrix (scipy, or a COO/CSR torch tensor).
+
+    Args:
+        x: scipy sparse matrix/array or sparse torch tensor, float16/32/64 values.
+        name: argument name for messages.
+        validate: scan the stored values for NaN/inf.
+        dim: required ``D`` if given.
+
+    Returns:
+        ``x`` itself (not copied).
+    """
+    if not is_sparse(x):
+        raise TypeError(f"{name} must be a sparse matrix; got {type(x).__name__}")
+    shape = tuple(x.shape)
+    if len(shape) != 2:
+        raise ValueError(f"{name} must have shape (N, D); got shape {shape}")
+    floating = (x.dtype in _FLOAT_TORCH if isinstance(x, torch.Tensor)
+                else x.dtype in (np.float16, np.float32, np.float64))
+    if not floating:
+        raise TypeError(f"{name} must be a floating sparse matrix; got dtype {x.dtype}")
+    if shape[1] == 0:
+        raise ValueError(f"{name} must have at least one column; got shape {shape}")
+    if dim is not None and shape[1] != dim:
+        raise ValueError(
+            f"{name} must have D = {dim} columns to match features; got shape {shape}")
+    if validate:
+        if isinstance(x, torch.Tensor):
+            vals = x.values() if x.layout == torch.sparse_csr else x.coalesce().values()
+            bad = vals.numel() and not bool(torch.isfinite(vals).all())
+        else:
+            data = x.tocsr().data
+            bad = data.size and not np.isfinite(data).all()
+        if bad:
+            raise ValueError(f"{name} must be finite; got NaN or inf among its stored values")
+    return x
