@@ -37,7 +37,7 @@ def test_round_trip_kcenter_and_density_aware(tmp_path, data, capsys):
     np.save(tmp_path / "D.npy", d)
     np.save(tmp_path / "L.npy", np.array([4, 9, 100]))
     assert select("--features", tmp_path / "F.npy", "--budget", 25, "--out",
-                  tmp_path / "k.npy", "--seed", 7) == 0
+                  tmp_path / "k.npy", "--seed", 7, "--sampler", "kcenter") == 0
     got = np.load(tmp_path / "k.npy")
     assert got.dtype == np.int64 and got.shape == (25,)
     np.testing.assert_array_equal(got, KCenterGreedy(seed=7).select(x, 25).indices)
@@ -55,11 +55,38 @@ def test_round_trip_kcenter_and_density_aware(tmp_path, data, capsys):
     assert "greedy" not in capsys.readouterr().err
 
     assert select("--features", tmp_path / "F.npy", "--budget", 3, "--init", 11,
-                  "--backend", "torch", "--no-progress", "--out", tmp_path / "i.npy") == 0
+                  "--backend", "torch", "--no-progress", "--out", tmp_path / "i.npy",
+                  "--sampler", "kcenter") == 0
     np.testing.assert_array_equal(np.load(tmp_path / "i.npy"),
                                   KCenterGreedy().select(x, 3, init=11).indices)
     assert np.load(tmp_path / "i.npy")[0] == 11
     assert not [f for f in os.listdir(tmp_path) if f.endswith(".tmp")]
+
+
+def test_default_sampler_is_the_measured_best_and_choices_work(tmp_path, data, capsys):
+    import densecore
+    from densecore import cli, greedy
+
+    x, d = data
+    np.save(tmp_path / "F.npy", x)
+    np.save(tmp_path / "D.npy", d)
+    assert select("--features", tmp_path / "F.npy", "--budget", 12, "--no-progress",
+                  "--out", tmp_path / "m.npy") == 0
+    want = densecore.KMedoidsRefinement(KCenterGreedy()).select(x, 12).indices
+    np.testing.assert_array_equal(np.load(tmp_path / "m.npy"), want)
+    assert "KMedoidsRefinement: selected 12" in capsys.readouterr().out
+    assert select("--features", tmp_path / "F.npy", "--densities", tmp_path / "D.npy",
+                  "--sampler", "typicality", "--budget", 12, "--no-progress",
+                  "--out", tmp_path / "t.npy") == 0
+    np.testing.assert_array_equal(np.load(tmp_path / "t.npy"), densecore.TypicalityGreedy()
+                                  .select(x, 12, densities=d).indices)
+    with pytest.raises(SystemExit) as exc:
+        select("--features", tmp_path / "F.npy", "--densities", tmp_path / "D.npy",
+               "--sampler", "kcenter", "--budget", 3, "--out", tmp_path / "x.npy")
+    assert exc.value.code == 2
+    assert "--sampler kcenter ignores densities" in capsys.readouterr().err
+    # the CLI's backend list is the library's (kept literal for a fast start-up)
+    assert cli.BACKENDS == greedy.BACKENDS
 
 
 def test_npz_and_pt_inputs(tmp_path, data):
@@ -81,7 +108,7 @@ def test_cuda_device(tmp_path, data, device):
     x, _ = data
     np.save(tmp_path / "F.npy", x)
     assert select("--features", tmp_path / "F.npy", "--budget", 10, "--device", device,
-                  "--no-progress", "--out", tmp_path / "o.npy") == 0
+                  "--no-progress", "--out", tmp_path / "o.npy", "--sampler", "kcenter") == 0
     np.testing.assert_array_equal(np.load(tmp_path / "o.npy"),
                                   KCenterGreedy().select(x, 10).indices)
 

@@ -20,7 +20,8 @@ _EXTRAS = {"sklearn": "scikit-learn", "matplotlib": "matplotlib", "faiss": "fais
 
 def _add_demo(sub) -> None:
     p = sub.add_parser("demo", help="select from a synthetic Gaussian mixture with random, "
-                       "k-center and density-aware greedy; print the bounds")
+                       "k-center, the paper's density-aware greedy (default and tuned tau) "
+                       "and the k-medoids refinement; print the bounds")
     p.add_argument("--n", type=int, default=10000, help="number of points (default 10000)")
     p.add_argument("--dim", type=int, default=16, help="feature dimension (default 16)")
     p.add_argument("--budgets", type=int, nargs="+", default=[50, 100, 200],
@@ -38,20 +39,57 @@ def _add_demo(sub) -> None:
     p.set_defaults(func=run)
 
 
+def _kcenter(backend, seed, progress):
+    from .samplers import KCenterGreedy
+
+    return KCenterGreedy(backend, seed, progress)
+
+
+def _density_aware(backend, seed, progress):
+    from .samplers import DensityAwareGreedy
+
+    return DensityAwareGreedy(backend, seed, progress)
+
+
+def _kmedoids(backend, seed, progress):
+    from .refine import KMedoidsRefinement
+    from .samplers import KCenterGreedy
+
+    return KMedoidsRefinement(KCenterGreedy(backend, seed, progress), backend=backend,
+                              seed=seed)
+
+
+def _typicality(backend, seed, progress):
+    from .typicality import TypicalityGreedy
+
+    return TypicalityGreedy(backend=backend, seed=seed, progress=progress)
+
+
+# ``densecore select --sampler``: the paper's samplers and those beyond it
+SAMPLERS = {"kmedoids-refinement": _kmedoids, "kcenter": _kcenter,
+            "density-aware": _density_aware, "typicality": _typicality}
+BACKENDS = ("auto", "numba", "torch")
+
+
 def _add_select(sub) -> None:
     p = sub.add_parser(
-        "select", help="pick a core-set from feature vectors (k-center greedy, or "
-        "density-aware greedy when --densities is given)",
-        description="Pick BUDGET rows of FEATURES with Algorithm 1 and write their indices "
-        "(int64, selection order) to OUT as .npy. Inputs: .npy, .npz (one array, or "
-        "FILE.npz:KEY) or .pt (a tensor saved with torch.save).")
+        "select", help="pick a core-set from feature vectors (by default k-center greedy "
+        "refined by k-medoids steps; the paper's density-aware greedy when --densities is "
+        "given)",
+        description="Pick BUDGET rows of FEATURES and write their indices (int64, selection "
+        "order) to OUT as .npy. Inputs: .npy, .npz (one array, or FILE.npz:KEY) or .pt (a "
+        "tensor saved with torch.save). The default sampler is the one that lowered the "
+        "bounds in the bound benchmark (kmedoids-refinement, docs/benchmarks.md); with "
+        "--densities it is the paper's density-aware greedy (Algorithm 1).")
     p.add_argument("--features", required=True, metavar="F", help="(N, D) float features")
     p.add_argument("--budget", required=True, type=int, metavar="N", help="points to pick")
     p.add_argument("--densities", metavar="D", help="(N,) positive coverage densities; "
                    "selects density-aware greedy")
     p.add_argument("--labeled", metavar="L", help="(M,) int indices already labeled")
     p.add_argument("--init", type=int, metavar="I", help="first pick when nothing is labeled")
-    p.add_argument("--backend", default="auto", choices=["auto", "numba", "torch"])
+    p.add_argument("--sampler", default=None, choices=list(SAMPLERS),
+                   help="default: density-aware with --densities, else kmedoids-refinement")
+    p.add_argument("--backend", default="auto", choices=list(BACKENDS))
     p.add_argument("--device", default=None, help="torch device for the features "
                    "(e.g. cuda); default: keep them on the CPU")
     p.add_argument("--seed", type=int, default=0, help="seeds the first pick (default 0)")
@@ -102,7 +140,6 @@ def _add_select(sub) -> None:
         import numpy as np
         import torch
 
-        from .samplers import DensityAwareGreedy, KCenterGreedy
         from .state import atomic_write
 
         features = load(args.features, "--features")
@@ -122,15 +159,15 @@ def _add_select(sub) -> None:
                     for a in (features, densities, labeled))
             except (AssertionError, RuntimeError, TypeError, ValueError) as e:
                 p.error(f"--device {args.device!r}: {str(e).splitlines()[0]}")
-        progress = not args.no_progress
+        name = args.sampler or ("density-aware" if densities is not None
+                                else "kmedoids-refinement")
+        if densities is not None and name not in ("density-aware", "typicality"):
+            p.error(f"--densities is used by --sampler density-aware or typicality; "
+                    f"--sampler {name} ignores densities")
         try:
-            if densities is None:
-                sampler = KCenterGreedy(args.backend, args.seed, progress)
-                sel = sampler.select(features, args.budget, labeled=labeled, init=args.init)
-            else:
-                sampler = DensityAwareGreedy(args.backend, args.seed, progress)
-                sel = sampler.select(features, args.budget, densities=densities,
-                                     labeled=labeled, init=args.init)
+            sampler = SAMPLERS[name](args.backend, args.seed, not args.no_progress)
+            sel = sampler.select(features, args.budget, densities=densities,
+                                 labeled=labeled, init=args.init)
         except (TypeError, ValueError) as e:
             p.error(str(e))
         idx = sel.indices.cpu().numpy() if isinstance(sel.indices, torch.Tensor) else sel.indices
@@ -212,7 +249,8 @@ def _add_bench_speed(bench_sub) -> None:
 def _add_bench_bounds(bench_sub) -> None:
     p = bench_sub.add_parser("bounds", help="quick bound benchmark: delta, max average radial "
                              "distance and core-set loss of random, k-center, density-aware "
-                             "(default and tuned tau) and exact-ARD greedy")
+                             "(default and tuned tau), the k-medoids refinement and "
+                             "typicality-weighted greedy, in both measurement protocols")
     p.add_argument("--json", default=None, metavar="OUT", help="also write the rows as JSON")
     p.add_argument("--plots", default=None, metavar="DIR",
                    help="write PNG plots into DIR (needs matplotlib)")
