@@ -23,25 +23,8 @@ def cosine_matrix(x):
     return 1.0 - (x @ x.T) / np.outer(norm, norm)
 
 
-def greedy_on_matrix(dist, budget, dens=None, labeled=(), init=None):
-    """Algorithm 1 on a full (N, N) distance matrix; replay-checks a selection too."""
-    n = dist.shape[0]
-    d = np.ones(n) if dens is None else np.asarray(dens, np.float64)
-    r = np.full(n, np.inf)
-    taken = np.zeros(n, bool)
-    for k in labeled:
-        r = np.minimum(r, dist[:, k] / d[k])
-        taken[k] = True
-    picks = []
-    for i in range(budget):
-        u = init if (i == 0 and init is not None) else int(np.argmax(np.where(taken, -np.inf, r)))
-        picks.append(u)
-        taken[u] = True
-        r = np.minimum(r, dist[:, u] / d[u])
-    return np.asarray(picks)
-
-
 def replay_on_matrix(dist, picks, dens=None, labeled=(), init=None, rtol=1e-5):
+    """Check that ``picks`` is a valid run of Algorithm 1 on a full (N, N) distance matrix."""
     n = dist.shape[0]
     d = np.ones(n) if dens is None else np.asarray(dens, np.float64)
     r = np.full(n, np.inf)

@@ -121,13 +121,7 @@ def _coerce(name: str, value, default):
 
 def config_from_dict(values: dict) -> Config:
     """The :class:`Config` stored in a checkpoint (``dataclasses.asdict`` of one)."""
-    defaults = Config()
-    known = {f.name for f in dataclasses.fields(Config)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ValueError(f"the stored config has fields this code does not know: {unknown}")
-    kwargs = {k: _coerce(k, v, getattr(defaults, k)) for k, v in values.items()}
-    return dataclasses.replace(defaults, **kwargs).validate()
+    return _from_values(values, "the stored config has fields this code does not know: {}")
 
 
 def load_config(path: str | None = None, overrides=()) -> Config:
@@ -147,10 +141,15 @@ def load_config(path: str | None = None, overrides=()) -> Config:
             raise ValueError(f"--set gives {key!r} more than once")
         overridden.add(key)
         values[key] = yaml.safe_load(raw)
+    return _from_values(values, "unknown config fields {}; known fields: {known}")
+
+
+def _from_values(values: dict, unknown_message: str) -> Config:
+    """:class:`Config` from field values (coerced to the fields' types), validated."""
     defaults = Config()
     known = {f.name for f in dataclasses.fields(Config)}
     unknown = sorted(set(values) - known)
     if unknown:
-        raise ValueError(f"unknown config fields {unknown}; known fields: {sorted(known)}")
+        raise ValueError(unknown_message.format(unknown, known=sorted(known)))
     kwargs = {k: _coerce(k, v, getattr(defaults, k)) for k, v in values.items()}
     return dataclasses.replace(defaults, **kwargs).validate()
