@@ -97,7 +97,7 @@ def test_run_configs_differ_only_where_the_method_does():
 
 
 def test_summary_table_and_plot(tmp_path):
-    rounds = [{"labeled_fraction_before": 0.0, "labeled_fraction": 0.01, "mIoU": 8.0,
+    rounds = [{"iteration": 5, "labeled_fraction_before": 0.0, "labeled_fraction": 0.01, "mIoU": 8.0,
                "selection_s": 0.5, "replay_match": 1.0,
                "bound": {"delta": 0.4, "max_ard": 0.2, "coreset_loss": 0.3}}]
     rows = [{"method": "margin", "seed": s, "mIoU": v, "labeled_fraction": 0.02,
@@ -111,6 +111,9 @@ def test_summary_table_and_plot(tmp_path):
     table = study.markdown_table(summary)
     assert "| margin | 2 | 12.00 ± 2.83 | 10.00 – 14.00 | 2.00 |" in table
     assert "| supervised | 1 | 30.00 ± 0.00 |" in table
+    per_round = study.round_table(rows, ["margin", "supervised"])
+    assert per_round.count("\n") == 3  # header, rule, margin's one round; none for supervised
+    assert "| margin | 0 |" in per_round and "0.00 → 1.00 | 8.00 | 0.50 | 0.400 | 0.200 |" in per_round
     study.plot(rows, ["margin", "supervised"], str(tmp_path / "p.png"))
     assert (tmp_path / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

@@ -393,6 +393,28 @@ def markdown_table(summary: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def round_table(rows: list[dict], methods) -> str:
+    """Per active method and round, means over seeds: labeled fraction before and after,
+    mIoU of the model that selected, selection seconds (all images), bound report."""
+    lines = ["| method | round | iteration | labeled % before → after | mIoU at round "
+             "| selection s | delta | max ARD | core-set loss |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for m in methods:
+        rs = [r for r in rows if r["method"] == m and r["rounds"]]
+        for k in range(min((len(r["rounds"]) for r in rs), default=0)):
+            xs = [r["rounds"][k] for r in rs]
+            mean = lambda f: float(np.mean([f(x) for x in xs]))  # noqa: E731
+            lines.append(
+                f"| {m} | {k} | {xs[0]['iteration']} "
+                f"| {100 * mean(lambda x: x['labeled_fraction_before']):.2f} → "
+                f"{100 * mean(lambda x: x['labeled_fraction']):.2f} "
+                f"| {mean(lambda x: x['mIoU']):.2f} | {mean(lambda x: x['selection_s']):.2f} "
+                f"| {mean(lambda x: x['bound']['delta']):.3f} "
+                f"| {mean(lambda x: x['bound']['max_ard']):.3f} "
+                f"| {mean(lambda x: x['bound']['coreset_loss']):.3f} |")
+    return "\n".join(lines) + "\n"
+
+
 def plot(rows: list[dict], methods, path: str) -> None:
     """mIoU against labeled target fraction, mean ± std over seeds; the bounds as lines."""
     import matplotlib
@@ -456,7 +478,9 @@ def main(args):
                      progress=args.progress)
     summary = summarize(rows, args.methods)
     table = markdown_table(summary)
-    atomic_write_text(os.path.join(args.out, "study.md"), table)
+    atomic_write_text(os.path.join(args.out, "study.md"),
+                      table + "\nPer round (means over seeds):\n\n"
+                      + round_table(rows, args.methods))
     plot(rows, args.methods, os.path.join(args.out, "study.png"))
     print(table)
 
