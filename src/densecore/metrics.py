@@ -25,7 +25,6 @@ Shape:
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 __all__ = ["METRICS", "check_metric", "from_squared_euclidean", "radius_factor", "unit_rows"]

@@ -13,7 +13,6 @@ Shape:
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from .. import metrics as M
 from .. import validation as V
