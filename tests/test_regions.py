@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from densecore import (ImageCandidates, KMedoidsRefinement, blocked_candidates,
+from densecore import (ImageCandidates, KCenterGreedy, blocked_candidates,
                        select_pixels)
 from densecore.filters import top_candidates
 
@@ -85,7 +85,7 @@ def test_return_candidates_is_what_the_sampler_saw():
     assert c.densities.shape == (20,) and c.labeled_features.shape == (1, 6)
     assert torch.allclose(c.features.norm(dim=1), torch.ones(20))
     # the default sampler, run again on what select_pixels says it saw
-    again = KMedoidsRefinement(seed=3).select(c.features, 5, densities=c.densities,
+    again = KCenterGreedy(seed=3).select(c.features, 5, densities=c.densities,
                                               labeled_features=c.labeled_features,
                                               labeled_densities=c.labeled_densities)
     assert torch.equal(torch.as_tensor(again.indices), c.selected)

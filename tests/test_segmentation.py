@@ -166,7 +166,7 @@ def test_input_errors():
     probs, feats, dens = _inputs()
     with pytest.raises(ValueError, match="densities is required"):
         select_pixels(probs, feats, None, 3, sampler=DensityAwareGreedy())
-    # the default sampler (k-center + k-medoids refinement) needs no densities
+    # the default sampler (k-center greedy) needs no densities
     assert select_pixels(probs, feats, None, 3).sum() == 3 * probs.shape[0]
     with pytest.raises(ValueError, match="from_logits=True"):
         select_pixels(torch.log(probs), feats, dens, 3)

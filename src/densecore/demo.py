@@ -153,6 +153,6 @@ def run_demo(n: int = 10000, dim: int = 16, budgets=(50, 100, 200), seed: int = 
             "coreset_loss = 1-NN core-set loss (Eq. 1); seconds include the kNN density.\n"
             "density_aware is the paper's Algorithm 1 at tau = 0.25; density_aware_tuned the "
             "tau that tune_density_scaling picks (held-out max ARD); kmedoids_refinement is "
-            "k-center followed by k-medoids steps and ARD-driven moves (beyond the paper, "
-            "the default of select_pixels). See docs/benchmarks.md.\n")
+            "k-center followed by k-medoids steps and ARD-driven moves (beyond the paper; "
+            "O(N * budget * D) per step). See docs/benchmarks.md.\n")
     return head + "\n" + markdown_table(rows, list(rows[0])) + "\n\n" + reading(rows)
