@@ -63,7 +63,7 @@ def test_round_trip_kcenter_and_density_aware(tmp_path, data, capsys):
     assert not [f for f in os.listdir(tmp_path) if f.endswith(".tmp")]
 
 
-def test_default_sampler_is_the_measured_best_and_choices_work(tmp_path, data, capsys):
+def test_sampler_choices(tmp_path, data, capsys):
     import densecore
     from densecore import cli, greedy
 
@@ -71,7 +71,7 @@ def test_default_sampler_is_the_measured_best_and_choices_work(tmp_path, data, c
     np.save(tmp_path / "F.npy", x)
     np.save(tmp_path / "D.npy", d)
     assert select("--features", tmp_path / "F.npy", "--budget", 12, "--no-progress",
-                  "--out", tmp_path / "m.npy") == 0
+                  "--sampler", "kmedoids-refinement", "--out", tmp_path / "m.npy") == 0
     want = densecore.KMedoidsRefinement(KCenterGreedy()).select(x, 12).indices
     np.testing.assert_array_equal(np.load(tmp_path / "m.npy"), want)
     assert "KMedoidsRefinement: selected 12" in capsys.readouterr().out

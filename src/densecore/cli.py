@@ -73,14 +73,14 @@ BACKENDS = ("auto", "numba", "torch")
 
 def _add_select(sub) -> None:
     p = sub.add_parser(
-        "select", help="pick a core-set from feature vectors (by default k-center greedy "
-        "refined by k-medoids steps; the paper's density-aware greedy when --densities is "
-        "given)",
+        "select", help="pick a core-set from feature vectors (k-center greedy, or the "
+        "paper's density-aware greedy when --densities is given; --sampler for the others)",
         description="Pick BUDGET rows of FEATURES and write their indices (int64, selection "
         "order) to OUT as .npy. Inputs: .npy, .npz (one array, or FILE.npz:KEY) or .pt (a "
-        "tensor saved with torch.save). The default sampler is the one that lowered the "
-        "bounds in the bound benchmark (kmedoids-refinement, docs/benchmarks.md); with "
-        "--densities it is the paper's density-aware greedy (Algorithm 1).")
+        "tensor saved with torch.save). The default sampler is k-center greedy (with "
+        "--densities the paper's density-aware greedy, Algorithm 1); kmedoids-refinement "
+        "lowered the bounds further in docs/benchmarks.md but costs O(N * budget * D) per "
+        "step, so it is opt-in.")
     p.add_argument("--features", required=True, metavar="F", help="(N, D) float features")
     p.add_argument("--budget", required=True, type=int, metavar="N", help="points to pick")
     p.add_argument("--densities", metavar="D", help="(N,) positive coverage densities; "
@@ -88,7 +88,7 @@ def _add_select(sub) -> None:
     p.add_argument("--labeled", metavar="L", help="(M,) int indices already labeled")
     p.add_argument("--init", type=int, metavar="I", help="first pick when nothing is labeled")
     p.add_argument("--sampler", default=None, choices=list(SAMPLERS),
-                   help="default: density-aware with --densities, else kmedoids-refinement")
+                   help="default: density-aware with --densities, else kcenter")
     p.add_argument("--backend", default="auto", choices=list(BACKENDS))
     p.add_argument("--device", default=None, help="torch device for the features "
                    "(e.g. cuda); default: keep them on the CPU")
@@ -159,8 +159,7 @@ def _add_select(sub) -> None:
                     for a in (features, densities, labeled))
             except (AssertionError, RuntimeError, TypeError, ValueError) as e:
                 p.error(f"--device {args.device!r}: {str(e).splitlines()[0]}")
-        name = args.sampler or ("density-aware" if densities is not None
-                                else "kmedoids-refinement")
+        name = args.sampler or ("density-aware" if densities is not None else "kcenter")
         if densities is not None and name not in ("density-aware", "typicality"):
             p.error(f"--densities is used by --sampler density-aware or typicality; "
                     f"--sampler {name} ignores densities")
