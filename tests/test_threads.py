@@ -78,3 +78,21 @@ def test_selection_does_not_depend_on_the_thread_schedule(monkeypatch, pattern):
     assert np.array_equal(sel.indices, ref)
     assert len(calls) >= 40  # blocks of 3 picks, each with its scheduled thread count
     assert numba.get_num_threads() == before  # the caller's setting is left as it was
+
+
+def test_num_threads_argument_caps_the_engine(monkeypatch):
+    seen = []
+    orig = B.ThreadPicker.__init__
+
+    def init(self, limit, free=B.free_cores):
+        seen.append(limit)
+        orig(self, limit, free)
+
+    monkeypatch.setattr(B.ThreadPicker, "__init__", init)
+    x, _ = gaussian_mixture(500, 4, 3, seed=0)
+    a = farthest_first(x, 20, init=0, backend="numba", num_threads=1)
+    b = farthest_first(x, 20, init=0, backend="numba")
+    assert seen[0] == 1 and seen[1] == B.thread_limit()
+    assert np.array_equal(a.indices, b.indices)
+    with pytest.raises(ValueError, match="num_threads"):
+        farthest_first(x, 20, init=0, num_threads=0)
