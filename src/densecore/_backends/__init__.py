@@ -92,8 +92,8 @@ class ThreadPicker:
     feature rows read), runs the cheaper mode, and re-tries the other on a
     short probe block after ``gap`` blocks; the gap doubles every time the
     probe loses and resets when the modes swap. The parallel mode gets
-    ``min(limit, 1 + free cores)`` threads and is neither started nor probed
-    while :func:`free_cores` reports no free core (a probe under full
+    ``min(limit, 1 + free cores)`` threads when it starts or is probed, and
+    is neither started nor probed while :func:`free_cores` reports no free core (a probe under full
     contention costs more than it can win back). The selection does not
     depend on the thread count, only its speed.
 
@@ -123,9 +123,12 @@ class ThreadPicker:
         self._probing = False
 
     def _parallel_threads(self) -> int:
-        """Threads for a parallel block now; 1 when no other core is free."""
-        f = self.free()
-        return self.limit if f is None else min(self.limit, 1 + f)
+        """Threads to start or probe the parallel mode with; 1 when no other core is
+        free in any of three looks (the count of runnable tasks is a snapshot)."""
+        f = [self.free() for _ in range(3)]
+        if any(v is None for v in f):
+            return self.limit
+        return min(self.limit, 1 + max(f))
 
     def next(self, k: int) -> tuple[int, int]:
         """``(threads, picks)`` for the next block of at most ``k`` picks."""
@@ -140,7 +143,9 @@ class ThreadPicker:
         if self.cost["serial"] is None or self.since >= self.gap:
             self._probing = self.cost["serial"] is not None
             return 1, (min(k, self.PROBE) if self._probing else k)
-        return (1, k) if self.best == "serial" else (self._parallel_threads(), k)
+        # While the parallel mode is the cheaper one its own worker threads may show
+        # as runnable; the measured cost, not the snapshot, decides whether to leave it.
+        return (1, k) if self.best == "serial" else (self.limit, k)
 
     def done(self, threads: int, seconds: float, work: float) -> None:
         """Record that a block run with ``threads`` took ``seconds`` for ``work`` units."""
