@@ -17,11 +17,11 @@ from densecore.synthetic import gaussian_mixture  # noqa: E402
 def test_picker_prefers_the_cheaper_mode_and_probes_back():
     p = B.ThreadPicker(2, free=lambda: 1)
     t, m = p.next(10)
-    assert (t, m) == (2, 10)
-    p.done(t, 1.0, 10)  # parallel: 0.1 s per unit
+    assert (t, m) == (1, B.ThreadPicker.PROBE)  # one thread first, on a short block
+    p.done(t, 0.04, 2)  # serial: 0.02 s per unit
     t, m = p.next(10)
-    assert (t, m) == (1, 10)
-    p.done(t, 0.2, 10)  # serial: 0.02 s per unit -> serial wins
+    assert (t, m) == (2, B.ThreadPicker.PROBE)
+    p.done(t, 0.2, 2)  # parallel: 0.1 s per unit -> serial wins
     seen = []
     for _ in range(12):
         t, m = p.next(10)
@@ -40,7 +40,9 @@ def test_picker_never_goes_parallel_without_a_free_core_or_with_limit_one():
             t, m = p.next(10)
             assert t == 1
             p.done(t, 0.01, 10)
-    assert B.ThreadPicker(8, free=lambda: 2).next(10)[0] == 3  # 1 + free cores
+    p = B.ThreadPicker(8, free=lambda: 2)
+    p.done(*p.next(10)[:1], 1.0, 2)
+    assert p.next(10)[0] == 3  # 1 + free cores
 
 
 def test_thread_limit_follows_torch_and_numba_settings():

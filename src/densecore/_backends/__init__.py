@@ -91,7 +91,9 @@ class ThreadPicker:
     block of work in the mode it ran in (seconds per unit of ``work``, e.g.
     feature rows read), runs the cheaper mode, and re-tries the other on a
     short probe block after ``gap`` blocks; the gap doubles every time the
-    probe loses and resets when the modes swap. The parallel mode gets
+    probe loses and resets when the modes swap. Both modes are first timed
+    on short blocks, one thread first (a parallel block on a busy machine can
+    cost many times a serial one). The parallel mode gets
     ``min(limit, 1 + free cores)`` threads when it starts or is probed, and
     is neither started nor probed while :func:`free_cores` reports no free core (a probe under full
     contention costs more than it can win back). The selection does not
@@ -104,9 +106,9 @@ class ThreadPicker:
     Example:
         >>> p = ThreadPicker(4, free=lambda: 3)
         >>> t, m = p.next(10)
-        >>> p.done(t, 2.0, 10); t2, _ = p.next(10); p.done(t2, 1.0, 10)
-        >>> (t, t2, p.next(10)[0])
-        (4, 1, 1)
+        >>> p.done(t, 1.0, m); t2, m2 = p.next(10); p.done(t2, 2.0, m2)
+        >>> (t, m, t2, m2, p.next(10))
+        (1, 2, 4, 2, (1, 10))
     """
 
     PROBE = 2  # picks in a probe block
@@ -134,15 +136,17 @@ class ThreadPicker:
         """``(threads, picks)`` for the next block of at most ``k`` picks."""
         if self.limit == 1:
             return 1, k
+        if self.cost["serial"] is None:  # first a short block on one thread (safe)
+            return 1, min(k, self.PROBE)
         if self.cost["parallel"] is None or (self.best == "serial" and self.since >= self.gap):
             t = self._parallel_threads()
             if t > 1:
                 self._probing = self.cost["parallel"] is not None
-                return t, (min(k, self.PROBE) if self._probing else k)
+                return t, min(k, self.PROBE)
             return 1, k
-        if self.cost["serial"] is None or self.since >= self.gap:
-            self._probing = self.cost["serial"] is not None
-            return 1, (min(k, self.PROBE) if self._probing else k)
+        if self.since >= self.gap:
+            self._probing = True
+            return 1, min(k, self.PROBE)
         # While the parallel mode is the cheaper one its own worker threads may show
         # as runnable; the measured cost, not the snapshot, decides whether to leave it.
         return (1, k) if self.best == "serial" else (self.limit, k)
