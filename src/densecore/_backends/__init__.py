@@ -91,7 +91,8 @@ class ThreadPicker:
     block of work in the mode it ran in (seconds per unit of ``work``, e.g.
     feature rows read), runs the cheaper mode, and re-tries the other on a
     short probe block after ``gap`` blocks; the gap doubles every time the
-    probe loses and resets when the modes swap. Both modes are first timed
+    probe is taken (the parallel mode must cost below ``MARGIN`` of the serial one
+    to be chosen). Both modes are first timed
     on short blocks, one thread first (a parallel block on a busy machine can
     cost many times a serial one). The parallel mode gets
     ``min(limit, 1 + free cores)`` threads when it starts or is probed, and
@@ -114,6 +115,7 @@ class ThreadPicker:
     PROBE = 2  # picks in a probe block
     GAP = 4  # blocks between probes after a swap
     MAX_GAP = 256
+    MARGIN = 0.8  # parallel is chosen when it costs below this share of serial
 
     def __init__(self, limit: int, free=free_cores):
         self.limit = max(1, int(limit))
@@ -163,12 +165,14 @@ class ThreadPicker:
             self.gap = min(2 * self.gap, self.MAX_GAP)
         else:
             self.since += 1
-        known = [m for m in self.cost if self.cost[m] is not None]
-        best = min(known, key=lambda m: self.cost[m])
+        cs, cp = self.cost["serial"], self.cost["parallel"]
+        # parallel must win clearly: its cost swings with the other processes' load
+        best = "parallel" if cs is not None and cp is not None and cp < self.MARGIN * cs \
+            else "serial"
         if best != self.best:
             self.best = best
-            self.gap = self.GAP
-            self.since = 0
+            self.since = 0  # the gap keeps growing: a machine whose load comes and
+            # goes would otherwise swap modes every few blocks
 
 
 def timed(fn, *args):
