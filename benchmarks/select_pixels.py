@@ -10,6 +10,14 @@ sampler: the total select_pixels time and its greedy part (the sampler's
 ``select``, timed inside the call), the rest being scoring, top-k and the
 bilinear gathers. CUDA rows are added when a GPU is present.
 
+Per-phase split (seconds per image): ``score_s`` (margin scores of every
+pixel), ``topk_s`` (the alpha * budget best candidates), ``gather_s``
+(bilinear features and densities at the candidates), ``greedy_s`` (the
+farthest-first selection) and ``refine_s`` (the k-medoids steps of the
+default sampler, ``KMedoidsRefinement``; 0 for the plain greedy samplers).
+The phases are timed by wrapping the library's functions for the duration
+of the run; ``rest_s`` is what none of them covers (checks, mask).
+
     python benchmarks/select_pixels.py --json benchmarks/results/select_pixels.json
     python benchmarks/select_pixels.py --quick
 """
@@ -18,43 +26,55 @@ from __future__ import annotations
 
 import math
 import time
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
 from _common import base_parser, emit
 
-from densecore import DensityAwareGreedy, KCenterGreedy, select_pixels
+import densecore.refine as R
+import densecore.samplers as SM
+import densecore.segmentation as S
+from densecore import DensityAwareGreedy, KCenterGreedy, KMedoidsRefinement, select_pixels
 from densecore.density import coverage_density
 from densecore.synthetic import feature_map
 
-COLUMNS = ["device", "sampler", "candidates", "budget", "labeled", "total_s", "greedy_s",
-           "rest_s", "picks"]
+COLUMNS = ["device", "sampler", "candidates", "budget", "labeled", "total_s", "score_s",
+           "topk_s", "gather_s", "greedy_s", "refine_s", "rest_s", "picks"]
+
+PHASES = {"score_s": (S, "_scores"), "topk_s": (S, "top_candidates"),
+          "gather_s": (S, "sample_at_pixels"), "greedy_s": (SM, "farthest_first"),
+          "refine_s": (R, "refine_medoids")}
+
+
+@contextmanager
+def phase_timer(device):
+    """Patch the phase functions to add their wall time into the yielded dict."""
+    spent = {k: 0.0 for k in PHASES}
+    saved = {k: getattr(mod, name) for k, (mod, name) in PHASES.items()}
+
+    def wrap(key, fn):
+        def timed(*args, **kwargs):
+            _sync(device)
+            t0 = time.perf_counter()
+            out = fn(*args, **kwargs)
+            _sync(device)
+            spent[key] += time.perf_counter() - t0
+            return out
+        return timed
+
+    for k, (mod, name) in PHASES.items():
+        setattr(mod, name, wrap(k, saved[k]))
+    try:
+        yield spent
+    finally:
+        for k, (mod, name) in PHASES.items():
+            setattr(mod, name, saved[k])
 
 
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-class _Timed:
-    """Wraps a sampler and accumulates the wall time of its ``select`` calls."""
-
-    def __init__(self, inner, device):
-        self.inner, self.device, self.seconds = inner, device, 0.0
-
-    def select(self, features, budget, *, densities, labeled_features=None,
-               labeled_densities=None):
-        _sync(self.device)
-        t0 = time.perf_counter()
-        if isinstance(self.inner, KCenterGreedy):
-            out = self.inner.select(features, budget, labeled_features=labeled_features)
-        else:
-            out = self.inner.select(features, budget, densities=densities,
-                                    labeled_features=labeled_features,
-                                    labeled_densities=labeled_densities)
-        _sync(self.device)
-        self.seconds += time.perf_counter() - t0
-        return out
 
 
 def make_inputs(size, stride, classes, dim, labeled, seed):
@@ -81,20 +101,20 @@ def run(size, stride, classes, dim, budget, alpha, labeled, samplers, devices, s
         dev = torch.device(dev_name)
         p, f, d, lb = (t.to(dev) for t in (probs, feats, dens, lab))
         for name in samplers:
-            inner = {"density_aware": DensityAwareGreedy(seed=seed),
-                     "kcenter": KCenterGreedy(seed=seed), "score_only": None}[name]
-            timed = None if inner is None else _Timed(inner, dev)
+            sampler = {"density_aware": DensityAwareGreedy(seed=seed),
+                       "kcenter": KCenterGreedy(seed=seed),
+                       "default": KMedoidsRefinement(seed=seed), "score_only": None}[name]
             _sync(dev)
-            t0 = time.perf_counter()
-            new = select_pixels(p, f, d, budget, labeled=lb if labeled else None,
-                                alpha=alpha, sampler=timed, seed=seed)
-            _sync(dev)
-            total = time.perf_counter() - t0
-            greedy = 0.0 if timed is None else timed.seconds
+            with phase_timer(dev) as spent:
+                t0 = time.perf_counter()
+                new = select_pixels(p, f, d, budget, labeled=lb if labeled else None,
+                                    alpha=alpha, sampler=sampler, seed=seed)
+                _sync(dev)
+                total = time.perf_counter() - t0
             rows.append({"device": dev_name, "sampler": name,
-                         "candidates": budget if inner is None else math.ceil(alpha * budget),
-                         "budget": budget, "labeled": labeled, "total_s": total,
-                         "greedy_s": greedy, "rest_s": total - greedy,
+                         "candidates": budget if sampler is None else math.ceil(alpha * budget),
+                         "budget": budget, "labeled": labeled, "total_s": total, **spent,
+                         "rest_s": total - sum(spent.values()),
                          "picks": int(new.sum())})
             print(f"{dev_name} {name}: {total:.2f} s", flush=True)
     return rows
@@ -102,8 +122,8 @@ def run(size, stride, classes, dim, budget, alpha, labeled, samplers, devices, s
 
 def main(argv=None) -> int:
     p = base_parser(__doc__.splitlines()[0])
-    p.add_argument("--samplers", nargs="+", default=["density_aware", "score_only"],
-                   choices=["density_aware", "kcenter", "score_only"])
+    p.add_argument("--samplers", nargs="+", default=["density_aware", "kcenter", "default", "score_only"],
+                   choices=["density_aware", "kcenter", "default", "score_only"])
     p.add_argument("--labeled", type=int, default=0,
                    help="pixels labeled in earlier rounds (the s0 set); default 0 (round 1)")
     p.add_argument("--devices", nargs="+", default=None,

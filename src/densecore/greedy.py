@@ -258,15 +258,19 @@ def finish(idx: torch.Tensor, radii: torch.Tensor, *, fscale: float, dscale: flo
 
 
 def run_engine(engine: str, inputs: dict, budget: int, first: int, progress: bool,
-               n_blocks: int = 100):
-    """Run one engine alone for ``budget`` picks; ``(indices, radii float64)``."""
+               n_blocks: int = 100, num_threads: int | None = None):
+    """Run one engine alone for ``budget`` picks; ``(indices, radii float64)``.
+
+    ``num_threads`` caps the engine's threads for this call (None: numba's and
+    torch's settings); inside the cap the engine picks per block of picks."""
     cls = ENGINES[engine]()
     dev = inputs["x"].device
     idx = torch.empty(budget, dtype=torch.int64, device=dev)
     radii = torch.empty(budget, dtype=torch.float64, device=dev)
     if budget == 0:
         return idx, radii
-    with progress_bar(progress, budget, f"greedy ({engine})") as bar, cls.threads():
+    with progress_bar(progress, budget, f"greedy ({engine})") as bar, \
+            cls.threads(num_threads):
         eng = cls(**inputs, max_new=budget)
         step = max(1, math.ceil(budget / n_blocks))
         for done in range(0, budget, step):
@@ -295,7 +299,7 @@ def progress_bar(show: bool, total: int, desc: str):
 def farthest_first(features, budget: int, *, densities=None, labeled=None,
                    labeled_features=None, labeled_densities=None, init=None, seed: int = 0,
                    backend: str = "auto", metric: str = "euclidean", progress: bool = False,
-                   validate: bool = True) -> Selection:
+                   validate: bool = True, num_threads: int | None = None) -> Selection:
     """Algorithm 1 (density-aware greedy); k-center greedy when ``densities`` is None.
 
     Args:
@@ -315,6 +319,11 @@ def farthest_first(features, budget: int, *, densities=None, labeled=None,
             cosine runs the engine on unit rows (one normalised copy of the features).
         progress: show a tqdm bar over the picks.
         validate: scan values for NaN/inf and non-positive densities.
+        num_threads: most CPU threads for the numba engine (None: the smallest of
+            numba's and torch's thread settings and the cores this process may use).
+            Within it the engine runs each block of picks on one thread or on all,
+            whichever it measures faster (one thread when other processes keep
+            the cores busy); the selection does not depend on it.
 
     Returns:
         :class:`Selection` with ``indices`` and ``radii`` in the input's kind
@@ -354,7 +363,10 @@ def farthest_first(features, budget: int, *, densities=None, labeled=None,
     first = first_pick(n, pool.lab.numel() + pool.lf.shape[0], budget, init, seed)
     fscale, dscale = scales(pool.stats(), pool.x.dtype)
     inputs = prepare(pool, fscale, dscale)
-    idx, radii = run_engine(pool.engine, inputs, budget, first, progress)
+    if num_threads is not None:
+        num_threads = V.check_int(num_threads, "num_threads", minimum=1)
+    idx, radii = run_engine(pool.engine, inputs, budget, first, progress,
+                            num_threads=num_threads)
     sel = finish(idx, radii, fscale=fscale, dscale=dscale, first=first, dtype=pool.x.dtype,
                  is_numpy=pool.is_numpy, device=pool.x.device)
     if metric == "cosine":

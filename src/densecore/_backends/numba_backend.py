@@ -27,6 +27,7 @@ Shape:
 from __future__ import annotations
 
 import logging
+import time
 
 import numpy as np
 import torch
@@ -393,6 +394,9 @@ def dense_update(x, r, cu, du, u):
 # points' features per pick (the indirect reads then cost more than streaming),
 # judged over windows of this many picks that start after the first _WARMUP picks.
 _DENSE_SWITCH = 0.35
+# Fixed cost of one pick in units of feature rows read (area tables, compaction),
+# so that a block whose areas are all skipped still counts as work.
+_PICK_WORK = 64
 _WINDOW = 16
 _WARMUP = 8
 
@@ -420,8 +424,10 @@ class Engine:
     """
 
     def __init__(self, x, dens, centres, cdens, excluded, max_new):
+        from . import ThreadPicker, thread_limit
         from .nearest import search
 
+        self.picker = ThreadPicker(thread_limit())
         n, d = x.shape
         self.x = _host(x)
         self.dens = _host(dens)
@@ -509,23 +515,46 @@ class Engine:
 
     def run(self, k: int, out_idx: np.ndarray, out_r: np.ndarray, first: int = -1) -> None:
         """Make ``k`` picks of this pool alone into ``out_idx``/``out_r`` (``(budget,)``
-        int64 / float64 CPU tensors); ``first`` (>= 0) forces the very first pick."""
+        int64 / float64 CPU tensors); ``first`` (>= 0) forces the very first pick.
+
+        The picks run in blocks whose thread count :class:`ThreadPicker` chooses from
+        the measured cost per feature row read (one thread on a busy machine)."""
+        import numba
+
         out_idx, out_r = out_idx.numpy(), out_r.numpy()
+        before = numba.get_num_threads()
+        try:
+            while k > 0:
+                t, m = self.picker.next(k)
+                numba.set_num_threads(t)
+                t0 = time.perf_counter()
+                work = self._picks(m, out_idx, out_r, first)
+                self.picker.done(t, time.perf_counter() - t0, work)
+                k -= m
+        finally:
+            numba.set_num_threads(before)
+
+    def _picks(self, k, out_idx, out_r, first) -> int:
+        """``k`` picks (pruned or dense); returns the work done (feature rows read)."""
         if self.r is None:
             reads0 = self.state[4]
             run_picks(self.x, self.dens, self.centres, self.cdens, self.order, self.rr,
                       self.tmp, self.a_start, self.a_end, self.a_max, self.a_arg,
                       self.a_centre, self.state, k, out_idx, out_r, first)
             self.n_live -= k
-            self._note(k, self.state[4] - reads0)
-            return
+            reads = int(self.state[4] - reads0)
+            self._note(k, reads)
+            return reads + k * _PICK_WORK
         i = self.state[0]
+        work = 0
         for j in range(i, i + k):
             u, ru = self.best_u, self.best_r
             out_idx[j], out_r[j] = u, ru
+            work += self.n_live
             self.n_live -= 1
             self.best_r, self.best_u = dense_update(self.x, self.r, self.x[u], self.dens[u], u)
         self.state[0] = i + k
+        return work
 
     def _note(self, picks: int, reads: int) -> None:
         """Hand over to dense passes once pruning reads too many points per pick."""

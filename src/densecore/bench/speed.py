@@ -33,7 +33,11 @@ Shape:
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -41,14 +45,14 @@ from ..samplers import DensityAwareGreedy
 from ..synthetic import gaussian_mixture
 from .report import markdown_table
 
-__all__ = ["METHODS", "format_table", "make_problem", "naive_gemv_greedy", "run_speed",
-           "sklearn_greedy", "torch_norm_greedy"]
+__all__ = ["METHODS", "busy_load", "format_table", "make_problem", "naive_gemv_greedy",
+           "run_contention", "run_speed", "sklearn_greedy", "torch_norm_greedy"]
 
 METHODS = ("engine", "engine_1thread", "torch_backend", "naive", "sklearn", "torch_norm")
 # Methods timed on a prefix of the picks and scaled to the budget.
 _PREFIX_TIMED = ("sklearn", "torch_norm")
 
-COLUMNS = ["method", "picks_timed", "time_s", "per_pick_ms", "gbps", "vs_naive",
+COLUMNS = ["load", "loadavg", "method", "picks_timed", "time_s", "per_pick_ms", "gbps", "vs_naive",
            "engine_speedup", "identical", "first_divergence", "divergence_rel_gap"]
 
 
@@ -289,6 +293,66 @@ def format_table(rows: list[dict]) -> str:
 
     Example:
         >>> print(format_table([{"method": "engine", "time_s": 0.1}]).splitlines()[0])
-        | method | picks_timed | time_s | per_pick_ms | gbps | vs_naive | engine_speedup | identical | first_divergence | divergence_rel_gap |
+        | load | loadavg | method | picks_timed | time_s | per_pick_ms | gbps | vs_naive | engine_speedup | identical | first_divergence | divergence_rel_gap |
     """
     return markdown_table(rows, COLUMNS)
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
+@contextmanager
+def busy_load(seconds: float, processes: int | None = None):
+    """Keep every core busy: one busy-loop subprocess per core (or ``processes``).
+
+    Each loop stops by itself after ``seconds`` (so nothing outlives a crashed
+    run) and is also ended on exit from the block. Yields the process count.
+
+    Example:
+        >>> with busy_load(0.5, processes=1) as n:
+        ...     n
+        1
+    """
+    n = processes or _cores()
+    code = f"import time\nt = time.time() + {float(seconds)}\nwhile time.time() < t: pass\n"
+    procs = [subprocess.Popen([sys.executable, "-c", code]) for _ in range(n)]
+    try:
+        time.sleep(0.2)  # let the loops start before timing
+        yield n
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait()
+
+
+def _loadavg() -> float | None:
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+
+
+def run_contention(max_seconds: float = 600.0, **kwargs) -> list[dict]:
+    """:func:`run_speed` twice in one run: as the machine is, then while
+    :func:`busy_load` keeps every core busy. Rows get ``load`` (``"idle"`` or
+    ``"contended"``) and ``loadavg`` (1-minute load average when the part
+    ended); ``vs_naive`` compares within the same part.
+
+    Example:
+        >>> rows = run_contention(n=600, dim=4, budget=5, repeats=1,
+        ...                       methods=("engine", "naive"))
+        >>> [(r["load"], r["method"]) for r in rows][1:3]
+        [('idle', 'naive'), ('contended', 'engine')]
+    """
+    rows = []
+    for part in ("idle", "contended"):
+        if part == "idle":
+            got = run_speed(**kwargs)
+        else:
+            with busy_load(max_seconds):
+                got = run_speed(**kwargs)
+        avg = _loadavg()
+        for r in got:
+            r["load"] = part
+            r["loadavg"] = avg
+        rows += got
+    return rows
