@@ -85,7 +85,10 @@ class _DensecoreStrategy(SingleAnnotatorPoolQueryStrategy):
         X, y, candidates, batch_size, return_utilities = self._validate_data(
             X, y, candidates, batch_size, return_utilities, reset=True, check_X_dict=_CHECK_X)
         metric = M.check_metric(self.metric)
-        X_cand, mapping = self._transform_candidates(candidates, X, y)
+        if candidates is None:  # every unlabeled sample: X itself, its labeled rows excluded
+            X_cand, mapping = X, np.arange(X.shape[0])  # (no copy of X)
+        else:
+            X_cand, mapping = self._transform_candidates(candidates, X, y)
         lab = np.flatnonzero(is_labeled(y, missing_label=self.missing_label_))
         dens_x, dens_cand = self._densities(X, X_cand if mapping is None else None)
         if mapping is not None:
@@ -103,7 +106,9 @@ class _DensecoreStrategy(SingleAnnotatorPoolQueryStrategy):
             init = int(self.random_state_.randint(n_pool))
         kwargs = {}
         if pool_dens is not None:
-            kwargs = {"densities": pool_dens, "labeled_densities": dens_x[outside]}
+            kwargs = {"densities": pool_dens}
+            if len(outside):
+                kwargs["labeled_densities"] = dens_x[outside]
         sel = farthest_first(X_cand, batch_size, labeled=in_pool,
                              labeled_features=X[outside] if len(outside) else None,
                              init=init, metric=metric, backend=self.backend, **kwargs)
