@@ -108,14 +108,16 @@ def _centred(q: torch.Tensor, c: torch.Tensor, dtype: torch.dtype):
     mu = c.to(torch.float64).mean(0)
     cc = c.to(torch.float64) - mu
     s = 1.0 / pow2_below(float(cc.abs().max()))
-    wd = torch.float64 if q.dtype == torch.float64 else torch.float32
-    mu_s = (mu * s).to(wd)
+    mu_s = mu * s
     qf = torch.empty(q.shape, dtype=dtype, device=q.device)
     step = max(1, _BLOCK // max(q.shape[1], 1))
     for i in range(0, q.shape[0], step):  # in row blocks: no wide copy of all queries
-        # q s is exact (a power of two); queries far outside the centres' range are
+        # q s is exact (a power of two); the subtraction runs in float64, since mu s
+        # rounded to float32 would be off by a rounding of |mu s|, not of |q s - mu s|
+        # (a large common offset); queries far outside the centres' range are
         # clipped (no overflow in the fast dtype) and never certified (see _bound)
-        blk = torch.mul(q[i:i + step].to(wd), s).sub_(mu_s).clamp_(-2.0 ** 30, 2.0 ** 30)
+        blk = torch.mul(q[i:i + step].to(torch.float64), s).sub_(mu_s).clamp_(-2.0 ** 30,
+                                                                            2.0 ** 30)
         qf[i:i + step] = blk.to(dtype)
     return qf, (cc * s).to(dtype), s
 
