@@ -8,8 +8,13 @@ import sys
 import numpy as np
 import pytest
 import torch
+from hypothesis import settings
 
 sys.path.insert(0, os.path.dirname(__file__))
+
+# property tests draw their examples from a fixed seed: the same examples on every run
+settings.register_profile("densecore", derandomize=True)
+settings.load_profile("densecore")
 
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
     not torch.cuda.is_available(), reason="no CUDA device"))]
