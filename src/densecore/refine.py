@@ -36,7 +36,6 @@ Shape:
 
 from __future__ import annotations
 
-import inspect
 
 import numba
 import numpy as np
@@ -419,13 +418,6 @@ def refine_medoids(features, selected, *, labeled=None, labeled_features=None,
     return torch.from_numpy(cur).to(dev), torch.from_numpy(ard).to(dev)
 
 
-def _call_select(sampler, features, budget, kwargs):
-    params = inspect.signature(sampler.select).parameters
-    return sampler.select(features, budget, **{k: v for k, v in kwargs.items()
-                                               if k in params and (v is not None
-                                                                   or k == "densities")})
-
-
 class KMedoidsRefinement:
     """Any greedy sampler followed by k-medoids steps inside its coverage areas
     (beyond the paper; see :func:`refine_medoids`).
@@ -484,7 +476,8 @@ class KMedoidsRefinement:
         Args:
             features: ``(N, D)`` float features.
             budget: number of picks.
-            densities: ``(N,)`` > 0, passed to the wrapped sampler when it takes them.
+            densities: ``(N,)`` > 0 or None, passed to the wrapped sampler (the one sampler
+                protocol: a sampler that ignores densities accepts them).
             labeled: ``(M,)`` in-pool labeled indices (fixed centres, never returned).
             labeled_features: ``(L, D)`` labeled points outside the pool (fixed centres).
             labeled_densities: ``(L,)``, passed to the wrapped sampler.
@@ -496,10 +489,9 @@ class KMedoidsRefinement:
             float64 are the average radial distances (Euclidean, Eq. 4) of
             their coverage areas after refinement.
         """
-        base = _call_select(self.sampler, features, budget,
-                            {"densities": densities, "labeled": labeled,
-                             "labeled_features": labeled_features,
-                             "labeled_densities": labeled_densities, "init": init})
+        base = self.sampler.select(features, budget, densities=densities, labeled=labeled,
+                                   labeled_features=labeled_features,
+                                   labeled_densities=labeled_densities, init=init)
         idx, ard = refine_medoids(features, base.indices, labeled=labeled,
                                   labeled_features=labeled_features, steps=self.steps,
                                   swaps=self.swaps, tries=self.tries,
