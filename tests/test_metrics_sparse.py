@@ -217,6 +217,14 @@ def test_sparse_errors(backend):
                                  backend=backend)
     with pytest.raises(ValueError, match="labeled_features must have D"):
         densecore.farthest_first(a, 3, labeled_features=np.ones((2, 3)), backend=backend)
+    # the same rules for labeled_densities as dense input (one check in validation)
+    dens = np.ones(a.shape[0])
+    with pytest.raises(ValueError, match="labeled_densities was given without labeled_features"):
+        densecore.farthest_first(a, 3, densities=dens, labeled_densities=np.ones(2),
+                                 backend=backend)
+    with pytest.raises(ValueError, match="labeled_densities is required"):
+        densecore.farthest_first(a, 3, densities=dens, labeled_features=a[:2],
+                                 backend=backend)
 
 
 @pytest.mark.parametrize("metric", ["euclidean", "cosine"])

@@ -106,10 +106,8 @@ def farthest_first_sparse(features, budget: int, *, densities=None, labeled=None
     lab = V.check_indices(labeled, n, "labeled").cpu().numpy()
     budget = V.check_budget(budget, n - len(lab))
 
-    def dens_of(d, m, name):
-        return V.check_densities(d, m, name, validate=validate).detach().cpu().double().numpy()
-
-    dens = np.ones(n) if densities is None else dens_of(densities, n, "densities")
+    dens = (np.ones(n) if densities is None else V.check_densities(
+        densities, n, validate=validate).detach().cpu().double().numpy())
     if labeled_features is None:
         lf = None
         n_out = 0
@@ -119,18 +117,12 @@ def farthest_first_sparse(features, budget: int, *, densities=None, labeled=None
               V.check_features(labeled_features, "labeled_features", validate=validate,
                                dim=dim).detach().cpu().double().numpy())
         n_out = lf.shape[0]
+    ld = V.check_labeled_densities(labeled_densities, n_out, has_densities=densities is not None,
+                                   has_labeled_features=lf is not None, validate=validate)
     if densities is None:
-        if labeled_densities is not None:
-            raise ValueError("labeled_densities needs densities for the pool (density-aware "
-                             "greedy); use k-center greedy without densities")
-        ld = np.ones(n_out)
-    elif labeled_densities is None:
-        if n_out:
-            raise ValueError("labeled_densities is required when labeled_features and "
-                             "densities are given")
-        ld = np.ones(0)
+        ld = np.ones(n_out)  # k-center greedy: every centre has density 1
     else:
-        ld = dens_of(labeled_densities, n_out, "labeled_densities")
+        ld = np.ones(0) if ld is None else ld.detach().cpu().double().numpy()
     if init is not None:
         init = V.check_index(init, n, "init")
         if len(lab) + n_out:

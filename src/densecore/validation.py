@@ -401,23 +401,44 @@ def check_pool(features, densities=None, labeled=None, labeled_features=None,
         lf = check_features(labeled_features, "labeled_features", validate=validate,
                             dim=dim).to(dev)
     else:
-        if labeled_densities is not None:
-            raise ValueError("labeled_densities was given without labeled_features")
         lf = x.new_empty((0, dim))
-    ld = None
+    ld = check_labeled_densities(labeled_densities, lf.shape[0], has_densities=dens is not None,
+                                 has_labeled_features=labeled_features is not None,
+                                 validate=validate)
     if dens is not None:
-        if labeled_densities is None:
-            if lf.shape[0]:
-                raise ValueError("labeled_densities is required when labeled_features and "
-                                 "densities are given")
-            ld = dens.new_empty(0)
-        else:
-            ld = check_densities(labeled_densities, lf.shape[0], "labeled_densities",
-                                 validate=validate).to(dev)
-    elif labeled_densities is not None:
-        raise ValueError("labeled_densities needs densities for the pool (density-aware "
-                         "greedy); use k-center greedy without densities")
+        ld = dens.new_empty(0) if ld is None else ld.to(dev)
     return x, dens, lab, lf, ld
+
+
+def check_labeled_densities(labeled_densities, n_labeled: int, *, has_densities: bool,
+                            has_labeled_features: bool, validate: bool = True):
+    """The rules for ``labeled_densities`` of Algorithm 1's out-of-pool labeled points.
+
+    Args:
+        labeled_densities: ``(L,)`` > 0 or None.
+        n_labeled: ``L``, the number of labeled features outside the pool.
+        has_densities: whether the pool has densities (density-aware greedy).
+        has_labeled_features: whether ``labeled_features`` was given.
+        validate: scan values for NaN/inf and non-positive densities.
+
+    Returns:
+        The checked ``(L,)`` tensor, or None where none was given (allowed only
+        without densities or without out-of-pool labeled points).
+    """
+    if labeled_densities is not None and not has_labeled_features:
+        raise ValueError("labeled_densities was given without labeled_features")
+    if not has_densities:
+        if labeled_densities is not None:
+            raise ValueError("labeled_densities needs densities for the pool (density-aware "
+                             "greedy); use k-center greedy without densities")
+        return None
+    if labeled_densities is None:
+        if n_labeled:
+            raise ValueError("labeled_densities is required when labeled_features and "
+                             "densities are given")
+        return None
+    return check_densities(labeled_densities, n_labeled, "labeled_densities",
+                           validate=validate)
 
 
 def check_selection(selection: Any, budget: int, n: int, sampler: str) -> torch.Tensor:

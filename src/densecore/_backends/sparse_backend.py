@@ -26,6 +26,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from .nearest import pow2_below
+
 __all__ = ["canonical", "farthest_first", "knn_mean_distance"]
 
 _EPS = np.finfo(np.float64).eps
@@ -112,10 +114,9 @@ def canonical(a, dtype=np.float64):
 
 
 def _power_of_two_scale(*datas) -> float:
+    """The power of two that brings the largest magnitude in ``datas`` into [1, 2) (exact)."""
     peak = max((float(np.abs(d).max()) for d in datas if d.size), default=0.0)
-    if peak == 0.0:
-        return 1.0
-    return float(2.0 ** -np.floor(np.log2(peak)))
+    return 1.0 / pow2_below(peak)
 
 
 def farthest_first(pool, dens, centres, cdens, taken, budget: int, first: int):
