@@ -166,3 +166,33 @@ def test_one_tiny_run_end_to_end(tmp_path):
     assert 0 < r0["bound"]["max_ard"] <= r0["bound"]["delta"]
     assert 0 <= r0["bound"]["coreset_loss"] <= 1
     assert sup["rounds"] == [] and sup["labeled_fraction"] == 1.0  # every target pixel
+
+
+def test_two_processes_share_one_study_folder(tmp_path):
+    """A run another process holds is skipped; rows it writes meanwhile are kept."""
+    out, methods = str(tmp_path), ["source_only", "margin"]
+    calls = []
+    inner = _runner(out, calls)
+
+    def runner(method, seed):
+        if not calls:  # "another process" finishes margin seed 1 while this one runs
+            with study._lock(os.path.join(out, "study.json.lock")):
+                rows = study.load_rows(os.path.join(out, "study.json"), "k1")
+                rows.append({"method": "margin", "seed": 1, "mIoU": 99.0, "study": "k1",
+                             "labeled_fraction": 0.02, "rounds": []})
+                study.atomic_write_json(os.path.join(out, "study.json"), rows)
+        return inner(method, seed)
+
+    with study._lock(os.path.join(out, "runs", "margin_seed0.lock"), wait=False) as held:
+        assert held
+        rows = study.run_study(out, PLAN, methods, runner, key="k1")
+    # margin seed 0 was held elsewhere, margin seed 1 was finished elsewhere
+    assert calls == [("source_only", 0), ("source_only", 1)]
+    assert [(r["method"], r["seed"]) for r in rows] == [
+        ("source_only", 0), ("source_only", 1), ("margin", 1)]
+    assert rows[-1]["mIoU"] == 99.0
+    # once free, the held run is the only one left
+    again = []
+    rows = study.run_study(out, PLAN, methods, _runner(out, again), key="k1")
+    assert again == [("margin", 0)]
+    assert len(rows) == 4

@@ -47,11 +47,16 @@ Usage::
 
     python examples/deeplab_ada/study.py --out OUT --quick     # 2 seeds, 64x128, minutes
     python examples/deeplab_ada/study.py --out OUT             # 3 seeds, 128x256
+
+Two processes on one ``--out`` (for example one per core, each with
+``--threads 1``) share the runs between them; each writes the table of the
+rows on disk when it ends, so the last one to end writes the whole table.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import logging
@@ -110,6 +115,11 @@ ACTIVE = ("random", "margin", "kcenter", "density_aware", "kmedoids_refinement")
 
 def prepare_data(out: str, plan: Plan) -> dict:
     """Generate the data once (``OUT/data``) and return the roots."""
+    with _lock(os.path.join(out, "data.lock")):
+        return _prepare_data(out, plan)
+
+
+def _prepare_data(out: str, plan: Plan) -> dict:
     import make_synthetic_data as gen
 
     root = os.path.join(out, "data")
@@ -313,15 +323,45 @@ def load_rows(path: str, key: str) -> list[dict]:
     return rows
 
 
+@contextlib.contextmanager
+def _lock(path: str, *, wait: bool = True):
+    """Hold an exclusive lock on the file ``path`` (created); yields False if taken and not ``wait``.
+
+    Lets several ``study.py`` processes share one ``--out``: each takes the
+    runs no other process holds. Without ``fcntl`` (Windows) nothing is
+    locked, and one process per ``--out`` must run at a time.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield True
+        return
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    with open(path, "a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def run_study(out: str, plan: Plan, methods, runner, *, key: str, progress: bool = False):
     """Run every ``(method, seed)`` without a row in ``OUT/study.json`` and write each row.
 
     ``runner(method, seed) -> row`` does one run; a run's directory
     ``OUT/runs/METHOD_seedSEED`` left by a stopped study is removed first.
-    Returns all rows (old and new), in plan order.
+    Several processes may run the study in the same ``out`` at once: a run
+    another process is doing is skipped, and rows are merged into the file
+    under a lock. Returns all rows on disk (old and new), in plan order.
     """
     path = os.path.join(out, "study.json")
-    rows = load_rows(path, key)
+    study_lock = os.path.join(out, "study.json.lock")
+    with _lock(study_lock):
+        rows = load_rows(path, key)
     done = {(r["method"], r["seed"]) for r in rows}
     todo = [(m, s) for s in plan.seeds for m in methods if (m, s) not in done]
     if done:
@@ -331,13 +371,25 @@ def run_study(out: str, plan: Plan, methods, runner, *, key: str, progress: bool
         from tqdm import tqdm
         it = tqdm(todo, desc="study runs")
     for method, seed in it:
-        stale = os.path.join(out, "runs", f"{method}_seed{seed}")
-        if os.path.exists(stale):
-            log.info("removing the unfinished run %s", stale)
-            shutil.rmtree(stale)
-        row = dict(runner(method, seed), study=key)
-        rows.append(row)
-        atomic_write_json(path, rows)
+        name = f"{method}_seed{seed}"
+        with _lock(os.path.join(out, "runs", name + ".lock"), wait=False) as mine:
+            if not mine:
+                log.info("%s is running in another process: skipped", name)
+                continue
+            with _lock(study_lock):
+                if (method, seed) in {(r["method"], r["seed"]) for r in load_rows(path, key)}:
+                    continue  # finished by another process meanwhile
+            stale = os.path.join(out, "runs", name)
+            if os.path.exists(stale):
+                log.info("removing the unfinished run %s", stale)
+                shutil.rmtree(stale)
+            row = dict(runner(method, seed), study=key)
+            with _lock(study_lock):
+                rows = [r for r in load_rows(path, key)
+                        if (r["method"], r["seed"]) != (method, seed)] + [row]
+                atomic_write_json(path, rows)
+    with _lock(study_lock):
+        rows = load_rows(path, key)
     order = {(m, s): i for i, (m, s) in enumerate((m, s) for s in plan.seeds for m in methods)}
     return sorted(rows, key=lambda r: order.get((r["method"], r["seed"]), len(order)))
 
