@@ -4,7 +4,8 @@
 #   OUT=/some/dir bash benchmarks/gpu.sh        # results under $OUT
 #
 # Runs from the repository root without installing the package (PYTHONPATH=src).
-# Writes: env.txt, pytest_cuda.txt, gpu.md + gpu.json, speed_cpu.md + speed_cpu.json.
+# Writes: env.txt, pytest_cuda.txt, gpu.md + gpu.json, select_pixels_cuda.md + .json,
+# knn_cuda.md + .json.
 # Each step has its own time limit; the script goes on when one fails and
 # exits non-zero if any did. About 5 minutes on an H100.
 set -u -o pipefail
@@ -23,14 +24,18 @@ status=0
 } > "$OUT/env.txt" 2>&1
 
 echo "== CUDA tests"
-timeout 240 "$PY" -m pytest -q -rs -p no:cacheprovider -k cuda tests 2>&1 | tee "$OUT/pytest_cuda.txt" | tail -5 \
+timeout 180 "$PY" -m pytest -q -rs -p no:cacheprovider -k cuda tests 2>&1 | tee "$OUT/pytest_cuda.txt" | tail -5 \
   || status=1
 
 echo "== GPU benchmark"
-timeout 240 "$PY" benchmarks/gpu.py --json "$OUT/gpu.json" 2>&1 | tee "$OUT/gpu.md" || status=1
+timeout 200 "$PY" benchmarks/gpu.py --json "$OUT/gpu.json" 2>&1 | tee "$OUT/gpu.md" || status=1
 
-echo "== CPU speed benchmark on this host (quick)"
-timeout 120 "$PY" benchmarks/speed.py --quick --json "$OUT/speed_cpu.json" 2>&1 \
-  | tee "$OUT/speed_cpu.md" || status=1
+echo "== select_pixels at Cityscapes scale on CUDA"
+timeout 150 "$PY" benchmarks/select_pixels.py --devices cuda --json "$OUT/select_pixels_cuda.json" \
+  2>&1 | tee "$OUT/select_pixels_cuda.md" || status=1
+
+echo "== exact k-NN density on CUDA"
+timeout 120 "$PY" benchmarks/knn.py --device cuda --n 200000 1000000 \
+  --json "$OUT/knn_cuda.json" 2>&1 | tee "$OUT/knn_cuda.md" || status=1
 
 exit $status

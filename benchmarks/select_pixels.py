@@ -8,7 +8,8 @@ levels), densities from ``coverage_density`` of the per-pixel noise level,
 probabilities from a softmax of smooth random logits. Rows per device and
 sampler: the total select_pixels time and its greedy part (the sampler's
 ``select``, timed inside the call), the rest being scoring, top-k and the
-bilinear gathers. CUDA rows are added when a GPU is present.
+bilinear gathers. CUDA rows are added when a GPU is present (timed after one
+warm-up call).
 
 Per-phase split (seconds per image): ``score_s`` (margin scores of every
 pixel), ``topk_s`` (the alpha * budget best candidates), ``gather_s``
@@ -107,6 +108,9 @@ def run(size, stride, classes, dim, budget, alpha, labeled, samplers, devices, s
                        "kcenter": KCenterGreedy(seed=seed),
                        "kmedoids_refinement": KMedoidsRefinement(seed=seed),
                        "score_only": None}[name]
+            if dev.type != "cpu":  # warm-up: context, kernels, allocator
+                select_pixels(p, f, d, budget, labeled=lb if labeled else None,
+                              alpha=alpha, sampler=sampler, seed=seed)
             _sync(dev)
             with phase_timer(dev) as spent:
                 t0 = time.perf_counter()
