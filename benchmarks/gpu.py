@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from _common import base_parser, emit
 
+import densecore._backends.torch_backend as TB
 from densecore import DensityAwareGreedy
 from densecore.bench.speed import compare_selections, make_problem, torch_norm_greedy
 
@@ -112,6 +113,8 @@ def main(argv=None) -> int:
                        first_divergence=cmp["first_divergence"],
                        divergence_rel_gap=cmp["divergence_rel_gap"])
         rows.append(row)
+        print({k: row[k] for k in ("method", "dtype", "validate", "time_s") if k in row},
+              flush=True)
 
     for dtype in args.dtypes:
         xd = xc.to(getattr(torch, dtype))
@@ -127,6 +130,15 @@ def main(argv=None) -> int:
             add("engine (torch backend)", dtype, validate, budget, t, syncs, dtoh,
                 sel.indices.cpu().numpy())
         del xd
+    # the same engine without CUDA graphs (every pick launched eagerly)
+    graph_picks, TB._GRAPH_PICKS = TB._GRAPH_PICKS, 1 << 62
+    try:
+        sampler = DensityAwareGreedy(backend="torch", validate=False)
+        t, _, sel = _timed(lambda: sampler.select(xc, budget, densities=dc, init=first),
+                           args.repeats)
+        add("engine, no CUDA graph", "float32", False, budget, t, idx=sel.indices.cpu().numpy())
+    finally:
+        TB._GRAPH_PICKS = graph_picks
     k = min(budget, args.baseline_picks)
     torch_norm_greedy(xc, dc, 5, first)
     t, _, idx = _timed(lambda: torch_norm_greedy(xc, dc, k, first), 2)

@@ -154,7 +154,7 @@ def torch_norm_greedy(x, densities, budget: int, first: int) -> np.ndarray:
 
     xt = torch.as_tensor(x)
     dt = torch.as_tensor(densities, device=xt.device).to(xt.dtype)
-    r = torch.full((xt.shape[0],), float("inf"), dtype=xt.dtype)
+    r = torch.full((xt.shape[0],), float("inf"), dtype=xt.dtype, device=xt.device)
     out = np.empty(budget, dtype=np.int64)
     u = int(first)
     for i in range(budget):
