@@ -25,9 +25,6 @@ from .nearest import search
 # other devices (fewer kernel launches per pick).
 _BLOCK_CPU = 1 << 18
 _BLOCK_DEV = 1 << 24
-# CUDA: picks per captured graph, and eager picks before the first capture
-_GRAPH_PICKS = 8
-_GRAPH_WARMUP = 3
 
 
 def _sqdist(x: torch.Tensor, v: torch.Tensor, buf: torch.Tensor) -> torch.Tensor:
@@ -74,7 +71,6 @@ class Engine:
         self.r = torch.where(excluded, torch.full_like(r, -1.0), r)
         self.none = torch.tensor([-1.0, -1.0], dtype=torch.float64, device=dev)
         self.picks = 0
-        self._i = torch.zeros(1, dtype=torch.int64, device=dev)  # the pick number, on device
 
     @staticmethod
     def threads(num_threads=None):
@@ -110,60 +106,16 @@ class Engine:
         dist = _sqdist(self.x, vec[:-1], self.buf) / vec[-1]
         torch.minimum(self.r, dist, out=self.r)
 
-    def _step(self, i_t: torch.Tensor, out_idx: torch.Tensor, out_r: torch.Tensor) -> None:
-        """One pick, entirely on the device: the pick number is the ``(1,)`` int64 tensor
-        ``i_t`` (advanced by one), so the same kernels can be replayed as a CUDA graph."""
-        pair = self.best()
-        u = pair[1].to(torch.int64)
-        out_idx.index_put_((i_t,), u.reshape(1))
-        out_r.index_put_((i_t,), pair[0].reshape(1))
-        self.add_centre(self.row(u), u)
-        i_t += 1
-
-    def _graph(self, out_idx, out_r):
-        """A CUDA graph of ``_GRAPH_PICKS`` picks writing into ``out_idx``/``out_r``, or
-        None where graphs do not apply (not CUDA, or capture refused)."""
-        key = (out_idx.data_ptr(), out_r.data_ptr())
-        if self.x.device.type != "cuda" or self.r.numel() == 0:
-            return None
-        if getattr(self, "_graph_key", None) == key:
-            return self._graph_obj
-        self._graph_key, self._graph_obj = key, None
-        try:
-            g = torch.cuda.CUDAGraph()
-            picks = self.picks
-            with torch.cuda.graph(g):  # records only: nothing runs until replay
-                for _ in range(_GRAPH_PICKS):
-                    self._step(self._i, out_idx, out_r)
-            self.picks = picks
-            self._graph_obj = g
-        except RuntimeError:  # pragma: no cover - a driver or build without graph capture
-            self.picks = picks
-        return self._graph_obj
-
     def run(self, k: int, out_idx: torch.Tensor, out_r: torch.Tensor, first: int = -1) -> None:
         """Make ``k`` picks of this pool alone into ``out_idx``/``out_r`` (``(budget,)``
-        int64 / float64 on the device); ``first`` (>= 0) forces the very first pick.
-
-        On CUDA, blocks of ``_GRAPH_PICKS`` picks after the first few are replayed
-        from one captured CUDA graph (the same kernels, launched at once)."""
-        if k <= 0:
-            return
-        if self.picks == 0 and first >= 0:
-            u = torch.tensor(first, dtype=torch.int64, device=self.r.device)
-            out_idx[0], out_r[0] = u, self.r[u]
+        int64 / float64 on the device); ``first`` (>= 0) forces the very first pick."""
+        for _ in range(k):
+            i = self.picks
+            if i == 0 and first >= 0:
+                u = torch.tensor(first, dtype=torch.int64, device=self.r.device)
+                ru = self.r[u]
+            else:
+                pair = self.best()
+                u, ru = pair[1].to(torch.int64), pair[0]
+            out_idx[i], out_r[i] = u, ru
             self.add_centre(self.row(u), u)
-            k -= 1
-        self._i.fill_(self.picks)
-        # eager picks first: they warm up the kernels a capture needs
-        while k > 0 and (self.picks < _GRAPH_WARMUP or k < _GRAPH_PICKS):
-            self._step(self._i, out_idx, out_r)
-            k -= 1
-        g = self._graph(out_idx, out_r) if k >= _GRAPH_PICKS else None
-        while g is not None and k >= _GRAPH_PICKS:
-            g.replay()
-            self.picks += _GRAPH_PICKS
-            k -= _GRAPH_PICKS
-        while k > 0:
-            self._step(self._i, out_idx, out_r)
-            k -= 1
