@@ -33,11 +33,18 @@ import numpy as np
 import torch
 from numba import njit, prange
 
+from .sketch import SKETCH_DIM, build_sketch
+
 log = logging.getLogger(__name__)
 
-# Relative slack on the pruning test: an area is skipped only when the bound
-# holds with a margin well above float32 rounding of the distances involved.
+# Relative slack of the pruning and sketch tests: a point or area is skipped only
+# when its bound holds with a margin well above the rounding of the engine's own
+# distances (a sum of D squares in the feature dtype), see Engine.slack.
 _PRUNE_SLACK = 1e-4
+# The sketch (:mod:`.sketch`) is built for pools of at least this many points and
+# features of more than twice its dimension, when at least this many picks remain.
+_SKETCH_MIN_N = 8192
+_SKETCH_MIN_PICKS = 32
 _CHUNK = 2048
 
 
@@ -62,6 +69,10 @@ def _sqdist_to(x, i, v):
         t = x[i, c] - v[c]
         acc += t * t
     return acc
+
+
+# float32 rounding of the sketch distance (m <= 64 terms): shrink it by this factor
+_SKETCH_SHRINK = 1.0 - 1e-5
 
 
 @njit(cache=True)
@@ -150,7 +161,7 @@ def _locate(order, rr, a_start, a_end, n_a, u):
 
 @njit(cache=True, parallel=True)
 def add_centre(x, centres, cdens, order, rr, tmp, a_start, a_end, a_max, a_arg, a_centre,
-               state, cu, du, u, au):
+               state, cu, du, u, au, slack):
     """Add a selected point as a new centre and lower every r it improves.
 
     Args:
@@ -163,6 +174,7 @@ def add_centre(x, centres, cdens, order, rr, tmp, a_start, a_end, a_max, a_arg, 
         cu: (D,) features of the new centre; du: its density.
         u: its index in ``x`` if it belongs to this pool (removed from the pool), else -1.
         au: the area holding ``u`` (always scanned), or -1.
+        slack: relative margin of the pruning test (``Engine.slack``).
     """
     d = x.shape[1]
     n_c, n_a, tail = state[1], state[2], state[3]
@@ -187,7 +199,7 @@ def add_centre(x, centres, cdens, order, rr, tmp, a_start, a_end, a_max, a_arg, 
         thr = -1.0
         if ck >= 0:
             dist = np.sqrt(_sqdist(centres, ck, centres, n_c))
-            lim = dist / ((np.sqrt(cdens[ck]) + sdu) * (1.0 + _PRUNE_SLACK))
+            lim = dist / ((np.sqrt(cdens[ck]) + sdu) * (1.0 + slack))
             thr = lim * lim
             if k != au and a_max[k] <= thr:
                 continue
@@ -318,7 +330,7 @@ def add_centre(x, centres, cdens, order, rr, tmp, a_start, a_end, a_max, a_arg, 
 
 @njit(cache=True)
 def run_picks(x, dens, centres, cdens, order, rr, tmp, a_start, a_end, a_max, a_arg,
-              a_centre, state, n_steps, out_idx, out_r, first):
+              a_centre, state, n_steps, out_idx, out_r, first, slack):
     """Run ``n_steps`` picks of Algorithm 1, continuing from ``state``.
 
     ``first`` (>= 0) forces the very first pick; -1 lets the argmax decide.
@@ -337,7 +349,7 @@ def run_picks(x, dens, centres, cdens, order, rr, tmp, a_start, a_end, a_max, a_
         for c in range(x.shape[1]):
             cu[c] = x[u, c]
         add_centre(x, centres, cdens, order, rr, tmp, a_start, a_end, a_max, a_arg,
-                   a_centre, state, cu, dens[u], u, au)
+                   a_centre, state, cu, dens[u], u, au, slack)
         state[0] = i + 1
 
 
@@ -352,41 +364,102 @@ def _flatten(order, rr, a_start, a_end, n_a, r):
 _DENSE_BLOCK = 4096
 
 
+@njit(cache=True, fastmath=_FAST)
+def _dense_block(x, r, cu, du, lo, hi, syt, srho, serr, yu, rho_u, err_u, mul):
+    """Points ``[lo, hi)`` of :func:`dense_update`; True when an r changed.
+
+    A plain function (not a parallel-loop body) so that its loops vectorise."""
+    m = syt.shape[0]
+    changed = False
+    acc = np.zeros(hi - lo if m > 0 else 0, dtype=np.float32)
+    if m > 0:
+        for j in range(m):
+            c = yu[j]
+            for i in range(hi - lo):
+                q = syt[j, lo + i] - c
+                acc[i] += q * q
+        for i in range(hi - lo):  # branch-free, so that it vectorises
+            t = lo + i
+            e = serr[t] + err_u
+            ly = np.sqrt(np.float64(acc[i]) * _SKETCH_SHRINK) - e
+            ly = ly if ly > 0.0 else 0.0
+            lr = srho[t] - rho_u
+            lr = (lr if lr > 0.0 else -lr) - e
+            lr = lr if lr > 0.0 else 0.0
+            lb = ly * ly + lr * lr
+            # lb > 1e-290 keeps an underflowed r * du from deciding
+            acc[i] = np.float32(lb > 1e-290 and lb > r[t] * mul)
+    for i in range(hi - lo):
+        t = lo + i
+        rt = r[t]
+        if rt > 0.0 and (m == 0 or acc[i] == 0.0):
+            v = _sqdist_to(x, t, cu) / du
+            if v < rt:
+                r[t] = v
+                changed = True
+    return changed
+
+
 @njit(cache=True, parallel=True)
-def dense_update(x, r, cu, du, u):
+def dense_update(x, r, cu, du, u, syt, srho, serr, yu, rho_u, err_u, slack, blk_best, blk_arg):
     """One centre ``cu`` (density ``du``) lowers ``r`` (N,) in one fused pass.
 
     ``r`` holds the current r of every point, -1 for labeled or picked ones;
-    ``u`` (>= 0) is first marked picked. Returns ``(max r, its lowest index)``,
-    ``(-1.0, -1)`` when nothing is left.
+    ``u`` (>= 0) is first marked picked. With a sketch (``syt`` (m, N) float32,
+    the transposed sketch coordinates; ``srho``, ``serr`` (N,); the centre's
+    ``yu`` (m,), ``rho_u``, ``err_u``), each block first bounds every distance
+    from the sketch in vectorised passes and reads the features of the few
+    points the bound does not rule out (:mod:`.sketch`). ``blk_best``/``blk_arg``
+    hold each block's largest r and its lowest index; only blocks where r
+    changed are rescanned. Returns ``(max r, its lowest index)``, ``(-1.0, -1)``
+    when nothing is left.
     """
     n = x.shape[0]
     if u >= 0:
         r[u] = -1.0
-    n_blk = (n + _DENSE_BLOCK - 1) // _DENSE_BLOCK
-    blk_best = np.empty(n_blk)
-    blk_arg = np.empty(n_blk, dtype=np.int64)
+    n_blk = blk_best.shape[0]
+    mul = du * (1.0 + slack)
     for b in prange(n_blk):
-        bb = -1.0
-        ba = -1
-        for t in range(b * _DENSE_BLOCK, min((b + 1) * _DENSE_BLOCK, n)):
-            rt = r[t]
-            if rt > 0.0:
-                v = _sqdist_to(x, t, cu) / du
-                if v < rt:
-                    rt = v
-                    r[t] = v
-            if rt > bb:
-                bb = rt
-                ba = t
-        blk_best[b] = bb
-        blk_arg[b] = ba
+        lo = b * _DENSE_BLOCK
+        hi = min(lo + _DENSE_BLOCK, n)
+        changed = _dense_block(x, r, cu, du, lo, hi, syt, srho, serr, yu, rho_u, err_u, mul)
+        if changed or lo <= u < hi:
+            bb = -1.0
+            ba = -1
+            for t in range(lo, hi):
+                if r[t] > bb:
+                    bb = r[t]
+                    ba = t
+            blk_best[b] = bb
+            blk_arg[b] = ba
     best = -1.0
     arg = -1
     for b in range(n_blk):
         if blk_best[b] > best:
             best = blk_best[b]
             arg = blk_arg[b]
+    return best, arg
+
+
+@njit(cache=True)
+def _block_maxima(r, blk_best, blk_arg):
+    """Fill each dense block's largest r and its lowest index; return the overall pair
+    (``(-1.0, -1)`` when every r is negative)."""
+    n = r.shape[0]
+    best = -1.0
+    arg = -1
+    for b in range(blk_best.shape[0]):
+        bb = -1.0
+        ba = -1
+        for t in range(b * _DENSE_BLOCK, min((b + 1) * _DENSE_BLOCK, n)):
+            if r[t] > bb:
+                bb = r[t]
+                ba = t
+        blk_best[b] = bb
+        blk_arg[b] = ba
+        if bb > best:
+            best = bb
+            arg = ba
     return best, arg
 
 
@@ -446,6 +519,18 @@ class Engine:
         self.centres = np.empty((n_lab + max_new, d), dtype=self.x.dtype)
         self.cdens = np.empty(n_lab + max_new, dtype=np.float64)
         self.state = np.zeros(5, dtype=np.int64)
+        eps = float(np.finfo(self.x.dtype).eps)
+        self.slack = _PRUNE_SLACK + 4.0 * (d + 2) * eps
+        self.sketch = None
+        if n >= _SKETCH_MIN_N and d > 2 * SKETCH_DIM and max_new >= _SKETCH_MIN_PICKS:
+            self.sketch = build_sketch(self.x, SKETCH_DIM)
+            self.syt = np.ascontiguousarray(self.sketch.y.T)
+            self.srho, self.serr = self.sketch.rho, self.sketch.err
+        else:
+            self.syt = np.zeros((0, n), dtype=np.float32)
+            self.srho = self.serr = np.zeros(n)
+        n_blk = (n + _DENSE_BLOCK - 1) // _DENSE_BLOCK
+        self.blk_best, self.blk_arg = np.empty(n_blk), np.empty(n_blk, dtype=np.int64)
         self.r = None  # (N,) r of every point after the dense hand-over
         self.best_r, self.best_u = -1.0, -1
         self.n_live = n - int(ex.sum())
@@ -502,7 +587,7 @@ class Engine:
             self.n_live -= 1
         self.state[0] += 1
         if self.r is not None:
-            self.best_r, self.best_u = dense_update(self.x, self.r, cu, du, u)
+            self.best_r, self.best_u = self._dense(cu, du, u)
             return
         reads0 = self.state[4]
         au = -1
@@ -510,7 +595,7 @@ class Engine:
             au, _ = _locate(self.order, self.rr, self.a_start, self.a_end, self.state[2], u)
         add_centre(self.x, self.centres, self.cdens, self.order, self.rr, self.tmp,
                    self.a_start, self.a_end, self.a_max, self.a_arg, self.a_centre, self.state,
-                   cu, du, u, au)
+                   cu, du, u, au, self.slack)
         self._note(1, self.state[4] - reads0)
 
     def run(self, k: int, out_idx: np.ndarray, out_r: np.ndarray, first: int = -1) -> None:
@@ -540,7 +625,7 @@ class Engine:
             reads0 = self.state[4]
             run_picks(self.x, self.dens, self.centres, self.cdens, self.order, self.rr,
                       self.tmp, self.a_start, self.a_end, self.a_max, self.a_arg,
-                      self.a_centre, self.state, k, out_idx, out_r, first)
+                      self.a_centre, self.state, k, out_idx, out_r, first, self.slack)
             self.n_live -= k
             reads = int(self.state[4] - reads0)
             self._note(k, reads)
@@ -552,9 +637,20 @@ class Engine:
             out_idx[j], out_r[j] = u, ru
             work += self.n_live
             self.n_live -= 1
-            self.best_r, self.best_u = dense_update(self.x, self.r, self.x[u], self.dens[u], u)
+            self.best_r, self.best_u = self._dense(self.x[u], self.dens[u], u)
         self.state[0] = i + k
         return work
+
+    def _dense(self, cu, du, u):
+        """One dense pass (:func:`dense_update`) for centre ``cu`` (``u`` >= 0: in this pool)."""
+        if self.sketch is None:
+            yu, rho_u, err_u = np.zeros(0, np.float32), 0.0, 0.0
+        elif u >= 0:
+            yu, rho_u, err_u = self.sketch.y[u], self.srho[u], self.serr[u]
+        else:
+            yu, rho_u, err_u = self.sketch.of(cu)
+        return dense_update(self.x, self.r, cu, float(du), u, self.syt, self.srho, self.serr,
+                            yu, rho_u, err_u, self.slack, self.blk_best, self.blk_arg)
 
     def _note(self, picks: int, reads: int) -> None:
         """Hand over to dense passes once pruning reads too many points per pick."""
@@ -568,10 +664,7 @@ class Engine:
         if w[1] / (w[0] * max(1, self.n_live)) > _DENSE_SWITCH:
             self.r = np.full(self.x.shape[0], -1.0)
             _flatten(self.order, self.rr, self.a_start, self.a_end, self.state[2], self.r)
-            best = int(np.argmax(self.r))
-            self.best_r, self.best_u = float(self.r[best]), best
-            if self.best_r < 0:
-                self.best_u = -1
+            self.best_r, self.best_u = _block_maxima(self.r, self.blk_best, self.blk_arg)
             log.debug("pruning ineffective after %d picks; dense passes from here",
                       self.state[0])
         w[0] = w[1] = 0
