@@ -15,21 +15,22 @@ from reference import density_aware_greedy_ref, replay_check
 from test_hostile import hostile
 
 
-def _forced(mp, dim=2):
-    """Sketch for every pool (``dim`` directions) and dense passes after 16 picks."""
+def _forced(mp, dim=2, dense=True):
+    """Sketch for every pool (``dim`` directions); dense passes after 16 picks, or never."""
     mp.setattr(NB, "_SKETCH_MIN_N", 0)
     mp.setattr(NB, "_SKETCH_MIN_PICKS", 0)
     mp.setattr(NB, "SKETCH_DIM", dim)
     mp.setattr(NB, "_WARMUP", 0)
-    mp.setattr(NB, "_DENSE_SWITCH", -1.0)
+    mp.setattr(NB, "_DENSE_SWITCH", -1.0 if dense else 2.0)
 
 
 def _lower_bound(sk, t, u):
     """The kernel's bound in float64 (without its float32 shrink)."""
-    y = sk.y.astype(np.float64)
-    e = sk.err[t] + sk.err[u]
-    ly = np.maximum(np.linalg.norm(y[t] - y[u], axis=-1) - e, 0.0)
-    lr = np.maximum(np.abs(sk.rho[t] - sk.rho[u]) - e, 0.0)
+    rows = sk.rows.astype(np.float64)
+    m = rows.shape[1] - 1
+    e = 2.0 * sk.err
+    ly = np.maximum(np.linalg.norm(rows[t, :m] - rows[u, :m], axis=-1) - e, 0.0)
+    lr = np.maximum(np.abs(rows[t, m] - rows[u, m]) - e, 0.0)
     return ly ** 2 + lr ** 2
 
 
@@ -55,16 +56,17 @@ def test_sketch_of_a_vector_matches_the_pool_rows():
     rng = np.random.default_rng(1)
     x = rng.normal(size=(300, 20)).astype(np.float32)
     sk = build_sketch(x, 4)
-    y, rho, err = sk.of(x[17])
-    np.testing.assert_array_equal(y, sk.y[17])
-    assert rho == pytest.approx(sk.rho[17], rel=1e-12)
-    assert err == pytest.approx(sk.err[17], rel=1e-12)
+    assert sk.rows.shape == (300, 5) and sk.rows.ctypes.data % 64 == 0
+    row, err = sk.of(x[17])
+    np.testing.assert_array_equal(row, sk.rows[17])
+    assert 0 < err <= sk.err
 
 
+@pytest.mark.parametrize("dense", [False, True])
 @pytest.mark.parametrize("density_aware", [False, True])
 @pytest.mark.parametrize("labeled", [False, True])
-def test_forced_sketch_matches_the_reference(monkeypatch, caplog, density_aware, labeled):
-    _forced(monkeypatch, dim=4)
+def test_forced_sketch_matches_the_reference(monkeypatch, caplog, density_aware, labeled, dense):
+    _forced(monkeypatch, dim=4, dense=dense)
     rng = np.random.default_rng(3)
     x = (rng.normal(size=(900, 12)) * np.linspace(3.0, 0.2, 12)).astype(np.float32)
     x[500:560] = x[:60]
@@ -78,7 +80,7 @@ def test_forced_sketch_matches_the_reference(monkeypatch, caplog, density_aware,
     with caplog.at_level("DEBUG", logger="densecore._backends.numba_backend"):
         sel = densecore.farthest_first(x, 250, densities=dens, init=None if labeled else 4,
                                        backend="numba", **kw)
-    assert "dense passes" in caplog.text
+    assert ("dense passes" in caplog.text) == dense
     ref_idx, ref_r = density_aware_greedy_ref(x, 250, densities=dens,
                                               init=None if labeled else 4, **kw)
     np.testing.assert_array_equal(sel.indices, ref_idx)

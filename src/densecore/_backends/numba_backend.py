@@ -75,6 +75,27 @@ def _sqdist_to(x, i, v):
 _SKETCH_SHRINK = 1.0 - 1e-5
 
 
+@njit(cache=True, fastmath=_FAST)
+def _sketch_far(rows, t, pu, e, rt, mul):
+    """True when the sketch proves ``||x_t - x_u||^2 / d_u >= r_t`` (module :mod:`.sketch`).
+
+    ``rows`` (N, m + 1) float32 ``[y, rho]``, ``pu`` the centre's row, ``e`` the summed
+    rounding bound of both rows, ``mul = d_u (1 + slack)``. False without a sketch.
+    """
+    m = rows.shape[1] - 1
+    if m <= 0:
+        return False
+    a = np.float32(0.0)
+    for j in range(m):
+        q = rows[t, j] - pu[j]
+        a += q * q
+    ly = np.sqrt(np.float64(a) * _SKETCH_SHRINK) - e
+    lr = abs(np.float64(rows[t, m]) - np.float64(pu[m])) - e
+    lb = (ly * ly if ly > 0.0 else 0.0) + (lr * lr if lr > 0.0 else 0.0)
+    # lb > 1e-290 keeps an underflowed r * d_u from deciding
+    return lb > 1e-290 and lb > rt * mul
+
+
 @njit(cache=True)
 def _area_best(order, rr, start, end):
     best = -1.0
@@ -161,7 +182,7 @@ def _locate(order, rr, a_start, a_end, n_a, u):
 
 @njit(cache=True, parallel=True)
 def add_centre(x, centres, cdens, order, rr, tmp, a_start, a_end, a_max, a_arg, a_centre,
-               state, cu, du, u, au, slack):
+               state, cu, du, u, au, slack, rows, pu, e):
     """Add a selected point as a new centre and lower every r it improves.
 
     Args:
@@ -174,7 +195,9 @@ def add_centre(x, centres, cdens, order, rr, tmp, a_start, a_end, a_max, a_arg, 
         cu: (D,) features of the new centre; du: its density.
         u: its index in ``x`` if it belongs to this pool (removed from the pool), else -1.
         au: the area holding ``u`` (always scanned), or -1.
-        slack: relative margin of the pruning test (``Engine.slack``).
+        slack: relative margin of the pruning and sketch tests (``Engine.slack``).
+        rows, pu, e: the pool's sketch rows (``(N, 0)`` for none), the centre's row
+            and the summed rounding bound (:func:`_sketch_far`).
     """
     d = x.shape[1]
     n_c, n_a, tail = state[1], state[2], state[3]
@@ -228,6 +251,9 @@ def add_centre(x, centres, cdens, order, rr, tmp, a_start, a_end, a_max, a_arg, 
                 tmp[p] = -1.0
                 continue
             reads += 1
+            if _sketch_far(rows, t, pu, e, rr[p], du * (1.0 + slack)):
+                tmp[p] = -1.0
+                continue
             v = _sqdist_to(x, t, cu) / du
             if v < rr[p]:
                 tmp[p] = v
@@ -330,7 +356,7 @@ def add_centre(x, centres, cdens, order, rr, tmp, a_start, a_end, a_max, a_arg, 
 
 @njit(cache=True)
 def run_picks(x, dens, centres, cdens, order, rr, tmp, a_start, a_end, a_max, a_arg,
-              a_centre, state, n_steps, out_idx, out_r, first, slack):
+              a_centre, state, n_steps, out_idx, out_r, first, slack, rows, e2):
     """Run ``n_steps`` picks of Algorithm 1, continuing from ``state``.
 
     ``first`` (>= 0) forces the very first pick; -1 lets the argmax decide.
@@ -349,7 +375,7 @@ def run_picks(x, dens, centres, cdens, order, rr, tmp, a_start, a_end, a_max, a_
         for c in range(x.shape[1]):
             cu[c] = x[u, c]
         add_centre(x, centres, cdens, order, rr, tmp, a_start, a_end, a_max, a_arg,
-                   a_centre, state, cu, dens[u], u, au, slack)
+                   a_centre, state, cu, dens[u], u, au, slack, rows, rows[u], e2)
         state[0] = i + 1
 
 
@@ -365,25 +391,25 @@ _DENSE_BLOCK = 4096
 
 
 @njit(cache=True, fastmath=_FAST)
-def _dense_block(x, r, cu, du, lo, hi, syt, srho, serr, yu, rho_u, err_u, mul):
+def _dense_block(x, r, cu, du, lo, hi, syt, pu, e, mul):
     """Points ``[lo, hi)`` of :func:`dense_update`; True when an r changed.
 
     A plain function (not a parallel-loop body) so that its loops vectorise."""
-    m = syt.shape[0]
+    m = syt.shape[0] - 1
     changed = False
     acc = np.zeros(hi - lo if m > 0 else 0, dtype=np.float32)
     if m > 0:
         for j in range(m):
-            c = yu[j]
+            c = pu[j]
             for i in range(hi - lo):
                 q = syt[j, lo + i] - c
                 acc[i] += q * q
+        rho_u = np.float64(pu[m])
         for i in range(hi - lo):  # branch-free, so that it vectorises
             t = lo + i
-            e = serr[t] + err_u
             ly = np.sqrt(np.float64(acc[i]) * _SKETCH_SHRINK) - e
             ly = ly if ly > 0.0 else 0.0
-            lr = srho[t] - rho_u
+            lr = np.float64(syt[m, t]) - rho_u
             lr = (lr if lr > 0.0 else -lr) - e
             lr = lr if lr > 0.0 else 0.0
             lb = ly * ly + lr * lr
@@ -392,7 +418,7 @@ def _dense_block(x, r, cu, du, lo, hi, syt, srho, serr, yu, rho_u, err_u, mul):
     for i in range(hi - lo):
         t = lo + i
         rt = r[t]
-        if rt > 0.0 and (m == 0 or acc[i] == 0.0):
+        if rt > 0.0 and (m <= 0 or acc[i] == 0.0):
             v = _sqdist_to(x, t, cu) / du
             if v < rt:
                 r[t] = v
@@ -401,13 +427,13 @@ def _dense_block(x, r, cu, du, lo, hi, syt, srho, serr, yu, rho_u, err_u, mul):
 
 
 @njit(cache=True, parallel=True)
-def dense_update(x, r, cu, du, u, syt, srho, serr, yu, rho_u, err_u, slack, blk_best, blk_arg):
+def dense_update(x, r, cu, du, u, syt, pu, e, slack, blk_best, blk_arg):
     """One centre ``cu`` (density ``du``) lowers ``r`` (N,) in one fused pass.
 
     ``r`` holds the current r of every point, -1 for labeled or picked ones;
-    ``u`` (>= 0) is first marked picked. With a sketch (``syt`` (m, N) float32,
-    the transposed sketch coordinates; ``srho``, ``serr`` (N,); the centre's
-    ``yu`` (m,), ``rho_u``, ``err_u``), each block first bounds every distance
+    ``u`` (>= 0) is first marked picked. With a sketch (``syt`` (m + 1, N) float32,
+    the transposed sketch rows; ``pu`` the centre's row; ``e`` the summed rounding
+    bound, see :func:`_sketch_far`), each block first bounds every distance
     from the sketch in vectorised passes and reads the features of the few
     points the bound does not rule out (:mod:`.sketch`). ``blk_best``/``blk_arg``
     hold each block's largest r and its lowest index; only blocks where r
@@ -422,7 +448,7 @@ def dense_update(x, r, cu, du, u, syt, srho, serr, yu, rho_u, err_u, slack, blk_
     for b in prange(n_blk):
         lo = b * _DENSE_BLOCK
         hi = min(lo + _DENSE_BLOCK, n)
-        changed = _dense_block(x, r, cu, du, lo, hi, syt, srho, serr, yu, rho_u, err_u, mul)
+        changed = _dense_block(x, r, cu, du, lo, hi, syt, pu, e, mul)
         if changed or lo <= u < hi:
             bb = -1.0
             ba = -1
@@ -522,13 +548,11 @@ class Engine:
         eps = float(np.finfo(self.x.dtype).eps)
         self.slack = _PRUNE_SLACK + 4.0 * (d + 2) * eps
         self.sketch = None
+        self.rows = np.zeros((n, 0), dtype=np.float32)
         if n >= _SKETCH_MIN_N and d > 2 * SKETCH_DIM and max_new >= _SKETCH_MIN_PICKS:
             self.sketch = build_sketch(self.x, SKETCH_DIM)
-            self.syt = np.ascontiguousarray(self.sketch.y.T)
-            self.srho, self.serr = self.sketch.rho, self.sketch.err
-        else:
-            self.syt = np.zeros((0, n), dtype=np.float32)
-            self.srho = self.serr = np.zeros(n)
+            self.rows = self.sketch.rows
+        self.syt = np.ascontiguousarray(self.rows.T)
         n_blk = (n + _DENSE_BLOCK - 1) // _DENSE_BLOCK
         self.blk_best, self.blk_arg = np.empty(n_blk), np.empty(n_blk, dtype=np.int64)
         self.r = None  # (N,) r of every point after the dense hand-over
@@ -595,7 +619,7 @@ class Engine:
             au, _ = _locate(self.order, self.rr, self.a_start, self.a_end, self.state[2], u)
         add_centre(self.x, self.centres, self.cdens, self.order, self.rr, self.tmp,
                    self.a_start, self.a_end, self.a_max, self.a_arg, self.a_centre, self.state,
-                   cu, du, u, au, self.slack)
+                   cu, du, u, au, self.slack, self.rows, *self._centre_sketch(cu, u))
         self._note(1, self.state[4] - reads0)
 
     def run(self, k: int, out_idx: np.ndarray, out_r: np.ndarray, first: int = -1) -> None:
@@ -625,7 +649,8 @@ class Engine:
             reads0 = self.state[4]
             run_picks(self.x, self.dens, self.centres, self.cdens, self.order, self.rr,
                       self.tmp, self.a_start, self.a_end, self.a_max, self.a_arg,
-                      self.a_centre, self.state, k, out_idx, out_r, first, self.slack)
+                      self.a_centre, self.state, k, out_idx, out_r, first, self.slack,
+                      self.rows, 2.0 * self._err())
             self.n_live -= k
             reads = int(self.state[4] - reads0)
             self._note(k, reads)
@@ -641,16 +666,23 @@ class Engine:
         self.state[0] = i + k
         return work
 
+    def _err(self) -> float:
+        return self.sketch.err if self.sketch is not None else 0.0
+
+    def _centre_sketch(self, cu, u):
+        """``(row, e)``: the sketch row of a new centre and the summed rounding bound."""
+        if self.sketch is None:
+            return np.zeros(0, np.float32), 0.0
+        if u >= 0:
+            return self.rows[u], 2.0 * self.sketch.err
+        row, err = self.sketch.of(cu)
+        return row, self.sketch.err + err
+
     def _dense(self, cu, du, u):
         """One dense pass (:func:`dense_update`) for centre ``cu`` (``u`` >= 0: in this pool)."""
-        if self.sketch is None:
-            yu, rho_u, err_u = np.zeros(0, np.float32), 0.0, 0.0
-        elif u >= 0:
-            yu, rho_u, err_u = self.sketch.y[u], self.srho[u], self.serr[u]
-        else:
-            yu, rho_u, err_u = self.sketch.of(cu)
-        return dense_update(self.x, self.r, cu, float(du), u, self.syt, self.srho, self.serr,
-                            yu, rho_u, err_u, self.slack, self.blk_best, self.blk_arg)
+        pu, e = self._centre_sketch(cu, u)
+        return dense_update(self.x, self.r, cu, float(du), u, self.syt, pu, e, self.slack,
+                            self.blk_best, self.blk_arg)
 
     def _note(self, picks: int, reads: int) -> None:
         """Hand over to dense passes once pruning reads too many points per pick."""
