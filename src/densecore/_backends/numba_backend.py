@@ -44,7 +44,7 @@ _PRUNE_SLACK = 1e-4
 # The sketch (:mod:`.sketch`) is built for pools of at least this many points and
 # features of more than twice its dimension, when at least this many picks remain.
 _SKETCH_MIN_N = 8192
-_SKETCH_MIN_PICKS = 32
+_SKETCH_MIN_PICKS = 256
 _CHUNK = 2048
 
 
