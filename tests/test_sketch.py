@@ -1,4 +1,4 @@
-"""The sketch that lets the numba engine's dense pass skip points: a true lower bound,
+"""The sketch that lets the numba engine's dense passes skip points: a true lower bound,
 and the selection with it is the selection without it, on every hostile case."""
 
 from __future__ import annotations
@@ -15,13 +15,13 @@ from reference import density_aware_greedy_ref, replay_check
 from test_hostile import hostile
 
 
-def _forced(mp, dim=2, dense=True):
-    """Sketch for every pool (``dim`` directions); dense passes after 16 picks, or never."""
+def _forced(mp, dim=2):
+    """Dense passes after 16 picks, with a sketch of ``dim`` directions for every pool."""
     mp.setattr(NB, "_SKETCH_MIN_N", 0)
     mp.setattr(NB, "_SKETCH_MIN_PICKS", 0)
     mp.setattr(NB, "SKETCH_DIM", dim)
     mp.setattr(NB, "_WARMUP", 0)
-    mp.setattr(NB, "_DENSE_SWITCH", -1.0 if dense else 2.0)
+    mp.setattr(NB, "_DENSE_SWITCH", -1.0)
 
 
 def _lower_bound(sk, t, u):
@@ -62,11 +62,10 @@ def test_sketch_of_a_vector_matches_the_pool_rows():
     assert 0 < err <= sk.err
 
 
-@pytest.mark.parametrize("dense", [False, True])
 @pytest.mark.parametrize("density_aware", [False, True])
 @pytest.mark.parametrize("labeled", [False, True])
-def test_forced_sketch_matches_the_reference(monkeypatch, caplog, density_aware, labeled, dense):
-    _forced(monkeypatch, dim=4, dense=dense)
+def test_forced_sketch_matches_the_reference(monkeypatch, caplog, density_aware, labeled):
+    _forced(monkeypatch, dim=4)
     rng = np.random.default_rng(3)
     x = (rng.normal(size=(900, 12)) * np.linspace(3.0, 0.2, 12)).astype(np.float32)
     x[500:560] = x[:60]
@@ -80,7 +79,7 @@ def test_forced_sketch_matches_the_reference(monkeypatch, caplog, density_aware,
     with caplog.at_level("DEBUG", logger="densecore._backends.numba_backend"):
         sel = densecore.farthest_first(x, 250, densities=dens, init=None if labeled else 4,
                                        backend="numba", **kw)
-    assert ("dense passes" in caplog.text) == dense
+    assert "dense passes" in caplog.text
     ref_idx, ref_r = density_aware_greedy_ref(x, 250, densities=dens,
                                               init=None if labeled else 4, **kw)
     np.testing.assert_array_equal(sel.indices, ref_idx)

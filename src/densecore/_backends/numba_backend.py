@@ -41,8 +41,9 @@ log = logging.getLogger(__name__)
 # when its bound holds with a margin well above the rounding of the engine's own
 # distances (a sum of D squares in the feature dtype), see Engine.slack.
 _PRUNE_SLACK = 1e-4
-# The sketch (:mod:`.sketch`) is built for pools of at least this many points and
-# features of more than twice its dimension, when at least this many picks remain.
+# The sketch (:mod:`.sketch`) is built at the hand-over to dense passes, for pools of
+# at least this many points and features of more than twice its dimension, when at
+# least this many picks remain (pruning alone does better where it works).
 _SKETCH_MIN_N = 8192
 _SKETCH_MIN_PICKS = 256
 _CHUNK = 2048
@@ -73,27 +74,6 @@ def _sqdist_to(x, i, v):
 
 # float32 rounding of the sketch distance (m <= 64 terms): shrink it by this factor
 _SKETCH_SHRINK = 1.0 - 1e-5
-
-
-@njit(cache=True, fastmath=_FAST)
-def _sketch_far(rows, t, pu, e, rt, mul):
-    """True when the sketch proves ``||x_t - x_u||^2 / d_u >= r_t`` (module :mod:`.sketch`).
-
-    ``rows`` (N, m + 1) float32 ``[y, rho]``, ``pu`` the centre's row, ``e`` the summed
-    rounding bound of both rows, ``mul = d_u (1 + slack)``. False without a sketch.
-    """
-    m = rows.shape[1] - 1
-    if m <= 0:
-        return False
-    a = np.float32(0.0)
-    for j in range(m):
-        q = rows[t, j] - pu[j]
-        a += q * q
-    ly = np.sqrt(np.float64(a) * _SKETCH_SHRINK) - e
-    lr = abs(np.float64(rows[t, m]) - np.float64(pu[m])) - e
-    lb = (ly * ly if ly > 0.0 else 0.0) + (lr * lr if lr > 0.0 else 0.0)
-    # lb > 1e-290 keeps an underflowed r * d_u from deciding
-    return lb > 1e-290 and lb > rt * mul
 
 
 @njit(cache=True)
@@ -182,7 +162,7 @@ def _locate(order, rr, a_start, a_end, n_a, u):
 
 @njit(cache=True, parallel=True)
 def add_centre(x, centres, cdens, order, rr, tmp, a_start, a_end, a_max, a_arg, a_centre,
-               state, cu, du, u, au, slack, rows, pu, e):
+               state, cu, du, u, au, slack):
     """Add a selected point as a new centre and lower every r it improves.
 
     Args:
@@ -195,9 +175,7 @@ def add_centre(x, centres, cdens, order, rr, tmp, a_start, a_end, a_max, a_arg, 
         cu: (D,) features of the new centre; du: its density.
         u: its index in ``x`` if it belongs to this pool (removed from the pool), else -1.
         au: the area holding ``u`` (always scanned), or -1.
-        slack: relative margin of the pruning and sketch tests (``Engine.slack``).
-        rows, pu, e: the pool's sketch rows (``(N, 0)`` for none), the centre's row
-            and the summed rounding bound (:func:`_sketch_far`).
+        slack: relative margin of the pruning test (``Engine.slack``).
     """
     d = x.shape[1]
     n_c, n_a, tail = state[1], state[2], state[3]
@@ -251,9 +229,6 @@ def add_centre(x, centres, cdens, order, rr, tmp, a_start, a_end, a_max, a_arg, 
                 tmp[p] = -1.0
                 continue
             reads += 1
-            if _sketch_far(rows, t, pu, e, rr[p], du * (1.0 + slack)):
-                tmp[p] = -1.0
-                continue
             v = _sqdist_to(x, t, cu) / du
             if v < rr[p]:
                 tmp[p] = v
@@ -356,7 +331,7 @@ def add_centre(x, centres, cdens, order, rr, tmp, a_start, a_end, a_max, a_arg, 
 
 @njit(cache=True)
 def run_picks(x, dens, centres, cdens, order, rr, tmp, a_start, a_end, a_max, a_arg,
-              a_centre, state, n_steps, out_idx, out_r, first, slack, rows, e2):
+              a_centre, state, n_steps, out_idx, out_r, first, slack):
     """Run ``n_steps`` picks of Algorithm 1, continuing from ``state``.
 
     ``first`` (>= 0) forces the very first pick; -1 lets the argmax decide.
@@ -375,7 +350,7 @@ def run_picks(x, dens, centres, cdens, order, rr, tmp, a_start, a_end, a_max, a_
         for c in range(x.shape[1]):
             cu[c] = x[u, c]
         add_centre(x, centres, cdens, order, rr, tmp, a_start, a_end, a_max, a_arg,
-                   a_centre, state, cu, dens[u], u, au, slack, rows, rows[u], e2)
+                   a_centre, state, cu, dens[u], u, au, slack)
         state[0] = i + 1
 
 
@@ -433,7 +408,7 @@ def dense_update(x, r, cu, du, u, syt, pu, e, slack, blk_best, blk_arg):
     ``r`` holds the current r of every point, -1 for labeled or picked ones;
     ``u`` (>= 0) is first marked picked. With a sketch (``syt`` (m + 1, N) float32,
     the transposed sketch rows; ``pu`` the centre's row; ``e`` the summed rounding
-    bound, see :func:`_sketch_far`), each block first bounds every distance
+    bound, see :mod:`.sketch`), each block first bounds every distance
     from the sketch in vectorised passes and reads the features of the few
     points the bound does not rule out (:mod:`.sketch`). ``blk_best``/``blk_arg``
     hold each block's largest r and its lowest index; only blocks where r
@@ -547,12 +522,9 @@ class Engine:
         self.state = np.zeros(5, dtype=np.int64)
         eps = float(np.finfo(self.x.dtype).eps)
         self.slack = _PRUNE_SLACK + 4.0 * (d + 2) * eps
-        self.sketch = None
-        self.rows = np.zeros((n, 0), dtype=np.float32)
-        if n >= _SKETCH_MIN_N and d > 2 * SKETCH_DIM and max_new >= _SKETCH_MIN_PICKS:
-            self.sketch = build_sketch(self.x, SKETCH_DIM)
-            self.rows = self.sketch.rows
-        self.syt = np.ascontiguousarray(self.rows.T)
+        self.max_new = max_new
+        self.sketch = None  # built at the hand-over to dense passes (_note)
+        self.syt = np.zeros((0, n), dtype=np.float32)
         n_blk = (n + _DENSE_BLOCK - 1) // _DENSE_BLOCK
         self.blk_best, self.blk_arg = np.empty(n_blk), np.empty(n_blk, dtype=np.int64)
         self.r = None  # (N,) r of every point after the dense hand-over
@@ -619,7 +591,7 @@ class Engine:
             au, _ = _locate(self.order, self.rr, self.a_start, self.a_end, self.state[2], u)
         add_centre(self.x, self.centres, self.cdens, self.order, self.rr, self.tmp,
                    self.a_start, self.a_end, self.a_max, self.a_arg, self.a_centre, self.state,
-                   cu, du, u, au, self.slack, self.rows, *self._centre_sketch(cu, u))
+                   cu, du, u, au, self.slack)
         self._note(1, self.state[4] - reads0)
 
     def run(self, k: int, out_idx: np.ndarray, out_r: np.ndarray, first: int = -1) -> None:
@@ -649,8 +621,7 @@ class Engine:
             reads0 = self.state[4]
             run_picks(self.x, self.dens, self.centres, self.cdens, self.order, self.rr,
                       self.tmp, self.a_start, self.a_end, self.a_max, self.a_arg,
-                      self.a_centre, self.state, k, out_idx, out_r, first, self.slack,
-                      self.rows, 2.0 * self._err())
+                      self.a_centre, self.state, k, out_idx, out_r, first, self.slack)
             self.n_live -= k
             reads = int(self.state[4] - reads0)
             self._note(k, reads)
@@ -666,15 +637,12 @@ class Engine:
         self.state[0] = i + k
         return work
 
-    def _err(self) -> float:
-        return self.sketch.err if self.sketch is not None else 0.0
-
     def _centre_sketch(self, cu, u):
         """``(row, e)``: the sketch row of a new centre and the summed rounding bound."""
         if self.sketch is None:
             return np.zeros(0, np.float32), 0.0
         if u >= 0:
-            return self.rows[u], 2.0 * self.sketch.err
+            return np.ascontiguousarray(self.syt[:, u]), 2.0 * self.sketch.err
         row, err = self.sketch.of(cu)
         return row, self.sketch.err + err
 
@@ -697,6 +665,11 @@ class Engine:
             self.r = np.full(self.x.shape[0], -1.0)
             _flatten(self.order, self.rr, self.a_start, self.a_end, self.state[2], self.r)
             self.best_r, self.best_u = _block_maxima(self.r, self.blk_best, self.blk_arg)
+            n, d = self.x.shape
+            if (n >= _SKETCH_MIN_N and d > 2 * SKETCH_DIM
+                    and self.max_new - self.state[0] >= _SKETCH_MIN_PICKS):
+                self.sketch = build_sketch(self.x, SKETCH_DIM)
+                self.syt = np.ascontiguousarray(self.sketch.rows.T)
             log.debug("pruning ineffective after %d picks; dense passes from here",
                       self.state[0])
         w[0] = w[1] = 0
