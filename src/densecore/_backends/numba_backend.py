@@ -372,24 +372,27 @@ def _dense_block(x, r, cu, du, lo, hi, syt, pu, e, mul):
     A plain function (not a parallel-loop body) so that its loops vectorise."""
     m = syt.shape[0] - 1
     changed = False
-    acc = np.zeros(hi - lo if m > 0 else 0, dtype=np.float32)
+    n_b = hi - lo
+    acc = np.zeros(n_b if m > 0 else 0, dtype=np.float32)
     if m > 0:
-        for j in range(m):
+        for j in range(m):  # row slices: the loops vectorise (2-D indexing did not)
             c = pu[j]
-            for i in range(hi - lo):
-                q = syt[j, lo + i] - c
+            row = syt[j, lo:hi]
+            for i in range(n_b):
+                q = row[i] - c
                 acc[i] += q * q
         rho_u = np.float64(pu[m])
-        for i in range(hi - lo):  # branch-free, so that it vectorises
-            t = lo + i
+        rho = syt[m, lo:hi]
+        rb = r[lo:hi]
+        for i in range(n_b):  # branch-free, so that it vectorises
             ly = np.sqrt(np.float64(acc[i]) * _SKETCH_SHRINK) - e
             ly = ly if ly > 0.0 else 0.0
-            lr = np.float64(syt[m, t]) - rho_u
+            lr = np.float64(rho[i]) - rho_u
             lr = (lr if lr > 0.0 else -lr) - e
             lr = lr if lr > 0.0 else 0.0
             lb = ly * ly + lr * lr
             # lb > 1e-290 keeps an underflowed r * du from deciding
-            acc[i] = np.float32(lb > 1e-290 and lb > r[t] * mul)
+            acc[i] = np.float32(lb > 1e-290 and lb > rb[i] * mul)
     for i in range(hi - lo):
         t = lo + i
         rt = r[t]
