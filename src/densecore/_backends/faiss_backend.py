@@ -69,29 +69,32 @@ def nearest_weighted(queries: np.ndarray, centres: np.ndarray, inv_w: np.ndarray
     return -sim, idx.astype(np.int64, copy=False)
 
 
-def hnsw_index(dim: int, m: int = 32, ef_construction: int = 40):
-    """An empty HNSW graph over float16-stored vectors (``faiss.IndexHNSWSQ``, fp16).
+def hnsw_index(dim: int, m: int = 24, ef_construction: int = 40):
+    """An empty HNSW graph over float32 vectors (``faiss.IndexHNSWFlat``).
 
     Approximate: which neighbours a search finds depends on the graph and on
-    ``efSearch``; the distances it returns are squared Euclidean of the fp16
-    copies (callers recompute them). Memory per vector: ``2 dim`` bytes of
-    fp16 values plus about ``8 m + 20`` bytes of links and levels (at
-    ``dim = 64``, ``m = 32``: about 1.6x the float32 features).
+    ``efSearch``; the distances it returns are squared Euclidean of the float32
+    copies (callers recompute them). Memory per vector: ``4 dim`` bytes of
+    values plus about ``8 m + 20`` bytes of links and levels (at ``dim = 64``,
+    ``m = 24``: about 1.8x the float32 features).
     """
     faiss = _faiss()
-    index = faiss.IndexHNSWSQ(int(dim), faiss.ScalarQuantizer.QT_fp16, int(m))
+    index = faiss.IndexHNSWFlat(int(dim), int(m))
     index.hnsw.efConstruction = int(ef_construction)
     return index
 
 
-def hnsw_add(index, rows: np.ndarray) -> None:
-    """Append ``rows`` ``(B, D)`` (cast to float32, one block at a time) to ``index``."""
-    index.add(np.ascontiguousarray(rows, dtype=np.float32))
+def hnsw_add(index, rows: np.ndarray, centre: np.ndarray) -> None:
+    """Append ``rows - centre`` ``(B, D)`` (float64 subtraction, stored as float32) to
+    ``index``; callers add one block at a time."""
+    index.add((rows - centre).astype(np.float32))
 
 
-def hnsw_search(index, queries: np.ndarray, k: int, ef: int) -> np.ndarray:
-    """Indices ``(B, k)`` int64 of the (approximately) nearest stored vectors, -1 where
-    fewer than ``k`` were found; ``ef`` is the search effort (``efSearch >= k``)."""
+def hnsw_search(index, queries: np.ndarray, centre: np.ndarray, k: int,
+                ef: int) -> np.ndarray:
+    """Indices ``(B, k)`` int64 of the (approximately) nearest stored vectors to
+    ``queries - centre``, -1 where fewer than ``k`` were found; ``ef`` is the search
+    effort (``efSearch >= k``)."""
     index.hnsw.efSearch = int(max(ef, k))
-    _, idx = index.search(np.ascontiguousarray(queries, dtype=np.float32), int(k))
+    _, idx = index.search((queries - centre).astype(np.float32), int(k))
     return idx.astype(np.int64, copy=False)

@@ -42,7 +42,11 @@ SEARCHES = ("auto", "exact", "hnsw")
 # cores): see benchmarks/README.md, "Approximate k-NN density".
 APPROX_MIN = 20_000
 RECALL_QUERIES = 200  # sampled points on which recall@k is measured
-_HNSW_M = 32  # graph degree: at 200k x 64, M = 16 reached recall 0.68 at efSearch 64, M = 32 0.87
+# graph degree: at 200k x 64 (2 busy cores), efSearch 64 reached recall 0.68 with
+# M = 16 and 0.87 with M = 32; M = 24 keeps the index (float32 values + links)
+# under 2x the float32 features. Values are float32: float16 storage capped the
+# recall below 1 on 2,500 x 12 mixtures (near-ties within a float16 rounding).
+_HNSW_M = 24
 _EF_START = 32
 _EF_MAX = 1024  # search effort cap; below the recall target there, a warning
 _CHUNK = 16_384  # rows per block when building and searching
@@ -164,9 +168,14 @@ def _hnsw_sum(xn: np.ndarray, k: int, target: float, seed: int, metric: str):
     reference being the exact float64 brute force of :mod:`densecore._backends.nearest`.
     """
     n = len(xn)
+    # centred in float64: a large common offset costs no float32 precision
+    mu = np.zeros(xn.shape[1])
+    for s in range(0, n, _CHUNK):
+        mu += xn[s:s + _CHUNK].sum(0, dtype=np.float64)
+    mu /= n
     index = faiss_backend.hnsw_index(xn.shape[1], _HNSW_M)
     for s in range(0, n, _CHUNK):
-        faiss_backend.hnsw_add(index, xn[s:s + _CHUNK])
+        faiss_backend.hnsw_add(index, xn[s:s + _CHUNK], mu)
     ones = np.ones(n)
     rng = np.random.default_rng(seed)
     sample = np.sort(rng.choice(n, min(n, RECALL_QUERIES), replace=False)).astype(np.int64)
@@ -174,7 +183,7 @@ def _hnsw_sum(xn: np.ndarray, k: int, target: float, seed: int, metric: str):
     kth = _brute_sq(xn, sample, k + 1, ones)[:, k]
     ef = max(_EF_START, k + 1)
     while True:
-        found = _drop_self(faiss_backend.hnsw_search(index, xn[sample], k + 1, ef), sample, k)
+        found = _drop_self(faiss_backend.hnsw_search(index, xn[sample], mu, k + 1, ef), sample, k)
         sq = _exact_sq(xn, sample, found, ones)
         got = float(np.mean(sq <= kth[:, None] * (1 + 1e-12)))
         log.info("HNSW search effort %d: recall@%d %.3f on %d sampled points", ef, k, got,
@@ -189,7 +198,7 @@ def _hnsw_sum(xn: np.ndarray, k: int, target: float, seed: int, metric: str):
     out = np.empty(n, np.float64)
     for s in range(0, n, _CHUNK):
         rows = np.arange(s, min(n, s + _CHUNK), dtype=np.int64)
-        found = _drop_self(faiss_backend.hnsw_search(index, xn[rows], k + 1, ef), rows, k)
+        found = _drop_self(faiss_backend.hnsw_search(index, xn[rows], mu, k + 1, ef), rows, k)
         sq = _exact_sq(xn, rows, found, ones)
         miss = np.flatnonzero(found.min(1) < 0)
         if miss.size:  # fewer than k found (tiny graphs): exact for those rows
