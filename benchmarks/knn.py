@@ -15,8 +15,12 @@ neighbours (the point itself excluded), with ``search="exact"`` or
   points whose mean distance matches the brute force (1 unless wrong).
 * ``extra_gb``: peak resident memory during the call minus the resident memory
   before it (sampled every 10 ms), against ``features_gb``, the features' size.
+  Run with ``MALLOC_MMAP_THRESHOLD_=65536`` so that freed large blocks go back
+  to the system (otherwise a row reuses the memory an earlier row freed and
+  shows less than it needs); list ``hnsw`` before ``exact`` for the same reason.
 
-    python benchmarks/knn.py --n 50000 200000 --search exact hnsw --json OUT/knn.json
+    MALLOC_MMAP_THRESHOLD_=65536 python benchmarks/knn.py --n 50000 200000 1000000 \
+        --search hnsw exact --json benchmarks/results/knn.json
     python benchmarks/knn.py --n 1000000 --search hnsw
     python benchmarks/knn.py --device cuda --n 200000 1000000
 """
