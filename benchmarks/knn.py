@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from _common import base_parser, emit
 
+from densecore._backends import faiss_backend
 from densecore.bench.speed import make_problem
 from densecore.density.knn import KNNDensity, _brute_sq
 
@@ -89,6 +90,8 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     sizes = args.n or ([20_000] if args.quick else [50_000, 200_000])
     dev = torch.device(args.device)
+    if "hnsw" in args.search:
+        faiss_backend.require()  # load faiss before the first row's memory is measured
     rows = []
     for n in sizes:
         x, _ = make_problem(n, args.dim, args.seed)
