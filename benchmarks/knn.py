@@ -128,6 +128,11 @@ def main(argv=None) -> int:
             print(f"{args.device} n={n} {used}: {t:.2f} s recall {recall:.3f} "
                   f"rel err {rel.mean():.2e} extra {extra / 1e9:.3f} GB", flush=True)
             del xt
+            if args.json:  # after every row: a long last row loses nothing
+                emit("knn", rows, COLUMNS, args.json,
+                     config={"dim": args.dim, "k": args.k,
+                             "recall_queries": args.recall_queries,
+                             "recall_target": args.recall})
     emit("knn", rows, COLUMNS, args.json,
          config={"dim": args.dim, "k": args.k, "recall_queries": args.recall_queries,
                  "recall_target": args.recall})
