@@ -101,6 +101,21 @@ def check_positive_float(value: Any, name: str) -> float:
     return value
 
 
+def check_choice(value: Any, choices: tuple, name: str) -> str:
+    """Check that ``value`` is one of the strings in ``choices``."""
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"{name} must be one of {choices}; got {value!r}")
+    return value
+
+
+def check_fraction(value: Any, name: str) -> float:
+    """Check that ``value`` is a real number in ``(0, 1]`` (a recall, a share)."""
+    value = check_positive_float(value, name)
+    if value > 1:
+        raise ValueError(f"{name} must be in (0, 1]; got {value}")
+    return value
+
+
 def check_finite_float(value: Any, name: str, *, minimum: float | None = None) -> float:
     """Check that ``value`` is a finite real number (not a bool), at least ``minimum``."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
