@@ -157,7 +157,7 @@ def visible_rounds(cfg, iteration: int) -> list[int]:
 
 
 def train_one_epoch(model, optimizer, scaler, source_loader, target_loader, cfg, device,
-                    start, stop, *, amp=False, csv_log=None, tb=None, progress=False,
+                    start, stop, *, amp=False, csv_log=None, progress=False,
                     labeled_pixels=0, seconds=0.0):
     """Train iterations ``start .. stop - 1``; one "epoch" is the stretch between two rounds.
 
@@ -234,10 +234,6 @@ def train_one_epoch(model, optimizer, scaler, source_loader, target_loader, cfg,
                        target_labeled_pixels=labeled_pixels,
                        seconds=f"{seconds + time.time() - tic:.2f}")
             csv_log.write(row)
-            if tb is not None:
-                for k, v in terms.items():
-                    tb.add_scalar(f"loss/{k}", v, done)
-                tb.add_scalar("lr", lr, done)
             log.info("iter %d  loss %.4f  %s", done, loss.item(),
                      "  ".join(f"{k} {v:.4f}" for k, v in terms.items()))
         _event("iteration", done)
@@ -435,8 +431,6 @@ def get_args_parser(add_help=True):
                         help="images drawn with their queries and predictions")
     parser.add_argument("--no-progress", dest="progress", action="store_false",
                         help="no progress bars")
-    parser.add_argument("--tensorboard", action="store_true",
-                        help="also log to TensorBoard (needs the tensorboard package)")
     return parser
 
 
@@ -666,10 +660,6 @@ def main(args):
     if utils.is_main_process():
         csv_log = utils.CSVLog(os.path.join(args.output_dir, "log.csv"), LOG_FIELDS)
         csv_log.truncate_after(start)  # rows of iterations redone after this resume
-    tb = None
-    if args.tensorboard and utils.is_main_process():
-        from torch.utils.tensorboard import SummaryWriter  # needs the tensorboard package
-        tb = SummaryWriter(os.path.join(args.output_dir, "tb"))
     rounds = list(cfg.selection_iters)
     sel_kw = dict(amp=args.amp, vis_dir=vis_dir, vis_images=args.vis_images,
                   progress=args.progress)
@@ -704,7 +694,7 @@ def main(args):
                          if r["round"] in target.label_mask.rounds)
         sl, tl = loaders(source, target, weights, cfg, args, it, nxt)
         it, seconds = train_one_epoch(model, optimizer, scaler, sl, tl, cfg, device, it, nxt,
-                                      amp=args.amp, csv_log=csv_log, tb=tb,
+                                      amp=args.amp, csv_log=csv_log,
                                       progress=args.progress, labeled_pixels=labeled_px,
                                       seconds=seconds)
         if utils.is_main_process():  # before the round: a kill in it resumes here
@@ -728,8 +718,6 @@ def main(args):
                       picks)
         log.info("mIoU %.2f  (%s)", metrics["mIoU"],
                  str(datetime.timedelta(seconds=int(time.time() - t0))))
-    if tb is not None:
-        tb.close()
 
 
 if __name__ == "__main__":
