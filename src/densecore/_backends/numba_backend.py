@@ -365,6 +365,18 @@ def _flatten(order, rr, a_start, a_end, n_a, r):
 _DENSE_BLOCK = 4096
 
 
+@njit(cache=True)
+def _block_best(r, lo, hi):
+    """``(largest r in [lo, hi), its lowest index)``; ``(-1.0, -1)`` when all are negative."""
+    bb = -1.0
+    ba = -1
+    for t in range(lo, hi):
+        if r[t] > bb:
+            bb = r[t]
+            ba = t
+    return bb, ba
+
+
 @njit(cache=True, fastmath=_FAST)
 def _dense_block(x, r, cu, du, lo, hi, syt, pu, e, mul):
     """Points ``[lo, hi)`` of :func:`dense_update`; True when an r changed.
@@ -393,7 +405,7 @@ def _dense_block(x, r, cu, du, lo, hi, syt, pu, e, mul):
             lb = ly * ly + lr * lr
             # lb > 1e-290 keeps an underflowed r * du from deciding
             acc[i] = np.float32(lb > 1e-290 and lb > rb[i] * mul)
-    for i in range(hi - lo):
+    for i in range(n_b):
         t = lo + i
         rt = r[t]
         if rt > 0.0 and (m <= 0 or acc[i] == 0.0):
@@ -413,7 +425,7 @@ def dense_update(x, r, cu, du, u, syt, pu, e, slack, blk_best, blk_arg):
     the transposed sketch rows; ``pu`` the centre's row; ``e`` the summed rounding
     bound, see :mod:`.sketch`), each block first bounds every distance
     from the sketch in vectorised passes and reads the features of the few
-    points the bound does not rule out (:mod:`.sketch`). ``blk_best``/``blk_arg``
+    points the bound does not rule out. ``blk_best``/``blk_arg``
     hold each block's largest r and its lowest index; only blocks where r
     changed are rescanned. Returns ``(max r, its lowest index)``, ``(-1.0, -1)``
     when nothing is left.
@@ -428,14 +440,7 @@ def dense_update(x, r, cu, du, u, syt, pu, e, slack, blk_best, blk_arg):
         hi = min(lo + _DENSE_BLOCK, n)
         changed = _dense_block(x, r, cu, du, lo, hi, syt, pu, e, mul)
         if changed or lo <= u < hi:
-            bb = -1.0
-            ba = -1
-            for t in range(lo, hi):
-                if r[t] > bb:
-                    bb = r[t]
-                    ba = t
-            blk_best[b] = bb
-            blk_arg[b] = ba
+            blk_best[b], blk_arg[b] = _block_best(r, lo, hi)
     best = -1.0
     arg = -1
     for b in range(n_blk):
@@ -453,12 +458,7 @@ def _block_maxima(r, blk_best, blk_arg):
     best = -1.0
     arg = -1
     for b in range(blk_best.shape[0]):
-        bb = -1.0
-        ba = -1
-        for t in range(b * _DENSE_BLOCK, min((b + 1) * _DENSE_BLOCK, n)):
-            if r[t] > bb:
-                bb = r[t]
-                ba = t
+        bb, ba = _block_best(r, b * _DENSE_BLOCK, min((b + 1) * _DENSE_BLOCK, n))
         blk_best[b] = bb
         blk_arg[b] = ba
         if bb > best:
@@ -645,7 +645,7 @@ class Engine:
         if self.sketch is None:
             return np.zeros(0, np.float32), 0.0
         if u >= 0:
-            return np.ascontiguousarray(self.syt[:, u]), 2.0 * self.sketch.err
+            return self.sketch.rows[u], 2.0 * self.sketch.err
         row, err = self.sketch.of(cu)
         return row, self.sketch.err + err
 
