@@ -42,6 +42,7 @@ import numpy as np
 import torch
 
 from . import validation as V
+from ._backends import nearest
 from .greedy import Selection
 
 __all__ = ["KMedoidsRefinement", "refine_medoids"]
@@ -50,40 +51,21 @@ BACKENDS = ("auto", "numba", "torch")
 _TORCH_BLOCK = 1 << 22
 
 
+# ------------------------------------------------------------------ assignment
+
+def _top2(x: torch.Tensor, c: torch.Tensor, method: str):
+    """Nearest and second-nearest centre of every row of ``x`` (squared Euclidean in
+    float64 from differences, ties to the lowest centre): host numpy
+    ``(a1, d1, a2, d2)``, ``a2 = -1`` and ``d2 = inf`` with a single centre."""
+    v, i = nearest.search(x, c, 2, method=method)
+    v, i = v.cpu().numpy(), i.cpu().numpy()
+    if i.shape[1] == 1:
+        n = len(i)
+        return i[:, 0], v[:, 0], np.full(n, -1, dtype=np.int64), np.full(n, np.inf)
+    return i[:, 0], v[:, 0], i[:, 1], v[:, 1]
+
+
 # ------------------------------------------------------------------ numba
-
-@numba.njit(parallel=True, cache=True)
-def _assign2_nb(x, c):  # pragma: no cover - numba
-    """Nearest and second-nearest centre (squared Euclidean; ties to the lowest)."""
-    n, m = x.shape[0], c.shape[0]
-    a1 = np.zeros(n, dtype=np.int64)
-    a2 = np.full(n, -1, dtype=np.int64)
-    d1 = np.empty(n)
-    d2 = np.empty(n)
-    for i in numba.prange(n):
-        b1 = np.inf
-        b2 = np.inf
-        i1 = 0
-        i2 = -1
-        for k in range(m):
-            s = 0.0
-            for d in range(x.shape[1]):
-                t = np.float64(x[i, d]) - c[k, d]
-                s += t * t
-            if s < b1:
-                b2 = b1
-                i2 = i1 if k > 0 else -1
-                b1 = s
-                i1 = k
-            elif s < b2 or i2 < 0:
-                b2 = s
-                i2 = k
-        a1[i] = i1
-        a2[i] = i2
-        d1[i] = b1
-        d2[i] = b2
-    return a1, d1, a2, d2
-
 
 @numba.njit(parallel=True, cache=True)
 def _split_costs_nb(x, mem, dcur):  # pragma: no cover - numba
@@ -133,13 +115,16 @@ class _NumbaOps:
         if xn.dtype not in (np.float32, np.float64):
             xn = xn.astype(np.float32)
         self.x = np.ascontiguousarray(xn)
-        fixed = np.concatenate([self.x[lab.cpu().numpy()].astype(np.float64),
-                                lf.detach().cpu().numpy().astype(np.float64)])
+        lfn = lf.detach().cpu().numpy()
+        # the fixed centres in the features' dtype, or float64 when the two differ
+        dt = self.x.dtype if lfn.dtype == self.x.dtype else np.float64
+        fixed = np.concatenate([self.x[lab.cpu().numpy()].astype(dt), lfn.astype(dt)])
         self.n_fixed = len(fixed)
         self.fixed_top2 = self.top2(fixed) if len(fixed) else None
 
     def top2(self, centres):
-        return _assign2_nb(self.x, np.ascontiguousarray(centres, dtype=np.float64))
+        return _top2(torch.from_numpy(self.x), torch.from_numpy(np.ascontiguousarray(centres)),
+                     "auto")
 
     def assign(self, cur):
         return _merge2(self.fixed_top2, self.top2(self.x[cur]), self.n_fixed)
@@ -182,21 +167,7 @@ class _TorchOps:
         return _merge2(self.fixed_top2, self.top2(self.x[self._t(cur)]), self.n_fixed)
 
     def top2(self, c):
-        n = self.x.shape[0]
-        kk = min(2, c.shape[0])
-        step = max(1, _TORCH_BLOCK // max(c.shape[0], 1))
-        vals, args = [], []
-        for s in range(0, n, step):
-            d = _cdist(self.x[s:s + step], c).pow(2)
-            # a stable sort keeps the lowest centre first among equal distances
-            v, a = torch.sort(d, dim=1, stable=True)
-            vals.append(v[:, :kk])
-            args.append(a[:, :kk])
-        v = torch.cat(vals).double().cpu().numpy()
-        a = torch.cat(args).cpu().numpy()
-        if kk == 1:
-            return a[:, 0], v[:, 0], np.full(n, -1, dtype=np.int64), np.full(n, np.inf)
-        return a[:, 0], v[:, 0], a[:, 1], v[:, 1]
+        return _top2(self.x, c, "torch")
 
     def area_costs(self, members, starts):
         mt = self._t(members)
