@@ -286,12 +286,13 @@ def _swap(ops, state: _State, allowed: np.ndarray, steps: int, tries: int):
     # the pick to move: the one whose area, handed to its members' second-nearest
     # centres, raises their ARD least
     pick = state.a1 >= nf
-    key = (state.a1[pick] - nf) * m + state.a2[pick]  # (pick, receiving centre), b x m
-    moved_sum = np.bincount(key, weights=state.d2[pick], minlength=b * m).reshape(b, m)
-    moved_cnt = np.bincount(key, minlength=b * m).reshape(b, m)
-    grown = np.where(moved_cnt > 0, (state.total[None] + moved_sum)
-                     / np.maximum(state.count[None] + moved_cnt, 1), 0.0)
-    cost = grown.max(1)
+    # (pick, receiving centre) pairs that occur: at most one per point, never b x m
+    pairs, inv = np.unique((state.a1[pick] - nf) * m + state.a2[pick], return_inverse=True)
+    recv = pairs % m
+    grown = ((state.total[recv] + np.bincount(inv, weights=state.d2[pick]))
+             / (state.count[recv] + np.bincount(inv)))
+    cost = np.zeros(b)
+    np.maximum.at(cost, pairs // m, grown)
     if worst >= nf:
         cost[worst - nf] = np.inf
     for j in np.argsort(cost, kind="stable")[:tries]:
