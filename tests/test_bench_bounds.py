@@ -52,7 +52,7 @@ def test_run_bounds_rows(tiny):
     out = B.run_bounds(datasets=[tiny], budgets=[4, 8], seeds=[0, 1], taus=(0.25, 2.0),
                        methods=B.METHODS)
     rows = out["rows"]
-    methods = set(B.METHODS)
+    methods = set(B.METHODS) - {"all_candidates"}  # paper protocol only
     assert {r["method"] for r in rows} == methods
     # 7 seeded methods x 2 seeds + exact once, per budget (same protocol only: no scores)
     assert len(rows) == 2 * (7 * 2 + 1)
@@ -69,6 +69,7 @@ def test_run_bounds_rows(tiny):
     text = B.format_report(out)
     assert "| gmm | knn | 60 | 8 | same | kcenter |" in text and "held-out" in text
     assert {v["method"] for v in out["verdict"]} == methods - {"kcenter", "exact_ard_greedy"}
+    assert B.paper_ceiling(rows) == []
 
 
 def test_paper_protocol_rows_select_from_the_top_candidates(tiny):
@@ -83,6 +84,26 @@ def test_paper_protocol_rows_select_from_the_top_candidates(tiny):
     assert row["protocol"] == "paper"
     assert row["delta"] == pytest.approx(rep.delta)
     assert row["max_ard"] == pytest.approx(rep.max_ard)
+
+
+def test_paper_ceiling_uses_every_candidate_as_a_centre():
+    ds = B.gmm_dataset(200, seed=2, dim=3)
+    ds.scores = np.random.default_rng(0).random(200)
+    rows = []
+    for seed in (0, 1):
+        rows += B.run_dataset(ds, [5], seeds=(seed,), methods=["kcenter", "all_candidates"],
+                              protocols=["paper"], alpha=4)
+    cand = B.candidates(ds, 5, alpha=4)
+    ceil = [r for r in rows if r["method"] == "all_candidates"]
+    assert len(ceil) == 2
+    assert ceil[0]["max_ard"] == pytest.approx(
+        B.bound_report(ds.features, cand, ds.labels, candidates=cand).max_ard)
+    kc = [r for r in rows if r["method"] == "kcenter"]
+    want = np.mean([c["max_ard"] / k["max_ard"] for c, k in zip(ceil, kc)])
+    (c,) = B.paper_ceiling(rows)
+    assert (c["dataset"], c["budget"], c["seeds"]) == ("gmm", 5, 2)
+    assert c["ratio"] == pytest.approx(want) and c["reachable"] == (want <= 0.9)
+    assert "all_candidates" not in {v["method"] for v in B.verdict(rows)}
 
 
 def test_verdict_counts_settings_beyond_seed_spread():
