@@ -67,6 +67,20 @@ def _top2(x: torch.Tensor, c: torch.Tensor, method: str):
 
 # ------------------------------------------------------------------ numba
 
+# re-association lets LLVM vectorise the sum over D; each distance is still a
+# float64 sum of squared float64 differences, the same for equal inputs
+_FAST = {"reassoc", "contract", "nsz"}
+
+
+@numba.njit(cache=True, fastmath=_FAST)
+def _dist(x, i, j):  # pragma: no cover - numba
+    acc = 0.0
+    for d in range(x.shape[1]):
+        t = np.float64(x[i, d]) - np.float64(x[j, d])
+        acc += t * t
+    return np.sqrt(acc)
+
+
 @numba.njit(parallel=True, cache=True)
 def _split_costs_nb(x, mem, dcur):  # pragma: no cover - numba
     """cost[p] = sum_j min(dcur[j], ||x_mem[j] - x_mem[p]||) over the members."""
@@ -76,12 +90,7 @@ def _split_costs_nb(x, mem, dcur):  # pragma: no cover - numba
         i = mem[p]
         s = 0.0
         for q in range(m):
-            j = mem[q]
-            acc = 0.0
-            for d in range(x.shape[1]):
-                t = np.float64(x[i, d]) - np.float64(x[j, d])
-                acc += t * t
-            v = np.sqrt(acc)
+            v = _dist(x, i, mem[q])
             s += v if v < dcur[q] else dcur[q]
         cost[p] = s
     return cost
@@ -97,17 +106,53 @@ def _area_costs_nb(x, members, starts, area_of):  # pragma: no cover - numba
         a = area_of[p]
         s = 0.0
         for q in range(starts[a], starts[a + 1]):
-            j = members[q]
-            acc = 0.0
-            for d in range(x.shape[1]):
-                t = np.float64(x[i, d]) - np.float64(x[j, d])
-                acc += t * t
-            s += np.sqrt(acc)
+            s += _dist(x, i, members[q])
         cost[p] = s
     return cost
 
 
-class _NumbaOps:
+class _CostCache:
+    """Medoid costs of the areas, computed once per distinct membership.
+
+    An area's costs depend only on its member list (sorted by index), so
+    between steps and trial moves only the areas whose members changed are
+    computed again; the values are the same floats either way.
+    """
+
+    _cache: dict
+    _cached: int
+
+    def area_costs(self, members: np.ndarray, starts: np.ndarray) -> np.ndarray:
+        """``(len(members),)`` float64: for every member, the sum of its Euclidean
+        distances to the members of its area (areas ``members[starts[a]:starts[a+1]]``)."""
+        if not hasattr(self, "_cache") or self._cached > 8 * len(members) + (1 << 16):
+            self._cache, self._cached = {}, 0  # bounded: a few states' worth of areas
+        cost = np.empty(len(members))
+        keys, todo = [], []
+        for a in range(len(starts) - 1):
+            lo, hi = int(starts[a]), int(starts[a + 1])
+            key = members[lo:hi].tobytes()
+            hit = self._cache.get(key)
+            if hit is None:
+                todo.append(a)
+                keys.append(key)
+            else:
+                cost[lo:hi] = hit
+        if todo:
+            sizes = np.diff(starts)[todo]
+            sub_starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+            sub = np.concatenate([members[starts[a]:starts[a + 1]] for a in todo]
+                                 ).astype(np.int64)
+            got = self._area_costs(sub, sub_starts)
+            for j, a in enumerate(todo):
+                part = got[sub_starts[j]:sub_starts[j + 1]]
+                cost[starts[a]:starts[a + 1]] = part
+                self._cache[keys[j]] = part
+                self._cached += len(part)
+        return cost
+
+
+class _NumbaOps(_CostCache):
     """Host kernels on a contiguous float32/float64 copy; float64 arithmetic."""
 
     def __init__(self, x: torch.Tensor, lab: torch.Tensor, lf: torch.Tensor):
@@ -129,7 +174,7 @@ class _NumbaOps:
     def assign(self, cur):
         return _merge2(self.fixed_top2, self.top2(self.x[cur]), self.n_fixed)
 
-    def area_costs(self, members, starts):
+    def _area_costs(self, members, starts):
         area_of = np.repeat(np.arange(len(starts) - 1, dtype=np.int64), np.diff(starts))
         return _area_costs_nb(self.x, members, starts, area_of)
 
@@ -148,7 +193,7 @@ def _cdist(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.cdist(a, b, compute_mode="donot_use_mm_for_euclid_dist")
 
 
-class _TorchOps:
+class _TorchOps(_CostCache):
     """Chunked torch on the features' device; float32 (float64 for float64 input).
 
     The area bookkeeping runs on the host, so each step synchronises a few times.
@@ -169,7 +214,7 @@ class _TorchOps:
     def top2(self, c):
         return _top2(self.x, c, "torch")
 
-    def area_costs(self, members, starts):
+    def _area_costs(self, members, starts):
         mt = self._t(members)
         cost = torch.empty(len(members), dtype=self.x.dtype, device=self.x.device)
         for a in range(len(starts) - 1):
