@@ -96,19 +96,37 @@ def _split_costs_nb(x, mem, dcur):  # pragma: no cover - numba
     return cost
 
 
-@numba.njit(parallel=True, cache=True)
-def _area_costs_nb(x, members, starts, area_of):  # pragma: no cover - numba
-    """cost[p] = sum of Euclidean distances from member p to every member of its area."""
-    total = members.shape[0]
-    cost = np.empty(total)
-    for p in numba.prange(total):
-        i = members[p]
-        a = area_of[p]
-        s = 0.0
+_ROWS = 32  # members per task of the medoid costs: each row of the area is read once per task
+
+
+@numba.njit(parallel=True, cache=True, fastmath=_FAST)
+def _area_costs_nb(xs, starts, blocks):  # pragma: no cover - numba
+    """cost[p] = sum of Euclidean distances from row p of ``xs`` to every row of its
+    area (rows ``starts[a]:starts[a+1]``, contiguous), summed in row order; one task
+    per block ``(area, first row, end row)`` of at most ``_ROWS`` rows."""
+    cost = np.zeros(xs.shape[0])
+    dim = xs.shape[1]
+    for b in numba.prange(blocks.shape[0]):
+        a, lo, hi = blocks[b, 0], blocks[b, 1], blocks[b, 2]
+        acc = np.zeros(_ROWS)
         for q in range(starts[a], starts[a + 1]):
-            s += _dist(x, i, members[q])
-        cost[p] = s
+            for p in range(lo, hi):
+                t2 = 0.0
+                for d in range(dim):
+                    t = np.float64(xs[p, d]) - np.float64(xs[q, d])
+                    t2 += t * t
+                acc[p - lo] += np.sqrt(t2)
+        for p in range(lo, hi):
+            cost[p] = acc[p - lo]
     return cost
+
+
+def _row_blocks(starts: np.ndarray) -> np.ndarray:
+    """``(n_blocks, 3)`` int64 ``(area, lo, hi)``: each area's rows in runs of ``_ROWS``."""
+    out = [(a, lo, min(lo + _ROWS, int(starts[a + 1])))
+           for a in range(len(starts) - 1)
+           for lo in range(int(starts[a]), int(starts[a + 1]), _ROWS)]
+    return np.array(out, dtype=np.int64).reshape(-1, 3)
 
 
 class _CostCache:
@@ -175,8 +193,8 @@ class _NumbaOps(_CostCache):
         return _merge2(self.fixed_top2, self.top2(self.x[cur]), self.n_fixed)
 
     def _area_costs(self, members, starts):
-        area_of = np.repeat(np.arange(len(starts) - 1, dtype=np.int64), np.diff(starts))
-        return _area_costs_nb(self.x, members, starts, area_of)
+        # the members' rows gathered area by area, so each task streams one block
+        return _area_costs_nb(self.x[members], starts, _row_blocks(starts))
 
     def split_costs(self, mem, dcur):
         return _split_costs_nb(self.x, mem, np.ascontiguousarray(dcur, dtype=np.float64))
