@@ -47,9 +47,6 @@ _PRUNE_SLACK = 1e-4
 _SKETCH_MIN_N = 8192
 _SKETCH_MIN_PICKS = 256
 _CHUNK = 2048
-# From this many picks on, the pruned path keeps a copy of the features in arena
-# order (Engine.xa): 2 N rows more memory, sequential instead of scattered reads.
-_ARENA_MIN_PICKS = 1024
 
 
 # Re-association lets LLVM vectorise the reduction; no-NaN/no-inf flags are
@@ -120,10 +117,8 @@ def build_areas(assign, r, n_areas, order, rr, a_start, a_end, a_max, a_arg):
 
 
 @njit(cache=True)
-def _compact(order, rr, tmp, xa, a_start, a_end, n_areas):
-    """Slide every area to the left so the arena has no holes; returns the new tail.
-
-    ``xa`` (the features in arena order, or an empty array) moves with ``order``."""
+def _compact(order, rr, tmp, a_start, a_end, n_areas):
+    """Slide every area to the left so the arena has no holes; returns the new tail."""
     starts = a_start[:n_areas].copy()
     by_start = np.argsort(starts, kind="mergesort")
     w = 0
@@ -135,9 +130,6 @@ def _compact(order, rr, tmp, xa, a_start, a_end, n_areas):
             order[w] = order[p]
             rr[w] = rr[p]
             tmp[w] = tmp[p]
-            if xa.shape[0] and w != p:
-                for c in range(xa.shape[1]):
-                    xa[w, c] = xa[p, c]
             w += 1
         a_end[k] = w
     return w
@@ -169,14 +161,12 @@ def _locate(order, rr, a_start, a_end, n_a, u):
 
 
 @njit(cache=True, parallel=True)
-def add_centre(x, xa, centres, cdens, order, rr, tmp, a_start, a_end, a_max, a_arg,
-               a_centre, state, cu, du, u, au, slack):
+def add_centre(x, centres, cdens, order, rr, tmp, a_start, a_end, a_max, a_arg, a_centre,
+               state, cu, du, u, au, slack):
     """Add a selected point as a new centre and lower every r it improves.
 
     Args:
         x: (N, D) features.
-        xa: (cap, D) the features in arena order (row p holds ``x[order[p]]``), or an
-            empty array: the reads then gather rows of ``x``.
         centres, cdens: (C,) centre tables, the first ``state[1]`` filled.
         order, rr, tmp: (cap,) arena of point indices, their r, and scratch.
         a_start, a_end, a_max, a_arg, a_centre: per-area tables.
@@ -188,7 +178,6 @@ def add_centre(x, xa, centres, cdens, order, rr, tmp, a_start, a_end, a_max, a_a
         slack: relative margin of the pruning test (``Engine.slack``).
     """
     d = x.shape[1]
-    arena = xa.shape[0] > 0
     n_c, n_a, tail = state[1], state[2], state[3]
     for c in range(d):
         centres[n_c, c] = cu[c]
@@ -240,7 +229,7 @@ def add_centre(x, xa, centres, cdens, order, rr, tmp, a_start, a_end, a_max, a_a
                 tmp[p] = -1.0
                 continue
             reads += 1
-            v = (_sqdist_to(xa, p, cu) if arena else _sqdist_to(x, t, cu)) / du
+            v = _sqdist_to(x, t, cu) / du
             if v < rr[p]:
                 tmp[p] = v
                 m += 1
@@ -255,7 +244,7 @@ def add_centre(x, xa, centres, cdens, order, rr, tmp, a_start, a_end, a_max, a_a
     # 3. make room at the tail; chunk bounds shift with their areas
     if tail + total > order.shape[0]:
         old_start = a_start[:n_a].copy()
-        tail = _compact(order, rr, tmp, xa, a_start, a_end, n_a)
+        tail = _compact(order, rr, tmp, a_start, a_end, n_a)
         for j in range(n_chunks):
             shift = old_start[chunk_area[j]] - a_start[chunk_area[j]]
             chunk_lo[j] -= shift
@@ -302,9 +291,6 @@ def add_centre(x, xa, centres, cdens, order, rr, tmp, a_start, a_end, a_max, a_a
                 if v >= 0.0:
                     order[dst] = t
                     rr[dst] = v
-                    if arena:
-                        for c in range(d):
-                            xa[dst, c] = xa[p, c]
                     dst += 1
                     if v > nb or (v == nb and t < na):
                         nb = v
@@ -314,9 +300,6 @@ def add_centre(x, xa, centres, cdens, order, rr, tmp, a_start, a_end, a_max, a_a
                     rv = rr[p]
                     order[w] = t
                     rr[w] = rv
-                    if arena and w != p:
-                        for c in range(d):
-                            xa[w, c] = xa[p, c]
                     w += 1
                     if rv > sb or (rv == sb and t < sa):
                         sb = rv
@@ -347,7 +330,7 @@ def add_centre(x, xa, centres, cdens, order, rr, tmp, a_start, a_end, a_max, a_a
 
 
 @njit(cache=True)
-def run_picks(x, xa, dens, centres, cdens, order, rr, tmp, a_start, a_end, a_max, a_arg,
+def run_picks(x, dens, centres, cdens, order, rr, tmp, a_start, a_end, a_max, a_arg,
               a_centre, state, n_steps, out_idx, out_r, first, slack):
     """Run ``n_steps`` picks of Algorithm 1, continuing from ``state``.
 
@@ -366,7 +349,7 @@ def run_picks(x, xa, dens, centres, cdens, order, rr, tmp, a_start, a_end, a_max
         out_r[i] = ru
         for c in range(x.shape[1]):
             cu[c] = x[u, c]
-        add_centre(x, xa, centres, cdens, order, rr, tmp, a_start, a_end, a_max, a_arg,
+        add_centre(x, centres, cdens, order, rr, tmp, a_start, a_end, a_max, a_arg,
                    a_centre, state, cu, dens[u], u, au, slack)
         state[0] = i + 1
 
@@ -570,12 +553,6 @@ class Engine:
             if m:
                 self.a_max[0], self.a_arg[0] = np.inf, keep[0]
             self.state[:4] = (0, 0, 1, m)
-        self.xa = np.empty((0, d), dtype=self.x.dtype)
-        if max_new >= _ARENA_MIN_PICKS:
-            # the features in arena order: an area's reads stream instead of gathering
-            # rows scattered over the pool (measured below, benchmarks/README.md)
-            self.xa = np.empty((cap, d), dtype=self.x.dtype)
-            self.xa[:m] = self.x[self.order[:m]]
 
     @staticmethod
     def threads(num_threads=None):
@@ -615,7 +592,7 @@ class Engine:
         au = -1
         if u >= 0:
             au, _ = _locate(self.order, self.rr, self.a_start, self.a_end, self.state[2], u)
-        add_centre(self.x, self.xa, self.centres, self.cdens, self.order, self.rr, self.tmp,
+        add_centre(self.x, self.centres, self.cdens, self.order, self.rr, self.tmp,
                    self.a_start, self.a_end, self.a_max, self.a_arg, self.a_centre, self.state,
                    cu, du, u, au, self.slack)
         self._note(1, self.state[4] - reads0)
@@ -645,7 +622,7 @@ class Engine:
         """``k`` picks (pruned or dense); returns the work done (feature rows read)."""
         if self.r is None:
             reads0 = self.state[4]
-            run_picks(self.x, self.xa, self.dens, self.centres, self.cdens, self.order, self.rr,
+            run_picks(self.x, self.dens, self.centres, self.cdens, self.order, self.rr,
                       self.tmp, self.a_start, self.a_end, self.a_max, self.a_arg,
                       self.a_centre, self.state, k, out_idx, out_r, first, self.slack)
             self.n_live -= k
@@ -690,7 +667,6 @@ class Engine:
         if w[1] / (w[0] * max(1, self.n_live)) > _DENSE_SWITCH:
             self.r = np.full(self.x.shape[0], -1.0)
             _flatten(self.order, self.rr, self.a_start, self.a_end, self.state[2], self.r)
-            self.xa = self.xa[:0]  # dense passes read x in pool order
             self.best_r, self.best_u = _block_maxima(self.r, self.blk_best, self.blk_arg)
             n, d = self.x.shape
             if (n >= _SKETCH_MIN_N and d > 2 * SKETCH_DIM
