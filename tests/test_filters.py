@@ -198,3 +198,20 @@ def test_margin_loss_rejects_bad_margins(margin):
     p = torch.softmax(torch.randn(1, 3, 2, 2), 1)
     with pytest.raises(ValueError, match="margin must be"):
         category_margin_loss(p, torch.zeros(1, 2, 2, dtype=torch.long), margin=margin)
+
+
+@pytest.mark.parametrize("classes", [2, 3, 19])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16])
+def test_margin_equals_the_topk_margin_with_ties(classes, dtype):
+    g = torch.Generator().manual_seed(classes)
+    p = torch.softmax(torch.randn(2, classes, 9, 7, generator=g, dtype=torch.float64), 1)
+    p[0, :, 0, 0] = 1.0 / classes  # every class ties
+    p[1, :, 1, 1] = 0.0
+    p[1, 0, 1, 1] = p[1, classes - 1, 1, 1] = 0.5  # the top two tie, first and last class
+    p = p.to(dtype)
+    top = torch.topk(p, 2, dim=1).values
+    want = 1.0 - top[:, 0] + top[:, 1]
+    got = margin_score(p)
+    torch.testing.assert_close(got, want, rtol=0, atol=0)
+    assert float(got[0, 0, 0]) == 1.0 and float(got[1, 1, 1]) == 1.0
+    torch.testing.assert_close(margin_score(p[0]), want[0], rtol=0, atol=0)  # (C, H, W)
