@@ -291,3 +291,49 @@ def test_every_sampler_takes_the_same_keywords():
         sel = s.select(x, 3, densities=d, labeled=[0], labeled_features=x[:2] + 1,
                        labeled_densities=d[:2], init=None)
         assert len(sel) == 3
+
+
+@pytest.mark.parametrize("make", [KCenterGreedy, DensityAwareGreedy])
+def test_images_selected_at_once_equal_one_image_at_a_time(monkeypatch, make):
+    import densecore.segmentation as S
+    from densecore._backends import threads
+
+    g = torch.Generator().manual_seed(5)
+    probs = torch.softmax(torch.randn(5, 4, 32, 32, generator=g), 1)
+    feats = torch.randn(5, 8, 8, 8, generator=g)
+    feats[:, :, :2] = feats[:, :, 2:4]  # duplicate feature rows: ties
+    dens = torch.rand(5, 8, 8, generator=g) + 0.5
+    labeled = torch.zeros(5, 32, 32, dtype=torch.bool)
+    labeled[1, :4] = True
+    calls = []
+    real = S._select_all
+
+    def spy(sampler, budget, jobs, workers):
+        calls.append((len(jobs), workers))
+        return real(sampler, budget, jobs, workers)
+
+    monkeypatch.setattr(S, "_workers", lambda sampler, feats, bsz: min(bsz, 2))
+    monkeypatch.setattr(S, "_select_all", spy)
+    got, seen = select_pixels(probs, feats, dens, 20, labeled=labeled, alpha=8,
+                              sampler=make(seed=3), return_candidates=True)
+    assert calls == [(2, 2), (2, 2), (1, 2)]  # images in groups of two, on two threads
+    with threads(1):
+        for b in range(5):
+            one = select_pixels(probs[b:b + 1], feats[b:b + 1], dens[b:b + 1], 20,
+                                labeled=labeled[b:b + 1], alpha=8, sampler=make(seed=3))
+            assert torch.equal(got[b], one[0])
+    assert [s.selected.numel() for s in seen] == [20] * 5
+
+
+def test_only_densecore_greedy_on_cpu_runs_images_at_once():
+    import densecore.segmentation as S
+    from densecore import KMedoidsRefinement
+    from densecore._backends import thread_limit, threads
+
+    feats = torch.zeros(4, 2, 3, 3)
+    assert S._workers(KCenterGreedy(), feats, 4) == min(4, thread_limit())
+    assert S._workers(KCenterGreedy(backend="torch"), feats, 4) == 1
+    assert S._workers(KMedoidsRefinement(), feats, 4) == 1
+    assert S._workers(KCenterGreedy(), feats, 1) == 1
+    with threads(1):
+        assert S._workers(DensityAwareGreedy(), feats, 4) == 1

@@ -40,16 +40,18 @@ from __future__ import annotations
 
 import logging
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 from . import validation as V
+from ._backends import thread_limit, threads
 from .filters import (entropy_score, least_confidence_score, margin_score, random_score,
                       top_candidates)
 from .regions import blocked_candidates
-from .samplers import KCenterGreedy
+from .samplers import KCenterGreedy, _Greedy
 
 log = logging.getLogger(__name__)
 
@@ -155,6 +157,42 @@ def _scores(score, probs, shape_ref, from_logits, validate, seed):
         raise ValueError(f"score tensor must be floating with shape {(b, h, w)}; got "
                          f"{s.dtype} {tuple(s.shape)}")
     return s
+
+
+def _workers(sampler, feats, bsz: int) -> int:
+    """How many images' greedy selections run at once: up to the thread limit
+    (:func:`densecore._backends.thread_limit`) for densecore's own greedy samplers
+    on CPU features, else 1.
+
+    Two images at once on one numba thread each beat one image at a time on two
+    (the numba kernels release the GIL): on 2 cores, two halves of the
+    ``benchmarks/select_pixels.py`` candidates took 3.6-3.9 s instead of
+    6.1-7.5 s density-aware and 2.1-2.3 s instead of 2.6-2.8 s k-center, with the
+    same picks (``benchmarks/README.md``).
+    """
+    if (bsz < 2 or feats is None or feats.device.type != "cpu"
+            or not isinstance(sampler, _Greedy) or sampler.backend not in ("auto", "numba")):
+        return 1
+    return max(1, min(bsz, thread_limit()))
+
+
+def _select_all(sampler, budget: int, jobs: list, workers: int) -> list:
+    """``sampler.select`` for each job ``(b, candidates, f, d, lf, ld)``, in order; on
+    ``workers`` threads with one numba thread each when ``workers > 1``."""
+    def one(job):
+        _, _, f, d, lf, ld = job
+        return sampler.select(f, budget, densities=d, labeled_features=lf,
+                              labeled_densities=ld)
+
+    if workers < 2 or len(jobs) < 2:
+        return [one(j) for j in jobs]
+
+    def on_one_thread(job):
+        with threads(1):
+            return one(job)
+
+    with ThreadPoolExecutor(max_workers=min(workers, len(jobs))) as pool:
+        return list(pool.map(on_one_thread, jobs))
 
 
 def select_pixels(probs, features, densities, budget: int, *, labeled=None, ignore=None,
@@ -285,7 +323,8 @@ def select_pixels(probs, features, densities, budget: int, *, labeled=None, igno
     else:
         cand = top_candidates(scores, k, exclude, validate=validate)  # (B, k), -1 padded
 
-    picks, seen = [], []
+    picks, seen, jobs = [], [], []
+    workers = _workers(sampler, feats, bsz)
     for b in range(bsz):
         c = cand[b, :min(k, eligible[b])]
         if sampler is None or budget == 0:
@@ -307,13 +346,17 @@ def select_pixels(probs, features, densities, budget: int, *, labeled=None, igno
             f = F.normalize(f, dim=1)
         if dens is not None:
             d = sample_at_pixels(dens[b][None], c, (big_h, big_w))[:, 0]
-        sel = sampler.select(f, budget, densities=d, labeled_features=lf,
-                             labeled_densities=ld)
-        idx = V.check_selection(sel, budget, c.numel(), type(sampler).__name__).to(dev)
-        picks.append(c[idx])
-        seen.append(ImageCandidates(c, f, d, idx, lf, ld))
-        log.debug("image %d: %d candidates, %d labeled, %d picks", b, c.numel(),
-                  0 if lf is None else lf.shape[0], budget)
+        jobs.append((b, c, f, d, lf, ld))
+        if len(jobs) == workers or b == bsz - 1:  # a group of images at once
+            for (jb, jc, jf, jd, jlf, jld), sel in zip(jobs, _select_all(sampler, budget,
+                                                                         jobs, workers)):
+                idx = V.check_selection(sel, budget, jc.numel(),
+                                        type(sampler).__name__).to(dev)
+                picks.append(jc[idx])
+                seen.append(ImageCandidates(jc, jf, jd, idx, jlf, jld))
+                log.debug("image %d: %d candidates, %d labeled, %d picks", jb, jc.numel(),
+                          0 if jlf is None else jlf.shape[0], budget)
+            jobs = []
 
     mask = torch.zeros((bsz, n_pix), dtype=torch.bool, device=dev)
     for b, p in enumerate(picks):

@@ -56,7 +56,7 @@ def _sq64(q, i, c, j):
     return acc
 
 
-@njit(cache=True, parallel=True, fastmath=_FAST)
+@njit(cache=True, parallel=True, fastmath=_FAST, nogil=True)
 def _brute(q, c, inv_w, k, rows, vals, idx):
     """Exact k nearest of ``q[rows]`` in float64 from differences; lowest index on ties."""
     for ii in prange(rows.shape[0]):
@@ -78,7 +78,7 @@ def _brute(q, c, inv_w, k, rows, vals, idx):
             idx[i, p] = bi[p]
 
 
-@njit(cache=True, parallel=True, fastmath=_FAST)
+@njit(cache=True, parallel=True, fastmath=_FAST, nogil=True)
 def _rescore(q, c, inv_w, cand, out):
     """Exact value of every candidate ``cand[i, p]`` (float64, from differences)."""
     for i in prange(q.shape[0]):

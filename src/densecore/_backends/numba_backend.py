@@ -160,7 +160,7 @@ def _locate(order, rr, a_start, a_end, n_a, u):
     return -1, -1.0
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, nogil=True)
 def add_centre(x, centres, cdens, order, rr, tmp, a_start, a_end, a_max, a_arg, a_centre,
                state, cu, du, u, au, slack):
     """Add a selected point as a new centre and lower every r it improves.
@@ -329,7 +329,7 @@ def add_centre(x, centres, cdens, order, rr, tmp, a_start, a_end, a_max, a_arg, 
     state[3] = tail + total
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def run_picks(x, dens, centres, cdens, order, rr, tmp, a_start, a_end, a_max, a_arg,
               a_centre, state, n_steps, out_idx, out_r, first, slack):
     """Run ``n_steps`` picks of Algorithm 1, continuing from ``state``.
@@ -416,7 +416,7 @@ def _dense_block(x, r, cu, du, lo, hi, syt, pu, e, mul):
     return changed
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, nogil=True)
 def dense_update(x, r, cu, du, u, syt, pu, e, slack, blk_best, blk_arg):
     """One centre ``cu`` (density ``du``) lowers ``r`` (N,) in one fused pass.
 

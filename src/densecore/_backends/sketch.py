@@ -55,7 +55,7 @@ class Sketch:
 
 
 # summation order may change (vectorised); the error term of err allows for any order
-@njit(cache=True, parallel=True, fastmath={"reassoc", "contract", "nsz"})
+@njit(cache=True, parallel=True, fastmath={"reassoc", "contract", "nsz"}, nogil=True)
 def _project_rows(x, mean, basis, rows, err):
     """Fill ``rows`` (n, m + 1) and ``err`` (n,) for ``x`` (n, D); see :func:`_project`."""
     n, d = x.shape
