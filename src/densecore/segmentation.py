@@ -168,7 +168,9 @@ def _workers(sampler, feats, bsz: int) -> int:
     (the numba kernels release the GIL): on 2 cores, two halves of the
     ``benchmarks/select_pixels.py`` candidates took 3.6-3.9 s instead of
     6.1-7.5 s density-aware and 2.1-2.3 s instead of 2.6-2.8 s k-center, with the
-    same picks (``benchmarks/README.md``).
+    same picks; at full size (two 184,540-candidate images in one call, same
+    process) 4.9-6.0 s instead of 6.3-10.6 s per image k-center and 8.3 s
+    instead of 9.7-11.8 s density-aware (``benchmarks/README.md``).
     """
     if (bsz < 2 or feats is None or feats.device.type != "cpu"
             or not isinstance(sampler, _Greedy) or sampler.backend not in ("auto", "numba")):
@@ -222,7 +224,11 @@ def select_pixels(probs, features, densities, budget: int, *, labeled=None, igno
             ``budget`` distinct candidate indices; default
             ``KCenterGreedy(seed=seed)`` (see the module docstring for why;
             ``KMedoidsRefinement(seed=seed)`` is opt-in, the paper's method is
-            ``DensityAwareGreedy(seed=seed)``); None ranks by score only.
+            ``DensityAwareGreedy(seed=seed)``); None ranks by score only. With
+            densecore's greedy samplers on CPU features, up to the thread limit
+            of images are selected at once, one numba thread each (the picks
+            are those of one image at a time; ``densecore._backends.threads(1)``
+            around the call keeps one image at a time).
         score: ``"margin"`` (``1 - P1* + P2*``), ``"entropy"``, ``"least_confidence"``,
             ``"random"`` (seeded by ``seed``), or a ``(B, H, W)`` float tensor of
             precomputed scores; higher is more informative.
