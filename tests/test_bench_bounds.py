@@ -54,8 +54,8 @@ def test_run_bounds_rows(tiny):
     rows = out["rows"]
     methods = set(B.METHODS) - {"all_candidates"}  # paper protocol only
     assert {r["method"] for r in rows} == methods
-    # 7 seeded methods x 2 seeds + exact once, per budget (same protocol only: no scores)
-    assert len(rows) == 2 * (7 * 2 + 1)
+    # 8 seeded methods x 2 seeds + exact once, per budget (same protocol only: no scores)
+    assert len(rows) == 2 * (8 * 2 + 1)
     assert {r["protocol"] for r in rows} == {"same"}
     for r in rows:
         assert 0 <= r["max_ard"] <= r["delta"] + 1e-9  # Theorem 3

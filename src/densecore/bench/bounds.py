@@ -17,6 +17,9 @@ maximum average radial distance ``max_ard`` (Eq. 4, Theorem 2's bound) and the
   ARD-driven moves). Beyond the paper.
 * ``typicality``: :class:`densecore.TypicalityGreedy` (``g = 1``) with the
   estimator's densities, or ``1 / e`` of the kNN raw error. Beyond the paper.
+* ``density_aware_lid``: :class:`densecore.DensityAwareGreedy` with
+  :func:`densecore.density.lid_density` (``k = 20``) of the pool's features:
+  the density from the local intrinsic dimension. Beyond the paper.
 * ``exact_ard_greedy``: :func:`exact_ard_greedy`, the naive greedy that adds the
   point minimising the max average radial distance of the new set
   (``O(n^2 b)``), full run only, where ``n <= exact_max_n``.
@@ -69,7 +72,7 @@ import numpy as np
 from ..atomic import atomic_save_figure
 from ..bounds import bound_report
 from ..density import (TAU, coverage_density, density_calibration, knn_mean_distance,
-                       supplementary_calibration)
+                       lid_density, supplementary_calibration)
 from ..refine import KMedoidsRefinement
 from ..samplers import DensityAwareGreedy, KCenterGreedy
 from ..synthetic import gaussian_mixture
@@ -485,7 +488,8 @@ def exact_ard_greedy(features, budget: int) -> np.ndarray:
 
 #: every method of the benchmark; ``exact_ard_greedy`` runs only where n is small
 METHODS = ("random", "kcenter", "density_aware", "density_aware_tuned", "kmedoids",
-           "kmedoids_swap", "typicality", "exact_ard_greedy", "all_candidates")
+           "kmedoids_swap", "typicality", "density_aware_lid", "exact_ard_greedy",
+           "all_candidates")
 # rows that are references, not samplers: left out of the verdict
 _REFERENCES = ("kcenter", "exact_ard_greedy", "all_candidates")
 
@@ -583,6 +587,8 @@ def run_dataset(ds: Dataset, budgets, seeds=(0,), *, taus=DEFAULT_TAUS,
                 td = _typicality_density(ds, x, e, dens)
                 add("typicality", lambda: TypicalityGreedy(seed=seed).select(
                     x, budget, densities=td).indices, ds.error_seconds)
+                add("density_aware_lid", lambda: DensityAwareGreedy(seed=seed).select(
+                    x, budget, densities=lid_density(x, k=min(20, n - 1))).indices)
                 if protocol == "paper":
                     add("all_candidates", lambda: np.arange(n))
             if "exact_ard_greedy" in methods and protocol == "same" and n <= exact_max_n:
