@@ -640,7 +640,7 @@ def run_bounds(quick: bool = True, *, datasets=None, budgets=None, seeds=None,
     Example:
         >>> out = run_bounds(datasets=[gmm_dataset(200)], budgets=[5], taus=(0.25, 1.0))
         >>> sorted({r["method"] for r in out["rows"]})[:2]
-        ['density_aware', 'density_aware_tuned']
+        ['density_aware', 'density_aware_lid']
     """
     t0 = time.perf_counter()
     budgets = tuple(budgets or ((20, 50, 100) if quick else (20, 50, 100, 200)))
