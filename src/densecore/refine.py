@@ -43,6 +43,7 @@ import torch
 
 from . import validation as V
 from ._backends import nearest
+from ._backends.nearest import _sq64
 from .greedy import Selection
 
 __all__ = ["KMedoidsRefinement", "refine_medoids"]
@@ -67,18 +68,11 @@ def _top2(x: torch.Tensor, c: torch.Tensor, method: str):
 
 # ------------------------------------------------------------------ numba
 
-# re-association lets LLVM vectorise the sum over D; each distance is still a
-# float64 sum of squared float64 differences, the same for equal inputs
-_FAST = {"reassoc", "contract", "nsz"}
-
-
-@numba.njit(cache=True, fastmath=_FAST)
+@numba.njit(cache=True)
 def _dist(x, i, j):  # pragma: no cover - numba
-    acc = 0.0
-    for d in range(x.shape[1]):
-        t = np.float64(x[i, d]) - np.float64(x[j, d])
-        acc += t * t
-    return np.sqrt(acc)
+    """Euclidean distance of rows ``i`` and ``j`` of ``x``: the nearest-centre search's
+    float64 squared distance from differences, the same for equal inputs."""
+    return np.sqrt(_sq64(x, i, x, j))
 
 
 @numba.njit(parallel=True, cache=True)
@@ -99,23 +93,18 @@ def _split_costs_nb(x, mem, dcur):  # pragma: no cover - numba
 _ROWS = 32  # members per task of the medoid costs: each row of the area is read once per task
 
 
-@numba.njit(parallel=True, cache=True, fastmath=_FAST)
+@numba.njit(parallel=True, cache=True)
 def _area_costs_nb(xs, starts, blocks):  # pragma: no cover - numba
     """cost[p] = sum of Euclidean distances from row p of ``xs`` to every row of its
     area (rows ``starts[a]:starts[a+1]``, contiguous), summed in row order; one task
     per block ``(area, first row, end row)`` of at most ``_ROWS`` rows."""
     cost = np.zeros(xs.shape[0])
-    dim = xs.shape[1]
     for b in numba.prange(blocks.shape[0]):
         a, lo, hi = blocks[b, 0], blocks[b, 1], blocks[b, 2]
         acc = np.zeros(_ROWS)
         for q in range(starts[a], starts[a + 1]):
             for p in range(lo, hi):
-                t2 = 0.0
-                for d in range(dim):
-                    t = np.float64(xs[p, d]) - np.float64(xs[q, d])
-                    t2 += t * t
-                acc[p - lo] += np.sqrt(t2)
+                acc[p - lo] += _dist(xs, p, q)
         for p in range(lo, hi):
             cost[p] = acc[p - lo]
     return cost
@@ -137,13 +126,14 @@ class _CostCache:
     computed again; the values are the same floats either way.
     """
 
-    _cache: dict
-    _cached: int
+    def __init__(self):
+        self._cache: dict = {}  # member list (bytes) -> its members' costs
+        self._cached = 0  # costs held
 
     def area_costs(self, members: np.ndarray, starts: np.ndarray) -> np.ndarray:
         """``(len(members),)`` float64: for every member, the sum of its Euclidean
         distances to the members of its area (areas ``members[starts[a]:starts[a+1]]``)."""
-        if not hasattr(self, "_cache") or self._cached > 8 * len(members) + (1 << 16):
+        if self._cached > 8 * len(members) + (1 << 16):
             self._cache, self._cached = {}, 0  # bounded: a few states' worth of areas
         cost = np.empty(len(members))
         keys, todo = [], []
@@ -174,6 +164,7 @@ class _NumbaOps(_CostCache):
     """Host kernels on a contiguous float32/float64 copy; float64 arithmetic."""
 
     def __init__(self, x: torch.Tensor, lab: torch.Tensor, lf: torch.Tensor):
+        super().__init__()
         xn = x.detach().cpu().numpy()
         if xn.dtype not in (np.float32, np.float64):
             xn = xn.astype(np.float32)
@@ -218,6 +209,7 @@ class _TorchOps(_CostCache):
     """
 
     def __init__(self, x: torch.Tensor, lab: torch.Tensor, lf: torch.Tensor):
+        super().__init__()
         self.x = x.to(_wd(x))
         fixed = torch.cat([self.x[lab], lf.to(self.x.dtype)])
         self.n_fixed = fixed.shape[0]

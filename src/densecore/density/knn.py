@@ -177,12 +177,12 @@ def _hnsw_sum(xn: np.ndarray, k: int, target: float, seed: int, metric: str):
     reference being the exact float64 brute force of :mod:`densecore._backends.nearest`.
     """
     n = len(xn)
+    index = faiss_backend.hnsw_index(xn.shape[1], _HNSW_M)
     # float32 features go into the index as they are (faiss copies them once);
     # others as one float32 copy centred in float64, so that a large common
     # offset costs no precision in the rounding to float32
     if xn.dtype == np.float32:
         mu = None
-        index = faiss_backend.hnsw_index(xn.shape[1], _HNSW_M)
         faiss_backend.hnsw_add(index, xn)
     else:
         mu = np.zeros(xn.shape[1])
@@ -192,7 +192,6 @@ def _hnsw_sum(xn: np.ndarray, k: int, target: float, seed: int, metric: str):
         x32 = np.empty(xn.shape, np.float32)
         for s in range(0, n, _CHUNK):
             x32[s:s + _CHUNK] = xn[s:s + _CHUNK] - mu
-        index = faiss_backend.hnsw_index(xn.shape[1], _HNSW_M)
         faiss_backend.hnsw_add(index, x32)
         del x32
 
