@@ -215,3 +215,15 @@ def test_margin_equals_the_topk_margin_with_ties(classes, dtype):
     torch.testing.assert_close(got, want, rtol=0, atol=0)
     assert float(got[0, 0, 0]) == 1.0 and float(got[1, 1, 1]) == 1.0
     torch.testing.assert_close(margin_score(p[0]), want[0], rtol=0, atol=0)  # (C, H, W)
+
+
+def test_margin_of_probs_with_grad_warns_nothing_and_keeps_the_graph():
+    import warnings
+
+    p = torch.softmax(torch.randn(2, 5, 4, 4, generator=torch.Generator().manual_seed(0)),
+                      1).requires_grad_(True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        s = margin_score(p)
+    s.sum().backward()
+    assert p.grad is not None and float(p.grad.abs().sum()) > 0

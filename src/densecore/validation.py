@@ -354,10 +354,11 @@ def check_probabilities(p: Any, name: str = "probs", *, validate: bool = True,
     if validate and t.numel():
         tol = atol if atol is not None else (
             1e-2 if t.dtype in (torch.float16, torch.bfloat16) else 1e-3)
-        lo, hi = float(t.min()), float(t.max())
+        v = t.detach()  # the checks read values only; no graph, no grad warning
+        lo, hi = float(v.min()), float(v.max())
         if not (np.isfinite(lo) and np.isfinite(hi)):
             raise ValueError(f"{name} must be finite; got NaN or inf")
-        err = float((t.float().sum(-3) - 1.0).abs().max())
+        err = float((v.float().sum(-3) - 1.0).abs().max())
         if lo < -tol or hi > 1 + tol or err > tol:
             raise ValueError(
                 f"{name} must be probabilities in [0, 1] summing to 1 over dim -3 "
