@@ -15,6 +15,12 @@ the whole area is skipped; otherwise the test runs per member on its stored
 that are not skipped are scanned in parallel chunks; members that move are
 appended to the new area at the arena's tail, stayers are compacted in place.
 
+Where pruning stops paying (noise in many dimensions, densities that differ a
+lot), the engine hands over to one dense pass per pick over groups of nearby
+points (:mod:`.groups`): whole groups are ruled out by their mean and radius,
+the rest by one byte per feature, and only the few points left have their
+features read. Both phases are exact.
+
 All kernels take contiguous numpy arrays; :class:`Engine` converts its tensors
 once. Distances are squared Euclidean, accumulated in the feature
 dtype from differences (no norm expansion, so duplicates tie exactly).
@@ -33,19 +39,18 @@ import numpy as np
 import torch
 from numba import njit, prange
 
+from .groups import build_groups, encode, n_groups
 from .sketch import SKETCH_DIM, build_sketch
 
 log = logging.getLogger(__name__)
 
-# Relative slack of the pruning and sketch tests: a point or area is skipped only
+# Relative slack of the pruning and code tests: a point or area is skipped only
 # when its bound holds with a margin well above the rounding of the engine's own
 # distances (a sum of D squares in the feature dtype), see Engine.slack.
 _PRUNE_SLACK = 1e-4
-# The sketch (:mod:`.sketch`) is built at the hand-over to dense passes, for pools of
-# at least this many points and features of more than twice its dimension, when at
-# least this many picks remain (pruning alone does better where it works).
-_SKETCH_MIN_N = 8192
-_SKETCH_MIN_PICKS = 256
+# The points are grouped at the hand-over to dense passes (:mod:`.groups`) when at
+# least this many picks remain.
+_GROUP_MIN_PICKS = 256
 _CHUNK = 2048
 
 
@@ -72,8 +77,7 @@ def _sqdist_to(x, i, v):
     return acc
 
 
-# float32 rounding of the sketch distance (m <= 64 terms): shrink it by this factor
-_SKETCH_SHRINK = 1.0 - 1e-5
+_EPS32 = float(np.finfo(np.float32).eps)
 
 
 @njit(cache=True)
@@ -366,123 +370,176 @@ _DENSE_BLOCK = 4096
 
 
 @njit(cache=True)
-def _block_best(r, lo, hi):
-    """``(largest r in [lo, hi), its lowest index)``; ``(-1.0, -1)`` when all are negative."""
+def _block_best(r, orig, lo, hi):
+    """``(largest r in positions [lo, hi), the point index holding it)``; ``(-1.0, -1)``
+    when all are negative. Positions of a chunk hold ascending point indices, so the
+    first largest is the lowest index among ties."""
     bb = -1.0
     ba = -1
-    for t in range(lo, hi):
-        if r[t] > bb:
-            bb = r[t]
-            ba = t
-    return bb, ba
+    for p in range(lo, hi):
+        if r[p] > bb:
+            bb = r[p]
+            ba = p
+    return bb, (orig[ba] if ba >= 0 else -1)
 
 
 @njit(cache=True, fastmath=_FAST)
-def _dense_block(x, r, cu, du, lo, hi, syt, pu, e, mul):
-    """Points ``[lo, hi)`` of :func:`dense_update`; True when an r changed.
+def _dense_block(x, r, orig, cu, du, lo, hi, codes, errs, mean, scale, mul, shrink):
+    """Positions ``[lo, hi)`` (one group: ``mean``, ``scale``) of :func:`dense_update`;
+    True when an r changed.
 
-    A plain function (not a parallel-loop body) so that its loops vectorise."""
-    m = syt.shape[0] - 1
+    Every distance is first bounded from the point's byte codes (:func:`.groups.encode`),
+    in units of the group's scale: ``||q_p - w||`` with ``w = (cu - mean) / scale``
+    rounded to float32, summed in float32 (``shrink`` covers that rounding, ``dw``
+    the rounding of ``w``), minus the code error ``errs[p]``. Only the features of
+    the few points the bound does not rule out are read.
+    """
+    d = codes.shape[1]
+    w = np.empty(d, dtype=np.float32)
+    wn = 0.0
+    for c in range(d):
+        # far points: clipping w towards the codes (|q| <= 127) only lowers the bound
+        v = min(1e15, max(-1e15, (np.float64(cu[c]) - mean[c]) / scale))
+        w[c] = np.float32(v)
+        wn += np.float64(w[c]) * np.float64(w[c])
+    dw = 4.0 * _EPS32 * np.sqrt(wn)
+    sc = scale * (1.0 - 1e-12)
+    blk = codes[lo:hi]
+    # The bound rules out nearly every point. The rows of the others are read from a
+    # list made first, so that consecutive reads are close enough in the instruction
+    # stream for the CPU to overlap their cache misses.
+    todo = np.empty(hi - lo, dtype=np.int64)
+    n_todo = 0
+    for i in range(hi - lo):
+        rt = r[lo + i]
+        if rt <= 0.0:  # picked or labeled, or at distance 0 already
+            continue
+        row = blk[i]
+        acc = np.float32(0.0)
+        for c in range(d):
+            q = np.float32(row[c]) - w[c]
+            acc += q * q
+        ly = np.sqrt(np.float64(acc) * shrink) - dw - np.float64(errs[lo + i])
+        ly = ly * sc if ly > 0.0 else 0.0
+        lb = ly * ly
+        # lb > 1e-290 keeps an underflowed r * du from deciding
+        if not (lb > 1e-290 and lb > rt * mul):
+            todo[n_todo] = lo + i
+            n_todo += 1
     changed = False
-    n_b = hi - lo
-    acc = np.zeros(n_b if m > 0 else 0, dtype=np.float32)
-    if m > 0:
-        for j in range(m):  # row slices: the loops vectorise (2-D indexing did not)
-            c = pu[j]
-            row = syt[j, lo:hi]
-            for i in range(n_b):
-                q = row[i] - c
-                acc[i] += q * q
-        rho_u = np.float64(pu[m])
-        rho = syt[m, lo:hi]
-        rb = r[lo:hi]
-        for i in range(n_b):  # branch-free, so that it vectorises
-            ly = np.sqrt(np.float64(acc[i]) * _SKETCH_SHRINK) - e
-            ly = ly if ly > 0.0 else 0.0
-            lr = np.float64(rho[i]) - rho_u
-            lr = (lr if lr > 0.0 else -lr) - e
-            lr = lr if lr > 0.0 else 0.0
-            lb = ly * ly + lr * lr
-            # lb > 1e-290 keeps an underflowed r * du from deciding
-            acc[i] = np.float32(lb > 1e-290 and lb > rb[i] * mul)
-        # The bound rules out all but about 1 % of the points. Their rows are read
-        # from a list made first, so that consecutive reads are close enough in the
-        # instruction stream for the CPU to overlap their cache misses.
-        todo = np.empty(n_b, dtype=np.int64)
-        n_todo = 0
-        for i in range(n_b):
-            if acc[i] == 0.0:
-                todo[n_todo] = lo + i
-                n_todo += 1
-        for k in range(n_todo):
-            changed |= _lower(x, r, cu, du, todo[k])
-        return changed
-    for i in range(n_b):
-        changed |= _lower(x, r, cu, du, lo + i)
+    for k in range(n_todo):
+        changed |= _lower(x, orig, r, todo[k], cu, du)
     return changed
 
 
 @njit(cache=True, fastmath=_FAST)
-def _lower(x, r, cu, du, t):
-    """Lower ``r[t]`` to the scaled distance to ``cu`` if that is smaller; True if it did."""
-    rt = r[t]
+def _lower(x, orig, r, p, cu, du):
+    """Lower ``r[p]`` (point ``orig[p]``) to the scaled distance to ``cu`` if that is
+    smaller; True if it did."""
+    rt = r[p]
     if rt > 0.0:
-        v = _sqdist_to(x, t, cu) / du
+        v = _sqdist_to(x, orig[p], cu) / du
         if v < rt:
-            r[t] = v
+            r[p] = v
             return True
     return False
 
 
+@njit(cache=True)
+def _group_live(cu, mul, means, radii, c_grp, c_best, live):
+    """``live[g]``: whether a member of group ``g`` might move to the new centre ``cu``
+    (module :mod:`.groups`: ``(||cu - m_g|| - rad_g)^2 > du max r`` rules a group out)."""
+    g_max = np.full(means.shape[0], -1.0)
+    for c in range(c_grp.shape[0]):
+        if c_best[c] > g_max[c_grp[c]]:
+            g_max[c_grp[c]] = c_best[c]
+    d = cu.shape[0]
+    for g in range(means.shape[0]):
+        if g_max[g] <= 0.0:  # nothing left to lower
+            live[g] = False
+            continue
+        acc = 0.0
+        for c in range(d):
+            q = np.float64(cu[c]) - means[g, c]
+            acc += q * q
+        # float64 rounding of the centre distance: shrink it well past it
+        lb = np.sqrt(acc) * (1.0 - 1e-12) - radii[g]
+        lb = lb * lb if lb > 0.0 else 0.0
+        # lb > 1e-290 keeps an underflowed r * du from deciding; NaN keeps a group live
+        live[g] = not (lb > 1e-290 and lb > g_max[g] * mul)
+
+
 @njit(cache=True, parallel=True, nogil=True)
-def dense_update(x, r, cu, du, u, syt, pu, e, slack, blk_best, blk_arg):
+def dense_update(x, r, orig, pos, cu, du, u, codes, errs, scales, slack, means, radii,
+                 c_lo, c_hi, c_grp, c_best, c_arg):
     """One centre ``cu`` (density ``du``) lowers ``r`` (N,) in one fused pass.
 
-    ``r`` holds the current r of every point, -1 for labeled or picked ones;
-    ``u`` (>= 0) is first marked picked. With a sketch (``syt`` (m + 1, N) float32,
-    the transposed sketch rows; ``pu`` the centre's row; ``e`` the summed rounding
-    bound, see :mod:`.sketch`), each block first bounds every distance
-    from the sketch in vectorised passes and reads the features of the few
-    points the bound does not rule out. ``blk_best``/``blk_arg``
-    hold each block's largest r and its lowest index; only blocks where r
-    changed are rescanned. Returns ``(max r, its lowest index)``, ``(-1.0, -1)``
-    when nothing is left.
+    The points are held in group order (:mod:`.groups`): position ``p`` is point
+    ``orig[p]``, point ``t`` is at ``pos[t]``; ``r`` holds the current r per
+    position, -1 for labeled or picked points; ``u`` (>= 0) is first marked
+    picked. Chunks ``[c_lo, c_hi)`` of positions lie in one group ``c_grp``
+    each; a group whose mean ``means`` is too far from ``cu`` for its radius
+    ``radii`` is skipped whole. In the other chunks every distance is first
+    bounded from the points' byte codes ``codes`` (N, D) int8 in position
+    order, ``errs`` (N,), ``scales`` (G,) (:func:`.groups.encode`) in
+    vectorised passes, and only the features of the few points the bound does
+    not rule out are read (:func:`_dense_block`).
+    ``c_best``/``c_arg`` hold each chunk's largest r and its (lowest) point
+    index; only chunks where r changed are rescanned. Returns
+    ``(max r, its lowest point index)``, ``(-1.0, -1)`` when nothing is left.
     """
-    n = x.shape[0]
     if u >= 0:
-        r[u] = -1.0
-    n_blk = blk_best.shape[0]
+        r[pos[u]] = -1.0
     mul = du * (1.0 + slack)
-    for b in prange(n_blk):
-        lo = b * _DENSE_BLOCK
-        hi = min(lo + _DENSE_BLOCK, n)
-        changed = _dense_block(x, r, cu, du, lo, hi, syt, pu, e, mul)
-        if changed or lo <= u < hi:
-            blk_best[b], blk_arg[b] = _block_best(r, lo, hi)
+    live = np.empty(means.shape[0], dtype=np.bool_)
+    _group_live(cu, mul, means, radii, c_grp, c_best, live)
+    shrink = 1.0 - 2.0 * (codes.shape[1] + 3) * _EPS32
+    n_c = c_lo.shape[0]
+    for c in prange(n_c):
+        lo, hi = c_lo[c], c_hi[c]
+        g = c_grp[c]
+        changed = False
+        if live[g]:
+            changed = _dense_block(x, r, orig, cu, du, lo, hi, codes, errs, means[g],
+                                   scales[g], mul, shrink)
+        if changed or (u >= 0 and lo <= pos[u] < hi):
+            c_best[c], c_arg[c] = _block_best(r, orig, lo, hi)
+    return _overall(c_best, c_arg)
+
+
+@njit(cache=True)
+def _overall(c_best, c_arg):
+    """``(largest r over all chunks, lowest point index among ties)``."""
     best = -1.0
     arg = -1
-    for b in range(n_blk):
-        if blk_best[b] > best:
-            best = blk_best[b]
-            arg = blk_arg[b]
+    for c in range(c_best.shape[0]):
+        v = c_best[c]
+        if v > best or (v == best and v >= 0.0 and c_arg[c] < arg):
+            best = v
+            arg = c_arg[c]
     return best, arg
 
 
 @njit(cache=True)
-def _block_maxima(r, blk_best, blk_arg):
-    """Fill each dense block's largest r and its lowest index; return the overall pair
+def _chunk_maxima(r, orig, c_lo, c_hi, c_best, c_arg):
+    """Fill each chunk's largest r and its lowest point index; return the overall pair
     (``(-1.0, -1)`` when every r is negative)."""
-    n = r.shape[0]
-    best = -1.0
-    arg = -1
-    for b in range(blk_best.shape[0]):
-        bb, ba = _block_best(r, b * _DENSE_BLOCK, min((b + 1) * _DENSE_BLOCK, n))
-        blk_best[b] = bb
-        blk_arg[b] = ba
-        if bb > best:
-            best = bb
-            arg = ba
-    return best, arg
+    for c in range(c_lo.shape[0]):
+        c_best[c], c_arg[c] = _block_best(r, orig, c_lo[c], c_hi[c])
+    return _overall(c_best, c_arg)
+
+
+def _chunks(starts: np.ndarray):
+    """``(lo, hi, group)`` int64 arrays: every group cut into pieces of at most
+    :data:`_DENSE_BLOCK` positions (empty groups have none)."""
+    lo, hi, grp = [], [], []
+    for g in range(len(starts) - 1):
+        for a in range(int(starts[g]), int(starts[g + 1]), _DENSE_BLOCK):
+            lo.append(a)
+            hi.append(min(a + _DENSE_BLOCK, int(starts[g + 1])))
+            grp.append(g)
+    return (np.array(lo, dtype=np.int64), np.array(hi, dtype=np.int64),
+            np.array(grp, dtype=np.int64))
 
 
 # Switch to the dense pass once pruning reads more than this share of the live
@@ -544,11 +601,9 @@ class Engine:
         eps = float(np.finfo(self.x.dtype).eps)
         self.slack = _PRUNE_SLACK + 4.0 * (d + 2) * eps
         self.max_new = max_new
-        self.sketch = None  # built at the hand-over to dense passes (_note)
-        self.syt = np.zeros((0, n), dtype=np.float32)
-        n_blk = (n + _DENSE_BLOCK - 1) // _DENSE_BLOCK
-        self.blk_best, self.blk_arg = np.empty(n_blk), np.empty(n_blk, dtype=np.int64)
-        self.r = None  # (N,) r of every point after the dense hand-over
+        # built at the hand-over to dense passes (_hand_over): the groups, the byte
+        # codes and r in group order (point <-> position maps)
+        self.r = None
         self.best_r, self.best_u = -1.0, -1
         self.n_live = n - int(ex.sum())
         self._window = [0, 0]  # picks and feature reads since the last switch test
@@ -658,20 +713,11 @@ class Engine:
         self.state[0] = i + k
         return work
 
-    def _centre_sketch(self, cu, u):
-        """``(row, e)``: the sketch row of a new centre and the summed rounding bound."""
-        if self.sketch is None:
-            return np.zeros(0, np.float32), 0.0
-        if u >= 0:
-            return self.sketch.rows[u], 2.0 * self.sketch.err
-        row, err = self.sketch.of(cu)
-        return row, self.sketch.err + err
-
     def _dense(self, cu, du, u):
         """One dense pass (:func:`dense_update`) for centre ``cu`` (``u`` >= 0: in this pool)."""
-        pu, e = self._centre_sketch(cu, u)
-        return dense_update(self.x, self.r, cu, float(du), u, self.syt, pu, e, self.slack,
-                            self.blk_best, self.blk_arg)
+        return dense_update(self.x, self.r, self.orig, self.pos, cu, float(du), u, self.codes,
+                            self.errs, self.scales, self.slack, self.means, self.radii,
+                            *self.chunks, self.c_best, self.c_arg)
 
     def _note(self, picks: int, reads: int) -> None:
         """Hand over to dense passes once pruning reads too many points per pick."""
@@ -683,16 +729,32 @@ class Engine:
         if w[0] < _WINDOW:
             return
         if w[1] / (w[0] * max(1, self.n_live)) > _DENSE_SWITCH:
-            self.r = np.full(self.x.shape[0], -1.0)
-            _flatten(self.order, self.rr, self.a_start, self.a_end, self.state[2], self.r)
-            self.best_r, self.best_u = _block_maxima(self.r, self.blk_best, self.blk_arg)
-            n, d = self.x.shape
-            if (n >= _SKETCH_MIN_N and d > 2 * SKETCH_DIM
-                    and self.max_new - self.state[0] >= _SKETCH_MIN_PICKS):
-                self.sketch = build_sketch(self.x, SKETCH_DIM)
-                self.syt = np.ascontiguousarray(self.sketch.rows.T)
-            log.debug("pruning ineffective after %d picks; dense passes from here",
-                      self.state[0])
+            self._hand_over()
         w[0] = w[1] = 0
 
-
+    def _hand_over(self) -> None:
+        """Switch to dense passes: r of every point, held in the order of the groups
+        (:mod:`.groups`), with every point's byte codes."""
+        n, d = self.x.shape
+        r = np.full(n, -1.0)
+        _flatten(self.order, self.rr, self.a_start, self.a_end, self.state[2], r)
+        self.order = self.rr = self.tmp = None  # the arena is not used from here on
+        # grouping costs a few passes over the pool: only where enough picks remain
+        g = n_groups(n) if self.max_new - self.state[0] >= _GROUP_MIN_PICKS else 1
+        view = None
+        if g > 1:  # the assignment's view: the features, or a sketch of them when D is large
+            view = self.x if d <= 2 * SKETCH_DIM else build_sketch(self.x, SKETCH_DIM)
+        perm, starts, self.means, self.radii = build_groups(self.x, view, g)
+        del view
+        self.codes, self.scales, self.errs = encode(self.x, perm, starts, self.means)
+        self.orig = perm
+        self.pos = np.empty(n, dtype=np.int64)
+        self.pos[perm] = np.arange(n, dtype=np.int64)
+        self.r = r[perm]
+        self.chunks = _chunks(starts)
+        self.c_best = np.empty(len(self.chunks[0]))
+        self.c_arg = np.empty(len(self.chunks[0]), dtype=np.int64)
+        self.best_r, self.best_u = _chunk_maxima(self.r, self.orig, *self.chunks[:2],
+                                                 self.c_best, self.c_arg)
+        log.debug("pruning ineffective after %d picks; dense passes from here (%d groups)",
+                  self.state[0], g)
