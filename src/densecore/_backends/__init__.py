@@ -120,6 +120,11 @@ class ThreadPicker:
     def __init__(self, limit: int, free=free_cores):
         self.limit = max(1, int(limit))
         self.free = free
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the measured costs (the unit of work changed): both modes are timed
+        again, one thread first."""
         self.cost = {"serial": None, "parallel": None}
         self.best = "serial"
         self.gap = self.GAP

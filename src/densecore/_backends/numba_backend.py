@@ -507,6 +507,20 @@ def dense_update(x, r, orig, pos, cu, du, u, codes, errs, scales, slack, means, 
     return _overall(c_best, c_arg)
 
 
+@njit(cache=True, nogil=True)
+def dense_picks(x, dens, r, orig, pos, codes, errs, scales, slack, means, radii, c_lo, c_hi,
+                c_grp, c_best, c_arg, best_r, best_u, i, k, out_idx, out_r):
+    """Picks ``i .. i + k - 1`` of Algorithm 1 by dense passes (:func:`dense_update`),
+    starting from the current ``(best_r, best_u)``; returns the pair after them."""
+    for j in range(i, i + k):
+        u = best_u
+        out_idx[j] = u
+        out_r[j] = best_r
+        best_r, best_u = dense_update(x, r, orig, pos, x[u], dens[u], u, codes, errs, scales,
+                                      slack, means, radii, c_lo, c_hi, c_grp, c_best, c_arg)
+    return best_r, best_u
+
+
 @njit(cache=True)
 def _overall(c_best, c_arg):
     """``(largest r over all chunks, lowest point index among ties)``."""
@@ -685,32 +699,38 @@ class Engine:
                 t, m = self.picker.next(k)
                 numba.set_num_threads(t)
                 t0 = time.perf_counter()
+                pruned = self.r is None
                 work = self._picks(m, out_idx, out_r, first)
-                self.picker.done(t, time.perf_counter() - t0, work)
+                if pruned == (self.r is None):  # a block with the hand-over is not timed
+                    self.picker.done(t, time.perf_counter() - t0, work)
                 k -= m
         finally:
             numba.set_num_threads(before)
 
     def _picks(self, k, out_idx, out_r, first) -> int:
-        """``k`` picks (pruned or dense); returns the work done (feature rows read)."""
-        if self.r is None:
+        """``k`` picks (pruned, then dense once pruning stops paying); returns the work
+        done (feature rows read by pruned picks, live points of dense ones)."""
+        work = 0
+        while k > 0 and self.r is None:  # pruned, in windows, so the hand-over is timely
+            m = min(k, _WINDOW)
             reads0 = self.state[4]
             run_picks(self.x, self.dens, self.centres, self.cdens, self.order, self.rr,
                       self.tmp, self.a_start, self.a_end, self.a_max, self.a_arg,
-                      self.a_centre, self.state, k, out_idx, out_r, first, self.slack)
-            self.n_live -= k
+                      self.a_centre, self.state, m, out_idx, out_r, first, self.slack)
+            self.n_live -= m
             reads = int(self.state[4] - reads0)
-            self._note(k, reads)
-            return reads + k * _PICK_WORK
-        i = self.state[0]
-        work = 0
-        for j in range(i, i + k):
-            u, ru = self.best_u, self.best_r
-            out_idx[j], out_r[j] = u, ru
-            work += self.n_live
-            self.n_live -= 1
-            self.best_r, self.best_u = self._dense(self.x[u], self.dens[u], u)
-        self.state[0] = i + k
+            work += reads + m * _PICK_WORK
+            k -= m
+            self._note(m, reads)
+        if k > 0:
+            i = self.state[0]
+            work += k * self.n_live - k * (k - 1) // 2
+            self.n_live -= k
+            self.best_r, self.best_u = dense_picks(
+                self.x, self.dens, self.r, self.orig, self.pos, self.codes, self.errs,
+                self.scales, self.slack, self.means, self.radii, *self.chunks, self.c_best,
+                self.c_arg, self.best_r, self.best_u, i, k, out_idx, out_r)
+            self.state[0] = i + k
         return work
 
     def _dense(self, cu, du, u):
@@ -756,5 +776,7 @@ class Engine:
         self.c_arg = np.empty(len(self.chunks[0]), dtype=np.int64)
         self.best_r, self.best_u = _chunk_maxima(self.r, self.orig, *self.chunks[:2],
                                                  self.c_best, self.c_arg)
+        # a dense pick costs per live point, not per feature row read: time both modes anew
+        self.picker.reset()
         log.debug("pruning ineffective after %d picks; dense passes from here (%d groups)",
                   self.state[0], g)
