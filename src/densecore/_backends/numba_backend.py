@@ -78,6 +78,7 @@ def _sqdist_to(x, i, v):
 
 
 _EPS32 = float(np.finfo(np.float32).eps)
+_EPS64 = float(np.finfo(np.float64).eps)
 
 
 @njit(cache=True)
@@ -445,7 +446,7 @@ def _lower(x, orig, r, p, cu, du):
     return False
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=_FAST)
 def _group_live(cu, mul, means, radii, c_grp, c_best, live):
     """``live[g]``: whether a member of group ``g`` might move to the new centre ``cu``
     (module :mod:`.groups`: ``(||cu - m_g|| - rad_g)^2 > du max r`` rules a group out)."""
@@ -454,16 +455,18 @@ def _group_live(cu, mul, means, radii, c_grp, c_best, live):
         if c_best[c] > g_max[c_grp[c]]:
             g_max[c_grp[c]] = c_best[c]
     d = cu.shape[0]
+    # float64 rounding of the centre distance, summed in any order: shrink it past that
+    shrink = 1.0 - 2.0 * (d + 2) * _EPS64
     for g in range(means.shape[0]):
         if g_max[g] <= 0.0:  # nothing left to lower
             live[g] = False
             continue
+        mg = means[g]
         acc = 0.0
         for c in range(d):
-            q = np.float64(cu[c]) - means[g, c]
+            q = np.float64(cu[c]) - mg[c]
             acc += q * q
-        # float64 rounding of the centre distance: shrink it well past it
-        lb = np.sqrt(acc) * (1.0 - 1e-12) - radii[g]
+        lb = np.sqrt(acc) * shrink - radii[g]
         lb = lb * lb if lb > 0.0 else 0.0
         # lb > 1e-290 keeps an underflowed r * du from deciding; NaN keeps a group live
         live[g] = not (lb > 1e-290 and lb > g_max[g] * mul)
