@@ -164,13 +164,12 @@ def _workers(sampler, feats, bsz: int) -> int:
     (:func:`densecore._backends.thread_limit`) for densecore's own greedy samplers
     on CPU features, else 1.
 
-    Two images at once on one numba thread each beat one image at a time on two
-    (the numba kernels release the GIL): on 2 cores, two halves of the
-    ``benchmarks/select_pixels.py`` candidates took 3.6-3.9 s instead of
-    6.1-7.5 s density-aware and 2.1-2.3 s instead of 2.6-2.8 s k-center, with the
-    same picks; at full size (two 184,540-candidate images in one call, same
-    process) 4.9-6.0 s instead of 6.3-10.6 s per image k-center and 8.3 s
-    instead of 9.7-11.8 s density-aware (``benchmarks/README.md``).
+    Two images at once on one numba thread each against one image at a time on two
+    (the numba kernels release the GIL), two 184,540-candidate images of
+    ``benchmarks/select_pixels.py`` in one call, same process, same picks:
+    k-center 6.60 / 5.68 s instead of 7.95 / 6.14 s per image; density-aware
+    2.53 / 3.59 s against 2.60 / 3.33 s (even: its dense pass already keeps both
+    cores busy; ``benchmarks/README.md``).
     """
     if (bsz < 2 or feats is None or feats.device.type != "cpu"
             or not isinstance(sampler, _Greedy) or sampler.backend not in ("auto", "numba")):
