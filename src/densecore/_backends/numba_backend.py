@@ -484,9 +484,9 @@ def dense_update(x, r, orig, pos, cu, du, u, codes, errs, scales, slack, means, 
     each; a group whose mean ``means`` is too far from ``cu`` for its radius
     ``radii`` is skipped whole. In the other chunks every distance is first
     bounded from the points' byte codes ``codes`` (N, D) int8 in position
-    order, ``errs`` (N,), ``scales`` (G,) (:func:`.groups.encode`) in
-    vectorised passes, and only the features of the few points the bound does
-    not rule out are read (:func:`_dense_block`).
+    order, ``errs`` (N,), ``scales`` (G,) (:func:`.groups.encode`), and only
+    the features of the few points the bound does not rule out are read
+    (:func:`_dense_block`).
     ``c_best``/``c_arg`` hold each chunk's largest r and its (lowest) point
     index; only chunks where r changed are rescanned. Returns
     ``(max r, its lowest point index)``, ``(-1.0, -1)`` when nothing is left.
