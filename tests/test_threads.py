@@ -98,3 +98,51 @@ def test_num_threads_argument_caps_the_engine(monkeypatch):
     assert np.array_equal(a.indices, b.indices)
     with pytest.raises(ValueError, match="num_threads"):
         farthest_first(x, 20, init=0, num_threads=0)
+
+
+def test_picker_reset_times_both_modes_anew():
+    p = B.ThreadPicker(2, free=lambda: 1)
+    p.done(*p.next(10)[:1], 0.04, 2)
+    p.done(*p.next(10)[:1], 0.01, 2)  # parallel cheaper: chosen
+    assert p.next(10) == (2, 10)
+    p.reset()
+    assert p.next(10) == (1, B.ThreadPicker.PROBE)  # one thread first again
+    p.done(1, 0.04, 2)
+    assert p.next(10) == (2, B.ThreadPicker.PROBE)
+
+
+def test_engine_does_not_time_the_block_with_the_hand_over(monkeypatch):
+    # isotropic noise in 64 dimensions: pruning stops paying and the engine hands over
+    # to dense passes inside one of the caller's blocks; that block mixes two kinds of
+    # work and must not be timed, and the picker starts afresh after it
+    import densecore._backends.numba_backend as NB
+
+    timed, resets = [], []
+    done, reset = B.ThreadPicker.done, B.ThreadPicker.reset
+
+    def done_(self, threads, seconds, work):
+        timed.append(work)
+        done(self, threads, seconds, work)
+
+    def reset_(self):
+        resets.append(len(timed))
+        reset(self)
+
+    monkeypatch.setattr(B.ThreadPicker, "done", done_)
+    monkeypatch.setattr(B.ThreadPicker, "reset", reset_)
+    handed, blocks = [], []
+    hand_over, picks = NB.Engine._hand_over, NB.Engine._picks
+    monkeypatch.setattr(NB.Engine, "_hand_over",
+                        lambda self: (handed.append(len(timed)), hand_over(self)))
+    monkeypatch.setattr(NB.Engine, "_picks",
+                        lambda self, *a: (blocks.append(1), picks(self, *a))[1])
+    rng = np.random.default_rng(11)
+    x = rng.normal(size=(3000, 64)).astype(np.float32)
+    sel = farthest_first(x, 400, init=4, backend="numba")
+    ref, _ = density_aware_greedy_ref(x, 400, init=4)
+    assert np.array_equal(sel.indices, ref)
+    assert len(handed) == 1
+    # the picker was reset at the hand-over (after the construction's reset)
+    assert resets[-1] == handed[0]
+    # every block was timed except the one holding the hand-over
+    assert len(blocks) >= 100 and len(timed) == len(blocks) - 1
