@@ -159,3 +159,40 @@ def test_codes_of_a_group_of_duplicates_and_of_tiny_spreads():
     codes, scales, errs = encode(x, perm, starts, means)
     assert np.all(codes == 0) and np.all(scales == 1.0)
     assert np.all(errs >= 0) and np.all(errs < 1e-6)
+
+
+@pytest.mark.parametrize("dtype,scale,offset", [
+    (np.float64, 1e100, 0.0), (np.float64, 1e-100, 0.0), (np.float64, 1.0, 1e8),
+    (np.float32, 1e20, 0.0), (np.float32, 1e-20, 1e-17)])
+@pytest.mark.parametrize("tiny_densities", [False, True])
+def test_forced_groups_at_extreme_scales_match_the_reference(monkeypatch, caplog, dtype,
+                                                             scale, offset, tiny_densities):
+    _forced(monkeypatch)
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=(600, 40)) * np.linspace(3.0, 0.2, 40)
+    base[:200] += 6.0
+    base[300:330] = base[:30]
+    x = ((base + offset) * scale).astype(dtype)
+    dens = rng.uniform(1e-30, 3e-30, 600) if tiny_densities else None
+    with caplog.at_level("DEBUG", logger="densecore._backends.numba_backend"):
+        sel = densecore.farthest_first(x, 150, densities=dens, init=4, backend="numba")
+    assert "dense passes from here (75 groups)" in caplog.text
+    ref_idx, _ = density_aware_greedy_ref(x, 150, densities=dens, init=4)
+    np.testing.assert_array_equal(sel.indices, ref_idx)
+
+
+@pytest.mark.parametrize("kind", ["float16", "bfloat16", "grad"])
+def test_forced_groups_on_half_precision_and_grad_tensors(monkeypatch, kind):
+    import torch
+
+    _forced(monkeypatch)
+    rng = np.random.default_rng(1)
+    base = rng.normal(size=(600, 40)) * np.linspace(3.0, 0.2, 40)
+    base[:200] += 6.0
+    if kind == "grad":
+        x = torch.tensor(base, dtype=torch.float32, requires_grad=True)
+    else:
+        x = torch.tensor(base, dtype=getattr(torch, kind))
+    sel = densecore.farthest_first(x, 150, init=4, backend="numba")
+    ref_idx, _ = density_aware_greedy_ref(x.detach().float().numpy(), 150, init=4)
+    np.testing.assert_array_equal(np.asarray(sel.indices), ref_idx)
