@@ -12,7 +12,7 @@ in ``densecore.bench.bounds`` (also run, quick, by ``densecore bench bounds``).
     python benchmarks/bounds.py --json benchmarks/results/bounds.json --plots docs/img
     python benchmarks/bounds.py --quick
 
-The digits data set needs scikit-learn (``pip install densecore[test]``); plots
+The digits data set needs scikit-learn (``pip install "densecore-seg[test]"``); plots
 need matplotlib.
 """
 

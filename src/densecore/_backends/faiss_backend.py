@@ -1,4 +1,4 @@
-"""Nearest-neighbour work through faiss (optional: ``pip install densecore[cpu]``).
+"""Nearest-neighbour work through faiss (optional: ``pip install "densecore-seg[cpu]"``).
 
 faiss returns *squared* Euclidean distances for L2 indexes; every function here
 says which distance it returns.
@@ -31,8 +31,8 @@ def _faiss():
         import faiss
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise ImportError(
-            "the faiss backend needs faiss: pip install 'densecore[cpu]' (faiss-cpu) "
-            "or 'densecore[gpu]' (faiss-gpu)"
+            "the faiss backend needs faiss: pip install 'densecore-seg[cpu]' (faiss-cpu) "
+            "or 'densecore-seg[gpu]' (faiss-gpu)"
         ) from exc
     return faiss
 

@@ -187,7 +187,7 @@ def digits_dataset() -> Dataset | None:
         from sklearn.datasets import load_digits
     except ImportError:
         log.warning("scikit-learn is not installed; skipping the digits data set "
-                    "(pip install densecore[test])")
+                    "(pip install 'densecore-seg[test]')")
         return None
     d = load_digits()
     return _knn_dataset("digits", _l2(d.data / 16.0), d.target)
@@ -839,7 +839,7 @@ def _figure(**kwargs):
     try:
         from matplotlib.figure import Figure
     except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError("plots need matplotlib: pip install densecore[plots]") from exc
+        raise ImportError("plots need matplotlib: pip install 'densecore-seg[plots]'") from exc
     return Figure(layout="constrained", **kwargs)
 
 

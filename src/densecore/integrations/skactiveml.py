@@ -42,7 +42,7 @@ try:
     from skactiveml.utils import MISSING_LABEL, is_labeled
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("densecore.integrations.skactiveml needs scikit-activeml: "
-                      "pip install 'densecore[skactiveml]'") from exc
+                      "pip install 'densecore-seg[skactiveml]'") from exc
 
 from .. import metrics as M
 from ..density.knn import KNNDensity
