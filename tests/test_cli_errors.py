@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -108,3 +109,112 @@ def test_import_densecore_exposes_synthetic_and_distributed():
     assert out.stdout.split() == ["gaussian_mixture", "densecore.distributed"]
     with pytest.raises(AttributeError):
         densecore.no_such_submodule  # noqa: B018
+
+
+def _err_line(out) -> str:
+    """The whole of stderr, which must be one line."""
+    assert out.err.count("\n") == 1 and "Traceback" not in out.err, out.err
+    return out.err.strip()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["select", "--budget", "3"],
+     "densecore select: error: the following arguments are required: --features, --out"),
+    (["select", "--features", "F.npy", "--budget", "x", "--out", "o.npy"],
+     "densecore select: error: argument --budget: invalid int value: 'x'"),
+    (["select", "--features", "F.npy", "--budget", "3", "--out", "o.npy", "--metric", "l1"],
+     "densecore select: error: argument --metric: invalid choice: 'l1' (choose from "
+     "'euclidean', 'cosine')"),
+    (["bogus"], "densecore: error: argument COMMAND: invalid choice: 'bogus' (choose from "
+     "'demo', 'select', 'bench')"),
+    (["bench", "speed", "--n", "ten"],
+     "densecore bench speed: error: argument --n: invalid int value: 'ten'"),
+])
+def test_argparse_errors_are_one_line_without_usage(capsys, argv, message):
+    code, out = run_cli(capsys, *argv)
+    assert code == 2 and _err_line(out) == message
+
+
+def test_bench_bounds_plots_without_matplotlib_fails_before_the_work(capsys, monkeypatch,
+                                                                     tmp_path):
+    import importlib.util
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None
+                        if name == "matplotlib" else real_find_spec(name, *a))
+
+    def no_work(**kw):
+        raise AssertionError("the benchmark ran before the missing package was reported")
+
+    monkeypatch.setattr("densecore.bench.bounds.load_datasets", no_work)
+    monkeypatch.setattr("densecore.bench.bounds.run_bounds", no_work)
+    code, out = run_cli(capsys, "bench", "bounds", "--plots", tmp_path / "plots")
+    assert code == 2
+    assert _err_line(out) == ("densecore bench bounds: error: --plots needs matplotlib: "
+                              "pip install 'densecore-seg[plots]' (or leave out --plots)")
+    assert not (tmp_path / "plots").exists()
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda p: np.save(p, np.arange(40).reshape(20, 2)),
+     "features must be a floating array; got dtype int64"),
+    (lambda p: p.write_text("1.0 2.0\n3.0 4.0\n"),
+     "this is a text file, not a .npy, .npz or .pt array"),
+    (lambda p: p.write_bytes(bytes(range(256)) * 4),
+     "not a .npy or .npz file (no NumPy or zip header)"),
+])
+def test_select_input_errors_are_one_clear_line(tmp_path, capsys, make, message):
+    path = tmp_path / "F.npy"
+    make(path)
+    code, out = run_cli(capsys, "select", "--features", path, "--budget", 2,
+                        "--out", tmp_path / "o.npy", "--no-progress")
+    assert code == 2 and message in _err_line(out)
+    assert "pickle" not in out.err and "torch.int64" not in out.err
+    assert not (tmp_path / "o.npy").exists()
+
+
+def test_select_pickled_pt_is_one_short_line(tmp_path, capsys):
+    import pickle
+    with open(tmp_path / "F.pt", "wb") as f:
+        pickle.dump({"features": np.zeros((3, 2))}, f, protocol=4)  # not a weights-only file
+    code, out = run_cli(capsys, "select", "--features", tmp_path / "F.pt", "--budget", 2,
+                        "--out", tmp_path / "o.npy", "--no-progress")
+    line = _err_line(out)
+    assert code == 2 and "refused it: it holds more than tensors" in line
+    assert len(line) - len(str(tmp_path)) < 200 and "weights_only` argument" not in line
+
+
+@pytest.mark.parametrize("out_name, message", [
+    ("o.csv", "--out '{t}/o.csv': name the file .npy (int64 array) or .txt (one index per "
+              "line); got suffix '.csv'"),
+    ("o", "--out '{t}/o': name the file .npy (int64 array) or .txt (one index per line); "
+          "got suffix 'none'"),
+    ("missing/o.npy", "--out '{t}/missing/o.npy': the folder '{t}/missing' does not exist"),
+])
+def test_select_bad_out_is_refused_before_reading_anything(tmp_path, capsys, out_name,
+                                                            message):
+    # the features file does not even exist: --out is checked first
+    code, out = run_cli(capsys, "select", "--features", tmp_path / "none.npy", "--budget", 2,
+                        "--out", tmp_path / out_name)
+    assert code == 2
+    assert _err_line(out) == "densecore select: error: " + message.format(t=tmp_path)
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--sampler", "typicality", "--metric", "cosine"],
+     "--metric cosine works with --sampler kcenter or density-aware"),
+    (["--labeled-densities", "{t}/D.npy"], "--labeled-densities needs --labeled-features"),
+    (["--densities", "knn", "--labeled-features", "{t}/F.npy", "--labeled-densities",
+      "{t}/D.npy"], "--labeled-densities goes with --densities FILE"),
+    (["--densities", "{t}/D.npy", "--labeled-features", "{t}/F.npy"],
+     "--labeled-features with --densities FILE needs --labeled-densities"),
+    (["--sampler", "kcenter", "--densities", "knn"], "--sampler kcenter ignores densities"),
+])
+def test_select_inconsistent_options(tmp_path, capsys, extra, message):
+    np.save(tmp_path / "F.npy", np.random.default_rng(0).normal(size=(20, 3)))
+    np.save(tmp_path / "D.npy", np.ones(20))
+    code, out = run_cli(capsys, "select", "--features", tmp_path / "F.npy", "--budget", 2,
+                        "--out", tmp_path / "o.npy",
+                        *[a.format(t=tmp_path) for a in extra])
+    assert code == 2 and message in _err_line(out)
+    assert not (tmp_path / "o.npy").exists()

@@ -165,3 +165,77 @@ def test_budget_too_large(tmp_path, data, capsys):
     assert "budget must be at most the number of unlabeled points (600)" in \
         capsys.readouterr().err
     assert not (tmp_path / "o.npy").exists()
+
+
+def test_metric_labeled_features_and_knn_densities(tmp_path, data):
+    import densecore
+
+    x, d = data
+    pool, lf = x[:500], x[500:]
+    ld = d[500:]
+    np.save(tmp_path / "F.npy", pool)
+    np.save(tmp_path / "D.npy", d[:500])
+    np.save(tmp_path / "LF.npy", lf)
+    np.save(tmp_path / "LD.npy", ld)
+    common = ["--features", tmp_path / "F.npy", "--budget", 15, "--no-progress"]
+
+    assert select(*common, "--metric", "cosine", "--out", tmp_path / "c.npy") == 0
+    want = KCenterGreedy(metric="cosine").select(pool, 15).indices
+    np.testing.assert_array_equal(np.load(tmp_path / "c.npy"), want)
+    assert not np.array_equal(want, KCenterGreedy().select(pool, 15).indices)
+
+    assert select(*common, "--densities", tmp_path / "D.npy", "--labeled-features",
+                  tmp_path / "LF.npy", "--labeled-densities", tmp_path / "LD.npy",
+                  "--out", tmp_path / "l.npy") == 0
+    want = DensityAwareGreedy().select(pool, 15, densities=d[:500], labeled_features=lf,
+                                       labeled_densities=ld).indices
+    np.testing.assert_array_equal(np.load(tmp_path / "l.npy"), want)
+
+    # knn: one KNNDensity over the pool and the labeled points together, in --metric
+    assert select(*common, "--densities", "knn", "--labeled-features", tmp_path / "LF.npy",
+                  "--metric", "cosine", "--out", tmp_path / "k.npy") == 0
+    dens = densecore.KNNDensity(metric="cosine")(np.concatenate([pool, lf]))
+    want = DensityAwareGreedy(metric="cosine").select(
+        pool, 15, densities=dens[:500], labeled_features=lf, labeled_densities=dens[500:])
+    np.testing.assert_array_equal(np.load(tmp_path / "k.npy"), want.indices)
+
+    assert select(*common, "--densities", "knn", "--out", tmp_path / "k2.npy") == 0
+    want = DensityAwareGreedy().select(pool, 15, densities=densecore.KNNDensity()(pool))
+    np.testing.assert_array_equal(np.load(tmp_path / "k2.npy"), want.indices)
+
+
+def test_out_txt_holds_one_index_per_line(tmp_path, data):
+    x, _ = data
+    np.save(tmp_path / "F.npy", x)
+    assert select("--features", tmp_path / "F.npy", "--budget", 7, "--no-progress",
+                  "--out", tmp_path / "o.txt") == 0
+    want = KCenterGreedy().select(x, 7).indices
+    text = (tmp_path / "o.txt").read_text()
+    assert text == "".join(f"{i}\n" for i in want.tolist())
+    np.testing.assert_array_equal(np.loadtxt(tmp_path / "o.txt", dtype=np.int64), want)
+
+
+def test_device_path_reports_the_file_dtype(tmp_path, capsys):
+    np.save(tmp_path / "F.npy", np.arange(40).reshape(20, 2))
+    with pytest.raises(SystemExit) as e:
+        select("--features", tmp_path / "F.npy", "--budget", 2, "--device", "cpu",
+               "--out", tmp_path / "o.npy")
+    assert e.value.code == 2
+    assert capsys.readouterr().err == ("densecore select: error: features must be a floating "
+                                       "array; got dtype int64\n")
+
+
+def test_device_cpu_moves_every_input(tmp_path, data):
+    x, d = data
+    np.save(tmp_path / "F.npy", x[:500])
+    np.save(tmp_path / "D.npy", d[:500])
+    np.save(tmp_path / "L.npy", np.array([3, 7]))
+    np.save(tmp_path / "LF.npy", x[500:])
+    np.save(tmp_path / "LD.npy", d[500:])
+    assert select("--features", tmp_path / "F.npy", "--densities", tmp_path / "D.npy",
+                  "--labeled", tmp_path / "L.npy", "--labeled-features", tmp_path / "LF.npy",
+                  "--labeled-densities", tmp_path / "LD.npy", "--device", "cpu",
+                  "--budget", 9, "--no-progress", "--out", tmp_path / "o.npy") == 0
+    want = DensityAwareGreedy().select(x[:500], 9, densities=d[:500], labeled=[3, 7],
+                                       labeled_features=x[500:], labeled_densities=d[500:])
+    np.testing.assert_array_equal(np.load(tmp_path / "o.npy"), want.indices)

@@ -11,11 +11,20 @@ never a traceback.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 # import name of an optional package -> what to pip install
 _EXTRAS = {"sklearn": "scikit-learn", "matplotlib": "matplotlib", "faiss": "faiss-cpu",
            "yaml": "pyyaml", "PIL": "pillow", "hypothesis": "hypothesis"}
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line, ``densecore select: error: ...``,
+    without the usage block (``--help`` shows it); subcommands inherit it."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {_first_line(message)}\n")
 
 
 def _add_demo(sub) -> None:
@@ -39,19 +48,19 @@ def _add_demo(sub) -> None:
     p.set_defaults(func=run)
 
 
-def _kcenter(backend, seed, progress):
+def _kcenter(backend, seed, progress, metric):
     from .samplers import KCenterGreedy
 
-    return KCenterGreedy(backend, seed, progress)
+    return KCenterGreedy(backend, seed, progress, metric=metric)
 
 
-def _density_aware(backend, seed, progress):
+def _density_aware(backend, seed, progress, metric):
     from .samplers import DensityAwareGreedy
 
-    return DensityAwareGreedy(backend, seed, progress)
+    return DensityAwareGreedy(backend, seed, progress, metric=metric)
 
 
-def _kmedoids(backend, seed, progress):
+def _kmedoids(backend, seed, progress, metric):  # Euclidean only (checked by the command)
     from .refine import KMedoidsRefinement
     from .samplers import KCenterGreedy
 
@@ -59,7 +68,7 @@ def _kmedoids(backend, seed, progress):
                               seed=seed)
 
 
-def _typicality(backend, seed, progress):
+def _typicality(backend, seed, progress, metric):  # Euclidean only (checked by the command)
     from .typicality import TypicalityGreedy
 
     return TypicalityGreedy(backend=backend, seed=seed, progress=progress)
@@ -76,16 +85,23 @@ def _add_select(sub) -> None:
         "select", help="pick a core-set from feature vectors (k-center greedy, or the "
         "paper's density-aware greedy when --densities is given; --sampler for the others)",
         description="Pick BUDGET rows of FEATURES and write their indices (int64, selection "
-        "order) to OUT as .npy. Inputs: .npy, .npz (one array, or FILE.npz:KEY) or .pt (a "
-        "tensor saved with torch.save). The default sampler is k-center greedy (with "
-        "--densities the paper's density-aware greedy, Algorithm 1); kmedoids-refinement "
-        "lowered the bounds further in docs/benchmarks.md but costs O(N * budget * D) per "
-        "step, so it is opt-in.")
-    p.add_argument("--features", required=True, metavar="F", help="(N, D) float features")
+        "order) to OUT: .npy, or .txt with one index per line. Inputs: .npy, .npz (one "
+        "array, or FILE.npz:KEY) or .pt (a tensor saved with torch.save). The default "
+        "sampler is k-center greedy (with --densities the paper's density-aware greedy, "
+        "Algorithm 1); kmedoids-refinement lowered the bounds further in docs/benchmarks.md "
+        "but costs O(N * budget * D) per step, so it is opt-in.")
+    p.add_argument("--features", required=True, metavar="FILE", help="(N, D) float features")
     p.add_argument("--budget", required=True, type=int, metavar="N", help="points to pick")
-    p.add_argument("--densities", metavar="D", help="(N,) positive coverage densities; "
-                   "selects density-aware greedy")
-    p.add_argument("--labeled", metavar="L", help="(M,) int indices already labeled")
+    p.add_argument("--densities", metavar="FILE|knn", help="(N,) positive coverage "
+                   "densities from FILE, or 'knn' to compute KNNDensity (k=10, --metric) "
+                   "over the pool and --labeled-features; selects density-aware greedy")
+    p.add_argument("--labeled", metavar="FILE", help="(M,) int indices already labeled")
+    p.add_argument("--labeled-features", metavar="FILE", help="(L, D) labeled points "
+                   "outside the pool (e.g. earlier rounds); they seed the greedy")
+    p.add_argument("--labeled-densities", metavar="FILE", help="(L,) their densities; "
+                   "needed with --labeled-features and --densities FILE")
+    p.add_argument("--metric", default="euclidean", choices=METRICS,
+                   help="distance between features (default euclidean)")
     p.add_argument("--init", type=int, metavar="I", help="first pick when nothing is labeled")
     p.add_argument("--sampler", default=None, choices=list(SAMPLERS),
                    help="default: density-aware with --densities, else kcenter")
@@ -93,58 +109,63 @@ def _add_select(sub) -> None:
     p.add_argument("--device", default=None, help="torch device for the features "
                    "(e.g. cuda); default: keep them on the CPU")
     p.add_argument("--seed", type=int, default=0, help="seeds the first pick (default 0)")
-    p.add_argument("--out", required=True, metavar="OUT", help="output .npy of indices")
+    p.add_argument("--out", required=True, metavar="OUT", help="where to write the indices: "
+                   "OUT.npy (int64) or OUT.txt (one index per line)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
-    def load(path: str, flag: str):
-        import os
-        import pickle
-        import zipfile
-
-        import numpy as np
-
-        key = None
-        if not os.path.exists(path) and ":" in path and path.rsplit(":", 1)[0].endswith(".npz"):
-            path, key = path.rsplit(":", 1)
+    def load(path: str | None, flag: str):
+        if path is None:
+            return None
         try:
-            if path.endswith(".npy"):
-                _check_npy_size(path)
-            if path.endswith((".pt", ".pth")):
-                import torch
-
-                x = torch.load(path, map_location="cpu", weights_only=True)
-                if not isinstance(x, torch.Tensor):
-                    raise ValueError(f"expected a tensor; got {type(x).__name__}")
-                return x
-            with open(path, "rb") as f:
-                x = np.load(f, allow_pickle=False)
-                if isinstance(x, np.lib.npyio.NpzFile):
-                    with x:
-                        if key is None and len(x.files) != 1:
-                            raise ValueError(f"holds arrays {x.files}; name one as "
-                                             f"{path}:KEY")
-                        key = x.files[0] if key is None else key
-                        if key not in x.files:
-                            raise ValueError(f"has no array {key!r}; arrays: {x.files}")
-                        x = x[key]
-            return x
+            return load_array(path)
         except MemoryError:
             p.error(f"cannot read {flag} {path!r}: its array does not fit in memory")
-        except (OSError, ValueError, EOFError, RuntimeError, zipfile.BadZipFile,
-                pickle.UnpicklingError) as e:
+        except ValueError as e:
             p.error(f"cannot read {flag} {path!r}: {e}")
 
-    def run(args) -> int:
-        import io
+    def check_args(args) -> str:
+        """The argument checks that need no file; returns the sampler's name."""
+        suffix = os.path.splitext(args.out)[1]
+        if suffix not in WRITERS:
+            p.error(f"--out {args.out!r}: name the file .npy (int64 array) or .txt (one "
+                    f"index per line); got suffix {suffix or 'none'!r}")
+        folder = os.path.dirname(os.path.abspath(args.out))
+        if not os.path.isdir(folder):
+            p.error(f"--out {args.out!r}: the folder {folder!r} does not exist")
+        name = args.sampler or ("density-aware" if args.densities is not None else "kcenter")
+        if args.densities is not None and name not in ("density-aware", "typicality"):
+            p.error(f"--densities is used by --sampler density-aware or typicality; "
+                    f"--sampler {name} ignores densities")
+        if args.metric != "euclidean" and name not in ("kcenter", "density-aware"):
+            p.error(f"--metric {args.metric} works with --sampler kcenter or density-aware; "
+                    f"--sampler {name} measures Euclidean distance")
+        if args.labeled_densities is not None:
+            if args.labeled_features is None:
+                p.error("--labeled-densities needs --labeled-features")
+            if args.densities is None or args.densities == "knn":
+                p.error("--labeled-densities goes with --densities FILE (with --densities "
+                        "knn both are computed; without densities none are used)")
+        elif (args.labeled_features is not None and args.densities not in (None, "knn")
+              and name == "density-aware"):
+            p.error("--labeled-features with --densities FILE needs --labeled-densities "
+                    "(or use --densities knn)")
+        return name
 
-        import numpy as np
+    def run(args) -> int:
         import torch
 
-        from .state import atomic_write
+        from . import validation as V
 
+        name = check_args(args)
         features = load(args.features, "--features")
-        densities = None if args.densities is None else load(args.densities, "--densities")
-        labeled = None if args.labeled is None else load(args.labeled, "--labeled")
+        labeled = load(args.labeled, "--labeled")
+        labeled_features = load(args.labeled_features, "--labeled-features")
+        labeled_densities = load(args.labeled_densities, "--labeled-densities")
+        if args.densities == "knn":
+            densities, labeled_densities = _knn_densities(features, labeled_features,
+                                                          args.metric)
+        else:
+            densities = load(args.densities, "--densities")
         if args.device is not None:
             try:
                 device = torch.device(args.device)
@@ -153,27 +174,21 @@ def _add_select(sub) -> None:
             if device.type == "cuda" and not torch.cuda.is_available():
                 p.error(f"--device {args.device!r}: CUDA is not available on this machine; "
                         f"leave out --device to select on the CPU")
+            # checked before the move, so that messages name the file's own dtype
+            given = (features, densities, labeled, labeled_features, labeled_densities)
+            pool = V.check_pool(*given, validate=False)
             try:
-                features, densities, labeled = (
-                    None if a is None else torch.as_tensor(a).to(device)
-                    for a in (features, densities, labeled))
+                features, densities, labeled, labeled_features, labeled_densities = (
+                    None if a is None else t.to(device) for a, t in zip(given, pool))
             except (AssertionError, RuntimeError, TypeError, ValueError) as e:
-                p.error(f"--device {args.device!r}: {str(e).splitlines()[0]}")
-        name = args.sampler or ("density-aware" if densities is not None else "kcenter")
-        if densities is not None and name not in ("density-aware", "typicality"):
-            p.error(f"--densities is used by --sampler density-aware or typicality; "
-                    f"--sampler {name} ignores densities")
-        try:
-            sampler = SAMPLERS[name](args.backend, args.seed, not args.no_progress)
-            sel = sampler.select(features, args.budget, densities=densities,
-                                 labeled=labeled, init=args.init)
-        except (TypeError, ValueError) as e:
-            p.error(str(e))
+                p.error(f"--device {args.device!r}: {e}")
+        sampler = SAMPLERS[name](args.backend, args.seed, not args.no_progress, args.metric)
+        sel = sampler.select(features, args.budget, densities=densities, labeled=labeled,
+                             labeled_features=labeled_features,
+                             labeled_densities=labeled_densities, init=args.init)
         idx = sel.indices.cpu().numpy() if isinstance(sel.indices, torch.Tensor) else sel.indices
-        buf = io.BytesIO()
-        np.save(buf, np.asarray(idx, dtype=np.int64), allow_pickle=False)
         try:
-            atomic_write(args.out, buf.getvalue())
+            WRITERS[os.path.splitext(args.out)[1]](args.out, idx)
         except OSError as e:
             p.error(f"cannot write --out {args.out!r}: {e}")
         print(f"{type(sampler).__name__}: selected {len(idx)} of {len(features)} points; "
@@ -183,10 +198,128 @@ def _add_select(sub) -> None:
     p.set_defaults(func=run)
 
 
+def _knn_densities(features, labeled_features, metric: str):
+    """KNNDensity over the pool and the out-of-pool labeled points together (one
+    normalisation for both); returns ``(densities (N,), labeled_densities (L,) or None)``."""
+    import torch
+
+    from . import validation as V
+    from .density import KNNDensity
+
+    x = V.check_features(features)
+    if labeled_features is None:
+        return KNNDensity(metric=metric)(x), None
+    lf = V.check_features(labeled_features, "labeled_features", dim=x.shape[1])
+    d = KNNDensity(metric=metric)(torch.cat([x, lf.to(x.dtype)]))
+    return d[:x.shape[0]], d[x.shape[0]:]
+
+
+def _write_npy(path: str, idx) -> None:
+    import io
+
+    import numpy as np
+
+    from .atomic import atomic_write
+
+    buf = io.BytesIO()
+    np.save(buf, np.asarray(idx, dtype=np.int64), allow_pickle=False)
+    atomic_write(path, buf.getvalue())
+
+
+def _write_txt(path: str, idx) -> None:
+    from .atomic import atomic_write_text
+
+    atomic_write_text(path, "".join(f"{int(i)}\n" for i in idx))
+
+
+# ``densecore select --out``: the suffix names the format
+WRITERS = {".npy": _write_npy, ".txt": _write_txt}
+METRICS = ("euclidean", "cosine")  # densecore.metrics.METRICS, literal for a fast start-up
+
+
+def load_array(path: str):
+    """Read one array from ``.npy``, ``.npz`` (``FILE.npz:KEY`` names one of several) or a
+    tensor saved with ``torch.save``; raise ValueError with a one-line reason otherwise.
+
+    Example:
+        >>> import os, tempfile, numpy as np
+        >>> d = tempfile.mkdtemp()
+        >>> np.savez(os.path.join(d, "a.npz"), x=np.arange(3), y=np.ones(2))
+        >>> load_array(os.path.join(d, "a.npz") + ":x").tolist()
+        [0, 1, 2]
+    """
+    import pickle
+    import zipfile
+
+    import numpy as np
+
+    key = None
+    if not os.path.exists(path) and ":" in path and path.rsplit(":", 1)[0].endswith(".npz"):
+        path, key = path.rsplit(":", 1)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(512)
+        if not head.startswith((b"\x93NUMPY", b"PK\x03\x04")) and _is_text(head):
+            raise ValueError("this is a text file, not a .npy, .npz or .pt array; convert "
+                             "it once, e.g. numpy.save('x.npy', numpy.loadtxt(path))")
+        if path.endswith((".pt", ".pth")):
+            return _load_tensor(path)
+        if not head.startswith((b"\x93NUMPY", b"PK\x03\x04")):
+            raise ValueError("not a .npy or .npz file (no NumPy or zip header); a tensor "
+                             "saved with torch.save needs the suffix .pt")
+        if head.startswith(b"\x93NUMPY"):
+            _check_npy_size(path)
+        with open(path, "rb") as f:
+            x = np.load(f, allow_pickle=False)
+            if isinstance(x, np.lib.npyio.NpzFile):
+                with x:
+                    if key is None and len(x.files) != 1:
+                        raise ValueError(f"holds arrays {x.files}; name one as {path}:KEY")
+                    key = x.files[0] if key is None else key
+                    if key not in x.files:
+                        raise ValueError(f"has no array {key!r}; arrays: {x.files}")
+                    x = x[key]
+        return x
+    except (OSError, EOFError, RuntimeError, zipfile.BadZipFile, pickle.UnpicklingError) as e:
+        raise ValueError(_first_line(e)) from e
+
+
+def _load_tensor(path: str):
+    import pickle
+    import warnings
+
+    import torch
+
+    try:
+        with warnings.catch_warnings():  # torch warns about pickle protocols it may not read
+            warnings.simplefilter("ignore")
+            x = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise ValueError("torch.load(weights_only=True) refused it: it holds more than "
+                         "tensors (save one with torch.save(tensor, path))") from e
+    if not isinstance(x, torch.Tensor):
+        raise ValueError(f"expected a tensor; got {type(x).__name__}")
+    return x
+
+
+def _is_text(head: bytes) -> bool:
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        text = head[:-3].decode("utf-8", errors="replace")  # a character cut at the end
+        if "\ufffd" in text:
+            return False
+    return bool(text) and all(c.isprintable() or c in "\t\r\n" for c in text)
+
+
+def _first_line(e) -> str:
+    """The first non-empty line of an exception's message (its type name if none)."""
+    lines = [s.strip() for s in str(e).splitlines() if s.strip()]
+    return lines[0] if lines else type(e).__name__
+
+
 def _check_npy_size(path: str) -> None:
     """Raise ValueError when a .npy header claims more data than the file holds."""
-    import os
-
     import numpy as np
 
     with open(path, "rb") as f:
@@ -255,6 +388,11 @@ def _add_bench_bounds(bench_sub) -> None:
                    help="write PNG plots into DIR (needs matplotlib)")
 
     def run(args) -> int:
+        import importlib.util
+
+        if args.plots and importlib.util.find_spec("matplotlib") is None:
+            p.error("--plots needs matplotlib: pip install 'densecore-seg[plots]' "
+                    "(or leave out --plots)")
         from .bench.bounds import format_report, load_datasets, run_bounds, write_plots
         from .bench.report import machine_info, write_json_atomic
 
@@ -284,7 +422,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``densecore`` command."""
     from . import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="densecore",
         description="Density-aware core-set active learning for semantic segmentation.")
     parser.add_argument("--version", action="version", version=f"densecore {__version__}")
@@ -313,9 +451,9 @@ def main(argv=None) -> int:
                            f"(pip install {_EXTRAS[name]})\n")
         if "pip install" not in str(e):
             raise
-        parser.exit(2, f"{command}: error: {str(e).splitlines()[0]}\n")
+        parser.exit(2, f"{command}: error: {_first_line(e)}\n")
     except (ValueError, TypeError) as e:  # bad argument values found by the library
-        parser.exit(2, f"{command}: error: {str(e).splitlines()[0] if str(e) else e!r}\n")
+        parser.exit(2, f"{command}: error: {_first_line(e)}\n")
 
 
 if __name__ == "__main__":  # pragma: no cover

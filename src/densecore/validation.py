@@ -155,7 +155,7 @@ def check_features(x: ArrayLike, name: str = "features", *, validate: bool = Tru
     t = as_tensor_like(x, name)
     check_has_data(t, name)
     if t.dtype not in _FLOAT_TORCH:
-        raise TypeError(f"{name} must be a floating array; got dtype {t.dtype}")
+        raise TypeError(f"{name} must be a floating array; got dtype {x.dtype}")
     if t.ndim != 2:
         raise ValueError(f"{name} must have shape (N, D); got shape {tuple(t.shape)}")
     if t.shape[1] == 0:
@@ -180,7 +180,7 @@ def _check_vector(d: ArrayLike, n: int, name: str, validate: bool, strict: bool)
     t = as_tensor_like(d, name)
     check_has_data(t, name)
     if t.dtype not in _FLOAT_TORCH:
-        raise TypeError(f"{name} must be a floating array; got dtype {t.dtype}")
+        raise TypeError(f"{name} must be a floating array; got dtype {d.dtype}")
     if t.ndim != 1 or t.shape[0] != n:
         raise ValueError(f"{name} must have shape ({n},); got shape {tuple(t.shape)}")
     if validate and n:
@@ -222,7 +222,7 @@ def check_indices(idx: ArrayLike | None, n: int, name: str, *,
     t = as_tensor_like(idx, name)
     check_has_data(t, name)
     if t.dtype in _FLOAT_TORCH or t.dtype == torch.bool or t.is_complex():
-        raise TypeError(f"{name} must be an integer index array; got dtype {t.dtype}")
+        raise TypeError(f"{name} must be an integer index array; got dtype {idx.dtype}")
     if t.ndim != 1:
         raise ValueError(f"{name} must have shape (M,); got shape {tuple(t.shape)}")
     t = t.to(torch.int64)
@@ -347,7 +347,7 @@ def check_probabilities(p: Any, name: str = "probs", *, validate: bool = True,
     """
     t = as_tensor_like(p, name)
     if t.dtype not in _FLOAT_TORCH:
-        raise TypeError(f"{name} must be a floating array; got dtype {t.dtype}")
+        raise TypeError(f"{name} must be a floating array; got dtype {p.dtype}")
     if t.ndim not in (3, 4) or t.shape[-3] < 1:
         raise ValueError(f"{name} must have shape (B, C, H, W) or (C, H, W); "
                          f"got shape {tuple(t.shape)}")
