@@ -36,9 +36,12 @@ def best_of(fn, repeats: int) -> tuple[float, list[float], object]:
 
 
 def emit(name: str, rows: list[dict], columns: list[str], json_path: str | None,
-         **extra) -> None:
-    """Print ``rows`` as a Markdown table; write them with the machine facts to JSON."""
+         caption: str | None = None, **extra) -> None:
+    """Print ``rows`` as a Markdown table (and ``caption`` under it); write them with the
+    machine facts to JSON."""
     print(markdown_table(rows, columns))
+    if caption:
+        print("\n" + caption)
     if json_path:
         write_json_atomic(json_path, {"benchmark": name, "machine": machine_info(),
                                       **extra, "rows": rows})

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from _common import base_parser, emit
 
-from densecore.bench.speed import COLUMNS, METHODS, run_contention, run_speed
+from densecore.bench.speed import CAPTION, METHODS, run_contention, run_speed, table_columns
 
 
 def main(argv=None) -> int:
@@ -44,7 +44,7 @@ def main(argv=None) -> int:
     run = run_contention if args.contention else run_speed
     rows = run(n=n, dim=args.dim, budget=budget, seed=args.seed, repeats=repeats,
                methods=methods, baseline_picks=picks)
-    emit("speed", rows, COLUMNS, args.json,
+    emit("speed", rows, table_columns(rows), args.json, caption=CAPTION,
          config={"n": n, "dim": args.dim, "budget": budget, "repeats": repeats,
                  "baseline_picks": picks, "seed": args.seed,
                  "contention": args.contention})

@@ -50,3 +50,22 @@ def test_run_speed_rows_and_cli_json(tmp_path, capsys):
     data = json.loads(out.read_text())
     assert data["benchmark"] == "speed" and len(data["rows"]) == 2
     assert "| engine |" in capsys.readouterr().out
+
+
+def test_table_columns_say_time_ratios_load_and_caption(capsys):
+    rows = speed.run_speed(n=400, dim=4, budget=6, repeats=1, methods=("engine", "naive"))
+    assert {"time_vs_naive", "time_vs_engine", "load"} <= set(rows[0])
+    assert not {"vs_naive", "engine_speedup"} & set(rows[0])
+    naive = rows[1]
+    assert naive["time_vs_naive"] == 1.0
+    assert naive["time_vs_engine"] == pytest.approx(naive["time_s"] / rows[0]["time_s"])
+    assert isinstance(rows[0]["load"], float) and rows[0]["load"] >= 0  # os.getloadavg()[0]
+    out = speed.format_table(rows)
+    header = out.splitlines()[0]
+    assert header.startswith("| load | method |") and "| part |" not in header
+    assert f"| {rows[0]['load']:.4g} | engine |" in out  # load is printed, not "-"
+    assert out.splitlines()[-1] == speed.CAPTION and "below 1 is faster" in speed.CAPTION
+    assert speed.table_columns([{"part": "idle"}])[0] == "part"
+    assert main(["bench", "speed", "--n", "300", "--dim", "4", "--budget", "4", "--repeats",
+                 "1", "--methods", "engine", "naive"]) == 0
+    assert capsys.readouterr().out.rstrip().endswith(speed.CAPTION)

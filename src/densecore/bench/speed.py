@@ -52,8 +52,13 @@ METHODS = ("engine", "engine_1thread", "torch_backend", "naive", "sklearn", "tor
 # Methods timed on a prefix of the picks and scaled to the budget.
 _PREFIX_TIMED = ("sklearn", "torch_norm")
 
-COLUMNS = ["load", "loadavg", "method", "picks_timed", "time_s", "per_pick_ms", "gbps", "vs_naive",
-           "engine_speedup", "identical", "first_divergence", "divergence_rel_gap"]
+COLUMNS = ["part", "load", "method", "picks_timed", "time_s", "per_pick_ms", "gbps",
+           "time_vs_naive", "time_vs_engine", "identical", "first_divergence",
+           "divergence_rel_gap"]
+CAPTION = ("time_vs_naive, time_vs_engine: the method's time divided by the naive loop's "
+           "and by the engine's (below 1 is faster); load: 1-minute load average after the "
+           "run; identical: the same picks as the engine (first_divergence: the first pick "
+           "that differs, divergence_rel_gap: its float64 score gap, below ~1e-5 a float32 tie).")
 
 
 def make_problem(n: int, dim: int, seed: int = 0,
@@ -242,9 +247,10 @@ def run_speed(n: int = 100_000, dim: int = 64, budget: int = 1000, seed: int = 0
         One dict per method: ``method``, ``picks_timed``, ``time_s`` (best of
         ``repeats``, for the full budget), ``time_median_s``, ``per_pick_ms``,
         ``gbps`` (``n * dim * 4`` bytes per pick over the time per pick),
-        ``vs_naive`` (time / naive time), ``engine_speedup`` (time / engine
-        time), ``extrapolated`` and the fields of :func:`compare_selections`
-        against the engine.
+        ``time_vs_naive`` (time / naive time: below 1 is faster),
+        ``time_vs_engine`` (time / engine time), ``load`` (1-minute load
+        average after the run), ``extrapolated`` and the fields of
+        :func:`compare_selections` against the engine.
 
     Example:
         >>> rows = run_speed(n=600, dim=4, budget=5, repeats=1, methods=("engine", "naive"))
@@ -282,20 +288,31 @@ def run_speed(n: int = 100_000, dim: int = 64, budget: int = 1000, seed: int = 0
         row.update(compare_selections(x, dens, result["engine"], result[m]))
         rows.append(row)
     t = {r["method"]: r["time_s"] for r in rows}
+    load = _loadavg()
     for r in rows:
-        r["vs_naive"] = r["time_s"] / t["naive"] if "naive" in t else None
-        r["engine_speedup"] = r["time_s"] / t["engine"]
+        r["time_vs_naive"] = r["time_s"] / t["naive"] if "naive" in t else None
+        r["time_vs_engine"] = r["time_s"] / t["engine"]
+        r["load"] = load
     return rows
 
 
 def format_table(rows: list[dict]) -> str:
-    """Markdown table of :func:`run_speed` rows.
+    """Markdown table of :func:`run_speed` (or :func:`run_contention`) rows, then the
+    caption that reads its columns; ``part`` only for :func:`run_contention` rows.
 
     Example:
-        >>> print(format_table([{"method": "engine", "time_s": 0.1}]).splitlines()[0])
-        | load | loadavg | method | picks_timed | time_s | per_pick_ms | gbps | vs_naive | engine_speedup | identical | first_divergence | divergence_rel_gap |
+        >>> out = format_table([{"method": "engine", "time_s": 0.1, "load": 0.5}])
+        >>> print(out.splitlines()[0])
+        | load | method | picks_timed | time_s | per_pick_ms | gbps | time_vs_naive | time_vs_engine | identical | first_divergence | divergence_rel_gap |
+        >>> out.splitlines()[-1].startswith("time_vs_naive, time_vs_engine: the method's time")
+        True
     """
-    return markdown_table(rows, COLUMNS)
+    return markdown_table(rows, table_columns(rows)) + "\n\n" + CAPTION
+
+
+def table_columns(rows: list[dict]) -> list[str]:
+    """:data:`COLUMNS`, without ``part`` where no row has one (a plain :func:`run_speed`)."""
+    return [c for c in COLUMNS if c != "part" or any("part" in r for r in rows)]
 
 
 def _cores() -> int:
@@ -333,14 +350,14 @@ def _loadavg() -> float | None:
 
 def run_contention(max_seconds: float = 600.0, **kwargs) -> list[dict]:
     """:func:`run_speed` twice in one run: as the machine is, then while
-    :func:`busy_load` keeps every core busy. Rows get ``load`` (``"idle"`` or
-    ``"contended"``) and ``loadavg`` (1-minute load average when the part
-    ended); ``vs_naive`` compares within the same part.
+    :func:`busy_load` keeps every core busy. Rows get ``part`` (``"idle"`` or
+    ``"contended"``); ``load`` is the 1-minute load average when the part
+    ended; ``time_vs_naive`` compares within the same part.
 
     Example:
         >>> rows = run_contention(n=600, dim=4, budget=5, repeats=1,
         ...                       methods=("engine", "naive"))
-        >>> [(r["load"], r["method"]) for r in rows][1:3]
+        >>> [(r["part"], r["method"]) for r in rows][1:3]
         [('idle', 'naive'), ('contended', 'engine')]
     """
     rows = []
@@ -350,9 +367,7 @@ def run_contention(max_seconds: float = 600.0, **kwargs) -> list[dict]:
         else:
             with busy_load(max_seconds):
                 got = run_speed(**kwargs)
-        avg = _loadavg()
         for r in got:
-            r["load"] = part
-            r["loadavg"] = avg
+            r["part"] = part
         rows += got
     return rows
