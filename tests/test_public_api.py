@@ -30,6 +30,7 @@ EXPECTED = [
     "farthest_first",
     "image_seed",
     "pixel_budget",
+    "query_round",
     "region_budget",
     "select_pixels",
     "tune_density_scaling",

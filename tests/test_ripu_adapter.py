@@ -1,9 +1,9 @@
-"""examples/ripu_adapter.md: its code, run verbatim inside a mock RIPU training loop."""
+"""densecore.integrations.ripu (examples/ripu_adapter.md) inside a mock RIPU training loop,
+and densecore.query_round, the round it runs."""
 
 from __future__ import annotations
 
 import os
-import re
 
 import numpy as np
 import pytest
@@ -12,18 +12,9 @@ import torch.nn.functional as F
 from PIL import Image
 
 import densecore
+from densecore.integrations import ripu
 
-DOC = os.path.join(os.path.dirname(__file__), os.pardir, "examples", "ripu_adapter.md")
 H, W, C, FEAT = 24, 32, 4, 8
-
-
-@pytest.fixture(scope="module")
-def adapter():
-    text = open(DOC).read()
-    (code,) = re.findall(r"```python\n(.*?)```", text, flags=re.S)
-    namespace: dict = {}
-    exec(compile(code, DOC, "exec"), namespace)
-    return namespace
 
 
 def make_data(n, seed):
@@ -63,7 +54,7 @@ def one_thread():
     torch.set_num_threads(before)
 
 
-def test_adapter_in_a_mock_ripu_loop(adapter, tmp_path, one_thread):
+def test_adapter_in_a_mock_ripu_loop(tmp_path, one_thread):
     torch.manual_seed(0)
     ids = [f"city{i}_000000_00001{i}_leftImg8bit" for i in range(3)]
     images, gt = make_data(3, seed=1)
@@ -73,7 +64,7 @@ def test_adapter_in_a_mock_ripu_loop(adapter, tmp_path, one_thread):
     base_lr = 0.01
     optimizer = torch.optim.SGD([{"params": backbone.parameters()},
                                  {"params": classifier.parameters()}], lr=base_lr)
-    density = adapter["add_density"](optimizer, FEAT, C, base_lr, detach_after=3)
+    density = ripu.add_density(optimizer, FEAT, C, base_lr, detach_after=3)
     assert optimizer.param_groups[-1]["lr"] == pytest.approx(10 * base_lr)
 
     state = densecore.ActiveLabelState(tmp_path / "labels", ids, (H, W))
@@ -84,15 +75,15 @@ def test_adapter_in_a_mock_ripu_loop(adapter, tmp_path, one_thread):
         density.set_lr(optimizer, base_lr * (1 - iteration / 6) ** 0.9)
         if iteration in rounds:
             batches = [(images[i:i + 1], gt[i:i + 1], [ids[i]]) for i in range(3)]
-            adapter["select_round"](state, rounds[iteration], batches, budget, backbone,
+            ripu.select_round(state, rounds[iteration], batches, budget, backbone,
                                     classifier, density)
-            adapter["export_for_loader"](state, export)
+            ripu.export_for_loader(state, export)
         for x, y in RipuLikeLoader(export, ids, images):
             optimizer.zero_grad()
             feats = backbone(x)
             logits = F.interpolate(classifier(feats), (H, W), mode="bilinear")
             seg = F.cross_entropy(logits, y, ignore_index=255) if (y != 255).any() else 0.0
-            est_only = adapter["density_loss"](density, feats, y, iteration)
+            est_only = ripu.density_loss(density, feats, y, iteration)
             est_only.backward(retain_graph=True)
             grads[iteration] = backbone[0].weight.grad is not None and bool(
                 backbone[0].weight.grad.abs().sum() > 0)
@@ -141,3 +132,124 @@ def test_density_trainer_checks_and_schedule():
     dt.loss(out, target).backward()
     assert x.grad is not None  # before detach_after: the backbone is trained too
     assert dt.detached(None) and dt.detached(10) and not dt.detached(9)
+
+
+def round_inputs(seed, n=3, h=16, w=20, c=5, d=6):
+    g = torch.Generator().manual_seed(seed)
+    probs = torch.softmax(3 * torch.randn(n, c, h, w, generator=g), 1)
+    feats = torch.randn(n, d, h // 4, w // 4, generator=g)
+    dens = torch.rand(n, h // 4, w // 4, generator=g) * 5 + 0.1
+    labels = torch.randint(0, c, (n, h, w), generator=g)
+    return probs, feats, dens, labels
+
+
+def test_densities_change_the_round_by_default(tmp_path):
+    """The default sampler is the paper's density-aware greedy: densities matter (the old
+    guide ran k-center, which gave the same masks for random and all-ones densities)."""
+    probs, feats, dens, _ = round_inputs(0)
+    ids = ["a", "b", "c"]
+    masks = {}
+    for name, d in (("random", dens), ("ones", torch.ones_like(dens))):
+        for sampler in ("default", "kcenter"):
+            state = densecore.ActiveLabelState(tmp_path / f"{name}-{sampler}", ids, (16, 20))
+            kw = {} if sampler == "default" else {"sampler": densecore.KCenterGreedy(seed=3)}
+            densecore.query_round(state, 0, ids, probs, feats, d, 6, alpha=8, region_size=1,
+                                  **kw)
+            masks[name, sampler] = np.stack([state.labeled(i) for i in ids])
+    assert not np.array_equal(masks["random", "default"], masks["ones", "default"])
+    # k-center ignores densities; with all-ones densities Algorithm 1 is k-center
+    assert np.array_equal(masks["random", "kcenter"], masks["ones", "kcenter"])
+    for m in masks.values():
+        assert m.sum((1, 2)).tolist() == [6, 6, 6]
+
+
+def test_query_round_is_select_pixels_with_per_image_seeds(tmp_path):
+    probs, feats, dens, labels = round_inputs(1)
+    ids = ["x0", "x1", "x2"]
+    state = densecore.ActiveLabelState(tmp_path / "s", ids, (16, 20))
+    for r in range(2):
+        before = {i: state.labeled(i) for i in ids}
+        assert densecore.query_round(state, r, ids, probs, feats, dens, 2, labels=labels,
+                                     alpha=6, region_size=3, seed=5) == ids
+        for b, i in enumerate(ids):
+            want = densecore.select_pixels(
+                probs[b:b + 1], feats[b:b + 1], dens[b:b + 1], 2,
+                labeled=torch.from_numpy(before[i])[None], alpha=6, region_size=3,
+                region_overlap="block",
+                sampler=densecore.DensityAwareGreedy(seed=densecore.image_seed(5, r, i)))
+            assert np.array_equal(state.queried(i, r), want[0].numpy())
+            q = state.queried(i, r)
+            assert np.array_equal(state.labels(i, rounds=[r])[q], labels[b].numpy()[q])
+
+
+def test_query_round_resumes_and_checks(tmp_path):
+    probs, feats, dens, _ = round_inputs(2)
+    ids = ["a", "b", "c"]
+    state = densecore.ActiveLabelState(tmp_path / "s", ids, (16, 20))
+    # a job killed after the first image: only the two others are selected on restart
+    assert densecore.query_round(state, 0, ids[:1], probs[:1], feats[:1], dens[:1], 3,
+                                 alpha=4) == ["a"]
+    first = state.queried("a", 0)
+    assert densecore.query_round(state, 0, ids, probs, feats, dens, 3, alpha=4) == ["b", "c"]
+    assert np.array_equal(state.queried("a", 0), first)
+    fresh = densecore.ActiveLabelState(tmp_path / "t", ids, (16, 20))
+    densecore.query_round(fresh, 0, ids, probs, feats, dens, 3, alpha=4)
+    for i in ids:  # the same masks as an uninterrupted round
+        assert np.array_equal(fresh.queried(i, 0), state.queried(i, 0))
+    with pytest.raises(ValueError, match="probs"):
+        densecore.query_round(state, 1, ids, probs[:2], feats, dens, 3)
+    with pytest.raises(ValueError, match="image_ids"):
+        densecore.query_round(state, 1, ["a", "a", "b"], probs, feats, dens, 3)
+    with pytest.raises(TypeError, match="image_ids"):
+        densecore.query_round(state, 1, "abc", probs, feats, dens, 3)
+    with pytest.raises(TypeError, match="sampler"):
+        densecore.query_round(state, 1, ids, probs, feats, dens, 3, sampler=3)
+    with pytest.raises(ValueError, match="densities"):  # the paper's sampler needs them
+        densecore.query_round(state, 1, ids, probs, feats, None, 3)
+    assert not state.round_done("a", 1)  # nothing half-recorded by the failed calls
+
+
+def test_select_round_skips_done_batches_and_restores_modes(tmp_path):
+    calls = []
+
+    class Counting(torch.nn.Conv2d):
+        def forward(self, x):
+            calls.append(x.shape[0])
+            return super().forward(x)
+
+    backbone, classifier = Counting(C, FEAT, 3, 2, 1), torch.nn.Conv2d(FEAT, C, 1)
+    opt = torch.optim.SGD(backbone.parameters(), lr=0.1)
+    density = ripu.add_density(opt, FEAT, C, 0.1, dim=4, kernel_size=3)
+    images, gt = make_data(2, seed=3)
+    ids = ["p", "q"]
+    state = densecore.ActiveLabelState(tmp_path / "s", ids, (H, W))
+    batches = [(images[i:i + 1], gt[i:i + 1], [ids[i]]) for i in range(2)]
+    ripu.select_round(state, 0, batches[:1], 3, backbone, classifier, density)
+    assert calls == [1] and backbone.training and density.training
+    assert ripu.select_round(state, 0, batches, 3, backbone, classifier, density) == ["q"]
+    assert calls == [1, 1]  # the done image's batch was not run again
+    for i in ids:
+        q = state.queried(i, 0)
+        assert 3 <= q.sum() <= 27
+
+
+def test_round_budget_is_ripu_accounting():
+    assert ripu.round_budget((1024, 2048), ratio=0.022) == densecore.region_budget(
+        (1024, 2048), 0.022, 5) == 1026
+    assert ripu.round_budget((1024, 2048), pixels=40) == 21
+    assert ripu.round_budget((1024, 2048), ratio=0.05, rounds=5) == 2331
+    with pytest.raises(ValueError, match="ratio"):
+        ripu.round_budget((1024, 2048))
+    with pytest.raises(ValueError, match="exactly one"):
+        ripu.round_budget((1024, 2048), ratio=0.022, pixels=40)
+
+
+def test_margin_loss_is_eq6_on_logits():
+    x = torch.randn(2, 4, 3, 3)
+    y = torch.randint(0, 4, (2, 3, 3))
+    y[0, 0, 0] = 255
+    p = x.softmax(1)
+    keep = y != 255
+    py = p.gather(1, y.clamp(max=3)[:, None])[:, 0]
+    want = (4 * (1 - py))[keep].mean()  # m = 1: the hinge never clips, C (1 - P_y)
+    assert torch.allclose(ripu.margin_loss()(x, y), want)

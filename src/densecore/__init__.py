@@ -11,6 +11,7 @@ from .filters import CategoryMarginLoss
 from .greedy import Selection, farthest_first
 from .refine import KMedoidsRefinement
 from .regions import blocked_candidates
+from .rounds import query_round
 from .samplers import DensityAwareGreedy, KCenterGreedy
 from .seeds import image_seed
 from .segmentation import ImageCandidates, select_pixels
@@ -56,6 +57,7 @@ __all__ = [
     "farthest_first",
     "image_seed",
     "pixel_budget",
+    "query_round",
     "region_budget",
     "select_pixels",
     "tune_density_scaling",

@@ -1,0 +1,146 @@
+"""One selection round for a batch of images, recorded in an :class:`~densecore.ActiveLabelState`.
+
+:func:`query_round` is the step a training script (or a framework hook such
+as :mod:`densecore.integrations.lightning`) runs at each active iteration,
+for each batch of target images: skip the images whose round is already on
+disk (a resumed job), read each remaining image's labeled pixels from the
+earlier rounds, give each image its own seed (:func:`~densecore.image_seed`:
+the same on every rank and after a restart), select with
+:func:`~densecore.select_pixels` and record the new pixels (and the
+annotator's labels) in one manifest write.
+
+The default sampler is the paper's :class:`~densecore.DensityAwareGreedy`
+(Algorithm 1), so the densities change the selection; ``select_pixels``
+alone defaults to k-center, which ignores them.
+
+Shape:
+    probs ``(B, C, H, W)`` at label resolution; features ``(B, D, h, w)``;
+    densities ``(B, h, w)``; labels ``(B, H, W)`` int; ignore ``(B, H, W)`` bool;
+    ``H, W`` equal to the state's shape of each image.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import torch
+
+from . import validation as V
+from .samplers import DensityAwareGreedy
+from .seeds import image_seed
+from .segmentation import select_pixels
+
+log = logging.getLogger(__name__)
+
+__all__ = ["query_round"]
+
+
+def _sampler_for(sampler, seed: int):
+    """An instance (used as is), None (score only), or a factory called with ``seed=``."""
+    if sampler is None or (not isinstance(sampler, type)
+                           and callable(getattr(sampler, "select", None))):
+        return sampler
+    if not callable(sampler):
+        raise TypeError(f"sampler must be a sampler, a sampler class or factory taking "
+                        f"seed=, or None; got {type(sampler).__name__}")
+    return sampler(seed=seed)
+
+
+def _rows(x, name: str, bsz: int):
+    if x is None:
+        return None
+    if len(x) != bsz:
+        raise ValueError(f"{name} must have B = {bsz} images like image_ids; got "
+                         f"{len(x)}")
+    return x
+
+
+def query_round(state, round: int, image_ids, probs, features, densities, budget: int, *,
+                labels=None, ignore=None, sampler=DensityAwareGreedy, seed: int = 0,
+                alpha: float = 20, score="margin", region_size: int = 1,
+                region_overlap: str = "block", from_logits: bool = False) -> list[str]:
+    """Select ``budget`` pixels (or regions) in each image not yet done and record them.
+
+    Args:
+        state: the :class:`~densecore.ActiveLabelState` of the run.
+        round: selection round, ``>= 0``; the labeled set of an image is its
+            pixels recorded in the rounds before ``round``.
+        image_ids: ``B`` ids of the state, one per row of ``probs``.
+        probs, features, densities: as in :func:`~densecore.select_pixels`
+            (``densities`` may be None for samplers that take none).
+        budget: picks per image (pixels, or regions when ``region_size > 1``).
+        labels: ``(B, H, W)`` integer class maps (the annotator's answers: only
+            the queried pixels are stored), or None to record masks only.
+        ignore: ``(B, H, W)`` bool, pixels that must never be queried, or None.
+        sampler: a sampler class or factory called as ``sampler(seed=s)`` once
+            per image with ``s = image_seed(seed, round, image_id)`` (default:
+            the paper's :class:`~densecore.DensityAwareGreedy`); a sampler
+            instance, used for every image with its own seed; or None (the
+            ``budget`` best-scored pixels).
+        seed: the run's seed.
+        alpha, score, region_size, region_overlap, from_logits: as in
+            :func:`~densecore.select_pixels`, except that ``region_overlap``
+            defaults to ``"block"`` (RIPU's rule: the regions of one round
+            never overlap).
+
+    Returns:
+        ``list[str]``: the ids recorded by this call, in input order (images
+        whose round was already done are skipped).
+
+    Example:
+        >>> import tempfile, torch, densecore
+        >>> state = densecore.ActiveLabelState(tempfile.mkdtemp(), ["a", "b"], (8, 8))
+        >>> g = torch.Generator().manual_seed(0)
+        >>> probs = torch.softmax(torch.randn(2, 3, 8, 8, generator=g), 1)
+        >>> feats, dens = torch.randn(2, 4, 4, 4, generator=g), torch.rand(2, 4, 4, generator=g) + 0.5
+        >>> query_round(state, 0, ["a", "b"], probs, feats, dens, 3, alpha=4)
+        ['a', 'b']
+        >>> query_round(state, 0, ["a", "b"], probs, feats, dens, 3, alpha=4)  # done: skipped
+        []
+        >>> int(state.labeled("a").sum()), state.round_done("b", 0)
+        (3, True)
+    """
+    round = V.check_int(round, "round", minimum=0)
+    seed = V.check_int(seed, "seed", minimum=0)
+    if isinstance(image_ids, str):
+        raise TypeError("image_ids must be a sequence of strings; got a single string")
+    ids = list(image_ids)
+    bsz = len(ids)
+    _rows(probs, "probs", bsz)
+    _rows(features, "features", bsz)
+    _rows(densities, "densities", bsz)
+    _rows(labels, "labels", bsz)
+    _rows(ignore, "ignore", bsz)
+    if len(set(ids)) != bsz:
+        raise ValueError(f"image_ids must be unique; got {bsz - len(set(ids))} repeated")
+    todo = [b for b, i in enumerate(ids) if not state.round_done(i, round)]
+    if not todo:
+        return []
+    as_numpy = not isinstance(probs, torch.Tensor)
+    masks = []
+    for b in todo:
+        image_id = ids[b]
+        prev = state.labeled(image_id, rounds=range(round))[None]
+        if not as_numpy:
+            prev = torch.from_numpy(prev).to(probs.device)
+        s = image_seed(seed, round, image_id)
+        one = slice(b, b + 1)
+        mask = select_pixels(
+            probs[one], None if features is None else features[one],
+            None if densities is None else densities[one], budget, labeled=prev,
+            ignore=None if ignore is None else ignore[one], alpha=alpha,
+            sampler=_sampler_for(sampler, s), score=score, region_size=region_size,
+            seed=s, from_logits=from_logits, region_overlap=region_overlap)
+        masks.append(mask[0])
+    with state.batch():  # one manifest write for the batch
+        for b, mask in zip(todo, masks):
+            lab = None
+            if labels is not None:
+                lab = labels[b]
+                lab = lab.detach().cpu().numpy() if isinstance(lab, torch.Tensor) else \
+                    np.asarray(lab)
+            state.add(ids[b], mask.cpu().numpy() if isinstance(mask, torch.Tensor) else mask,
+                      round=round, labels=lab)
+    log.debug("round %d: recorded %d of %d images", round, len(todo), bsz)
+    return [ids[b] for b in todo]
