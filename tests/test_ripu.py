@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import math
+import os
+import sys
 
 import numpy as np
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 
 import densecore
 from densecore import regions
@@ -78,7 +82,8 @@ def naive_ripu_select(scores, budget, mode, k, active=None, ignore=None):
                         continue
                     if best is None or s[i, y, x] > s[i, best[0], best[1]]:
                         best = (y, x)
-            assert best is not None, "reference ran out of centres"
+            if best is None:
+                raise ValueError("budget: the reference ran out of centres")
             y, x = best
             centres[i, t] = y * w + x
             act[i, max(0, y - reach):y + reach + 1, max(0, x - reach):x + reach + 1] = True
@@ -230,6 +235,35 @@ def test_a_second_round_matches_ripus_active_map(mode):
     assert not (got1 & got2).any()
 
 
+@given(h=st.integers(1, 9), w=st.integers(1, 9), k=st.integers(0, 2),
+       mode=st.sampled_from(["region", "pixel"]), levels=st.integers(1, 4),
+       seed=st.integers(0, 2**16), extra=st.integers(0, 3))
+def test_ripu_select_matches_the_naive_loop_on_any_shape(h, w, k, mode, levels, seed, extra):
+    scores = tied_scores(2, h, w, seed, levels)
+    g = torch.Generator().manual_seed(seed)
+    ignore = torch.rand(2, h, w, generator=g) < 0.2
+    labeled = torch.rand(2, h, w, generator=g) < 0.1
+    active = (torch.nn.functional.max_pool2d(labeled[:, None].float(), 2 * k + 1, 1, k)[:, 0]
+              > 0).numpy()
+    # the most centres the rule leaves in both images, found by the reference itself
+    most = 0
+    while True:
+        try:
+            naive_ripu_select(scores, most + 1, mode, k, active=active.copy(), ignore=ignore)
+        except ValueError:
+            break
+        most += 1
+    budget = max(0, most - extra)
+    want_mask, want_centres = naive_ripu_select(scores, budget, mode, k, active=active.copy(),
+                                                ignore=ignore)
+    mask, centres = ripu_select(scores, budget, mode=mode, k=k, labeled=labeled,
+                                ignore=ignore, return_centres=True)
+    np.testing.assert_array_equal(centres.numpy(), want_centres)
+    np.testing.assert_array_equal(mask.numpy(), want_mask)
+    with pytest.raises(ValueError, match="budget"):
+        ripu_select(scores, most + 1, mode=mode, k=k, labeled=labeled, ignore=ignore)
+
+
 def test_ripu_select_ranks_a_few_times_not_once_per_pick(monkeypatch):
     calls = []
     real = regions.top_candidates
@@ -341,3 +375,17 @@ def test_select_pixels_rejects_an_unknown_sampler_name():
         densecore.select_pixels(probs, None, None, 2, sampler="kcenter")
     with pytest.raises(ValueError, match="ripu"):
         densecore.select_pixels(probs, None, None, 2, sampler=None, score="ripus")
+
+
+def test_the_benchmark_rows_of_ripu_and_a_hybrid_run_at_a_tiny_size():
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), os.pardir, "benchmarks"))
+    try:
+        import select_pixels as bench
+    finally:
+        sys.path.pop(0)
+    rows = bench.run((32, 64), 8, 5, 8, 18, 2, 0, ["ripu", "ripu_pixel", "ripu+density_aware"],
+                     ["cpu"], 0)
+    by = {r["sampler"]: r for r in rows}
+    assert by["ripu"]["budget"] == 2 and 8 <= by["ripu"]["picks"] <= 18
+    assert by["ripu_pixel"]["picks"] == 18
+    assert by["ripu+density_aware"]["candidates"] == 36 and by["ripu+density_aware"]["picks"] == 18

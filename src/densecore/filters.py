@@ -357,7 +357,8 @@ def ripu_score(probs, k: int = 1, *, mode: str = "region", ignore=None,
 
     Example:
         >>> import torch
-        >>> p = torch.softmax(torch.randn(2, 19, 8, 8, generator=torch.Generator().manual_seed(0)), 1)
+        >>> g = torch.Generator().manual_seed(0)
+        >>> p = torch.softmax(torch.randn(2, 19, 8, 8, generator=g), 1)
         >>> s = ripu_score(p, k=1)
         >>> s.shape, bool(torch.allclose(s, region_impurity(p) * prediction_uncertainty(p)))
         (torch.Size([2, 8, 8]), True)
