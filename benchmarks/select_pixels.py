@@ -21,6 +21,16 @@ plain greedy samplers).
 The phases are timed by wrapping the library's functions for the duration
 of the run; ``rest_s`` is what none of them covers (checks, mask).
 
+RIPU rows (not in the default list; ``--samplers ripu ripu+density_aware``):
+``ripu`` is RIPU's own region selection (``sampler="ripu", score="ripu",
+region_size=3``: ``ceil(budget / 9)`` = 1,026 disjoint 3x3 regions, the same
+pixels as the budget), its ``ripu_s`` the pick-suppress-repeat
+(``ripu_select``); ``ripu_pixel`` RIPU's pixel selection (``budget`` single
+pixels, suppression radius 1); ``ripu+density_aware`` and ``ripu+kcenter``
+are hybrids: RIPU's pixel score picks the alpha * budget candidates, the
+greedy chooses among them. ``score_s`` of the RIPU rows is ``ripu_score``;
+before a RIPU row on the CPU the compiled scan is loaded by a tiny call.
+
 ``--images N`` passes N such images in one call (independent feature maps
 and probabilities, seeds ``seed .. seed + N - 1``); every time is then per
 image (divided by N). On the CPU ``select_pixels`` selects up to the thread
@@ -31,6 +41,9 @@ left out.
     python benchmarks/select_pixels.py --json benchmarks/results/select_pixels.json
     python benchmarks/select_pixels.py --quick
     python benchmarks/select_pixels.py --images 2 --samplers density_aware kcenter
+    python benchmarks/select_pixels.py --samplers score_only ripu ripu_pixel \
+        ripu+density_aware ripu+kcenter density_aware kcenter \
+        --json benchmarks/results/select_pixels_ripu.json
 """
 
 from __future__ import annotations
@@ -46,17 +59,35 @@ from _common import base_parser, emit
 import densecore.refine as R
 import densecore.samplers as SM
 import densecore.segmentation as S
-from densecore import DensityAwareGreedy, KCenterGreedy, KMedoidsRefinement, select_pixels
+from densecore import (DensityAwareGreedy, KCenterGreedy, KMedoidsRefinement, ripu_select,
+                       select_pixels)
 from densecore.density import coverage_density
 from densecore.synthetic import feature_map
 
 COLUMNS = ["device", "sampler", "images", "candidates", "budget", "labeled", "total_s",
            "score_s",
-           "topk_s", "gather_s", "greedy_s", "refine_s", "rest_s", "picks"]
+           "topk_s", "gather_s", "greedy_s", "refine_s", "ripu_s", "rest_s", "picks"]
 
 PHASES = {"score_s": (S, "_scores"), "topk_s": (S, "top_candidates"),
           "gather_s": (S, "sample_at_pixels"), "greedy_s": (SM, "farthest_first"),
-          "refine_s": (R, "refine_medoids")}
+          "refine_s": (R, "refine_medoids"), "ripu_s": (S, "ripu_select")}
+
+SAMPLERS = ["density_aware", "kcenter", "kmedoids_refinement", "score_only", "ripu",
+            "ripu_pixel", "ripu+density_aware", "ripu+kcenter"]
+
+
+def method(name, seed, budget):
+    """``(sampler, score, region_size, picks)`` of a row: RIPU's region row labels
+    3x3 blocks, ``ceil(budget / 9)`` of them (the same pixels as ``budget``)."""
+    greedy = {"density_aware": DensityAwareGreedy(seed=seed), "kcenter": KCenterGreedy(seed=seed),
+              "kmedoids_refinement": KMedoidsRefinement(seed=seed), "score_only": None}
+    if name == "ripu":
+        return "ripu", "ripu", 3, math.ceil(budget / 9)
+    if name == "ripu_pixel":
+        return "ripu", "ripu", 1, budget
+    if name.startswith("ripu+"):
+        return greedy[name[len("ripu+"):]], "ripu", 1, budget
+    return greedy[name], "margin", 1, budget
 
 
 @contextmanager
@@ -119,23 +150,27 @@ def run(size, stride, classes, dim, budget, alpha, labeled, samplers, devices, s
         dev = torch.device(dev_name)
         p, f, d, lb = (t.to(dev) for t in (probs, feats, dens, lab))
         for name in samplers:
-            sampler = {"density_aware": DensityAwareGreedy(seed=seed),
-                       "kcenter": KCenterGreedy(seed=seed),
-                       "kmedoids_refinement": KMedoidsRefinement(seed=seed),
-                       "score_only": None}[name]
+            sampler, score, region_size, picks = method(name, seed, budget)
+
+            def call():
+                return select_pixels(p, f, d, picks, labeled=lb if labeled else None,
+                                     alpha=alpha, sampler=sampler, seed=seed, score=score,
+                                     region_size=region_size)
+
             if dev.type != "cpu":  # warm-up: context, kernels, allocator
-                select_pixels(p, f, d, budget, labeled=lb if labeled else None,
-                              alpha=alpha, sampler=sampler, seed=seed)
+                call()
+            elif sampler == "ripu":  # load the compiled scan (about 1 s once per process)
+                ripu_select(torch.zeros(1, 4, 4), 1)
             _sync(dev)
             with phase_timer(dev) as spent:
                 t0 = time.perf_counter()
-                new = select_pixels(p, f, d, budget, labeled=lb if labeled else None,
-                                    alpha=alpha, sampler=sampler, seed=seed)
+                new = call()
                 _sync(dev)
                 total = time.perf_counter() - t0
+            greedy = sampler is not None and not isinstance(sampler, str)
             rows.append({"device": dev_name, "sampler": name, "images": images,
-                         "candidates": budget if sampler is None else math.ceil(alpha * budget),
-                         "budget": budget, "labeled": labeled, "total_s": total / images,
+                         "candidates": math.ceil(alpha * picks) if greedy else picks,
+                         "budget": picks, "labeled": labeled, "total_s": total / images,
                          **{k: v / images for k, v in spent.items()},
                          # with images at once the phases overlap: no rest to report
                          "rest_s": (total - sum(spent.values())) if images == 1 else None,
@@ -147,7 +182,7 @@ def run(size, stride, classes, dim, budget, alpha, labeled, samplers, devices, s
 def main(argv=None) -> int:
     p = base_parser(__doc__.splitlines()[0])
     p.add_argument("--samplers", nargs="+", default=["density_aware", "kcenter", "score_only"],
-                   choices=["density_aware", "kcenter", "kmedoids_refinement", "score_only"])
+                   choices=SAMPLERS)
     p.add_argument("--labeled", type=int, default=0,
                    help="pixels labeled in earlier rounds (the s0 set); default 0 (round 1)")
     p.add_argument("--images", type=int, default=1,

@@ -32,6 +32,7 @@ EXPECTED = [
     "pixel_budget",
     "query_round",
     "region_budget",
+    "ripu_select",
     "select_pixels",
     "tune_density_scaling",
 ]
