@@ -127,6 +127,9 @@ def _err_line(out) -> str:
      "'euclidean', 'cosine')"),
     (["bogus"], "densecore: error: argument COMMAND: invalid choice: 'bogus' (choose from "
      "'demo', 'select', 'bench')"),
+    ([], "densecore: error: name a command: demo, select or bench (densecore --help)"),
+    (["bench"], "densecore bench: error: name a benchmark: speed or bounds "
+     "(densecore bench --help)"),
     (["bench", "speed", "--n", "ten"],
      "densecore bench speed: error: argument --n: invalid int value: 'ten'"),
 ])

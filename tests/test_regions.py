@@ -63,10 +63,12 @@ def test_blocked_regions_never_overlap_and_count_exactly():
                 assert (d + 3 * torch.eye(budget, dtype=d.dtype) > 2).all()
                 # every pick labels its full 3x3 block unless clipped by the border
                 assert mask[b].sum().item() >= 9 * inner
-    # the default keeps the old behaviour
-    assert torch.equal(select_pixels(probs, feats, dens, budget, alpha=5, region_size=3),
-                       select_pixels(probs, feats, dens, budget, alpha=5, region_size=3,
-                                     region_overlap="allow"))
+    # the default is RIPU's rule, and it differs from "allow" on this input
+    default = select_pixels(probs, feats, dens, budget, alpha=5, region_size=3)
+    assert torch.equal(default, select_pixels(probs, feats, dens, budget, alpha=5,
+                                              region_size=3, region_overlap="block"))
+    assert not torch.equal(default, select_pixels(probs, feats, dens, budget, alpha=5,
+                                                  region_size=3, region_overlap="allow"))
     with pytest.raises(ValueError, match="region_overlap"):
         select_pixels(probs, feats, dens, budget, region_overlap="no")
 

@@ -183,6 +183,21 @@ class BoundReport:
     coreset_loss: float | None = None
     protocol: str = "same"
 
+    def __repr__(self) -> str:
+        """The scalars and the number of centres and points (never whole arrays).
+
+        Example:
+            >>> import numpy as np
+            >>> BoundReport(1.5, np.array([1.0, 0.5]), 1.0, np.array([3, 2]))
+            BoundReport(protocol='same', delta=1.5, max_ard=1, mean_ard=0.75, coreset_loss=None, centres=2, points=5)
+        """
+        d = self.as_dict()
+        loss = None if d["coreset_loss"] is None else f"{d['coreset_loss']:.4g}"
+        return (f"BoundReport(protocol={self.protocol!r}, delta={d['delta']:.4g}, "
+                f"max_ard={d['max_ard']:.4g}, mean_ard={d['mean_ard']:.4g}, "
+                f"coreset_loss={loss}, centres={len(self.ard)}, "
+                f"points={int(np.sum(self.counts))})")
+
     def as_dict(self) -> dict:
         """Scalars only: ``delta``, ``max_ard``, ``mean_ard``, ``coreset_loss``."""
         return {"delta": self.delta, "max_ard": self.max_ard,

@@ -415,7 +415,8 @@ def _add_bench(sub) -> None:
     bench_sub = p.add_subparsers(dest="bench_command", metavar="BENCHMARK")
     _add_bench_speed(bench_sub)
     _add_bench_bounds(bench_sub)
-    p.set_defaults(func=lambda args: p.print_help() or 2)
+    p.set_defaults(func=lambda args: p.error("name a benchmark: speed or bounds "
+                                             "(densecore bench --help)"))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -438,8 +439,7 @@ def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
-        parser.print_help()
-        return 2
+        parser.error("name a command: demo, select or bench (densecore --help)")
     command = " ".join(c for c in (parser.prog, args.command,
                                    getattr(args, "bench_command", None)) if c)
     try:

@@ -100,6 +100,19 @@ class Selection:
     def __len__(self) -> int:
         return len(self.indices)
 
+    def __repr__(self) -> str:
+        """A few values, the shapes and dtypes (never whole arrays).
+
+        Example:
+            >>> import numpy as np
+            >>> Selection(np.array([4, 0, 9, 2]), np.array([np.inf, 2.5, 1.0, 0.25]))
+            Selection(4 picks, indices=[4, 0, 9, ...] (4,) int64, radii=[inf, 2.5, 1, ...] (4,) float64)
+        """
+        from ._summary import array_summary
+
+        return (f"Selection({len(self)} picks, indices={array_summary(self.indices)}, "
+                f"radii={array_summary(self.radii)})")
+
 
 @dataclass
 class Pool:

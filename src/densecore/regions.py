@@ -25,7 +25,6 @@ Shape:
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -34,29 +33,6 @@ from . import validation as V
 from .filters import top_candidates
 
 __all__ = ["blocked_candidates", "ripu_select"]
-
-
-@numba.njit(cache=True)
-def _scan(order, h, w, k, reach):  # pragma: no cover - compiled
-    """Keep pixels of ``order`` (flat, best first) that are not within ``reach`` of a kept one."""
-    blocked = np.zeros((h, w), dtype=np.bool_)
-    out = np.full(k, -1, dtype=np.int64)
-    n = 0
-    for p in order:
-        if n == k:
-            break
-        if p < 0:
-            break
-        y = p // w
-        x = p - y * w
-        if blocked[y, x]:
-            continue
-        out[n] = p
-        n += 1
-        for yy in range(max(0, y - reach), min(h, y + reach + 1)):
-            for xx in range(max(0, x - reach), min(w, x + reach + 1)):
-                blocked[yy, xx] = True
-    return out
 
 
 def blocked_candidates(scores, k: int, exclude=None, *, region_size: int = 3,
@@ -108,6 +84,8 @@ def _blocked(s: torch.Tensor, k: int, exclude, reach: int, validate: bool) -> to
     # (doubled until k are kept or all are ranked) gives the same answer as ranking
     # every pixel, at a fraction of the sort (2M pixels per Cityscapes image). One
     # host transfer per ranking, none per pick.
+    from ._backends.regions_kernels import _scan  # numba loads on first use
+
     m = min(n, 2 * k)
     while True:
         order = top_candidates(s, m, exclude, validate=validate).cpu().numpy()

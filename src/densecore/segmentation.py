@@ -203,7 +203,7 @@ def _select_all(sampler, budget: int, jobs: list, workers: int) -> list:
 def select_pixels(probs, features, densities, budget: int, *, labeled=None, ignore=None,
                   alpha: float = 20, sampler=_DEFAULT, score="margin", region_size: int = 1,
                   normalize: bool = True, seed: int = 0, from_logits: bool = False,
-                  validate: bool = True, region_overlap: str = "allow",
+                  validate: bool = True, region_overlap: str = "block",
                   return_candidates: bool = False):
     """Pick ``budget`` new pixels (or regions) per image: filter, gather, greedy.
 
@@ -249,10 +249,13 @@ def select_pixels(probs, features, densities, budget: int, *, labeled=None, igno
         seed: seed of the default sampler's first pick and of random scores.
         from_logits: ``probs`` holds logits.
         validate: scan inputs for bad values (device syncs on CUDA).
-        region_overlap: ``"allow"`` (blocks of two picks may overlap) or
-            ``"block"``: RIPU's rule, candidates are filtered with
-            :func:`~densecore.regions.blocked_candidates` so that the blocks of
-            any two picks of this call are disjoint.
+        region_overlap: ``"block"`` (the default): RIPU's rule, candidates are
+            filtered with :func:`~densecore.regions.blocked_candidates` so that
+            the blocks of any two picks of this call are disjoint and a round
+            labels ``budget * region_size**2`` pixels, as budgets compared with
+            RIPU's tables assume; ``"allow"``: blocks of two picks may overlap
+            (fewer new pixels per round).
+            No effect with ``region_size=1``.
         return_candidates: also return, per image, an :class:`ImageCandidates`
             with the candidates, their features and densities as the sampler
             saw them and the chosen positions (for tuning tau on a round's

@@ -34,7 +34,6 @@ import math
 
 import numpy as np
 import torch
-from numba import njit, prange
 
 from . import faiss_backend, threads
 
@@ -43,53 +42,6 @@ __all__ = ["FAISS_MIN", "METHODS", "pow2_below", "search"]
 FAISS_MIN = 256
 _EXTRA = 2  # candidates beyond k taken from the fast search (runner-ups)
 _BLOCK = 1 << 22  # elements of one temporary block on the torch path
-_FAST = {"reassoc", "contract", "nsz"}
-
-
-@njit(cache=True, fastmath=_FAST)
-def _sq64(q, i, c, j):
-    """Squared Euclidean distance of rows ``q[i]``, ``c[j]``, in float64 from differences."""
-    acc = 0.0
-    for t in range(q.shape[1]):
-        diff = np.float64(q[i, t]) - np.float64(c[j, t])
-        acc += diff * diff
-    return acc
-
-
-@njit(cache=True, parallel=True, fastmath=_FAST, nogil=True)
-def _brute(q, c, inv_w, k, rows, vals, idx):
-    """Exact k nearest of ``q[rows]`` in float64 from differences; lowest index on ties."""
-    for ii in prange(rows.shape[0]):
-        i = rows[ii]
-        bv = np.full(k, np.inf)
-        bi = np.full(k, -1, dtype=np.int64)
-        for j in range(c.shape[0]):
-            v = _sq64(q, i, c, j) * inv_w[j]
-            if v < bv[k - 1]:
-                p = k - 1
-                while p > 0 and bv[p - 1] > v:  # strict: an equal earlier index stays first
-                    bv[p] = bv[p - 1]
-                    bi[p] = bi[p - 1]
-                    p -= 1
-                bv[p] = v
-                bi[p] = j
-        for p in range(k):
-            vals[i, p] = bv[p]
-            idx[i, p] = bi[p]
-
-
-@njit(cache=True, parallel=True, fastmath=_FAST, nogil=True)
-def _rescore(q, c, inv_w, cand, out):
-    """Exact value of every candidate ``cand[i, p]`` (float64, from differences)."""
-    for i in prange(q.shape[0]):
-        for p in range(cand.shape[1]):
-            j = cand[i, p]
-            if j < 0:
-                out[i, p] = np.inf
-                continue
-            out[i, p] = _sq64(q, i, c, j) * inv_w[j]
-
-
 def pow2_below(v: float) -> float:
     """The power of two ``2^e`` with ``2^e <= v < 2^(e+1)``; 1.0 for v <= 0 or non-finite."""
     if not (v > 0 and math.isfinite(v)):
@@ -249,8 +201,19 @@ def _fast_scale(inv_w: torch.Tensor) -> float | None:
     return wscale if float(inv_w.min()) / wscale > 2.0 ** -100 else None
 
 
+def __getattr__(name):
+    # the numba kernels, for callers outside this module; numba loads on first use
+    if name in ("_sq64", "_brute", "_rescore"):
+        from . import nearest_kernels
+
+        return getattr(nearest_kernels, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def _search_cpu(q, c, inv_w, k, min_faiss=FAISS_MIN):
     """faiss candidates (from FAISS_MIN centres on) and numba brute force."""
+    from .nearest_kernels import _brute, _rescore  # numba loads on first use
+
     n, l = q.shape[0], c.shape[0]
     vals = np.empty((n, k), np.float64)
     idx = np.empty((n, k), np.int64)
