@@ -49,7 +49,7 @@ class TinySeg(pl.LightningModule):
         self.state_root = state_root
         self.crash_in_round = crash_in_round
         self.images, self.labels, self.densities = target_data()
-        self.calls, self.outputs, self.seen = [], [], []
+        self.calls, self.outputs, self.seen, self.ended = [], [], [], []
 
     def forward(self, x):
         f = torch.relu(self.net(x))
@@ -81,6 +81,10 @@ class TinySeg(pl.LightningModule):
                                          for k, v in out.items()}))
             yield out
 
+    def on_selection_round_end(self, round, state):
+        self.ended.append((round, self.global_step, self.training,
+                           all(state.round_done(i, round) for i in IDS)))
+
     def configure_optimizers(self):
         return torch.optim.SGD(self.parameters(), lr=0.1)
 
@@ -105,6 +109,7 @@ def test_rounds_at_their_steps_with_the_callers_outputs(tmp_path):
 
     assert [(r, s) for r, s, _ in model.calls] == [(0, 2), (1, 4)]
     assert all(ids == IDS for _, _, ids in model.calls)
+    assert model.ended == [(0, 2, True, True), (1, 4, True, True)]  # train mode restored
     summary = state.summary()
     assert [(r["round"], r["images"], r["queried"]) for r in summary["rounds"]] == \
         [(0, 5, 5 * BUDGET), (1, 5, 5 * BUDGET)]
@@ -169,6 +174,13 @@ def test_checks(tmp_path):
 
     with pytest.raises(ValueError, match="not requested"):
         trainer(tmp_path, [SelectionRounds(state, [1], 1, outputs=wrong_ids)],
+                enable_checkpointing=False, devices=1).fit(TinySeg(str(tmp_path / "labels")))
+
+    def no_probs(module, image_ids, round):
+        yield {"image_ids": image_ids, "features": None}
+
+    with pytest.raises(ValueError, match="'probs' is missing"):
+        trainer(tmp_path, [SelectionRounds(state, [1], 1, outputs=no_probs)],
                 enable_checkpointing=False, devices=1).fit(TinySeg(str(tmp_path / "labels")))
 
     def too_few(module, image_ids, round):
