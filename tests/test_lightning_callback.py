@@ -247,6 +247,26 @@ def test_two_ddp_ranks_on_gloo(tmp_path):
         assert seen[0] == 0 and seen[2] == 5 * BUDGET and seen[4] == 10 * BUDGET, seen
 
 
+def test_lightning_is_imported_only_by_its_module_and_named_when_missing():
+    code = ("import sys, densecore\n"
+            "from densecore.integrations import ripu\n"
+            "assert not any(m.split('.')[0] in ('lightning', 'pytorch_lightning') "
+            "for m in sys.modules), 'imported lightning'\n"
+            "sys.modules['lightning'] = None  # as if not installed\n"
+            "try:\n"
+            "    import densecore.integrations.lightning\n"
+            "except ImportError as e:\n"
+            "    print(e)\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [os.path.join(os.path.dirname(__file__), os.pardir, "src"),
+         os.environ.get("PYTHONPATH", "")]))
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == ('densecore.integrations.lightning needs lightning: '
+                                   'pip install "densecore-seg[lightning]"')
+
+
 def _ddp_main(out):  # pragma: no cover - runs in the subprocesses
     root = os.path.join(out, "labels")
     state = densecore.ActiveLabelState(root, IDS, (H, W))
@@ -261,3 +281,4 @@ def _ddp_main(out):  # pragma: no cover - runs in the subprocesses
 if __name__ == "__main__":  # pragma: no cover
     torch.set_num_threads(1)
     _ddp_main(sys.argv[1])
+
