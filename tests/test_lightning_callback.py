@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import subprocess
 import sys
 
@@ -161,6 +162,10 @@ def test_checks(tmp_path):
         SelectionRounds(str(tmp_path), [1], 1)
     with pytest.raises(TypeError, match="outputs"):
         SelectionRounds(state, [1], 1, outputs=3)
+    # strategy="ddp_spawn" pickles callbacks: the copy opens the same state
+    copy = pickle.loads(pickle.dumps(SelectionRounds(state, [1, 5], 2, alpha=3)))
+    assert copy.state.root == state.root and copy.state.image_ids == IDS
+    assert copy.rounds_at == [1, 5] and copy.options["alpha"] == 3
 
     class NoHook(TinySeg):
         selection_outputs = None

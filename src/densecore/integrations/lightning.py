@@ -125,6 +125,16 @@ class SelectionRounds(Callback):
                         "from_logits": from_logits}
         self.done = 0  # rounds known to be complete on disk
 
+    def __getstate__(self) -> dict:
+        # strategy="ddp_spawn" pickles the callbacks; the state holds a lock, so its root travels
+        d = dict(self.__dict__)
+        d["state"] = self.state.root
+        return d
+
+    def __setstate__(self, d: dict) -> None:
+        self.__dict__.update(d)
+        self.state = densecore.ActiveLabelState(d["state"])
+
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(rounds_at={self.rounds_at}, budget={self.budget}, "
                 f"done={self.done})")
