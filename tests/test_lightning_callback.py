@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import subprocess
 import sys
 
@@ -49,7 +50,7 @@ class TinySeg(pl.LightningModule):
         self.state_root = state_root
         self.crash_in_round = crash_in_round
         self.images, self.labels, self.densities = target_data()
-        self.calls, self.outputs, self.seen = [], [], []
+        self.calls, self.outputs, self.seen, self.ended = [], [], [], []
 
     def forward(self, x):
         f = torch.relu(self.net(x))
@@ -81,6 +82,10 @@ class TinySeg(pl.LightningModule):
                                          for k, v in out.items()}))
             yield out
 
+    def on_selection_round_end(self, round, state):
+        self.ended.append((round, self.global_step, self.training,
+                           all(state.round_done(i, round) for i in IDS)))
+
     def configure_optimizers(self):
         return torch.optim.SGD(self.parameters(), lr=0.1)
 
@@ -105,6 +110,7 @@ def test_rounds_at_their_steps_with_the_callers_outputs(tmp_path):
 
     assert [(r, s) for r, s, _ in model.calls] == [(0, 2), (1, 4)]
     assert all(ids == IDS for _, _, ids in model.calls)
+    assert model.ended == [(0, 2, True, True), (1, 4, True, True)]  # train mode restored
     summary = state.summary()
     assert [(r["round"], r["images"], r["queried"]) for r in summary["rounds"]] == \
         [(0, 5, 5 * BUDGET), (1, 5, 5 * BUDGET)]
@@ -156,6 +162,10 @@ def test_checks(tmp_path):
         SelectionRounds(str(tmp_path), [1], 1)
     with pytest.raises(TypeError, match="outputs"):
         SelectionRounds(state, [1], 1, outputs=3)
+    # strategy="ddp_spawn" pickles callbacks: the copy opens the same state
+    copy = pickle.loads(pickle.dumps(SelectionRounds(state, [1, 5], 2, alpha=3)))
+    assert copy.state.root == state.root and copy.state.image_ids == IDS
+    assert copy.rounds_at == [1, 5] and copy.options["alpha"] == 3
 
     class NoHook(TinySeg):
         selection_outputs = None
@@ -169,6 +179,13 @@ def test_checks(tmp_path):
 
     with pytest.raises(ValueError, match="not requested"):
         trainer(tmp_path, [SelectionRounds(state, [1], 1, outputs=wrong_ids)],
+                enable_checkpointing=False, devices=1).fit(TinySeg(str(tmp_path / "labels")))
+
+    def no_probs(module, image_ids, round):
+        yield {"image_ids": image_ids, "features": None}
+
+    with pytest.raises(ValueError, match="'probs' is missing"):
+        trainer(tmp_path, [SelectionRounds(state, [1], 1, outputs=no_probs)],
                 enable_checkpointing=False, devices=1).fit(TinySeg(str(tmp_path / "labels")))
 
     def too_few(module, image_ids, round):
@@ -235,6 +252,26 @@ def test_two_ddp_ranks_on_gloo(tmp_path):
         assert seen[0] == 0 and seen[2] == 5 * BUDGET and seen[4] == 10 * BUDGET, seen
 
 
+def test_lightning_is_imported_only_by_its_module_and_named_when_missing():
+    code = ("import sys, densecore\n"
+            "from densecore.integrations import ripu\n"
+            "assert not any(m.split('.')[0] in ('lightning', 'pytorch_lightning') "
+            "for m in sys.modules), 'imported lightning'\n"
+            "sys.modules['lightning'] = None  # as if not installed\n"
+            "try:\n"
+            "    import densecore.integrations.lightning\n"
+            "except ImportError as e:\n"
+            "    print(e)\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [os.path.join(os.path.dirname(__file__), os.pardir, "src"),
+         os.environ.get("PYTHONPATH", "")]))
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == ('densecore.integrations.lightning needs lightning: '
+                                   'pip install "densecore-seg[lightning]"')
+
+
 def _ddp_main(out):  # pragma: no cover - runs in the subprocesses
     root = os.path.join(out, "labels")
     state = densecore.ActiveLabelState(root, IDS, (H, W))
@@ -249,3 +286,4 @@ def _ddp_main(out):  # pragma: no cover - runs in the subprocesses
 if __name__ == "__main__":  # pragma: no cover
     torch.set_num_threads(1)
     _ddp_main(sys.argv[1])
+

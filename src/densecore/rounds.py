@@ -93,7 +93,8 @@ def query_round(state, round: int, image_ids, probs, features, densities, budget
         >>> state = densecore.ActiveLabelState(tempfile.mkdtemp(), ["a", "b"], (8, 8))
         >>> g = torch.Generator().manual_seed(0)
         >>> probs = torch.softmax(torch.randn(2, 3, 8, 8, generator=g), 1)
-        >>> feats, dens = torch.randn(2, 4, 4, 4, generator=g), torch.rand(2, 4, 4, generator=g) + 0.5
+        >>> feats = torch.randn(2, 4, 4, 4, generator=g)
+        >>> dens = torch.rand(2, 4, 4, generator=g) + 0.5
         >>> query_round(state, 0, ["a", "b"], probs, feats, dens, 3, alpha=4)
         ['a', 'b']
         >>> query_round(state, 0, ["a", "b"], probs, feats, dens, 3, alpha=4)  # done: skipped

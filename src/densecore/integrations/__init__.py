@@ -1,5 +1,9 @@
-"""Adapters that plug densecore's samplers into other active-learning frameworks.
+"""Drop-ins for other training code and active-learning frameworks (docs/integrations.md).
 
-Each adapter is an optional module with its own extra:
-:mod:`densecore.integrations.skactiveml` (``pip install "densecore-seg[skactiveml]"``).
+* :mod:`densecore.integrations.ripu`: the paper's method in a RIPU-style
+  training script (no extra dependency);
+* :mod:`densecore.integrations.lightning`: a Lightning callback that runs the
+  selection rounds (``pip install "densecore-seg[lightning]"``);
+* :mod:`densecore.integrations.skactiveml`: scikit-activeml query strategies
+  (``pip install "densecore-seg[skactiveml]"``).
 """

@@ -69,6 +69,7 @@ __all__ = ["SelectionRounds"]
 
 _HOOK = "selection_outputs"
 _END = "on_selection_round_end"
+_KEYS = ("image_ids", "probs", "features")  # "densities", "labels", "ignore": optional
 
 
 class SelectionRounds(Callback):
@@ -123,6 +124,16 @@ class SelectionRounds(Callback):
                         "region_size": region_size, "region_overlap": region_overlap,
                         "from_logits": from_logits}
         self.done = 0  # rounds known to be complete on disk
+
+    def __getstate__(self) -> dict:
+        # strategy="ddp_spawn" pickles the callbacks; the state holds a lock, so its root travels
+        d = dict(self.__dict__)
+        d["state"] = self.state.root
+        return d
+
+    def __setstate__(self, d: dict) -> None:
+        self.__dict__.update(d)
+        self.state = densecore.ActiveLabelState(d["state"])
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(rounds_at={self.rounds_at}, budget={self.budget}, "
@@ -184,8 +195,12 @@ class SelectionRounds(Callback):
             with torch.no_grad():
                 for batch in hook(list(mine), round):
                     if not isinstance(batch, Mapping):
-                        raise TypeError(f"{_HOOK} must yield mappings with image_ids, probs, "
-                                        f"features, densities; got {type(batch).__name__}")
+                        raise TypeError(f"{_HOOK} must yield mappings with the keys "
+                                        f"{list(_KEYS)}; got {type(batch).__name__}")
+                    missing = [k for k in _KEYS if k not in batch]
+                    if missing:
+                        raise ValueError(f"{_HOOK} must yield mappings with the keys "
+                                         f"{list(_KEYS)}; key {missing[0]!r} is missing")
                     unknown = [i for i in batch["image_ids"] if i not in wanted]
                     if unknown:
                         raise ValueError(f"{_HOOK} returned image id {unknown[0]!r}, which "

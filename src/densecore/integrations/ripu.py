@@ -182,7 +182,8 @@ def select_round(state: densecore.ActiveLabelState, round: int, batches, budget:
         >>> opt = torch.optim.SGD(backbone.parameters(), lr=0.1)
         >>> density = add_density(opt, 8, 4, 0.1, dim=8)
         >>> state = densecore.ActiveLabelState(tempfile.mkdtemp(), ["a", "b"], (16, 16))
-        >>> batch = (torch.randn(2, 3, 16, 16), torch.zeros(2, 16, 16, dtype=torch.long), ["a", "b"])
+        >>> labels = torch.zeros(2, 16, 16, dtype=torch.long)
+        >>> batch = (torch.randn(2, 3, 16, 16), labels, ["a", "b"])
         >>> select_round(state, 0, [batch], 2, backbone, classifier, density, alpha=4)
         ['a', 'b']
         >>> 2 <= int(state.labeled("a").sum()) <= 18  # two disjoint 3x3 regions, clipped
