@@ -604,13 +604,13 @@ def pick_device(args) -> torch.device:
     return device
 
 
-def load_checkpoint(path: str) -> dict:
-    """``torch.load`` of a file named on the command line; an unreadable one is a UsageError."""
+def load_checkpoint(path: str, flag: str) -> dict:
+    """``torch.load`` of the file given with ``flag``; an unreadable one is a UsageError."""
     try:
         return torch.load(path, map_location="cpu", weights_only=False)
     except Exception as e:  # pickle, zip and torch each raise their own kinds
-        raise UsageError(f"{path}: not a checkpoint torch can read ({type(e).__name__}: "
-                         f"{e})") from None
+        raise UsageError(f"{flag} {path}: not a checkpoint torch can read "
+                         f"({type(e).__name__}: {e})") from None
 
 
 def load_test_config(args):
@@ -622,7 +622,7 @@ def load_test_config(args):
         os.path.join(args.output_dir, "checkpoint.pth")
     if not os.path.exists(path):
         raise UsageError(f"--test-only: no checkpoint at {path} (give it with --resume PATH)")
-    ckpt = load_checkpoint(path)
+    ckpt = load_checkpoint(path, "--resume")
     return path, ckpt, config_from_dict(ckpt["config"])
 
 
@@ -661,7 +661,7 @@ def main(args):
             resume = auto if args.resume == "auto" else args.resume
             resume = resume if resume and os.path.exists(resume) else None
         if resume:
-            ckpt = load_checkpoint(resume)
+            ckpt = load_checkpoint(resume, "--resume")
             changed = _changed(ckpt["config"], cfg)
             if changed:
                 raise UsageError(f"{resume} was trained with another config; changed fields "
@@ -682,7 +682,7 @@ def main(args):
     except ValueError as e:
         raise UsageError(f"--pretrained {args.pretrained}: {e}") from None
     if args.init_from and not resume:
-        init = load_checkpoint(args.init_from)
+        init = load_checkpoint(args.init_from, "--init-from")
         try:
             model.load_state_dict(init.get("model", init))
         except RuntimeError as e:
