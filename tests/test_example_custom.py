@@ -122,3 +122,17 @@ def test_a_tiny_custom_run_trains_selects_and_reports_its_classes(data, tmp_path
     assert row["images"] == 3 and row["queried"] > 0
     assert metrics["config"]["class_names"] == NAMES
     assert any(p.name.startswith("pred_scene") for p in (out / "vis").iterdir())
+
+
+def test_a_run_stored_before_the_custom_fields_existed_still_resumes():
+    import dataclasses
+
+    cfg = load_config(None, ["backbone=tiny"])
+    stored = dataclasses.asdict(cfg)
+    del stored["class_names"], stored["label_map"]  # a run.json / checkpoint of older code
+    assert train._changed(stored, cfg) == {}
+    stored["lr"] = 1.0
+    assert set(train._changed(stored, cfg)) == {"lr"}
+    custom = load_config(None, ["source=custom", "num_classes=2", "class_names=[a, b]"])
+    assert set(train._changed(stored | {"lr": custom.lr}, custom)) == {
+        "source", "num_classes", "class_names", "backbone"}

@@ -39,7 +39,7 @@ import densecore
 import datasets
 import losses
 import utils
-from config import config_from_dict, load_config
+from config import Config, config_from_dict, load_config
 
 log = logging.getLogger("deeplab_ada")
 
@@ -522,9 +522,15 @@ def write_metrics(path, metrics, state, cfg, iteration, picks=None):
 
 
 def _changed(saved: dict, cfg) -> dict:
-    return {k: (saved.get(k), v) for k, v in dataclasses.asdict(cfg).items()
+    """Fields whose value differs between a stored config and ``cfg``.
+
+    A field the stored config lacks (added to :class:`config.Config` later)
+    counts as its default.
+    """
+    defaults = dataclasses.asdict(Config())
+    return {k: (saved.get(k, defaults[k]), v) for k, v in dataclasses.asdict(cfg).items()
             if k not in ("extra", "print_freq", "save_every", "eval_every")
-            and json.dumps(saved.get(k)) != json.dumps(v)}
+            and json.dumps(saved.get(k, defaults[k])) != json.dumps(v)}
 
 
 def check_output_dir(args, cfg) -> str | None:
