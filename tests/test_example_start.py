@@ -189,3 +189,14 @@ def test_prediction_picture_has_enlarged_panels_and_a_class_legend():
     # 20 entries (19 classes and "ignore") in a 400-pixel strip: several rows, nothing cut
     narrow = utils.class_legend(datasets.class_names(19), datasets.palette(19), 400)
     assert narrow.shape[1] == 400 and _ink_columns(narrow).max() < 400 - 2
+
+
+def test_doctests_of_the_picture_and_data_helpers():
+    import doctest
+
+    import datasets
+    import utils
+
+    for module in (utils, datasets):
+        result = doctest.testmod(module)
+        assert result.failed == 0 and result.attempted >= 1, module.__name__
