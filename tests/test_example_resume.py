@@ -180,12 +180,12 @@ def test_pictures_and_exact_counts(reference):
     vis = reference / "vis"
     (q,) = [p for p in vis.iterdir() if p.name.startswith("queried_")]
     label_h, label_w = 64, 128  # make_synthetic_data's Cityscapes size
-    with Image.open(q) as im:
-        assert im.size[0] == label_w and im.size[1] > label_h  # full resolution + legend
+    with Image.open(q) as im:  # label resolution enlarged 8x (short side 512) + legend
+        assert im.size[0] == 8 * label_w and im.size[1] > 8 * label_h
     assert (vis / "round0.png").exists() and (vis / "round1.png").exists()
     (pred,) = [p for p in vis.iterdir() if p.name.startswith("pred_")]
-    with Image.open(pred) as im:
-        assert im.size[0] >= 3 * label_w  # image | ground truth | prediction
+    with Image.open(pred) as im:  # image | ground truth | prediction, enlarged, class legend
+        assert im.size[0] >= 3 * 8 * label_w and im.size[1] > 8 * label_h
 
 
 def test_selection_reads_no_ground_truth_unless_the_oracle_ablation_is_on(data, tmp_path):

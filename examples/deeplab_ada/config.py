@@ -4,6 +4,10 @@ The defaults reproduce "Ours (V2, 2.2 %)" on GTAV -> Cityscapes. A YAML file
 under ``configs/`` sets only the fields a table row changes; ``--set
 key=value`` on the command line overrides single fields after that. Unknown
 keys are errors.
+
+``source: custom`` trains on a data set of one's own (README.md, "A custom
+data set"): ``num_classes`` and ``class_names`` give its classes and
+``label_map`` sends the ids stored in its label files to train ids.
 """
 
 from __future__ import annotations
@@ -18,8 +22,13 @@ import yaml
 @dataclass
 class Config:
     # data
-    source: str = "gtav"                 # "gtav" | "synthia"
-    num_classes: int = 19                # 19 (GTAV) | 16 (SYNTHIA)
+    source: str = "gtav"                 # "gtav" | "synthia" | "custom" (source and target
+                                         # in the folder layout of datasets.folders)
+    num_classes: int = 19                # 19 (GTAV) | 16 (SYNTHIA) | any, 1-255 (custom)
+    class_names: tuple = ()              # custom: one name per train id
+    label_map: dict = field(default_factory=dict)  # custom: label-file id -> train id; ids
+                                         # not listed are ignored; empty: the files hold
+                                         # train ids already (255 ignored)
     source_size: tuple = (1280, 720)     # (W, H) training resize of source images
     target_size: tuple = (1280, 640)     # (W, H) training and test resize of target images
     source_sampling: str = "balanced"    # "balanced" (rare classes more often) | "uniform"
@@ -76,7 +85,7 @@ class Config:
 
     def validate(self) -> "Config":
         """Raise ``ValueError`` naming the field for inconsistent settings."""
-        choices = {"source": ("gtav", "synthia"), "arch": ("deeplabv2", "deeplabv3plus"),
+        choices = {"source": ("gtav", "synthia", "custom"), "arch": ("deeplabv2", "deeplabv3plus"),
                    "backbone": ("resnet101", "tiny"),
                    "estimator": ("dmc", "masked-conv", "none"),
                    "budget": ("ratio", "pixels"),
@@ -89,10 +98,7 @@ class Config:
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}; got {getattr(self, name)!r}")
-        expected = {"gtav": 19, "synthia": 16}[self.source]
-        if self.num_classes != expected:
-            raise ValueError(f"num_classes must be {expected} for source {self.source!r}; "
-                             f"got {self.num_classes}")
+        self._validate_classes()
         if self.sampler in ("density-aware", "typicality") and self.estimator == "none":
             raise ValueError(f"sampler {self.sampler!r} needs an estimator for its densities; "
                              "got estimator 'none'")
@@ -102,9 +108,46 @@ class Config:
                              f"({self.iterations}); got {iters}")
         return self
 
+    def _validate_classes(self) -> None:
+        if self.source != "custom":
+            expected = {"gtav": 19, "synthia": 16}[self.source]
+            if self.num_classes != expected:
+                raise ValueError(f"num_classes must be {expected} for source {self.source!r}; "
+                                 f"got {self.num_classes}")
+            for name in ("class_names", "label_map"):
+                if getattr(self, name):
+                    raise ValueError(f"{name} is for source 'custom'; source {self.source!r} "
+                                     f"has its own classes")
+            return
+        if (not isinstance(self.num_classes, int) or isinstance(self.num_classes, bool)
+                or not 1 <= self.num_classes <= 255):
+            raise ValueError(f"num_classes must be an integer from 1 to 255 for source "
+                             f"'custom'; got {self.num_classes!r}")
+        names = self.class_names
+        if (len(names) != self.num_classes or not all(isinstance(n, str) and n for n in names)
+                or len(set(names)) != len(names)):
+            raise ValueError(f"class_names must be {self.num_classes} distinct non-empty names "
+                             f"(num_classes) for source 'custom'; got {list(names)}")
+        if not isinstance(self.label_map, dict):
+            raise ValueError(f"label_map must be a mapping of label-file id -> train id; "
+                             f"got {self.label_map!r}")
+        for raw, train_id in self.label_map.items():
+            if not (isinstance(raw, int) and 0 <= raw < 65536):
+                raise ValueError(f"label_map keys must be label-file ids from 0 to 65535; "
+                                 f"got {raw!r}")
+            if not (isinstance(train_id, int) and (0 <= train_id < self.num_classes
+                                                   or train_id == 255)):
+                raise ValueError(f"label_map values must be train ids from 0 to "
+                                 f"{self.num_classes - 1} (or 255, ignored); got "
+                                 f"{raw!r}: {train_id!r}")
+
 
 def _coerce(name: str, value, default):
+    if name == "label_map" and isinstance(value, dict):  # JSON stores the keys as text
+        return {_int_or_same(k): _int_or_same(v) for k, v in value.items()}
     if isinstance(default, tuple):
+        if isinstance(value, (str, bytes, dict)) or not hasattr(value, "__iter__"):
+            raise ValueError(f"{name} must be a list; got {value!r}")
         return tuple(value)
     if isinstance(default, bool):
         if isinstance(value, str):
@@ -117,6 +160,11 @@ def _coerce(name: str, value, default):
     if isinstance(default, float) and isinstance(value, int):
         return float(value)
     return value
+
+
+def _int_or_same(value):
+    """``int(value)`` for digit strings, ``value`` otherwise (validation reports the rest)."""
+    return int(value) if isinstance(value, str) and value.strip().isdigit() else value
 
 
 def config_from_dict(values: dict) -> Config:

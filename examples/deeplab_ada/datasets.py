@@ -7,6 +7,10 @@ On disk (each root is the folder the data set unpacks to):
   (16-bit RGB PNG, class id in channel 0).
 * Cityscapes: ``leftImg8bit/{split}/{city}/*_leftImg8bit.png`` and
   ``gtFine/{split}/{city}/*_gtFine_labelIds.png``.
+* A custom data set (``source: custom``, :func:`folders`): ``images/NAME.png``
+  (or ``.jpg``) with ``labels/NAME.png`` (one channel: 8- or 16-bit grey, or a
+  palette PNG's indices); the source root holds these two folders, the
+  target root holds them under ``train/`` and ``val/``.
 
 Label ids are mapped to train ids with the standard tables: 19 classes for
 GTAV -> Cityscapes, 16 for SYNTHIA -> Cityscapes (mIoU* is over the 13 of them
@@ -62,8 +66,11 @@ PALETTE19 = ((128, 64, 128), (244, 35, 232), (70, 70, 70), (102, 102, 156), (190
              (0, 80, 100), (0, 0, 230), (119, 11, 32))
 
 
-def class_names(num_classes: int) -> tuple[str, ...]:
-    """The class names for 19 (GTAV/Cityscapes) or 16 (SYNTHIA) train ids."""
+def class_names(num_classes: int, names=()) -> tuple[str, ...]:
+    """``names`` if given (a custom data set), else those of 19 (GTAV/Cityscapes) or 16
+    (SYNTHIA) train ids."""
+    if names:
+        return tuple(names)
     if num_classes == 19:
         return CITYSCAPES_CLASSES
     if num_classes == 16:
@@ -71,11 +78,28 @@ def class_names(num_classes: int) -> tuple[str, ...]:
     raise ValueError(f"num_classes must be 19 or 16; got {num_classes}")
 
 
-def palette(num_classes: int) -> np.ndarray:
-    """``(num_classes + 1, 3)`` uint8 colours by train id; the last row (ignore) is black."""
-    names = class_names(num_classes)
+def palette(num_classes: int, names=()) -> np.ndarray:
+    """``(num_classes + 1, 3)`` uint8 colours by train id; the last row (ignore) is black.
+
+    Cityscapes class names keep their usual colours; other names (a custom
+    data set) get well-separated hues in train-id order.
+
+    Example:
+        >>> palette(2, ("road", "crater")).tolist()
+        [[128, 64, 128], [0, 255, 170], [0, 0, 0]]
+    """
     by_name = dict(zip(CITYSCAPES_CLASSES, PALETTE19))
-    return np.array([by_name[n] for n in names] + [(0, 0, 0)], dtype=np.uint8)
+    colours = []
+    for i, name in enumerate(class_names(num_classes, names)):
+        colours.append(by_name.get(name) or _hue(i))
+    return np.array(colours + [(0, 0, 0)], dtype=np.uint8)
+
+
+def _hue(i: int) -> tuple[int, int, int]:
+    """A bright colour; consecutive ``i`` are far apart on the colour wheel (golden angle)."""
+    import colorsys
+    h = (0.0625 + i * 0.381966) % 1.0
+    return tuple(int(round(255 * c)) for c in colorsys.hsv_to_rgb(h, 1.0, 1.0 if i % 2 else 0.8))
 
 
 def lookup_table(mapping: dict[int, int], size: int = 65536) -> np.ndarray:
@@ -234,6 +258,65 @@ def cityscapes(root, split, num_classes, *, size=None, flip=False, label_mask=No
     table = lookup_table(mapping, 256)
     return SegmentationFiles(images, labels, lambda p: table[load_cityscapes_label(p)],
                              size=size, flip=flip, label_mask=label_mask, label_size=label_size)
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+def folders(root, label_map, num_classes, *, size=None, flip=False, label_mask=None,
+            label_size="same") -> SegmentationFiles:
+    """A custom data set: ``root/images/NAME.{png,jpg,jpeg}`` with ``root/labels/NAME.png``.
+
+    Args:
+        label_map: ``{id in the label files: train id}``; ids not listed
+            become ``IGNORE``. Empty: the files hold train ids
+            ``0 .. num_classes - 1`` already (anything else is ignored).
+        num_classes: train ids are ``0 .. num_classes - 1``.
+
+    The other arguments are those of :class:`SegmentationFiles`.
+    """
+    image_dir = os.path.join(root, "images")
+    images = sorted(p for p in glob.glob(os.path.join(image_dir, "*"))
+                    if p.lower().endswith(IMAGE_SUFFIXES))
+    if not images:
+        raise FileNotFoundError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {image_dir}")
+    stems = [os.path.splitext(os.path.basename(p))[0] for p in images]
+    if len(set(stems)) != len(stems):
+        raise ValueError(f"{image_dir} holds two images with one name and different suffixes")
+    labels = [os.path.join(root, "labels", stem + ".png") for stem in stems]
+    missing = [p for p in labels if not os.path.exists(p)]
+    if missing:
+        raise FileNotFoundError(f"{len(missing)} label files are missing, e.g. {missing[0]}")
+    table = lookup_table(label_map or {i: i for i in range(num_classes)})
+
+    def decode(path):
+        raw = load_cityscapes_label(path)
+        if raw.ndim != 2:
+            raise ValueError(f"{path}: label files must have one channel (ids); got shape "
+                             f"{raw.shape}")
+        return table[raw]
+
+    return SegmentationFiles(images, labels, decode, size=size, flip=flip,
+                             label_mask=label_mask, label_size=label_size)
+
+
+def source_dataset(cfg, root, **kwargs) -> SegmentationFiles:
+    """The source training set of ``cfg.source`` under ``root`` (kwargs: size, flip)."""
+    if cfg.source == "gtav":
+        return gtav(root, **kwargs)
+    if cfg.source == "synthia":
+        return synthia(root, **kwargs)
+    return folders(root, cfg.label_map, cfg.num_classes, **kwargs)
+
+
+def target_dataset(cfg, root, split, **kwargs) -> SegmentationFiles:
+    """The target ``split`` ("train" | "val"): Cityscapes, or ``root/split`` of a custom set.
+
+    kwargs are those of :class:`SegmentationFiles`.
+    """
+    if cfg.source == "custom":
+        return folders(os.path.join(root, split), cfg.label_map, cfg.num_classes, **kwargs)
+    return cityscapes(root, split, cfg.num_classes, **kwargs)
 
 
 def label_shape(dataset: SegmentationFiles, index: int = 0) -> tuple[int, int]:

@@ -14,8 +14,8 @@
 The ResNet is torchvision's when torchvision imports, otherwise the copy
 below, which has the same module names, so an ImageNet ``resnet101`` state
 dict saved by torchvision loads into either (weights come from a local file
-only, never from the network). ``tiny`` is a four-stage CNN of the same
-interface for CPU smoke runs.
+only, never from the network; ``prepare_weights.py`` writes that file).
+``tiny`` is a four-stage CNN of the same interface for CPU smoke runs.
 
 Shape:
     input ``(B, 3, H, W)`` float32; ``logits`` ``(B, C, H/8, W/8)`` for
@@ -102,6 +102,39 @@ def _resnet101() -> nn.Module:
                                         replace_stride_with_dilation=[False, True, True])
 
 
+def load_resnet101_weights(body: nn.Module, state: dict) -> dict:
+    """Load ImageNet ResNet-101 weights (torchvision names) into ``body``; returns what it loaded.
+
+    ``state`` is torchvision's ``resnet101`` state dict, bare or under
+    ``"model"`` / ``"state_dict"``, its keys optionally prefixed ``module.``
+    (a DataParallel checkpoint). The classifier (``fc.*``) is dropped.
+
+    Raises:
+        ValueError: keys missing or left over, or tensors of another shape
+            (the weights are not a ResNet-101's).
+    """
+    if isinstance(state, dict):
+        for wrapper in ("model", "state_dict"):
+            if isinstance(state.get(wrapper), dict):
+                state = state[wrapper]
+                break
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor)
+                                              for v in state.values()):
+        raise ValueError("expected a state dict (parameter name -> tensor)")
+    state = {k.removeprefix("module."): v for k, v in state.items()}
+    state = {k: v for k, v in state.items() if not k.startswith("fc.")}
+    try:
+        missing, unexpected = body.load_state_dict(state, strict=False)
+    except RuntimeError as e:  # shape mismatches
+        raise ValueError(f"they do not fit ResNet-101: {str(e).splitlines()[-1].strip()}") \
+            from None
+    missing = [k for k in missing if not k.startswith("fc.")]
+    if missing or unexpected:
+        raise ValueError(f"they do not fit ResNet-101: missing {missing[:5]} "
+                         f"({len(missing)}), unexpected {unexpected[:5]} ({len(unexpected)})")
+    return state
+
+
 class ResNetBackbone(nn.Module):
     """Runs a ResNet to ``{"low": layer1 (B,256,H/4,W/4), "out": layer4 (B,2048,H/8,W/8)}``."""
 
@@ -112,13 +145,10 @@ class ResNetBackbone(nn.Module):
         self.body = _resnet101()
         if pretrained:
             state = torch.load(pretrained, map_location="cpu", weights_only=True)
-            state = state.get("model", state) if isinstance(state, dict) else state
-            state = {k: v for k, v in state.items() if not k.startswith("fc.")}
-            missing, unexpected = self.body.load_state_dict(state, strict=False)
-            missing = [k for k in missing if not k.startswith("fc.")]
-            if missing or unexpected:
-                raise ValueError(f"pretrained weights {pretrained} do not fit ResNet-101: "
-                                 f"missing {missing[:5]}, unexpected {unexpected[:5]}")
+            try:
+                load_resnet101_weights(self.body, state)
+            except ValueError as e:
+                raise ValueError(f"pretrained weights {pretrained}: {e}") from None
 
     def forward(self, x):
         b = self.body

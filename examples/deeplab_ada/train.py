@@ -39,7 +39,7 @@ import densecore
 import datasets
 import losses
 import utils
-from config import config_from_dict, load_config
+from config import Config, config_from_dict, load_config
 
 log = logging.getLogger("deeplab_ada")
 
@@ -228,14 +228,14 @@ def train_one_epoch(model, optimizer, scaler, source_loader, target_loader, cfg,
         done = it + 1
         if csv_log is not None and (done % cfg.print_freq == 0 or done == stop):
             terms = {k: float(v.detach()) for k, v in terms.items()}
-            row = {k: f"{v:.5f}" for k, v in terms.items()}
-            row.update(iteration=done, lr=f"{lr:.3e}", loss=f"{loss.item():.5f}",
+            row = {k: utils.fixed(v, 5) for k, v in terms.items()}
+            row.update(iteration=done, lr=f"{lr:.3e}", loss=utils.fixed(loss.item(), 5),
                        batch_labeled_pixels=int((y_t != datasets.IGNORE).sum()),
                        target_labeled_pixels=labeled_pixels,
                        seconds=f"{seconds + time.time() - tic:.2f}")
             csv_log.write(row)
-            log.info("iter %d  loss %.4f  %s", done, loss.item(),
-                     "  ".join(f"{k} {v:.4f}" for k, v in terms.items()))
+            log.info("iter %d  loss %s  %s", done, utils.fixed(loss.item(), 4),
+                     "  ".join(f"{k} {utils.fixed(v, 4)}" for k, v in terms.items()))
         _event("iteration", done)
     return stop, seconds + time.time() - tic
 
@@ -332,11 +332,12 @@ def draw_queries(dataset, state, cfg, round, vis_dir, vis_images):
                               minlength=cfg.num_classes + 1)[: cfg.num_classes + 1]
         total += int(m.sum())
     if heat is not None:
-        names = list(datasets.class_names(cfg.num_classes)) + ["void"]
+        names = list(datasets.class_names(cfg.num_classes, cfg.class_names)) + ["void"]
         title = (f"round {round} (iter {iters[round]}): {total} queried pixels in "
                  f"{len(ids)} images")
         utils.save_png(utils.round_summary(heat, counts, names,
-                                           datasets.palette(cfg.num_classes), title),
+                                           datasets.palette(cfg.num_classes, cfg.class_names),
+                                           title),
                        os.path.join(vis_dir, f"round{round}.png"))
 
 
@@ -345,17 +346,19 @@ def draw_queries(dataset, state, cfg, round, vis_dir, vis_images):
 
 @torch.no_grad()
 def evaluate(model, loader, device, num_classes, *, flip=True, amp=False, vis_dir=None,
-             vis_images=0, dataset=None):
+             vis_images=0, dataset=None, names=()):
     """Confusion matrix over ``loader`` (labels at full resolution), flip TTA optional.
 
     For the first ``vis_images`` images ``vis_dir/pred_<id>.png`` shows the
-    image, the ground truth and the prediction side by side (``dataset``
-    gives the files). The matrix is summed over ranks.
+    image, the ground truth and the prediction side by side, enlarged, with a
+    legend of the class colours (``dataset`` gives the files, ``names`` the
+    classes of a custom data set). The matrix is summed over ranks.
     """
     net = model.module if hasattr(model, "module") else model
     net.eval()
     confmat = utils.ConfusionMatrix(num_classes)
-    pal = datasets.palette(num_classes)
+    pal = datasets.palette(num_classes, names)
+    class_names = datasets.class_names(num_classes, names)
     for n, (image, target, index) in enumerate(loader):
         image, target = image.to(device), target.to(device)
         with autocast(device, amp):
@@ -372,22 +375,26 @@ def evaluate(model, loader, device, num_classes, *, flip=True, amp=False, vis_di
                     gt = target[b].cpu().numpy()
                     panels = [rgb, utils.colorize(gt, pal), utils.colorize(pred[b].cpu().numpy(), pal)]
                     utils.save_png(utils.side_by_side(panels, ["image", "ground truth",
-                                                               "prediction"]),
+                                                               "prediction"],
+                                                      legend=(class_names, pal)),
                                    os.path.join(vis_dir, f"pred_{dataset.ids()[idx]}.png"))
         _event("evaluate", n)
     confmat.reduce_from_all_processes()
     return confmat
 
 
-def metrics_dict(confmat, num_classes) -> dict:
-    """mIoU (and mIoU* over 13 classes for SYNTHIA), per-class IoU, pixel accuracy, in %."""
+def metrics_dict(confmat, num_classes, names=()) -> dict:
+    """mIoU (and mIoU* over 13 classes for SYNTHIA), per-class IoU, pixel accuracy, in %.
+
+    ``names``: the classes of a custom data set (default: GTAV's 19 or SYNTHIA's 16).
+    """
     iou = confmat.iou()
-    names = datasets.class_names(num_classes)
+    names = datasets.class_names(num_classes, names)
     out = {"mIoU": utils.miou(iou),
            "per_class_iou": {n: (None if np.isnan(v) else float(v * 100))
                              for n, v in zip(names, iou)},
            "pixel_accuracy": confmat.pixel_accuracy() * 100}
-    if num_classes == 16:
+    if names == datasets.SYNTHIA_CLASSES:
         out["mIoU13"] = utils.miou(iou, datasets.SYNTHIA_13)
     return out
 
@@ -435,21 +442,32 @@ def get_args_parser(add_help=True):
 
 
 def build_data(args, cfg, label_root, ids_holder, *, need_source=True):
-    """Source/target training sets, the selection set and the validation set."""
+    """Source/target training sets, the selection set and the validation set.
+
+    Only lists and checks the files; a root without the expected layout is a
+    :class:`UsageError` naming its flag.
+    """
     tgt_size = tuple(cfg.target_size)
     source = None
     if not cfg.source_free and need_source:
         if args.source_root is None:
             raise UsageError("--source-root is required unless source_free is set")
-        build = datasets.gtav if cfg.source == "gtav" else datasets.synthia
-        source = build(args.source_root, size=tuple(cfg.source_size), flip=True)
-    select = datasets.cityscapes(args.target_root, "train", cfg.num_classes, size=tgt_size,
-                                 label_size=None)
-    ids_holder.extend(select.ids())
-    target = datasets.cityscapes(args.target_root, "train", cfg.num_classes, size=tgt_size,
-                                 flip=True, label_mask=QueriedMask(label_root, select.ids()))
-    val = datasets.cityscapes(args.target_root, "val", cfg.num_classes, size=tgt_size,
-                              label_size=None)
+        try:
+            source = datasets.source_dataset(cfg, args.source_root, size=tuple(cfg.source_size),
+                                             flip=True)
+        except (FileNotFoundError, ValueError) as e:
+            raise UsageError(f"--source-root {args.source_root}: {e}") from None
+    try:
+        select = datasets.target_dataset(cfg, args.target_root, "train", size=tgt_size,
+                                         label_size=None)
+        ids_holder.extend(select.ids())
+        target = datasets.target_dataset(cfg, args.target_root, "train", size=tgt_size,
+                                         flip=True,
+                                         label_mask=QueriedMask(label_root, select.ids()))
+        val = datasets.target_dataset(cfg, args.target_root, "val", size=tgt_size,
+                                      label_size=None)
+    except (FileNotFoundError, ValueError) as e:
+        raise UsageError(f"--target-root {args.target_root}: {e}") from None
     return source, target, select, val
 
 
@@ -504,18 +522,25 @@ def write_metrics(path, metrics, state, cfg, iteration, picks=None):
 
 
 def _changed(saved: dict, cfg) -> dict:
-    return {k: (saved.get(k), v) for k, v in dataclasses.asdict(cfg).items()
+    """Fields whose value differs between a stored config and ``cfg``.
+
+    A field the stored config lacks (added to :class:`config.Config` later)
+    counts as its default.
+    """
+    defaults = dataclasses.asdict(Config())
+    return {k: (saved.get(k, defaults[k]), v) for k, v in dataclasses.asdict(cfg).items()
             if k not in ("extra", "print_freq", "save_every", "eval_every")
-            and json.dumps(saved.get(k)) != json.dumps(v)}
+            and json.dumps(saved.get(k, defaults[k])) != json.dumps(v)}
 
 
-def prepare_output_dir(args, cfg) -> str | None:
+def check_output_dir(args, cfg) -> str | None:
     """Refuse to mix two runs in one directory; returns the checkpoint to resume from, if any.
 
-    A directory holding any of :data:`RUN_FILES` is only used again with
-    ``--resume``; the config must then equal the one of the checkpoint (or of
-    ``run.json``, written when a run starts, if it was killed before its first
-    checkpoint). A new run writes ``run.json`` first.
+    Reads only. A directory holding any of :data:`RUN_FILES` is only used
+    again with ``--resume``; the config must then equal the one of the
+    checkpoint (checked when it is loaded) or of ``run.json`` (written when a
+    run starts, see :func:`write_run_json`) if the run was killed before its
+    first checkpoint.
     """
     out = args.output_dir
     present = [n for n in RUN_FILES if os.path.exists(os.path.join(out, n))]
@@ -525,8 +550,6 @@ def prepare_output_dir(args, cfg) -> str | None:
         raise UsageError(f"--output-dir {out} already holds a run ({', '.join(present)}); "
                          f"continue it with --resume auto, or write this run to a new "
                          f"--output-dir")
-    if args.resume not in (None, "auto") and not os.path.exists(resume):
-        raise UsageError(f"--resume {args.resume}: no such checkpoint")
     if resume and os.path.exists(resume):
         return resume
     run_json = os.path.join(out, "run.json")
@@ -540,11 +563,60 @@ def prepare_output_dir(args, cfg) -> str | None:
         if changed:
             raise UsageError(f"{run_json} was started with another config; changed fields "
                              f"(run, now): {changed}")
-        return None
-    if utils.is_main_process():
+    return None
+
+
+def write_run_json(args, cfg) -> None:
+    """Create ``--output-dir`` and, for a new run, ``run.json`` (its config and arguments).
+
+    Called once everything has been checked, so a wrong command leaves
+    nothing behind that would make the corrected one need ``--resume``.
+    """
+    os.makedirs(args.output_dir, exist_ok=True)
+    run_json = os.path.join(args.output_dir, "run.json")
+    if not os.path.exists(run_json):
         datasets.atomic_write_text(run_json, json.dumps(
             {"config": dataclasses.asdict(cfg), "args": vars(args)}, indent=2) + "\n")
-    return None
+
+
+def check_paths(args) -> None:
+    """:class:`UsageError` for a file or folder named on the command line that does not exist."""
+    named = [("--config", args.config), ("--source-root", args.source_root),
+             ("--target-root", args.target_root), ("--pretrained", args.pretrained),
+             ("--init-from", args.init_from)]
+    if args.resume not in (None, "auto"):
+        named.append(("--resume", args.resume))
+    for flag, path in named:
+        if path is not None and not os.path.exists(path):
+            raise UsageError(f"{flag} {path}: no such file or directory")
+
+
+def pick_device(args) -> torch.device:
+    """``--device`` as a :class:`torch.device` (``cuda`` becomes this rank's GPU).
+
+    A name torch does not know, or CUDA on a torch without a CUDA device, is a
+    :class:`UsageError`.
+    """
+    try:
+        device = torch.device(args.device)
+    except RuntimeError:
+        raise UsageError(f"--device {args.device}: not a device name (cpu, cuda, cuda:1, "
+                         f"...)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"--device {args.device}: this torch ({torch.__version__}) sees no "
+                         f"CUDA device; use --device cpu")
+    if device.type == "cuda" and device.index is None:
+        device = torch.device(f"cuda:{args.gpu}")
+    return device
+
+
+def load_checkpoint(path: str, flag: str) -> dict:
+    """``torch.load`` of the file given with ``flag``; an unreadable one is a UsageError."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # pickle, zip and torch each raise their own kinds
+        raise UsageError(f"{flag} {path}: not a checkpoint torch can read "
+                         f"({type(e).__name__}: {e})") from None
 
 
 def load_test_config(args):
@@ -556,21 +628,29 @@ def load_test_config(args):
         os.path.join(args.output_dir, "checkpoint.pth")
     if not os.path.exists(path):
         raise UsageError(f"--test-only: no checkpoint at {path} (give it with --resume PATH)")
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    ckpt = load_checkpoint(path, "--resume")
     return path, ckpt, config_from_dict(ckpt["config"])
 
 
 def main(args):
+    """Train (or with ``--test-only`` evaluate) as the command line says.
+
+    Everything the command names is checked before anything is written (the
+    paths, the config, the device, the data layouts, the weights, the output
+    directory); a mistake is a :class:`UsageError` and leaves no file behind.
+    """
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     utils.init_distributed_mode(args)
     ckpt = None
     if args.test_only:
         resume, ckpt, cfg = load_test_config(args)
-    else:
+    check_paths(args)
+    device = pick_device(args)
+    if not args.test_only:
         try:
             cfg = load_config(args.config, args.set)
         except ValueError as e:
-            raise UsageError(str(e)) from None
+            raise UsageError(f"--config {args.config}: {e}" if args.config else str(e)) from None
         auto = os.path.join(args.output_dir, "checkpoint.pth")
         resuming = args.resume not in (None, "auto") or (args.resume == "auto"
                                                          and os.path.exists(auto))
@@ -578,15 +658,20 @@ def main(args):
                 and not args.init_from and not resuming):
             raise UsageError("--pretrained FILE (ImageNet ResNet-101 weights) is required for "
                              "the resnet101 backbone; pass --from-scratch to train from random "
-                             "weights on purpose")
+                             "weights on purpose (examples/deeplab_ada/prepare_weights.py "
+                             "writes the file)")
         if utils.is_main_process():
-            os.makedirs(args.output_dir, exist_ok=True)
-            resume = prepare_output_dir(args, cfg)
+            resume = check_output_dir(args, cfg)
         utils.barrier()
         if not utils.is_main_process():  # rank 0 has checked the directory
             resume = auto if args.resume == "auto" else args.resume
             resume = resume if resume and os.path.exists(resume) else None
-    device = torch.device(args.device if args.device != "cuda" else f"cuda:{args.gpu}")
+        if resume:
+            ckpt = load_checkpoint(resume, "--resume")
+            changed = _changed(ckpt["config"], cfg)
+            if changed:
+                raise UsageError(f"{resume} was trained with another config; changed fields "
+                                 f"(checkpoint, now): {changed}")
     torch.manual_seed(cfg.seed)
     label_root = os.path.join(args.output_dir, "labels")
     vis_dir = os.path.join(args.output_dir, "vis")
@@ -594,6 +679,26 @@ def main(args):
     ids = []
     source, target, select_set, val = build_data(args, cfg, label_root, ids,
                                                  need_source=not args.test_only)
+    from models import build_model
+    try:
+        model = build_model(cfg.arch, cfg.backbone, cfg.num_classes, estimator=cfg.estimator,
+                            dmc_dim=cfg.dmc_dim, dmc_kernel=cfg.dmc_kernel, beta=cfg.beta,
+                            tau=cfg.tau, pretrained=None if resume else args.pretrained,
+                            freeze_bn=cfg.freeze_bn)
+    except ValueError as e:
+        raise UsageError(f"--pretrained {args.pretrained}: {e}") from None
+    if args.init_from and not resume:
+        init = load_checkpoint(args.init_from, "--init-from")
+        try:
+            model.load_state_dict(init.get("model", init))
+        except RuntimeError as e:
+            raise UsageError(f"--init-from {args.init_from}: its weights do not fit this "
+                             f"config's model ({str(e).splitlines()[0]})") from None
+
+    # Everything is checked: from here on the run writes into --output-dir.
+    if utils.is_main_process() and not args.test_only:
+        write_run_json(args, cfg)
+    utils.barrier()
     if utils.is_main_process():
         state = densecore.ActiveLabelState(label_root, ids, label_shapes(select_set))
     utils.barrier()
@@ -601,14 +706,6 @@ def main(args):
         state = densecore.ActiveLabelState(label_root)
     weights = source_weights(source, cfg, args.output_dir) if source is not None else None
 
-    from models import build_model
-    model = build_model(cfg.arch, cfg.backbone, cfg.num_classes, estimator=cfg.estimator,
-                        dmc_dim=cfg.dmc_dim, dmc_kernel=cfg.dmc_kernel, beta=cfg.beta,
-                        tau=cfg.tau, pretrained=None if resume else args.pretrained,
-                        freeze_bn=cfg.freeze_bn)
-    if args.init_from and not resume:
-        init = torch.load(args.init_from, map_location="cpu", weights_only=False)
-        model.load_state_dict(init.get("model", init))
     model.to(device)
     model_without_ddp = model
     if args.distributed:
@@ -625,12 +722,6 @@ def main(args):
     ckpt_path = os.path.join(args.output_dir, "checkpoint.pth")
     start, seconds = 0, 0.0
     if resume:
-        if ckpt is None:
-            ckpt = torch.load(resume, map_location="cpu", weights_only=False)
-            changed = _changed(ckpt["config"], cfg)
-            if changed:
-                raise UsageError(f"{resume} was trained with another config; changed fields "
-                                 f"(checkpoint, now): {changed}")
         model_without_ddp.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scaler.load_state_dict(ckpt["scaler"])
@@ -644,9 +735,9 @@ def main(args):
     if args.test_only:
         confmat = evaluate(model, val_loader, device, cfg.num_classes, flip=cfg.flip_test,
                            amp=args.amp, vis_dir=vis_dir, vis_images=args.vis_images,
-                           dataset=val)
+                           dataset=val, names=cfg.class_names)
         if utils.is_main_process():
-            metrics = metrics_dict(confmat, cfg.num_classes)
+            metrics = metrics_dict(confmat, cfg.num_classes, cfg.class_names)
             write_metrics(os.path.join(args.output_dir, "metrics_test.json"), metrics, state,
                           cfg, start)
             print(f"{resume} (iteration {start}): mIoU {metrics['mIoU']:.2f}  pixel accuracy "
@@ -706,14 +797,16 @@ def main(args):
             confmat = evaluate(model, val_loader, device, cfg.num_classes, flip=cfg.flip_test,
                                amp=args.amp)
             if utils.is_main_process():
-                log.info("iter %d  mIoU %.2f", it, metrics_dict(confmat, cfg.num_classes)["mIoU"])
+                miou = metrics_dict(confmat, cfg.num_classes, cfg.class_names)["mIoU"]
+                log.info("iter %d  mIoU %.2f", it, miou)
     if it < cfg.iterations:
         log.info("stopped at iteration %d (--stop-at); resume with --resume auto", it)
         return
     confmat = evaluate(model, val_loader, device, cfg.num_classes, flip=cfg.flip_test,
-                       amp=args.amp, vis_dir=vis_dir, vis_images=args.vis_images, dataset=val)
+                       amp=args.amp, vis_dir=vis_dir, vis_images=args.vis_images, dataset=val,
+                       names=cfg.class_names)
     if utils.is_main_process():
-        metrics = metrics_dict(confmat, cfg.num_classes)
+        metrics = metrics_dict(confmat, cfg.num_classes, cfg.class_names)
         write_metrics(os.path.join(args.output_dir, "metrics.json"), metrics, state, cfg, it,
                       picks)
         log.info("mIoU %.2f  (%s)", metrics["mIoU"],
@@ -726,4 +819,4 @@ if __name__ == "__main__":
     try:
         main(args)
     except UsageError as e:
-        parser.exit(2, f"{parser.prog}: error: {e}\n")
+        parser.exit(2, f"{parser.prog}: error: {' '.join(str(e).split())}\n")

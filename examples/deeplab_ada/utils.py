@@ -175,9 +175,57 @@ ROUND_COLOURS = np.array([(255, 40, 40), (255, 200, 0), (40, 255, 40), (0, 200, 
                           (255, 0, 255), (255, 255, 255)], np.uint8)
 
 
+def fixed(value, digits: int = 4) -> str:
+    """``value`` with ``digits`` decimals, never ``-0.0000``: a value that rounds to zero
+    prints without a sign (a loss over no labelled pixel is ``-0.0``).
+
+    Example:
+        >>> fixed(-0.0), fixed(-1e-9), fixed(-0.00006), fixed(1.23456, 2)
+        ('0.0000', '0.0000', '-0.0001', '1.23')
+    """
+    text = f"{float(value):.{digits}f}"
+    if text.startswith("-") and not any(c in "123456789" for c in text):
+        return text[1:]
+    return text
+
+
+MIN_SIDE = 512  # pictures are enlarged until their short side has at least this many pixels
+
+
+def enlarge(image: np.ndarray, min_side: int = MIN_SIDE) -> np.ndarray:
+    """``image`` ``(H, W[, 3])`` enlarged by the smallest whole factor that makes its short
+    side at least ``min_side`` (nearest neighbour: each pixel becomes a square block).
+
+    Example:
+        >>> enlarge(np.zeros((64, 128, 3), np.uint8)).shape
+        (512, 1024, 3)
+        >>> enlarge(np.zeros((1024, 2048), np.uint8)).shape
+        (1024, 2048)
+    """
+    factor = max(1, -(-min_side // max(1, min(image.shape[:2]))))
+    if factor == 1:
+        return image
+    return np.repeat(np.repeat(image, factor, axis=0), factor, axis=1)
+
+
+_SWATCH = 16  # a colour swatch and its gap, in unscaled pixels
+
+
+def text_width(lines, swatches: bool = False) -> int:
+    """Pixels the widest of ``lines`` takes in :func:`_text_strip` (at scale 1)."""
+    draw = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    widest = max((draw.textlength(t) for t in lines), default=0)
+    return int(np.ceil(widest)) + 8 + (_SWATCH if swatches else 0)
+
+
 def _scaled_strip(lines, width, colours=None) -> np.ndarray:
-    """:func:`_text_strip` drawn at ``width / s`` and enlarged ``s`` times (readable at 2048 px)."""
-    scale = max(1, width // 512)
+    """:func:`_text_strip` drawn at ``width / s`` and enlarged ``s`` times.
+
+    ``s`` grows with the width (one step per 512 pixels, readable at 2048 px)
+    but never so far that the widest line would be cut off.
+    """
+    need = text_width(lines, colours is not None)
+    scale = max(1, min(width // 512, width // need))
     strip = _text_strip(lines, width // scale, colours)
     if scale > 1:
         strip = np.asarray(Image.fromarray(strip).resize(
@@ -185,20 +233,56 @@ def _scaled_strip(lines, width, colours=None) -> np.ndarray:
     return strip
 
 
-def _text_strip(lines, width, colours=None, scale=1) -> np.ndarray:
+def _text_strip(lines, width, colours=None) -> np.ndarray:
     """A black ``(h, width, 3)`` strip with one line of text per entry, colour swatches optional."""
-    line_h = 14 * scale
-    strip = Image.new("RGB", (width, line_h * len(lines) + 6 * scale), (0, 0, 0))
+    line_h = 14
+    strip = Image.new("RGB", (width, line_h * len(lines) + 6), (0, 0, 0))
     draw = ImageDraw.Draw(strip)
     for n, text in enumerate(lines):
-        y = 3 * scale + n * line_h
-        x = 4 * scale
+        y = 3 + n * line_h
+        x = 4
         if colours is not None:
-            draw.rectangle([x, y + 2 * scale, x + 10 * scale, y + 11 * scale],
-                           fill=tuple(int(c) for c in colours[n]))
-            x += 16 * scale
+            draw.rectangle([x, y + 2, x + 10, y + 11], fill=tuple(int(c) for c in colours[n]))
+            x += _SWATCH
         draw.text((x, y), text, fill=(255, 255, 255))
     return np.asarray(strip)
+
+
+def class_legend(names, palette: np.ndarray, width: int, scale: int = 1) -> np.ndarray:
+    """A black ``(h, width, 3)`` uint8 strip: each class's colour swatch and name, in columns.
+
+    Args:
+        names: the ``C`` class names, by train id.
+        palette: ``(C + 1, 3)`` uint8 (the last row, ignore, is shown as "ignore").
+        width: of the strip, in pixels.
+        scale: text size, a whole factor (lowered if one entry would not fit).
+    """
+    entries = list(names) + ["ignore"]
+    colours = [palette[min(i, len(palette) - 1)] for i in range(len(entries))]
+    cell = text_width(entries, swatches=True) + 8
+    scale = max(1, min(scale, width // cell))
+    columns = max(1, (width // scale) // cell)
+    rows = -(-len(entries) // columns)
+    grid = []
+    for r in range(rows):  # column-major: read down, then across
+        grid.append([entries[c * rows + r] if c * rows + r < len(entries) else ""
+                     for c in range(columns)])
+    image = Image.new("RGB", (width // scale, 14 * rows + 6), (0, 0, 0))
+    draw = ImageDraw.Draw(image)
+    for c in range(columns):
+        for r in range(rows):
+            i = c * rows + r
+            if i >= len(entries):
+                continue
+            x, y = 4 + c * cell, 3 + 14 * r
+            draw.rectangle([x, y + 2, x + 10, y + 11],
+                           fill=tuple(int(v) for v in colours[i]), outline=(128, 128, 128))
+            draw.text((x + _SWATCH, y), entries[i], fill=(255, 255, 255))
+    strip = np.asarray(image)
+    if scale > 1 or strip.shape[1] != width:
+        strip = np.asarray(Image.fromarray(strip).resize(
+            (width, strip.shape[0] * scale), Image.NEAREST))
+    return strip
 
 
 def queried_overlay(image: np.ndarray, masks_by_round, legend=None, region_size: int = 1) -> np.ndarray:
@@ -207,7 +291,9 @@ def queried_overlay(image: np.ndarray, masks_by_round, legend=None, region_size:
     Every query (a pixel or a region) gets a square outline about ``W / 128``
     pixels wide (neighbouring queries share one outline), so queries stay
     visible at 2048 x 1024 where a 3 x 3 region is a speck; the queried
-    pixels themselves are filled in the same colour inside it.
+    pixels themselves are filled in the same colour inside it. A small image
+    is then enlarged (:func:`enlarge`, nearest neighbour) so that it can be
+    read without zooming.
 
     Args:
         image: ``(H, W, 3)`` uint8 at label resolution.
@@ -216,7 +302,7 @@ def queried_overlay(image: np.ndarray, masks_by_round, legend=None, region_size:
         region_size: side of the labeled block around each pick.
 
     Returns:
-        ``(H + legend height, W, 3)`` uint8.
+        ``(f * H + legend height, f * W, 3)`` uint8, ``f`` the factor of :func:`enlarge`.
     """
     out = (image.astype(np.float32) * 0.55).astype(np.uint8)
     w = out.shape[1]
@@ -230,7 +316,8 @@ def queried_overlay(image: np.ndarray, masks_by_round, legend=None, region_size:
         out[mask] = colours[r]
     if legend is None:
         legend = [f"round {r}: {int(m.sum())} px" for r, m in enumerate(masks_by_round)]
-    return np.concatenate([out, _scaled_strip(legend, w, colours)], axis=0)
+    out = enlarge(out)
+    return np.concatenate([out, _scaled_strip(legend, out.shape[1], colours)], axis=0)
 
 
 def _dilate(mask: np.ndarray, radius: int) -> np.ndarray:
@@ -242,18 +329,28 @@ def _dilate(mask: np.ndarray, radius: int) -> np.ndarray:
             > 0).numpy()
 
 
-def side_by_side(panels, titles) -> np.ndarray:
-    """Panels ``(H, W, 3)`` uint8 (resized to the first one's size) in a row, titled."""
+def side_by_side(panels, titles, legend=None) -> np.ndarray:
+    """Panels ``(H, W, 3)`` uint8 (resized to the first one's size) in a row, titled.
+
+    Small panels are enlarged (:func:`enlarge`, nearest neighbour).
+    ``legend = (names, palette)`` adds a :func:`class_legend` below the row.
+    """
     h, w = panels[0].shape[:2]
-    row = [p if p.shape[:2] == (h, w) else
-           np.asarray(Image.fromarray(p).resize((w, h), Image.NEAREST)) for p in panels]
+    row = [enlarge(p if p.shape[:2] == (h, w) else
+                   np.asarray(Image.fromarray(p).resize((w, h), Image.NEAREST)))
+           for p in panels]
+    w = row[0].shape[1]
     tiles = [np.concatenate([_scaled_strip([title], w), p], axis=0)
              for p, title in zip(row, titles)]
     gap = np.zeros((tiles[0].shape[0], max(2, w // 200), 3), np.uint8)
     out = [tiles[0]]
     for t in tiles[1:]:
         out += [gap, t]
-    return np.concatenate(out, axis=1)
+    out = np.concatenate(out, axis=1)
+    if legend is not None:  # text as large as the titles'
+        out = np.concatenate([out, class_legend(*legend, out.shape[1], max(1, w // 512))],
+                             axis=0)
+    return out
 
 
 def pool_counts(mask: np.ndarray, size) -> np.ndarray:
