@@ -85,8 +85,9 @@ def test_sampler_choices(tmp_path, data, capsys):
                "--sampler", "kcenter", "--budget", 3, "--out", tmp_path / "x.npy")
     assert exc.value.code == 2
     assert "--sampler kcenter ignores densities" in capsys.readouterr().err
-    # the CLI's backend list is the library's (kept literal for a fast start-up)
+    # the CLI's backend and metric lists are the library's (kept literal for a fast start-up)
     assert cli.BACKENDS == greedy.BACKENDS
+    assert cli.METRICS == densecore.metrics.METRICS
 
 
 def test_npz_and_pt_inputs(tmp_path, data):
