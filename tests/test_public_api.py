@@ -31,6 +31,7 @@ EXPECTED = [
     "image_seed",
     "pixel_budget",
     "region_budget",
+    "ripu_select",
     "select_pixels",
     "tune_density_scaling",
 ]

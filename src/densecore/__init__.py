@@ -10,7 +10,7 @@ from .density import DMCEstimator, KNNDensity, MaskedConvEstimator, coverage_den
 from .filters import CategoryMarginLoss
 from .greedy import Selection, farthest_first
 from .refine import KMedoidsRefinement
-from .regions import blocked_candidates
+from .regions import blocked_candidates, ripu_select
 from .samplers import DensityAwareGreedy, KCenterGreedy
 from .seeds import image_seed
 from .segmentation import ImageCandidates, select_pixels
@@ -57,6 +57,7 @@ __all__ = [
     "image_seed",
     "pixel_budget",
     "region_budget",
+    "ripu_select",
     "select_pixels",
     "tune_density_scaling",
 ]

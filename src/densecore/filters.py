@@ -5,8 +5,10 @@ The paper's source-aided filter scores a pixel by ``I = 1 - P1* + P2*``
 score after Eq. 6); the model is trained on source data with the
 category-wise margin loss of Eq. 6 (:class:`CategoryMarginLoss`). The
 uncertainty baselines of Table 5 and Fig. 6 are entropy (ENT), least
-confidence (SCONF) and random scores (RAND). Higher scores are more
-informative everywhere.
+confidence (SCONF) and random scores (RAND). RIPU's scores (Xie et al.,
+CVPR 2022, the paper's main baseline) look at a pixel's neighbourhood:
+:func:`region_impurity`, :func:`prediction_uncertainty` and their product
+:func:`ripu_score`. Higher scores are more informative everywhere.
 
 Every score function takes probabilities. A caller holding logits says so
 with ``from_logits=True`` (a softmax over the class dimension is applied);
@@ -24,6 +26,7 @@ Shape:
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from . import validation as V
 
@@ -33,7 +36,10 @@ __all__ = [
     "entropy_score",
     "least_confidence_score",
     "margin_score",
+    "prediction_uncertainty",
     "random_score",
+    "region_impurity",
+    "ripu_score",
     "top_candidates",
 ]
 
@@ -165,6 +171,188 @@ def random_score(shape, seed: int = 0, *, device=None, dtype: torch.dtype = torc
     gen = torch.Generator(device=dev)
     gen.manual_seed(seed)
     return torch.rand(tuple(shape), generator=gen, device=dev, dtype=dtype)
+
+
+# --- RIPU's region scores -------------------------------------------------------------
+#
+# Region impurity and prediction uncertainty (Xie et al., CVPR 2022, "Towards Fewer
+# Annotations", Sec. 3.2; public code: FloatingRegionScore and SpatialPurity).
+# What follows RIPU's code: the (2k+1) x (2k+1) window centred on each pixel with zero
+# padding, so that out-of-image positions count nothing and both statistics are divided
+# by the number of in-image pixels of the window (RIPU's ``count``): at borders and
+# corners they are those of the clipped window; a pixel's class is the argmax of its
+# probabilities (the lowest class on ties, as ``torch.argmax``); the region score is
+# impurity times uncertainty, the pixel score impurity times the pixel's own entropy.
+# What differs: entropies are exact (``0 log 0 = 0``) in nats, where RIPU adds 1e-6
+# inside the logarithm and divides by ``log 19`` (a constant factor, which leaves the
+# ranking alone; the 1e-6 moves a value by at most about ``C * 1e-6``); ``ignore``
+# (RIPU has none: every prediction counts) leaves pixels out of the window as if they
+# were outside the image; batches of images on any device, where RIPU scores one image
+# at a time on CUDA.
+
+
+def _box_sum(x: torch.Tensor, k: int) -> torch.Tensor:
+    """Sum of ``x`` ``(B, H, W)`` over the ``(2k+1) x (2k+1)`` window, zero outside.
+
+    Two 1-D passes (rows, then columns), so the cost does not grow with ``k**2``;
+    sums of integer counts are exact in float32 up to 2**24.
+    """
+    if k == 0:
+        return x
+    w = 2 * k + 1
+    y = F.avg_pool2d(x[:, None], (1, w), stride=1, padding=(0, k), divisor_override=1)
+    return F.avg_pool2d(y, (w, 1), stride=1, padding=(k, 0), divisor_override=1)[:, 0]
+
+
+def _ripu_inputs(probs, k, ignore, from_logits, validate):
+    """``(p (B, C, H, W) float32/64, valid (B, H, W) or None, count, k, finish)``."""
+    p, is_numpy = _probs(probs, from_logits, validate)
+    k = V.check_int(k, "k", minimum=0)
+    single = p.ndim == 3
+    out_dtype = p.dtype
+    work = p if p.dtype in (torch.float32, torch.float64) else p.float()
+    if single:
+        work = work[None]
+    b, _, h, w = work.shape
+    valid = None
+    if ignore is not None:
+        ign = V.check_bool_map(V.as_tensor_like(ignore, "ignore"), tuple(p.shape[:-3]) + (h, w),
+                               p, "ignore")
+        valid = (~ign).reshape(b, h, w).to(work.dtype)
+    ones = torch.ones((b, h, w), dtype=work.dtype, device=work.device)
+    count = _box_sum(ones if valid is None else valid, k)
+
+    def finish(t: torch.Tensor):
+        t = t.to(out_dtype)
+        return _out(t[0] if single else t, is_numpy)
+
+    return work, valid, count, k, finish
+
+
+def _mean(total: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
+    """``total / count``, 0 where the window holds no counted pixel."""
+    return torch.where(count > 0, total / count.clamp_min(1), torch.zeros_like(total))
+
+
+def _impurity(p, valid, count, k):
+    pred = p.argmax(1)  # (B, H, W); the lowest class on ties
+    out = torch.zeros_like(count)
+    for c in range(p.shape[1]):  # one class plane at a time: no (B, C, H, W) one-hot
+        hit = (pred == c).to(p.dtype)
+        share = _mean(_box_sum(hit if valid is None else hit * valid, k), count)
+        out = out - torch.special.xlogy(share, share)
+    return out
+
+
+def _uncertainty(p, valid, count, k):
+    ent = -torch.special.xlogy(p, p).sum(1)
+    return _mean(_box_sum(ent if valid is None else ent * valid, k), count)
+
+
+def region_impurity(probs, k: int = 1, *, ignore=None, from_logits: bool = False,
+                    validate: bool = True):
+    """RIPU's region impurity: entropy of the predicted classes around each pixel.
+
+    For pixel ``(y, x)``, the histogram of ``argmax_c p_c`` over the in-image
+    pixels of the ``(2k+1) x (2k+1)`` window centred on it (not ignored), as
+    shares ``n_c / N``; the result is ``-sum_c (n_c / N) log(n_c / N)`` in nats.
+    Borders follow RIPU's code (zero padding, divided by the in-image count
+    ``N``); see the section comment above for what differs.
+
+    Args:
+        probs: ``(B, C, H, W)`` or ``(C, H, W)`` class probabilities (logits with
+            ``from_logits=True``).
+        k: window radius, ``>= 0`` (RIPU's ``RADIUS_K``, 1 for 3 x 3 regions).
+        ignore: ``(B, H, W)`` (or ``(H, W)``) bool, pixels left out of every
+            window, or None (RIPU: every pixel counts).
+        from_logits: apply a softmax over dim ``-3`` first.
+        validate: check that ``probs`` are probabilities (a device sync on CUDA).
+
+    Returns:
+        ``(B, H, W)`` or ``(H, W)`` impurities in ``[0, log min(C, (2k+1)**2)]``;
+        0 where the window holds no counted pixel.
+
+    Example:
+        >>> import torch
+        >>> p = torch.zeros(2, 1, 3)
+        >>> p[0, 0, :2] = 1; p[1, 0, 2] = 1               # classes 0, 0, 1
+        >>> [round(v, 4) for v in region_impurity(p, k=1)[0].tolist()]
+        [0.0, 0.6365, 0.6931]
+    """
+    p, valid, count, k, finish = _ripu_inputs(probs, k, ignore, from_logits, validate)
+    return finish(_impurity(p, valid, count, k))
+
+
+def prediction_uncertainty(probs, k: int = 1, *, ignore=None, from_logits: bool = False,
+                           validate: bool = True):
+    """RIPU's prediction uncertainty: mean pixel entropy around each pixel.
+
+    The mean of ``-sum_c p_c log p_c`` (nats) over the in-image, not ignored
+    pixels of the ``(2k+1) x (2k+1)`` window centred on each pixel; ``k=0`` is
+    the pixel's own entropy (:func:`entropy_score`).
+
+    Args:
+        probs: ``(B, C, H, W)`` or ``(C, H, W)`` class probabilities (logits with
+            ``from_logits=True``).
+        k: window radius, ``>= 0``.
+        ignore: ``(B, H, W)`` (or ``(H, W)``) bool, pixels left out of every
+            window, or None.
+        from_logits: apply a softmax over dim ``-3`` first.
+        validate: check that ``probs`` are probabilities (a device sync on CUDA).
+
+    Returns:
+        ``(B, H, W)`` or ``(H, W)`` mean entropies in ``[0, log C]`` nats; 0 where
+        the window holds no counted pixel.
+
+    Example:
+        >>> import torch
+        >>> p = torch.tensor([[[0.5, 1.0]], [[0.5, 0.0]]])   # (C=2, H=1, W=2)
+        >>> [round(v, 4) for v in prediction_uncertainty(p, k=1).tolist()[0]]
+        [0.3466, 0.3466]
+    """
+    p, valid, count, k, finish = _ripu_inputs(probs, k, ignore, from_logits, validate)
+    return finish(_uncertainty(p, valid, count, k))
+
+
+def ripu_score(probs, k: int = 1, *, mode: str = "region", ignore=None,
+               from_logits: bool = False, validate: bool = True):
+    """RIPU's acquisition score: region impurity times prediction uncertainty.
+
+    ``mode="region"`` (RIPU's region-based selection, ``FloatingRegionScore``):
+    :func:`region_impurity` times :func:`prediction_uncertainty`, both over the
+    ``(2k+1) x (2k+1)`` window. ``mode="pixel"`` (RIPU's pixel-based selection):
+    region impurity over the window times the pixel's own entropy. Rank with
+    :func:`~densecore.regions.ripu_select` for RIPU's pick-suppress-repeat, or
+    pass ``score="ripu"`` to :func:`~densecore.select_pixels` to filter
+    candidates for a greedy sampler.
+
+    Args:
+        probs: ``(B, C, H, W)`` or ``(C, H, W)`` class probabilities (logits with
+            ``from_logits=True``).
+        k: window radius, ``>= 0`` (RIPU's ``RADIUS_K``: 1).
+        mode: ``"region"`` or ``"pixel"``.
+        ignore: ``(B, H, W)`` (or ``(H, W)``) bool, pixels left out of every
+            window, or None (RIPU).
+        from_logits: apply a softmax over dim ``-3`` first.
+        validate: check that ``probs`` are probabilities (a device sync on CUDA).
+
+    Returns:
+        ``(B, H, W)`` or ``(H, W)`` scores ``>= 0`` in the probabilities' dtype.
+
+    Example:
+        >>> import torch
+        >>> p = torch.softmax(torch.randn(2, 19, 8, 8, generator=torch.Generator().manual_seed(0)), 1)
+        >>> s = ripu_score(p, k=1)
+        >>> s.shape, bool(torch.allclose(s, region_impurity(p) * prediction_uncertainty(p)))
+        (torch.Size([2, 8, 8]), True)
+    """
+    mode = V.check_choice(mode, ("region", "pixel"), "mode")
+    p, valid, count, k, finish = _ripu_inputs(probs, k, ignore, from_logits, validate)
+    impurity = _impurity(p, valid, count, k)
+    if mode == "region":
+        return finish(impurity * _uncertainty(p, valid, count, k))
+    own = valid if valid is not None else torch.ones_like(count)
+    return finish(impurity * _uncertainty(p, valid, own, 0))
 
 
 def _rank_keys(scores: torch.Tensor) -> torch.Tensor:

@@ -49,8 +49,8 @@ import torch.nn.functional as F
 from . import validation as V
 from ._backends import thread_limit, threads
 from .filters import (entropy_score, least_confidence_score, margin_score, random_score,
-                      top_candidates)
-from .regions import blocked_candidates
+                      ripu_score, top_candidates)
+from .regions import blocked_candidates, ripu_select
 from .samplers import KCenterGreedy, _Greedy
 
 log = logging.getLogger(__name__)
@@ -142,14 +142,18 @@ class ImageCandidates:
     labeled_densities: torch.Tensor | None = None
 
 
-def _scores(score, probs, shape_ref, from_logits, validate, seed):
+def _scores(score, probs, shape_ref, from_logits, validate, seed, region_size):
     if isinstance(score, str):
         if score == "random":
             b, _, h, w = shape_ref
             return random_score((b, h, w), seed, device=probs.device)
+        if score == "ripu":  # RIPU's region score for blocks, its pixel score (k = 1) for pixels
+            return ripu_score(probs, max(1, region_size // 2),
+                              mode="region" if region_size > 1 else "pixel",
+                              from_logits=from_logits, validate=validate)
         if score not in _SCORES:
-            raise ValueError(f"score must be one of {sorted([*_SCORES, 'random'])} or a "
-                             f"(B, H, W) tensor; got {score!r}")
+            raise ValueError(f"score must be one of {sorted([*_SCORES, 'random', 'ripu'])} "
+                             f"or a (B, H, W) tensor; got {score!r}")
         return _SCORES[score](probs, from_logits=from_logits, validate=validate)
     s = V.as_tensor_like(score, "score")
     b, _, h, w = shape_ref
@@ -227,10 +231,19 @@ def select_pixels(probs, features, densities, budget: int, *, labeled=None, igno
             densecore's greedy samplers on CPU features, up to the thread limit
             of images are selected at once, one numba thread each (the picks
             are those of one image at a time; ``densecore._backends.threads(1)``
-            around the call keeps one image at a time).
+            around the call keeps one image at a time). ``"ripu"``: RIPU's own
+            selection on ``score`` (:func:`~densecore.regions.ripu_select`, region
+            mode with ``k = region_size // 2``, pixel mode with ``k = 1`` for
+            ``region_size=1``; ``alpha``, ``features``, ``densities`` and
+            ``region_overlap`` are unused: RIPU always suppresses).
         score: ``"margin"`` (``1 - P1* + P2*``), ``"entropy"``, ``"least_confidence"``,
-            ``"random"`` (seeded by ``seed``), or a ``(B, H, W)`` float tensor of
-            precomputed scores; higher is more informative.
+            ``"random"`` (seeded by ``seed``), ``"ripu"`` (RIPU's region impurity
+            times prediction uncertainty, :func:`~densecore.filters.ripu_score`,
+            with ``k = region_size // 2``; for ``region_size=1`` its pixel score
+            with ``k = 1``; any other ``k`` as a tensor), or a ``(B, H, W)`` float
+            tensor of precomputed scores; higher is more informative. With a
+            greedy ``sampler``, ``score="ripu"`` is a hybrid: RIPU's score picks
+            the candidates, the sampler chooses among them.
         region_size: odd side of the block labeled around each pick (1: pixels).
         normalize: L2-normalise sampled candidate and labeled features.
         seed: seed of the default sampler's first pick and of random scores.
@@ -280,6 +293,12 @@ def select_pixels(probs, features, densities, budget: int, *, labeled=None, igno
     alpha = V.check_finite_float(alpha, "alpha", minimum=1.0)
     if sampler is _DEFAULT:
         sampler = KCenterGreedy(seed=seed, validate=validate)
+    if isinstance(sampler, str) and sampler != "ripu":
+        raise ValueError(f"sampler must be 'ripu', an object with a select method or None; "
+                         f"got {sampler!r}")
+    ripu = isinstance(sampler, str)
+    if ripu:
+        sampler = None
     if sampler is not None and not callable(getattr(sampler, "select", None)):
         raise TypeError(f"sampler must have a select method or be None; got "
                         f"{type(sampler).__name__}")
@@ -306,7 +325,16 @@ def select_pixels(probs, features, densities, budget: int, *, labeled=None, igno
     ign = None if ignore is None else V.check_bool_map(ignore, shape, probs_t, "ignore")
     exclude = lab if ign is None else (ign if lab is None else lab | ign)
 
-    scores = _scores(score, probs_t, probs_t.shape, from_logits, validate, seed)
+    scores = _scores(score, probs_t, probs_t.shape, from_logits, validate, seed, region_size)
+    if ripu:
+        mask, centres = ripu_select(scores, budget, mode="region" if region_size > 1 else "pixel",
+                                    k=max(1, region_size // 2), labeled=lab, ignore=ign,
+                                    validate=validate, return_centres=True)
+        mask = mask.cpu().numpy() if is_numpy else mask
+        if not return_candidates:
+            return mask
+        return mask, [ImageCandidates(c, None, None, torch.arange(budget, device=dev))
+                      for c in centres]
     n_pix = big_h * big_w
     eligible = ([n_pix] * bsz if exclude is None
                 else (~exclude).reshape(bsz, -1).sum(1).tolist())  # one small sync
