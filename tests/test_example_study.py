@@ -185,6 +185,13 @@ def test_summary_tables_and_plot(tmp_path):
               "rounds": _rounds(), "per_class_iou": classes} for s, v in ((0, 9.0), (1, 12.0))]
     rows.append({"method": "supervised", "seed": 0, "mIoU": 30.0, "labeled_fraction": 1.0,
                  "rounds": [], "per_class_iou": classes})
+    rows.append({"method": "ripu", "seed": 0, "mIoU": 11.0, "labeled_fraction": 0.02,
+                 "rounds": [dict(_rounds()[0], bound=None)], "per_class_iou": classes})
+    ripu = study.summarize(rows, ["ripu"])[0]
+    assert ripu["selection_s"] == 0.5 and ripu["delta"] is None
+    assert "| ripu | 0 | 5 | 0.00 → 1.00 | 8.00 | 0.50 | – | – | – |" in study.round_table(
+        rows, ["ripu"])
+    rows.pop()
     methods = ["source_only", "random", "margin", "supervised"]
     summary = study.summarize(rows, methods)
     assert [s["method"] for s in summary] == ["random", "margin", "supervised"]
@@ -293,7 +300,7 @@ def test_one_tiny_run_end_to_end(tmp_path):
         assert study.prepare_data(str(tmp_path), pixels) == roots  # same data, made once
         row = study.run_one(str(tmp_path), arm, roots, "density_aware", 0)
         sup = study.run_one(str(tmp_path), arm, roots, "supervised", 0)
-        px = study.run_one(str(tmp_path), pixels, roots, "margin", 0)
+        px = study.run_one(str(tmp_path), pixels, roots, "ripu", 0)
     finally:
         torch.set_num_threads(before)
     assert row["method"] == "density_aware" and 0 <= row["mIoU"] <= 100
@@ -311,6 +318,7 @@ def test_one_tiny_run_end_to_end(tmp_path):
     assert px["labeled_fraction"] == pytest.approx(40 / (32 * 64))
     assert [r["labeled_fraction"] for r in px["rounds"]] == pytest.approx([20 / 2048, 40 / 2048])
     assert px["rounds"][1]["replay_match"] == 1.0 and px["arm"] == "p"
+    assert px["rounds"][0]["bound"] is None  # RIPU's selection has no candidate pool
 
 
 def test_two_processes_share_one_study_folder(tmp_path):

@@ -43,7 +43,8 @@ the study loads the checkpoint and
   (``densecore.bound_report``: covering radius delta, Eq. 3; max average
   radial distance, Eq. 4; core-set loss, Eq. 1, with the ground truth of the
   candidates, measurement only) of the round's picks among the round's
-  ``alpha * b`` L2-normalised candidate features, averaged over the images.
+  ``alpha * b`` L2-normalised candidate features, averaged over the images
+  (none for ``ripu``, which picks from every pixel without a candidate pool).
 
 The same seed gives every method of a budget the same initial model and data
 order, so methods are compared seed by seed: for each method and reference
@@ -297,7 +298,9 @@ def measure_round(run_dir: str, cfg_path: str, target_root: str, round: int,
             labeled = state.labeled(image_id, rounds=range(round))
             seed = densecore.image_seed(cfg.seed, round, image_id)
             budget = train.round_budget(cfg, shape)
-            rec = _Recorder(train.make_sampler(cfg, seed))
+            sampler = train.make_sampler(cfg, seed)
+            # RIPU's own selection ("ripu") has no candidate pool to record or bound
+            rec = sampler if isinstance(sampler, str) else _Recorder(sampler)
             tic = time.perf_counter()
             mask, (seen,) = densecore.select_pixels(
                 probs, feats, dens, budget, labeled=torch.from_numpy(labeled)[None],
@@ -305,22 +308,24 @@ def measure_round(run_dir: str, cfg_path: str, target_root: str, round: int,
                 region_overlap=cfg.region_overlap, seed=seed, return_candidates=True)
             mask = mask[0].numpy()
             seconds += time.perf_counter() - tic
-            sampler_s += rec.seconds
+            sampler_s += 0.0 if isinstance(rec, str) else rec.seconds
             recorded = state.queried(image_id, round)
             matches += bool(np.array_equal(mask, recorded))
             total += mask.size
             before += int(labeled.sum())
             after += int((labeled | recorded).sum())
-            # the ground truth of the candidates: measurement only, after the selection
-            rep = densecore.bound_report(seen.features, seen.selected,
-                                         labels=gt.reshape(-1)[seen.candidates])
-            bounds.append(rep.as_dict())
+            if seen.features is not None:
+                # the ground truth of the candidates: measurement only, after the selection
+                rep = densecore.bound_report(seen.features, seen.selected,
+                                             labels=gt.reshape(-1)[seen.candidates])
+                bounds.append(rep.as_dict())
     keys = ("delta", "max_ard", "mean_ard", "coreset_loss")
     return {"round": round, "iteration": int(ckpt["iteration"]),
             "labeled_fraction_before": before / total, "labeled_fraction": after / total,
             "mIoU": miou, "selection_s": seconds, "sampler_s": sampler_s,
             "replay_match": matches / len(select),
-            "bound": {k: float(np.mean([b[k] for b in bounds])) for k in keys}}
+            "bound": ({k: float(np.mean([b[k] for b in bounds])) for k in keys}
+                      if bounds else None)}
 
 
 def run_one(out: str, arm: Arm, roots: dict, method: str, seed: int, *,
@@ -567,16 +572,22 @@ def summarize(rows: list[dict], methods) -> list[dict]:
         v = np.array([r["mIoU"] for r in rs], float)
         _, lo, hi = t_interval(v)
         rounds = [x for r in rs for x in r["rounds"]]
-        mean = (lambda f: float(np.mean([f(x) for x in rounds])) if rounds else None)
+        bounded = [x for x in rounds if x["bound"] is not None]
+
+        def mean(f, xs=rounds):
+            return float(np.mean([f(x) for x in xs])) if xs else None
+
+        def bound(k):
+            return mean(lambda x: x["bound"][k], bounded)
+
         out.append({"method": m, "n": len(rs), "mean": float(v.mean()),
                     "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0,
                     "low": lo, "high": hi,
                     "min": float(v.min()), "max": float(v.max()),
                     "labeled_fraction": float(np.mean([r["labeled_fraction"] for r in rs])),
                     "selection_s": mean(lambda x: x["selection_s"]),
-                    "delta": mean(lambda x: x["bound"]["delta"]),
-                    "max_ard": mean(lambda x: x["bound"]["max_ard"]),
-                    "coreset_loss": mean(lambda x: x["bound"]["coreset_loss"]),
+                    "delta": bound("delta"), "max_ard": bound("max_ard"),
+                    "coreset_loss": bound("coreset_loss"),
                     "replay_match": mean(lambda x: x["replay_match"])})
     return out
 
@@ -650,14 +661,15 @@ def round_table(rows: list[dict], methods) -> str:
         for k in range(min((len(r["rounds"]) for r in rs), default=0)):
             xs = [r["rounds"][k] for r in rs]
             mean = lambda f: float(np.mean([f(x) for x in xs]))  # noqa: E731
+            bound = [b for b in (x["bound"] for x in xs) if b is not None]
+            cols = " | ".join(_f(float(np.mean([b[c] for b in bound])) if bound else None, ".3f")
+                              for c in ("delta", "max_ard", "coreset_loss"))
             lines.append(
                 f"| {m} | {k} | {xs[0]['iteration']} "
                 f"| {100 * mean(lambda x: x['labeled_fraction_before']):.2f} → "
                 f"{100 * mean(lambda x: x['labeled_fraction']):.2f} "
                 f"| {mean(lambda x: x['mIoU']):.2f} | {mean(lambda x: x['selection_s']):.2f} "
-                f"| {mean(lambda x: x['bound']['delta']):.3f} "
-                f"| {mean(lambda x: x['bound']['max_ard']):.3f} "
-                f"| {mean(lambda x: x['bound']['coreset_loss']):.3f} |")
+                f"| {cols} |")
     return "\n".join(lines) + "\n"
 
 
