@@ -88,6 +88,11 @@ def test_rows_of_another_study_setting_are_refused(tmp_path):
     assert study.run_key(quick.arms[0], "margin") != study.run_key(full.arms[0], "margin")
     assert study.run_key(quick.arms[1], "ripu") == study.run_key(full.arms[1], "ripu")
     assert study.study_key(quick) != study.study_key(full)
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "study.json").write_text("[]")  # the earlier format: a list of rows
+    with pytest.raises(ValueError, match="--out"):
+        study.run_study(str(old), PLAN, ["margin"], _runner(str(old), []))
 
 
 def test_plans_five_seeds_two_budgets_and_shared_baselines():

@@ -377,12 +377,17 @@ def load_rows(path: str, expected: dict | None = None) -> list[dict]:
 
     Raises:
         ValueError: naming ``--out`` when a row of an expected ``(arm, method)``
-            was made with other settings (another plan, config or data).
+            was made with other settings (another plan, config or data), or the
+            file is not a study of this version (an earlier one wrote a list).
     """
     if not os.path.exists(path):
         return []
     with open(path) as f:
-        rows = json.load(f)["rows"]
+        data = json.load(f)
+    if not isinstance(data, dict) or "rows" not in data:
+        raise ValueError(f"--out: {path} was not written by this version of study.py (no "
+                         "'rows'); pass a new --out")
+    rows = data["rows"]
     for r in rows:
         want = (expected or {}).get((r["arm"], r["method"]))
         if want is not None and r["key"] != want:
