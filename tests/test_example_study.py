@@ -355,3 +355,31 @@ def test_two_processes_share_one_study_folder(tmp_path):
     rows = study.run_study(out, PLAN, methods, _runner(out, again))
     assert again == [("margin", 0)]
     assert len(rows) == 4
+
+
+def test_jobs_start_worker_processes_and_then_write_the_report(tmp_path, monkeypatch):
+    started = []
+
+    class FakePopen:
+        def __init__(self, argv):
+            started.append(argv)
+
+        def wait(self):
+            return 0
+
+    monkeypatch.setattr(study.subprocess, "Popen", FakePopen)
+    args = study.get_args_parser().parse_args(
+        ["--out", str(tmp_path), "--quick", "--seeds", "0", "--methods", "random",
+         "--jobs", "2"])
+    study.main(args)
+    assert len(started) == 2 and all("--no-report" in a for a in started)
+    assert (tmp_path / "study.md").exists() and (tmp_path / "study.png").exists()
+    assert _load(tmp_path / "study.json")["rows"] == []
+
+    class Failing(FakePopen):
+        def wait(self):
+            return 3
+
+    monkeypatch.setattr(study.subprocess, "Popen", Failing)
+    with pytest.raises(SystemExit, match="exit codes"):
+        study.main(args)
