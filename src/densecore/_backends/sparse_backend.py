@@ -191,6 +191,15 @@ def _exhaustive(ip, ix, dx, rows, k, power, out_sum):
         out_sum[b] = acc
 
 
+def _approx_sq(x, xt, sq, lo, hi) -> np.ndarray:
+    """``(hi - lo, N)`` expanded squared distances ``|x_i|^2 + |x_j|^2 - 2 x_i . x_j``
+    of rows ``lo:hi`` of ``x`` (CSR) to every row (``xt``: ``x.T`` as CSC, ``sq``:
+    squared row norms): fast and rounded, within the bound :func:`knn_mean_distance`
+    certifies against."""
+    prod = (x[lo:hi] @ xt).toarray()
+    return sq[lo:hi, None] + sq[None, :] - 2.0 * prod
+
+
 def knn_mean_distance(a, k: int, power: int = 1, slack: int = 8):
     """Mean Euclidean distance of each row to its ``k`` nearest other rows, exactly.
 
@@ -222,8 +231,7 @@ def knn_mean_distance(a, k: int, power: int = 1, slack: int = 8):
     xt = x.T.tocsc()
     for lo in range(0, n, step):
         hi = min(n, lo + step)
-        prod = (x[lo:hi] @ xt).toarray()
-        approx = sq[lo:hi, None] + sq[None, :] - 2.0 * prod
+        approx = _approx_sq(x, xt, sq, lo, hi)
         rows = np.arange(lo, hi)
         approx[rows - lo, rows] = -np.inf  # the row itself always ranks first
         if m < n:
