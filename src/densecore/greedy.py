@@ -26,6 +26,14 @@ distances in their dtype are multiplied by a power of two (exact), densities
 are scaled so the largest is in [1, 2) (exact) and kept in float64; ``r``
 values that still leave the float64 range raise ``ValueError``. Distances are
 always computed from coordinate differences, so large offsets do not cancel.
+The rule is one for every sampler and search (``_backends/nearest.py``,
+``pow2_scale``), and its scale is one per call: the guarantee is accuracy
+*relative to the largest magnitude*. Every pick is the float64 argmax up to a
+few roundings of ``max |feature|^2`` in the compute dtype (float32 for 16-bit
+and float32 features); a float32 cluster at 1e-25 beside a point at 1 has its
+inner distances (1e-50) rounded to 0, as in any float32 computation of them,
+so its points tie. Radii come back in original units (``inf`` or 0 where those
+leave the output dtype's range).
 
 Shape:
     features ``(N, D)``, densities ``(N,)``, labeled ``(M,)``,

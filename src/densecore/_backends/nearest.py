@@ -153,10 +153,11 @@ def mul_pow2(t, e: int):
         >>> mul_pow2(3.0, 1100) == 3.0 * 2.0 ** 1000 * 2.0 ** 100
         True
     """
-    while e:
-        step = max(-_STEP_EXP, min(_STEP_EXP, e))
-        t = t * math.ldexp(1.0, step)
-        e -= step
+    with np.errstate(over="ignore", under="ignore"):  # saturation is the documented result
+        while e:
+            step = max(-_STEP_EXP, min(_STEP_EXP, e))
+            t = t * math.ldexp(1.0, step)
+            e -= step
     return t
 
 
