@@ -187,7 +187,7 @@ def main(args) -> int:
     if args.json:
         import torch
 
-        from densecore.atomic import atomic_write_json
+        from densecore import atomic_write_json
 
         meta = {"python": platform.python_version(), "torch": torch.__version__,
                 "machine": platform.machine(), "cpu_count": os.cpu_count(),

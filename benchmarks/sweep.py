@@ -19,8 +19,7 @@ import time
 import numpy as np
 from _common import base_parser, best_of, emit
 
-from densecore import DensityAwareGreedy
-from densecore.atomic import atomic_save_figure
+from densecore import DensityAwareGreedy, atomic_save_figure
 from densecore.bench.speed import compare_selections, make_problem, naive_gemv_greedy
 
 COLUMNS = ["factor", "n", "dim", "budget", "engine_s", "engine_ms_per_pick", "engine_gbps",

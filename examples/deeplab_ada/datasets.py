@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from densecore import atomic
+import densecore
 
 from png16 import read_png
 
@@ -402,4 +402,4 @@ def class_balanced_weights(freq: np.ndarray, temperature: float = 0.01) -> np.nd
 def atomic_write_text(path, text: str) -> None:
     """Write ``text`` (UTF-8) to ``path`` atomically, creating its directory if needed."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    atomic.atomic_write_text(path, text)
+    densecore.atomic_write_text(path, text)

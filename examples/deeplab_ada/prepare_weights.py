@@ -28,7 +28,7 @@ import io
 
 import torch
 
-from densecore.atomic import atomic_write
+from densecore import atomic_write
 
 import models
 

@@ -3,6 +3,7 @@
 The public surface is listed in ``__all__`` (a test pins it).
 """
 
+from .atomic import atomic_save_figure, atomic_write, atomic_write_json, atomic_write_text
 from .bounds import (BoundReport, average_radial_distance, bound_report, coreset_loss,
                      coverage, covering_radius)
 from .budgets import pixel_budget, region_budget
@@ -47,6 +48,10 @@ __all__ = [
     "MaskedConvEstimator",
     "Selection",
     "TypicalityGreedy",
+    "atomic_save_figure",
+    "atomic_write",
+    "atomic_write_json",
+    "atomic_write_text",
     "average_radial_distance",
     "blocked_candidates",
     "bound_report",
