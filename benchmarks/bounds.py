@@ -6,8 +6,10 @@ without ARD-driven moves), typicality-weighted farthest-first and the naive
 exact-ARD greedy (small n), on a Gaussian mixture, a mixture of manifolds,
 street-scene CNN features (kNN and DMC densities; same-population and the
 paper's candidates-vs-all-pixels protocol), image-like feature maps (spatial,
-DMC and masked-convolution densities) and scikit-learn's digits. The core lives
-in ``densecore.bench.bounds`` (also run, quick, by ``densecore bench bounds``).
+DMC and masked-convolution densities) and scikit-learn's digits. The run, the
+verdict and the report live in ``densecore.bench.bounds`` (also run, quick, by
+``densecore bench bounds``); the data sets in ``bounds_data.py``, the exact-ARD
+greedy in ``exact_ard.py`` and the plots in ``bounds_plots.py`` beside this script.
 
     python benchmarks/bounds.py --json benchmarks/results/bounds.json --plots docs/img
     python benchmarks/bounds.py --quick
@@ -22,7 +24,11 @@ import time
 
 from _common import base_parser, machine_info, write_json_atomic
 
-from densecore.bench.bounds import format_report, load_datasets, run_bounds, write_plots
+from bounds_data import load_datasets
+from bounds_plots import write_plots
+from exact_ard import exact_ard_greedy
+
+from densecore.bench.bounds import format_report, run_bounds
 
 
 def main(argv=None) -> int:
@@ -36,7 +42,8 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     t0 = time.perf_counter()
     # data sets are rebuilt for every seed inside run_bounds (seeds vary the data too)
-    out = run_bounds(args.quick, budgets=args.budgets, seeds=args.seeds)
+    out = run_bounds(args.quick, datasets=load_datasets, budgets=args.budgets,
+                     seeds=args.seeds, exact=exact_ard_greedy)
     paths = (write_plots(out, args.plots, load_datasets(args.quick, seed=0))
              if args.plots else [])
     out["seconds"] = time.perf_counter() - t0

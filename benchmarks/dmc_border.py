@@ -26,9 +26,9 @@ import time
 
 import numpy as np
 from _common import base_parser, machine_info, write_json_atomic
+from bounds_data import train_density_estimator
 
 from densecore import DensityAwareGreedy, KCenterGreedy, bound_report, coverage_density
-from densecore.bench.bounds import train_density_estimator
 from densecore.bench.report import markdown_table
 from densecore.density import BETA, supplementary_calibration
 from densecore.synthetic import feature_map, scene_features

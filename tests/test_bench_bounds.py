@@ -1,8 +1,13 @@
-"""The bound benchmark core: exact ARD greedy against a brute force, rows, plots, CLI."""
+"""The bound benchmark: the package's core (rows, verdict, report, CLI) and the
+repository's benchmark modules (data sets, exact ARD greedy against a brute force,
+plots)."""
 
 from __future__ import annotations
 
+import ast
 import os
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,6 +15,12 @@ import pytest
 from densecore import bound_report
 from densecore.bench import bounds as B
 from densecore.cli import build_parser
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import bounds_data  # noqa: E402
+import bounds_plots  # noqa: E402
+from exact_ard import exact_ard_greedy  # noqa: E402
 
 
 def exact_ard_greedy_naive(x, budget):
@@ -34,23 +45,23 @@ def tiny():
 
 def test_exact_ard_greedy_matches_the_naive_search(tiny):
     x = tiny.features[:40].astype(np.float64)
-    assert B.exact_ard_greedy(x, 5).tolist() == exact_ard_greedy_naive(x, 5)
+    assert exact_ard_greedy(x, 5).tolist() == exact_ard_greedy_naive(x, 5)
 
 
 def test_exact_ard_greedy_first_pick_is_the_medoid(tiny):
     x = tiny.features.astype(np.float64)
     dist = np.linalg.norm(x[:, None] - x[None], axis=-1)
-    assert B.exact_ard_greedy(x, 1)[0] == int(np.argmin(dist.mean(1)))
+    assert exact_ard_greedy(x, 1)[0] == int(np.argmin(dist.mean(1)))
 
 
 def test_exact_ard_greedy_rejects_a_large_budget():
     with pytest.raises(ValueError, match="budget must be at most"):
-        B.exact_ard_greedy(np.zeros((3, 2)), 4)
+        exact_ard_greedy(np.zeros((3, 2)), 4)
 
 
 def test_run_bounds_rows(tiny):
     out = B.run_bounds(datasets=[tiny], budgets=[4, 8], seeds=[0, 1], taus=(0.25, 2.0),
-                       methods=B.METHODS)
+                       methods=B.METHODS, exact=exact_ard_greedy)
     rows = out["rows"]
     methods = set(B.METHODS) - {"all_candidates"}  # paper protocol only
     assert {r["method"] for r in rows} == methods
@@ -170,14 +181,26 @@ def test_kcenter_row_reproduces_the_sampler(tiny):
 
 
 def test_exact_is_skipped_above_exact_max_n(tiny):
-    rows = B.run_dataset(tiny, [3], methods=["exact_ard_greedy"], exact_max_n=10)
+    rows = B.run_dataset(tiny, [3], methods=["exact_ard_greedy"], exact_max_n=10,
+                         exact=exact_ard_greedy)
     assert rows == []
+    (row,) = B.run_dataset(tiny, [3], methods=["exact_ard_greedy"], exact=exact_ard_greedy)
+    assert row["max_ard"] == pytest.approx(
+        bound_report(tiny.features, exact_ard_greedy(tiny.features, 3)).max_ard)
+
+
+def test_exact_needs_the_greedy_passed_in(tiny):
+    with pytest.raises(ValueError, match="exact is None"):
+        B.run_dataset(tiny, [3], methods=["exact_ard_greedy"])
+    # by default it is left out without it
+    out = B.run_bounds(False, datasets=[tiny], budgets=[3], methods=None, taus=(0.25,))
+    assert "exact_ard_greedy" not in {r["method"] for r in out["rows"]}
 
 
 def test_plots_are_written_atomically(tiny, tmp_path):
     pytest.importorskip("matplotlib")
     out = B.run_bounds(datasets=[tiny], budgets=[4, 8], taus=(1.0,))
-    paths = B.write_plots(out, str(tmp_path), [tiny], budget=8)
+    paths = bounds_plots.write_plots(out, str(tmp_path), [tiny], budget=8)
     assert sorted(os.path.basename(p) for p in paths) == ["bounds_gmm.png",
                                                           "density_vs_ard.png"]
     for p in paths:
@@ -191,7 +214,7 @@ def test_plots_are_written_atomically(tiny, tmp_path):
 def test_density_vs_ard_r2_is_the_squared_correlation():
     # for a one-variable least-squares fit, R^2 = corr(ARD, 1/density)^2
     ds = B.gmm_dataset(120, seed=2, dim=2)
-    pts = B.density_vs_ard(ds, 10)
+    pts = bounds_plots.density_vs_ard(ds, 10)
     assert len(pts["density"]) == len(pts["ard"]) == 10
     r = np.corrcoef(1.0 / np.asarray(pts["density"]), pts["ard"])[0, 1]
     assert pts["r2"] == pytest.approx(r * r, abs=1e-9)
@@ -199,7 +222,7 @@ def test_density_vs_ard_r2_is_the_squared_correlation():
 
 @pytest.fixture(scope="module")
 def tiny_dmc():
-    return B.featmap_dataset(1, 10, 12, 4, seed=3, density="dmc", steps=5, est_dim=6,
+    return bounds_data.featmap_dataset(1, 10, 12, 4, seed=3, density="dmc", steps=5, est_dim=6,
                              kernel_size=3)
 
 
@@ -215,7 +238,7 @@ def test_featmap_estimator_dataset(tiny_dmc):
     assert ds.densities.max() == pytest.approx(BETA)
     assert ds.densities.min() == pytest.approx(BETA * np.exp(-1.0 / TAU))
     assert np.corrcoef(ds.raw_error, ds.densities)[0, 1] < 0  # higher error, lower density
-    again = B.featmap_dataset(1, 10, 12, 4, seed=3, density="dmc", steps=5, est_dim=6,
+    again = bounds_data.featmap_dataset(1, 10, 12, 4, seed=3, density="dmc", steps=5, est_dim=6,
                               kernel_size=3)
     np.testing.assert_array_equal(again.densities, ds.densities)  # seeded
 
@@ -228,7 +251,7 @@ def test_density_aware_row_uses_the_estimator_densities(tiny_dmc):
                                             densities=tiny_dmc.densities).indices
     assert row["density"] == "dmc"
     assert row["max_ard"] == pytest.approx(bound_report(tiny_dmc.features, sel).max_ard)
-    pts = B.density_vs_ard(tiny_dmc, 6)
+    pts = bounds_plots.density_vs_ard(tiny_dmc, 6)
     kc = B.KCenterGreedy(seed=0).select(tiny_dmc.features, 6).indices
     np.testing.assert_allclose(pts["density"], tiny_dmc.densities[kc])
     assert pts["source"] == "dmc"
@@ -236,7 +259,7 @@ def test_density_aware_row_uses_the_estimator_densities(tiny_dmc):
 
 def test_featmap_dataset_rejects_an_unknown_density():
     with pytest.raises(ValueError, match="density must be one of"):
-        B.featmap_dataset(1, 4, 4, 2, density="knn")
+        bounds_data.featmap_dataset(1, 4, 4, 2, density="knn")
 
 
 def test_cli_has_bench_bounds():
@@ -251,9 +274,67 @@ def test_estimator_training_leaves_the_global_torch_rng_alone():
 
     f, r, _ = feature_map(1, 4, 8, 8, n_regions=3, seed=0)
     before = torch.get_rng_state().clone()
-    B.train_density_estimator(f, r, "dmc", steps=2, dim=4, kernel_size=3, seed=7)
+    bounds_data.train_density_estimator(f, r, "dmc", steps=2, dim=4, kernel_size=3, seed=7)
     assert torch.equal(before, torch.get_rng_state())
     from densecore.synthetic import scene_features
 
     scene_features(2, 1, 16, 16, dim=4, steps=1, seed=3)
     assert torch.equal(before, torch.get_rng_state())
+
+
+def test_the_package_finds_the_checkout_data_sets_or_falls_back_to_its_own(tmp_path):
+    text, loader = B.dataset_source(tmp_path)
+    assert text.startswith("built-in: gmm") and loader is B.builtin_datasets
+    (ds,) = loader(True, 3)
+    assert ds.name == "gmm" and ds.features.shape == (2000, 16)
+    np.testing.assert_array_equal(ds.features, B.gmm_dataset(2000, seed=3).features)
+    text, loader = B.dataset_source(ROOT)
+    assert text == f"checkout: {ROOT / 'benchmarks' / 'bounds_data.py'}"
+    assert loader.__name__ == "load_datasets" and loader.__module__.endswith("bounds_data")
+    assert B.dataset_source()[0] == text  # the tests run from the checkout
+
+
+def test_cli_says_which_data_sets_it_ran(monkeypatch, capsys, tmp_path):
+    import json
+
+    from densecore.cli import main
+
+    real = B.run_bounds
+    monkeypatch.setattr(B, "dataset_source", lambda: ("built-in: gmm (test)",
+                                                      lambda quick, seed: [B.gmm_dataset(
+                                                          60, seed=1, dim=3)]))
+    monkeypatch.setattr(B, "run_bounds", lambda **kw: real(**kw, budgets=[4], taus=(0.25,),
+                                                            methods=["kcenter", "random"]))
+    assert main(["bench", "bounds", "--json", str(tmp_path / "b.json")]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("data sets: built-in: gmm (test)\n")
+    assert "| gmm | knn | 60 | 4 | same | kcenter |" in out
+    assert json.loads((tmp_path / "b.json").read_text())["data_source"] == "built-in: gmm (test)"
+
+
+def banned_uses(path: Path) -> list[str]:
+    """Imports of matplotlib or scikit-learn's data sets and uses of training, kernel or
+    plotting attributes (``backward``, ``optim``, ``njit``, ``savefig``, ...) in ``path``."""
+    modules = ("matplotlib", "sklearn.datasets")
+    attrs = {"backward", "zero_grad", "optim", "savefig", "subplots", "njit", "prange"}
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                 [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+        found += [n for n in names if n.startswith(modules)]
+        if isinstance(node, ast.Attribute) and node.attr in attrs:
+            found.append(node.attr)
+    return found
+
+
+def test_the_package_bench_holds_no_data_set_training_or_plot_code():
+    """Data sets, estimator training, the exact-ARD greedy and plots live in benchmarks/."""
+    bench = sorted((ROOT / "src" / "densecore" / "bench").glob("*.py"))
+    assert [p.name for p in bench if p.name == "bounds.py"] == ["bounds.py"]
+    assert {p.name: banned_uses(p) for p in bench} == {p.name: [] for p in bench}
+    # the checker sees what the benchmark modules hold
+    bm = ROOT / "benchmarks"
+    assert {"backward", "optim"} <= set(banned_uses(bm / "bounds_data.py"))
+    assert {"njit", "prange"} <= set(banned_uses(bm / "exact_ard.py"))
+    assert "sklearn.datasets" in banned_uses(bm / "bounds_data.py")
+    assert "subplots" in banned_uses(bm / "bounds_plots.py")

@@ -138,25 +138,6 @@ def test_argparse_errors_are_one_line_without_usage(capsys, argv, message):
     assert code == 2 and _err_line(out) == message
 
 
-def test_bench_bounds_plots_without_matplotlib_fails_before_the_work(capsys, monkeypatch,
-                                                                     tmp_path):
-    import importlib.util
-    real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None
-                        if name == "matplotlib" else real_find_spec(name, *a))
-
-    def no_work(**kw):
-        raise AssertionError("the benchmark ran before the missing package was reported")
-
-    monkeypatch.setattr("densecore.bench.bounds.load_datasets", no_work)
-    monkeypatch.setattr("densecore.bench.bounds.run_bounds", no_work)
-    code, out = run_cli(capsys, "bench", "bounds", "--plots", tmp_path / "plots")
-    assert code == 2
-    assert _err_line(out) == ("densecore bench bounds: error: --plots needs matplotlib: "
-                              "pip install 'densecore-seg[plots]' (or leave out --plots)")
-    assert not (tmp_path / "plots").exists()
-
-
 @pytest.mark.parametrize("make, message", [
     (lambda p: np.save(p, np.arange(40).reshape(20, 2)),
      "features must be a floating array; got dtype int64"),

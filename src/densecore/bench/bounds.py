@@ -20,9 +20,10 @@ maximum average radial distance ``max_ard`` (Eq. 4, Theorem 2's bound) and the
 * ``density_aware_lid``: :class:`densecore.DensityAwareGreedy` with
   :func:`densecore.density.lid_density` (``k = 20``) of the pool's features:
   the density from the local intrinsic dimension. Beyond the paper.
-* ``exact_ard_greedy``: :func:`exact_ard_greedy`, the naive greedy that adds the
-  point minimising the max average radial distance of the new set
-  (``O(n^2 b)``), full run only, where ``n <= exact_max_n``.
+* ``exact_ard_greedy``: the naive greedy that adds the point minimising the max
+  average radial distance of the new set (``O(n^2 b)``), passed in as ``exact``
+  (the repository's ``benchmarks/exact_ard.py``), full run only, where
+  ``n <= exact_max_n``.
 * ``all_candidates`` (paper protocol only; not a selection of ``budget``
   points): every one of the ``alpha * budget`` candidates as a centre. Its max
   ARD over all pixels shows how low any choice among the candidates can bring
@@ -34,91 +35,66 @@ the top ``alpha * budget`` candidates by margin (``alpha = 10``), measure
 delta over the candidates and ARD and the core-set loss over every pixel
 (:func:`densecore.bound_report` with ``candidates``).
 
-Data sets (all features L2-normalised, as the paper does before selection):
-
-* ``gmm``: :func:`densecore.synthetic.gaussian_mixture`, 10 overlapping
-  components (separation 1.0, D = 16); raw error = mean distance to the 10
-  nearest neighbours (:func:`densecore.density.knn_mean_distance`).
-* ``manifolds`` (full run): :func:`densecore.synthetic.manifold_mixture`, kNN raw error.
-* ``scene`` and ``scene_dmc``: :func:`scene_dataset`, target-domain pixels of a
-  CNN trained on source-domain street scenes; kNN or trained-DMC densities.
-* ``featmap`` (full run): :func:`densecore.synthetic.feature_map` pixels
-  (2 images of 30 x 32, D = 16, 8 regions whose noise differs); raw error =
-  mean distance of a pixel to its 8 spatial neighbours.
-* ``featmap_dmc`` and ``featmap_masked_conv`` (full run): the same maps with a
-  trained :class:`densecore.DMCEstimator` or
-  :class:`densecore.MaskedConvEstimator` (``dim = 16``, ``K = 5``): its ``F``,
-  reconstruction error and ``estimator.density``.
-* ``digits``: scikit-learn's 8x8 handwritten digits (1,797 x 64), kNN raw
-  error. Needs scikit-learn; skipped with a log message when it is missing.
+Data sets: this module builds one, ``gmm`` (:func:`gmm_dataset`: 10 overlapping
+components of :func:`densecore.synthetic.gaussian_mixture`, D = 16, L2-normalised;
+raw error = mean distance to the 10 nearest neighbours,
+:func:`densecore.density.knn_mean_distance`). The others (street-scene CNN
+features with kNN and trained-DMC densities, image-like feature maps, a mixture of
+manifolds, scikit-learn's digits) and the plots live in the repository's
+``benchmarks/`` folder (``bounds_data.py``, ``bounds_plots.py``);
+:func:`dataset_source` finds it when densecore runs from a checkout.
 
 Shape:
     rows are flat dicts: ``dataset, density, n, budget, protocol, seed, method,
-    tau, delta, max_ard, mean_ard, coreset_loss, seconds``; distances are plain
-    Euclidean in each data set's own feature space.
+    tau, delta, max_ard, mean_ard, coreset_loss, coreset_errors, seconds``;
+    distances are plain Euclidean in each data set's own feature space.
 """
 
 from __future__ import annotations
 
-import logging
+import importlib.util
 import math
-import os
+import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
-import numba
 import numpy as np
 
-from ..atomic import atomic_save_figure
 from ..bounds import bound_report
-from ..density import (TAU, coverage_density, density_calibration, knn_mean_distance,
-                       lid_density, supplementary_calibration)
+from ..density import TAU, coverage_density, knn_mean_distance, lid_density
 from ..refine import KMedoidsRefinement
 from ..samplers import DensityAwareGreedy, KCenterGreedy
 from ..synthetic import gaussian_mixture
 from ..typicality import TypicalityGreedy
 from ..tuning import DEFAULT_TAUS, tune_density_scaling
-from ..validation import check_features, check_int
 from .report import markdown_table
-
-log = logging.getLogger(__name__)
 
 __all__ = [
     "COLUMNS",
     "CONFLICTS",
-    "FEATMAP_DENSITIES",
-    "Dataset",
-    "density_vs_ard",
-    "digits_dataset",
-    "exact_ard_greedy",
-    "featmap_dataset",
     "METHODS",
-    "format_report",
-    "paper_ceiling",
-    "format_table",
-    "gmm_dataset",
+    "Dataset",
+    "builtin_datasets",
     "candidates",
     "coreset_errors",
-    "load_datasets",
-    "manifold_dataset",
-    "scene_dataset",
-    "verdict",
-    "plot_bounds",
-    "plot_density_vs_ard",
+    "dataset_source",
+    "format_report",
+    "format_table",
+    "gmm_dataset",
+    "knn_dataset",
+    "l2_rows",
+    "paper_ceiling",
     "run_bounds",
     "run_dataset",
-    "spatial_neighbour_error",
     "summarise",
     "tau_sweep",
-    "train_density_estimator",
-    "write_plots",
+    "verdict",
 ]
 
 COLUMNS = ["dataset", "density", "n", "budget", "protocol", "method", "tau", "delta",
            "max_ard", "max_ard_sd", "mean_ard", "coreset_loss", "coreset_loss_sd", "seconds"]
 
-#: density sources of the image-like data set
-FEATMAP_DENSITIES = ("spatial", "dmc", "masked_conv")
 
 
 @dataclass
@@ -158,11 +134,14 @@ class Dataset:
         return np.asarray(coverage_density(self.raw_error, tau=TAU), dtype=np.float64)
 
 
-def _l2(x: np.ndarray) -> np.ndarray:
+def l2_rows(x: np.ndarray) -> np.ndarray:
+    """Rows of ``x`` ``(N, D)`` divided by their Euclidean norm (at least 1e-12), float32."""
     return (x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)).astype(np.float32)
 
 
-def _knn_dataset(name: str, x: np.ndarray, y: np.ndarray, k: int = 10) -> Dataset:
+def knn_dataset(name: str, x: np.ndarray, y: np.ndarray, k: int = 10) -> Dataset:
+    """A :class:`Dataset` of features ``x`` ``(N, D)`` and labels ``y`` ``(N,)`` whose raw
+    error is the mean distance to the ``k`` nearest neighbours (timed)."""
     t0 = time.perf_counter()
     e = np.asarray(knn_mean_distance(x, k), dtype=np.float64)
     return Dataset(name, x, y.astype(np.int64), e, time.perf_counter() - t0)
@@ -179,311 +158,49 @@ def gmm_dataset(n: int, seed: int = 0, dim: int = 16, separation: float = 1.0) -
         ((300, 16), (300,))
     """
     x, y = gaussian_mixture(n, dim=dim, n_components=10, separation=separation, seed=seed)
-    return _knn_dataset("gmm" if n <= 5000 else f"gmm{n // 1000}k", _l2(x), y)
+    return knn_dataset("gmm" if n <= 5000 else f"gmm{n // 1000}k", l2_rows(x), y)
 
 
-def digits_dataset() -> Dataset | None:
-    """scikit-learn's digits (1797 x 64), L2-normalised, kNN raw error; None without
-    scikit-learn."""
-    try:
-        from sklearn.datasets import load_digits
-    except ImportError:
-        log.warning("scikit-learn is not installed; skipping the digits data set "
-                    "(pip install 'densecore-seg[test]')")
-        return None
-    d = load_digits()
-    return _knn_dataset("digits", _l2(d.data / 16.0), d.target)
+def builtin_datasets(quick: bool = True, seed: int = 0) -> list[Dataset]:
+    """The data set built into the package: ``gmm`` (2,000 points) for ``seed``.
+
+    ``quick`` is accepted for the signature of a data-set loader
+    (``loader(quick, seed)``, as ``benchmarks/bounds_data.py``'s ``load_datasets``);
+    the built-in set is the same in both runs."""
+    return [gmm_dataset(2000, seed=seed)]
 
 
-def spatial_neighbour_error(features: np.ndarray) -> np.ndarray:
-    """Mean Euclidean distance of each pixel to its (up to 8) spatial neighbours in a
-    ``(B, D, H, W)`` map: the naive Monte-Carlo estimate of the average radial
-    distance that the paper's DMC estimator refines (Eq. 5). Returns ``(B, H, W)``.
+def dataset_source(root: str | Path | None = None) -> tuple[str, object]:
+    """Where the bound benchmark's data sets come from: ``(description, loader)``.
 
-    Example:
-        >>> f = np.zeros((1, 1, 2, 2)); f[0, 0, 0, 0] = 3.0
-        >>> spatial_neighbour_error(f)[0].tolist()
-        [[3.0, 1.0], [1.0, 1.0]]
-    """
-    f = np.asarray(features, dtype=np.float64)
-    b, _, h, w = f.shape
-    total = np.zeros((b, h, w))
-    count = np.zeros((b, h, w))
-    for u in (-1, 0, 1):
-        for v in (-1, 0, 1):
-            if u == 0 and v == 0:
-                continue
-            oi, si = slice(max(0, -u), h - max(0, u)), slice(max(0, u), h - max(0, -u))
-            oj, sj = slice(max(0, -v), w - max(0, v)), slice(max(0, v), w - max(0, -v))
-            d = np.sqrt(((f[:, :, oi, oj] - f[:, :, si, sj]) ** 2).sum(1))
-            total[:, oi, oj] += d
-            count[:, oi, oj] += 1
-    return total / count
-
-
-def train_density_estimator(maps: np.ndarray, region: np.ndarray, kind: str = "dmc", *,
-                            steps: int = 300, dim: int = 16, kernel_size: int = 5,
-                            labeled_fraction: float = 0.1, lr: float = 1e-2,
-                            seed: int = 0, est_kwargs: dict | None = None
-                            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Train a DMC or masked-convolution estimator on feature maps and read it out.
-
-    The loss is Eq. 8 plus the auxiliary cross-entropy on the region ids of a
-    seeded ``labeled_fraction`` of the pixels (the rest ignored); full-batch
-    Adam, one torch thread (restored afterwards), weights seeded by ``seed`` inside
-    :func:`torch.random.fork_rng` (the global RNG is untouched); ``est_kwargs`` go to
-    the estimator's constructor.
-
-    Args:
-        maps: ``(B, C, H, W)`` float backbone features.
-        region: ``(B, H, W)`` int class ids in ``[0, 255)``.
-        kind: ``"dmc"`` (:class:`densecore.DMCEstimator`) or ``"masked_conv"``
-            (:class:`densecore.MaskedConvEstimator`).
-        steps: Adam steps.
-        dim, kernel_size: the estimator's ``dim`` and ``K``.
-        labeled_fraction: share of pixels whose region id the auxiliary loss sees.
-        lr: Adam learning rate.
-        seed: seed of the initialisation and of the labeled pixels.
-
-    Returns:
-        ``(features (B*H*W, dim) float32 F L2-normalised per pixel, error
-        (B*H*W,) float64 reconstruction error, densities (B*H*W,) float64
-        estimator.density)``, pixels in ``(b, h, w)`` order.
+    From a checkout (``root/benchmarks/bounds_data.py``; ``root`` defaults to
+    the folder that holds ``src/densecore``), its ``load_datasets(quick, seed)``;
+    otherwise :func:`builtin_datasets`. The description names the source for
+    the report.
 
     Example:
-        >>> from densecore.synthetic import feature_map
-        >>> f, r, _ = feature_map(1, 4, 8, 8, n_regions=3, seed=0)
-        >>> x, e, d = train_density_estimator(f, r, "masked_conv", steps=2, dim=4, kernel_size=3)
-        >>> x.shape, e.shape, bool((d > 0).all())
-        ((64, 4), (64,), True)
+        >>> text, loader = dataset_source("/nonexistent")
+        >>> text.split(":")[0], loader is builtin_datasets
+        ('built-in', True)
     """
-    import torch
-
-    from ..density import DMCEstimator, MaskedConvEstimator
-
-    classes = {"dmc": DMCEstimator, "masked_conv": MaskedConvEstimator}
-    if kind not in classes:
-        raise ValueError(f"kind must be one of {sorted(classes)}; got {kind!r}")
-    steps = check_int(steps, "steps", minimum=0)
-    x = torch.as_tensor(np.ascontiguousarray(maps, dtype=np.float32))
-    target = torch.as_tensor(np.asarray(region, dtype=np.int64)).clone()
-    rng = np.random.default_rng(seed)
-    target[torch.as_tensor(rng.random(tuple(target.shape)) >= labeled_fraction)] = 255
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # small convolutions: one thread is fastest and leaves the rest
-    # the seed applies inside fork_rng only: the global torch RNG is left as it was
-    try:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            est = classes[kind](x.shape[1], dim=dim, kernel_size=kernel_size,
-                                num_classes=int(region.max()) + 1, **(est_kwargs or {}))
-        opt = torch.optim.Adam(est.parameters(), lr=lr)
-        for _ in range(steps):
-            loss = est.loss(est(x), target)  # Eq. 8 + auxiliary cross-entropy
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        with torch.no_grad():
-            out = est(x)
-            dens = est.density(out)
-    finally:
-        torch.set_num_threads(threads)
-    f = out.features.permute(0, 2, 3, 1).reshape(-1, est.dim).numpy()
-    return (_l2(f), out.error.reshape(-1).numpy().astype(np.float64),
-            dens.reshape(-1).numpy().astype(np.float64))
-
-
-def featmap_dataset(batch: int = 2, height: int = 30, width: int = 32, dim: int = 16,
-                    seed: int = 0, *, density: str = "spatial", steps: int = 300,
-                    est_dim: int = 16, kernel_size: int = 5) -> Dataset:
-    """The ``featmap`` data sets: :func:`densecore.synthetic.feature_map` pixels as
-    samples (8 regions with noise from 0.05 to 1.0, labels = region ids), the map
-    L2-normalised per pixel.
-
-    ``density="spatial"`` (name ``featmap``): the normalised pixels are the
-    features, raw error = :func:`spatial_neighbour_error`. ``"dmc"`` or
-    ``"masked_conv"`` (name ``featmap_<density>``): an estimator is trained on
-    the map by :func:`train_density_estimator` (``steps``, ``est_dim``,
-    ``kernel_size``, ``seed``); features, raw error and densities are its output.
-
-    Example:
-        >>> ds = featmap_dataset(1, 8, 8, 4)
-        >>> ds.features.shape, int(ds.labels.max()) < 8
-        ((64, 4), True)
-    """
-    from ..synthetic import feature_map
-
-    if density not in FEATMAP_DENSITIES:
-        raise ValueError(f"density must be one of {list(FEATMAP_DENSITIES)}; got {density!r}")
-    f, region, _ = feature_map(batch, dim, height, width, n_regions=8, seed=seed)
-    f = f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
-    labels = region.reshape(-1).astype(np.int64)
-    t0 = time.perf_counter()
-    if density == "spatial":
-        e = spatial_neighbour_error(f).reshape(-1)
-        x = np.ascontiguousarray(f.transpose(0, 2, 3, 1).reshape(-1, dim), dtype=np.float32)
-        return Dataset("featmap", x, labels, e, time.perf_counter() - t0, density="spatial")
-    x, e, d = train_density_estimator(f, region, density, steps=steps, dim=est_dim,
-                                      kernel_size=kernel_size, seed=seed)
-    return Dataset(f"featmap_{density}", x, labels, e, time.perf_counter() - t0,
-                   density=density, densities=d)
-
-
-def manifold_dataset(n: int = 3000, seed: int = 0) -> Dataset:
-    """The ``manifolds`` data set: :func:`densecore.synthetic.manifold_mixture`
-    (1-D curve, 2-D sheet, 16-D blob in D = 16), L2-normalised, kNN raw error.
-
-    Example:
-        >>> manifold_dataset(300).features.shape
-        (300, 16)
-    """
-    from ..synthetic import manifold_mixture
-
-    x, y = manifold_mixture(n, dim=16, seed=seed)
-    return _knn_dataset("manifolds", _l2(x), y)
-
-
-def _margin(probs: np.ndarray) -> np.ndarray:
-    top = np.sort(probs, axis=1)[:, -2:]
-    return 1.0 - top[:, 1] + top[:, 0]  # 1 - P1 + P2 (the paper's margin score)
-
-
-def scene_dataset(density: str = "knn", *, steps: int = 150, est_steps: int = 100,
-                  seed: int = 0) -> Dataset:
-    """The ``scene`` data sets: pixels of 4 target-domain street scenes (24 x 32 at
-    stride 2, N = 3,072), features of a CNN trained on the source domain
-    (:func:`densecore.synthetic.scene_features`), true classes as labels and the
-    margin score ``1 - P1 + P2`` of the CNN as ``scores`` (the paper protocol's
-    candidates).
-
-    ``density="knn"`` (name ``scene``): L2-normalised CNN features, kNN raw
-    error. ``"dmc"`` (name ``scene_dmc``): a :class:`densecore.DMCEstimator`
-    (``dim = 16``, ``K = 5``) trained on the target feature maps for
-    ``est_steps`` steps as in :func:`train_density_estimator` (aux loss on 10 %
-    of the true labels); its F, reconstruction error and density.
-
-    Example:
-        >>> ds = scene_dataset(steps=1)
-        >>> ds.features.shape, ds.scores.shape
-        ((3072, 32), (3072,))
-    """
-    from ..synthetic import scene_features
-
-    if density not in ("knn", "dmc"):
-        raise ValueError(f"density must be 'knn' or 'dmc'; got {density!r}")
-    t0 = time.perf_counter()
-    f, p, y = scene_features(seed=seed, steps=steps)
-    labels = y.reshape(-1)
-    scores = _margin(p.transpose(0, 2, 3, 1).reshape(-1, p.shape[1]))
-    if density == "knn":
-        x = f.transpose(0, 2, 3, 1).reshape(-1, f.shape[1])
-        ds = _knn_dataset("scene", _l2(x), labels)
-        ds.scores = scores
-        return ds
-    x, e, d = train_density_estimator(f, y, "dmc", steps=est_steps, seed=seed)
-    return Dataset("scene_dmc", x, labels, e, time.perf_counter() - t0, density="dmc",
-                   densities=d, scores=scores)
-
-
-def load_datasets(quick: bool = True, seed: int = 0) -> list[Dataset]:
-    """The data sets of the quick run (gmm, scene, scene_dmc, digits; the DMC
-    trains for 100 Adam steps) or the full run (adds manifolds and the three
-    featmap data sets; estimators train for 300 steps); ``seed`` seeds every
-    generated data set (digits is fixed)."""
-    steps = 100 if quick else 300
-    out = [gmm_dataset(2000, seed=seed), scene_dataset("knn", seed=seed),
-           scene_dataset("dmc", est_steps=steps, seed=seed)]
-    if not quick:
-        out.insert(1, manifold_dataset(3000, seed=seed))
-        out += [featmap_dataset(density=d, steps=steps, seed=seed) for d in FEATMAP_DENSITIES]
-    dg = digits_dataset()
-    if dg is not None:
-        out.append(dg)
-    return out
-
-
-# ---------------------------------------------------------------- exact greedy
-
-@numba.njit(parallel=True, cache=True)
-def _exact_scores(dist, old_d, assign, sums, counts, m):  # pragma: no cover - numba
-    n = dist.shape[0]
-    scores = np.empty(n)
-    for c in numba.prange(n):
-        if old_d[c] == 0.0:  # already selected, or a duplicate of a selected point
-            scores[c] = np.inf
-            continue
-        dsum = np.zeros(m)
-        dcnt = np.zeros(m)
-        new_sum = 0.0
-        new_cnt = 0.0
-        for j in range(n):
-            dj = dist[c, j]
-            if dj < old_d[j]:
-                new_sum += dj
-                new_cnt += 1.0
-                a = assign[j]
-                if a >= 0:
-                    dsum[a] += old_d[j]
-                    dcnt[a] += 1.0
-        best = new_sum / new_cnt
-        for k in range(m):
-            cnt = counts[k] - dcnt[k]
-            if cnt > 0.5:
-                v = (sums[k] - dsum[k]) / cnt
-                if v > best:
-                    best = v
-        scores[c] = best
-    return scores
-
-
-def exact_ard_greedy(features, budget: int) -> np.ndarray:
-    """The naive greedy for Eq. 4: each step adds the point that minimises the max
-    average radial distance of the new selection.
-
-    The first pick is the medoid (the point with the smallest mean distance to
-    all others). Every step scores all ``n`` candidates against all ``n``
-    points, so the cost is ``O(n^2 b)`` time and ``O(n^2)`` memory (the full
-    Euclidean distance matrix): for small ``n`` only (a few thousand).
-    Ties go to the lowest index.
-
-    Args:
-        features: ``(n, D)`` float array.
-        budget: number of picks, ``1 <= budget <= n``.
-
-    Returns:
-        ``(budget,)`` int64 indices in selection order.
-
-    Example:
-        >>> import numpy as np
-        >>> x = np.array([[0.0], [1.0], [2.0], [10.0], [11.0]])
-        >>> exact_ard_greedy(x, 2).tolist()
-        [2, 3]
-    """
-    x = np.asarray(check_features(features), dtype=np.float64)
-    n = x.shape[0]
-    budget = check_int(budget, "budget", minimum=1)
-    if budget > n:
-        raise ValueError(f"budget must be at most the number of points ({n}); got {budget}")
-    sq = (x * x).sum(1)
-    dist = np.sqrt(np.maximum(sq[:, None] + sq[None, :] - 2.0 * x @ x.T, 0.0))
-    np.fill_diagonal(dist, 0.0)
-    old_d = np.full(n, np.inf)
-    assign = np.full(n, -1, dtype=np.int64)
-    sums = np.zeros(budget)
-    counts = np.zeros(budget)
-    picks = np.empty(budget, dtype=np.int64)
-    for m in range(budget):
-        c = int(np.argmin(_exact_scores(dist, old_d, assign, sums, counts, m)))
-        picks[m] = c
-        moved = dist[c] < old_d
-        np.subtract.at(sums, assign[moved & (assign >= 0)],
-                       old_d[moved & (assign >= 0)])
-        np.subtract.at(counts, assign[moved & (assign >= 0)], 1.0)
-        old_d = np.where(moved, dist[c], old_d)
-        assign[moved] = m
-        sums[m] = dist[c][moved].sum()
-        counts[m] = moved.sum()
-    return picks
+    root = Path(__file__).resolve().parents[3] if root is None else Path(root)
+    path = root / "benchmarks" / "bounds_data.py"
+    if path.is_file():
+        name = "densecore_benchmarks_bounds_data"
+        module = sys.modules.get(name)
+        if module is None:
+            spec = importlib.util.spec_from_file_location(name, path)
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[name] = module
+            try:
+                spec.loader.exec_module(module)
+            except BaseException:
+                del sys.modules[name]
+                raise
+        return f"checkout: {path}", module.load_datasets
+    return ("built-in: gmm (densecore.synthetic.gaussian_mixture, 2,000 points); the "
+            "scene, feature-map, manifold and digits data sets need a checkout of the "
+            "repository (benchmarks/bounds_data.py)", builtin_datasets)
 
 
 # ------------------------------------------------------------------- the run
@@ -536,18 +253,30 @@ def _typicality_density(ds: Dataset, x, e, dens):
     return 1.0 / np.maximum(e, max(float(np.median(e)) * 1e-3, 1e-300))
 
 
+def _methods(methods, exact) -> set:
+    """The methods to run: ``methods`` or every one (``exact_ard_greedy`` only with ``exact``)."""
+    if methods is None:
+        return {m for m in METHODS if exact is not None or m != "exact_ard_greedy"}
+    methods = set(methods)
+    if "exact_ard_greedy" in methods and exact is None:
+        raise ValueError("methods includes 'exact_ard_greedy' but exact is None; pass the "
+                         "exact-ARD greedy (benchmarks/exact_ard.py) as exact")
+    return methods
+
+
 def run_dataset(ds: Dataset, budgets, seeds=(0,), *, taus=DEFAULT_TAUS,
                 exact_max_n: int = 2000, methods=None, protocols=None,
-                alpha: float = 10.0) -> list[dict]:
+                alpha: float = 10.0, exact=None) -> list[dict]:
     """Rows for one data set over ``budgets`` x ``seeds`` x protocols (module docstring).
 
     ``protocols``: ``"same"`` (select from every point, measure over every
     point) and, where ``ds.scores`` exists, ``"paper"`` (select from the top
     ``alpha * budget`` candidates by score, delta over them, ARD and the
-    core-set loss over every point). ``exact_ard_greedy`` is deterministic
-    (it has no seed) and runs once per budget, same protocol only.
+    core-set loss over every point). ``exact``: ``exact(features, budget) ->
+    indices``, the ``exact_ard_greedy`` method (None: not run); it is
+    deterministic (it has no seed) and runs once per budget, same protocol only.
     """
-    methods = set(methods or METHODS)
+    methods = _methods(methods, exact)
     protocols = [p for p in (protocols or ("same", "paper"))
                  if p == "same" or ds.scores is not None]
     rows = []
@@ -597,7 +326,7 @@ def run_dataset(ds: Dataset, budgets, seeds=(0,), *, taus=DEFAULT_TAUS,
                     add("all_candidates", lambda: np.arange(n))
             if "exact_ard_greedy" in methods and protocol == "same" and n <= exact_max_n:
                 t0 = time.perf_counter()
-                sel = exact_ard_greedy(x, budget)
+                sel = exact(x, budget)
                 rows.append(_row(ds, budget, 0, "exact_ard_greedy", sel,
                                  time.perf_counter() - t0, protocol=protocol))
     return rows
@@ -622,20 +351,24 @@ def tau_sweep(ds: Dataset, budget: int, taus=DEFAULT_TAUS, seed: int = 0) -> lis
 
 
 def run_bounds(quick: bool = True, *, datasets=None, budgets=None, seeds=None,
-               taus=DEFAULT_TAUS, exact_max_n: int = 2000, methods=None) -> dict:
+               taus=DEFAULT_TAUS, exact_max_n: int = 2000, methods=None,
+               exact=None) -> dict:
     """Run the bound benchmark.
 
     Args:
-        quick: the quick run (budgets 20, 50, 100; seed 0; four data sets; no
-            exact-ARD greedy); else the full run (budgets 20 to 200, seeds 0-4,
-            every data set).
-        datasets: list of :class:`Dataset`; default: :func:`load_datasets` built
-            anew for every seed (so seeds vary the data as well as the first pick).
+        quick: the quick run (budgets 20, 50, 100; seed 0; no exact-ARD greedy);
+            else the full run (budgets 20 to 200, seeds 0-4); the loader decides
+            which data sets each run has.
+        datasets: a list of :class:`Dataset` (fixed over seeds), or a loader
+            ``loader(quick, seed) -> list[Dataset]`` called anew for every seed (so
+            seeds vary the data as well as the first pick); default
+            :func:`builtin_datasets` (:func:`dataset_source` finds the repository's).
         budgets, seeds: override the sweep.
         taus: the grid for :func:`densecore.tune_density_scaling`.
         exact_max_n: largest ``n`` on which ``exact_ard_greedy`` runs.
-        methods: subset of :data:`METHODS` (default: all; the quick run skips
-            ``exact_ard_greedy``).
+        methods: subset of :data:`METHODS` (default: all; the quick run and a run
+            without ``exact`` skip ``exact_ard_greedy``).
+        exact: ``exact(features, budget) -> indices``, the exact-ARD greedy, or None.
 
     Returns:
         ``{"rows": [...], "tau_sweep": [...], "datasets": [...], "verdict": [...],
@@ -649,16 +382,19 @@ def run_bounds(quick: bool = True, *, datasets=None, budgets=None, seeds=None,
     t0 = time.perf_counter()
     budgets = tuple(budgets or ((20, 50, 100) if quick else (20, 50, 100, 200)))
     seeds = tuple(seeds or ((0,) if quick else (0, 1, 2, 3, 4)))
-    if methods is None:
-        methods = [m for m in METHODS if not (quick and m == "exact_ard_greedy")]
+    if methods is None and quick:
+        methods = [m for m in METHODS if m != "exact_ard_greedy"]
+    methods = _methods(methods, exact)
     rows, sweep, info = [], [], {}
-    per_seed = datasets is None
+    datasets = builtin_datasets if datasets is None else datasets
+    per_seed = callable(datasets)
     for i, seed in enumerate(seeds if per_seed else (None,)):
-        dss = load_datasets(quick, seed) if per_seed else list(datasets)
+        dss = datasets(quick, seed) if per_seed else list(datasets)
         for ds in dss:
             bs = [b for b in budgets if b <= len(ds.features)]
             rows += run_dataset(ds, bs, (seed,) if per_seed else seeds, taus=taus,
-                                exact_max_n=exact_max_n if i == 0 else 0, methods=methods)
+                                exact_max_n=exact_max_n if i == 0 else 0, methods=methods,
+                                exact=exact)
             if i == 0:
                 sweep += tau_sweep(ds, bs[len(bs) // 2], taus=taus)
                 info[ds.name] = {"name": ds.name, "density": ds.density,
@@ -884,111 +620,3 @@ def format_report(out: dict) -> str:
     return "\n".join(parts)
 
 
-def write_plots(out: dict, directory: str, datasets=None, budget: int = 50) -> list[str]:
-    """Write ``bounds_<dataset>[_paper].png`` and ``density_vs_ard.png`` (Fig. 4,
-    k-center selection of ``budget`` points, paper's tau) into ``directory``; return
-    the paths and store the calibration in ``out["calibration"]``: the Fig. 4 R^2
-    on the k-center selection and the supplementary's procedure
-    (:func:`densecore.density.supplementary_calibration`: U(0.5, 3) draw, R^2
-    against 1/density and against the area radius, points used)."""
-    datasets = load_datasets(True) if datasets is None else datasets
-    paths = plot_bounds(out["rows"], directory)
-    pts = [density_vs_ard(ds, min(budget, len(ds.features))) for ds in datasets]
-    out["calibration"] = []
-    for ds, p in zip(datasets, pts):
-        row = {"dataset": p["dataset"], "density": p["source"], "budget": p["budget"],
-               "tau": p["tau"], "r2": p["r2"], "r2_supplementary": float("nan"),
-               "r2_radius": float("nan"), "n_points": 0}
-        try:
-            cal = supplementary_calibration(ds.features, ds.paper_densities())
-            row.update(r2_supplementary=cal.r2, r2_radius=cal.r2_radius,
-                       n_points=cal.n_points)
-        except ValueError as exc:  # too few densities in [0.5, 3]
-            log.warning("%s: %s", ds.name, exc)
-        out["calibration"].append(row)
-    paths.append(plot_density_vs_ard(pts, directory))
-    return paths
-
-
-# ------------------------------------------------------------------ plots
-
-def _figure(**kwargs):
-    # A bare Figure renders with the Agg canvas and leaves pyplot's global state alone.
-    try:
-        from matplotlib.figure import Figure
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError("plots need matplotlib: pip install 'densecore-seg[plots]'") from exc
-    return Figure(layout="constrained", **kwargs)
-
-
-def _save_atomic(fig, path: str) -> None:
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    atomic_save_figure(fig, path, format="png", dpi=110, bbox_inches="tight")
-
-
-def plot_bounds(rows: list[dict], directory: str) -> list[str]:
-    """One PNG per data set and protocol, ``bounds_<dataset>[_paper].png``: delta, max
-    ARD and core-set loss against the budget, one line per method (mean over seeds).
-    Returns the paths."""
-    paths = []
-    summary = summarise(rows)
-    for name, protocol in sorted({(r["dataset"], r["protocol"]) for r in summary}):
-        rs = [r for r in summary if r["dataset"] == name and r["protocol"] == protocol]
-        fig = _figure(figsize=(13, 3.6))
-        axes = fig.subplots(1, 3)
-        for method in sorted({r["method"] for r in rs}):
-            mr = sorted((r for r in rs if r["method"] == method), key=lambda r: r["budget"])
-            for ax, key in zip(axes, ("delta", "max_ard", "coreset_loss")):
-                ax.plot([r["budget"] for r in mr], [r[key] for r in mr], marker="o",
-                        label=method)
-        for ax, title in zip(axes, ("delta (Eq. 3)", "max average radial distance (Eq. 4)",
-                                    "core-set loss, 1-NN (Eq. 1)")):
-            ax.set_xscale("log")
-            ticks = sorted({r["budget"] for r in rs})
-            ax.set_xticks(ticks, [str(t) for t in ticks])
-            ax.minorticks_off()
-            ax.set_xlabel("budget")
-            ax.set_title(title, fontsize=10)
-        axes[0].legend(fontsize=8)
-        fig.suptitle(f"{name}, {protocol} protocol: bounds vs budget (mean over seeds)",
-                     fontsize=11)
-        suffix = "" if protocol == "same" else f"_{protocol}"
-        path = os.path.join(directory, f"bounds_{name}{suffix}.png")
-        _save_atomic(fig, path)
-        paths.append(path)
-    return paths
-
-
-def density_vs_ard(ds: Dataset, budget: int, tau: float = TAU, seed: int = 0) -> dict:
-    """Fig. 4's data: for a k-center selection of ``budget`` points, the coverage
-    density and the average radial distance of each selected point, and the R^2 of
-    a linear fit of ARD on 1/density (:func:`densecore.density.density_calibration`).
-
-    Densities are the estimator's (``ds.densities``) when ``tau`` is the paper's
-    and the data set has them, else ``coverage_density(ds.raw_error, tau=tau)``.
-    """
-    sel = KCenterGreedy(seed=seed).select(ds.features, budget).indices
-    if ds.densities is not None and tau == TAU:
-        dens = ds.densities
-    else:
-        dens = np.asarray(coverage_density(ds.raw_error, tau=tau), dtype=np.float64)
-    cal = density_calibration(ds.features, dens, sel)
-    return {"dataset": ds.name, "source": ds.density, "budget": budget, "tau": tau,
-            "density": (1.0 / cal.inverse_density).tolist(),
-            "ard": cal.radial_distance.tolist(), "r2": cal.r2}
-
-
-def plot_density_vs_ard(points: list[dict], directory: str) -> str:
-    """Scatter of average radial distance against coverage density of the selected
-    points, one panel per data set (as the paper's Fig. 4); ``density_vs_ard.png``."""
-    fig = _figure(figsize=(4.2 * len(points), 3.6))
-    axes = fig.subplots(1, len(points), squeeze=False)
-    for ax, p in zip(axes[0], points):
-        ax.scatter(p["density"], p["ard"], s=10, alpha=0.7)
-        ax.set_xlabel(f"{p['source']} coverage density (tau={p['tau']:g})")
-        ax.set_ylabel("average radial distance")
-        ax.set_title(f"{p['dataset']}, k-center b={p['budget']}, "
-                     f"R^2(ARD~1/d)={p['r2']:.2f}", fontsize=9)
-    path = os.path.join(directory, "density_vs_ard.png")
-    _save_atomic(fig, path)
-    return path
