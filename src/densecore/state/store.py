@@ -1,31 +1,7 @@
-"""Active-learning label state on disk: which pixels of which image were queried when.
-
-A selection round over thousands of images runs inside a training job that
-can be killed at any moment. :class:`ActiveLabelState` records the pixels
-queried in each round so that nothing is lost, nothing is counted twice, and
-a data loader reading the masks never sees a half-written file.
-
-Layout of ``root`` (full description in ``docs/state.md``)::
-
-    root/manifest.json            the single source of truth: images, shapes, done rounds
-    root/masks/<key>.r<R>.npz     the pixels queried in round R of one image
-    root/.lock                    lock file taken (flock) by writers
-
-Write protocol. Every file is written to a temporary file in the same
-directory, flushed, fsynced, renamed over its final name with ``os.replace``,
-and the directory is fsynced. ``add`` writes the round's mask file first and
-the manifest last; a round is done exactly when the manifest lists it.
-A kill between any two system calls therefore leaves either the old manifest
-(the round is not done; a mask file or a temporary file may be left over and
-is overwritten or removed by the next writer) or the new one. Mask files
-listed in the manifest are never modified again, so a reader holding any
-version of the manifest reads complete files. Re-running the same ``add``
-calls after a restart is safe: re-adding the same pixels for a done round is
-a no-op, adding different pixels is an error.
-
-Writers serialise through ``fcntl.flock`` on ``root/.lock`` (POSIX only;
-on a network file system flock must be supported by the server). Readers
-take no lock.
+"""The label state's store: :class:`ActiveLabelState` opens or creates a state
+directory, serialises writers through a lock file, reads the manifest again when
+another process replaced it, and records each round (mask file first, manifest last).
+The write protocol and the layout are described in :mod:`densecore.state`.
 
 Shape:
     masks ``(H, W)`` bool, one ``(H, W)`` per image (given for all images or
@@ -35,206 +11,29 @@ Shape:
 from __future__ import annotations
 
 import contextlib
-import csv
-import hashlib
-import io
 import json
 import logging
 import os
 import re
 import threading
-import zipfile
 import zlib
 from collections.abc import Mapping
 
 import numpy as np
 
-from .atomic import atomic_write
-from .validation import check_int, check_mask
+from ..atomic import atomic_write
+from ..validation import check_int, check_mask
+from . import export
+from .codec import (FORMAT, MANIFEST, MASK_DIR, VERSION, CorruptFileError, check_labels,
+                    decode_mask, encode_mask, file_key, parse_manifest, popcount, unpack,
+                    utf8_error)
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ActiveLabelState", "CorruptFileError", "atomic_write"]
+__all__ = ["ActiveLabelState"]
 
-FORMAT = "densecore-active-label-state"
-VERSION = 1
-MANIFEST = "manifest.json"
-MASK_DIR = "masks"
 LOCK = ".lock"
 _TMP_RE = re.compile(r"^\..+\.[0-9a-f]{16}\.tmp$")  # atomic_write's temporary names
-_ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # fixed, so equal masks give byte-identical files
-_ROUND_KEY = re.compile(r"0|[1-9][0-9]{0,8}")  # canonical ASCII decimal round numbers
-_LABEL_DTYPES = (np.uint8, np.uint16)
-LAYOUTS = ("flat", "cityscapes")
-
-
-class CorruptFileError(ValueError):
-    """A file in the state directory is unreadable, truncated, modified or not densecore's.
-
-    Attributes:
-        path: the offending file.
-    """
-
-    def __init__(self, path: str, reason: str):
-        self.path = path
-        super().__init__(f"{path}: {reason}")
-
-
-# --------------------------------------------------------------------------- mask files
-
-def _encode_mask(mask: np.ndarray, values: np.ndarray | None = None) -> bytes:
-    """npz (zip, deflate) with ``packed`` (uint8 packbits, big bit order), ``shape`` and,
-    when labels are stored, ``labels`` (the class of each queried pixel, row-major)."""
-    buf = io.BytesIO()
-    arrays = [("packed", np.packbits(mask.ravel())),
-              ("shape", np.asarray(mask.shape, dtype=np.int64))]
-    if values is not None:
-        arrays.append(("labels", values))
-    with zipfile.ZipFile(buf, "w") as zf:
-        for name, arr in arrays:
-            npy = io.BytesIO()
-            np.lib.format.write_array(npy, arr, allow_pickle=False)
-            # level 1: several times faster than the default on scattered pixels, ~30 % larger
-            zf.writestr(zipfile.ZipInfo(f"{name}.npy", date_time=_ZIP_TIME), npy.getvalue(),
-                        compress_type=zipfile.ZIP_DEFLATED, compresslevel=1)
-    return buf.getvalue()
-
-
-def _popcount(packed: np.ndarray) -> int:
-    return int(np.count_nonzero(np.unpackbits(packed)))
-
-
-def _unpack(packed: np.ndarray, shape) -> np.ndarray:
-    h, w = shape
-    return np.unpackbits(packed, count=h * w).reshape(h, w).view(bool)
-
-
-def _decode_mask(data: bytes, shape: tuple[int, int], path: str, *, values: bool = False):
-    """The ``packed`` bits of a mask file, checked against ``shape``.
-
-    With ``values=True`` a pair ``(packed, labels or None)``.
-    """
-    try:
-        with np.load(io.BytesIO(data), allow_pickle=False) as z:
-            if sorted(z.files) not in (["packed", "shape"], ["labels", "packed", "shape"]):
-                raise CorruptFileError(path, f"expected arrays 'packed' and 'shape' (and "
-                                             f"'labels'); found {sorted(z.files)}")
-            packed, stored = z["packed"], z["shape"]
-            labels = z["labels"] if "labels" in z.files else None
-    except CorruptFileError:
-        raise
-    except Exception as e:  # zipfile, numpy format, zlib and EOF errors all mean corrupt
-        raise CorruptFileError(path, f"not a readable mask file ({type(e).__name__}: {e})") \
-            from e
-    if stored.tolist() != list(shape):
-        raise CorruptFileError(path, f"mask shape {stored.tolist()} does not match the image "
-                                     f"shape {list(shape)} in {MANIFEST}")
-    h, w = shape
-    if packed.dtype != np.uint8 or packed.shape != ((h * w + 7) // 8,):
-        raise CorruptFileError(path, f"packed bits have dtype {packed.dtype} and shape "
-                                     f"{packed.shape}; expected uint8 ({(h * w + 7) // 8},)")
-    if labels is not None and (labels.dtype not in _LABEL_DTYPES or labels.ndim != 1
-                               or labels.size != _popcount(packed)):
-        raise CorruptFileError(path, f"labels have dtype {labels.dtype} and shape "
-                                     f"{labels.shape}; expected uint8/uint16 "
-                                     f"({_popcount(packed)},)")
-    return (packed, labels) if values else packed
-
-
-def _check_labels(labels, mask: np.ndarray) -> np.ndarray:
-    """The values of ``labels`` ``(H, W)`` at ``mask``, as uint8 (or uint16 above 255)."""
-    if hasattr(labels, "detach"):
-        labels = labels.detach().cpu().numpy()
-    if not isinstance(labels, np.ndarray):
-        raise TypeError(f"labels must be a numpy array or a torch tensor; got "
-                        f"{type(labels).__name__}")
-    if labels.dtype == np.bool_ or not np.issubdtype(labels.dtype, np.integer):
-        raise TypeError(f"labels must hold integer class ids; got dtype {labels.dtype}")
-    if labels.shape != mask.shape:
-        raise ValueError(f"labels must have shape {mask.shape}; got shape {labels.shape}")
-    values = labels[mask]
-    if values.size and (values.min() < 0 or values.max() > 65535):
-        raise ValueError(f"labels must lie in [0, 65535] at the queried pixels; got "
-                         f"[{values.min()}, {values.max()}]")
-    dtype = np.uint8 if not values.size or values.max() <= 255 else np.uint16
-    return values.astype(dtype)
-
-
-def _png(image: np.ndarray) -> bytes:
-    """A greyscale PNG (8- or 16-bit, big-endian samples) of ``(H, W)`` uint8/uint16."""
-    h, w = image.shape
-    depth = 16 if image.dtype == np.uint16 else 8
-    rows = image.astype(">u2" if depth == 16 else np.uint8).reshape(h, -1).view(np.uint8)
-    raw = np.concatenate([np.zeros((h, 1), np.uint8), rows.reshape(h, -1)], axis=1)
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return (len(body).to_bytes(4, "big") + kind + body
-                + zlib.crc32(kind + body).to_bytes(4, "big"))
-
-    ihdr = w.to_bytes(4, "big") + h.to_bytes(4, "big") + bytes([depth, 0, 0, 0, 0])
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
-            + chunk(b"IDAT", zlib.compress(raw.tobytes(), 6)) + chunk(b"IEND", b""))
-
-
-def _utf8_error(text: str) -> str | None:
-    """None when ``text`` encodes as UTF-8, else where it fails (a lone surrogate)."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as e:
-        return f"character {text[e.start]!r} at position {e.start} is a lone surrogate"
-    return None
-
-
-def _file_key(image_id: str) -> str:
-    """File-name-safe, collision-free key of an image id."""
-    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", image_id).strip("._-")[:64] or "image"
-    return f"{safe}-{hashlib.sha1(image_id.encode('utf-8')).hexdigest()[:12]}"
-
-
-# --------------------------------------------------------------------------- manifest
-
-def _parse_manifest(data: bytes, path: str) -> dict:
-    try:
-        m = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise CorruptFileError(path, f"not valid JSON ({e})") from e
-    if not isinstance(m, dict) or m.get("format") != FORMAT:
-        raise CorruptFileError(path, f"not a densecore label-state manifest "
-                                     f"(expected \"format\": \"{FORMAT}\")")
-    if m.get("version") != VERSION:
-        raise CorruptFileError(path, f"manifest version {m.get('version')!r} is not "
-                                     f"supported (this densecore reads version {VERSION})")
-    images = m.get("images")
-    if not isinstance(images, dict):
-        raise CorruptFileError(path, "\"images\" must be an object")
-    for image_id, entry in images.items():
-        bad = _utf8_error(image_id)
-        if bad:
-            raise CorruptFileError(path, f"image id {image_id!r} is not valid text ({bad})")
-        try:
-            h, w = entry["shape"]
-            ok = (isinstance(h, int) and isinstance(w, int) and h > 0 and w > 0
-                  and entry["key"] == _file_key(image_id)
-                  and isinstance(entry["rounds"], dict))
-        except (KeyError, TypeError, ValueError, AttributeError):
-            ok = False
-        if not ok:
-            raise CorruptFileError(path, f"malformed entry for image {image_id!r}")
-        for k, v in entry["rounds"].items():
-            if not _ROUND_KEY.fullmatch(k):
-                raise CorruptFileError(path, f"image {image_id!r} has round key {k!r}; round "
-                                             f"keys are decimal numbers such as \"0\", \"12\"")
-            try:
-                ok = (isinstance(v["pixels"], int) and isinstance(v["new"], int)
-                      and 0 <= v["new"] <= v["pixels"] <= h * w
-                      and isinstance(v["crc32"], str)
-                      and re.fullmatch(r"[0-9a-f]{8}", v["crc32"]) is not None
-                      and isinstance(v.get("labels", False), bool))
-            except (KeyError, TypeError):
-                ok = False
-            if not ok:
-                raise CorruptFileError(path, f"malformed round {k} of image {image_id!r}")
-    return m
 
 
 def _stat_key(path: str):
@@ -313,7 +112,7 @@ class ActiveLabelState:
         for i in ids:
             if not isinstance(i, str) or not i:
                 raise TypeError(f"image_ids must be non-empty strings; got {i!r}")
-            bad = _utf8_error(i)
+            bad = utf8_error(i)
             if bad:
                 raise ValueError(f"image_ids must be valid Unicode text (encodable as UTF-8); "
                                  f"{i!r}: {bad}")
@@ -346,7 +145,7 @@ class ActiveLabelState:
                              f"{leftovers[0]!r}); use a new or empty directory for a new "
                              f"label state")
         m = {"format": FORMAT, "version": VERSION, "mask_dir": MASK_DIR,
-             "images": {i: {"shape": list(hw), "key": _file_key(i), "rounds": {}}
+             "images": {i: {"shape": list(hw), "key": file_key(i), "rounds": {}}
                         for i, hw in wanted.items()}}
         self._write_manifest(m)
 
@@ -378,7 +177,7 @@ class ActiveLabelState:
                 st = os.fstat(f.fileno())  # the version actually read
                 data = f.read()
             key = st.st_ino, st.st_size, st.st_mtime_ns
-            self._m = _parse_manifest(data, self._manifest_path)
+            self._m = parse_manifest(data, self._manifest_path)
             self._m_key = key
 
     def _write_manifest(self, m: dict) -> None:
@@ -472,9 +271,9 @@ class ActiveLabelState:
             raise CorruptFileError(path, f"checksum does not match the crc32 recorded in "
                                          f"{MANIFEST}; the file was modified, truncated or "
                                          f"replaced")
-        packed, labels = _decode_mask(data, tuple(entry["shape"]), path, values=True)
-        if _popcount(packed) != rec["pixels"]:
-            raise CorruptFileError(path, f"holds {_popcount(packed)} pixels; {MANIFEST} "
+        packed, labels = decode_mask(data, tuple(entry["shape"]), path, values=True)
+        if popcount(packed) != rec["pixels"]:
+            raise CorruptFileError(path, f"holds {popcount(packed)} pixels; {MANIFEST} "
                                          f"records {rec['pixels']}")
         if (labels is not None) != rec.get("labels", False):
             raise CorruptFileError(path, f"{'holds' if labels is not None else 'lacks'} labels "
@@ -491,7 +290,7 @@ class ActiveLabelState:
         if not self.round_done(image_id, round):
             raise ValueError(f"round {round} is not done for image {image_id!r}; done rounds: "
                              f"{self.rounds(image_id)}")
-        return _unpack(self._read_round(image_id, int(round)), self.shape(image_id))
+        return unpack(self._read_round(image_id, int(round)), self.shape(image_id))
 
     def _done_rounds(self, entry: dict, rounds) -> list[int]:
         done = sorted(int(r) for r in entry["rounds"])
@@ -521,7 +320,7 @@ class ActiveLabelState:
         out = np.zeros((h * w + 7) // 8, dtype=np.uint8)
         for r in self._done_rounds(entry, rounds):
             out |= self._read_round(image_id, r)
-        return _unpack(out, (h, w))
+        return unpack(out, (h, w))
 
     def labels(self, image_id: str, rounds=None, *, ignore_index: int = 255) -> np.ndarray:
         """``(H, W)`` class map of the stored labels, ``ignore_index`` where none is stored.
@@ -555,7 +354,7 @@ class ActiveLabelState:
             if values is None:
                 raise ValueError(f"round {r} of image {image_id!r} was recorded without "
                                  f"labels; pass labels= to add() to store them")
-            parts.append((_unpack(packed, (h, w)), values))
+            parts.append((unpack(packed, (h, w)), values))
         big = ignore_index > 255 or any(v.dtype == np.uint16 for _, v in parts)
         out = np.full((h, w), ignore_index, dtype=np.uint16 if big else np.uint8)
         for mask, values in parts:
@@ -646,10 +445,10 @@ class ActiveLabelState:
             self._refresh()
             entry = self._entry(image_id)
             mask = check_mask(new_mask, tuple(entry["shape"]), "new_mask")
-            values = None if labels is None else _check_labels(labels, mask)
+            values = None if labels is None else check_labels(labels, mask)
             if str(round) in entry["rounds"]:
                 packed_old, old_values = self._read_round(image_id, round, values=True)
-                old = _unpack(packed_old, mask.shape)
+                old = unpack(packed_old, mask.shape)
                 if values is not None and (old_values is None or not np.array_equal(
                         old_values.astype(np.int64), values.astype(np.int64))) \
                         and np.array_equal(old, mask):
@@ -673,10 +472,10 @@ class ActiveLabelState:
             before = np.zeros_like(packed)
             for r in done:
                 before |= self._read_round(image_id, r)
-            data = _encode_mask(mask, values)
+            data = encode_mask(mask, values)
             os.makedirs(self._mask_dir, exist_ok=True)
             atomic_write(self.mask_path(image_id, round), data)  # 1: the mask file
-            rec = {"pixels": _popcount(packed), "new": _popcount(packed & ~before),
+            rec = {"pixels": popcount(packed), "new": popcount(packed & ~before),
                    "crc32": f"{zlib.crc32(data):08x}"}
             if values is not None:
                 rec["labels"] = True
@@ -692,119 +491,8 @@ class ActiveLabelState:
             log.debug("recorded round %d of %r: %d pixels", round, image_id,
                       entry["rounds"][str(round)]["pixels"])
 
-    def export_queries(self, round: int, path: str | os.PathLike, *,
-                       format: str | None = None) -> int:
-        """Write the pixel coordinates recorded for ``round`` for an annotation tool.
-
-        Formats (chosen from ``format`` or the suffix of ``path``):
-
-        * ``"jsonl"`` (``.jsonl``/``.json``): one line per image done in that
-          round, ``{"image": id, "round": r, "height": H, "width": W,
-          "pixels": [[y, x], ...]}``;
-        * ``"csv"`` (``.csv``): header ``image,round,y,x`` then one row per pixel.
-
-        Images appear in the state's order, pixels in row-major order. The
-        file is written atomically.
-
-        Returns:
-            ``int`` number of pixels written.
-
-        Example:
-            >>> import tempfile, os, numpy as np
-            >>> d = tempfile.mkdtemp()
-            >>> s = ActiveLabelState(os.path.join(d, "state"), ["a"], (2, 2))
-            >>> s.add("a", np.eye(2, dtype=bool), round=1)
-            >>> s.export_queries(1, os.path.join(d, "q.csv"))
-            2
-            >>> print(open(os.path.join(d, "q.csv")).read().strip())
-            image,round,y,x
-            a,1,0,0
-            a,1,1,1
-        """
-        round = check_int(round, "round", minimum=0)
-        path = os.fspath(path)
-        if format is None:
-            ext = os.path.splitext(path)[1].lower()
-            format = {".jsonl": "jsonl", ".json": "jsonl", ".csv": "csv"}.get(ext)
-            if format is None:
-                raise ValueError(f"cannot tell the format from the suffix of path {path!r}; "
-                                 f"use .jsonl or .csv, or pass format='jsonl' or 'csv'")
-        if format not in ("jsonl", "csv"):
-            raise ValueError(f"format must be 'jsonl' or 'csv'; got {format!r}")
-        self._refresh()
-        out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\n")
-        if format == "csv":
-            writer.writerow(["image", "round", "y", "x"])
-        count = 0
-        for image_id, entry in self._m["images"].items():
-            if str(round) not in entry["rounds"]:
-                continue
-            yx = np.argwhere(_unpack(self._read_round(image_id, round), entry["shape"]))
-            count += len(yx)
-            if format == "jsonl":
-                h, w = entry["shape"]
-                out.write(json.dumps({"image": image_id, "round": round, "height": h,
-                                      "width": w, "pixels": yx.tolist()}) + "\n")
-            else:
-                writer.writerows([image_id, round, int(y), int(x)] for y, x in yx)
-        atomic_write(path, out.getvalue().encode("utf-8"))
-        return count
-
-    def export_labels(self, out_dir: str | os.PathLike, *, layout: str = "cityscapes",
-                      split: str = "train", rounds=None, ignore_index: int = 255) -> list[str]:
-        """Write each image's stored labels as a PNG a Cityscapes-style loader reads.
-
-        Every image with at least one done round among ``rounds`` (None: all)
-        gets one greyscale PNG of :meth:`labels` (``ignore_index`` where
-        nothing is labeled; 8-bit, 16-bit above 255), written atomically:
-
-        * ``layout="cityscapes"``: ``out_dir/gtFine/<split>/<city>/<stem>_gtFine_labelTrainIds.png``,
-          where ``<stem>`` is the image id without a trailing ``_leftImg8bit``
-          and ``<city>`` its part before the first ``_`` (Cityscapes file
-          names, e.g. ``aachen_000000_000019_leftImg8bit``); the values are the
-          stored ones (train ids if train ids were stored);
-        * ``layout="flat"``: ``out_dir/<image id>.png`` (ids containing ``/``
-          create sub-folders; ``..`` is refused).
-
-        Returns:
-            ``list[str]``: the written paths, in the state's image order.
-
-        Example:
-            >>> import tempfile, os, numpy as np
-            >>> d = tempfile.mkdtemp()
-            >>> s = ActiveLabelState(os.path.join(d, "st"), ["aachen_000001_000019_leftImg8bit"], (2, 2))
-            >>> s.add(s.image_ids[0], np.eye(2, dtype=bool), round=0, labels=np.ones((2, 2), int))
-            >>> [os.path.relpath(p, d) for p in s.export_labels(d)]
-            ['gtFine/train/aachen/aachen_000001_000019_gtFine_labelTrainIds.png']
-        """
-        if layout not in LAYOUTS:
-            raise ValueError(f"layout must be one of {LAYOUTS}; got {layout!r}")
-        if not isinstance(split, str) or not split or "/" in split or split in (".", ".."):
-            raise ValueError(f"split must be a folder name such as 'train'; got {split!r}")
-        out_dir = os.fspath(out_dir)
-        self._refresh()
-        written = []
-        for image_id, entry in self._m["images"].items():
-            if not self._done_rounds(entry, rounds):
-                continue
-            if layout == "cityscapes":
-                stem = image_id[:-len("_leftImg8bit")] if image_id.endswith("_leftImg8bit") \
-                    else image_id
-                city = stem.split("_", 1)[0]
-                rel = os.path.join("gtFine", split, city, f"{stem}_gtFine_labelTrainIds.png")
-            else:
-                rel = image_id + ".png"
-            parts = rel.replace(os.sep, "/").split("/")
-            if os.path.isabs(rel) or ".." in parts or "" in parts:
-                raise ValueError(f"image id {image_id!r} does not give a file name inside "
-                                 f"out_dir for layout {layout!r}")
-            path = os.path.join(out_dir, rel)
-            data = _png(self.labels(image_id, rounds, ignore_index=ignore_index))
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            atomic_write(path, data)
-            written.append(path)
-        return written
+    export_queries = export.export_queries
+    export_labels = export.export_labels
 
     def __repr__(self) -> str:
         s = self.summary()
