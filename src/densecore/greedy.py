@@ -353,6 +353,43 @@ def farthest_first(features, budget: int, *, densities=None, labeled=None,
                                      labeled_densities=labeled_densities, init=init,
                                      seed=seed, backend=backend, metric=metric,
                                      validate=validate)
+    job = setup(features, budget, densities, labeled, labeled_features, labeled_densities,
+                init=init, seed=seed, backend=backend, metric=metric, validate=validate)
+    if num_threads is not None:
+        num_threads = V.check_int(num_threads, "num_threads", minimum=1)
+    idx, radii = run_engine(job.pool.engine, job.inputs, job.budget, job.first, progress,
+                            num_threads=num_threads)
+    return job.result(idx, radii)
+
+
+@dataclass
+class Job:
+    """One pool ready for an engine: checked inputs, the engine's inputs, the budget,
+    the forced first pick (-1: none) and the scaling to undo."""
+
+    pool: Pool
+    inputs: dict
+    budget: int
+    first: int
+    fscale: float
+    dscale: float
+    metric: str
+
+    def result(self, idx: torch.Tensor, radii: torch.Tensor) -> Selection:
+        """The engine's picks and float64 radii as the caller's :class:`Selection`."""
+        sel = finish(idx, radii, fscale=self.fscale, dscale=self.dscale, first=self.first,
+                     dtype=self.pool.x.dtype, is_numpy=self.pool.is_numpy,
+                     device=self.pool.x.device)
+        if self.metric == "cosine":
+            sel = Selection(sel.indices, sel.radii * M.radius_factor(self.metric))
+        return sel
+
+
+def setup(features, budget, densities=None, labeled=None, labeled_features=None,
+          labeled_densities=None, *, init=None, seed=0, backend="auto",
+          metric="euclidean", validate=True) -> Job:
+    """Everything :func:`farthest_first` does before the engine runs, for one pool
+    (dense features; ``metric`` already checked)."""
     pool = check(features, densities, labeled, labeled_features, labeled_densities,
                  backend=backend, validate=validate)
     if metric == "cosine":
@@ -362,13 +399,4 @@ def farthest_first(features, budget: int, *, densities=None, labeled=None,
     budget = V.check_budget(budget, n - pool.lab.numel())
     first = first_pick(n, pool.lab.numel() + pool.lf.shape[0], budget, init, seed)
     fscale, dscale = scales(pool.stats(), pool.x.dtype)
-    inputs = prepare(pool, fscale, dscale)
-    if num_threads is not None:
-        num_threads = V.check_int(num_threads, "num_threads", minimum=1)
-    idx, radii = run_engine(pool.engine, inputs, budget, first, progress,
-                            num_threads=num_threads)
-    sel = finish(idx, radii, fscale=fscale, dscale=dscale, first=first, dtype=pool.x.dtype,
-                 is_numpy=pool.is_numpy, device=pool.x.device)
-    if metric == "cosine":
-        sel = Selection(sel.indices, sel.radii * M.radius_factor(metric))
-    return sel
+    return Job(pool, prepare(pool, fscale, dscale), budget, first, fscale, dscale, metric)
