@@ -12,9 +12,15 @@ Engines (chosen through :data:`ENGINES`; one module each, one interface:
 * ``"numba"``: CPU, parallel, exact coverage-area pruning with a dense
   hand-over (``_backends/numba_backend.py``).
 * ``"torch"``: any device, one fused distance pass per pick, no host sync.
-* ``"auto"``: numba for CPU inputs, torch for other devices. The CPU choice is
-  set by ``benchmarks/speed.py``: at n=100,000, D=64, budget 1,000 the pruned
-  numba engine is several times faster than the torch loop on CPU.
+* ``"triton"``: CUDA (or CPU tensors under ``TRITON_INTERPRET=1``), two
+  kernel launches per pick for a whole batch of pools, squared distances in
+  float64 (``_backends/triton_backend.py``; :func:`densecore.batch.farthest_first_batch`).
+* ``"auto"``: numba for CPU inputs; on CUDA triton where it imports, else torch.
+  The CPU choice is set by ``benchmarks/speed.py``: at n=100,000, D=64, budget
+  1,000 the pruned numba engine is several times faster than the torch loop on
+  CPU. The CUDA choice follows from the launch count (2 per pick against about
+  25); no GPU timing of the triton engine has been made yet
+  (``benchmarks/gpu_check.py`` measures it).
 
 The initial ``r`` against the labeled set comes from the one nearest-centre
 search (``_backends/nearest.py``). :func:`prepare` (checks, scaling, excluded
@@ -66,8 +72,17 @@ def _torch_engine():
     return Engine
 
 
+def _triton_engine():
+    try:
+        from ._backends.triton_backend import Engine
+    except ImportError as e:  # pragma: no cover - depends on the installation
+        raise ImportError("backend 'triton' needs triton (it comes with torch's CUDA wheels; "
+                          "else pip install triton)") from e
+    return Engine
+
+
 # name -> engine class (imported lazily). A new backend is one module and one entry here.
-ENGINES = {"numba": _numba_engine, "torch": _torch_engine}
+ENGINES = {"numba": _numba_engine, "torch": _torch_engine, "triton": _triton_engine}
 BACKENDS = ("auto", *ENGINES)
 
 # |features| range (powers of two) inside which squared distances neither overflow nor
@@ -134,10 +149,20 @@ def pick_engine(backend: str, device: torch.device) -> str:
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}; got {backend!r}")
     if backend == "auto":
-        return "numba" if device.type == "cpu" else "torch"
+        if device.type == "cpu":
+            return "numba"
+        # CUDA: the fused triton engine where triton imports (two launches per pick
+        # against about 25 for the torch loop; not timed here: benchmarks/gpu_check.py)
+        return "triton" if device.type == "cuda" and _has_triton() else "torch"
     if backend == "numba" and device.type != "cpu":
         log.info("numba backend: copying features from %s to the host", device)
     return backend
+
+
+def _has_triton() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("triton") is not None
 
 
 def check(features, densities=None, labeled=None, labeled_features=None,
@@ -178,11 +203,11 @@ def scales(stats, dtype: torch.dtype) -> tuple[float, float]:
 
 def _engine_features(t: torch.Tensor, engine: str, fscale: float) -> torch.Tensor:
     """Features as the engine takes them: numba a CPU float32/float64 tensor; torch keeps
-    the device and 16-bit storage on CUDA (float32 on the CPU)."""
+    the device and 16-bit storage on CUDA (float32 on the CPU); triton keeps both."""
     if engine == "numba":
         t = t.cpu()
-    if t.dtype not in (torch.float32, torch.float64) and (engine == "numba"
-                                                           or t.device.type == "cpu"):
+    if t.dtype not in (torch.float32, torch.float64) and (
+            engine == "numba" or (t.device.type == "cpu" and engine != "triton")):
         t = t.float()
     if fscale != 1.0:
         t = t * fscale  # a power of two: exact
@@ -312,9 +337,9 @@ def farthest_first(features, budget: int, *, densities=None, labeled=None,
         init: first pick when nothing is labeled; None draws it from ``seed``.
         seed: integer seed of that draw (a local generator; global RNG untouched);
             None is rejected (the default is deterministic).
-        backend: ``"auto"``, ``"numba"`` or ``"torch"``. Sparse features (scipy,
-            or a COO/CSR torch tensor) run on the exact sparse engines of
-            :mod:`densecore.sparse`.
+        backend: ``"auto"``, ``"numba"``, ``"torch"`` or ``"triton"`` (CUDA).
+            Sparse features (scipy, or a COO/CSR torch tensor) run on the exact
+            sparse engines of :mod:`densecore.sparse`.
         metric: ``"euclidean"`` or ``"cosine"`` (see :mod:`densecore.metrics`):
             cosine runs the engine on unit rows (one normalised copy of the features).
         progress: show a tqdm bar over the picks.

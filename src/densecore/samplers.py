@@ -76,7 +76,7 @@ class KCenterGreedy(_Greedy):
     Euclidean) from the labeled and already-picked points.
 
     Args:
-        backend: ``"auto"``, ``"numba"`` (CPU) or ``"torch"`` (any device).
+        backend: ``"auto"``, ``"numba"`` (CPU), ``"torch"`` (any device) or ``"triton"`` (CUDA).
         seed: seeds the first pick when nothing is labeled and ``init`` is None.
         progress: show a tqdm progress bar.
         validate: check for NaN/inf (a device sync on CUDA).
@@ -123,7 +123,7 @@ class DensityAwareGreedy(_Greedy):
     spends its budget on sparse coverage areas (Eq. 4).
 
     Args:
-        backend: ``"auto"``, ``"numba"`` (CPU) or ``"torch"`` (any device).
+        backend: ``"auto"``, ``"numba"`` (CPU), ``"torch"`` (any device) or ``"triton"`` (CUDA).
         seed: seeds the first pick when nothing is labeled and ``init`` is None.
         progress: show a tqdm progress bar.
         validate: check for NaN/inf and non-positive densities.
