@@ -205,7 +205,7 @@ def test_summary_tables_and_plot(tmp_path):
     assert summary[2]["std"] == 0.0 and summary[2]["delta"] is None and summary[2]["low"] is None
     table = study.markdown_table(summary)
     assert "| margin | 2 | 12.00 ± 2.83 | -13.41 – 37.41 | 10.00 – 14.00 | 2.00 |" in table
-    assert "| supervised | 1 | 30.00 ± 0.00 | – – – |" in table
+    assert "| supervised | 1 | 30.00 ± 0.00 | – | 30.00 – 30.00 |" in table
     paired = study.paired_table(study.paired_differences(rows, methods))
     assert "| margin | random | 2 | +1.50 |" in paired and "| 2 / 0 | no |" in paired
     per_class = study.per_class(rows, methods)
@@ -226,6 +226,9 @@ def test_summary_tables_and_plot(tmp_path):
     assert analysis["arms"]["a"]["per_class_iou"]["margin"]["road"] == 12.0
     text = study.report_markdown(keyed, plan, methods)
     assert text.startswith("## Budget a") and "Paired differences" in text
+    assert "2.2 % of the pixels as 3x3 regions over 2 rounds" in text
+    pixels = study.PLANS["quick"].arms[1]
+    assert study.budget_text(pixels) == "40 single pixels per image over 2 rounds"
 
 
 def test_baselines_of_two_arms_on_one_data_are_one_run(tmp_path):

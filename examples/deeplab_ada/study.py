@@ -615,6 +615,10 @@ def _f(v, fmt):
     return "–" if v is None else format(v, fmt)
 
 
+def _interval(lo, hi, fmt):
+    return "–" if lo is None else f"{lo:{fmt}} – {hi:{fmt}}"
+
+
 def markdown_table(summary: list[dict]) -> str:
     """mIoU mean ± std, its 95 % t interval, min-max and the per-round means of the selection."""
     lines = ["| method | runs | mIoU mean ± std | 95 % interval | min – max | labeled % "
@@ -623,7 +627,7 @@ def markdown_table(summary: list[dict]) -> str:
     for s in summary:
         rm = s["replay_match"]
         lines.append(f"| {s['method']} | {s['n']} | {s['mean']:.2f} ± {s['std']:.2f} "
-                     f"| {_f(s['low'], '.2f')} – {_f(s['high'], '.2f')} "
+                     f"| {_interval(s['low'], s['high'], '.2f')} "
                      f"| {s['min']:.2f} – {s['max']:.2f} | {100 * s['labeled_fraction']:.2f} "
                      f"| {_f(s['selection_s'], '.2f')} | {_f(s['delta'], '.3f')} "
                      f"| {_f(s['max_ard'], '.3f')} | {_f(s['coreset_loss'], '.3f')} "
@@ -637,7 +641,7 @@ def paired_table(paired: list[dict]) -> str:
              "| excludes 0 |", "| --- | --- | ---: | ---: | ---: | ---: | :---: |"]
     for p in paired:
         lines.append(f"| {p['method']} | {p['reference']} | {len(p['seeds'])} "
-                     f"| {p['mean']:+.2f} | {_f(p['low'], '+.2f')} – {_f(p['high'], '+.2f')} "
+                     f"| {p['mean']:+.2f} | {_interval(p['low'], p['high'], '+.2f')} "
                      f"| {p['wins']} / {p['losses']} | {'yes' if p['excludes_zero'] else 'no'} |")
     return "\n".join(lines) + "\n"
 
@@ -686,9 +690,8 @@ def report_markdown(rows: list[dict], plan: Plan, methods) -> str:
         if not rs:
             continue
         h, w = arm.size
-        budget = ", ".join(f"{k}={v}" for k, v in arm.budget) or "the base config's"
         parts += [f"## Budget {arm.name}\n",
-                  f"`configs/{arm.config}`, budget {budget}; {h}x{w} target images, "
+                  f"`configs/{arm.config}`, {budget_text(arm)}; {h}x{w} target images, "
                   f"{arm.train} training images per domain, {arm.val} target val images.\n",
                   markdown_table(summarize(rs, methods)),
                   "\nPaired differences of the final mIoU (method − reference, same seed; "
@@ -697,6 +700,17 @@ def report_markdown(rows: list[dict], plan: Plan, methods) -> str:
                   "\nPer-class IoU (mean over seeds):\n", class_table(per_class(rs, methods)),
                   "\nPer round (means over seeds):\n", round_table(rs, methods)]
     return "\n".join(parts)
+
+
+def budget_text(arm: Arm) -> str:
+    """The arm's budget in words, from its active methods' config."""
+    v = run_config(arm, "random", 0)
+    side = v.get("region_size", 3)
+    per_round = f"over {len(v['selection_iters'])} rounds"
+    if v.get("budget", "ratio") == "ratio":
+        return f"{100 * v['budget_ratio']:g} % of the pixels as {side}x{side} regions {per_round}"
+    what = "single pixels" if side == 1 else f"{side}x{side} regions"
+    return f"{v['budget_pixels']} {what} per image {per_round}"
 
 
 def _fit(x, y):
