@@ -31,7 +31,7 @@ def exact_ard_greedy_naive(x, budget):
         for c in range(len(x)):
             if c in picks:
                 continue
-            score = bound_report(x, picks + [c], backend="torch").max_ard
+            score = bound_report(x, picks + [c], search_backend="torch").max_ard
             if score < best - 1e-12:
                 best, best_c = score, c
         picks.append(best_c)

@@ -24,7 +24,7 @@ def _brute(x, sel, y=None):
 def test_bound_report_matches_brute_force(backend):
     x, y = gaussian_mixture(700, dim=5, n_components=5, seed=1)
     sel = np.random.default_rng(1).choice(700, size=30, replace=False)
-    rep = densecore.bound_report(x, sel, y, backend=backend)
+    rep = densecore.bound_report(x, sel, y, search_backend=backend)
     delta, ard, loss, _ = _brute(x, sel, y)
     assert rep.delta == pytest.approx(delta, rel=1e-6)
     np.testing.assert_allclose(rep.ard, ard, rtol=1e-6, atol=1e-7)
@@ -81,5 +81,5 @@ def test_bad_input():
         densecore.bound_report(x, [0], labels=np.zeros(5))
     with pytest.raises(ValueError, match="centers must have D = 2"):
         densecore.coverage(x, np.zeros((1, 3), np.float32))
-    with pytest.raises(ValueError, match="backend"):
-        densecore.coverage(x, x[:1], backend="annoy")
+    with pytest.raises(ValueError, match="search_backend must be one of"):
+        densecore.coverage(x, x[:1], search_backend="annoy")

@@ -184,7 +184,7 @@ def test_coverage_distance_of_a_centre_to_itself_is_zero_with_an_offset():
     x = (1000.0 + 0.01 * rng.normal(size=(500, 16))).astype(np.float32)
     sel = np.arange(0, 500, 7)
     for backend in ("auto", "torch"):
-        assign, dist = densecore.coverage(x, x[sel], backend=backend)
+        assign, dist = densecore.coverage(x, x[sel], search_backend=backend)
         assert np.all(dist[sel] == 0.0) and np.array_equal(assign[sel], np.arange(len(sel)))
         ref = np.sqrt(((x[:, None].astype(np.float64) - x[sel][None]) ** 2).sum(-1)).min(1)
         np.testing.assert_allclose(dist, ref, rtol=1e-12)
@@ -424,17 +424,18 @@ def test_coverage_bound_report_lid_and_knn_density_match_the_reference(regime, d
     case = data.draw(hostile_any(regime))
     x, _, _, _, _, budget = case
     sel = np.arange(0, len(x), max(1, len(x) // budget))
-    assign, dist = densecore.coverage(x, x[sel], backend=method)
+    assign, dist = densecore.coverage(x, x[sel], search_backend=method)
     xu, _, e = _unit(x)
     d = np.sqrt(((xu[:, None, :] - xu[sel][None]) ** 2).sum(-1))
     np.testing.assert_array_equal(assign, np.argmin(d, 1))
     np.testing.assert_allclose(np.ldexp(dist, -e), d.min(1), rtol=1e-12, atol=0.0)
-    rep = densecore.bound_report(x, sel, backend=method)
+    rep = densecore.bound_report(x, sel, search_backend=method)
     assert np.ldexp(rep.delta, -e) == pytest.approx(d.min(1).max(), rel=1e-12)
     from densecore.density.lid import local_intrinsic_dimension
 
     k = min(5, len(x) - 1)
-    np.testing.assert_allclose(local_intrinsic_dimension(x, k, backend=method),
-                               local_intrinsic_dimension(xu, k, backend=method), rtol=1e-9)
-    knn = densecore.KNNDensity(k=k, search="exact", backend=method)
+    np.testing.assert_allclose(local_intrinsic_dimension(x, k, search_backend=method),
+                               local_intrinsic_dimension(xu, k, search_backend=method),
+                               rtol=1e-9)
+    knn = densecore.KNNDensity(k=k, search="exact", search_backend=method)
     np.testing.assert_allclose(knn(x), knn(xu), rtol=1e-9)

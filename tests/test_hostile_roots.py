@@ -51,13 +51,13 @@ def _p2(a, e):
 @pytest.mark.parametrize("method", ["auto", "torch"])
 def test_coverage_and_bound_report_at_hostile_scales(e, method):
     x = _base()
-    a0, d0 = densecore.coverage(x, x[:7], backend=method)
-    a1, d1 = densecore.coverage(_p2(x, e), _p2(x[:7], e), backend=method)
+    a0, d0 = densecore.coverage(x, x[:7], search_backend=method)
+    a1, d1 = densecore.coverage(_p2(x, e), _p2(x[:7], e), search_backend=method)
     assert a1.min() >= 0
     np.testing.assert_array_equal(a1, a0)
     np.testing.assert_array_equal(d1, _p2(d0, e))
-    r0 = densecore.bound_report(x, np.arange(7), backend=method)
-    r1 = densecore.bound_report(_p2(x, e), np.arange(7), backend=method)
+    r0 = densecore.bound_report(x, np.arange(7), search_backend=method)
+    r1 = densecore.bound_report(_p2(x, e), np.arange(7), search_backend=method)
     assert r1.delta == math.ldexp(r0.delta, e)
     np.testing.assert_allclose(r1.ard, _p2(r0.ard, e), rtol=1e-13)
 

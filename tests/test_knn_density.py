@@ -20,8 +20,8 @@ def _brute_knn(x, k):
 @pytest.mark.parametrize("backend", ["faiss", "torch"])
 def test_knn_mean_distance_matches_brute_force(backend):
     x, _ = gaussian_mixture(500, dim=4, duplicates=0.1, seed=0)
-    np.testing.assert_allclose(knn_mean_distance(x, 7, backend=backend), _brute_knn(x, 7),
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(knn_mean_distance(x, 7, search_backend=backend),
+                               _brute_knn(x, 7), rtol=1e-5, atol=1e-6)
 
 
 def test_density_formula_and_range():

@@ -107,7 +107,7 @@ def test_cosine_bounds_and_knn_match_brute_force():
     ard = [near[assign == j].mean() for j in range(len(sel))]
     np.testing.assert_allclose(rep.ard, ard, rtol=1e-9, atol=1e-12)
     for backend in ("faiss", "torch"):
-        got = knn_mean_distance(x, 5, metric="cosine", backend=backend)
+        got = knn_mean_distance(x, 5, metric="cosine", search_backend=backend)
         srt = np.sort(dist + np.diag(np.full(len(x), np.inf)), axis=1)[:, :5]
         np.testing.assert_allclose(got, np.clip(srt, 0, None).mean(1), rtol=1e-7, atol=1e-10)
 

@@ -48,28 +48,32 @@ def _out(t: torch.Tensor, like_numpy: bool):
     return t.cpu().numpy() if like_numpy else t
 
 
-def _coverage_t(x: torch.Tensor, c: torch.Tensor, backend: str, metric: str = "euclidean"):
+def _coverage_t(x: torch.Tensor, c: torch.Tensor, search_backend: str,
+                metric: str = "euclidean"):
     """Nearest centre (lowest index on ties) and the plain distance to it in ``metric``,
     from the one exact nearest-centre search (on unit rows for cosine)."""
     if M.check_metric(metric) == "cosine":
         x, c = M.unit_rows(x), M.unit_rows(c, "centers")
-    sq, assign, e = nearest.search_scaled(x, c.to(x.device), 1, method=backend)
+    sq, assign, e = nearest.search_scaled(x, c.to(x.device), 1, method=search_backend)
     return assign[:, 0], nearest.plain_distance(sq[:, 0], e, metric)
 
 
-def coverage(features, centers, *, backend: str = "auto", metric: str = "euclidean",
-             validate: bool = True):
+def coverage(features, centers, *, search_backend: str = "auto", metric: str = "euclidean",
+             validate: bool = True, backend: str | None = None):
     """Nearest center of every point and the Euclidean distance to it (Eq. 3's pi(x)).
 
     Args:
         features: ``(N, D)`` points.
         centers: ``(M, D)`` selected points, ``M >= 1``.
-        backend: where the fast candidates come from: ``"auto"`` (the search's rule:
-            faiss on the CPU from 256 centres when installed, numba below, torch on
-            other devices), ``"faiss"`` or ``"torch"``; the answer is the same.
+        search_backend: where the nearest-centre search's fast candidates come
+            from: ``"auto"`` (the search's rule: faiss on the CPU from 256 centres
+            when installed, numba below, torch on other devices), ``"faiss"`` or
+            ``"torch"``; the answer is the same.
         metric: ``"euclidean"`` (plain distance) or ``"cosine"`` (``1 - cos``),
             see :mod:`densecore.metrics`.
         validate: check for NaN/inf.
+        backend: former name of ``search_backend`` (deprecated: a DeprecationWarning;
+            ``backend`` names a greedy engine elsewhere).
 
     Returns:
         ``(assign (N,) int64, distance (N,) float64)``: index into ``centers`` and
@@ -89,7 +93,8 @@ def coverage(features, centers, *, backend: str = "auto", metric: str = "euclide
                          f"{tuple(c.shape)}")
     if isinstance(features, torch.Tensor):
         V.check_same_device(x, centers=centers)
-    assign, dist = _coverage_t(x, c.to(x.device), backend, metric)
+    search_backend = V.renamed(search_backend, backend, "search_backend", "backend", "auto")
+    assign, dist = _coverage_t(x, c.to(x.device), search_backend, metric)
     numpy_in = isinstance(features, np.ndarray)
     return _out(assign, numpy_in), _out(dist, numpy_in)
 
@@ -206,8 +211,8 @@ class BoundReport:
 
 
 def bound_report(features, selected, labels=None, *, candidates=None, labeled=None,
-                 backend: str = "auto", metric: str = "euclidean",
-                 validate: bool = True) -> BoundReport:
+                 search_backend: str = "auto", metric: str = "euclidean",
+                 validate: bool = True, backend: str | None = None) -> BoundReport:
     """``delta`` (Eq. 3), per-point and max average radial distance (Eq. 4) and the
     core-set loss (Eq. 1, with ``labels``) of a selection.
 
@@ -235,10 +240,11 @@ def bound_report(features, selected, labels=None, *, candidates=None, labeled=No
             measured (the paper's protocol), or None (same population).
         labeled: ``(L,)`` indices into ``features`` of already-labeled
             centres, disjoint from ``selected``, or None.
-        backend: nearest-centre search, see :func:`coverage`.
+        search_backend: nearest-centre search, see :func:`coverage`.
         metric: ``"euclidean"`` or ``"cosine"``: the distance that delta and the
             average radial distances are measured in.
         validate: check for NaN/inf.
+        backend: former name of ``search_backend`` (deprecated).
 
     Returns:
         :class:`BoundReport` (numpy arrays, Python floats).
@@ -253,6 +259,7 @@ def bound_report(features, selected, labels=None, *, candidates=None, labeled=No
         >>> paper.delta, paper.max_ard, paper.protocol
         (1.0, 1.0, 'paper')
     """
+    search_backend = V.renamed(search_backend, backend, "search_backend", "backend", "auto")
     x = V.check_features(features, validate=validate)
     sel = V.check_indices(selected, x.shape[0], "selected").to(x.device)
     if sel.numel() == 0:
@@ -268,7 +275,7 @@ def bound_report(features, selected, labels=None, *, candidates=None, labeled=No
         cand = V.check_indices(candidates, x.shape[0], "candidates").to(x.device)
         if cand.numel() == 0:
             raise ValueError("candidates must hold at least one index; got none")
-    assign, dist = _coverage_t(x, x[sel], backend, metric)
+    assign, dist = _coverage_t(x, x[sel], search_backend, metric)
     ard, count = _ard(assign, dist, sel.numel())
     loss = None
     if labels is not None:

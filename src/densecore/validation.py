@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime
 import numbers
+import warnings
 from typing import Any
 
 import numpy as np
@@ -587,3 +588,25 @@ def check_per_pool(value: Any, n_pools: int, name: str, *, minimum: int | None =
     if len(vals) != n_pools:
         raise ValueError(f"{name} must have one entry per pool ({n_pools}); got {len(vals)}")
     return [check_int(v, f"{name}[{i}]", minimum=minimum) for i, v in enumerate(vals)]
+
+
+def renamed(value: Any, old_value: Any, name: str, old_name: str, default: Any) -> Any:
+    """The value of an argument renamed from ``old_name`` to ``name``: ``old_value``,
+    with a DeprecationWarning, when the caller used the old name (it is not None),
+    else ``value``. Both given (``value`` not its ``default``) raises TypeError.
+
+    Example:
+        >>> import warnings
+        >>> with warnings.catch_warnings(record=True) as w:
+        ...     warnings.simplefilter("always")
+        ...     renamed("auto", "torch", "search_backend", "backend", "auto"), len(w)
+        ('torch', 1)
+    """
+    if old_value is None:
+        return value
+    if value != default:
+        raise TypeError(f"got both {name}={value!r} and {old_name}={old_value!r}; "
+                        f"{old_name} is the former name of {name}: pass {name} only")
+    warnings.warn(f"{old_name}= is deprecated here and will be removed in the next release; "
+                  f"use {name}= (the same values)", DeprecationWarning, stacklevel=3)
+    return old_value

@@ -311,7 +311,7 @@ def search_scaled(queries: torch.Tensor, centres: torch.Tensor, k: int = 1, *,
     q, c = queries.detach(), centres.detach()
     dev = q.device
     if method not in METHODS:
-        raise ValueError(f"backend must be one of {METHODS}; got {method!r}")
+        raise ValueError(f"search_backend must be one of {METHODS}; got {method!r}")
     e = 0
     # float32 and 16-bit values always lie inside the float64 limits: no scan, no copy
     if torch.float64 in (q.dtype, c.dtype) and q.numel() and c.numel():

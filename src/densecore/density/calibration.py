@@ -23,7 +23,8 @@ import numpy as np
 import torch
 
 from ..bounds import average_radial_distance
-from ..validation import as_tensor_like, check_densities, check_features, check_indices
+from ..validation import (as_tensor_like, check_densities, check_features, check_indices,
+                          renamed)
 
 __all__ = ["Calibration", "density_calibration", "supplementary_calibration"]
 
@@ -60,8 +61,8 @@ class Calibration:
     selected: np.ndarray | None = None
 
 
-def density_calibration(features, densities, selected, *, backend: str = "auto",
-                        validate: bool = True) -> Calibration:
+def density_calibration(features, densities, selected, *, search_backend: str = "auto",
+                        validate: bool = True, backend: str | None = None) -> Calibration:
     """R^2 of a linear fit of average radial distance (Eq. 4) against 1 / density.
 
     Args:
@@ -70,9 +71,10 @@ def density_calibration(features, densities, selected, *, backend: str = "auto",
         densities: ``(N,)`` strictly positive coverage densities of those points.
         selected: ``(M,)`` distinct indices into ``features``, ``M >= 2``: the
             selected set ``s`` whose coverage areas are measured.
-        backend: nearest-centre search of :func:`densecore.bounds.coverage`
+        search_backend: nearest-centre search of :func:`densecore.bounds.coverage`
             (``"auto"``, ``"faiss"`` or ``"torch"``).
         validate: scan features and densities for NaN/inf and non-positive values.
+        backend: former name of ``search_backend`` (deprecated).
 
     Returns:
         :class:`Calibration`; the scatter arrays follow the kind and device of
@@ -85,6 +87,7 @@ def density_calibration(features, densities, selected, *, backend: str = "auto",
         >>> cal.radial_distance.tolist(), round(cal.r2, 6), round(cal.slope, 6)
         ([0.5, 1.0, 1.5], 1.0, 1.0)
     """
+    search_backend = renamed(search_backend, backend, "search_backend", "backend", "auto")
     x = check_features(features, validate=validate)
     n = x.shape[0]
     dens = check_densities(densities, n, validate=validate)
@@ -95,7 +98,7 @@ def density_calibration(features, densities, selected, *, backend: str = "auto",
         dens = as_tensor_like(densities, "densities").to(x.device)
         sel = sel.to(x.device)
     # Eq. 4: delta_s(k), mean Euclidean distance over the coverage area of k
-    radial = torch.as_tensor(average_radial_distance(x, x[sel], backend=backend,
+    radial = torch.as_tensor(average_radial_distance(x, x[sel], search_backend=search_backend,
                                                      validate=False)).to(torch.float64)
     inv = 1.0 / dens[sel].to(device=radial.device, dtype=torch.float64)
     xs = inv - inv.mean()
@@ -125,7 +128,8 @@ def _r2(xv: np.ndarray, yv: np.ndarray) -> float:
 def supplementary_calibration(features, densities, *, n_samples: int = 200,
                               low: float = 0.5, high: float = 3.0, bins: int = 10,
                               min_samples: int = 30, seed: int = 0,
-                              backend: str = "auto", validate: bool = True) -> Calibration:
+                              search_backend: str = "auto", validate: bool = True,
+                              backend: str | None = None) -> Calibration:
     """The supplementary's calibration: sample points whose densities roughly follow
     ``U(low, high)``, then regress their average radial distance on 1 / density.
 
@@ -147,8 +151,9 @@ def supplementary_calibration(features, densities, *, n_samples: int = 200,
         bins: bins of the stratified draw.
         min_samples: fewest drawn points accepted.
         seed: seed of the draw.
-        backend: nearest-centre search of :func:`densecore.bounds.coverage`.
+        search_backend: nearest-centre search of :func:`densecore.bounds.coverage`.
         validate: scan for NaN/inf and non-positive densities.
+        backend: former name of ``search_backend`` (deprecated).
 
     Returns:
         :class:`Calibration` with ``r2``, ``r2_radius``, ``n_points`` and
@@ -167,6 +172,8 @@ def supplementary_calibration(features, densities, *, n_samples: int = 200,
         (60, True, True)
     """
     from ..bounds import coverage
+
+    search_backend = renamed(search_backend, backend, "search_backend", "backend", "auto")
 
     x = check_features(features, validate=validate)
     n = x.shape[0]
@@ -190,7 +197,8 @@ def supplementary_calibration(features, densities, *, n_samples: int = 200,
                          f"density range [{dens.min():.3g}, {dens.max():.3g}]): rescale the "
                          "densities (beta, tau) or lower min_samples")
     xc = x.detach().cpu()
-    assign, dist = coverage(xc, xc[torch.from_numpy(sel)], backend=backend, validate=False)
+    assign, dist = coverage(xc, xc[torch.from_numpy(sel)], search_backend=search_backend,
+                            validate=False)
     assign, dist = np.asarray(assign), np.asarray(dist, dtype=np.float64)
     m = len(sel)
     count = np.bincount(assign, minlength=m)

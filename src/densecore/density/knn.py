@@ -58,9 +58,10 @@ _EF_MAX = 512  # search effort cap; below the recall target there, a warning
 _CHUNK = 4096  # query rows per block of the full search
 
 
-def knn_mean_distance(features, k: int = 10, *, backend: str = "auto",
+def knn_mean_distance(features, k: int = 10, *, search_backend: str = "auto",
                       metric: str = "euclidean", validate: bool = True,
-                      search: str = "auto", recall: float = 0.9, seed: int = 0):
+                      search: str = "auto", recall: float = 0.9, seed: int = 0,
+                      backend: str | None = None):
     """Mean distance of each point to its ``k`` nearest other points.
 
     Duplicates count as neighbours at distance 0; the point itself does not.
@@ -69,9 +70,9 @@ def knn_mean_distance(features, k: int = 10, *, backend: str = "auto",
         features: ``(N, D)``, ``N > k``; a scipy sparse matrix runs the exact
             sparse search of :func:`densecore.sparse.knn_mean_distance_sparse`.
         k: number of neighbours.
-        backend: where the fast candidates of the one nearest search come from,
-            ``"auto"``, ``"faiss"`` or ``"torch"`` (see :func:`densecore.coverage`);
-            the answer is exact either way.
+        search_backend: where the fast candidates of the one nearest search come
+            from, ``"auto"``, ``"faiss"`` or ``"torch"`` (see
+            :func:`densecore.coverage`); the answer is exact either way.
         metric: ``"euclidean"`` (plain distance) or ``"cosine"`` (``1 - cos``).
         validate: check for NaN/inf (NaN then raises ValueError).
         search: ``"exact"``, ``"hnsw"`` (approximate, faiss HNSW graph) or
@@ -83,6 +84,7 @@ def knn_mean_distance(features, k: int = 10, *, backend: str = "auto",
             the search effort doubles until it is met (a RuntimeWarning when
             the cap is reached first).
         seed: HNSW only: seed of the recall sample.
+        backend: former name of ``search_backend`` (deprecated).
 
     Returns:
         ``(N,)`` float64 mean distances, in the input's kind (numpy for sparse input).
@@ -96,7 +98,8 @@ def knn_mean_distance(features, k: int = 10, *, backend: str = "auto",
         >>> knn_mean_distance(np.array([[0.0], [1.0], [3.0]]), k=1, search="hnsw").tolist()
         [1.0, 1.0, 2.0]
     """
-    return _knn_mean_distance(features, k, backend, metric, validate, search, recall,
+    search_backend = V.renamed(search_backend, backend, "search_backend", "backend", "auto")
+    return _knn_mean_distance(features, k, search_backend, metric, validate, search, recall,
                               seed)[0]
 
 
@@ -256,10 +259,12 @@ class KNNDensity:
         k: neighbours (default 10).
         beta: density scale, ``e^2.4`` as in the paper.
         tau: temperature, 0.25 as in the paper.
-        backend: nearest-neighbour search, see :func:`knn_mean_distance`.
+        search_backend: where the nearest-neighbour search's fast candidates come
+            from, see :func:`knn_mean_distance`.
         metric: ``"euclidean"`` or ``"cosine"``; scipy sparse features are taken too.
         search: ``"auto"``, ``"exact"`` or ``"hnsw"``; ``recall``, ``seed``: the
             HNSW recall target and sample seed (see :func:`knn_mean_distance`).
+        backend: former name of ``search_backend`` (deprecated).
 
     Attributes:
         last_search: the search the last call used (``"exact"`` or ``"hnsw"``).
@@ -275,15 +280,17 @@ class KNNDensity:
     """
 
     def __init__(self, k: int = 10, beta: float = BETA, tau: float = TAU,
-                 backend: str = "auto", metric: str = "euclidean", search: str = "auto",
-                 recall: float = 0.9, seed: int = 0):
+                 search_backend: str = "auto", metric: str = "euclidean",
+                 search: str = "auto", recall: float = 0.9, seed: int = 0, *,
+                 backend: str | None = None):
         self.k = V.check_int(k, "k", minimum=1)
         self.metric = M.check_metric(metric)
         self.beta = V.check_positive_float(beta, "beta")
         self.tau = V.check_positive_float(tau, "tau")
-        if backend not in nearest.METHODS:
-            raise ValueError(f"backend must be one of {nearest.METHODS}; got {backend!r}")
-        self.backend = backend
+        search_backend = V.renamed(search_backend, backend, "search_backend", "backend",
+                                   "auto")
+        self.search_backend = V.check_choice(search_backend, nearest.METHODS,
+                                             "search_backend")
         self.search = V.check_choice(search, SEARCHES, "search")
         self.recall = V.check_fraction(recall, "recall")
         self.seed = V.check_int(seed, "seed", minimum=0)
@@ -293,7 +300,7 @@ class KNNDensity:
     def __call__(self, features, *, validate: bool = True):
         """Densities ``(N,)`` float64 for ``features`` ``(N, D)``."""
         e, self.last_search, self.last_recall = _knn_mean_distance(
-            features, self.k, self.backend, self.metric, validate, self.search, self.recall,
+            features, self.k, self.search_backend, self.metric, validate, self.search, self.recall,
             self.seed)
         return coverage_density(e, beta=self.beta, tau=self.tau)
 

@@ -38,16 +38,17 @@ from .._backends import nearest
 __all__ = ["lid_density", "local_intrinsic_dimension"]
 
 
-def local_intrinsic_dimension(features, k: int = 20, *, backend: str = "auto",
-                              validate: bool = True):
+def local_intrinsic_dimension(features, k: int = 20, *, search_backend: str = "auto",
+                              validate: bool = True, backend: str | None = None):
     """Smoothed maximum-likelihood local intrinsic dimension of every point (see the module).
 
     Args:
         features: ``(N, D)`` float features, ``N > k`` (numpy or a tensor on any device).
         k: neighbours per point (``>= 2``); the nearest-neighbour search is exact.
-        backend: where the exact search's fast candidates come from: ``"auto"``,
-            ``"faiss"`` or ``"torch"``.
+        search_backend: where the exact search's fast candidates come from:
+            ``"auto"``, ``"faiss"`` or ``"torch"`` (see :func:`densecore.coverage`).
         validate: scan for NaN/inf.
+        backend: former name of ``search_backend`` (deprecated).
 
     Returns:
         ``(N,)`` float64 estimates in ``[1, D]``, numpy for numpy input.
@@ -60,6 +61,7 @@ def local_intrinsic_dimension(features, k: int = 20, *, backend: str = "auto",
         >>> bool(np.all((m >= 1.0) & (m < 1.5)))
         True
     """
+    search_backend = V.renamed(search_backend, backend, "search_backend", "backend", "auto")
     x = V.check_features(features, validate=validate)
     k = V.check_int(k, "k", minimum=2)
     n, dim = x.shape
@@ -67,7 +69,7 @@ def local_intrinsic_dimension(features, k: int = 20, *, backend: str = "auto",
         raise ValueError(f"k must be smaller than the number of points ({n}); got {k}")
     # the k + 1 nearest include the point itself (or a duplicate of it, same value)
     # rescaled values (see search_scaled): only ratios of distances enter the estimate
-    sq, idx, _ = nearest.search_scaled(x, x, k + 1, method=backend)
+    sq, idx, _ = nearest.search_scaled(x, x, k + 1, method=search_backend)
     t = np.sqrt(sq[:, 1:].cpu().numpy())  # (N, k) ascending
     nb = idx.cpu().numpy()
     tk = t[:, -1:]
@@ -81,7 +83,8 @@ def local_intrinsic_dimension(features, k: int = 20, *, backend: str = "auto",
     return m if isinstance(features, np.ndarray) else torch.from_numpy(m).to(x.device)
 
 
-def lid_density(features, k: int = 20, *, backend: str = "auto", validate: bool = True):
+def lid_density(features, k: int = 20, *, search_backend: str = "auto",
+                validate: bool = True, backend: str | None = None):
     """Coverage density ``((m + 1) / m)^2`` from the local intrinsic dimension ``m``.
 
     Pass it to :class:`densecore.DensityAwareGreedy` as ``densities`` so that
@@ -89,7 +92,8 @@ def lid_density(features, k: int = 20, *, backend: str = "auto", validate: bool 
     their average radial distances (module docstring). Beyond the paper.
 
     Args:
-        features, k, backend, validate: as :func:`local_intrinsic_dimension`.
+        features, k, search_backend, validate, backend: as
+            :func:`local_intrinsic_dimension`.
 
     Returns:
         ``(N,)`` float64 densities in ``[((D + 1) / D)^2, 4]``.
@@ -101,5 +105,7 @@ def lid_density(features, k: int = 20, *, backend: str = "auto", validate: bool 
         >>> bool(np.all((d > 2.7) & (d <= 4.0)))
         True
     """
-    m = local_intrinsic_dimension(features, k, backend=backend, validate=validate)
+    search_backend = V.renamed(search_backend, backend, "search_backend", "backend", "auto")
+    m = local_intrinsic_dimension(features, k, search_backend=search_backend,
+                                  validate=validate)
     return ((m + 1.0) / m) ** 2
