@@ -300,8 +300,8 @@ class KNNDensity:
     def __call__(self, features, *, validate: bool = True):
         """Densities ``(N,)`` float64 for ``features`` ``(N, D)``."""
         e, self.last_search, self.last_recall = _knn_mean_distance(
-            features, self.k, self.search_backend, self.metric, validate, self.search, self.recall,
-            self.seed)
+            features, self.k, self.search_backend, self.metric, validate, self.search,
+            self.recall, self.seed)
         return coverage_density(e, beta=self.beta, tau=self.tau)
 
     def __repr__(self) -> str:
