@@ -338,3 +338,14 @@ def test_the_package_bench_holds_no_data_set_training_or_plot_code():
     assert {"njit", "prange"} <= set(banned_uses(bm / "exact_ard.py"))
     assert "sklearn.datasets" in banned_uses(bm / "bounds_data.py")
     assert "subplots" in banned_uses(bm / "bounds_plots.py")
+
+
+@pytest.mark.parametrize("module", ["bounds_data", "exact_ard"])
+def test_the_benchmark_modules_examples_run(module):
+    """benchmarks/ is outside the package's doctest run: its examples run here."""
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(module),
+                             optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    assert result.failed == 0 and result.attempted > 0
