@@ -1,7 +1,9 @@
 """Benchmarks that ship with the package (run by ``densecore bench``).
 
-Each module exposes one ``run_*`` function returning a list of plain dicts
-(one per measured method) and a ``format_table`` that renders them as Markdown.
-The scripts in the repository's ``benchmarks/`` folder call these and add
-sweeps, memory and GPU measurements.
+Each module exposes one ``run_*`` function returning plain dicts (one per
+measured method, or per setting) and a ``format_*`` that renders them as
+Markdown. The scripts in the repository's ``benchmarks/`` folder call these and
+add sweeps, memory and GPU measurements; the bound benchmark's data sets, its
+estimator training, its exact-ARD reference and its plots live there too, not in
+the installed package (:func:`densecore.bench.bounds.dataset_source`).
 """
