@@ -661,8 +661,9 @@ class Engine:
         self.plain = n < PLAIN_MAX
         if self.plain:  # r per point, -1 for labeled points; the argmax kept beside it
             self.r = np.full(n, np.inf)
-            if n_lab:
-                v, _ = search(x, centres, 1, weights=cdens)
+            if n_lab:  # on one thread: a parallel region costs more than this search
+                with self.threads(1):
+                    v, _ = search(x, centres, 1, weights=cdens)
                 self.r[:] = v[:, 0].numpy()
             self.r[ex] = -1.0
             self.best_r, self.best_u = _argmax_first(self.r)
