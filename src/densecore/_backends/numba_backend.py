@@ -419,10 +419,12 @@ def _argmax_first(r):
 
 _DENSE_BLOCK = 4096
 
-# Pools of fewer points than this run the plain loop (:func:`plain_picks`): one
-# serial pass per pick, no areas, no thread choice. Set from benchmarks/plain.py
-# (see benchmarks/README.md, "Plain loop for small pools").
-PLAIN_MAX = 20_000
+# Pools of at most this many points run the plain loop (:func:`plain_picks`): one
+# serial pass per pick, no areas, no thread choice. benchmarks/plain.py (D = 64,
+# 2 cores at load 9-10): plain / pruned time 0.05-0.30 at 1,000 points, 0.25-1.18 at
+# 5,000, 0.60 / 1.02 at 10,000 (budget 100 / 1,000), 0.86 / 1.15 at 20,000; the plain
+# loop 0.5-1.3x the naive gemv loop there (benchmarks/README.md, "Plain loop").
+PLAIN_MAX = 10_000
 
 
 @njit(cache=True)
@@ -658,7 +660,7 @@ class Engine:
         ex = _host(excluded)
         n_lab = centres.shape[0]
         self.state = np.zeros(5, dtype=np.int64)
-        self.plain = n < PLAIN_MAX
+        self.plain = n <= PLAIN_MAX
         if self.plain:  # r per point, -1 for labeled points; the argmax kept beside it
             self.r = np.full(n, np.inf)
             if n_lab:  # on one thread: a parallel region costs more than this search

@@ -15,7 +15,17 @@ reaches a target; the distances of the neighbours found are recomputed
 exactly, so a mean distance is never below the exact one, and the largest
 mean distances (which set the min-max normalisation) are recomputed exactly.
 ``"auto"`` is exact
-below :data:`APPROX_MIN` points and HNSW from there on (CPU inputs only).
+below :data:`APPROX_MIN` distinct rows and HNSW from there on (CPU inputs only).
+
+Exact copies (pixel features hold many) are searched once: on the CPU the
+distinct rows are found first, every search runs on them, and the ``k``
+neighbours of a copy are its own other copies (at distance 0) and then the
+nearest other distinct rows, counted with their multiplicity. An HNSW graph
+over all the copies degenerates (recall@10 0.81 on 20,001 heavy duplicates,
+thousands of points with a positive mean distance where the exact one is 0);
+over the distinct rows it does not. Should the HNSW recall still miss its
+target at the largest search effort, the exact search runs instead (with a
+RuntimeWarning).
 
 Shape:
     features ``(N, D)`` -> densities ``(N,)`` in ``[beta * exp(-1/tau), beta]``.
@@ -39,11 +49,13 @@ __all__ = ["APPROX_MIN", "SEARCHES", "KNNDensity", "knn_mean_distance"]
 log = logging.getLogger(__name__)
 
 SEARCHES = ("auto", "exact", "hnsw")
-# "auto" switches to HNSW from this many points on: with benchmarks/knn.py
-# (D = 64, k = 10, 16-component Gaussian mixture, 2 busy cores, one run) exact
-# took 4.8 / 15.9 / 43.4 s at 10k / 20k / 30k points, HNSW 7.4 / 14.0 / 32.6 s
-# at recall@10 0.98 / 0.96 / 0.94 (benchmarks/README.md, "Approximate k-NN density").
-APPROX_MIN = 20_000
+# "auto" switches to HNSW from this many distinct rows on: with benchmarks/knn.py
+# --duplicates 0.3 (D = 64, k = 10, 16-component Gaussian mixture with 30 % exact
+# copies, 2 cores at load 11-14, one run) exact took 11.2 / 15.8 / 70.7 / 151 s at
+# 14k / 21k / 35k / 56k distinct rows, HNSW 18.6 / 23.4 / 54.5 / 115 s at recall@10
+# 0.98 / 0.98 / 0.97 / 0.93: the crossover lies between 21k and 35k
+# (benchmarks/README.md, "Approximate k-NN density", benchmarks/results/knn_threshold_dup.json).
+APPROX_MIN = 30_000
 RECALL_QUERIES = 200  # sampled points on which recall@k is measured
 # graph degree: at 200k x 64 (2 busy cores), efSearch 64 reached recall 0.68 with
 # M = 16 and 0.87 with M = 32; M = 24 keeps the index (float32 values + links)
@@ -75,13 +87,13 @@ def knn_mean_distance(features, k: int = 10, *, backend: str = "auto",
         metric: ``"euclidean"`` (plain distance) or ``"cosine"`` (``1 - cos``).
         validate: check for NaN/inf (NaN then raises ValueError).
         search: ``"exact"``, ``"hnsw"`` (approximate, faiss HNSW graph) or
-            ``"auto"`` (exact below :data:`APPROX_MIN` points, for tensors
+            ``"auto"`` (exact below :data:`APPROX_MIN` distinct rows, for tensors
             off the CPU or without faiss; HNSW from there on). Sparse input is always searched
             exactly; ``"hnsw"`` with sparse input raises ValueError.
         recall: HNSW only: the recall@k target in ``(0, 1]``, measured against
             exact brute force on :data:`RECALL_QUERIES` seeded sample points;
-            the search effort doubles until it is met (a RuntimeWarning when
-            the cap is reached first).
+            the search effort doubles until it is met (when the cap is reached
+            first: a RuntimeWarning and the exact search).
         seed: HNSW only: seed of the recall sample.
 
     Returns:
