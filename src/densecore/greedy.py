@@ -10,7 +10,7 @@ Engines (chosen through :data:`ENGINES`; one module each, one interface:
 ``row(u)``, ``add_centre(vec, u)``, ``run(k, out_idx, out_r, first)``):
 
 * ``"numba"``: CPU, parallel, exact coverage-area pruning with a dense
-  hand-over (``_backends/numba_backend.py``).
+  hand-over; a plain serial loop for small pools (``_backends/numba_backend.py``).
 * ``"torch"``: any device, one fused distance pass per pick, no host sync.
 * ``"auto"``: numba for CPU inputs, torch for other devices. The CPU choice is
   set by ``benchmarks/speed.py``: at n=100,000, D=64, budget 1,000 the pruned
