@@ -10,7 +10,7 @@ Engines (chosen through :data:`ENGINES`; one module each, one interface:
 ``row(u)``, ``add_centre(vec, u)``, ``run(k, out_idx, out_r, first)``):
 
 * ``"numba"``: CPU, parallel, exact coverage-area pruning with a dense
-  hand-over (``_backends/numba_backend.py``).
+  hand-over; a plain serial loop for small pools (``_backends/numba_backend.py``).
 * ``"torch"``: any device, one fused distance pass per pick, no host sync.
 * ``"triton"``: CUDA (or CPU tensors under ``TRITON_INTERPRET=1``), two
   kernel launches per pick for a whole batch of pools, squared distances in
@@ -158,12 +158,12 @@ class Pool:
         big, dmax, dmin = 0.0, 0.0, math.inf
         for t in (self.x, self.lf):
             if t.numel():
-                lo, hi = torch.aminmax(t)  # no (N, D) temporary, unlike abs()
-                big = max(big, -float(lo), float(hi))
+                lo, hi = V.value_range(t)  # no (N, D) temporary, unlike abs()
+                big = max(big, -lo, hi)
         for t in (() if self.dens is None else (self.dens, self.ld)):
             if t.numel():
-                lo, hi = torch.aminmax(t)
-                dmin, dmax = min(dmin, float(lo)), max(dmax, float(hi))
+                lo, hi = V.value_range(t)
+                dmin, dmax = min(dmin, lo), max(dmax, hi)
         return [big, dmax, dmin]
 
 
