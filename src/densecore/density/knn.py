@@ -115,7 +115,7 @@ def knn_mean_distance(features, k: int = 10, *, search_backend: str = "auto",
                               seed)[0]
 
 
-def _knn_mean_distance(features, k, backend, metric, validate, search, recall, seed):
+def _knn_mean_distance(features, k, search_backend, metric, validate, search, recall, seed):
     """:func:`knn_mean_distance` plus (search used, measured recall or None if exact)."""
     metric = M.check_metric(metric)
     search = V.check_choice(search, SEARCHES, "search")
@@ -139,7 +139,7 @@ def _knn_mean_distance(features, k, backend, metric, validate, search, recall, s
         if search == "hnsw":
             faiss_backend.require()
         else:
-            sq, _, e = nearest.search_scaled(x, x, k + 1, method=backend)
+            sq, _, e = nearest.search_scaled(x, x, k + 1, method=search_backend)
             # the k + 1 smallest exact distances are {0 (the point itself)} plus the k
             # nearest others, duplicates included
             mean = nearest.plain_distance(sq, e, metric).sum(1) / k
@@ -163,7 +163,7 @@ def _knn_mean_distance(features, k, backend, metric, validate, search, recall, s
             if total is None:
                 search, got = "exact", None
         if search == "exact":
-            total = _exact_sum(xn, groups, k, backend, metric)
+            total = _exact_sum(xn, groups, k, search_backend, metric)
     mean = total[groups.inverse] / k if groups.inverse is not None else total / k
     if e and metric != "cosine":  # cosine distances of unit rows do not scale
         mean = nearest.mul_pow2(mean, -e)
@@ -247,12 +247,13 @@ def _sum_taken(sq: np.ndarray, take: np.ndarray, metric: str) -> np.ndarray:
     return (take * dist).sum(1)
 
 
-def _exact_sum(xn: np.ndarray, g: _Distinct, k: int, backend: str, metric: str) -> np.ndarray:
+def _exact_sum(xn: np.ndarray, g: _Distinct, k: int, search_backend: str,
+               metric: str) -> np.ndarray:
     """Per distinct row, the exact sum ``(U,)`` of ``metric`` distances to the ``k``
     nearest other points (copies included), by the one certified nearest search."""
     xt = torch.from_numpy(g.rows)
     m = min(k + 1, g.size)
-    _, idx = nearest.search(xt, xt, m, method=backend)
+    _, idx = nearest.search(xt, xt, m, method=search_backend)
     sq, take, _ = _expand(g.rows, g.counts, np.arange(g.size, dtype=np.int64),
                           idx.numpy().astype(np.int64, copy=False), k)
     return _sum_taken(sq, take, metric)
