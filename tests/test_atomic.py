@@ -133,3 +133,34 @@ def test_figure_that_fails_to_render_leaves_old_file(tmp_path):
         atomic_save_figure(Broken(), p)
     assert p.read_bytes() == b"old"
     assert os.listdir(tmp_path) == ["f.png"]
+
+
+@pytest.mark.parametrize("write", [lambda p: atomic_write(p, b"new"),
+                                   lambda p: atomic_write_text(p, "new"),
+                                   lambda p: atomic_write_json(p, {"a": 1})],
+                         ids=["bytes", "text", "json"])
+def test_the_file_then_its_directory_are_fsynced_around_the_rename(tmp_path, monkeypatch,
+                                                                   write):
+    # a spy on os.fsync / os.replace: the data reaches the disk before the rename,
+    # and the directory entry after it (without the second fsync a crash can lose
+    # the rename even though the call returned)
+    path = tmp_path / "out.json"
+    path.write_bytes(b"old")
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        st = os.fstat(fd)
+        kind = "dir" if stat.S_ISDIR(st.st_mode) else "file"
+        same = (st.st_dev, st.st_ino) == (os.stat(tmp_path).st_dev, os.stat(tmp_path).st_ino)
+        events.append((f"fsync-{kind}", same if kind == "dir" else None))
+        real_fsync(fd)
+
+    def replace(src, dst):
+        events.append(("replace", os.fspath(dst) == os.fspath(path)))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(atomic.os, "fsync", fsync)
+    monkeypatch.setattr(atomic.os, "replace", replace)
+    write(path)
+    assert events == [("fsync-file", None), ("replace", True), ("fsync-dir", True)]

@@ -266,3 +266,173 @@ def test_nearest_search_float32_offset_many_centres(method):
     rv, ri = _search_ref(q, c, None, 1)
     np.testing.assert_array_equal(i.numpy(), ri)
     np.testing.assert_allclose(v.numpy(), rv, rtol=1e-12)
+
+
+# ---------------------------------------------------------------------------
+# every sampler, the sparse layout, coverage / bound_report and lid on hostile
+# numbers: float32 and float64 (down to 1e-200 and up to 1e200, beyond the range
+# where squared float64 distances exist), against the float64 reference run on the
+# same points times the power of two that brings them to [1, 2) (exact)
+
+SCALES64 = [1e-200, 1e-25, 1.0, 1e19, 1e200]
+
+
+# regimes, each a pytest parameter so that every run meets the extremes
+REGIMES = {"float32": (np.float32, SCALES), "float64": (np.float64, SCALES64),
+           "1e-200": (np.float64, [1e-200]), "1e200": (np.float64, [1e200])}
+
+
+@st.composite
+def hostile_any(draw, regime):
+    seed = draw(st.integers(0, 2 ** 31 - 1))
+    rng = np.random.default_rng(seed)
+    dtype, scales = REGIMES[regime]
+    n = draw(st.integers(10, 70))
+    dim = draw(st.integers(1, 5))
+    scale = draw(st.sampled_from(scales))
+    offset = draw(st.sampled_from(OFFSETS))
+    dup = draw(st.sampled_from([0.0, 0.5]))
+    centres = rng.normal(size=(4, dim)) * 5
+    x = centres[rng.integers(0, 4, n)] + rng.normal(size=(n, dim))
+    n_dup = int(dup * n)
+    if n_dup:
+        x[rng.choice(n, n_dup, replace=False)] = x[rng.integers(0, n, n_dup)]
+    x = ((x + offset) * scale).astype(dtype)
+    kind = draw(st.sampled_from(DENSITIES))
+    dens = _densities(kind, n, rng)
+    lf = ld = None
+    if draw(st.booleans()):
+        lf = (((centres[rng.integers(0, 4, 3)] + rng.normal(size=(3, dim))) + offset)
+              * scale).astype(dtype)
+        ld = _densities(kind, 3, rng)
+    labeled = rng.choice(n, draw(st.integers(0, n // 3)), replace=False)
+    budget = draw(st.integers(1, min(12, n - len(labeled))))
+    return x, dens, labeled, lf, ld, budget
+
+
+def _unit(x, lf=None):
+    """``x`` (and ``lf``) in float64 times the power of two ``2^-e`` that brings the
+    largest magnitude into [1, 2), and ``e``."""
+    parts = [np.asarray(x, np.float64)] + ([] if lf is None else [np.asarray(lf, np.float64)])
+    big = max(float(np.abs(p).max()) for p in parts)
+    e = int(np.frexp(big)[1] - 1) if big > 0 else 0
+    out = [np.ldexp(p, -e) for p in parts]
+    return out[0], (None if lf is None else out[1]), e
+
+
+def _greedy_check(x, idx, dens, labeled, lf, ld):
+    xu, lfu, _ = _unit(x, lf)
+    assert len(set(np.asarray(idx).tolist())) == len(idx)
+    init = int(idx[0]) if len(labeled) == 0 and lf is None else None
+    replay_check(xu, idx, densities=dens, labeled=labeled, labeled_features=lfu,
+                 labeled_densities=ld, init=init, rtol=1e-4, atol=0.0)
+
+
+@pytest.mark.parametrize("regime", list(REGIMES))
+@settings(max_examples=8, deadline=None)
+@given(data=st.data(), which=st.sampled_from(["kcenter-numba", "kcenter-torch", "density-numba",
+                                       "density-torch", "sparse"]))
+def test_every_greedy_sampler_and_the_sparse_layout_match_the_reference(regime, data, which):
+    case = data.draw(hostile_any(regime))
+    import scipy.sparse as sp
+
+    x, dens, labeled, lf, ld, budget = case
+    if which.startswith("kcenter"):
+        dens = ld = None
+        sel = densecore.KCenterGreedy(backend=which[8:], seed=5).select(
+            x, budget, labeled=labeled, labeled_features=lf)
+    elif which.startswith("density"):
+        if dens is None:
+            dens = np.ones(len(x))
+            ld = None if lf is None else np.ones(len(lf))
+        sel = densecore.DensityAwareGreedy(backend=which[8:], seed=5).select(
+            x, budget, densities=dens, labeled=labeled, labeled_features=lf,
+            labeled_densities=ld)
+    else:
+        sel = densecore.farthest_first(sp.csr_matrix(x), budget, densities=dens,
+                                       labeled=labeled,
+                                       labeled_features=None if lf is None else sp.csr_matrix(lf),
+                                       labeled_densities=ld, seed=5)
+    _greedy_check(x, np.asarray(sel.indices), dens, labeled, lf, ld)
+
+
+def _ard_ref(xu, picks, labeled, lfu):
+    """Eq. 4 per pick in float64: fixed centres (labeled, then outside) first, ties to
+    the lowest centre."""
+    fixed = [xu[labeled]] + ([] if lfu is None else [lfu])
+    c = np.concatenate(fixed + [xu[picks]])
+    d = np.sqrt(((xu[:, None, :] - c[None]) ** 2).sum(-1))
+    a = np.argmin(d, 1)
+    nf = len(c) - len(picks)
+    return np.array([d[a == nf + j, nf + j].mean() if np.any(a == nf + j) else 0.0
+                     for j in range(len(picks))])
+
+
+@pytest.mark.parametrize("regime", list(REGIMES))
+@settings(max_examples=6, deadline=None)
+@given(data=st.data(), backend=st.sampled_from(["numba", "torch"]))
+def test_kmedoids_refinement_matches_the_reference(regime, data, backend):
+    case = data.draw(hostile_any(regime))
+    x, _, labeled, lf, _, budget = case
+    sel = densecore.KMedoidsRefinement(backend=backend, swaps=3, seed=2).select(
+        x, budget, labeled=labeled, labeled_features=lf)
+    idx = np.asarray(sel.indices)
+    assert len(set(idx.tolist())) == budget and not np.isin(idx, labeled).any()
+    xu, lfu, e = _unit(x, lf)
+    np.testing.assert_allclose(np.ldexp(np.asarray(sel.radii, np.float64), -e),
+                               _ard_ref(xu, idx, labeled, lfu), rtol=1e-9, atol=0.0)
+
+
+def _typicality_replay(xu, idx, w, labeled, lfu, init, rtol=1e-4):
+    r = np.full(len(xu), np.inf)
+    taken = np.zeros(len(xu), bool)
+    taken[labeled] = True
+    for c in list(xu[labeled]) + ([] if lfu is None else list(lfu)):
+        r = np.minimum(r, ((xu - c) ** 2).sum(1))
+    for i, u in enumerate(idx):
+        assert not taken[u]
+        if i == 0 and init is not None:
+            assert u == init
+        else:
+            score = np.where(taken, -np.inf, r * w)
+            best = score.max()
+            assert score[u] >= best - rtol * abs(best), (i, u, score[u], best)
+        taken[u] = True
+        r = np.minimum(r, ((xu - xu[u]) ** 2).sum(1))
+
+
+@pytest.mark.parametrize("regime", list(REGIMES))
+@settings(max_examples=6, deadline=None)
+@given(data=st.data(), backend=st.sampled_from(["numba", "torch"]))
+def test_typicality_matches_the_reference(regime, data, backend):
+    case = data.draw(hostile_any(regime))
+    x, dens, labeled, lf, _, budget = case
+    w = np.ones(len(x)) if dens is None else dens
+    sel = densecore.TypicalityGreedy(backend=backend, seed=4).select(
+        x, budget, densities=w, labeled=labeled, labeled_features=lf)
+    idx = np.asarray(sel.indices)
+    assert len(set(idx.tolist())) == budget
+    xu, lfu, _ = _unit(x, lf)
+    init = int(idx[0]) if len(labeled) == 0 and lf is None else None
+    _typicality_replay(xu, idx, w, labeled, lfu, init)
+
+
+@pytest.mark.parametrize("regime", list(REGIMES))
+@settings(max_examples=6, deadline=None)
+@given(data=st.data(), method=st.sampled_from(["auto", "torch"]))
+def test_coverage_bound_report_and_lid_match_the_reference(regime, data, method):
+    case = data.draw(hostile_any(regime))
+    x, _, _, _, _, budget = case
+    sel = np.arange(0, len(x), max(1, len(x) // budget))
+    assign, dist = densecore.coverage(x, x[sel], backend=method)
+    xu, _, e = _unit(x)
+    d = np.sqrt(((xu[:, None, :] - xu[sel][None]) ** 2).sum(-1))
+    np.testing.assert_array_equal(assign, np.argmin(d, 1))
+    np.testing.assert_allclose(np.ldexp(dist, -e), d.min(1), rtol=1e-12, atol=0.0)
+    rep = densecore.bound_report(x, sel, backend=method)
+    assert np.ldexp(rep.delta, -e) == pytest.approx(d.min(1).max(), rel=1e-12)
+    from densecore.density.lid import local_intrinsic_dimension
+
+    k = min(5, len(x) - 1)
+    np.testing.assert_allclose(local_intrinsic_dimension(x, k, backend=method),
+                               local_intrinsic_dimension(xu, k, backend=method), rtol=1e-9)

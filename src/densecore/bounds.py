@@ -53,8 +53,8 @@ def _coverage_t(x: torch.Tensor, c: torch.Tensor, backend: str, metric: str = "e
     from the one exact nearest-centre search (on unit rows for cosine)."""
     if M.check_metric(metric) == "cosine":
         x, c = M.unit_rows(x), M.unit_rows(c, "centers")
-    sq, assign = nearest.search(x, c.to(x.device), 1, method=backend)
-    return assign[:, 0], M.from_squared_euclidean(sq[:, 0], metric)
+    sq, assign, e = nearest.search_scaled(x, c.to(x.device), 1, method=backend)
+    return assign[:, 0], nearest.plain_distance(sq[:, 0], e, metric)
 
 
 def coverage(features, centers, *, backend: str = "auto", metric: str = "euclidean",

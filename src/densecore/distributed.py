@@ -322,4 +322,4 @@ def select(local_features, budget: int, *, densities=None, labeled=None,
         idx, radii = _loop(comm, eng, glob, n, bar)
     return G.finish(idx, radii, fscale=glob["fscale"], dscale=glob["dscale"],
                     first=glob["first"], dtype=glob["dtype"], is_numpy=pool.is_numpy,
-                    device=pool.x.device)
+                    device=pool.x.device, n=glob["n"])

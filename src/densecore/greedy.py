@@ -26,6 +26,14 @@ distances in their dtype are multiplied by a power of two (exact), densities
 are scaled so the largest is in [1, 2) (exact) and kept in float64; ``r``
 values that still leave the float64 range raise ``ValueError``. Distances are
 always computed from coordinate differences, so large offsets do not cancel.
+The rule is one for every sampler and search (``_backends/nearest.py``,
+``pow2_scale``), and its scale is one per call: the guarantee is accuracy
+*relative to the largest magnitude*. Every pick is the float64 argmax up to a
+few roundings of ``max |feature|^2`` in the compute dtype (float32 for 16-bit
+and float32 features); a float32 cluster at 1e-25 beside a point at 1 has its
+inner distances (1e-50) rounded to 0, as in any float32 computation of them,
+so its points tie. Radii come back in original units (``inf`` or 0 where those
+leave the output dtype's range).
 
 Shape:
     features ``(N, D)``, densities ``(N,)``, labeled ``(M,)``,
@@ -47,11 +55,11 @@ import torch
 
 from . import metrics as M
 from . import validation as V
-from ._backends.nearest import pow2_below
+from ._backends import nearest as NS
 
 log = logging.getLogger(__name__)
 
-__all__ = ["BACKENDS", "ENGINES", "Selection", "farthest_first"]
+__all__ = ["BACKENDS", "ENGINES", "InvalidSelectionError", "Selection", "farthest_first"]
 
 
 def _numba_engine():
@@ -70,14 +78,15 @@ def _torch_engine():
 ENGINES = {"numba": _numba_engine, "torch": _torch_engine}
 BACKENDS = ("auto", *ENGINES)
 
-# |features| range (powers of two) inside which squared distances neither overflow nor
-# underflow in the compute dtype; outside it the features are rescaled by a power of two.
-_SAFE_EXP = {torch.float32: 39, torch.float64: 400}
-# Densities: the largest is brought into [1, 2) only outside [2^-60, 2^60] (no copy in
-# the common case); their ratio is bounded so that r = distance / density (distances
-# below 2^100 after feature scaling) stays inside float64.
-_DENSITY_EXP = 60
+# Features and densities follow the one scaling rule of _backends/nearest.py
+# (pow2_scale); the densities' ratio is bounded so that r = distance / density
+# (distances below 2^100 after feature scaling) stays inside float64.
 _MAX_DENSITY_RATIO = 2.0 ** 900
+
+
+class InvalidSelectionError(ValueError):
+    """An engine returned an index outside ``[0, N)`` (a non-finite ``r`` that the
+    checks did not catch): raised instead of returning a wrong selection."""
 
 
 @dataclass(frozen=True)
@@ -165,28 +174,27 @@ def check(features, densities=None, labeled=None, labeled_features=None,
 
 
 def scales(stats, dtype: torch.dtype) -> tuple[float, float]:
-    """Powers of two ``(fscale, dscale)`` for features and densities.
+    """Powers of two ``(fscale, dscale)`` for features and densities: the one scaling
+    rule (:func:`densecore._backends.nearest.pow2_scale`).
 
     ``fscale`` is 1 unless ``max |feature|`` lies outside the range where squared
     distances are safe in the compute dtype (float32 for 16-bit and float32
     features); then it brings the largest magnitude into [1, 2). ``dscale`` is 1
     unless the largest density lies outside [2^-60, 2^60]; then it brings it into
-    [1, 2). Both are exact; the argmax decisions do not change.
+    [1, 2) (subnormal densities: as close as float64 allows). Both are exact; the
+    argmax decisions do not change. Accuracy is relative to the largest magnitude:
+    squared distances below a rounding of ``max |feature|^2`` in the compute dtype
+    are not resolved (they were not in the input's own arithmetic either).
     """
     big, dmax, dmin = stats
-    e = _SAFE_EXP[torch.float64 if dtype == torch.float64 else torch.float32]
-    fscale = 1.0
-    if big > 0 and not 2.0 ** -e <= big <= 2.0 ** e:
-        fscale = 1.0 / pow2_below(big)
+    fscale = NS.pow2_scale(big, NS.SAFE_EXP[torch.float64 if dtype == torch.float64
+                                            else torch.float32])
     if dmax == 0:  # no densities (k-center greedy) or an empty pool
         return fscale, 1.0
     if dmax / dmin > _MAX_DENSITY_RATIO:
         raise ValueError(f"densities must span at most a factor 2^900 (r = distance / density "
                          f"must stay finite in float64); got max {dmax:.3g} and min {dmin:.3g}")
-    dscale = 1.0
-    if not 2.0 ** -_DENSITY_EXP <= dmax <= 2.0 ** _DENSITY_EXP:
-        dscale = 1.0 / pow2_below(dmax)
-    return fscale, dscale
+    return fscale, NS.pow2_scale(dmax, NS.DENSITY_EXP)
 
 
 def _engine_features(t: torch.Tensor, engine: str, fscale: float) -> torch.Tensor:
@@ -198,7 +206,7 @@ def _engine_features(t: torch.Tensor, engine: str, fscale: float) -> torch.Tenso
                                                            or t.device.type == "cpu"):
         t = t.float()
     if fscale != 1.0:
-        t = t * fscale  # a power of two: exact
+        t = NS.mul_pow2(t, NS.pow2_exp(fscale))  # a power of two: exact
     return t
 
 
@@ -246,13 +254,24 @@ def first_pick(n: int, n_labeled: int, budget: int, init, seed) -> int:
 
 
 def finish(idx: torch.Tensor, radii: torch.Tensor, *, fscale: float, dscale: float,
-           first: int, dtype: torch.dtype, is_numpy: bool, device) -> Selection:
-    """Check the engine's radii, undo the scaling and wrap the result.
+           first: int, dtype: torch.dtype, is_numpy: bool, device, n: int | None = None
+           ) -> Selection:
+    """Check the engine's picks and radii, undo the scaling and wrap the result.
+
+    ``n`` is the pool size (None: not checked from above).
 
     Raises:
+        InvalidSelectionError: an index is negative or ``>= n``.
         ValueError: when a picked ``r`` is not finite (NaN/inf that ``validate=False``
             let through, or a float64 overflow), instead of a wrong selection.
     """
+    if idx.numel():
+        lo, hi = (int(v) for v in torch.aminmax(idx))
+        if lo < 0 or (n is not None and hi >= n):
+            bad = lo if lo < 0 else hi
+            raise InvalidSelectionError(
+                f"the engine returned index {bad} for a pool of {n} points (a non-finite "
+                "r = distance / density); no selection is returned")
     radii = radii.to(torch.float64)
     check = radii[1:] if first >= 0 else radii
     if check.numel() and not bool(torch.isfinite(check).all()):
@@ -260,9 +279,8 @@ def finish(idx: torch.Tensor, radii: torch.Tensor, *, fscale: float, dscale: flo
         raise ValueError(f"r = distance / density is not finite at pick {i}: non-finite "
                          "features or densities (with validate=False), or densities whose "
                          "range overflows float64; no selection is returned")
-    if fscale != 1.0 or dscale != 1.0:
-        radii = radii * (dscale / fscale ** 2) if fscale >= 1e-150 else \
-            radii * dscale / fscale / fscale
+    if fscale != 1.0 or dscale != 1.0:  # exponents, never fscale ** 2 (overflows)
+        radii = NS.mul_pow2(radii, NS.pow2_exp(dscale) - 2 * NS.pow2_exp(fscale))
     out = dtype if dtype in (torch.float32, torch.float64) else torch.float32
     radii = radii.to(out)
     if is_numpy:
@@ -381,7 +399,7 @@ def farthest_first(features, budget: int, *, densities=None, labeled=None,
     idx, radii = run_engine(pool.engine, inputs, budget, first, progress,
                             num_threads=num_threads)
     sel = finish(idx, radii, fscale=fscale, dscale=dscale, first=first, dtype=pool.x.dtype,
-                 is_numpy=pool.is_numpy, device=pool.x.device)
+                 is_numpy=pool.is_numpy, device=pool.x.device, n=n)
     if metric == "cosine":
         sel = Selection(sel.indices, sel.radii * M.radius_factor(metric))
     return sel

@@ -26,7 +26,9 @@ Cost per step: ``O(N * M * D)`` for the assignment (``M`` centres) and
 ``O(sum_k m_k^2 * D)`` for the medoids (``m_k`` points in area ``k``), no
 ``N x N`` matrix. Backends: ``"numba"`` (CPU, float64 from differences) and
 ``"torch"`` (any device, differences in float32, float64 for float64 input,
-chunked).
+chunked). Hostile magnitudes: the features are first multiplied by the
+greedy's power of two (``_backends/nearest.py``, ``pow2_scale``) and the
+ARDs divided by it, exactly; accuracy is relative to the largest magnitude.
 
 Shape:
     features ``(N, D)``, selected ``(B,)`` int, labeled ``(M,)``, labeled_features
@@ -111,11 +113,8 @@ class _NumbaOps(_CostCache):
 
     def __init__(self, x: torch.Tensor, lab: torch.Tensor, lf: torch.Tensor):
         super().__init__()
-        xn = x.detach().cpu().numpy()
-        if xn.dtype not in (np.float32, np.float64):
-            xn = xn.astype(np.float32)
-        self.x = np.ascontiguousarray(xn)
-        lfn = lf.detach().cpu().numpy()
+        self.x = nearest._as_np(x)  # float32/float64, contiguous (16-bit -> float32)
+        lfn = nearest._as_np(lf)
         # the fixed centres in the features' dtype, or float64 when the two differ
         dt = self.x.dtype if lfn.dtype == self.x.dtype else np.float64
         fixed = np.concatenate([self.x[lab.cpu().numpy()].astype(dt), lfn.astype(dt)])
@@ -356,6 +355,7 @@ def refine_medoids(features, selected, *, labeled=None, labeled_features=None,
     is_numpy = isinstance(features, np.ndarray)
     x, _, lab, lf, _ = V.check_pool(features, None, labeled, labeled_features, None,
                                     validate=validate)
+    x, lf, e = nearest.scaled_features(x.detach(), lf.detach())
     n = x.shape[0]
     dev = x.device
     sel = V.check_indices(selected, n, "selected").cpu().numpy().astype(np.int64)
@@ -389,7 +389,7 @@ def refine_medoids(features, selected, *, labeled=None, labeled_features=None,
         if new is None:
             break
         state = new
-    cur, ard = state.cur, state.ard[n_fixed:].copy()
+    cur, ard = state.cur, nearest.mul_pow2(state.ard[n_fixed:].copy(), -e)
     if is_numpy:
         return cur, ard
     return torch.from_numpy(cur).to(dev), torch.from_numpy(ard).to(dev)

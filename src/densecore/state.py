@@ -534,7 +534,8 @@ class ActiveLabelState:
             exceeds 255).
 
         Raises:
-            ValueError: a done round of the image was added without labels.
+            ValueError: a done round of the image was added without labels, or
+                ``ignore_index`` outside ``[0, 65535]``.
 
         Example:
             >>> import tempfile, numpy as np
@@ -544,6 +545,8 @@ class ActiveLabelState:
             [[7, 255], [255, 7]]
         """
         ignore_index = check_int(ignore_index, "ignore_index", minimum=0)
+        if ignore_index > 65535:  # the label maps (and their PNGs) are at most 16-bit
+            raise ValueError(f"ignore_index must lie in [0, 65535]; got {ignore_index}")
         entry = self._entry(image_id)
         h, w = entry["shape"]
         parts = []

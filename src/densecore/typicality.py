@@ -15,14 +15,17 @@ measured in ``docs/benchmarks.md``.
 
 Backends: ``"numba"`` (CPU, parallel fused update + argmax over blocks,
 float64 distances from differences) and ``"torch"`` (any device, no host
-synchronisation per pick, distances from differences in float32, or
-float64 for float64 input). ``"auto"`` picks numba for CPU inputs.
+synchronisation per pick, float64 distances from differences). ``"auto"``
+picks numba for CPU inputs. Hostile magnitudes: features and weights are
+multiplied by the greedy's powers of two (``_backends/nearest.py``,
+``pow2_scale``; exact) and the scores divided by them; accuracy is relative
+to the largest magnitude.
 
 Shape:
     features ``(N, D)``, densities ``(N,)`` > 0, labeled ``(M,)``,
     labeled_features ``(L, D)``; result indices ``(budget,)`` int64 and
-    scores ``(budget,)`` float (``r_u * w_u`` at the moment ``u`` was picked,
-    non-increasing).
+    scores ``(budget,)`` float64 (``r_u * w_u`` at the moment ``u`` was picked,
+    non-increasing; ``inf`` beyond the float64 range).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import numpy as np
 import torch
 
 from . import validation as V
+from ._backends import nearest
 from .greedy import Selection
 
 __all__ = ["TypicalityGreedy", "typicality_farthest_first"]
@@ -43,15 +47,12 @@ _TORCH_BLOCK = 1 << 22
 def _run_numba(x, w, centres, excluded, budget, first, progress_cb):
     from ._backends.typicality_kernels import _lower, _update_argmax  # loads numba
 
-    xn = x.detach().cpu().numpy()
-    if xn.dtype not in (np.float32, np.float64):
-        xn = xn.astype(np.float32)
-    xn = np.ascontiguousarray(xn)
+    xn = nearest._as_np(x)  # float32/float64, contiguous (16-bit -> float32)
     n = xn.shape[0]
     wn = np.ascontiguousarray(w.detach().cpu().numpy(), dtype=np.float64)
     taken = np.ascontiguousarray(excluded.cpu().numpy())
     r = np.full(n, np.inf)
-    cn = np.ascontiguousarray(centres.detach().cpu().numpy(), dtype=np.float64)
+    cn = np.ascontiguousarray(centres.detach().cpu().to(torch.float64).numpy())
     for k in range(cn.shape[0]):
         _lower(xn, cn[k], r)
     idx = np.empty(budget, dtype=np.int64)
@@ -83,7 +84,7 @@ def _sq_to(x: torch.Tensor, c: torch.Tensor, wd: torch.dtype) -> torch.Tensor:
 
 
 def _run_torch(x, w, centres, excluded, budget, first, progress_cb):
-    wd = torch.float64 if x.dtype == torch.float64 else torch.float32
+    wd = torch.float64  # differences and sums in float64, like the numba kernels
     n = x.shape[0]
     dev = x.device
     r = torch.full((n,), float("inf"), dtype=wd, device=dev)
@@ -167,6 +168,8 @@ def typicality_farthest_first(features, budget: int, *, densities=None, g: float
                 else np.ones(len(labeled_features)))
     x, dens, lab, lf, _ = V.check_pool(features, densities, labeled, labeled_features, ones,
                                        validate=validate)
+    # the greedy's scaling rule: features and weights times powers of two (exact)
+    x, lf, fe = nearest.scaled_features(x.detach(), lf.detach())
     g = float(g)
     if not np.isfinite(g) or g < 0:
         raise ValueError(f"g must be a finite number >= 0; got {g}")
@@ -185,7 +188,10 @@ def typicality_farthest_first(features, budget: int, *, densities=None, g: float
         init = int(np.random.default_rng(seed).integers(n))
     name = ("torch" if dev.type != "cpu" else "numba") if backend == "auto" else backend
     w = (torch.ones(n, dtype=torch.float64, device=dev) if dens is None
-         else _weights(dens, g))
+         else _weights(dens.detach(), g))
+    ws = nearest.pow2_scale(float(w.max()) if n else 0.0, nearest.DENSITY_EXP)
+    if ws != 1.0:
+        w = nearest.mul_pow2(w, nearest.pow2_exp(ws))
     excluded = torch.zeros(n, dtype=torch.bool, device=dev)
     excluded[lab] = True
     centres = torch.cat([x[lab].to(lf.dtype), lf]) if lab.numel() else lf.to(x.dtype)
@@ -201,6 +207,8 @@ def typicality_farthest_first(features, budget: int, *, densities=None, g: float
     finally:
         if bar is not None:
             bar.close()
+    # scores back in original units: r * w = scaled score * 2^(-2 fe - log2 ws)
+    val = nearest.mul_pow2(val.to(torch.float64), -2 * fe - nearest.pow2_exp(ws))
     if is_numpy:
         return Selection(idx.cpu().numpy(), val.cpu().numpy())
     return Selection(idx.to(dev), val.to(dev))

@@ -59,13 +59,16 @@ def as_tensor_like(x: ArrayLike, name: str) -> torch.Tensor:
         name: the argument name used in error messages.
 
     Returns:
-        A tensor sharing memory with ``x`` when ``x`` is a CPU numpy array.
+        A tensor sharing memory with ``x`` when ``x`` is a contiguous numpy array
+        in the host's byte order (one native copy otherwise).
     """
     if isinstance(x, torch.Tensor):
         return x
     if isinstance(x, np.ndarray):
         if x.dtype == object:
             raise TypeError(f"{name} must be a numeric array; got dtype object")
+        if not x.dtype.isnative:  # big-endian on a little-endian host: torch takes native only
+            x = x.astype(x.dtype.newbyteorder("="))
         return torch.from_numpy(np.ascontiguousarray(x))
     raise TypeError(
         f"{name} must be a numpy array or a torch tensor; got {type(x).__name__}"

@@ -37,7 +37,8 @@ import torch
 
 from . import faiss_backend, threads
 
-__all__ = ["FAISS_MIN", "METHODS", "pow2_below", "search"]
+__all__ = ["DENSITY_EXP", "FAISS_MIN", "METHODS", "SAFE_EXP", "mul_pow2", "pow2_below",
+           "pow2_exp", "pow2_scale", "search", "search_scaled"]
 
 FAISS_MIN = 256
 _EXTRA = 2  # candidates beyond k taken from the fast search (runner-ups)
@@ -47,6 +48,65 @@ def pow2_below(v: float) -> float:
     if not (v > 0 and math.isfinite(v)):
         return 1.0
     return math.ldexp(1.0, math.frexp(v)[1] - 1)
+
+
+# ---------------------------------------------------------------- the one scaling rule
+#
+# Hostile magnitudes are handled by multiplying by powers of two (exact while the
+# result stays normal): features whose largest magnitude lies outside 2^+-SAFE_EXP
+# of their compute dtype, densities (and weights) whose largest lies outside
+# 2^+-DENSITY_EXP. Squared distances then neither overflow nor underflow, except
+# below a rounding of the largest magnitude: the guarantee is relative accuracy with
+# respect to the largest magnitude (a cluster of float32 points at 1e-25 beside a
+# point at 1 collapses to ties, as it does in any float32 computation). The scales
+# are undone on results by exponent arithmetic (:func:`mul_pow2`), never by
+# forming ``scale ** 2`` (which overflows a float beyond 2^1023).
+
+# |features| range (powers of two) inside which squared distances neither overflow nor
+# underflow in the compute dtype (float32 for 16-bit and float32 features).
+SAFE_EXP = {torch.float32: 39, torch.float64: 400}
+# densities: the largest is brought into [1, 2) only outside [2^-60, 2^60]
+DENSITY_EXP = 60
+_STEP_EXP = 100  # one multiplication step: 2^+-100 is a normal float32 and bfloat16
+
+
+def pow2_exp(s: float) -> int:
+    """``e`` with ``2^e <= s < 2^(e+1)`` (``s`` > 0, finite; subnormals included)."""
+    return math.frexp(s)[1] - 1
+
+
+def pow2_scale(big: float, limit: int) -> float:
+    """The one scaling rule: 1.0 when ``2^-limit <= big <= 2^limit`` (or ``big`` is 0 or
+    not finite), else the power of two ``s`` that brings ``big`` into [1, 2).
+
+    ``s`` is kept within ``[2^-1023, 2^1023]`` (representable in float64), so a
+    subnormal ``big`` ends at ``2^-51`` or above, not in [1, 2).
+
+    Example:
+        >>> pow2_scale(3.0, 60), pow2_scale(2.0 ** -70 * 1.5, 60) == 2.0 ** 70
+        (1.0, True)
+    """
+    if not (big > 0 and math.isfinite(big)) or 2.0 ** -limit <= big <= 2.0 ** limit:
+        return 1.0
+    return math.ldexp(1.0, max(-1023, min(1023, -pow2_exp(big))))
+
+
+def mul_pow2(t, e: int):
+    """``t * 2^e`` for a tensor or float, in steps of at most ``2^100`` so that no step
+    overflows the dtype (float32 cannot hold ``2^131``) and no intermediate leaves the
+    range unless the result does. Exact while the result stays normal; ``t`` itself
+    is not modified.
+
+    Example:
+        >>> mul_pow2(3.0, 1100) == 3.0 * 2.0 ** 1000 * 2.0 ** 100
+        True
+    """
+    with np.errstate(over="ignore", under="ignore"):  # saturation is the documented result
+        while e:
+            step = max(-_STEP_EXP, min(_STEP_EXP, e))
+            t = t * math.ldexp(1.0, step)
+            e -= step
+    return t
 
 
 def _centred(q: torch.Tensor, c: torch.Tensor, dtype: torch.dtype):
@@ -165,7 +225,8 @@ def search(queries: torch.Tensor, centres: torch.Tensor, k: int = 1, *,
         ``(values (N, k) float64, index (N, k) int64)`` on the queries' device,
         nearest first, lowest index first among equal values. Values are
         squared Euclidean distances divided by the centre's weight; they are
-        ``inf`` where that quotient exceeds the float64 range.
+        ``inf`` (or 0) where that quotient leaves the float64 range. Indices
+        are exact at any magnitude (:func:`search_scaled`).
 
     Example:
         >>> import torch
@@ -174,24 +235,103 @@ def search(queries: torch.Tensor, centres: torch.Tensor, k: int = 1, *,
         >>> i.tolist(), [[round(a, 2) for a in row] for row in v.tolist()]
         ([[0, 2], [1, 0]], [[1.0, 1.0], [0.01, 3.61]])
     """
+    v, i, e = search_scaled(queries, centres, k, weights=weights, method=method)
+    return mul_pow2(v, e), i
+
+
+def search_scaled(queries: torch.Tensor, centres: torch.Tensor, k: int = 1, *,
+                  weights: torch.Tensor | None = None,
+                  method: str = "auto") -> tuple[torch.Tensor, torch.Tensor, int]:
+    """:func:`search` on values rescaled by a power of two: ``(values, index, e)``
+    with the true values ``values * 2^e`` (``e`` is even without weights, so plain
+    distances are ``sqrt(values) * 2^(e/2)``).
+
+    Queries and centres share one feature scale (the module's scaling rule on
+    their largest magnitude, float64 limits: the values are computed in float64),
+    the weights one density scale; ``e = 0`` unless a magnitude lies outside
+    those limits. Ratios of values (and the ranking) need no unscaling.
+
+    Example:
+        >>> import torch
+        >>> q = torch.tensor([[0.0], [3e200]], dtype=torch.float64)
+        >>> v, i, e = search_scaled(q, q[:1], 1)
+        >>> i.tolist(), e > 0, float(v[1, 0].sqrt()) * 2.0 ** (e // 2)
+        ([[0], [0]], True, 3e+200)
+    """
     q, c = queries.detach(), centres.detach()
     dev = q.device
+    if method not in METHODS:
+        raise ValueError(f"backend must be one of {METHODS}; got {method!r}")
+    e = 0
+    # float32 and 16-bit values always lie inside the float64 limits: no scan, no copy
+    if torch.float64 in (q.dtype, c.dtype) and q.numel() and c.numel():
+        big = max(_absmax(q), _absmax(c))
+        s = pow2_scale(big, SAFE_EXP[torch.float64])
+        if s != 1.0:
+            q = mul_pow2(q.to(torch.float64), pow2_exp(s))
+            c = mul_pow2(c.to(torch.float64), pow2_exp(s))
+            e = -2 * pow2_exp(s)
     if weights is None:
         inv_w = torch.ones(c.shape[0], dtype=torch.float64, device=dev)
     else:
-        inv_w = 1.0 / weights.detach().to(dev, torch.float64)
+        w = weights.detach().to(dev, torch.float64)
+        ws = pow2_scale(float(w.max()) if w.numel() else 0.0, DENSITY_EXP)
+        if ws != 1.0:
+            w = mul_pow2(w, pow2_exp(ws))
+            e += pow2_exp(ws)
+        inv_w = 1.0 / w
     k = min(k, c.shape[0])
-    if method not in METHODS:
-        raise ValueError(f"backend must be one of {METHODS}; got {method!r}")
     if method == "faiss":
         faiss_backend.require()
         with threads():
             v, i = _search_cpu(q.cpu(), c.cpu(), inv_w.cpu(), k, min_faiss=1)
-        return v.to(dev), i.to(dev)
+        return v.to(dev), i.to(dev), e
     if method == "torch" or dev.type != "cpu":
-        return _search_torch(q, c, inv_w, k)
+        return (*_search_torch(q, c, inv_w, k), e)
     with threads():
-        return _search_cpu(q, c, inv_w, k)
+        return (*_search_cpu(q, c, inv_w, k), e)
+
+
+def plain_distance(sq: torch.Tensor, e: int, metric: str = "euclidean") -> torch.Tensor:
+    """Plain distances from :func:`search_scaled`'s unweighted values: ``sqrt(sq) 2^(e/2)``
+    (Euclidean) or ``sq 2^e / 2`` (cosine, ``1 - cos`` on unit rows), unscaled after
+    the square root, so they stay finite where their squares would not.
+
+    Example:
+        >>> import torch
+        >>> float(plain_distance(torch.tensor([4.0], dtype=torch.float64), 2000)[0])
+        2.1430172143725346e+301
+    """
+    if metric == "cosine":
+        return mul_pow2(sq * 0.5, e)
+    return mul_pow2(sq.sqrt(), e // 2)
+
+
+def scaled_features(x: torch.Tensor, lf: torch.Tensor):
+    """A pool ``(N, D)`` and labeled features ``(L, D)`` times the one scale of the
+    greedy (:func:`pow2_scale` of their largest magnitude, limits of the compute dtype:
+    float64 when either is float64, else float32), and its exponent ``e``: squared
+    distances of the results are ``2^(2e)`` times the true ones, exactly. Unscaled
+    inputs come back as they are (no copy); scaled ones as float32/float64 copies.
+
+    Example:
+        >>> import torch
+        >>> x, lf, e = scaled_features(torch.tensor([[3e20]]), torch.zeros(0, 1))
+        >>> float(x[0, 0]) * 2.0 ** -e == float(torch.tensor(3e20)), e
+        (True, -68)
+    """
+    big = max((_absmax(t) for t in (x, lf) if t.numel()), default=0.0)
+    wide = torch.float64 if torch.float64 in (x.dtype, lf.dtype) else torch.float32
+    s = pow2_scale(big, SAFE_EXP[wide])
+    if s == 1.0:
+        return x, lf, 0
+    e = pow2_exp(s)
+    return mul_pow2(x.to(wide), e), mul_pow2(lf.to(wide), e), e
+
+
+def _absmax(t: torch.Tensor) -> float:
+    lo, hi = torch.aminmax(t)  # no (N, D) temporary, unlike abs()
+    return max(-float(lo), float(hi))
 
 
 def _fast_scale(inv_w: torch.Tensor) -> float | None:

@@ -26,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .nearest import pow2_below
+from .nearest import mul_pow2, pow2_exp, pow2_scale
 
 __all__ = ["canonical", "farthest_first", "knn_mean_distance"]
 
@@ -114,9 +114,10 @@ def canonical(a, dtype=np.float64):
 
 
 def _power_of_two_scale(*datas) -> float:
-    """The power of two that brings the largest magnitude in ``datas`` into [1, 2) (exact)."""
+    """The power of two that brings the largest magnitude in ``datas`` into [1, 2) (exact):
+    the one scaling rule (``nearest.pow2_scale``) with no range left unscaled."""
     peak = max((float(np.abs(d).max()) for d in datas if d.size), default=0.0)
-    return 1.0 / pow2_below(peak)
+    return pow2_scale(peak, 0)
 
 
 def farthest_first(pool, dens, centres, cdens, taken, budget: int, first: int):
@@ -154,7 +155,7 @@ def farthest_first(pool, dens, centres, cdens, taken, budget: int, first: int):
         raise ValueError(
             "densities are too small for these distances: r = squared distance / density "
             f"overflows float64 at index {bad}; rescale the densities")
-    return picks, radii / (s * s)
+    return picks, mul_pow2(radii, -2 * pow2_exp(s))  # never s * s: it overflows
 
 
 @njit(cache=True, parallel=True)
@@ -190,6 +191,15 @@ def _exhaustive(ip, ix, dx, rows, k, power, out_sum):
         out_sum[b] = acc
 
 
+def _approx_sq(x, xt, sq, lo, hi) -> np.ndarray:
+    """``(hi - lo, N)`` expanded squared distances ``|x_i|^2 + |x_j|^2 - 2 x_i . x_j``
+    of rows ``lo:hi`` of ``x`` (CSR) to every row (``xt``: ``x.T`` as CSC, ``sq``:
+    squared row norms): fast and rounded, within the bound :func:`knn_mean_distance`
+    certifies against."""
+    prod = (x[lo:hi] @ xt).toarray()
+    return sq[lo:hi, None] + sq[None, :] - 2.0 * prod
+
+
 def knn_mean_distance(a, k: int, power: int = 1, slack: int = 8):
     """Mean Euclidean distance of each row to its ``k`` nearest other rows, exactly.
 
@@ -221,8 +231,7 @@ def knn_mean_distance(a, k: int, power: int = 1, slack: int = 8):
     xt = x.T.tocsc()
     for lo in range(0, n, step):
         hi = min(n, lo + step)
-        prod = (x[lo:hi] @ xt).toarray()
-        approx = sq[lo:hi, None] + sq[None, :] - 2.0 * prod
+        approx = _approx_sq(x, xt, sq, lo, hi)
         rows = np.arange(lo, hi)
         approx[rows - lo, rows] = -np.inf  # the row itself always ranks first
         if m < n:
@@ -247,7 +256,7 @@ def knn_mean_distance(a, k: int, power: int = 1, slack: int = 8):
         sums = np.empty(len(rows))
         _exhaustive(ip, ix, dx, rows, k, power, sums)
         total[rows] = sums
-    return total / k / s ** power
+    return mul_pow2(total / k, -power * pow2_exp(s))
 
 
 def _lower_torch(r, cuts, col, val, row, dim, ucols, uvals, du, step):
@@ -332,4 +341,4 @@ def farthest_first_torch(pool, dens, centres, cdens, taken, budget: int, first: 
         radii[i] = r[u]
         taken[u] = True
         lower(col[cr[u]:cr[u + 1]], val[cr[u]:cr[u + 1]], float(dens[u]))
-    return picks, radii / (s * s)
+    return picks, mul_pow2(radii, -2 * pow2_exp(s))  # never s * s: it overflows

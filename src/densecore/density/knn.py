@@ -134,8 +134,8 @@ def _knn_mean_distance(features, k, backend, metric, validate, search, recall, s
         return mean, "hnsw", got
     # the k + 1 smallest exact distances are {0 (the point itself)} plus the k
     # nearest others, duplicates included
-    sq, _ = nearest.search(x, x, k + 1, method=backend)
-    total = M.from_squared_euclidean(sq, metric).sum(1)
+    sq, _, e = nearest.search_scaled(x, x, k + 1, method=backend)
+    total = nearest.plain_distance(sq, e, metric).sum(1)
     mean = total / k
     return (mean.numpy() if isinstance(features, np.ndarray) else mean), "exact", None
 

@@ -66,7 +66,8 @@ def local_intrinsic_dimension(features, k: int = 20, *, backend: str = "auto",
     if n <= k:
         raise ValueError(f"k must be smaller than the number of points ({n}); got {k}")
     # the k + 1 nearest include the point itself (or a duplicate of it, same value)
-    sq, idx = nearest.search(x, x, k + 1, method=backend)
+    # rescaled values (see search_scaled): only ratios of distances enter the estimate
+    sq, idx, _ = nearest.search_scaled(x, x, k + 1, method=backend)
     t = np.sqrt(sq[:, 1:].cpu().numpy())  # (N, k) ascending
     nb = idx.cpu().numpy()
     tk = t[:, -1:]

@@ -68,7 +68,8 @@ def coverage_density(error, *, beta: float = BETA, tau: float = TAU, dims=None,
         Densities of the same shape and kind (numpy in, numpy out).
 
     Raises:
-        ValueError: naming ``error`` and the first non-finite position.
+        ValueError: naming ``error`` and the first non-finite or negative position
+            (with ``validate``).
 
     Example:
         >>> import numpy as np
@@ -90,6 +91,12 @@ def coverage_density(error, *, beta: float = BETA, tau: float = TAU, dims=None,
     if validate and e.numel() and not bool(torch.isfinite(e).all()):
         pos = tuple(int(v) for v in (~torch.isfinite(e)).nonzero()[0])
         raise ValueError(f"error must be finite; got {e[pos].item()} at index {pos}")
+    if validate and e.numel() and not bool((e >= 0).all()):
+        pos = tuple(int(v) for v in (e < 0).nonzero()[0])
+        raise ValueError(f"error must be non-negative (an average radial distance); got "
+                         f"{e[pos].item()} at index {pos}")
+    if e.numel() == 0:  # nothing to normalise: an empty result of the same shape
+        return _finish(torch.full_like(e, beta), is_numpy)
     if dims is None:
         dims = tuple(range(e.ndim))
     dims = tuple(d % e.ndim for d in dims) if e.ndim else ()

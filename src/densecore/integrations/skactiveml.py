@@ -184,8 +184,8 @@ class DensityAwareCoreSet(_DensecoreStrategy):
     """Density-aware core-set (Algorithm 1 of the paper) as a scikit-activeml strategy.
 
     Densities come from ``density``: ``"knn"`` (:class:`densecore.KNNDensity`
-    with ``k``, ``beta``, ``tau`` on all samples, candidates included) or a
-    callable mapping an ``(n, n_features)`` array to ``(n,)`` positive densities.
+    with ``k``, ``beta``, ``tau`` on all samples, candidates included; ``beta``
+    for a single sample, which has no neighbour) or a callable mapping an ``(n, n_features)`` array to ``(n,)`` positive densities.
 
     Args:
         density: ``"knn"`` or a callable.
@@ -223,6 +223,8 @@ class DensityAwareCoreSet(_DensecoreStrategy):
         if self.density != "knn":
             raise ValueError(f"density must be 'knn' or a callable; got {self.density!r}")
         k = min(self.k, a.shape[0] - 1)
+        if k < 1:  # one sample has no neighbour: its error is constant, its density beta
+            return np.full(a.shape[0], float(self.beta))
         return np.asarray(KNNDensity(k=k, beta=self.beta, tau=self.tau,
                                      metric=self.metric)(a), dtype=np.float64)
 
