@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
-# CUDA tests and GPU benchmarks in one go, on a machine with an NVIDIA GPU.
+# CUDA checks, tests and GPU benchmarks in one go, on a machine with an NVIDIA GPU.
 #
 #   OUT=/some/dir bash benchmarks/gpu.sh        # results under $OUT
 #
 # Runs from the repository root without installing the package (PYTHONPATH=src).
-# Writes: env.txt, pytest_cuda.txt, gpu.md + gpu.json, select_pixels_cuda.md + .json,
-# knn_cuda.md + .json.
+# The first step, benchmarks/gpu_check.py (at most 4 minutes), answers the main
+# questions on its own (picks equal to the float64 reference, 1M x 64 x 1,000,
+# select_pixels with 1 and 16 images, launches and host syncs per pick, exact
+# k-NN at 1M x 64): on a short loan, stop after it.
+# Writes: env.txt, gpu_check.md + .json, pytest_cuda.txt, gpu.md + gpu.json,
+# select_pixels_cuda.md + .json, knn_cuda.md + .json.
 # Each step has its own time limit; the script goes on when one fails and
-# exits non-zero if any did. About 5 minutes on an H100.
+# exits non-zero if any did. About 10 minutes in all.
 set -u -o pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-benchmarks/results/gpu}"
@@ -22,6 +26,10 @@ status=0
   "$PY" -c "import torch, numba, numpy; print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no cuda'); print('numba', numba.__version__, 'numpy', numpy.__version__)"
   nproc
 } > "$OUT/env.txt" 2>&1
+
+echo "== GPU check (at most 4 minutes)"
+timeout 250 "$PY" benchmarks/gpu_check.py --budget-s 220 --json "$OUT/gpu_check.json" 2>&1 \
+  | tee "$OUT/gpu_check.md" || status=1
 
 echo "== CUDA tests"
 timeout 180 "$PY" -m pytest -q -rs -p no:cacheprovider -k cuda tests 2>&1 | tee "$OUT/pytest_cuda.txt" | tail -5 \

@@ -28,6 +28,7 @@ EXPECTED = [
     "coverage_density",
     "covering_radius",
     "farthest_first",
+    "farthest_first_batch",
     "image_seed",
     "pixel_budget",
     "query_round",

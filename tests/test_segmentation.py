@@ -295,7 +295,7 @@ def test_every_sampler_takes_the_same_keywords():
 
 @pytest.mark.parametrize("make", [KCenterGreedy, DensityAwareGreedy])
 def test_images_selected_at_once_equal_one_image_at_a_time(monkeypatch, make):
-    import densecore.segmentation as S
+    import densecore.batch as B
     from densecore._backends import threads
 
     g = torch.Generator().manual_seed(5)
@@ -306,17 +306,17 @@ def test_images_selected_at_once_equal_one_image_at_a_time(monkeypatch, make):
     labeled = torch.zeros(5, 32, 32, dtype=torch.bool)
     labeled[1, :4] = True
     calls = []
-    real = S._select_all
+    real = B.farthest_first_batch
 
-    def spy(sampler, budget, jobs, workers):
-        calls.append((len(jobs), workers))
-        return real(sampler, budget, jobs, workers)
+    def spy(features, lengths, budgets, **kw):
+        calls.append(len(lengths))
+        return real(features, lengths, budgets, **kw)
 
-    monkeypatch.setattr(S, "_workers", lambda sampler, feats, bsz: min(bsz, 2))
-    monkeypatch.setattr(S, "_select_all", spy)
+    monkeypatch.setattr(B, "_workers", lambda jobs: min(len(jobs), 2))
+    monkeypatch.setattr("densecore.samplers.farthest_first_batch", spy)
     got, seen = select_pixels(probs, feats, dens, 20, labeled=labeled, alpha=8,
                               sampler=make(seed=3), return_candidates=True)
-    assert calls == [(2, 2), (2, 2), (1, 2)]  # images in groups of two, on two threads
+    assert calls == [5]  # all images in one batched call, on two threads
     with threads(1):
         for b in range(5):
             one = select_pixels(probs[b:b + 1], feats[b:b + 1], dens[b:b + 1], 20,
@@ -325,15 +325,19 @@ def test_images_selected_at_once_equal_one_image_at_a_time(monkeypatch, make):
     assert [s.selected.numel() for s in seen] == [20] * 5
 
 
-def test_only_densecore_greedy_on_cpu_runs_images_at_once():
-    import densecore.segmentation as S
+def test_other_samplers_select_image_by_image():
     from densecore import KMedoidsRefinement
-    from densecore._backends import thread_limit, threads
 
-    feats = torch.zeros(4, 2, 3, 3)
-    assert S._workers(KCenterGreedy(), feats, 4) == min(4, thread_limit())
-    assert S._workers(KCenterGreedy(backend="torch"), feats, 4) == 1
-    assert S._workers(KMedoidsRefinement(), feats, 4) == 1
-    assert S._workers(KCenterGreedy(), feats, 1) == 1
-    with threads(1):
-        assert S._workers(DensityAwareGreedy(), feats, 4) == 1
+    class Spy(KMedoidsRefinement):
+        calls = 0
+
+        def select(self, *a, **kw):
+            Spy.calls += 1
+            return super().select(*a, **kw)
+
+    g = torch.Generator().manual_seed(1)
+    probs = torch.softmax(torch.randn(3, 4, 16, 16, generator=g), 1)
+    feats = torch.randn(3, 8, 4, 4, generator=g)
+    dens = torch.rand(3, 4, 4, generator=g) + 0.5
+    got = select_pixels(probs, feats, dens, 4, alpha=3, sampler=Spy(seed=0))
+    assert Spy.calls == 3 and got.sum((1, 2)).tolist() == [4, 4, 4]

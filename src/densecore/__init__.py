@@ -5,6 +5,7 @@ The public surface is listed in ``__all__`` (a test pins it).
 
 from .bounds import (BoundReport, average_radial_distance, bound_report, coreset_loss,
                      coverage, covering_radius)
+from .batch import farthest_first_batch
 from .budgets import pixel_budget, region_budget
 from .density import DMCEstimator, KNNDensity, MaskedConvEstimator, coverage_density
 from .filters import CategoryMarginLoss
@@ -55,6 +56,7 @@ __all__ = [
     "coverage_density",
     "covering_radius",
     "farthest_first",
+    "farthest_first_batch",
     "image_seed",
     "pixel_budget",
     "query_round",

@@ -77,7 +77,7 @@ def _typicality(backend, seed, progress, metric):  # Euclidean only (checked by 
 # ``densecore select --sampler``: the paper's samplers and those beyond it
 SAMPLERS = {"kmedoids-refinement": _kmedoids, "kcenter": _kcenter,
             "density-aware": _density_aware, "typicality": _typicality}
-BACKENDS = ("auto", "numba", "torch")
+BACKENDS = ("auto", "numba", "torch", "triton")
 
 
 def _add_select(sub) -> None:

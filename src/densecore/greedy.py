@@ -12,9 +12,15 @@ Engines (chosen through :data:`ENGINES`; one module each, one interface:
 * ``"numba"``: CPU, parallel, exact coverage-area pruning with a dense
   hand-over (``_backends/numba_backend.py``).
 * ``"torch"``: any device, one fused distance pass per pick, no host sync.
-* ``"auto"``: numba for CPU inputs, torch for other devices. The CPU choice is
-  set by ``benchmarks/speed.py``: at n=100,000, D=64, budget 1,000 the pruned
-  numba engine is several times faster than the torch loop on CPU.
+* ``"triton"``: CUDA (or CPU tensors under ``TRITON_INTERPRET=1``), two
+  kernel launches per pick for a whole batch of pools, squared distances in
+  float64 (``_backends/triton_backend.py``; :func:`densecore.batch.farthest_first_batch`).
+* ``"auto"``: numba for CPU inputs; on CUDA triton where it imports, else torch.
+  The CPU choice is set by ``benchmarks/speed.py``: at n=100,000, D=64, budget
+  1,000 the pruned numba engine is several times faster than the torch loop on
+  CPU. The CUDA choice follows from the launch count (2 per pick against about
+  25); no GPU timing of the triton engine has been made yet
+  (``benchmarks/gpu_check.py`` measures it).
 
 The initial ``r`` against the labeled set comes from the one nearest-centre
 search (``_backends/nearest.py``). :func:`prepare` (checks, scaling, excluded
@@ -74,8 +80,17 @@ def _torch_engine():
     return Engine
 
 
+def _triton_engine():
+    try:
+        from ._backends.triton_backend import Engine
+    except ImportError as e:  # pragma: no cover - depends on the installation
+        raise ImportError("backend 'triton' needs triton (it comes with torch's CUDA wheels; "
+                          "else pip install triton)") from e
+    return Engine
+
+
 # name -> engine class (imported lazily). A new backend is one module and one entry here.
-ENGINES = {"numba": _numba_engine, "torch": _torch_engine}
+ENGINES = {"numba": _numba_engine, "torch": _torch_engine, "triton": _triton_engine}
 BACKENDS = ("auto", *ENGINES)
 
 # Features and densities follow the one scaling rule of _backends/nearest.py
@@ -156,10 +171,20 @@ def pick_engine(backend: str, device: torch.device) -> str:
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}; got {backend!r}")
     if backend == "auto":
-        return "numba" if device.type == "cpu" else "torch"
+        if device.type == "cpu":
+            return "numba"
+        # CUDA: the fused triton engine where triton imports (two launches per pick
+        # against about 25 for the torch loop; not timed here: benchmarks/gpu_check.py)
+        return "triton" if device.type == "cuda" and _has_triton() else "torch"
     if backend == "numba" and device.type != "cpu":
         log.info("numba backend: copying features from %s to the host", device)
     return backend
+
+
+def _has_triton() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("triton") is not None
 
 
 def check(features, densities=None, labeled=None, labeled_features=None,
@@ -199,11 +224,11 @@ def scales(stats, dtype: torch.dtype) -> tuple[float, float]:
 
 def _engine_features(t: torch.Tensor, engine: str, fscale: float) -> torch.Tensor:
     """Features as the engine takes them: numba a CPU float32/float64 tensor; torch keeps
-    the device and 16-bit storage on CUDA (float32 on the CPU)."""
+    the device and 16-bit storage on CUDA (float32 on the CPU); triton keeps both."""
     if engine == "numba":
         t = t.cpu()
-    if t.dtype not in (torch.float32, torch.float64) and (engine == "numba"
-                                                           or t.device.type == "cpu"):
+    if t.dtype not in (torch.float32, torch.float64) and (
+            engine == "numba" or (t.device.type == "cpu" and engine != "triton")):
         t = t.float()
     if fscale != 1.0:
         t = NS.mul_pow2(t, NS.pow2_exp(fscale))  # a power of two: exact
@@ -343,9 +368,9 @@ def farthest_first(features, budget: int, *, densities=None, labeled=None,
         init: first pick when nothing is labeled; None draws it from ``seed``.
         seed: integer seed of that draw (a local generator; global RNG untouched);
             None is rejected (the default is deterministic).
-        backend: ``"auto"``, ``"numba"`` or ``"torch"``. Sparse features (scipy,
-            or a COO/CSR torch tensor) run on the exact sparse engines of
-            :mod:`densecore.sparse`.
+        backend: ``"auto"``, ``"numba"``, ``"torch"`` or ``"triton"`` (CUDA).
+            Sparse features (scipy, or a COO/CSR torch tensor) run on the exact
+            sparse engines of :mod:`densecore.sparse`.
         metric: ``"euclidean"`` or ``"cosine"`` (see :mod:`densecore.metrics`):
             cosine runs the engine on unit rows (one normalised copy of the features).
         progress: show a tqdm bar over the picks.
@@ -384,6 +409,43 @@ def farthest_first(features, budget: int, *, densities=None, labeled=None,
                                      labeled_densities=labeled_densities, init=init,
                                      seed=seed, backend=backend, metric=metric,
                                      validate=validate)
+    job = setup(features, budget, densities, labeled, labeled_features, labeled_densities,
+                init=init, seed=seed, backend=backend, metric=metric, validate=validate)
+    if num_threads is not None:
+        num_threads = V.check_int(num_threads, "num_threads", minimum=1)
+    idx, radii = run_engine(job.pool.engine, job.inputs, job.budget, job.first, progress,
+                            num_threads=num_threads)
+    return job.result(idx, radii)
+
+
+@dataclass
+class Job:
+    """One pool ready for an engine: checked inputs, the engine's inputs, the budget,
+    the forced first pick (-1: none) and the scaling to undo."""
+
+    pool: Pool
+    inputs: dict
+    budget: int
+    first: int
+    fscale: float
+    dscale: float
+    metric: str
+
+    def result(self, idx: torch.Tensor, radii: torch.Tensor) -> Selection:
+        """The engine's picks and float64 radii as the caller's :class:`Selection`."""
+        sel = finish(idx, radii, fscale=self.fscale, dscale=self.dscale, first=self.first,
+                     dtype=self.pool.x.dtype, is_numpy=self.pool.is_numpy,
+                     device=self.pool.x.device, n=self.pool.x.shape[0])
+        if self.metric == "cosine":
+            sel = Selection(sel.indices, sel.radii * M.radius_factor(self.metric))
+        return sel
+
+
+def setup(features, budget, densities=None, labeled=None, labeled_features=None,
+          labeled_densities=None, *, init=None, seed=0, backend="auto",
+          metric="euclidean", validate=True) -> Job:
+    """Everything :func:`farthest_first` does before the engine runs, for one pool
+    (dense features; ``metric`` already checked)."""
     pool = check(features, densities, labeled, labeled_features, labeled_densities,
                  backend=backend, validate=validate)
     if metric == "cosine":
@@ -393,13 +455,4 @@ def farthest_first(features, budget: int, *, densities=None, labeled=None,
     budget = V.check_budget(budget, n - pool.lab.numel())
     first = first_pick(n, pool.lab.numel() + pool.lf.shape[0], budget, init, seed)
     fscale, dscale = scales(pool.stats(), pool.x.dtype)
-    inputs = prepare(pool, fscale, dscale)
-    if num_threads is not None:
-        num_threads = V.check_int(num_threads, "num_threads", minimum=1)
-    idx, radii = run_engine(pool.engine, inputs, budget, first, progress,
-                            num_threads=num_threads)
-    sel = finish(idx, radii, fscale=fscale, dscale=dscale, first=first, dtype=pool.x.dtype,
-                 is_numpy=pool.is_numpy, device=pool.x.device, n=n)
-    if metric == "cosine":
-        sel = Selection(sel.indices, sel.radii * M.radius_factor(metric))
-    return sel
+    return Job(pool, prepare(pool, fscale, dscale), budget, first, fscale, dscale, metric)

@@ -7,7 +7,10 @@ Every sampler has the same protocol::
            labeled_features=None, labeled_densities=None, init=None) -> Selection
 
 A sampler that does not use densities accepts and ignores them, so callers
-such as :func:`densecore.select_pixels` never inspect a signature.
+such as :func:`densecore.select_pixels` never inspect a signature. The greedy
+samplers also have ``select_batch(features, lengths, budgets, ...)``: many pools
+in one call (:func:`densecore.batch.farthest_first_batch`), which
+:func:`densecore.select_pixels` uses for all images of a call.
 
 Shape:
     features ``(N, D)``, densities ``(N,)``; ``Selection.indices`` ``(budget,)``.
@@ -15,6 +18,7 @@ Shape:
 
 from __future__ import annotations
 
+from .batch import farthest_first_batch
 from .greedy import BACKENDS, Selection, farthest_first
 from .metrics import check_metric
 from .validation import check_int
@@ -37,6 +41,33 @@ class _Greedy:
         return (f"{type(self).__name__}(backend={self.backend!r}, seed={self.seed}, "
                 f"progress={self.progress}, metric={self.metric!r})")
 
+    def _densities(self, densities, labeled_densities):
+        """The densities this sampler runs with: ``(densities, labeled_densities)``."""
+        return densities, labeled_densities
+
+    def select_batch(self, features, lengths, budgets, *, densities=None, labeled=None,
+                     labeled_features=None, labeled_densities=None, seeds=None) -> list:
+        """``select`` on each of P pools concatenated row-wise, in one call.
+
+        Args:
+            features: ``(N_total, D)`` float, the pools' rows one after the other.
+            lengths: ``(P,)`` rows per pool.
+            budgets: picks per pool (an integer or ``(P,)``).
+            densities: ``(N_total,)`` or None; labeled: ``(N_total,)`` bool or None.
+            labeled_features / labeled_densities: lists of P entries (or None).
+            seeds: the first-pick seed of every pool; None: this sampler's seed for all.
+
+        Returns:
+            P :class:`~densecore.greedy.Selection` with pool-local indices, equal to
+            calling ``select`` pool by pool (:func:`~densecore.batch.farthest_first_batch`).
+        """
+        d, ld = self._densities(densities, labeled_densities)
+        return farthest_first_batch(features, lengths, budgets, densities=d, labeled=labeled,
+                                    labeled_features=labeled_features, labeled_densities=ld,
+                                    seeds=self.seed if seeds is None else seeds,
+                                    backend=self.backend, metric=self.metric,
+                                    progress=self.progress, validate=self.validate)
+
 
 class KCenterGreedy(_Greedy):
     """k-center greedy (farthest-first traversal, Sener & Savarese 2017).
@@ -45,7 +76,7 @@ class KCenterGreedy(_Greedy):
     Euclidean) from the labeled and already-picked points.
 
     Args:
-        backend: ``"auto"``, ``"numba"`` (CPU) or ``"torch"`` (any device).
+        backend: ``"auto"``, ``"numba"`` (CPU), ``"torch"`` (any device) or ``"triton"`` (CUDA).
         seed: seeds the first pick when nothing is labeled and ``init`` is None.
         progress: show a tqdm progress bar.
         validate: check for NaN/inf (a device sync on CUDA).
@@ -57,6 +88,9 @@ class KCenterGreedy(_Greedy):
         >>> KCenterGreedy().select(x, 2, labeled=[0]).indices.tolist()
         [2, 3]
     """
+
+    def _densities(self, densities, labeled_densities):
+        return None, None  # accepted and ignored
 
     def select(self, features, budget: int, *, densities=None, labeled=None,
                labeled_features=None, labeled_densities=None, init=None) -> Selection:
@@ -89,7 +123,7 @@ class DensityAwareGreedy(_Greedy):
     spends its budget on sparse coverage areas (Eq. 4).
 
     Args:
-        backend: ``"auto"``, ``"numba"`` (CPU) or ``"torch"`` (any device).
+        backend: ``"auto"``, ``"numba"`` (CPU), ``"torch"`` (any device) or ``"triton"`` (CUDA).
         seed: seeds the first pick when nothing is labeled and ``init`` is None.
         progress: show a tqdm progress bar.
         validate: check for NaN/inf and non-positive densities.
@@ -102,6 +136,12 @@ class DensityAwareGreedy(_Greedy):
         >>> DensityAwareGreedy().select(x, 1, densities=d, labeled=[0]).indices.tolist()
         [2]
     """
+
+    def _densities(self, densities, labeled_densities):
+        if densities is None:
+            raise ValueError("densities is required for DensityAwareGreedy; "
+                             "use KCenterGreedy for plain k-center greedy")
+        return densities, labeled_densities
 
     def select(self, features, budget: int, *, densities=None, labeled=None,
                labeled_features=None, labeled_densities=None, init=None) -> Selection:
@@ -120,9 +160,7 @@ class DensityAwareGreedy(_Greedy):
             :class:`~densecore.greedy.Selection`; radii are squared Euclidean
             distance divided by density.
         """
-        if densities is None:
-            raise ValueError("densities is required for DensityAwareGreedy; "
-                             "use KCenterGreedy for plain k-center greedy")
+        self._densities(densities, labeled_densities)
         return farthest_first(features, budget, densities=densities, labeled=labeled,
                               labeled_features=labeled_features,
                               labeled_densities=labeled_densities, init=init,

@@ -40,18 +40,16 @@ from __future__ import annotations
 
 import logging
 import math
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 from . import validation as V
-from ._backends import thread_limit, threads
 from .filters import (entropy_score, least_confidence_score, margin_score, random_score,
                       ripu_score, top_candidates)
 from .regions import blocked_candidates, ripu_select
-from .samplers import KCenterGreedy, _Greedy
+from .samplers import KCenterGreedy
 
 log = logging.getLogger(__name__)
 
@@ -163,41 +161,19 @@ def _scores(score, probs, shape_ref, from_logits, validate, seed, region_size):
     return s
 
 
-def _workers(sampler, feats, bsz: int) -> int:
-    """How many images' greedy selections run at once: up to the thread limit
-    (:func:`densecore._backends.thread_limit`) for densecore's own greedy samplers
-    on CPU features, else 1.
-
-    Two images at once on one numba thread each against one image at a time on two
-    (the numba kernels release the GIL), two 184,540-candidate images of
-    ``benchmarks/select_pixels.py`` in one call, same process, same picks:
-    k-center 6.60 / 5.68 s instead of 7.95 / 6.14 s per image; density-aware
-    2.53 / 3.59 s against 2.60 / 3.33 s (even: its dense pass already keeps both
-    cores busy; ``benchmarks/README.md``).
-    """
-    if (bsz < 2 or feats is None or feats.device.type != "cpu"
-            or not isinstance(sampler, _Greedy) or sampler.backend not in ("auto", "numba")):
-        return 1
-    return max(1, min(bsz, thread_limit()))
-
-
-def _select_all(sampler, budget: int, jobs: list, workers: int) -> list:
-    """``sampler.select`` for each job ``(b, candidates, f, d, lf, ld)``, in order; on
-    ``workers`` threads with one numba thread each when ``workers > 1``."""
-    def one(job):
-        _, _, f, d, lf, ld = job
-        return sampler.select(f, budget, densities=d, labeled_features=lf,
-                              labeled_densities=ld)
-
-    if workers < 2 or len(jobs) < 2:
-        return [one(j) for j in jobs]
-
-    def on_one_thread(job):
-        with threads(1):
-            return one(job)
-
-    with ThreadPoolExecutor(max_workers=min(workers, len(jobs))) as pool:
-        return list(pool.map(on_one_thread, jobs))
+def _select_all(sampler, budget: int, jobs: list) -> list:
+    """The sampler's selection for each job ``(b, candidates, f, d, lf, ld)``, in order:
+    all images in one ``select_batch`` call where the sampler has one (densecore's
+    greedy samplers: :func:`~densecore.batch.farthest_first_batch` runs CPU images
+    on threads and CUDA images in one launch per pick), else ``select`` per image."""
+    batch = getattr(sampler, "select_batch", None)
+    if not callable(batch) or len(jobs) < 2:
+        return [sampler.select(f, budget, densities=d, labeled_features=lf,
+                               labeled_densities=ld) for _, _, f, d, lf, ld in jobs]
+    d = None if jobs[0][3] is None else torch.cat([j[3] for j in jobs])
+    return batch(torch.cat([j[2] for j in jobs]), [j[2].shape[0] for j in jobs], budget,
+                 densities=d, labeled_features=[j[4] for j in jobs],
+                 labeled_densities=[j[5] for j in jobs])
 
 
 def select_pixels(probs, features, densities, budget: int, *, labeled=None, ignore=None,
@@ -231,7 +207,9 @@ def select_pixels(probs, features, densities, budget: int, *, labeled=None, igno
             densecore's greedy samplers on CPU features, up to the thread limit
             of images are selected at once, one numba thread each (the picks
             are those of one image at a time; ``densecore._backends.threads(1)``
-            around the call keeps one image at a time). ``"ripu"``: RIPU's own
+            around the call keeps one image at a time); on CUDA they share one
+            kernel launch per pick (``backend="triton"``, or ``"auto"`` where triton
+            imports). ``"ripu"``: RIPU's own
             selection on ``score`` (:func:`~densecore.regions.ripu_select`, region
             mode with ``k = region_size // 2``, pixel mode with ``k = 1`` for
             ``region_size=1``; ``alpha``, ``features``, ``densities`` and
@@ -360,7 +338,6 @@ def select_pixels(probs, features, densities, budget: int, *, labeled=None, igno
         cand = top_candidates(scores, k, exclude, validate=validate)  # (B, k), -1 padded
 
     picks, seen, jobs = [], [], []
-    workers = _workers(sampler, feats, bsz)
     for b in range(bsz):
         c = cand[b, :min(k, eligible[b])]
         if sampler is None or budget == 0:
@@ -383,16 +360,12 @@ def select_pixels(probs, features, densities, budget: int, *, labeled=None, igno
         if dens is not None:
             d = sample_at_pixels(dens[b][None], c, (big_h, big_w))[:, 0]
         jobs.append((b, c, f, d, lf, ld))
-        if len(jobs) == workers or b == bsz - 1:  # a group of images at once
-            for (jb, jc, jf, jd, jlf, jld), sel in zip(jobs, _select_all(sampler, budget,
-                                                                         jobs, workers)):
-                idx = V.check_selection(sel, budget, jc.numel(),
-                                        type(sampler).__name__).to(dev)
-                picks.append(jc[idx])
-                seen.append(ImageCandidates(jc, jf, jd, idx, jlf, jld))
-                log.debug("image %d: %d candidates, %d labeled, %d picks", jb, jc.numel(),
-                          0 if jlf is None else jlf.shape[0], budget)
-            jobs = []
+    for (jb, jc, jf, jd, jlf, jld), sel in zip(jobs, _select_all(sampler, budget, jobs)):
+        idx = V.check_selection(sel, budget, jc.numel(), type(sampler).__name__).to(dev)
+        picks.append(jc[idx])
+        seen.append(ImageCandidates(jc, jf, jd, idx, jlf, jld))
+        log.debug("image %d: %d candidates, %d labeled, %d picks", jb, jc.numel(),
+                  0 if jlf is None else jlf.shape[0], budget)
 
     mask = torch.zeros((bsz, n_pix), dtype=torch.bool, device=dev)
     for b, p in enumerate(picks):

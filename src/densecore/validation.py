@@ -38,7 +38,9 @@ __all__ = [
     "check_int",
     "check_pool",
     "check_kernel_size",
+    "check_lengths",
     "check_mask",
+    "check_per_pool",
     "check_positive_float",
     "check_same_device",
     "check_same_on_ranks",
@@ -555,3 +557,33 @@ def check_sparse_features(x: Any, name: str = "features", *, validate: bool = Tr
         if bad:
             raise ValueError(f"{name} must be finite; got NaN or inf among its stored values")
     return x
+
+
+def check_lengths(lengths: Any, n_total: int, name: str = "lengths") -> list[int]:
+    """Check ``(P,)`` non-negative pool sizes that add up to ``n_total`` rows."""
+    t = torch.as_tensor(as_tensor_like(lengths, name) if isinstance(lengths, np.ndarray)
+                        else lengths)
+    if t.ndim != 1 or t.is_floating_point() or t.dtype == torch.bool or t.is_complex():
+        raise TypeError(f"{name} must be a 1-D integer sequence; got {t.dtype} "
+                        f"{tuple(t.shape)}")
+    out = [int(v) for v in t.tolist()]
+    if out and min(out) < 0:
+        raise ValueError(f"{name} must be >= 0; got {min(out)} at pool {out.index(min(out))}")
+    if sum(out) != n_total:
+        raise ValueError(f"{name} must add up to the {n_total} feature rows; got {sum(out)}")
+    return out
+
+
+def check_per_pool(value: Any, n_pools: int, name: str, *, minimum: int | None = None
+                   ) -> list[int]:
+    """An integer for every pool: one integer (the same for all) or ``(P,)`` of them."""
+    if isinstance(value, (numbers.Integral, np.integer)) and not isinstance(value, bool):
+        return [check_int(value, name, minimum=minimum)] * n_pools
+    vals = (value.tolist() if isinstance(value, (torch.Tensor, np.ndarray))
+            else list(value) if isinstance(value, (list, tuple)) else None)
+    if vals is None:
+        raise TypeError(f"{name} must be an integer or a sequence of {n_pools} integers; "
+                        f"got {type(value).__name__}")
+    if len(vals) != n_pools:
+        raise ValueError(f"{name} must have one entry per pool ({n_pools}); got {len(vals)}")
+    return [check_int(v, f"{name}[{i}]", minimum=minimum) for i, v in enumerate(vals)]

@@ -37,15 +37,28 @@ def _faiss():
     return faiss
 
 
+def gpu_available() -> bool:
+    """True when faiss imports with GPU support and sees at least one GPU."""
+    try:
+        import faiss
+    except ImportError:
+        return False
+    return hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
+
+
+_GPU_RES = []  # one faiss GPU resource object per process, made on first use
+
+
 def nearest_weighted(queries: np.ndarray, centres: np.ndarray, inv_w: np.ndarray,
-                     m: int) -> tuple[np.ndarray, np.ndarray]:
+                     m: int, *, gpu: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Per query, the ``m`` centres with the smallest ``||q - c_k||^2 * inv_w_k`` (float32).
 
     ``||q - c||^2 w' = (||q||^2, 1, q) . (-w', -||c||^2 w', 2 c w')`` negated, so
     the smallest values are the largest inner products of augmented vectors,
     which a flat inner-product index finds. The values are rounded (float32
     expansion): callers recompute them exactly and bound the error
-    (:mod:`densecore._backends.nearest`).
+    (:mod:`densecore._backends.nearest`). ``gpu=True`` searches a faiss GPU flat
+    index (faiss-gpu) instead of the CPU one.
 
     Returns:
         (approx (N, m) float32 squared Euclidean times inv_w, smallest first;
@@ -63,7 +76,12 @@ def nearest_weighted(queries: np.ndarray, centres: np.ndarray, inv_w: np.ndarray
     ca[:, 0] = -w
     ca[:, 1] = -(c.astype(np.float64) ** 2).sum(1) * w
     ca[:, 2:] = 2.0 * c * w[:, None]
-    index = faiss.IndexFlatIP(ca.shape[1])
+    if gpu:
+        if not _GPU_RES:
+            _GPU_RES.append(faiss.StandardGpuResources())
+        index = faiss.GpuIndexFlatIP(_GPU_RES[0], ca.shape[1])
+    else:
+        index = faiss.IndexFlatIP(ca.shape[1])
     index.add(ca)
     sim, idx = index.search(qa, m)
     return -sim, idx.astype(np.int64, copy=False)

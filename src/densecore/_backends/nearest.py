@@ -10,14 +10,18 @@ The rule (one rule for the greedy, ``coverage`` and ``KNNDensity``):
 
 1. CPU tensors with fewer than :data:`FAISS_MIN` centres, or without faiss:
    exact brute force in numba.
-2. Otherwise fast candidates first: faiss (CPU, exact flat index, float32) or
-   the ``||a||^2 - 2ab + ||b||^2`` expansion in torch (other devices), both on
-   centred values rescaled by a power of two. The ``k + 2`` best candidates
-   are recomputed exactly; a query's answer is kept only when a rounding
-   bound of the fast values proves that no other centre can be closer
-   (``approx_(k+2) - bound > exact_k``). The other queries get the exact brute
-   force (numba on CPU, torch differences elsewhere). A fast answer is never
-   trusted blindly: hostile offsets or scales cost time, not correctness.
+2. Otherwise fast candidates first: faiss (CPU, exact flat index, float32) or,
+   on other devices, the ``||a||^2 - 2ab + ||b||^2`` expansion as one float32
+   GEMM per block of queries and centres (faiss-gpu's flat index for CUDA
+   tensors where faiss has GPUs, torch otherwise), all on centred values
+   rescaled by a power of two. The ``k + 2`` best candidates are recomputed
+   exactly; a query's answer is kept only when a rounding bound of the fast
+   values proves that no other centre can be closer (``approx_(k+2) - bound >
+   exact_k``; the bound follows the GEMM's precision, TF32 included). On CPU
+   the other queries get the exact numba brute force; on other devices they
+   retry with four times the candidates (up to 1,024) and only the rest get
+   the float64 brute force over all centres. A fast answer is never trusted
+   blindly: hostile offsets or scales cost time, not correctness.
 
 ``FAISS_MIN = 256`` comes from the greedy's initial assignment on 100,000 x 64
 points, 2 cores: numba 0.035 s vs faiss 0.035 s at 64 centres, 0.13 vs 0.10 s
@@ -153,21 +157,67 @@ def _bound(qf: torch.Tensor, cf: torch.Tensor, inv_w: torch.Tensor, eps: float) 
                        torch.full_like(bound, float("inf")))
 
 
+# Centres per GEMM block of the candidate search, and elements of one block (rows x
+# centres): small on the CPU (the tests), large on CUDA (few launches at 1M x 1M).
+_GEMM_COLS = 1 << 15
+_GEMM_ELEMS = {"cpu": 1 << 22, "cuda": 1 << 27}
+
+
 def _torch_candidates(qf, cf, inv_w, m):
-    """(approx (N, m), cand (N, m)) from the norm expansion, smallest first."""
+    """(approx (N, m) float64, cand (N, m)) from the norm expansion (one float32 GEMM
+    per block of queries and centres), smallest first.
+
+    Blocked over the centres too, with a running top-m, so that a block of queries
+    stays large when there are many centres (1M queries x 1M centres: 8 x 2^15
+    queries per block on CUDA instead of a few rows per launch).
+    """
     n, l = qf.shape[0], cf.shape[0]
     qsq = qf.pow(2).sum(1)
     csq = cf.pow(2).sum(1)
     iw = inv_w.to(qf.dtype)
-    step = max(1, _BLOCK // max(l, 1))
+    cols = min(l, _GEMM_COLS)
+    step = max(1, _GEMM_ELEMS.get(qf.device.type, _GEMM_ELEMS["cuda"]) // cols)
     vals = torch.empty((n, m), dtype=torch.float64, device=qf.device)
     cand = torch.empty((n, m), dtype=torch.int64, device=qf.device)
     for s in range(0, n, step):
-        blk = torch.addmm(qsq[s:s + step, None] + csq[None, :], qf[s:s + step], cf.T,
-                          alpha=-2.0).clamp_min_(0) * iw[None, :]
-        v, a = blk.topk(m, dim=1, largest=False)
-        vals[s:s + step], cand[s:s + step] = v.to(torch.float64), a
+        best_v = best_i = None
+        for c0 in range(0, l, cols):
+            blk = torch.addmm(qsq[s:s + step, None] + csq[None, c0:c0 + cols], qf[s:s + step],
+                              cf[c0:c0 + cols].T, alpha=-2.0).clamp_min_(0)
+            blk *= iw[None, c0:c0 + cols]
+            v, a = blk.topk(min(m, blk.shape[1]), dim=1, largest=False)
+            a += c0
+            if best_v is not None:  # merge with the best of the earlier centre blocks
+                v, a = torch.cat([best_v, v], 1), torch.cat([best_i, a], 1)
+                v, o = v.topk(m, dim=1, largest=False)
+                a = a.gather(1, o)
+            best_v, best_i = v, a
+        vals[s:s + step], cand[s:s + step] = best_v.to(torch.float64), best_i
     return vals, cand
+
+
+def _faiss_gpu_candidates(qf, cf, inv_w, m):
+    """The same candidates from a faiss GPU flat index (host copies in and out)."""
+    approx, cand = faiss_backend.nearest_weighted(qf.cpu().numpy(), cf.cpu().numpy(),
+                                                  inv_w.cpu().numpy(), m, gpu=True)
+    return (torch.from_numpy(approx).to(qf.device, torch.float64),
+            torch.from_numpy(cand).to(qf.device))
+
+
+def _candidate_eps(dt: torch.dtype, device: torch.device, faiss_gpu: bool) -> float:
+    """Unit roundoff of the candidate GEMM: float64 2^-53, float32 2^-24, and the
+    reduced-precision CUDA modes a training job may have switched on (TF32 2^-11,
+    bfloat16 2^-8; faiss-gpu may use TF32), so the certificate stays valid."""
+    if dt == torch.float64:
+        return 2.0 ** -53
+    if device.type != "cuda":
+        return 2.0 ** -24
+    prec = torch.get_float32_matmul_precision()
+    if prec == "medium":
+        return 2.0 ** -8
+    if faiss_gpu or prec == "high" or torch.backends.cuda.matmul.allow_tf32:
+        return 2.0 ** -11
+    return 2.0 ** -24
 
 
 def _torch_exact(q, c, inv_w, cand):
@@ -380,9 +430,16 @@ def _search_cpu(q, c, inv_w, k, min_faiss=FAISS_MIN):
     return torch.from_numpy(vals), torch.from_numpy(idx)
 
 
-def _search_torch(q, c, inv_w, k):
-    """Norm-expansion candidates on the device, certified; torch brute force for the rest.
+_MAX_CANDIDATES = 1024  # candidate rounds stop here; the rows left get the brute force
 
+
+def _search_torch(q, c, inv_w, k, *, candidates=None):
+    """GEMM candidates on the device, certified; uncertified queries retry with four
+    times the candidates (duplicates or near-ties beyond ``k + 2``), and only those
+    left at :data:`_MAX_CANDIDATES` get the float64 brute force over all centres.
+
+    Candidates come from faiss-gpu for CUDA tensors where faiss has GPUs, else from
+    torch (:func:`_torch_candidates`); ``candidates`` overrides the source (tests).
     Runs on any device (the CPU too, which the tests use).
     """
     n, l = q.shape[0], c.shape[0]
@@ -396,12 +453,25 @@ def _search_torch(q, c, inv_w, k):
         dt = torch.float64 if q.dtype == torch.float64 else torch.float32
         qf, cf, s = _centred(q, c, dt)
         iws = inv_w / wscale
-        approx, cand = _torch_candidates(qf, cf, iws, m)
-        ev, ei = _sort_candidates(_torch_exact(q, c, inv_w, cand), cand, k)
-        vals[:], idx[:] = ev, ei
-        eps = 2.0 ** -53 if dt == torch.float64 else 2.0 ** -24
-        ok = approx[:, m - 1] - _bound(qf, cf, iws, eps) > ev[:, k - 1] * (s * s / wscale)
-        rows = (~ok).nonzero().squeeze(1)  # one host sync per search
+        if candidates is None:
+            gpu = dev.type == "cuda" and dt == torch.float32 and faiss_backend.gpu_available()
+            candidates = _faiss_gpu_candidates if gpu else _torch_candidates
+        else:
+            gpu = False
+        eps = _candidate_eps(dt, dev, gpu)
+        while rows.numel() and m < l:
+            sub = rows.numel() < n
+            qr, qfr = (q[rows], qf[rows]) if sub else (q, qf)
+            approx, cand = candidates(qfr, cf, iws, m)
+            ev, ei = _sort_candidates(_torch_exact(qr, c, inv_w, cand), cand, k)
+            vals[rows], idx[rows] = ev, ei
+            ok = approx[:, m - 1] - _bound(qfr, cf, iws, eps) > ev[:, k - 1] * (s * s / wscale)
+            rows = rows[~ok]  # one host sync per round
+            if m >= _MAX_CANDIDATES:
+                break
+            m = min(4 * m, _MAX_CANDIDATES)
+            if m >= l:
+                break
     if rows.numel():
         _torch_brute(q, c, inv_w, k, rows, vals, idx)
     return vals, idx

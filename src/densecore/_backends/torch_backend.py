@@ -83,8 +83,8 @@ class Engine:
         nothing is left. Ties go to the lowest index (first maximum)."""
         if self.r.numel() == 0:
             return self.none
-        u = torch.argmax(self.r)
-        pair = torch.stack([self.r[u], u.to(torch.float64)])
+        u = torch.argmax(self.r).reshape(1)  # a 1-element index: no ``.item()``
+        pair = torch.cat([self.r.index_select(0, u), u.to(torch.float64)])
         return torch.where(pair[0] < 0, self.none, pair)
 
     def row(self, u: torch.Tensor) -> torch.Tensor:
@@ -109,13 +109,15 @@ class Engine:
     def run(self, k: int, out_idx: torch.Tensor, out_r: torch.Tensor, first: int = -1) -> None:
         """Make ``k`` picks of this pool alone into ``out_idx``/``out_r`` (``(budget,)``
         int64 / float64 on the device); ``first`` (>= 0) forces the very first pick."""
+        forced = None
+        if self.picks == 0 and first >= 0 and k:
+            forced = torch.tensor([first], dtype=torch.int64, device=self.r.device)
         for _ in range(k):
             i = self.picks
-            if i == 0 and first >= 0:
-                u = torch.tensor(first, dtype=torch.int64, device=self.r.device)
-                ru = self.r[u]
+            if forced is not None and i == 0:
+                u, ru = forced[0], self.r.index_select(0, forced)[0]
             else:
                 pair = self.best()
                 u, ru = pair[1].to(torch.int64), pair[0]
-            out_idx[i], out_r[i] = u, ru
+            out_idx[i], out_r[i] = u, ru  # device-to-device copies
             self.add_centre(self.row(u), u)

@@ -1,0 +1,248 @@
+"""The triton engine's kernels under the Triton interpreter, on CPU tensors, against the
+float64 reference (tests/reference.py).
+
+``TRITON_INTERPRET`` is read when ``@triton.jit`` decorates (and by the interpreter
+while a kernel runs), so it is set here, for this test process, before the engine
+module is imported (the module is reloaded if something imported it without it);
+the library never sets it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+_late = "triton" in sys.modules and os.environ.get("TRITON_INTERPRET") != "1"
+os.environ["TRITON_INTERPRET"] = "1"  # before triton is imported: its own @jit helpers too
+pytest.importorskip("triton", reason="triton does not import here (Linux x86_64 wheels only)")
+_name = "densecore._backends.triton_backend"
+TB = (importlib.reload(sys.modules[_name]) if _name in sys.modules
+      else importlib.import_module(_name))
+
+import densecore  # noqa: E402
+from densecore import greedy as G  # noqa: E402
+from densecore.synthetic import gaussian_mixture  # noqa: E402
+from reference import density_aware_greedy_ref  # noqa: E402
+
+pytestmark = pytest.mark.skipif(_late or not TB.interpreted(), reason="triton was imported "
+                                "before TRITON_INTERPRET could be set (run this file alone)")
+
+
+def _t(a):
+    return None if a is None else torch.from_numpy(np.asarray(a))
+
+
+def _check_pool(sel, x, budget, dens=None, labeled=(), lf=None, ld=None, init=None,
+                exact=False):
+    ref_i, ref_r = density_aware_greedy_ref(x, budget, densities=dens, labeled=labeled,
+                                            labeled_features=lf, labeled_densities=ld,
+                                            init=init)
+    np.testing.assert_array_equal(sel.indices.numpy(), ref_i)
+    got = sel.radii.double().numpy()
+    if exact:
+        np.testing.assert_array_equal(got, ref_r.astype(sel.radii.numpy().dtype))
+    else:
+        np.testing.assert_allclose(got, ref_r.astype(sel.radii.numpy().dtype), rtol=1e-6)
+
+
+@pytest.mark.parametrize("dim", [6, 64])
+def test_ragged_batch_with_duplicates_matches_reference(dim):
+    sizes = [150, 90, 120]
+    x, _ = gaussian_mixture(sum(sizes), dim=dim, n_components=4, duplicates=0.15, seed=dim)
+    x = x.astype(np.float32)
+    dens = np.random.default_rng(dim).uniform(0.5, 3.0, size=len(x))
+    budgets = [25, 40, 10]
+    sels = densecore.farthest_first_batch(_t(x), sizes, budgets, densities=_t(dens),
+                                          seeds=[1, 2, 3], backend="triton")
+    lo = 0
+    for p, (n, k) in enumerate(zip(sizes, budgets)):
+        init = int(np.random.default_rng([1, 2, 3][p]).integers(n))
+        _check_pool(sels[p], x[lo:lo + n], k, dens[lo:lo + n], init=init)
+        lo += n
+
+
+@pytest.mark.parametrize("density_aware", [False, True])
+def test_lattice_exact_ties_go_to_lowest_index(density_aware):
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 5, size=(120, 3)).astype(np.float32)
+    dens = 2.0 ** rng.integers(-1, 3, size=120) if density_aware else None
+    sel = densecore.farthest_first(_t(x), 40, densities=_t(dens), init=0, backend="triton")
+    _check_pool(sel, x, 40, dens, init=0, exact=True)
+
+
+def test_labeled_in_and_out_of_pool():
+    sizes = [80, 70]
+    x, _ = gaussian_mixture(150, dim=5, n_components=3, duplicates=0.1, seed=4)
+    x = x.astype(np.float32)
+    rng = np.random.default_rng(4)
+    dens = rng.uniform(0.5, 2.0, size=150)
+    lab = np.zeros(150, bool)
+    lab[[2, 9, 85]] = True
+    lf = [rng.normal(size=(3, 5)).astype(np.float32), None]
+    ld = [rng.uniform(0.5, 2.0, size=3), None]
+    sels = densecore.farthest_first_batch(_t(x), sizes, [20, 30], densities=_t(dens),
+                                          labeled=_t(lab), labeled_features=[_t(a) for a in lf],
+                                          labeled_densities=[_t(a) for a in ld],
+                                          backend="triton")
+    _check_pool(sels[0], x[:80], 20, dens[:80], labeled=[2, 9], lf=lf[0], ld=ld[0])
+    _check_pool(sels[1], x[80:], 30, dens[80:], labeled=[5])
+
+
+def test_near_tie_that_float32_sums_get_wrong():
+    # r = 100 for row 1 and 100 + 2^-18 (2^-24.6 relative) for row 2: in float32 the
+    # second sum rounds to 100 and the tie would go to row 1.
+    e = 2.0 ** -9
+    x = np.array([[0.0, 0.0], [10.0, 0.0], [10.0, e], [1.0, 1.0], [-3.0, 2.0]], np.float32)
+    sq = (x[1:3] - x[0]) ** 2
+    assert np.float32(sq[0].sum(dtype=np.float32)) == np.float32(sq[1].sum(dtype=np.float32))
+    sel = densecore.farthest_first(_t(x), 2, labeled=[0], backend="triton")
+    assert sel.indices.tolist()[0] == 2
+    _check_pool(sel, x, 2, labeled=[0])
+    # the same near-tie inside a batch, scaled by a density of 4 (exact)
+    xb = np.concatenate([x, x])
+    sels = densecore.farthest_first_batch(_t(xb), [5, 5], 2, densities=_t(np.full(10, 4.0)),
+                                          labeled=_t(np.tile([True] + [False] * 4, 2)),
+                                          backend="triton")
+    assert [s.indices.tolist()[0] for s in sels] == [2, 2]
+    assert sels[0].radii[0].item() == np.float32((100 + 2.0 ** -18) / 4)
+
+
+def test_budget_equal_to_pool():
+    x, _ = gaussian_mixture(60, dim=4, n_components=2, duplicates=0.3, seed=1)
+    x = x.astype(np.float32)
+    lab = np.zeros(60, bool)
+    lab[[0, 30]] = True
+    sels = densecore.farthest_first_batch(_t(x), [30, 30], [29, 29], labeled=_t(lab),
+                                          backend="triton")
+    for p in range(2):
+        _check_pool(sels[p], x[30 * p:30 * p + 30], 29, labeled=[0])
+        assert sorted(sels[p].indices.tolist()) == list(range(1, 30))
+
+
+@pytest.mark.parametrize("fs, ds", [(2.0 ** 60, 1.0), (2.0 ** -60, 1e-30), (1.0, 1e30)])
+def test_hostile_scales(fs, ds):
+    x, _ = gaussian_mixture(120, dim=5, n_components=3, duplicates=0.1, seed=2)
+    x = x.astype(np.float32)
+    dens = np.random.default_rng(2).uniform(0.5, 2.0, size=120)
+    assert G.scales([np.abs(x).max() * fs, dens.max() * ds, dens.min() * ds],
+                    torch.float32) != (1.0, 1.0)  # the scaling rule is exercised
+    sel = densecore.farthest_first(_t(x * np.float32(fs)), 20, densities=_t(dens * ds),
+                                   init=5, backend="triton")
+    _check_pool(sel, x * np.float32(fs), 20, dens * ds, init=5)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_16bit_storage_equals_float32_on_rounded_values(dtype):
+    x, _ = gaussian_mixture(140, dim=8, n_components=3, duplicates=0.1, seed=3)
+    x16 = torch.from_numpy(x).to(dtype)
+    dens = _t(np.random.default_rng(3).uniform(0.5, 2.0, size=140))
+    a = densecore.farthest_first_batch(x16, [60, 80], [10, 12], densities=dens,
+                                       backend="triton")
+    b = densecore.farthest_first_batch(x16.float(), [60, 80], [10, 12], densities=dens,
+                                       backend="triton")
+    for s, t in zip(a, b):
+        assert torch.equal(s.indices, t.indices) and torch.equal(s.radii, t.radii)
+    init = int(np.random.default_rng(0).integers(60))
+    _check_pool(b[0], x16.float().numpy()[:60], 10, dens.numpy()[:60], init=init)
+
+
+def test_batched_equals_one_pool_at_a_time_and_other_engines():
+    sizes = [70, 0, 45, 90]
+    x, _ = gaussian_mixture(sum(sizes), dim=6, n_components=4, duplicates=0.1, seed=6)
+    xt = _t(x.astype(np.float32))
+    dens = _t(np.random.default_rng(6).uniform(0.5, 2.0, size=len(x)))
+    lab = torch.zeros(len(x), dtype=torch.bool)
+    lab[[1, 80]] = True
+    kw = dict(densities=dens, labeled=lab, seeds=[0, 1, 2, 3])
+    got = densecore.farthest_first_batch(xt, sizes, [12, 0, 16, 7], backend="triton", **kw)
+    numba = densecore.farthest_first_batch(xt, sizes, [12, 0, 16, 7], backend="numba", **kw)
+    lo = 0
+    for p, n in enumerate(sizes):
+        one = densecore.farthest_first(xt[lo:lo + n], [12, 0, 16, 7][p],
+                                       densities=dens[lo:lo + n],
+                                       labeled=lab[lo:lo + n].nonzero().squeeze(1),
+                                       seed=p, backend="triton")
+        assert torch.equal(got[p].indices, one.indices)
+        assert torch.equal(got[p].radii, one.radii)
+        assert torch.equal(got[p].indices, numba[p].indices)
+        lo += n
+
+
+def test_engine_interface_with_a_centre_held_elsewhere():
+    """best / row / add_centre (the sharded selection's steps) agree with the torch engine."""
+    x = torch.from_numpy(gaussian_mixture(50, dim=3, n_components=2, seed=8)[0]
+                         .astype(np.float32))
+    dens = torch.rand(50, dtype=torch.float64, generator=torch.Generator().manual_seed(8)) + .5
+    inputs = dict(x=x, dens=dens, centres=x[:2] + 1, cdens=dens[:2], excluded=torch.zeros(
+        50, dtype=torch.bool))
+    tri, ref = TB.Engine(**inputs, max_new=5), G.ENGINES["torch"]()(**inputs, max_new=5)
+    for u in (None, 7, None):
+        a, b = tri.best(), ref.best()
+        assert torch.equal(a[1], b[1])
+        torch.testing.assert_close(a[0], b[0], rtol=1e-6, atol=0)
+        if u is None:  # a point of another shard
+            vec = torch.cat([torch.tensor([0.5, -1.0, 2.0], dtype=torch.float64),
+                             torch.tensor([1.5], dtype=torch.float64)])
+            tri.add_centre(vec, -1)
+            ref.add_centre(vec, -1)
+        else:
+            torch.testing.assert_close(tri.row(torch.tensor(u)), ref.row(torch.tensor(u)))
+            tri.add_centre(tri.row(torch.tensor(u)), torch.tensor(u))
+            ref.add_centre(ref.row(torch.tensor(u)), torch.tensor(u))
+
+
+def test_auto_stays_numba_on_cpu_and_cpu_needs_the_interpreter(monkeypatch):
+    assert G.pick_engine("auto", torch.device("cpu")) == "numba"
+    assert G.pick_engine("auto", torch.device("cuda")) == "triton"  # triton imports here
+    monkeypatch.setattr(G, "_has_triton", lambda: False)
+    assert G.pick_engine("auto", torch.device("cuda")) == "torch"
+    monkeypatch.setattr(TB, "interpreted", lambda: False)
+    with pytest.raises(ValueError, match="triton engine needs CUDA tensors"):
+        densecore.farthest_first(torch.zeros(4, 2), 1, backend="triton")
+
+
+_COMPILE = r"""
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+from densecore._backends import triton_backend as TB
+assert not TB.interpreted()
+for xdt in ("*fp32", "*bf16"):
+    sig = dict(x_ptr=xdt, r_ptr="*fp64", cen_ptr=xdt, cden_ptr="*fp64", live_ptr="*i32",
+               t_start_ptr="*i64", t_end_ptr="*i64", t_pool_ptr="*i64", t_r_ptr="*fp64",
+               t_i_ptr="*i64", D="i32", stride_x="i32", UPDATE="constexpr",
+               BLOCK_N="constexpr", BLOCK_D="constexpr")
+    triton.compile(ASTSource(TB._update, sig, {"UPDATE": True, "BLOCK_N": 64, "BLOCK_D": 64}),
+                   target=GPUTarget("cuda", 90, 32))
+    sig = dict(x_ptr=xdt, dens_ptr="*fp64", r_ptr="*fp64", cen_ptr=xdt, cden_ptr="*fp64",
+               live_ptr="*i32", p_lo_ptr="*i64", p_hi_ptr="*i64", offset_ptr="*i64",
+               budget_ptr="*i64", forced_ptr="*i64", out_off_ptr="*i64", out_idx_ptr="*i64",
+               out_r_ptr="*fp64", t_r_ptr="*fp64", t_i_ptr="*i64", step="i32",
+               n_total="i32", D="i32", stride_x="i32", FORCED="constexpr",
+               BLOCK_T="constexpr", BLOCK_D="constexpr")
+    triton.compile(ASTSource(TB._pick, sig, {"FORCED": True, "BLOCK_T": 1024, "BLOCK_D": 64}),
+                   target=GPUTarget("cuda", 90, 32))
+print("compiled")
+"""
+
+
+def test_kernels_compile_for_a_gpu_target():
+    """The interpreter accepts more than the compiler: compile both kernels to PTX for
+    sm_90 (no GPU needed) in a process without TRITON_INTERPRET."""
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["TRITON_DEFAULT_FP_FUSION"] = "1"
+    env["PYTHONPATH"] = os.pathsep.join([os.path.dirname(os.path.dirname(densecore.__file__)),
+                                         env.get("PYTHONPATH", "")])
+    out = subprocess.run([sys.executable, "-c", _COMPILE], env=env, capture_output=True,
+                         text=True, timeout=300)
+    if out.returncode and "ptxas" in out.stderr and "not found" in out.stderr.lower():
+        pytest.skip("triton's ptxas is not available here")
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "compiled" in out.stdout
