@@ -1,7 +1,9 @@
 """k-NN density at scale: time, recall@k and peak memory of ``knn_mean_distance``.
 
 Features: ``densecore.bench.speed.make_problem`` (a 16-component Gaussian
-mixture, float32). Each row is one search of every point's ``k`` nearest
+mixture, float32); with ``--duplicates F`` the same mixture with a share ``F`` of
+the points replaced by exact copies of others (as pixel features hold), and
+``distinct`` counts the distinct rows. Each row is one search of every point's ``k`` nearest
 neighbours (the point itself excluded), with ``search="exact"`` or
 ``search="hnsw"`` (approximate, recall target ``--recall``).
 
@@ -37,10 +39,11 @@ from _common import base_parser, emit
 
 from densecore._backends import faiss_backend
 from densecore.bench.speed import make_problem
+from densecore.synthetic import gaussian_mixture
 from densecore.density.knn import KNNDensity, _brute_sq
 
-COLUMNS = ["device", "n", "dim", "k", "search", "time_s", "recall", "mean_rel_err",
-           "extra_gb", "features_gb"]
+COLUMNS = ["device", "n", "distinct", "dim", "k", "search", "time_s", "recall",
+           "mean_rel_err", "extra_gb", "features_gb", "load"]
 
 
 def exact_mean(x: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:
@@ -87,6 +90,8 @@ def main(argv=None) -> int:
                    help="largest n with an exact row (exact cost grows as n^2)")
     p.add_argument("--recall", type=float, default=0.9, help="HNSW recall target")
     p.add_argument("--recall-queries", type=int, default=200)
+    p.add_argument("--duplicates", type=float, default=0.0,
+                   help="share of points replaced by exact copies of others")
     args = p.parse_args(argv)
     sizes = args.n or ([20_000] if args.quick else [50_000, 200_000])
     dev = torch.device(args.device)
@@ -94,8 +99,13 @@ def main(argv=None) -> int:
         faiss_backend.require()  # load faiss before the first row's memory is measured
     rows = []
     for n in sizes:
-        x, _ = make_problem(n, args.dim, args.seed)
+        if args.duplicates:
+            x, _ = gaussian_mixture(n, args.dim, 16, duplicates=args.duplicates,
+                                    seed=args.seed)
+        else:
+            x, _ = make_problem(n, args.dim, args.seed)
         x = np.ascontiguousarray(x)
+        distinct = len(np.unique(x, axis=0))
         q = np.sort(np.random.default_rng(args.seed + 1).choice(
             n, min(n, args.recall_queries), replace=False)).astype(np.int64)
         ref_mean = exact_mean(x, q, args.k)
@@ -121,10 +131,11 @@ def main(argv=None) -> int:
             mean = mean.cpu().numpy() if torch.is_tensor(mean) else np.asarray(mean)
             rel = (mean[q] - ref_mean) / np.maximum(ref_mean, 1e-30)
             recall = got if got is not None else float(np.mean(np.abs(rel) < 1e-6))
-            rows.append({"device": args.device, "n": n, "dim": args.dim, "k": args.k,
+            rows.append({"device": args.device, "n": n, "distinct": distinct,
+                         "dim": args.dim, "k": args.k,
                          "search": used, "time_s": t, "recall": recall,
                          "mean_rel_err": float(rel.mean()), "extra_gb": extra / 1e9,
-                         "features_gb": x.nbytes / 1e9})
+                         "features_gb": x.nbytes / 1e9, "load": os.getloadavg()[0]})
             print(f"{args.device} n={n} {used}: {t:.2f} s recall {recall:.3f} "
                   f"rel err {rel.mean():.2e} extra {extra / 1e9:.3f} GB", flush=True)
             del xt
@@ -132,10 +143,10 @@ def main(argv=None) -> int:
                 emit("knn", rows, COLUMNS, args.json,
                      config={"dim": args.dim, "k": args.k,
                              "recall_queries": args.recall_queries,
-                             "recall_target": args.recall})
+                             "recall_target": args.recall, "duplicates": args.duplicates})
     emit("knn", rows, COLUMNS, args.json,
          config={"dim": args.dim, "k": args.k, "recall_queries": args.recall_queries,
-                 "recall_target": args.recall})
+                 "recall_target": args.recall, "duplicates": args.duplicates})
     return 0
 
 

@@ -326,7 +326,10 @@ def test_one_rank_equals_farthest_first(one_rank, backend):
     np.testing.assert_array_equal(got.radii, want.radii)
 
 
-def test_one_rank_keeps_faiss_assignment_and_dense_hand_over(one_rank, caplog):
+def test_one_rank_keeps_faiss_assignment_and_dense_hand_over(one_rank, caplog, monkeypatch):
+    from densecore._backends import numba_backend
+
+    monkeypatch.setattr(numba_backend, "PLAIN_MAX", 0)  # the pruned path on a small pool
     # isotropic noise in 64 dimensions (pruning stops paying: the engine hands over to
     # dense passes) and a labeled set above the faiss threshold, through the sharded path
     rng = np.random.default_rng(11)

@@ -10,7 +10,18 @@ import densecore
 from densecore.synthetic import gaussian_mixture
 from reference import density_aware_greedy_ref, replay_check
 
-BACKENDS = ["numba", "torch"]
+from densecore._backends import numba_backend
+
+ENGINES = ["numba-plain", "numba-pruned", "torch"]
+
+
+@pytest.fixture(params=ENGINES)
+def backend(request, monkeypatch):
+    """Each engine; the numba engine with its plain loop forced on and off."""
+    name, _, mode = request.param.partition("-")
+    if mode:
+        monkeypatch.setattr(numba_backend, "PLAIN_MAX", 10**9 if mode == "plain" else 0)
+    return name
 
 
 def _mixture(n=1500, dim=6, duplicates=0.1, seed=0):
@@ -28,7 +39,6 @@ def _lattice(seed=0):
     return x, dens
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("density_aware", [False, True])
 @pytest.mark.parametrize("seed", [0, 1])
 def test_mixture_with_duplicates_matches_reference(backend, density_aware, seed):
@@ -43,7 +53,6 @@ def test_mixture_with_duplicates_matches_reference(backend, density_aware, seed)
     assert np.isinf(sel.radii[0])
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("density_aware", [False, True])
 def test_exact_ties_go_to_lowest_index(backend, density_aware):
     x, dens = _lattice()
@@ -54,7 +63,6 @@ def test_exact_ties_go_to_lowest_index(backend, density_aware):
     np.testing.assert_array_equal(sel.radii[1:], ref_r[1:].astype(np.float32))
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("density_aware", [False, True])
 def test_labeled_in_pool_and_out_of_pool(backend, density_aware):
     x, dens = _mixture(n=1200, seed=3)
@@ -75,7 +83,6 @@ def test_labeled_in_pool_and_out_of_pool(backend, density_aware):
     np.testing.assert_allclose(sel.radii, ref_r, rtol=1e-4, atol=1e-6)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
 def test_float64_features(backend):
     x, dens = _mixture(n=800, seed=5)
     x64 = x.astype(np.float64)
@@ -86,15 +93,14 @@ def test_float64_features(backend):
     assert sel.radii.dtype == np.float64
 
 
-def test_budget_equal_to_pool_and_all_duplicates():
+def test_budget_equal_to_pool_and_all_duplicates(backend):
     x = np.zeros((30, 4), np.float32)
     x[15:] = 1.0
-    for backend in BACKENDS:
-        sel = densecore.farthest_first(x, 28, labeled=[0, 29], backend=backend)
-        ref_idx, _ = density_aware_greedy_ref(x, 28, labeled=[0, 29])
-        np.testing.assert_array_equal(sel.indices, ref_idx)
-        # all remaining points are duplicates of a labeled one: r = 0, lowest index first
-        assert sel.indices.tolist() == sorted(sel.indices.tolist())
+    sel = densecore.farthest_first(x, 28, labeled=[0, 29], backend=backend)
+    ref_idx, _ = density_aware_greedy_ref(x, 28, labeled=[0, 29])
+    np.testing.assert_array_equal(sel.indices, ref_idx)
+    # all remaining points are duplicates of a labeled one: r = 0, lowest index first
+    assert sel.indices.tolist() == sorted(sel.indices.tolist())
 
 
 def test_torch_tensor_in_tensor_out(device):
@@ -146,7 +152,8 @@ def test_half_storage(device, dtype):
 
 
 @pytest.mark.parametrize("density_aware", [False, True])
-def test_numba_switches_to_dense_passes_exactly(caplog, density_aware):
+def test_numba_switches_to_dense_passes_exactly(caplog, density_aware, monkeypatch):
+    monkeypatch.setattr(numba_backend, "PLAIN_MAX", 0)  # the pruned path, not the plain loop
     # isotropic noise in 64 dimensions: the triangle inequality prunes almost nothing,
     # so the numba engine hands over to its dense pass; the selection must not change
     rng = np.random.default_rng(11)

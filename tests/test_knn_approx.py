@@ -84,14 +84,15 @@ def test_effort_doubles_until_target(hard, monkeypatch, caplog):
     assert dens.last_recall >= 0.97
 
 
-def test_cap_reached_warns(hard, monkeypatch):
+def test_cap_reached_warns_and_falls_back_to_exact(hard, monkeypatch):
     x = hard
     monkeypatch.setattr(knn_mod, "_EF_START", 1)
     monkeypatch.setattr(knn_mod, "_EF_MAX", 1)
     dens = KNNDensity(k=10, search="hnsw", recall=1.0)
-    with pytest.warns(RuntimeWarning, match="recall@10 .* below the target"):
-        dens(x)
-    assert dens.last_recall < 1.0
+    with pytest.warns(RuntimeWarning, match="recall@10 .* below the target.*exactly"):
+        got = dens(x)
+    assert dens.last_search == "exact" and dens.last_recall is None
+    np.testing.assert_allclose(got, KNNDensity(k=10, search="exact")(x), rtol=1e-12)
 
 
 def test_large_offset(mixture, ref10):

@@ -11,7 +11,14 @@ pytest.importorskip("numba")
 
 import densecore._backends as B  # noqa: E402
 from densecore import farthest_first  # noqa: E402
+from densecore._backends import numba_backend  # noqa: E402
 from densecore.synthetic import gaussian_mixture  # noqa: E402
+
+
+@pytest.fixture
+def pruned(monkeypatch):
+    """The numba engine's pruned path (with its thread choice) even on small pools."""
+    monkeypatch.setattr(numba_backend, "PLAIN_MAX", 0)
 
 
 def test_picker_prefers_the_cheaper_mode_and_probes_back():
@@ -60,7 +67,7 @@ def test_thread_limit_follows_torch_and_numba_settings():
 
 
 @pytest.mark.parametrize("pattern", [(1,), (2,), (2, 1, 1, 2, 1)])
-def test_selection_does_not_depend_on_the_thread_schedule(monkeypatch, pattern):
+def test_selection_does_not_depend_on_the_thread_schedule(monkeypatch, pattern, pruned):
     import numba
 
     x, _ = gaussian_mixture(3000, 8, 6, seed=3)
@@ -82,7 +89,7 @@ def test_selection_does_not_depend_on_the_thread_schedule(monkeypatch, pattern):
     assert numba.get_num_threads() == before  # the caller's setting is left as it was
 
 
-def test_num_threads_argument_caps_the_engine(monkeypatch):
+def test_num_threads_argument_caps_the_engine(monkeypatch, pruned):
     seen = []
     orig = B.ThreadPicker.__init__
 
@@ -111,7 +118,7 @@ def test_picker_reset_times_both_modes_anew():
     assert p.next(10) == (2, B.ThreadPicker.PROBE)
 
 
-def test_engine_does_not_time_the_block_with_the_hand_over(monkeypatch):
+def test_engine_does_not_time_the_block_with_the_hand_over(monkeypatch, pruned):
     # isotropic noise in 64 dimensions: pruning stops paying and the engine hands over
     # to dense passes inside one of the caller's blocks; that block mixes two kinds of
     # work and must not be timed, and the picker starts afresh after it

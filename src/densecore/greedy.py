@@ -157,12 +157,12 @@ class Pool:
         big, dmax, dmin = 0.0, 0.0, math.inf
         for t in (self.x, self.lf):
             if t.numel():
-                lo, hi = torch.aminmax(t)  # no (N, D) temporary, unlike abs()
-                big = max(big, -float(lo), float(hi))
+                lo, hi = V.value_range(t)  # no (N, D) temporary, unlike abs()
+                big = max(big, -lo, hi)
         for t in (() if self.dens is None else (self.dens, self.ld)):
             if t.numel():
-                lo, hi = torch.aminmax(t)
-                dmin, dmax = min(dmin, float(lo)), max(dmax, float(hi))
+                lo, hi = V.value_range(t)
+                dmin, dmax = min(dmin, lo), max(dmax, hi)
         return [big, dmax, dmin]
 
 

@@ -24,6 +24,7 @@ import torch
 
 __all__ = [
     "ArrayLike",
+    "all_finite",
     "as_tensor_like",
     "check_budget",
     "check_class_ids",
@@ -46,6 +47,7 @@ __all__ = [
     "check_same_on_ranks",
     "check_selection",
     "check_timeout",
+    "value_range",
 ]
 
 ArrayLike = Any  # numpy.ndarray or torch.Tensor
@@ -144,6 +146,46 @@ def check_class_ids(target: torch.Tensor, n_classes: int, ignore_index: int,
                          f"{ignore_index}; got {v}")
 
 
+def _host_view(t: torch.Tensor):
+    """A numpy view of a CPU float32/float64 tensor, else None.
+
+    Scans of such tensors run in numpy, on one thread: a torch parallel region
+    on a busy machine waits for its slowest (descheduled) thread, which cost
+    ``farthest_first`` on 5,000 x 64 points a median 0.47 s against 0.12 s with
+    one torch thread (load 11 on 2 cores).
+    """
+    if t.device.type == "cpu" and t.dtype in (torch.float32, torch.float64):
+        return t.detach().numpy()
+    return None
+
+
+def all_finite(t: torch.Tensor) -> bool:
+    """Whether every value of ``t`` is finite (no NaN or inf).
+
+    Example:
+        >>> all_finite(torch.tensor([1.0, 2.0])), all_finite(torch.tensor([1.0, float("nan")]))
+        (True, False)
+    """
+    a = _host_view(t)
+    if a is not None:
+        return bool(np.isfinite(a).all())
+    return bool(torch.isfinite(t).all())
+
+
+def value_range(t: torch.Tensor) -> tuple[float, float]:
+    """``(min, max)`` of a non-empty tensor as floats, without an ``(N, D)`` temporary.
+
+    Example:
+        >>> value_range(torch.tensor([[3.0, -1.0], [2.0, 5.0]]))
+        (-1.0, 5.0)
+    """
+    a = _host_view(t)
+    if a is not None:
+        return float(a.min()), float(a.max())
+    lo, hi = torch.aminmax(t)
+    return float(lo), float(hi)
+
+
 def check_features(x: ArrayLike, name: str = "features", *, validate: bool = True,
                    dim: int | None = None) -> torch.Tensor:
     """Check an ``(N, D)`` floating feature matrix.
@@ -174,8 +216,8 @@ def check_features(x: ArrayLike, name: str = "features", *, validate: bool = Tru
         # in row blocks: a full (N, D) boolean mask would cost N*D bytes at peak
         step = max(1, (1 << 22) // max(t.shape[1], 1))
         for s in range(0, t.shape[0], step):
-            bad = ~torch.isfinite(t[s:s + step])
-            if bool(bad.any()):
+            if not all_finite(t[s:s + step]):
+                bad = ~torch.isfinite(t[s:s + step])
                 row = s + int(bad.any(dim=1).nonzero()[0, 0])
                 raise ValueError(f"{name} must be finite; got NaN or inf in row {row}")
     return t
@@ -190,11 +232,11 @@ def _check_vector(d: ArrayLike, n: int, name: str, validate: bool, strict: bool)
         raise ValueError(f"{name} must have shape ({n},); got shape {tuple(t.shape)}")
     if validate and n:
         v = t.detach()
-        bad = ~torch.isfinite(v)
-        if bool(bad.any()):
-            i = int(bad.nonzero()[0, 0])
+        if not all_finite(v):
+            i = int((~torch.isfinite(v)).nonzero()[0, 0])
             raise ValueError(f"{name} must be finite; got {float(v[i])} at index {i}")
-        i = int(torch.argmin(v))
+        a = _host_view(v)
+        i = int(a.argmin()) if a is not None else int(torch.argmin(v))
         if float(v[i]) < 0 or (strict and float(v[i]) == 0):
             what = "strictly positive" if strict else "non-negative"
             raise ValueError(f"{name} must be {what}; got min {float(v[i])} at index {i}")

@@ -367,7 +367,64 @@ def _flatten(order, rr, a_start, a_end, n_a, r):
             r[order[p]] = rr[p]
 
 
+@njit(cache=True, nogil=True, fastmath=_FAST)
+def plain_update(x, r, cu, du):
+    """Lower ``r`` (N,) (-1 for labeled or picked points) with centre ``cu`` (D,) of
+    density ``du`` in one pass over every point, finding the next argmax in the same
+    pass; returns ``(largest r, its lowest index)``, ``(-1.0, -1)`` when none is left."""
+    best_r = -1.0
+    best_u = -1
+    for t in range(x.shape[0]):
+        rt = r[t]
+        if rt > 0.0:
+            v = _sqdist_to(x, t, cu) / du
+            if v < rt:
+                rt = v
+                r[t] = v
+        if rt > best_r:
+            best_r = rt
+            best_u = t
+    return best_r, best_u
+
+
+@njit(cache=True, nogil=True)
+def plain_picks(x, dens, r, best_u, i, k, first, out_idx, out_r):
+    """Picks ``i .. i + k - 1`` of Algorithm 1 by the plain loop (:func:`plain_update`
+    per pick), starting from the current argmax ``best_u``; ``first`` (>= 0) forces
+    pick 0. Returns ``(largest r, its lowest index)`` after the picks."""
+    cu = np.empty(x.shape[1], dtype=x.dtype)
+    best_r = -1.0
+    for j in range(i, i + k):
+        u = first if j == 0 and first >= 0 else best_u
+        out_idx[j] = u
+        out_r[j] = r[u]
+        r[u] = -1.0
+        for c in range(x.shape[1]):
+            cu[c] = x[u, c]
+        best_r, best_u = plain_update(x, r, cu, dens[u])
+    return best_r, best_u
+
+
+@njit(cache=True)
+def _argmax_first(r):
+    """``(largest r, its lowest index)``; ``(-1.0, -1)`` when every r is negative."""
+    best = -1.0
+    arg = -1
+    for t in range(r.shape[0]):
+        if r[t] > best:
+            best = r[t]
+            arg = t
+    return best, arg
+
+
 _DENSE_BLOCK = 4096
+
+# Pools of at most this many points run the plain loop (:func:`plain_picks`): one
+# serial pass per pick, no areas, no thread choice. benchmarks/plain.py (D = 64,
+# 2 cores at load 9-10): plain / pruned time 0.05-0.30 at 1,000 points, 0.25-1.18 at
+# 5,000, 0.60 / 1.02 at 10,000 (budget 100 / 1,000), 0.86 / 1.15 at 20,000; the plain
+# loop 0.5-1.3x the naive gemv loop there (benchmarks/README.md, "Plain loop").
+PLAIN_MAX = 10_000
 
 
 @njit(cache=True)
@@ -602,6 +659,17 @@ class Engine:
         self.dens = _host(dens)
         ex = _host(excluded)
         n_lab = centres.shape[0]
+        self.state = np.zeros(5, dtype=np.int64)
+        self.plain = n <= PLAIN_MAX
+        if self.plain:  # r per point, -1 for labeled points; the argmax kept beside it
+            self.r = np.full(n, np.inf)
+            if n_lab:  # on one thread: a parallel region costs more than this search
+                with self.threads(1):
+                    v, _ = search(x, centres, 1, weights=cdens)
+                self.r[:] = v[:, 0].numpy()
+            self.r[ex] = -1.0
+            self.best_r, self.best_u = _argmax_first(self.r)
+            return
         cap = 2 * n + 1
         self.order = np.empty(cap, dtype=np.int64)
         self.rr = np.empty(cap, dtype=np.float64)
@@ -614,7 +682,6 @@ class Engine:
         self.a_centre = np.full(n_area, -1, dtype=np.int64)
         self.centres = np.empty((n_lab + max_new, d), dtype=self.x.dtype)
         self.cdens = np.empty(n_lab + max_new, dtype=np.float64)
-        self.state = np.zeros(5, dtype=np.int64)
         eps = float(np.finfo(self.x.dtype).eps)
         self.slack = _PRUNE_SLACK + 4.0 * (d + 2) * eps
         self.max_new = max_new
@@ -652,7 +719,7 @@ class Engine:
 
     def best(self):
         """``(2,)`` float64 tensor ``(r, index)`` of the next pick; ``(-1, -1)`` when done."""
-        if self.r is None:
+        if self.r is None and not self.plain:
             ru, u, _ = _best_area(self.a_max, self.a_arg, self.state[2])
         else:
             ru, u = self.best_r, self.best_u
@@ -672,9 +739,14 @@ class Engine:
         v = vec.detach().cpu().numpy() if hasattr(vec, "detach") else np.asarray(vec)
         cu = np.ascontiguousarray(v[:-1], dtype=self.x.dtype)
         du, u = float(v[-1]), int(u)
+        self.state[0] += 1
+        if self.plain:
+            if u >= 0:
+                self.r[u] = -1.0
+            self.best_r, self.best_u = plain_update(self.x, self.r, cu, du)
+            return
         if u >= 0:
             self.n_live -= 1
-        self.state[0] += 1
         if self.r is not None:
             self.best_r, self.best_u = self._dense(cu, du, u)
             return
@@ -696,6 +768,12 @@ class Engine:
         import numba
 
         out_idx, out_r = out_idx.numpy(), out_r.numpy()
+        if self.plain:  # one thread: a parallel region per pick costs more than it wins here
+            i = int(self.state[0])
+            self.best_r, self.best_u = plain_picks(self.x, self.dens, self.r, self.best_u, i,
+                                                   k, first, out_idx, out_r)
+            self.state[0] = i + k
+            return
         before = numba.get_num_threads()
         try:
             while k > 0:

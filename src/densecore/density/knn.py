@@ -15,7 +15,17 @@ reaches a target; the distances of the neighbours found are recomputed
 exactly, so a mean distance is never below the exact one, and the largest
 mean distances (which set the min-max normalisation) are recomputed exactly.
 ``"auto"`` is exact
-below :data:`APPROX_MIN` points and HNSW from there on (CPU inputs only).
+below :data:`APPROX_MIN` distinct rows and HNSW from there on (CPU inputs only).
+
+Exact copies (pixel features hold many) are searched once: on the CPU the
+distinct rows are found first, every search runs on them, and the ``k``
+neighbours of a copy are its own other copies (at distance 0) and then the
+nearest other distinct rows, counted with their multiplicity. An HNSW graph
+over all the copies degenerates (recall@10 0.81 on 20,001 heavy duplicates,
+thousands of points with a positive mean distance where the exact one is 0);
+over the distinct rows it does not. Should the HNSW recall still miss its
+target at the largest search effort, the exact search runs instead (with a
+RuntimeWarning).
 
 Shape:
     features ``(N, D)`` -> densities ``(N,)`` in ``[beta * exp(-1/tau), beta]``.
@@ -39,11 +49,13 @@ __all__ = ["APPROX_MIN", "SEARCHES", "KNNDensity", "knn_mean_distance"]
 log = logging.getLogger(__name__)
 
 SEARCHES = ("auto", "exact", "hnsw")
-# "auto" switches to HNSW from this many points on: with benchmarks/knn.py
-# (D = 64, k = 10, 16-component Gaussian mixture, 2 busy cores, one run) exact
-# took 4.8 / 15.9 / 43.4 s at 10k / 20k / 30k points, HNSW 7.4 / 14.0 / 32.6 s
-# at recall@10 0.98 / 0.96 / 0.94 (benchmarks/README.md, "Approximate k-NN density").
-APPROX_MIN = 20_000
+# "auto" switches to HNSW from this many distinct rows on: with benchmarks/knn.py
+# --duplicates 0.3 (D = 64, k = 10, 16-component Gaussian mixture with 30 % exact
+# copies, 2 cores at load 11-14, one run) exact took 11.2 / 15.8 / 70.7 / 151 s at
+# 14k / 21k / 35k / 56k distinct rows, HNSW 18.6 / 23.4 / 54.5 / 115 s at recall@10
+# 0.98 / 0.98 / 0.97 / 0.93: the crossover lies between 21k and 35k
+# (benchmarks/README.md, "Approximate k-NN density", benchmarks/results/knn_threshold_dup.json).
+APPROX_MIN = 30_000
 RECALL_QUERIES = 200  # sampled points on which recall@k is measured
 # graph degree: at 200k x 64 (2 busy cores), efSearch 64 reached recall 0.68 with
 # M = 16 and 0.87 with M = 32; M = 24 keeps the index (float32 values + links)
@@ -75,13 +87,13 @@ def knn_mean_distance(features, k: int = 10, *, backend: str = "auto",
         metric: ``"euclidean"`` (plain distance) or ``"cosine"`` (``1 - cos``).
         validate: check for NaN/inf (NaN then raises ValueError).
         search: ``"exact"``, ``"hnsw"`` (approximate, faiss HNSW graph) or
-            ``"auto"`` (exact below :data:`APPROX_MIN` points, for tensors
+            ``"auto"`` (exact below :data:`APPROX_MIN` distinct rows, for tensors
             off the CPU or without faiss; HNSW from there on). Sparse input is always searched
             exactly; ``"hnsw"`` with sparse input raises ValueError.
         recall: HNSW only: the recall@k target in ``(0, 1]``, measured against
             exact brute force on :data:`RECALL_QUERIES` seeded sample points;
-            the search effort doubles until it is met (a RuntimeWarning when
-            the cap is reached first).
+            the search effort doubles until it is met (when the cap is reached
+            first: a RuntimeWarning and the exact search).
         seed: HNSW only: seed of the recall sample.
 
     Returns:
@@ -118,43 +130,121 @@ def _knn_mean_distance(features, k, backend, metric, validate, search, recall, s
     seed = V.check_int(seed, "seed", minimum=0)
     if x.shape[0] <= k:
         raise ValueError(f"k must be smaller than the number of points ({x.shape[0]}); got {k}")
-    if search == "auto":
-        big = x.shape[0] >= APPROX_MIN and x.device.type == "cpu"
-        search = "hnsw" if big and faiss_backend.available() else "exact"
     if metric == "cosine":
         x = M.unit_rows(x)
-    if search == "hnsw":
-        faiss_backend.require()
-        xn = nearest._as_np(x)
-        with threads():
-            total, got = _hnsw_sum(xn, k, recall, seed, metric)
-        mean = total / k
-        if not isinstance(features, np.ndarray):
-            mean = torch.from_numpy(mean).to(x.device)
-        return mean, "hnsw", got
-    # the k + 1 smallest exact distances are {0 (the point itself)} plus the k
-    # nearest others, duplicates included
-    sq, _, e = nearest.search_scaled(x, x, k + 1, method=backend)
-    total = nearest.plain_distance(sq, e, metric).sum(1)
-    mean = total / k
-    return (mean.numpy() if isinstance(features, np.ndarray) else mean), "exact", None
+    if x.device.type != "cpu":  # off the CPU: the exact search where the features are
+        if search == "hnsw":
+            faiss_backend.require()
+        else:
+            sq, _, e = nearest.search_scaled(x, x, k + 1, method=backend)
+            # the k + 1 smallest exact distances are {0 (the point itself)} plus the k
+            # nearest others, duplicates included
+            mean = nearest.plain_distance(sq, e, metric).sum(1) / k
+            return mean, "exact", None
+    xn = nearest._as_np(x)
+    groups = _Distinct(xn)
+    if search == "auto":
+        big = groups.size >= APPROX_MIN and faiss_backend.available()
+        search = "hnsw" if big else "exact"
+    got = None
+    with threads():
+        if search == "hnsw":
+            faiss_backend.require()
+            total, got = _hnsw_sum(xn, groups, k, recall, seed, metric)
+            if total is None:
+                search, got = "exact", None
+        if search == "exact":
+            total = _exact_sum(xn, groups, k, backend, metric)
+    mean = total[groups.inverse] / k if groups.inverse is not None else total / k
+    if not isinstance(features, np.ndarray):
+        mean = torch.from_numpy(mean).to(x.device)
+    return mean, search, got
 
 
-def _drop_self(idx: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:
-    """``(B, k + 1)`` found indices -> ``(B, k)`` without the query's own row (the last
-    one when the query itself was not found: a duplicate took its place)."""
-    keep = idx != rows[:, None]
-    no_self = keep.all(1)
-    keep[no_self, k] = False
-    return idx[keep].reshape(len(idx), k)
+class _Distinct:
+    """The distinct rows of ``xn`` ``(N, D)``: the k-NN searches run on them once each.
+
+    Attributes:
+        rows: ``(U, D)`` the distinct rows (``xn`` itself when all are distinct).
+        first: ``(U,)`` int64 the first index of each distinct row in ``xn``.
+        counts: ``(U,)`` int64 how many points share it.
+        inverse: ``(N,)`` int64 the distinct row of every point; None when all are
+            distinct.
+        size: ``U``.
+
+    Rows are grouped by a hash of their bytes (``-0.0`` read as ``0.0``) and every
+    group is then checked value by value; should a hash ever join two different
+    rows (or rows hold NaN), every row is kept as its own (always correct, only
+    slower). Pixel features hold many exact copies, on which an HNSW graph
+    degenerates (recall 0.81 at 20,001 heavy duplicates, mean distances above the
+    exact ones): each copy's ``k`` neighbours are its own copies at distance 0 and
+    then the nearest other distinct rows, counted with their multiplicity
+    (:func:`_expand`).
+    """
+
+    def __init__(self, xn: np.ndarray):
+        n = xn.shape[0]
+        self.rows, self.first, self.inverse = xn, np.arange(n, dtype=np.int64), None
+        self.counts = np.ones(n, dtype=np.int64)
+        self.size = n
+        words = xn.shape[1] * xn.itemsize // 4
+        mult = np.random.default_rng(0x5EED).integers(1, 2**63, words, dtype=np.uint64) | 1
+        h = np.empty(n, dtype=np.uint64)
+        for s in range(0, n, _CHUNK):
+            w = np.ascontiguousarray(xn[s:s + _CHUNK] + 0.0).view(np.uint32)  # -0.0 -> 0.0
+            h[s:s + _CHUNK] = (w.astype(np.uint64) * mult).sum(1)  # mod 2^64
+        _, first, inverse, counts = np.unique(h, return_index=True, return_inverse=True,
+                                              return_counts=True)
+        if len(first) == n:
+            return
+        inverse = inverse.reshape(-1).astype(np.int64, copy=False)
+        for s in range(0, n, _CHUNK):
+            if not np.array_equal(xn[s:s + _CHUNK], xn[first[inverse[s:s + _CHUNK]]]):
+                log.info("k-NN density: rows with equal hashes differ (or hold NaN); "
+                         "every row is searched")
+                return
+        self.first = first.astype(np.int64, copy=False)
+        self.inverse, self.counts, self.size = inverse, counts.astype(np.int64), len(first)
+        self.rows = np.ascontiguousarray(xn[self.first])
+        log.info("k-NN density: %d distinct rows among %d points", self.size, n)
 
 
-def _exact_sq(xn: np.ndarray, rows: np.ndarray, cand: np.ndarray, ones: np.ndarray):
-    """Squared Euclidean distances ``(B, k)`` of ``xn[rows]`` to ``xn[cand]``, float64
-    from coordinate differences (``inf`` where ``cand`` is -1)."""
-    out = np.empty(cand.shape, np.float64)
-    nearest._rescore(np.ascontiguousarray(xn[rows]), xn, ones, cand, out)
-    return out
+def _expand(xu: np.ndarray, counts: np.ndarray, rows: np.ndarray, cand: np.ndarray, k: int):
+    """The ``k + 1`` nearest points of a copy of each distinct row ``rows`` (itself
+    included), from candidate distinct rows ``cand`` ``(B, m)`` (-1: none).
+
+    Returns ``(sq, take, short)``: ``sq`` ``(B, m + 1)`` exact squared distances in
+    ascending order (the row itself first, at 0), ``take`` how many copies of each
+    are among the ``k + 1`` (its multiplicity, cut at ``k + 1`` in all), and
+    ``short`` ``(B,)`` True where the candidates hold fewer than ``k + 1`` points.
+    """
+    c = np.concatenate([rows[:, None], np.where(cand == rows[:, None], -1, cand)], 1)
+    sq = np.empty(c.shape, np.float64)
+    nearest._rescore(np.ascontiguousarray(xu[rows]), xu, np.ones(len(xu)), c, sq)
+    order = np.argsort(sq, axis=1, kind="stable")
+    sq = np.take_along_axis(sq, order, 1)
+    c = np.take_along_axis(c, order, 1)
+    mult = np.where(c >= 0, counts[np.maximum(c, 0)], 0)
+    before = np.cumsum(mult, 1) - mult
+    take = np.clip(k + 1 - before, 0, mult)
+    return sq, take, take.sum(1) < k + 1
+
+
+def _sum_taken(sq: np.ndarray, take: np.ndarray, metric: str) -> np.ndarray:
+    """``(B,)`` sum of ``metric`` distances over the copies taken (the row's own at 0)."""
+    dist = M.from_squared_euclidean(np.where(take > 0, sq, 0.0), metric)
+    return (take * dist).sum(1)
+
+
+def _exact_sum(xn: np.ndarray, g: _Distinct, k: int, backend: str, metric: str) -> np.ndarray:
+    """Per distinct row, the exact sum ``(U,)`` of ``metric`` distances to the ``k``
+    nearest other points (copies included), by the one certified nearest search."""
+    xt = torch.from_numpy(g.rows)
+    m = min(k + 1, g.size)
+    _, idx = nearest.search(xt, xt, m, method=backend)
+    sq, take, _ = _expand(g.rows, g.counts, np.arange(g.size, dtype=np.int64),
+                          idx.numpy().astype(np.int64, copy=False), k)
+    return _sum_taken(sq, take, metric)
 
 
 def _brute_sq(xn: np.ndarray, rows: np.ndarray, k: int, ones: np.ndarray) -> np.ndarray:
@@ -167,48 +257,52 @@ def _brute_sq(xn: np.ndarray, rows: np.ndarray, k: int, ones: np.ndarray) -> np.
     return vals
 
 
-def _hnsw_sum(xn: np.ndarray, k: int, target: float, seed: int, metric: str):
-    """Per point, the sum ``(N,)`` of exact ``metric`` distances to the ``k`` neighbours
-    an HNSW search finds, the effort raised until the sampled recall@k reaches
-    ``target``; and that recall.
+def _hnsw_sum(xn: np.ndarray, g: _Distinct, k: int, target: float, seed: int, metric: str):
+    """Per distinct row, the sum ``(U,)`` of exact ``metric`` distances to the ``k``
+    neighbours an HNSW search over the distinct rows finds (copies counted), the
+    effort raised until the sampled recall@k reaches ``target``; and that recall.
+    ``(None, recall)`` when the largest effort stays below ``target``: the caller
+    then searches exactly.
 
     Recall@k of a sampled point is the share of its ``k`` found neighbours whose
     distance is at most its exact ``k``-th distance (ties counted as hits), the
-    reference being the exact float64 brute force of :mod:`densecore._backends.nearest`.
+    reference being the exact float64 brute force of :mod:`densecore._backends.nearest`
+    over every point.
     """
-    n = len(xn)
-    index = faiss_backend.hnsw_index(xn.shape[1], _HNSW_M)
+    n, xu, u = len(xn), g.rows, g.size
+    index = faiss_backend.hnsw_index(xu.shape[1], _HNSW_M)
     # float32 features go into the index as they are (faiss copies them once);
     # others as one float32 copy centred in float64, so that a large common
     # offset costs no precision in the rounding to float32
-    if xn.dtype == np.float32:
+    if xu.dtype == np.float32:
         mu = None
-        faiss_backend.hnsw_add(index, xn)
+        faiss_backend.hnsw_add(index, xu)
     else:
-        mu = np.zeros(xn.shape[1])
-        for s in range(0, n, _CHUNK):
-            mu += xn[s:s + _CHUNK].sum(0, dtype=np.float64)
-        mu /= n
-        x32 = np.empty(xn.shape, np.float32)
-        for s in range(0, n, _CHUNK):
-            x32[s:s + _CHUNK] = xn[s:s + _CHUNK] - mu
+        mu = np.zeros(xu.shape[1])
+        for s in range(0, u, _CHUNK):
+            mu += xu[s:s + _CHUNK].sum(0, dtype=np.float64)
+        mu /= u
+        x32 = np.empty(xu.shape, np.float32)
+        for s in range(0, u, _CHUNK):
+            x32[s:s + _CHUNK] = xu[s:s + _CHUNK] - mu
         faiss_backend.hnsw_add(index, x32)
         del x32
 
     def find(rows):
-        q = xn[rows] if mu is None else xn[rows] - mu
-        return _drop_self(faiss_backend.hnsw_search(index, q, k + 1, ef), rows, k)
+        q = xu[rows] if mu is None else xu[rows] - mu
+        return _expand(xu, g.counts, rows, faiss_backend.hnsw_search(index, q, k + 1, ef), k)
 
     ones = np.ones(n)
     rng = np.random.default_rng(seed)
     sample = np.sort(rng.choice(n, min(n, RECALL_QUERIES), replace=False)).astype(np.int64)
     # the k + 1 smallest exact values are {0 (the point itself)} plus the k nearest others
     kth = _brute_sq(xn, sample, k + 1, ones)[:, k]
+    at = sample if g.inverse is None else g.inverse[sample]
     ef = max(_EF_START, k + 1)
     while True:
-        found = find(sample)
-        sq = _exact_sq(xn, sample, found, ones)
-        got = float(np.mean(sq <= kth[:, None] * (1 + 1e-12)))
+        sq, take, _ = find(at)
+        hits = (take * (sq <= kth[:, None] * (1 + 1e-12))).sum(1) - 1  # not itself
+        got = float(np.mean(hits / k))
         log.info("HNSW search effort %d: recall@%d %.3f on %d sampled points", ef, k, got,
                  len(sample))
         if got >= target or ef >= _EF_MAX:
@@ -216,23 +310,31 @@ def _hnsw_sum(xn: np.ndarray, k: int, target: float, seed: int, metric: str):
         ef *= 2
     if got < target:
         warnings.warn(f"k-NN density: HNSW recall@{k} {got:.3f} stays below the target "
-                      f"recall={target} at the largest search effort ({_EF_MAX}); use "
-                      "search='exact' for exact neighbours", RuntimeWarning, stacklevel=4)
-    out = np.empty(n, np.float64)
-    for s in range(0, n, _CHUNK):
-        rows = np.arange(s, min(n, s + _CHUNK), dtype=np.int64)
-        found = find(rows)
-        sq = _exact_sq(xn, rows, found, ones)
-        miss = np.flatnonzero(found.min(1) < 0)
+                      f"recall={target} at the largest search effort ({_EF_MAX}); the "
+                      "neighbours are searched exactly instead", RuntimeWarning, stacklevel=4)
+        return None, got
+    out = np.empty(u, np.float64)
+    for s in range(0, u, _CHUNK):
+        rows = np.arange(s, min(u, s + _CHUNK), dtype=np.int64)
+        sq, take, short = find(rows)
+        out[rows] = _sum_taken(sq, take, metric)
+        miss = np.flatnonzero(short)
         if miss.size:  # fewer than k found (tiny graphs): exact for those rows
-            sq[miss] = _brute_sq(xn, rows[miss], k + 1, ones)[:, 1:]
-        out[rows] = M.from_squared_euclidean(sq, metric).sum(1)
-    _exact_top(xn, out, k, metric, ones)
+            out[rows[miss]] = _exact_rows(xn, g.first[rows[miss]], k, metric, ones)
+    _exact_top(xn, g, out, k, metric, ones)
     return out, got
 
 
-def _exact_top(xn: np.ndarray, out: np.ndarray, k: int, metric: str, ones: np.ndarray):
-    """Recompute the :data:`RECALL_QUERIES` largest sums of ``out`` exactly, in place.
+def _exact_rows(xn, points, k, metric, ones):
+    """Exact sums ``(B,)`` of ``metric`` distances from ``xn[points]`` to their ``k``
+    nearest other points (brute force over every point, copies included)."""
+    return M.from_squared_euclidean(_brute_sq(xn, points, k + 1, ones)[:, 1:], metric).sum(1)
+
+
+def _exact_top(xn: np.ndarray, g: _Distinct, out: np.ndarray, k: int, metric: str,
+               ones: np.ndarray):
+    """Recompute the :data:`RECALL_QUERIES` largest sums of ``out`` (per distinct row)
+    exactly, in place.
 
     The largest mean distance sets the min-max normalisation of every density.
     An HNSW sum is never below the exact one, so once the largest exact value
@@ -242,7 +344,7 @@ def _exact_top(xn: np.ndarray, out: np.ndarray, k: int, metric: str, ones: np.nd
     n, m = len(out), min(len(out), RECALL_QUERIES)
     top = np.sort(np.argpartition(out, n - m)[n - m:]).astype(np.int64)
     bar = float(out[top].min())
-    out[top] = M.from_squared_euclidean(_brute_sq(xn, top, k + 1, ones)[:, 1:], metric).sum(1)
+    out[top] = _exact_rows(xn, g.first[top], k, metric, ones)
     if m < n and float(out[top].max()) < bar:
         log.info("k-NN density: the largest mean distance is not certified exact "
                  "(%.6g < %.6g)", float(out[top].max()), bar)
