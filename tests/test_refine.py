@@ -7,7 +7,8 @@ import pytest
 import torch
 
 import densecore
-from densecore.refine import KMedoidsRefinement, refine_medoids
+from densecore import KMedoidsRefinement
+from densecore.refine import refine_medoids
 from densecore.synthetic import gaussian_mixture
 
 
@@ -189,7 +190,12 @@ def test_float32_tensor_and_sampler_wrapping():
     base = densecore.DensityAwareGreedy(seed=1).select(x, 12, densities=d).indices
     ridx, rard = refine_ref(x, base.tolist(), steps=2)
     assert a.indices.tolist() == ridx.tolist()
-    np.testing.assert_allclose(a.radii, rard, rtol=1e-5)
+    np.testing.assert_allclose(a.ard, rard, rtol=1e-5)
+    # radii: r of each refined pick at its turn (density-aware: over the centre's density)
+    xd = x.astype(np.float64)
+    want = [np.inf] + [min(((xd[u] - xd[v]) ** 2).sum() / d[v] for v in a.indices[:i])
+                       for i, u in enumerate(a.indices) if i]
+    np.testing.assert_allclose(a.radii, want, rtol=1e-12)
     t = KMedoidsRefinement(backend="torch", seed=3).select(torch.from_numpy(x), 12)
     n = KMedoidsRefinement(seed=3).select(x, 12)
     assert isinstance(t.indices, torch.Tensor) and t.indices.tolist() == n.indices.tolist()

@@ -42,6 +42,7 @@ import torch
 from .. import metrics as M
 from .. import validation as V
 from .._backends import faiss_backend, nearest, threads
+from .._core import mul_pow2, scaled_features
 from .scaling import BETA, TAU, coverage_density
 
 __all__ = ["APPROX_MIN", "SEARCHES", "KNNDensity", "knn_mean_distance"]
@@ -141,6 +142,8 @@ def _knn_mean_distance(features, k, backend, metric, validate, search, recall, s
             # nearest others, duplicates included
             mean = nearest.plain_distance(sq, e, metric).sum(1) / k
             return mean, "exact", None
+    # the one scaling rule: distances below come 2^fe times the true ones (exact)
+    x, _, fe = scaled_features(x.detach(), x[:0].detach())
     xn = nearest._as_np(x)
     groups = _Distinct(xn)
     if search == "auto":
@@ -156,6 +159,7 @@ def _knn_mean_distance(features, k, backend, metric, validate, search, recall, s
         if search == "exact":
             total = _exact_sum(xn, groups, k, backend, metric)
     mean = total[groups.inverse] / k if groups.inverse is not None else total / k
+    mean = mul_pow2(mean, -fe) if metric == "euclidean" else mul_pow2(mean, -2 * fe)
     if not isinstance(features, np.ndarray):
         mean = torch.from_numpy(mean).to(x.device)
     return mean, search, got
