@@ -170,8 +170,8 @@ def run(size, stride, classes, dim, budget, alpha, labeled, samplers, devices, s
                 new = call()
                 _sync(dev)
                 total = time.perf_counter() - t0
-            greedy = sampler is not None and not isinstance(sampler, str)
             spent["greedy_s"] += spent.pop("greedy_batch_s")
+            greedy = sampler is not None and not isinstance(sampler, str)
             rows.append({"device": dev_name, "sampler": name, "images": images,
                          "candidates": math.ceil(alpha * picks) if greedy else picks,
                          "budget": picks, "labeled": labeled, "total_s": total / images,

@@ -420,7 +420,7 @@ def test_typicality_matches_the_reference(regime, data, backend):
 @pytest.mark.parametrize("regime", list(REGIMES))
 @settings(max_examples=6, deadline=None)
 @given(data=st.data(), method=st.sampled_from(["auto", "torch"]))
-def test_coverage_bound_report_and_lid_match_the_reference(regime, data, method):
+def test_coverage_bound_report_lid_and_knn_density_match_the_reference(regime, data, method):
     case = data.draw(hostile_any(regime))
     x, _, _, _, _, budget = case
     sel = np.arange(0, len(x), max(1, len(x) // budget))
@@ -436,3 +436,5 @@ def test_coverage_bound_report_and_lid_match_the_reference(regime, data, method)
     k = min(5, len(x) - 1)
     np.testing.assert_allclose(local_intrinsic_dimension(x, k, backend=method),
                                local_intrinsic_dimension(xu, k, backend=method), rtol=1e-9)
+    knn = densecore.KNNDensity(k=k, search="exact", backend=method)
+    np.testing.assert_allclose(knn(x), knn(xu), rtol=1e-9)

@@ -23,8 +23,8 @@ centre's density; an engine with ``weighted = True`` also accepts
 ``weights=(N,)`` float64 and picks ``argmax r * weight`` (typicality: the
 density on the candidate's side of the link).
 
-"auto" has one rule: ``"numba"`` for CPU features; on CUDA ``"triton"`` where
-the layout has a triton engine and triton imports, else ``"torch"``.
+"auto" has one rule: ``"numba"`` for CPU features, ``"torch"`` on other devices
+(``"triton"`` is opt-in until it has been measured on a GPU).
 
 Example:
     >>> import torch
@@ -35,7 +35,6 @@ Example:
 from __future__ import annotations
 
 import importlib
-import importlib.util
 
 from ._core import check_backend
 
@@ -99,21 +98,14 @@ def resolve(backend, layout: str, device) -> str:
     """
     check(backend)
     if backend == "auto":
-        if device.type == "cpu":
-            backend = "numba"
-        elif device.type == "cuda" and ("triton", layout) in ENGINES and _has_triton():
-            # two launches per pick against about 25 for the torch loop
-            backend = "triton"
-        else:
-            backend = "torch"
+        # CUDA stays on the torch engine until the fused triton engine (two launches per
+        # pick against about 25) has been timed and checked on a GPU by
+        # benchmarks/gpu_check.py; it is proven on the CPU under TRITON_INTERPRET=1 only.
+        backend = "numba" if device.type == "cpu" else "torch"
     if (backend, layout) not in ENGINES:
         raise ValueError(f"backend {backend!r} has no engine for {layout} features; "
                          f"backends with one: {names(layout)}")
     return backend
-
-
-def _has_triton() -> bool:
-    return importlib.util.find_spec("triton") is not None
 
 
 def engine(name: str, layout: str = "dense"):

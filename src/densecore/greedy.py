@@ -17,8 +17,10 @@ Dense layout:
 * ``"triton"``: CUDA (or CPU tensors under ``TRITON_INTERPRET=1``), two
   kernel launches per pick for a whole batch of pools, squared distances in
   float64 (``_backends/triton_backend.py``; :func:`densecore.batch.farthest_first_batch`).
-* ``"auto"``: numba for CPU inputs; on CUDA triton where it imports, else torch
-  (the one rule, :func:`densecore.engines.resolve`). The CPU choice is set by ``benchmarks/speed.py``: at n=100,000, D=64, budget
+* ``"auto"``: numba for CPU inputs, torch on other devices (``"triton"`` is opt-in
+  until it has been measured on a GPU: ``benchmarks/gpu_check.py``); the one rule,
+  :func:`densecore.engines.resolve`.
+  The CPU choice is set by ``benchmarks/speed.py``: at n=100,000, D=64, budget
   1,000 the pruned numba engine is several times faster than the torch loop on
   CPU. The CUDA choice follows from the launch count (2 per pick against about
   25); no GPU timing of the triton engine has been made yet

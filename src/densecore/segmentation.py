@@ -208,8 +208,8 @@ def select_pixels(probs, features, densities, budget: int, *, labeled=None, igno
             of images are selected at once, one numba thread each (the picks
             are those of one image at a time; ``densecore._backends.threads(1)``
             around the call keeps one image at a time); on CUDA they share one
-            kernel launch per pick (``backend="triton"``, or ``"auto"`` where triton
-            imports). ``"ripu"``: RIPU's own
+            kernel launch per pick with ``backend="triton"`` (opt-in until
+            measured on a GPU). ``"ripu"``: RIPU's own
             selection on ``score`` (:func:`~densecore.regions.ripu_select`, region
             mode with ``k = region_size // 2``, pixel mode with ``k = 1`` for
             ``region_size=1``; ``alpha``, ``features``, ``densities`` and

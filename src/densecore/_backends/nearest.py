@@ -61,7 +61,7 @@ def _centred(q: torch.Tensor, c: torch.Tensor, dtype: torch.dtype):
     """
     mu = c.to(torch.float64).mean(0)
     cc = c.to(torch.float64) - mu
-    s = 1.0 / pow2_below(float(cc.abs().max()))
+    s = pow2_scale(float(cc.abs().max()), 0)  # the one rule, into [1, 2) always
     mu_s = mu * s
     qf = torch.empty(q.shape, dtype=dtype, device=q.device)
     step = max(1, _BLOCK // max(q.shape[1], 1))
