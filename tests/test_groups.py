@@ -20,6 +20,7 @@ from test_hostile import hostile
 
 def _forced(mp, group_min=8):
     """Dense passes after the first pick, with groups of about ``group_min`` points."""
+    mp.setattr(NB, "PLAIN_MAX", 0)  # the pruned path and its hand-over, not the plain loop
     mp.setattr(NB, "_GROUP_MIN_PICKS", 0)
     mp.setattr(NB, "_WARMUP", 0)
     mp.setattr(NB, "_WINDOW", 1)

@@ -21,6 +21,12 @@ points (:mod:`.groups`): whole groups are ruled out by their mean and radius,
 the rest by one byte per feature, and only the few points left have their
 features read. Both phases are exact.
 
+Pools of at most :data:`PLAIN_MAX` points skip both: the plain loop
+(:func:`plain_picks`) makes one serial pass per pick, lowering every r and
+finding the next argmax in the same pass; there the areas' bookkeeping and a
+parallel region per pick cost more than they save. Its r values and
+tie-breaking are those of the pruned path, so the selection is the same.
+
 All kernels take contiguous numpy arrays; :class:`Engine` converts its tensors
 once. Distances are squared Euclidean, accumulated in the feature
 dtype from differences (no norm expansion, so duplicates tie exactly).
@@ -633,7 +639,8 @@ def _host(t):
 
 
 class Engine:
-    """Exact Algorithm 1 on the CPU: coverage-area pruning, then dense passes.
+    """Exact Algorithm 1 on the CPU: coverage-area pruning, then dense passes (the
+    plain loop for pools of at most :data:`PLAIN_MAX` points).
 
     The pruned state is kept per coverage area (module docstring). When
     pruning stops paying (high-dimensional noise, budgets that are a large
