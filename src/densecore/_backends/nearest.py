@@ -34,17 +34,14 @@ Shape:
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 
-from .._core import (DENSITY_EXP, SAFE_EXP, absmax as _absmax, mul_pow2, pow2_below,
-                     pow2_exp, pow2_scale, scaled_features)
+from .._core import DENSITY_EXP, SAFE_EXP, absmax as _absmax, mul_pow2, pow2_below
+from .._core import pow2_exp, pow2_scale
 from . import faiss_backend, threads
 
-__all__ = ["DENSITY_EXP", "FAISS_MIN", "METHODS", "SAFE_EXP", "mul_pow2", "pow2_below",
-           "pow2_exp", "pow2_scale", "search", "search_scaled"]
+__all__ = ["FAISS_MIN", "METHODS", "plain_distance", "search", "search_scaled"]
 
 FAISS_MIN = 256
 _EXTRA = 2  # candidates beyond k taken from the fast search (runner-ups)
@@ -234,7 +231,7 @@ def search_scaled(queries: torch.Tensor, centres: torch.Tensor, k: int = 1, *,
     with the true values ``values * 2^e`` (``e`` is even without weights, so plain
     distances are ``sqrt(values) * 2^(e/2)``).
 
-    Queries and centres share one feature scale (the module's scaling rule on
+    Queries and centres share one feature scale (the one scaling rule, ``_core``, on
     their largest magnitude, float64 limits: the values are computed in float64),
     the weights one density scale; ``e = 0`` unless a magnitude lies outside
     those limits. Ratios of values (and the ranking) need no unscaling.
