@@ -446,13 +446,20 @@ def pick_radii(features, indices, *, densities=None, labeled=None, labeled_featu
     if c.shape[0] and len(idx):
         v, _, ve = nearest.search_scaled(p, c, 1, weights=cd)
         r = mul_pow2(v[:, 0], ve)
-    rows = max(1, _TORCH_BLOCK // max(1, len(idx) * p.shape[1]))
-    for s in range(1, len(idx), rows):
-        blk = p[s:s + rows]
-        q = ((blk[:, None, :] - p[None, :s + rows, :]) ** 2).sum(2) / pd[None, :s + rows]
-        earlier = torch.arange(s, s + blk.shape[0], device=dev)[:, None] > \
-            torch.arange(q.shape[1], device=dev)[None, :]
-        q = torch.where(earlier, q, torch.full_like(q, float("inf")))
-        r[s:s + blk.shape[0]] = torch.minimum(r[s:s + blk.shape[0]], q.min(1).values)
+    if dev.type == "cpu":  # one parallel pass over the pairs j < i
+        from ._backends.refine_kernels import _prefix_min_nb
+
+        rn = r.numpy().copy()
+        _prefix_min_nb(p.numpy(), (1.0 / pd).numpy(), rn)
+        r = torch.from_numpy(rn)
+    else:
+        rows = max(1, _TORCH_BLOCK // max(1, len(idx) * p.shape[1]))
+        for s in range(1, len(idx), rows):
+            blk = p[s:s + rows]
+            q = ((blk[:, None, :] - p[None, :s + rows, :]) ** 2).sum(2) / pd[None, :s + rows]
+            earlier = torch.arange(s, s + blk.shape[0], device=dev)[:, None] > \
+                torch.arange(q.shape[1], device=dev)[None, :]
+            q = torch.where(earlier, q, torch.full_like(q, float("inf")))
+            r[s:s + blk.shape[0]] = torch.minimum(r[s:s + blk.shape[0]], q.min(1).values)
     r = mul_pow2(r, -2 * e) * M.radius_factor(metric)
     return r.cpu().numpy() if isinstance(features, np.ndarray) else r
