@@ -42,7 +42,7 @@ import torch
 from .. import metrics as M
 from .. import validation as V
 from .._backends import faiss_backend, nearest, threads
-from .._core import mul_pow2, scaled_features
+from .._core import SAFE_EXP, mul_pow2, pow2_exp, pow2_scale
 from .scaling import BETA, TAU, coverage_density
 
 __all__ = ["APPROX_MIN", "SEARCHES", "KNNDensity", "knn_mean_distance"]
@@ -142,9 +142,13 @@ def _knn_mean_distance(features, k, backend, metric, validate, search, recall, s
             # nearest others, duplicates included
             mean = nearest.plain_distance(sq, e, metric).sum(1) / k
             return mean, "exact", None
-    # the one scaling rule: distances below come 2^fe times the true ones (exact)
-    x, _, fe = scaled_features(x.detach(), x[:0].detach())
     xn = nearest._as_np(x)
+    # the one scaling rule (a power of two, exact; copies stay copies): squared
+    # distances stay finite in float64 and the HNSW graph's float32 copy stays finite
+    e = pow2_exp(pow2_scale(float(np.abs(xn).max()) if xn.size else 0.0,
+                                    SAFE_EXP[torch.float32]))
+    if e:
+        xn = mul_pow2(xn, e)
     groups = _Distinct(xn)
     if search == "auto":
         big = groups.size >= APPROX_MIN and faiss_backend.available()
@@ -159,7 +163,8 @@ def _knn_mean_distance(features, k, backend, metric, validate, search, recall, s
         if search == "exact":
             total = _exact_sum(xn, groups, k, backend, metric)
     mean = total[groups.inverse] / k if groups.inverse is not None else total / k
-    mean = mul_pow2(mean, -fe) if metric == "euclidean" else mul_pow2(mean, -2 * fe)
+    if e and metric != "cosine":  # cosine distances of unit rows do not scale
+        mean = mul_pow2(mean, -e)
     if not isinstance(features, np.ndarray):
         mean = torch.from_numpy(mean).to(x.device)
     return mean, search, got
