@@ -297,12 +297,22 @@ def _worker(rank, world, port, outdir):
                                  timeout=30.0, num_threads=1, **kw)
         out[sc["name"]] = (np.asarray(sel.indices), np.asarray(sel.radii))
     out["toy_calls"] = dict(te.CALLS)
+    x = _scenarios()[0]["x"]  # ranks that disagree on the metric or the layout both fail
+    for name, metric, feats in (("metric", "cosine" if rank else "euclidean", x[:50]),
+                                ("layout", "euclidean", sp.csr_matrix(x[:50]) if rank
+                                 else x[:50])):
+        try:
+            distributed.select(feats, 3, metric=metric, timeout=30.0, num_threads=1)
+            out[name] = None
+        except ValueError as err:
+            out[name] = str(err)
     with open(os.path.join(outdir, f"{rank}.pkl"), "wb") as f:
         pickle.dump(out, f)
     dist.destroy_process_group()
 
 
 def test_distributed_select_runs_the_toy_engine_sparse_rows_and_cosine(tmp_path):
+    # (and ranks that disagree on the metric or the layout fail alike)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -319,6 +329,8 @@ def test_distributed_select_runs_the_toy_engine_sparse_rows_and_cosine(tmp_path)
     res = [pickle.load(open(tmp_path / f"{r}.pkl", "rb")) for r in range(2)]
     for r in res:
         assert r["toy_calls"] == {"dense": 1, "sparse": 1}
+        assert "metric must be the same on every rank" in r["metric"]
+        assert "layout (dense or sparse) must be the same on every rank" in r["layout"]
     for sc in _scenarios():
         x = _unit(sc["x"]) if sc.get("metric") == "cosine" else sc["x"]
         idx, radii = density_aware_greedy_ref(x, 12, sc["d"], [65])

@@ -41,7 +41,7 @@ __all__ = ["message_bytes", "select"]
 # Header exchanged once before any work: fixed-size ints (the scaling statistics as
 # float64 bit patterns), then an error message.
 (_H_STATUS, _H_N, _H_D, _H_DTYPE, _H_HASDENS, _H_NLAB, _H_NLF, _H_BUDGET, _H_INIT, _H_SEED,
- _H_ENGINE, _H_DEVICE, _H_STATS) = range(13)
+ _H_ENGINE, _H_DEVICE, _H_METRIC, _H_LAYOUT, _H_STATS) = range(15)
 _N_HEADER = _H_STATS + 3  # max |feature|, max density, min density
 _MSG_BYTES = 1024
 _DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -131,7 +131,8 @@ def _prepare_local(local_features, budget, densities, labeled, labeled_features,
     header = [0, n, dim, _DTYPES.index(pool.dtype), int(pool.dens is not None),
               pool.lab.numel(), pool.n_out, budget, init, seed,
               E.names().index(pool.engine),
-              _DEVICE_TYPES.index(dev.type) if dev.type in _DEVICE_TYPES else 2, *stats]
+              _DEVICE_TYPES.index(dev.type) if dev.type in _DEVICE_TYPES else 2,
+              M.METRICS.index(metric), E.LAYOUTS.index(pool.layout), *stats]
     return pool, header
 
 
@@ -173,6 +174,9 @@ def _agree(headers: np.ndarray) -> dict:
                                    "engine (backend)")
     V.check_same_on_ranks([_DEVICE_TYPES[c] if c < 2 else "other" for c in col(_H_DEVICE)],
                           "local_features.device.type")
+    V.check_same_on_ranks([M.METRICS[c] for c in col(_H_METRIC)], "metric")
+    V.check_same_on_ranks([E.LAYOUTS[c] for c in col(_H_LAYOUT)],
+                          "local_features layout (dense or sparse)")
     stats = np.ascontiguousarray(headers[:, _H_STATS:_H_STATS + 3]).view(np.float64)
     fscale, dscale = G.scales([stats[:, 0].max(), stats[:, 1].max(), stats[:, 2].min()],
                               dtype)
@@ -281,7 +285,8 @@ def select(local_features, budget: int, *, densities=None, labeled=None,
 
     Raises:
         ValueError / TypeError: on the rank whose inputs are bad, and on every rank
-            when the ranks disagree (budget, D, dtype, init, seed, engine).
+            when the ranks disagree (budget, D, dtype, init, seed, engine, metric,
+            layout).
         RuntimeError: on the other ranks when one rank's inputs are bad, and on
             every surviving rank when a rank dies or stops answering.
 
