@@ -154,6 +154,8 @@ def check(features, densities=None, labeled=None, labeled_features=None,
                                         labeled_densities, name=name, validate=validate)
     x, lf = x.detach(), lf.detach()
     engine = E.resolve(backend, "dense", x.device)
+    if x.device.type != "cpu" and getattr(E.engine(engine), "host", False):
+        log.info("%s backend: copying features from %s to the host", engine, x.device)
     if metric == "cosine":
         x, lf = M.unit_rows(x), M.unit_rows(lf, "labeled_features")
     return Pool(x, None if dens is None else dens.detach(), lab, lf,
