@@ -32,7 +32,7 @@ def main(argv=None) -> int:
     p.add_argument("--budgets", type=int, nargs="+", default=None,
                    help="default 20 50 100 (quick) or 20 50 100 200 400")
     p.add_argument("--seeds", type=int, nargs="+", default=None,
-                   help="default 0 (quick) or 0 1 2")
+                   help="default 0 (quick) or 0 1 2 3 4")
     args = p.parse_args(argv)
     t0 = time.perf_counter()
     # data sets are rebuilt for every seed inside run_bounds (seeds vary the data too)

@@ -106,17 +106,59 @@ def test_paper_ceiling_uses_every_candidate_as_a_centre():
     assert "all_candidates" not in {v["method"] for v in B.verdict(rows)}
 
 
-def test_verdict_counts_settings_beyond_seed_spread():
-    def row(method, seed, ard, loss, budget=10):
-        return {"dataset": "d", "budget": budget, "protocol": "same", "seed": seed,
-                "method": method, "max_ard": ard, "coreset_loss": loss, "delta": 1.0}
+def _vrow(method, seed, ard, loss, budget=10, dataset="d", protocol="same", n=1000,
+          delta=1.0):
+    return {"dataset": dataset, "budget": budget, "protocol": protocol, "seed": seed,
+            "method": method, "max_ard": ard, "coreset_loss": loss, "delta": delta, "n": n}
 
-    rows = [row("kcenter", s, 1.0, 0.5) for s in range(3)]
-    rows += [row("good", s, 0.8, 0.3) for s in range(3)]
-    rows += [row("noisy", 0, 0.5, 0.2), row("noisy", 1, 0.7, 0.1), row("noisy", 2, 1.5, 0.2)]
+
+def test_verdict_counts_settings_beyond_seed_spread():
+    rows = [_vrow("kcenter", s, 1.0, 0.5) for s in range(3)]
+    rows += [_vrow("good", s, 0.8, 0.3) for s in range(3)]
+    rows += [_vrow("noisy", 0, 0.5, 0.2), _vrow("noisy", 1, 0.7, 0.1),
+             _vrow("noisy", 2, 1.5, 0.2)]
     v = {r["method"]: r for r in B.verdict(rows)}
-    assert v["good"]["passed"] == 1 and v["good"]["share"] == 1.0
+    assert v["good"]["passed"] == 1 and v["good"]["share"] == 1.0 and v["good"]["same"] == "1/1"
     assert v["noisy"]["passed"] == 0  # mean ARD ratio 0.9 but the spread crosses 1
+
+
+def test_verdict_judges_the_loss_on_errors_pooled_over_seeds():
+    # per seed the loss ratio swings 0.0x-2.0x (a handful of errors of 1,920 points);
+    # pooled over 5 seeds it is 12 / 30 = 0.4x, and 12 against 30 is beyond chance
+    kc = [4, 8, 6, 2, 10]
+    m = [0, 4, 6, 0, 2]
+    rows = [_vrow("kcenter", s, 1.0, e / 1920, n=1920) for s, e in enumerate(kc)]
+    rows += [_vrow("m", s, 0.8, e / 1920, n=1920) for s, e in enumerate(m)]
+    (v,) = B.verdict(rows)
+    assert B.coreset_errors(rows[1]) == 8
+    assert v["loss_ratio"] == pytest.approx(12 / 30) and v["passed"] == 1
+    # the same ratio on three errors against six is within chance: not passed
+    small = [_vrow("kcenter", 0, 1.0, 6 / 1920, n=1920), _vrow("m", 0, 0.8, 3 / 1920, n=1920)]
+    (v,) = B.verdict(small)
+    assert v["loss_ratio"] == pytest.approx(0.5) and v["passed"] == 0
+    assert B.verdict(small, p_value=0.3)[0]["passed"] == 1  # P(X <= 3 | Bin(9, 1/2)) = 0.254
+    assert B.coreset_errors(dict(small[0], coreset_errors=7)) == 7  # a stored count wins
+
+
+def test_verdict_counts_the_paper_protocol_against_its_ceiling_and_conflicts_apart():
+    rows = []
+    for s in range(5):
+        # paper protocol: b = 10 is unreachable (every candidate: 0.95x), b = 20 reachable
+        for b, ceil in ((10, 0.95), (20, 0.5)):
+            rows += [_vrow("kcenter", s, 1.0, 0.5, budget=b, protocol="paper"),
+                     _vrow("all_candidates", s, ceil, 0.1, budget=b, protocol="paper"),
+                     _vrow("m", s, 0.8, 0.3, budget=b, protocol="paper", delta=1.2)]
+        # manifolds: max ARD falls, the loss rises
+        rows += [_vrow("kcenter", s, 1.0, 0.3, dataset="manifolds"),
+                 _vrow("m", s, 0.8, 0.4, dataset="manifolds")]
+        rows += [_vrow("kcenter", s, 1.0, 0.5), _vrow("m", s, 1.0, 0.5)]
+    (v,) = B.verdict(rows)
+    assert v["method"] == "m" and v["settings"] == 4
+    assert v["paper"] == "1/1 of 2" and v["same"] == "0/1"
+    assert v["conflict"] == "ARD 1, loss 0 of 1"
+    assert (v["judged"], v["passed"], v["share"]) == (2, 1, 0.5)
+    assert v["table4"] == "10/10"  # delta up and max ARD down in every paper seed
+    assert "manifolds" in B.CONFLICTS
 
 
 def test_kcenter_row_reproduces_the_sampler(tiny):

@@ -17,7 +17,8 @@ import study  # noqa: E402
 
 import densecore  # noqa: E402
 
-PLAN = study.Plan(config="study_quick.yaml", size=(32, 64), train=2, val=1, seeds=(0, 1))
+ARM = study.Arm("a", config="study_quick.yaml", size=(32, 64), train=2, val=1)
+PLAN = study.Plan(arms=(ARM,), seeds=(0, 1))
 
 
 class Stop(Exception):
@@ -25,97 +26,248 @@ class Stop(Exception):
 
 
 def _runner(out, calls, stop_at=None):
-    def run(method, seed):
+    def run(arm, method, seed):
         calls.append((method, seed))
-        run_dir = os.path.join(out, "runs", f"{method}_seed{seed}")
+        run_dir = os.path.join(out, "runs", f"{arm.name}_{method}_seed{seed}")
         os.makedirs(run_dir, exist_ok=True)
         with open(os.path.join(run_dir, "partial"), "w") as f:
             f.write("x")
         if stop_at is not None and len(calls) == stop_at:
             raise Stop
-        return {"method": method, "seed": seed, "mIoU": 10.0 * len(calls),
+        return {"arm": arm.name, "method": method, "seed": seed, "mIoU": 10.0 * len(calls),
                 "labeled_fraction": 0.02, "rounds": []}
     return run
+
+
+def _load(path):
+    with open(path) as f:
+        return json.load(f)
 
 
 def test_a_stopped_study_picks_up_where_it_stopped(tmp_path):
     out, methods = str(tmp_path), ["source_only", "margin"]
     first = []
     with pytest.raises(Stop):
-        study.run_study(out, PLAN, methods, _runner(out, first, stop_at=3), key="k1")
+        study.run_study(out, PLAN, methods, _runner(out, first, stop_at=3))
     assert first == [("source_only", 0), ("margin", 0), ("source_only", 1)]
-    with open(tmp_path / "study.json") as f:
-        saved = json.load(f)
+    saved = _load(tmp_path / "study.json")["rows"]
     assert [(r["method"], r["seed"]) for r in saved] == first[:2]
-    assert os.path.exists(tmp_path / "runs" / "source_only_seed1" / "partial")
+    assert os.path.exists(tmp_path / "runs" / "a_source_only_seed1" / "partial")
 
     second = []
     seen_stale = []
 
-    def runner(method, seed):
-        seen_stale.append(os.path.exists(tmp_path / "runs" / f"{method}_seed{seed}"))
-        return _runner(out, second)(method, seed)
+    def runner(arm, method, seed):
+        seen_stale.append(os.path.exists(tmp_path / "runs" / f"a_{method}_seed{seed}"))
+        return _runner(out, second)(arm, method, seed)
 
-    rows = study.run_study(out, PLAN, methods, runner, key="k1")
+    rows = study.run_study(out, PLAN, methods, runner)
     assert second == [("source_only", 1), ("margin", 1)]
     assert seen_stale == [False, False]  # the unfinished run was removed before its rerun
-    assert [(r["method"], r["seed"]) for r in rows] == [
-        ("source_only", 0), ("margin", 0), ("source_only", 1), ("margin", 1)]
+    assert sorted((r["method"], r["seed"]) for r in rows) == [
+        ("margin", 0), ("margin", 1), ("source_only", 0), ("source_only", 1)]
     assert [r["mIoU"] for r in rows][:2] == [10.0, 20.0]  # old rows kept as they were
-    assert all(r["study"] == "k1" for r in rows)
+    assert all(r["key"] == study.run_key(ARM, r["method"]) for r in rows)
     third = []
-    study.run_study(out, PLAN, methods, _runner(out, third), key="k1")
+    study.run_study(out, PLAN, methods, _runner(out, third))
     assert third == []  # nothing left to do
+    # a method added later runs alone; the finished runs are not redone
+    fourth = []
+    study.run_study(out, PLAN, methods + ["random"], _runner(out, fourth))
+    assert fourth == [("random", 0), ("random", 1)]
 
 
 def test_rows_of_another_study_setting_are_refused(tmp_path):
-    study.run_study(str(tmp_path), PLAN, ["margin"], _runner(str(tmp_path), []), key="k1")
+    study.run_study(str(tmp_path), PLAN, ["margin"], _runner(str(tmp_path), []))
+    other = study.Plan(arms=(study.Arm("a", config="study_quick.yaml", size=(32, 64), train=3,
+                                       val=1),), seeds=(0,))
     with pytest.raises(ValueError, match="--out"):
-        study.run_study(str(tmp_path), PLAN, ["margin"], _runner(str(tmp_path), []), key="k2")
-    # the quick and the full plan never share a key
-    assert study.study_key(study.PLANS["quick"]) != study.study_key(study.PLANS["full"])
+        study.run_study(str(tmp_path), other, ["margin"], _runner(str(tmp_path), []))
+    # the quick and the full plan never share a 2.2 % run; they share the 40 px ones
+    quick, full = study.PLANS["quick"], study.PLANS["full"]
+    assert study.run_key(quick.arms[0], "margin") != study.run_key(full.arms[0], "margin")
+    assert study.run_key(quick.arms[1], "ripu") == study.run_key(full.arms[1], "ripu")
+    assert study.study_key(quick) != study.study_key(full)
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "study.json").write_text("[]")  # the earlier format: a list of rows
+    with pytest.raises(ValueError, match="--out"):
+        study.run_study(str(old), PLAN, ["margin"], _runner(str(old), []))
+
+
+def test_plans_five_seeds_two_budgets_and_shared_baselines():
+    for name, plan in study.PLANS.items():
+        assert plan.seeds == (0, 1, 2, 3, 4)
+        assert [a.name for a in plan.arms] == ["2.2pct", "40px"]
+        runs = study.plan_runs(plan, list(study.METHODS))
+        assert len(runs) == len(set((study.run_key(a, m), s) for a, m, s in runs))
+        per_seed = [(a.name, m) for a, m, s in runs if s == 0]
+        assert per_seed[:len(study.METHODS)] == [("2.2pct", m) for m in study.METHODS]
+        active_40 = [m for a, m in per_seed if a == "40px" and m in study.ACTIVE]
+        assert active_40 == list(study.ACTIVE)
+    # quick: both budgets on the same data, so the baselines run once per seed
+    quick = study.plan_runs(study.PLANS["quick"], list(study.METHODS))
+    full = study.plan_runs(study.PLANS["full"], list(study.METHODS))
+    assert len(quick) == 5 * (2 * len(study.ACTIVE) + 2)
+    assert len(full) == 5 * 2 * len(study.METHODS)
+    assert {"ripu", "ripu_density_aware", "random", "margin", "kcenter", "density_aware",
+            "kmedoids_refinement"} <= set(study.ACTIVE)
+    assert set(study.REFERENCES) <= set(study.ACTIVE)
 
 
 def test_run_configs_differ_only_where_the_method_does():
-    cfgs = {m: study.run_config(study.PLANS["quick"], m, 3) for m in study.METHODS}
-    base = cfgs["density_aware"]
-    for m in study.ACTIVE:
-        diff = {k for k in set(base) | set(cfgs[m]) if base.get(k) != cfgs[m].get(k)}
-        assert diff <= {"score", "sampler"}, (m, diff)
-    assert cfgs["kcenter"]["sampler"] == "k-center" and cfgs["random"]["score"] == "random"
-    assert all(c["seed"] == 3 for c in cfgs.values())
-    assert all(c["oracle_exclude_void"] is False for c in cfgs.values())  # no ground truth
-    assert cfgs["source_only"]["selection_iters"] == []
-    assert cfgs["supervised"]["selection_iters"] == [0]
-    assert cfgs["supervised"]["budget_ratio"] == 1.0 and cfgs["supervised"]["region_size"] == 1
-    for name, plan in study.PLANS.items():  # every config loads and validates
-        from config import load_config
-        for m in study.METHODS:
-            path = os.path.join(EXAMPLE, "configs", plan.config)
-            overrides = [f"{k}={json.dumps(v)}" for k, v in study.run_config(plan, m, 0).items()]
-            load_config(path, overrides)
+    for arm in study.PLANS["full"].arms:
+        cfgs = {m: study.run_config(arm, m, 3) for m in study.METHODS}
+        base = cfgs["density_aware"]
+        for m in study.ACTIVE:
+            diff = {k for k in set(base) | set(cfgs[m]) if base.get(k) != cfgs[m].get(k)}
+            assert diff <= {"score", "sampler"}, (m, diff)
+        assert cfgs["kcenter"]["sampler"] == "k-center" and cfgs["random"]["score"] == "random"
+        assert cfgs["ripu"]["score"] == "ripu" and cfgs["ripu_density_aware"] == dict(
+            cfgs["density_aware"], score="ripu")
+        assert all(c["seed"] == 3 for c in cfgs.values())
+        assert all(c["oracle_exclude_void"] is False for c in cfgs.values())  # no ground truth
+        assert cfgs["source_only"]["selection_iters"] == []
+        assert cfgs["supervised"]["selection_iters"] == [0]
+        assert cfgs["supervised"]["budget"] == "ratio"
+        assert cfgs["supervised"]["budget_ratio"] == 1.0 and cfgs["supervised"]["region_size"] == 1
+    pixels = study.run_config(study.PLANS["full"].arms[1], "margin", 0)
+    assert (pixels["budget"], pixels["budget_pixels"], pixels["region_size"]) == ("pixels", 40, 1)
+    ratio = study.run_config(study.PLANS["full"].arms[0], "margin", 0)
+    assert (ratio["budget"], ratio["budget_ratio"], ratio["region_size"]) == ("ratio", 0.022, 3)
+    from config import load_config
+    for plan in study.PLANS.values():  # every config loads and validates
+        for arm in plan.arms:
+            for m in study.METHODS:
+                path = os.path.join(EXAMPLE, "configs", arm.config)
+                values = study.run_config(arm, m, 0)
+                load_config(path, [f"{k}={json.dumps(v)}" for k, v in values.items()])
 
 
-def test_summary_table_and_plot(tmp_path):
-    rounds = [{"iteration": 5, "labeled_fraction_before": 0.0, "labeled_fraction": 0.01, "mIoU": 8.0,
-               "selection_s": 0.5, "replay_match": 1.0,
-               "bound": {"delta": 0.4, "max_ard": 0.2, "coreset_loss": 0.3}}]
+def test_paired_differences_and_their_t_interval():
+    from scipy import stats
+
+    def rows(method, values, seeds=None):
+        return [{"method": method, "seed": s, "mIoU": v}
+                for s, v in zip(seeds or range(len(values)), values)]
+
+    rs = (rows("random", [10, 20, 30, 40, 50]) + rows("margin", [12, 23, 34, 43, 53])
+          + rows("kcenter", [11, 19, 31, 50], seeds=[0, 1, 2, 4])
+          + rows("source_only", [1, 2, 3, 4, 5]))
+    out = study.paired_differences(rs, ["source_only", "random", "margin", "kcenter"])
+    got = {(p["method"], p["reference"]): p for p in out}
+    assert set(got) == {("margin", "random"), ("kcenter", "random"), ("random", "margin"),
+                        ("kcenter", "margin")}  # no baselines; no "ripu" rows here
+    p = got[("margin", "random")]
+    d = np.array([2, 3, 4, 3, 3], float)
+    half = stats.t.ppf(0.975, 4) * d.std(ddof=1) / np.sqrt(5)
+    assert p["diffs"] == [2, 3, 4, 3, 3] and p["mean"] == pytest.approx(3.0)
+    assert (p["low"], p["high"]) == pytest.approx((3 - half, 3 + half))
+    assert p["excludes_zero"] and (p["wins"], p["losses"]) == (5, 0)
+    assert got[("random", "margin")]["high"] == pytest.approx(-3 + half)
+    assert got[("random", "margin")]["excludes_zero"]
+    k = got[("kcenter", "random")]  # only the seeds both have are paired
+    assert k["seeds"] == [0, 1, 2, 4] and k["diffs"] == [1, -1, 1, 0]
+    assert not k["excludes_zero"] and (k["wins"], k["losses"]) == (2, 1)
+    one = study.paired_differences(rows("random", [1.0]) + rows("margin", [2.0]),
+                                   ["random", "margin"])
+    assert one[0]["low"] is None and not one[0]["excludes_zero"]
+    assert study.t_interval([5.0]) == (5.0, None, None)
+
+
+def _rounds():
+    return [{"iteration": 5, "labeled_fraction_before": 0.0, "labeled_fraction": 0.01,
+             "mIoU": 8.0, "selection_s": 0.5, "replay_match": 1.0,
+             "bound": {"delta": 0.4, "max_ard": 0.2, "coreset_loss": 0.3}}]
+
+
+def test_summary_tables_and_plot(tmp_path):
+    classes = {"road": 50.0, "train": None}
     rows = [{"method": "margin", "seed": s, "mIoU": v, "labeled_fraction": 0.02,
-             "rounds": rounds} for s, v in ((0, 10.0), (1, 14.0))]
+             "rounds": _rounds(), "per_class_iou": dict(classes, road=v)}
+            for s, v in ((0, 10.0), (1, 14.0))]
+    rows += [{"method": "random", "seed": s, "mIoU": v, "labeled_fraction": 0.02,
+              "rounds": _rounds(), "per_class_iou": classes} for s, v in ((0, 9.0), (1, 12.0))]
     rows.append({"method": "supervised", "seed": 0, "mIoU": 30.0, "labeled_fraction": 1.0,
-                 "rounds": []})
-    summary = study.summarize(rows, ["source_only", "margin", "supervised"])
-    assert [s["method"] for s in summary] == ["margin", "supervised"]
-    assert summary[0]["mean"] == 12.0 and summary[0]["std"] == pytest.approx(np.sqrt(8.0))
-    assert summary[1]["std"] == 0.0 and summary[1]["delta"] is None
+                 "rounds": [], "per_class_iou": classes})
+    rows.append({"method": "ripu", "seed": 0, "mIoU": 11.0, "labeled_fraction": 0.02,
+                 "rounds": [dict(_rounds()[0], bound=None)], "per_class_iou": classes})
+    ripu = study.summarize(rows, ["ripu"])[0]
+    assert ripu["selection_s"] == 0.5 and ripu["delta"] is None
+    assert "| ripu | 0 | 5 | 0.00 → 1.00 | 8.00 | 0.50 | – | – | – |" in study.round_table(
+        rows, ["ripu"])
+    rows.pop()
+    methods = ["source_only", "random", "margin", "supervised"]
+    summary = study.summarize(rows, methods)
+    assert [s["method"] for s in summary] == ["random", "margin", "supervised"]
+    assert summary[1]["mean"] == 12.0 and summary[1]["std"] == pytest.approx(np.sqrt(8.0))
+    assert summary[1]["low"] == pytest.approx(12 - 12.706205 * 2.0, abs=1e-4)
+    assert summary[2]["std"] == 0.0 and summary[2]["delta"] is None and summary[2]["low"] is None
     table = study.markdown_table(summary)
-    assert "| margin | 2 | 12.00 ± 2.83 | 10.00 – 14.00 | 2.00 |" in table
-    assert "| supervised | 1 | 30.00 ± 0.00 |" in table
+    assert "| margin | 2 | 12.00 ± 2.83 | -13.41 – 37.41 | 10.00 – 14.00 | 2.00 |" in table
+    assert "| supervised | 1 | 30.00 ± 0.00 | – | 30.00 – 30.00 |" in table
+    paired = study.paired_table(study.paired_differences(rows, methods))
+    assert "| margin | random | 2 | +1.50 |" in paired and "| 2 / 0 | no |" in paired
+    per_class = study.per_class(rows, methods)
+    assert per_class["margin"] == {"road": 12.0, "train": None}
+    ct = study.class_table(per_class)
+    assert "| road | 50.0 | 12.0 | 50.0 |" in ct and "| train | – | – | – |" in ct
     per_round = study.round_table(rows, ["margin", "supervised"])
     assert per_round.count("\n") == 3  # header, rule, margin's one round; none for supervised
     assert "| margin | 0 |" in per_round and "0.00 → 1.00 | 8.00 | 0.50 | 0.400 | 0.200 |" in per_round
-    study.plot(rows, ["margin", "supervised"], str(tmp_path / "p.png"))
+    plan = study.Plan(arms=(ARM,), seeds=(0, 1))
+    key = {m: study.run_key(ARM, m) for m in methods}
+    keyed = [dict(r, key=key[r["method"]], arm="a") for r in rows]
+    assert len(study.arm_rows(keyed, ARM, methods)) == 5
+    study.plot(keyed, plan, methods, str(tmp_path / "p.png"))
     assert (tmp_path / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    analysis = study.analyze(keyed, plan, methods)
+    assert analysis["arms"]["a"]["paired"][0]["method"] == "margin"
+    assert analysis["arms"]["a"]["per_class_iou"]["margin"]["road"] == 12.0
+    text = study.report_markdown(keyed, plan, methods)
+    assert text.startswith("## Budget a") and "Paired differences" in text
+    assert "2.2 % of the pixels as 3x3 regions over 2 rounds" in text
+    pixels = study.PLANS["quick"].arms[1]
+    assert study.budget_text(pixels) == "40 single pixels per image over 2 rounds"
+
+
+def test_baselines_of_two_arms_on_one_data_are_one_run(tmp_path):
+    b = study.Arm("b", config="study_quick.yaml", size=(32, 64), train=2, val=1,
+                  budget=(("budget", "pixels"), ("budget_pixels", 40), ("region_size", 1)))
+    plan = study.Plan(arms=(ARM, b), seeds=(0,))
+    calls = []
+    rows = study.run_study(str(tmp_path), plan, ["source_only", "margin"],
+                           _runner(str(tmp_path), calls))
+    assert calls == [("source_only", 0), ("margin", 0), ("margin", 0)]
+    assert [r["arm"] for r in rows] == ["a", "a", "b"]
+    shared = study.arm_rows(rows, b, ["source_only", "margin"])
+    assert [(r["arm"], r["method"]) for r in shared] == [("b", "source_only"), ("b", "margin")]
+    assert shared[0]["mIoU"] == 10.0 and shared[1]["mIoU"] == 30.0
+
+
+def test_report_only_and_the_worker_command(tmp_path):
+    args = study.get_args_parser().parse_args(
+        ["--out", str(tmp_path), "--quick", "--seeds", "0", "--methods", "random", "margin",
+         "--arms", "40px", "--jobs", "2"])
+    argv = study._worker_argv(args)
+    assert argv[argv.index("--jobs") + 1] == "1" and "--no-report" in argv
+    assert argv[argv.index("--arms") + 1:argv.index("--arms") + 2] == ["40px"]
+    plan = study.make_plan(args)
+    assert [a.name for a in plan.arms] == ["40px"] and plan.seeds == (0,)
+    with pytest.raises(ValueError, match="--arms"):
+        study.make_plan(study.get_args_parser().parse_args(["--out", "x", "--arms", "1px"]))
+    arm = plan.arms[0]
+    rows = [{"arm": "40px", "method": m, "seed": 0, "mIoU": v, "labeled_fraction": 0.005,
+             "rounds": _rounds(), "per_class_iou": {"road": v}, "key": study.run_key(arm, m)}
+            for m, v in (("random", 5.0), ("margin", 6.0))]
+    study.atomic_write_json(str(tmp_path / "study.json"), {"rows": rows})
+    study.main(study.get_args_parser().parse_args(
+        ["--out", str(tmp_path), "--quick", "--seeds", "0", "--methods", "random", "margin",
+         "--arms", "40px", "--report-only"]))
+    saved = _load(tmp_path / "study.json")
+    assert saved["rows"] == rows and saved["arms"]["40px"]["summary"][1]["mean"] == 6.0
+    assert "## Budget 40px" in (tmp_path / "study.md").read_text()
+    assert (tmp_path / "study.png").exists()
 
 
 def test_score_only_recorder_reproduces_score_only_selection():
@@ -146,13 +298,17 @@ def test_one_tiny_run_end_to_end(tmp_path):
                     "iterations: 6\nselection_iters: [2, 4]\nestimator_detach_iter: 4\n"
                     "dmc_dim: 16\nsave_every: 0\nprint_freq: 100\nlr: 0.0025\n"
                     "greedy_backend: torch\nflip_test: false\n")
-    plan = study.Plan(config=str(base), size=(32, 64), train=2, val=1, seeds=(0,))
+    arm = study.Arm("t", config=str(base), size=(32, 64), train=2, val=1)
+    pixels = study.Arm("p", config=str(base), size=(32, 64), train=2, val=1,
+                       budget=(("budget", "pixels"), ("budget_pixels", 40), ("region_size", 1)))
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        roots = study.prepare_data(str(tmp_path), plan)
-        row = study.run_one(str(tmp_path), plan, roots, "density_aware", 0)
-        sup = study.run_one(str(tmp_path), plan, roots, "supervised", 0)
+        roots = study.prepare_data(str(tmp_path), arm)
+        assert study.prepare_data(str(tmp_path), pixels) == roots  # same data, made once
+        row = study.run_one(str(tmp_path), arm, roots, "density_aware", 0)
+        sup = study.run_one(str(tmp_path), arm, roots, "supervised", 0)
+        px = study.run_one(str(tmp_path), pixels, roots, "ripu", 0)
     finally:
         torch.set_num_threads(before)
     assert row["method"] == "density_aware" and 0 <= row["mIoU"] <= 100
@@ -166,6 +322,11 @@ def test_one_tiny_run_end_to_end(tmp_path):
     assert 0 < r0["bound"]["max_ard"] <= r0["bound"]["delta"]
     assert 0 <= r0["bound"]["coreset_loss"] <= 1
     assert sup["rounds"] == [] and sup["labeled_fraction"] == 1.0  # every target pixel
+    # RIPU's pixel budget: 40 single pixels per image, 20 per round
+    assert px["labeled_fraction"] == pytest.approx(40 / (32 * 64))
+    assert [r["labeled_fraction"] for r in px["rounds"]] == pytest.approx([20 / 2048, 40 / 2048])
+    assert px["rounds"][1]["replay_match"] == 1.0 and px["arm"] == "p"
+    assert px["rounds"][0]["bound"] is None  # RIPU's selection has no candidate pool
 
 
 def test_two_processes_share_one_study_folder(tmp_path):
@@ -174,25 +335,54 @@ def test_two_processes_share_one_study_folder(tmp_path):
     calls = []
     inner = _runner(out, calls)
 
-    def runner(method, seed):
+    def runner(arm, method, seed):
         if not calls:  # "another process" finishes margin seed 1 while this one runs
             with study._lock(os.path.join(out, "study.json.lock")):
-                rows = study.load_rows(os.path.join(out, "study.json"), "k1")
-                rows.append({"method": "margin", "seed": 1, "mIoU": 99.0, "study": "k1",
+                rows = study.load_rows(os.path.join(out, "study.json"))
+                rows.append({"arm": "a", "method": "margin", "seed": 1, "mIoU": 99.0,
+                             "key": study.run_key(ARM, "margin"),
                              "labeled_fraction": 0.02, "rounds": []})
-                study.atomic_write_json(os.path.join(out, "study.json"), rows)
-        return inner(method, seed)
+                study.atomic_write_json(os.path.join(out, "study.json"), {"rows": rows})
+        return inner(arm, method, seed)
 
-    with study._lock(os.path.join(out, "runs", "margin_seed0.lock"), wait=False) as held:
+    with study._lock(os.path.join(out, "runs", "a_margin_seed0.lock"), wait=False) as held:
         assert held
-        rows = study.run_study(out, PLAN, methods, runner, key="k1")
+        rows = study.run_study(out, PLAN, methods, runner)
     # margin seed 0 was held elsewhere, margin seed 1 was finished elsewhere
     assert calls == [("source_only", 0), ("source_only", 1)]
-    assert [(r["method"], r["seed"]) for r in rows] == [
-        ("source_only", 0), ("source_only", 1), ("margin", 1)]
-    assert rows[-1]["mIoU"] == 99.0
+    assert sorted((r["method"], r["seed"]) for r in rows) == [
+        ("margin", 1), ("source_only", 0), ("source_only", 1)]
+    assert [r["mIoU"] for r in rows if r["method"] == "margin"] == [99.0]
     # once free, the held run is the only one left
     again = []
-    rows = study.run_study(out, PLAN, methods, _runner(out, again), key="k1")
+    rows = study.run_study(out, PLAN, methods, _runner(out, again))
     assert again == [("margin", 0)]
     assert len(rows) == 4
+
+
+def test_jobs_start_worker_processes_and_then_write_the_report(tmp_path, monkeypatch):
+    started = []
+
+    class FakePopen:
+        def __init__(self, argv):
+            started.append(argv)
+
+        def wait(self):
+            return 0
+
+    monkeypatch.setattr(study.subprocess, "Popen", FakePopen)
+    args = study.get_args_parser().parse_args(
+        ["--out", str(tmp_path), "--quick", "--seeds", "0", "--methods", "random",
+         "--jobs", "2"])
+    study.main(args)
+    assert len(started) == 2 and all("--no-report" in a for a in started)
+    assert (tmp_path / "study.md").exists() and (tmp_path / "study.png").exists()
+    assert _load(tmp_path / "study.json")["rows"] == []
+
+    class Failing(FakePopen):
+        def wait(self):
+            return 3
+
+    monkeypatch.setattr(study.subprocess, "Popen", Failing)
+    with pytest.raises(SystemExit, match="exit codes"):
+        study.main(args)

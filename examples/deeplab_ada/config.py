@@ -67,9 +67,11 @@ class Config:
     budget_pixels: int = 40
     region_size: int = 3                 # 3 for ratio budgets, 1 for the pixel budget
     alpha: int = 20                      # candidates = alpha * budget (10 for 5 %)
-    score: str = "margin"                # "margin" | "entropy" | "least_confidence" | "random"
+    score: str = "margin"                # "margin" | "entropy" | "least_confidence" | "random" |
+                                         # "ripu" (region impurity x prediction uncertainty)
     sampler: str = "density-aware"       # "density-aware" (the paper) | "k-center" |
-                                         # "kmedoids-refinement" | "typicality" | "score-only"
+                                         # "kmedoids-refinement" | "typicality" | "score-only" |
+                                         # "ripu" (RIPU's pick-suppress-repeat on the score)
     region_overlap: str = "block"        # "block": RIPU's rule, regions of a round never
                                          # overlap; "allow": blocks may overlap
     oracle_exclude_void: bool = False    # ORACLE ablation, off by default: reads the ground
@@ -89,9 +91,9 @@ class Config:
                    "backbone": ("resnet101", "tiny"),
                    "estimator": ("dmc", "masked-conv", "none"),
                    "budget": ("ratio", "pixels"),
-                   "score": ("margin", "entropy", "least_confidence", "random"),
+                   "score": ("margin", "entropy", "least_confidence", "random", "ripu"),
                    "sampler": ("density-aware", "k-center", "kmedoids-refinement",
-                               "typicality", "score-only"),
+                               "typicality", "score-only", "ripu"),
                    "source_sampling": ("balanced", "uniform"),
                    "greedy_backend": ("auto", "torch", "numba"),
                    "region_overlap": ("block", "allow")}

@@ -1,12 +1,15 @@
-"""A miniature GTAV -> Cityscapes study: does querying target pixels close the domain gap?
+"""A miniature GTAV -> Cityscapes study: which target pixels should a person label?
 
 Generates a game-like source and a photo-like target with
 ``make_synthetic_data.py``, then trains the tiny DeepLab of this example with
-``train.py`` once per method and seed:
+``train.py`` once per budget, method and seed. Methods:
 
 * ``source_only``: source labels only, no target losses (the lower bound);
-* ``random``, ``margin``: the round's budget of 3x3 regions around the top
+* ``random``, ``margin``: the round's budget of regions around the top
   pixels by a random score / by margin ``1 - P1 + P2`` (score only);
+* ``ripu``: RIPU's own selection (Xie et al., CVPR 2022): region impurity
+  times prediction uncertainty, pick the best region, suppress its
+  neighbourhood, repeat (``densecore.filters``);
 * ``kcenter``: k-center greedy on the DMC features of the top ``alpha * b``
   margin candidates;
 * ``density_aware``: the paper's density-aware greedy (Algorithm 1) with the
@@ -14,18 +17,23 @@ Generates a game-like source and a photo-like target with
 * ``kmedoids_refinement``: the best sampler of the library's bound benchmark
   (``docs/benchmarks.md``; beyond the paper): k-center greedy on the same
   candidates, then k-medoids steps inside its coverage areas;
+* ``ripu_density_aware``: the hybrid: the top ``alpha * b`` candidates by
+  RIPU's score, then the paper's density-aware greedy on them;
 * ``supervised``: every target training pixel labeled (the upper bound): one
   round at iteration 0 whose budget is 100 % of the pixels, then the same
   training as the active methods.
 
-The active methods share everything but the selection: the same model with
-the DMC estimator, the same losses (Eq. 6 margin loss included), budget,
-rounds and seeds. No method sees target ground truth when it selects (the
-config's oracle ablation ``oracle_exclude_void`` stays off).
+Budgets (``Arm``): ``2.2pct``, 2.2 % of the target pixels as 3x3 regions
+(RIPU's region budget), and ``40px``, RIPU's 40 single pixels per image. The
+active methods of one budget share everything but the selection: the same
+model with the DMC estimator, the same losses (Eq. 6 margin loss included),
+budget, rounds and seeds. No method sees target ground truth when it selects
+(the config's oracle ablation ``oracle_exclude_void`` stays off). The
+baselines do not depend on the budget and run once per data setting.
 
-Each run is stopped after each selection round (``--stop-at``) and resumed
-(``--resume auto``), which ``train.py`` resumes exactly. At each stop the
-study loads the checkpoint and
+Each active run is stopped after each selection round (``--stop-at``) and
+resumed (``--resume auto``), which ``train.py`` resumes exactly. At each stop
+the study loads the checkpoint and
 
 * evaluates it on the target val set (mIoU of the model that made the round's
   queries, trained on the labels of the earlier rounds);
@@ -35,22 +43,31 @@ study loads the checkpoint and
   (``densecore.bound_report``: covering radius delta, Eq. 3; max average
   radial distance, Eq. 4; core-set loss, Eq. 1, with the ground truth of the
   candidates, measurement only) of the round's picks among the round's
-  ``alpha * b`` L2-normalised candidate features, averaged over the images.
+  ``alpha * b`` L2-normalised candidate features, averaged over the images
+  (none for ``ripu``, which picks from every pixel without a candidate pool).
 
-Writes ``OUT/study.json`` (a list of rows, one per method and seed, written
-atomically after each run), ``OUT/study.md`` (mean and spread of the mIoU per
-method) and ``OUT/study.png`` (mIoU against labeled fraction). A stopped study
-picks up where it stopped: finished (method, seed) rows are kept, an
-unfinished run is started again from scratch.
+The same seed gives every method of a budget the same initial model and data
+order, so methods are compared seed by seed: for each method and reference
+(``random``, ``margin``, ``ripu``) the study reports the per-seed differences
+of the final mIoU, their mean and a 95 % Student-t interval over the paired
+seeds (``mean ± t(0.975, n-1) * sd / sqrt(n)``), and whether it excludes zero.
+
+Writes ``OUT/study.json`` (the rows, one per run with per-class IoU and the
+rounds, written atomically after each run, and the analysis: per budget the
+summary, the paired differences and the mean per-class IoU), ``OUT/study.md``
+(the tables) and ``OUT/study.png`` (mIoU against labeled fraction with 95 %
+intervals, and the paired differences). A stopped study picks up where it
+stopped: finished runs are kept, an unfinished run is started again from
+scratch, and methods or seeds can be added to a finished study.
 
 Usage::
 
-    python examples/deeplab_ada/study.py --out OUT --quick     # 2 seeds, 64x128, minutes
-    python examples/deeplab_ada/study.py --out OUT             # 3 seeds, 128x256
+    python examples/deeplab_ada/study.py --out OUT --quick   # 64x128 for both budgets
+    python examples/deeplab_ada/study.py --out OUT           # 128x256 at 2.2 %, 64x128 at 40 px
 
-Two processes on one ``--out`` (for example one per core, each with
-``--threads 1``) share the runs between them; each writes the table of the
-rows on disk when it ends, so the last one to end writes the whole table.
+``--jobs N`` (default: up to 2, one per core) runs N processes of one thread
+each that share the runs of one ``--out``; more processes on one ``--out``
+(started by hand) share them too.
 """
 
 from __future__ import annotations
@@ -62,6 +79,7 @@ import json
 import logging
 import os
 import shutil
+import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -79,53 +97,78 @@ log = logging.getLogger("deeplab_ada.study")
 
 
 @dataclass(frozen=True)
-class Plan:
-    """What one study runs: the base config, the data and the seeds."""
+class Arm:
+    """One budget of a study: its base config, its data and the budget's config fields."""
 
-    config: str                 # file under configs/
+    name: str                   # short, used in run names
+    config: str                 # file under configs/ (or a path)
     size: tuple                 # target (H, W) of the generated data
     train: int                  # training images per domain
     val: int                    # target val images
-    seeds: tuple
+    budget: tuple = ()          # (field, value) pairs over the base config; () keeps its budget
     data_seed: int = 0
 
 
+@dataclass(frozen=True)
+class Plan:
+    """What one study runs: its budgets and the seeds."""
+
+    arms: tuple
+    seeds: tuple
+
+
+_QUICK = dict(config="study_quick.yaml", size=(64, 128), train=16, val=12)
+# RIPU's pixel budget: 40 single pixels per image over all rounds
+_PIXELS_40 = (("budget", "pixels"), ("budget_pixels", 40), ("region_size", 1))
+SEEDS = (0, 1, 2, 3, 4)
 PLANS = {
-    "quick": Plan(config="study_quick.yaml", size=(64, 128), train=16, val=12, seeds=(0, 1)),
-    "full": Plan(config="study.yaml", size=(128, 256), train=40, val=24, seeds=(0, 1, 2)),
+    "quick": Plan(arms=(Arm("2.2pct", **_QUICK), Arm("40px", **_QUICK, budget=_PIXELS_40)),
+                  seeds=SEEDS),
+    "full": Plan(arms=(Arm("2.2pct", config="study.yaml", size=(128, 256), train=40, val=24),
+                       Arm("40px", **_QUICK, budget=_PIXELS_40)),
+                 seeds=SEEDS),
 }
 
 _NO_TARGET = {"selection_iters": [], "negative_weight": 0.0, "consistency_weight": 0.0}
-# method -> config fields on top of the plan's base config
+# method -> config fields on top of the arm's base config and budget
 METHODS = {
     "source_only": dict(_NO_TARGET),
     "random": {"score": "random", "sampler": "score-only"},
     "margin": {"score": "margin", "sampler": "score-only"},
+    "ripu": {"score": "ripu", "sampler": "ripu"},
     "kcenter": {"score": "margin", "sampler": "k-center"},
     "density_aware": {"score": "margin", "sampler": "density-aware"},
     "kmedoids_refinement": {"score": "margin", "sampler": "kmedoids-refinement"},
-    "supervised": {"selection_iters": [0], "budget_ratio": 1.0, "region_size": 1,
-                   "score": "random", "sampler": "score-only"},
+    "ripu_density_aware": {"score": "ripu", "sampler": "density-aware"},
+    "supervised": {"selection_iters": [0], "budget": "ratio", "budget_ratio": 1.0,
+                   "region_size": 1, "score": "random", "sampler": "score-only"},
 }
-ACTIVE = ("random", "margin", "kcenter", "density_aware", "kmedoids_refinement")
+BASELINES = ("source_only", "supervised")  # no selection: the budget does not apply
+ACTIVE = tuple(m for m in METHODS if m not in BASELINES)
+REFERENCES = ("random", "margin", "ripu")  # paired differences are taken against these
 
 
-# ---------------------------------------------------------------- data
+# ---------------------------------------------------------------- data and configs
 
 
-def prepare_data(out: str, plan: Plan) -> dict:
-    """Generate the data once (``OUT/data``) and return the roots."""
-    with _lock(os.path.join(out, "data.lock")):
-        return _prepare_data(out, plan)
+def data_dir(out: str, arm: Arm) -> str:
+    """``OUT/data/<H>x<W>_<train>_<val>_<data seed>``: arms with the same data share it."""
+    h, w = arm.size
+    return os.path.join(out, "data", f"{h}x{w}_{arm.train}_{arm.val}_{arm.data_seed}")
 
 
-def _prepare_data(out: str, plan: Plan) -> dict:
+def prepare_data(out: str, arm: Arm) -> dict:
+    """Generate the arm's data once and return the roots."""
+    root = data_dir(out, arm)
+    with _lock(root + ".lock"):
+        return _prepare_data(root, arm)
+
+
+def _prepare_data(root: str, arm: Arm) -> dict:
     import make_synthetic_data as gen
 
-    root = os.path.join(out, "data")
     roots = {"source": os.path.join(root, "gtav"), "target": os.path.join(root, "cityscapes")}
-    want = {"size": list(plan.size), "train": plan.train, "val": plan.val,
-            "seed": plan.data_seed}
+    want = {"size": list(arm.size), "train": arm.train, "val": arm.val, "seed": arm.data_seed}
     marker = os.path.join(root, "done.json")
     if os.path.exists(marker):
         with open(marker) as f:
@@ -133,27 +176,45 @@ def _prepare_data(out: str, plan: Plan) -> dict:
                 return roots
     if os.path.exists(root):
         shutil.rmtree(root)
-    gen.main(argparse.Namespace(out=root, train=plan.train, val=plan.val, seed=plan.data_seed,
-                                size=tuple(plan.size)))
+    gen.main(argparse.Namespace(out=root, train=arm.train, val=arm.val, seed=arm.data_seed,
+                                size=tuple(arm.size)))
     atomic_write_json(marker, want)
     return roots
 
 
-def run_config(plan: Plan, method: str, seed: int) -> dict:
-    """Config fields of one run: the plan's YAML, the method's fields, the seed."""
-    with open(os.path.join(HERE, "configs", plan.config)) as f:
+def run_config(arm: Arm, method: str, seed: int) -> dict:
+    """Config fields of one run: the arm's YAML, its budget (active methods), the method's, the seed."""
+    with open(os.path.join(HERE, "configs", arm.config)) as f:
         values = yaml.safe_load(f) or {}
+    if method not in BASELINES:
+        values.update(dict(arm.budget))
     values.update(METHODS[method])
     values["oracle_exclude_void"] = False  # reads the ground truth: never in the study
     values["seed"] = seed
     return values
 
 
+def run_key(arm: Arm, method: str) -> str:
+    """A short hash of everything that makes a run what it is, but the seed.
+
+    Two (arm, method) pairs with one key are one run (the baselines of two
+    arms on the same data); a row whose key differs from the current one was
+    made with other settings.
+    """
+    blob = json.dumps({"data": [list(arm.size), arm.train, arm.val, arm.data_seed],
+                       "config": run_config(arm, method, 0)}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def expected_keys(plan: Plan, methods) -> dict:
+    """``(arm name, method) -> run key`` for every pair of the plan."""
+    return {(a.name, m): run_key(a, m) for a in plan.arms for m in methods}
+
+
 def study_key(plan: Plan) -> str:
-    """A short hash of everything that makes rows of two studies comparable."""
-    cfgs = {m: run_config(plan, m, 0) for m in METHODS}
-    blob = json.dumps({"plan": [plan.config, list(plan.size), plan.train, plan.val,
-                                plan.data_seed], "configs": cfgs}, sort_keys=True)
+    """A short hash of every run key of the plan (the plans' identity, for the report)."""
+    keys = expected_keys(plan, list(METHODS))
+    blob = json.dumps(sorted(f"{a}/{m}/{k}" for (a, m), k in keys.items()))
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
@@ -237,7 +298,9 @@ def measure_round(run_dir: str, cfg_path: str, target_root: str, round: int,
             labeled = state.labeled(image_id, rounds=range(round))
             seed = densecore.image_seed(cfg.seed, round, image_id)
             budget = train.round_budget(cfg, shape)
-            rec = _Recorder(train.make_sampler(cfg, seed))
+            sampler = train.make_sampler(cfg, seed)
+            # RIPU's own selection ("ripu") has no candidate pool to record or bound
+            rec = sampler if isinstance(sampler, str) else _Recorder(sampler)
             tic = time.perf_counter()
             mask, (seen,) = densecore.select_pixels(
                 probs, feats, dens, budget, labeled=torch.from_numpy(labeled)[None],
@@ -245,33 +308,35 @@ def measure_round(run_dir: str, cfg_path: str, target_root: str, round: int,
                 region_overlap=cfg.region_overlap, seed=seed, return_candidates=True)
             mask = mask[0].numpy()
             seconds += time.perf_counter() - tic
-            sampler_s += rec.seconds
+            sampler_s += 0.0 if isinstance(rec, str) else rec.seconds
             recorded = state.queried(image_id, round)
             matches += bool(np.array_equal(mask, recorded))
             total += mask.size
             before += int(labeled.sum())
             after += int((labeled | recorded).sum())
-            # the ground truth of the candidates: measurement only, after the selection
-            rep = densecore.bound_report(seen.features, seen.selected,
-                                         labels=gt.reshape(-1)[seen.candidates])
-            bounds.append(rep.as_dict())
+            if seen.features is not None:
+                # the ground truth of the candidates: measurement only, after the selection
+                rep = densecore.bound_report(seen.features, seen.selected,
+                                             labels=gt.reshape(-1)[seen.candidates])
+                bounds.append(rep.as_dict())
     keys = ("delta", "max_ard", "mean_ard", "coreset_loss")
     return {"round": round, "iteration": int(ckpt["iteration"]),
             "labeled_fraction_before": before / total, "labeled_fraction": after / total,
             "mIoU": miou, "selection_s": seconds, "sampler_s": sampler_s,
             "replay_match": matches / len(select),
-            "bound": {k: float(np.mean([b[k] for b in bounds])) for k in keys}}
+            "bound": ({k: float(np.mean([b[k] for b in bounds])) for k in keys}
+                      if bounds else None)}
 
 
-def run_one(out: str, plan: Plan, roots: dict, method: str, seed: int, *,
+def run_one(out: str, arm: Arm, roots: dict, method: str, seed: int, *,
             progress: bool = False) -> dict:
-    """Train ``method`` with ``seed`` through ``train.py`` and return its study row."""
+    """Train ``method`` of ``arm`` with ``seed`` through ``train.py`` and return its row."""
     import train
 
-    name = f"{method}_seed{seed}"
+    name = f"{arm.name}_{method}_seed{seed}"
     cfg_path = os.path.join(out, "configs", name + ".yaml")
     run_dir = os.path.join(out, "runs", name)
-    values = run_config(plan, method, seed)
+    values = run_config(arm, method, seed)
     os.makedirs(os.path.dirname(cfg_path), exist_ok=True)
     atomic_write_text(cfg_path, yaml.safe_dump(values, sort_keys=True))
     # "--out" is the unique prefix of train.py's output-directory option
@@ -295,7 +360,7 @@ def run_one(out: str, plan: Plan, roots: dict, method: str, seed: int, *,
     train.main(parser.parse_args(argv + (["--resume", "auto"] if stops else [])))
     with open(os.path.join(run_dir, "metrics.json")) as f:
         metrics = json.load(f)
-    return {"method": method, "seed": seed, "mIoU": metrics["mIoU"],
+    return {"arm": arm.name, "method": method, "seed": seed, "mIoU": metrics["mIoU"],
             "labeled_fraction": metrics["labeled_ratio"],
             "per_class_iou": metrics["per_class_iou"], "rounds": rounds,
             "train_s": time.perf_counter() - tic - measure_s, "measure_s": measure_s,
@@ -305,21 +370,30 @@ def run_one(out: str, plan: Plan, roots: dict, method: str, seed: int, *,
 # ---------------------------------------------------------------- the study
 
 
-def load_rows(path: str, key: str) -> list[dict]:
+def load_rows(path: str, expected: dict | None = None) -> list[dict]:
     """Rows of an earlier (possibly stopped) study at ``path``; [] if there is none.
 
+    ``expected`` maps ``(arm, method)`` to the run key of the current settings.
+
     Raises:
-        ValueError: naming ``--out`` when the rows were written by a study with
-            other settings (another plan, config or data).
+        ValueError: naming ``--out`` when a row of an expected ``(arm, method)``
+            was made with other settings (another plan, config or data), or the
+            file is not a study of this version (an earlier one wrote a list).
     """
     if not os.path.exists(path):
         return []
     with open(path) as f:
-        rows = json.load(f)
-    other = sorted({r.get("study") for r in rows} - {key}, key=str)
-    if other:
-        raise ValueError(f"--out: {path} holds rows of another study setting ({other}, this "
-                         f"one is {key}); pass a new --out or remove the file")
+        data = json.load(f)
+    if not isinstance(data, dict) or "rows" not in data:
+        raise ValueError(f"--out: {path} was not written by this version of study.py (no "
+                         "'rows'); pass a new --out")
+    rows = data["rows"]
+    for r in rows:
+        want = (expected or {}).get((r["arm"], r["method"]))
+        if want is not None and r["key"] != want:
+            raise ValueError(f"--out: {path} holds a row of {r['arm']}/{r['method']} made with "
+                             f"other settings (key {r['key']}, now {want}); pass a new --out "
+                             "or remove the file")
     return rows
 
 
@@ -349,88 +423,239 @@ def _lock(path: str, *, wait: bool = True):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def run_study(out: str, plan: Plan, methods, runner, *, key: str, progress: bool = False):
-    """Run every ``(method, seed)`` without a row in ``OUT/study.json`` and write each row.
+def plan_runs(plan: Plan, methods) -> list[tuple]:
+    """``(arm, method, seed)`` of every distinct run, seed by seed; a run that two arms
+    share (same key) is listed once, under the first arm."""
+    seen, runs = set(), []
+    for seed in plan.seeds:
+        for arm in plan.arms:
+            for m in methods:
+                k = (run_key(arm, m), seed)
+                if k not in seen:
+                    seen.add(k)
+                    runs.append((arm, m, seed))
+    return runs
 
-    ``runner(method, seed) -> row`` does one run; a run's directory
-    ``OUT/runs/METHOD_seedSEED`` left by a stopped study is removed first.
-    Several processes may run the study in the same ``out`` at once: a run
-    another process is doing is skipped, and rows are merged into the file
-    under a lock. Returns all rows on disk (old and new), in plan order.
+
+def run_study(out: str, plan: Plan, methods, runner, *, report=None,
+              progress: bool = False) -> list[dict]:
+    """Run every run of the plan without a row in ``OUT/study.json`` and write each row.
+
+    ``runner(arm, method, seed) -> row`` does one run; a run's directory
+    ``OUT/runs/ARM_METHOD_seedSEED`` left by a stopped study is removed first.
+    ``report(rows) -> dict`` (optional) is the analysis written beside the rows
+    each time a row is added. Several processes may run the study in the same
+    ``out`` at once: a run another process is doing is skipped, and rows are
+    merged into the file under a lock. Returns all rows on disk (old and new).
     """
     path = os.path.join(out, "study.json")
     study_lock = os.path.join(out, "study.json.lock")
+    expected = expected_keys(plan, methods)
+    report = report or (lambda rows: {})
+
+    def done(rows):
+        return {(r["key"], r["seed"]) for r in rows}
+
     with _lock(study_lock):
-        rows = load_rows(path, key)
-    done = {(r["method"], r["seed"]) for r in rows}
-    todo = [(m, s) for s in plan.seeds for m in methods if (m, s) not in done]
-    if done:
-        log.info("resuming: %d runs done, %d to go", len(done), len(todo))
+        rows = load_rows(path, expected)
+    todo = [(a, m, s) for a, m, s in plan_runs(plan, methods)
+            if (run_key(a, m), s) not in done(rows)]
+    if rows:
+        log.info("resuming: %d rows on disk, %d runs to go", len(rows), len(todo))
     it = todo
     if progress:
         from tqdm import tqdm
         it = tqdm(todo, desc="study runs")
-    for method, seed in it:
-        name = f"{method}_seed{seed}"
+    for arm, method, seed in it:
+        name, key = f"{arm.name}_{method}_seed{seed}", run_key(arm, method)
         with _lock(os.path.join(out, "runs", name + ".lock"), wait=False) as mine:
             if not mine:
                 log.info("%s is running in another process: skipped", name)
                 continue
             with _lock(study_lock):
-                if (method, seed) in {(r["method"], r["seed"]) for r in load_rows(path, key)}:
+                if (key, seed) in done(load_rows(path, expected)):
                     continue  # finished by another process meanwhile
             stale = os.path.join(out, "runs", name)
             if os.path.exists(stale):
                 log.info("removing the unfinished run %s", stale)
                 shutil.rmtree(stale)
-            row = dict(runner(method, seed), study=key)
+            row = dict(runner(arm, method, seed), key=key)
             with _lock(study_lock):
-                rows = [r for r in load_rows(path, key)
-                        if (r["method"], r["seed"]) != (method, seed)] + [row]
-                atomic_write_json(path, rows)
+                rows = [r for r in load_rows(path, expected)
+                        if (r["key"], r["seed"]) != (key, seed)] + [row]
+                atomic_write_json(path, {"rows": rows, **report(rows)})
     with _lock(study_lock):
-        rows = load_rows(path, key)
-    order = {(m, s): i for i, (m, s) in enumerate((m, s) for s in plan.seeds for m in methods)}
-    return sorted(rows, key=lambda r: order.get((r["method"], r["seed"]), len(order)))
+        return load_rows(path, expected)
+
+
+# ---------------------------------------------------------------- analysis
+
+
+def arm_rows(rows: list[dict], arm: Arm, methods) -> list[dict]:
+    """The rows of ``arm``, one per method and seed, in method order (shared runs relabelled)."""
+    by_key = {}
+    for r in rows:
+        by_key.setdefault(r["key"], []).append(r)
+    out = []
+    for m in methods:
+        for r in sorted(by_key.get(run_key(arm, m), []), key=lambda r: r["seed"]):
+            out.append(dict(r, arm=arm.name, method=m))
+    return out
+
+
+def t_interval(values, level: float = 0.95):
+    """Mean and Student-t interval ``mean ± t((1+level)/2, n-1) * sd / sqrt(n)`` of ``values``.
+
+    Returns ``(mean, low, high)``; ``low`` and ``high`` are None for fewer than two values.
+
+    Example:
+        >>> m, lo, hi = t_interval([1.0, 2.0, 3.0])
+        >>> m, round(lo, 3), round(hi, 3)
+        (2.0, -0.484, 4.484)
+    """
+    from scipy import stats
+
+    v = np.asarray(values, float)
+    mean = float(v.mean())
+    if len(v) < 2:
+        return mean, None, None
+    half = float(stats.t.ppf((1 + level) / 2, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v)))
+    return mean, mean - half, mean + half
+
+
+def paired_differences(rows: list[dict], methods, references=REFERENCES,
+                       level: float = 0.95) -> list[dict]:
+    """Per active method and reference: final mIoU differences (method - reference) seed by seed.
+
+    Only seeds both have are paired. Each entry: ``method, reference, seeds,
+    diffs, mean, low, high`` (the t interval; None under two seeds), ``wins``
+    and ``losses`` (seeds with a positive / negative difference) and
+    ``excludes_zero`` (the interval lies above or below 0).
+    """
+    miou = {}
+    for r in rows:
+        miou.setdefault(r["method"], {})[r["seed"]] = r["mIoU"]
+    out = []
+    for ref in references:
+        for m in methods:
+            if m == ref or m in BASELINES or ref not in miou or m not in miou:
+                continue
+            seeds = sorted(set(miou[m]) & set(miou[ref]))
+            if not seeds:
+                continue
+            d = [miou[m][s] - miou[ref][s] for s in seeds]
+            mean, lo, hi = t_interval(d, level)
+            out.append({"method": m, "reference": ref, "seeds": seeds, "diffs": d,
+                        "mean": mean, "low": lo, "high": hi,
+                        "wins": sum(x > 0 for x in d), "losses": sum(x < 0 for x in d),
+                        "excludes_zero": lo is not None and (lo > 0 or hi < 0)})
+    return out
+
+
+def per_class(rows: list[dict], methods) -> dict:
+    """``method -> class -> mean IoU over the seeds`` (None where no seed has the class)."""
+    out = {}
+    for m in methods:
+        rs = [r["per_class_iou"] for r in rows if r["method"] == m and r.get("per_class_iou")]
+        if not rs:
+            continue
+        out[m] = {}
+        for c in rs[0]:
+            v = [r[c] for r in rs if r.get(c) is not None]
+            out[m][c] = float(np.mean(v)) if v else None
+    return out
 
 
 def summarize(rows: list[dict], methods) -> list[dict]:
-    """Per method: n, mean and std (ddof 1; 0 for one run), min, max of mIoU, and round means."""
+    """Per method: n, mean, std (ddof 1; 0 for one run), 95 % t interval of the mean,
+    min, max of mIoU, and round means of the selection measurements."""
     out = []
     for m in methods:
         rs = [r for r in rows if r["method"] == m]
         if not rs:
             continue
         v = np.array([r["mIoU"] for r in rs], float)
+        _, lo, hi = t_interval(v)
         rounds = [x for r in rs for x in r["rounds"]]
-        mean = (lambda f: float(np.mean([f(x) for x in rounds])) if rounds else None)
+        bounded = [x for x in rounds if x["bound"] is not None]
+
+        def mean(f, xs=rounds):
+            return float(np.mean([f(x) for x in xs])) if xs else None
+
+        def bound(k):
+            return mean(lambda x: x["bound"][k], bounded)
+
         out.append({"method": m, "n": len(rs), "mean": float(v.mean()),
                     "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0,
+                    "low": lo, "high": hi,
                     "min": float(v.min()), "max": float(v.max()),
                     "labeled_fraction": float(np.mean([r["labeled_fraction"] for r in rs])),
                     "selection_s": mean(lambda x: x["selection_s"]),
-                    "delta": mean(lambda x: x["bound"]["delta"]),
-                    "max_ard": mean(lambda x: x["bound"]["max_ard"]),
-                    "coreset_loss": mean(lambda x: x["bound"]["coreset_loss"]),
+                    "delta": bound("delta"), "max_ard": bound("max_ard"),
+                    "coreset_loss": bound("coreset_loss"),
                     "replay_match": mean(lambda x: x["replay_match"])})
     return out
 
 
-def markdown_table(summary: list[dict]) -> str:
-    """The study's table: mIoU mean ± std (min-max) and the per-round means of the selection."""
-    def f(v, fmt):
-        return "–" if v is None else format(v, fmt)
+def analyze(rows: list[dict], plan: Plan, methods) -> dict:
+    """The analysis stored beside the rows: per arm the summary, paired differences, per-class IoU."""
+    arms = {}
+    for arm in plan.arms:
+        rs = arm_rows(rows, arm, methods)
+        arms[arm.name] = {"config": arm.config, "size": list(arm.size), "train": arm.train,
+                          "val": arm.val, "budget": dict(arm.budget) or "base config",
+                          "summary": summarize(rs, methods),
+                          "paired": paired_differences(rs, methods),
+                          "per_class_iou": per_class(rs, methods)}
+    return {"study": study_key(plan), "seeds": list(plan.seeds), "methods": list(methods),
+            "interval": "95 % Student-t over the paired seeds", "arms": arms}
 
-    lines = ["| method | runs | mIoU mean ± std | min – max | labeled % | selection s/round "
-             "| delta | max ARD | core-set loss | replay = recorded |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+
+def _f(v, fmt):
+    return "–" if v is None else format(v, fmt)
+
+
+def _interval(lo, hi, fmt):
+    return "–" if lo is None else f"{lo:{fmt}} – {hi:{fmt}}"
+
+
+def markdown_table(summary: list[dict]) -> str:
+    """mIoU mean ± std, its 95 % t interval, min-max and the per-round means of the selection."""
+    lines = ["| method | runs | mIoU mean ± std | 95 % interval | min – max | labeled % "
+             "| selection s/round | delta | max ARD | core-set loss | replay = recorded |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for s in summary:
+        rm = s["replay_match"]
         lines.append(f"| {s['method']} | {s['n']} | {s['mean']:.2f} ± {s['std']:.2f} "
+                     f"| {_interval(s['low'], s['high'], '.2f')} "
                      f"| {s['min']:.2f} – {s['max']:.2f} | {100 * s['labeled_fraction']:.2f} "
-                     f"| {f(s['selection_s'], '.2f')} | {f(s['delta'], '.3f')} "
-                     f"| {f(s['max_ard'], '.3f')} | {f(s['coreset_loss'], '.3f')} "
-                     f"| {f(None if s['replay_match'] is None else 100 * s['replay_match'], '.0f')}"
-                     f"{'' if s['replay_match'] is None else ' %'} |")
+                     f"| {_f(s['selection_s'], '.2f')} | {_f(s['delta'], '.3f')} "
+                     f"| {_f(s['max_ard'], '.3f')} | {_f(s['coreset_loss'], '.3f')} "
+                     f"| {'–' if rm is None else format(100 * rm, '.0f') + ' %'} |")
+    return "\n".join(lines) + "\n"
+
+
+def paired_table(paired: list[dict]) -> str:
+    """Paired differences: mean, 95 % t interval, wins / losses, whether 0 is excluded."""
+    lines = ["| method | − reference | seeds | mean difference | 95 % interval | wins / losses "
+             "| excludes 0 |", "| --- | --- | ---: | ---: | ---: | ---: | :---: |"]
+    for p in paired:
+        lines.append(f"| {p['method']} | {p['reference']} | {len(p['seeds'])} "
+                     f"| {p['mean']:+.2f} | {_interval(p['low'], p['high'], '+.2f')} "
+                     f"| {p['wins']} / {p['losses']} | {'yes' if p['excludes_zero'] else 'no'} |")
+    return "\n".join(lines) + "\n"
+
+
+def class_table(per_class_iou: dict) -> str:
+    """Mean per-class IoU over the seeds: one row per class, one column per method."""
+    methods = list(per_class_iou)
+    if not methods:
+        return ""
+    lines = ["| class | " + " | ".join(methods) + " |",
+             "| --- | " + " | ".join("---:" for _ in methods) + " |"]
+    for c in per_class_iou[methods[0]]:
+        lines.append(f"| {c} | " + " | ".join(_f(per_class_iou[m].get(c), ".1f")
+                                             for m in methods) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -445,47 +670,128 @@ def round_table(rows: list[dict], methods) -> str:
         for k in range(min((len(r["rounds"]) for r in rs), default=0)):
             xs = [r["rounds"][k] for r in rs]
             mean = lambda f: float(np.mean([f(x) for x in xs]))  # noqa: E731
+            bound = [b for b in (x["bound"] for x in xs) if b is not None]
+            cols = " | ".join(_f(float(np.mean([b[c] for b in bound])) if bound else None, ".3f")
+                              for c in ("delta", "max_ard", "coreset_loss"))
             lines.append(
                 f"| {m} | {k} | {xs[0]['iteration']} "
                 f"| {100 * mean(lambda x: x['labeled_fraction_before']):.2f} → "
                 f"{100 * mean(lambda x: x['labeled_fraction']):.2f} "
                 f"| {mean(lambda x: x['mIoU']):.2f} | {mean(lambda x: x['selection_s']):.2f} "
-                f"| {mean(lambda x: x['bound']['delta']):.3f} "
-                f"| {mean(lambda x: x['bound']['max_ard']):.3f} "
-                f"| {mean(lambda x: x['bound']['coreset_loss']):.3f} |")
+                f"| {cols} |")
     return "\n".join(lines) + "\n"
 
 
-def plot(rows: list[dict], methods, path: str) -> None:
-    """mIoU against labeled target fraction, mean ± std over seeds; the bounds as lines."""
+def report_markdown(rows: list[dict], plan: Plan, methods) -> str:
+    """``study.md``: per budget the summary, the paired differences, per-class IoU and rounds."""
+    parts = []
+    for arm in plan.arms:
+        rs = arm_rows(rows, arm, methods)
+        if not rs:
+            continue
+        h, w = arm.size
+        parts += [f"## Budget {arm.name}\n",
+                  f"`configs/{arm.config}`, {budget_text(arm)}; {h}x{w} target images, "
+                  f"{arm.train} training images per domain, {arm.val} target val images.\n",
+                  markdown_table(summarize(rs, methods)),
+                  "\nPaired differences of the final mIoU (method − reference, same seed; "
+                  "95 % Student-t interval over the paired seeds):\n",
+                  paired_table(paired_differences(rs, methods)),
+                  "\nPer-class IoU (mean over seeds):\n", class_table(per_class(rs, methods)),
+                  "\nPer round (means over seeds):\n", round_table(rs, methods)]
+    return "\n".join(parts)
+
+
+def budget_text(arm: Arm) -> str:
+    """The arm's budget in words, from its active methods' config."""
+    v = run_config(arm, "random", 0)
+    side = v.get("region_size", 3)
+    per_round = f"over {len(v['selection_iters'])} rounds"
+    if v.get("budget", "ratio") == "ratio":
+        return f"{100 * v['budget_ratio']:g} % of the pixels as {side}x{side} regions {per_round}"
+    what = "single pixels" if side == 1 else f"{side}x{side} regions"
+    return f"{v['budget_pixels']} {what} per image {per_round}"
+
+
+def _fit(x, y):
+    """Mean of ``y`` (seeds along axis 0) with its 95 % t interval as error bars."""
+    means, errs = [], []
+    for col in np.asarray(y, float).T:
+        m, lo, hi = t_interval(col)
+        means.append(m)
+        errs.append(0.0 if lo is None else hi - m)
+    return np.asarray(x, float).mean(0), np.array(means), np.array(errs)
+
+
+def plot(rows: list[dict], plan: Plan, methods, path: str) -> None:
+    """Per budget: mIoU against labeled target fraction (mean, 95 % t interval over seeds;
+    the baselines as lines) and the paired differences against the references."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for m in methods:
-        rs = [r for r in rows if r["method"] == m]
-        if not rs:
-            continue
-        if not rs[0]["rounds"]:  # source_only, supervised: a horizontal line
-            v = np.array([r["mIoU"] for r in rs])
-            ax.axhline(v.mean(), ls="--", color="grey" if m == "source_only" else "black",
-                       label=f"{m} ({v.mean():.1f})")
-            continue
-        pts = [[(x["labeled_fraction_before"], x["mIoU"]) for x in r["rounds"]]
-               + [(r["labeled_fraction"], r["mIoU"])] for r in rs]
-        pts = np.array(pts)  # (seeds, rounds + 1, 2)
-        ax.errorbar(100 * pts[:, :, 0].mean(0), pts[:, :, 1].mean(0),
-                    yerr=pts[:, :, 1].std(0, ddof=1) if len(rs) > 1 else None,
-                    marker="o", capsize=3, label=m)
-    ax.set_xlabel("labeled target pixels (%)")
-    ax.set_ylabel("target val mIoU (%)")
-    ax.set_title("mIoU of the model at each selection round and at the end")
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
+    arms = [a for a in plan.arms if arm_rows(rows, a, methods)]
+    fig, axes = plt.subplots(2, max(len(arms), 1), figsize=(7 * max(len(arms), 1), 9),
+                             squeeze=False)
+    for j, arm in enumerate(arms):
+        rs = arm_rows(rows, arm, methods)
+        ax = axes[0, j]
+        for m in methods:
+            mr = [r for r in rs if r["method"] == m]
+            if not mr:
+                continue
+            if m in BASELINES:
+                v = np.mean([r["mIoU"] for r in mr])
+                ax.axhline(v, ls="--", color="grey" if m == "source_only" else "black",
+                           label=f"{m} ({v:.1f})")
+                continue
+            n = min(len(r["rounds"]) for r in mr)
+            pts = np.array([[(x["labeled_fraction_before"], x["mIoU"]) for x in r["rounds"][:n]]
+                            + [(r["labeled_fraction"], r["mIoU"])] for r in mr])
+            x, y, e = _fit(100 * pts[:, :, 0], pts[:, :, 1])
+            ax.errorbar(x, y, yerr=e, marker="o", capsize=3, label=f"{m} (n={len(mr)})")
+        ax.set_xlabel("labeled target pixels (%)")
+        ax.set_ylabel("target val mIoU (%)")
+        ax.set_title(f"budget {arm.name}: mIoU at each round and at the end (95 % t)")
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+        ax = axes[1, j]
+        paired = paired_differences(rs, methods)
+        names = [m for m in methods if any(p["method"] == m for p in paired)]
+        for k, ref in enumerate(REFERENCES):
+            ps = {p["method"]: p for p in paired if p["reference"] == ref}
+            ys = [i + (k - 1) * 0.25 for i, m in enumerate(names) if m in ps]
+            ms = [ps[m] for m in names if m in ps]
+            if not ms:
+                continue
+            xs = np.array([p["mean"] for p in ms])
+            err = np.array([[0.0 if p["low"] is None else p["mean"] - p["low"] for p in ms],
+                            [0.0 if p["high"] is None else p["high"] - p["mean"] for p in ms]])
+            ax.errorbar(xs, ys, xerr=err, fmt="o", capsize=3, label=f"− {ref}")
+        ax.axvline(0, color="black", lw=0.8)
+        ax.set_yticks(range(len(names)), names, fontsize=8)
+        ax.set_xlabel("final mIoU difference, same seed (points; 95 % t interval)")
+        ax.set_title(f"budget {arm.name}: paired differences")
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
     fig.tight_layout()
-    atomic_save_figure(fig, path, dpi=120)
+    atomic_save_figure(fig, path, dpi=110)
     plt.close(fig)
+
+
+def write_report(out: str, plan: Plan, methods) -> str:
+    """Rewrite ``OUT/study.json``'s analysis, ``OUT/study.md`` and ``OUT/study.png`` from the rows."""
+    path = os.path.join(out, "study.json")
+    with _lock(os.path.join(out, "study.json.lock")):
+        rows = load_rows(path, expected_keys(plan, methods))
+        atomic_write_json(path, {"rows": rows, **analyze(rows, plan, methods)})
+    text = report_markdown(rows, plan, methods)
+    atomic_write_text(os.path.join(out, "study.md"), text)
+    plot(rows, plan, methods, os.path.join(out, "study.png"))
+    return text
+
+
+# ---------------------------------------------------------------- command line
 
 
 def get_args_parser(add_help=True):
@@ -493,13 +799,47 @@ def get_args_parser(add_help=True):
                                      add_help=add_help)
     parser.add_argument("--out", required=True, help="study folder (data, runs, results)")
     parser.add_argument("--quick", action="store_true",
-                        help="two seeds, 64x128 images, short training (minutes on a CPU)")
+                        help="64x128 images and short training for both budgets")
     parser.add_argument("--seeds", type=int, nargs="+", default=None,
                         help="override the plan's seeds")
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--arms", nargs="+", default=None,
+                        help="run only these budgets (default: all of the plan)")
+    parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
+                        help="processes sharing the runs (default: up to 2)")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads per process")
+    parser.add_argument("--report-only", action="store_true",
+                        help="run nothing; rewrite the analysis, table and plot from the rows")
+    parser.add_argument("--no-report", dest="report", action="store_false",
+                        help=argparse.SUPPRESS)  # the worker processes of --jobs
     parser.add_argument("--no-progress", dest="progress", action="store_false")
     return parser
+
+
+def make_plan(args) -> Plan:
+    """The plan of ``args``: quick or full, with ``--seeds`` and ``--arms`` applied."""
+    plan = PLANS["quick" if args.quick else "full"]
+    arms = plan.arms
+    if args.arms:
+        unknown = sorted(set(args.arms) - {a.name for a in arms})
+        if unknown:
+            raise ValueError(f"--arms: unknown {unknown}; the plan has "
+                             f"{[a.name for a in arms]}")
+        arms = tuple(a for a in arms if a.name in args.arms)
+    return Plan(arms=arms, seeds=tuple(args.seeds) if args.seeds else plan.seeds)
+
+
+def _worker_argv(args) -> list[str]:
+    argv = [sys.executable, os.path.abspath(__file__), "--out", args.out, "--jobs", "1",
+            "--threads", str(args.threads), "--no-report", "--no-progress",
+            "--methods", *args.methods]
+    if args.quick:
+        argv.append("--quick")
+    if args.seeds:
+        argv += ["--seeds", *map(str, args.seeds)]
+    if args.arms:
+        argv += ["--arms", *args.arms]
+    return argv
 
 
 def main(args):
@@ -507,23 +847,29 @@ def main(args):
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(args.threads)
-    plan = PLANS["quick" if args.quick else "full"]
-    if args.seeds:
-        plan = Plan(**{**plan.__dict__, "seeds": tuple(args.seeds)})
+    plan = make_plan(args)
     os.makedirs(os.path.join(args.out, "configs"), exist_ok=True)
-    key = study_key(plan)
-    load_rows(os.path.join(args.out, "study.json"), key)  # refuse a mixed study early
-    roots = prepare_data(args.out, plan)
-    rows = run_study(args.out, plan, args.methods,
-                     lambda m, s: run_one(args.out, plan, roots, m, s), key=key,
-                     progress=args.progress)
-    summary = summarize(rows, args.methods)
-    table = markdown_table(summary)
-    atomic_write_text(os.path.join(args.out, "study.md"),
-                      table + "\nPer round (means over seeds):\n\n"
-                      + round_table(rows, args.methods))
-    plot(rows, args.methods, os.path.join(args.out, "study.png"))
-    print(table)
+    expected = expected_keys(plan, args.methods)
+    load_rows(os.path.join(args.out, "study.json"), expected)  # refuse a mixed study early
+    if not args.report_only:
+        if args.jobs > 1:  # one process per job; each takes the runs no other one holds
+            procs = [subprocess.Popen(_worker_argv(args)) for _ in range(args.jobs)]
+            codes = [p.wait() for p in procs]
+            if any(codes):
+                raise SystemExit(f"a study process failed (exit codes {codes})")
+        else:
+            roots = {}
+
+            def runner(arm, method, seed):
+                if arm.name not in roots:
+                    roots[arm.name] = prepare_data(args.out, arm)
+                return run_one(args.out, arm, roots[arm.name], method, seed)
+
+            run_study(args.out, plan, args.methods, runner,
+                      report=lambda rows: analyze(rows, plan, args.methods),
+                      progress=args.progress)
+    if args.report or args.report_only:
+        print(write_report(args.out, plan, args.methods))
 
 
 if __name__ == "__main__":

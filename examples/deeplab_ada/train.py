@@ -119,7 +119,8 @@ def make_sampler(cfg, seed: int):
     ``"density-aware"`` is the paper's Algorithm 1; ``"kmedoids-refinement"``
     (k-center greedy, then k-medoids steps inside the coverage areas) and
     ``"typicality"`` (farthest-first weighted by the candidate's density) go
-    beyond the paper (``docs/benchmarks.md`` measures all of them).
+    beyond the paper (``docs/benchmarks.md`` measures all of them); ``"ripu"``
+    is RIPU's pick-suppress-repeat selection, which ``select_pixels`` runs.
     """
     if cfg.sampler == "density-aware":
         return densecore.DensityAwareGreedy(backend=cfg.greedy_backend, seed=seed)
@@ -131,6 +132,8 @@ def make_sampler(cfg, seed: int):
             backend=cfg.greedy_backend, seed=seed)
     if cfg.sampler == "typicality":
         return densecore.TypicalityGreedy(backend=cfg.greedy_backend, seed=seed)
+    if cfg.sampler == "ripu":  # RIPU's own selection inside select_pixels
+        return "ripu"
     return None
 
 

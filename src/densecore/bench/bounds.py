@@ -83,6 +83,7 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "COLUMNS",
+    "CONFLICTS",
     "FEATMAP_DENSITIES",
     "Dataset",
     "density_vs_ard",
@@ -95,6 +96,7 @@ __all__ = [
     "format_table",
     "gmm_dataset",
     "candidates",
+    "coreset_errors",
     "load_datasets",
     "manifold_dataset",
     "scene_dataset",
@@ -502,7 +504,9 @@ def _row(ds: Dataset, budget: int, seed: int, method: str, sel, seconds: float,
             "budget": int(budget), "protocol": protocol,
             "seed": int(seed), "method": method, "tau": tau, "delta": rep.delta,
             "max_ard": rep.max_ard, "mean_ard": float(np.mean(rep.ard)),
-            "coreset_loss": rep.coreset_loss, "seconds": seconds}
+            "coreset_loss": rep.coreset_loss,
+            "coreset_errors": int(round(rep.coreset_loss * len(ds.features))),
+            "seconds": seconds}
 
 
 def candidates(ds: Dataset, budget: int, alpha: float = 10.0) -> np.ndarray:
@@ -621,7 +625,7 @@ def run_bounds(quick: bool = True, *, datasets=None, budgets=None, seeds=None,
 
     Args:
         quick: the quick run (budgets 20, 50, 100; seed 0; four data sets; no
-            exact-ARD greedy); else the full run (budgets 20 to 200, seeds 0-2,
+            exact-ARD greedy); else the full run (budgets 20 to 200, seeds 0-4,
             every data set).
         datasets: list of :class:`Dataset`; default: :func:`load_datasets` built
             anew for every seed (so seeds vary the data as well as the first pick).
@@ -642,7 +646,7 @@ def run_bounds(quick: bool = True, *, datasets=None, budgets=None, seeds=None,
     """
     t0 = time.perf_counter()
     budgets = tuple(budgets or ((20, 50, 100) if quick else (20, 50, 100, 200)))
-    seeds = tuple(seeds or ((0,) if quick else (0, 1, 2)))
+    seeds = tuple(seeds or ((0,) if quick else (0, 1, 2, 3, 4)))
     if methods is None:
         methods = [m for m in METHODS if not (quick and m == "exact_ard_greedy")]
     rows, sweep, info = [], [], {}
@@ -688,23 +692,76 @@ def summarise(rows: list[dict]) -> list[dict]:
     return out
 
 
-def verdict(rows: list[dict], ard_ratio: float = 0.90, loss_ratio: float = 0.80) -> list[dict]:
+# Data sets where lowering max ARD and lowering the 1-NN core-set loss are known to
+# pull apart (docs/benchmarks.md): the verdict reports their settings apart, as
+# conflicts, instead of counting them as passed or failed.
+CONFLICTS = {
+    "manifolds": "max ARD is set by the 16-D blob, so centres that lower it move into the "
+                 "blob and leave the 1-D curve's and 2-D sheet's segments to fewer centres: "
+                 "the 1-NN loss rises where max ARD falls",
+}
+
+
+def coreset_errors(row: dict) -> int:
+    """Points the 1-NN learner of ``row`` mislabels: ``coreset_loss * n`` (exact: the loss is
+    a share of the ``n`` points), or the row's ``coreset_errors`` where it has one."""
+    if "coreset_errors" in row:
+        return int(row["coreset_errors"])
+    return int(round(row["coreset_loss"] * row["n"]))
+
+
+def _binom_below(a: int, b: int) -> float:
+    """One-sided p of ``a`` errors against ``b``: ``P(X <= a)``, ``X ~ Bin(a + b, 1/2)``."""
+    from scipy.stats import binom
+
+    return float(binom.cdf(a, a + b, 0.5)) if a + b else 1.0
+
+
+def verdict(rows: list[dict], ard_ratio: float = 0.90, loss_ratio: float = 0.80,
+            p_value: float = 0.05) -> list[dict]:
     """Per method, against k-center in each setting (data set x budget x protocol).
 
-    Ratios are paired per seed (method / k-center, same data and seed). A
-    setting *passes* when the mean ratio of max ARD is at most ``ard_ratio``,
-    the mean ratio of the core-set loss at most ``loss_ratio``, and both gains
-    exceed the seed-to-seed spread: ``mean + sd < 1`` for both ratios (with one
-    seed, the single ratio must be below 1). ``table4`` counts the seeds of the
-    paper-protocol settings where delta rose and max ARD fell against k-center
-    (the pattern of the paper's Table 4).
+    * max ARD: ratios paired per seed (method / k-center, same data and seed);
+      the setting's ARD passes when the mean ratio is at most ``ard_ratio`` and
+      the gain exceeds the seed spread (``mean + sd < 1``; one seed: ratio < 1).
+    * core-set loss: mislabeled points (:func:`coreset_errors`) pooled over the
+      seeds; it passes when the pooled ratio is at most ``loss_ratio`` and the
+      one-sided binomial test of the two counts (``P(X <= a)``, ``X ~ Bin(a + b,
+      1/2)``, ``a`` the method's errors, ``b`` k-center's) is at most ``p_value``.
+      Pooling judges settings where a seed has only a handful of errors.
+
+    A setting passes when both pass. Settings are counted in three groups:
+    ``same`` (same population, data sets outside :data:`CONFLICTS`); ``paper``
+    (the paper's protocol), judged only where :func:`paper_ceiling` finds the
+    setting ``reachable`` (labeling every candidate brings max ARD to at most
+    ``ard_ratio`` of k-center's), the others are listed, not counted; and
+    ``conflict`` (:data:`CONFLICTS`), reported as how many settings pass on max
+    ARD and how many on the loss, not counted. ``share`` is passed over judged
+    (``same`` settings plus reachable ``paper`` ones). ``table4`` counts the
+    seeds of the paper-protocol settings where delta rose and max ARD fell
+    against k-center (the pattern of the paper's Table 4).
 
     Returns:
-        rows ``{method, settings, passed, share, ard_ratio, loss_ratio, table4}``
-        (``ard_ratio``/``loss_ratio``: median over settings of the mean ratio).
+        rows ``{method, settings, judged, passed, share, same, paper, conflict,
+        ard_ratio, loss_ratio, table4}``: ``same`` ``"passed/settings"``,
+        ``paper`` ``"passed/reachable of settings"``, ``conflict`` ``"ARD a, loss
+        l of settings"``; ``ard_ratio`` the median over settings of the mean
+        ratio, ``loss_ratio`` the median of the pooled ratio.
+
+    Example:
+        >>> row = lambda m, s, ard, loss: {"dataset": "d", "budget": 5, "protocol": "same",
+        ...     "seed": s, "method": m, "max_ard": ard, "coreset_loss": loss, "n": 100,
+        ...     "delta": 1.0}
+        >>> rows = [row("kcenter", s, 1.0, 0.30) for s in range(5)]
+        >>> rows += [row("m", s, 0.8, 0.15) for s in range(5)]
+        >>> v = verdict(rows)[0]
+        >>> v["method"], v["same"], v["share"], v["loss_ratio"]
+        ('m', '1/1', 1.0, 0.5)
     """
     kc = {(r["dataset"], r["budget"], r.get("protocol", "same"), r["seed"]): r
           for r in rows if r["method"] == "kcenter"}
+    reachable = {(c["dataset"], c["budget"]): c["reachable"]
+                 for c in paper_ceiling(rows, ard_ratio)}
     per: dict = {}
     for r in rows:
         key = (r["dataset"], r["budget"], r.get("protocol", "same"))
@@ -712,26 +769,46 @@ def verdict(rows: list[dict], ard_ratio: float = 0.90, loss_ratio: float = 0.80)
         if base is None or r["method"] in _REFERENCES:
             continue
         a = r["max_ard"] / base["max_ard"] if base["max_ard"] > 0 else 1.0
-        lo = (r["coreset_loss"] / base["coreset_loss"] if base["coreset_loss"]
-              else (1.0 if r["coreset_loss"] == 0 else np.inf))
         t4 = key[2] == "paper" and r["delta"] > base["delta"] and r["max_ard"] < base["max_ard"]
-        per.setdefault(r["method"], {}).setdefault(key, []).append((a, lo, t4))
+        per.setdefault(r["method"], {}).setdefault(key, []).append(
+            (a, coreset_errors(r), coreset_errors(base), t4))
     out = []
     for method, settings in per.items():
-        passed, ards, losses, t4, t4n = 0, [], [], 0, 0
-        for key, v in settings.items():
+        count = {g: [0, 0] for g in ("same", "paper", "conflict_ard", "conflict_loss")}
+        n = {"same": 0, "paper": 0, "paper_all": 0, "conflict": 0}
+        ards, losses, t4, t4n = [], [], 0, 0
+        for (dataset, budget, protocol), v in settings.items():
             a = np.array([x[0] for x in v])
-            lo = np.array([x[1] for x in v])
+            errs, base_errs = sum(x[1] for x in v), sum(x[2] for x in v)
+            lo = errs / base_errs if base_errs else (1.0 if errs == 0 else np.inf)
             ards.append(a.mean())
-            losses.append(lo.mean())
-            ok = (a.mean() <= ard_ratio and lo.mean() <= loss_ratio
-                  and a.mean() + a.std() < 1 and lo.mean() + lo.std() < 1)
-            passed += bool(ok)
-            if key[2] == "paper":
-                t4 += sum(x[2] for x in v)
+            losses.append(lo)
+            ard_ok = bool(a.mean() <= ard_ratio and a.mean() + a.std() < 1)
+            loss_ok = bool(lo <= loss_ratio and _binom_below(errs, base_errs) <= p_value)
+            if protocol == "paper":
+                t4 += sum(x[3] for x in v)
                 t4n += len(v)
-        out.append({"method": method, "settings": len(settings), "passed": passed,
-                    "share": passed / max(1, len(settings)),
+                n["paper_all"] += 1
+                if not reachable.get((dataset, budget), False):
+                    continue
+                group = "paper"
+            elif dataset in CONFLICTS:
+                n["conflict"] += 1
+                count["conflict_ard"][0] += ard_ok
+                count["conflict_loss"][0] += loss_ok
+                continue
+            else:
+                group = "same"
+            n[group] += 1
+            count[group][0] += ard_ok and loss_ok
+        passed = count["same"][0] + count["paper"][0]
+        judged = n["same"] + n["paper"]
+        out.append({"method": method, "settings": len(settings), "judged": judged,
+                    "passed": passed, "share": passed / max(1, judged),
+                    "same": f"{count['same'][0]}/{n['same']}",
+                    "paper": f"{count['paper'][0]}/{n['paper']} of {n['paper_all']}",
+                    "conflict": (f"ARD {count['conflict_ard'][0]}, loss "
+                                 f"{count['conflict_loss'][0]} of {n['conflict']}"),
                     "ard_ratio": float(np.median(ards)), "loss_ratio": float(np.median(losses)),
                     "table4": f"{t4}/{t4n}"})
     return sorted(out, key=lambda r: -r["share"])
@@ -784,10 +861,11 @@ def format_report(out: dict) -> str:
     ver = out.get("verdict") or verdict(out["rows"])
     parts = ["## Bounds (mean and sd over seeds; Euclidean distances)", "",
              format_table(summarise(out["rows"])), "",
-             "## Against k-center: settings with max ARD <= 0.90x and core-set loss <= "
-             "0.80x beyond seed spread", "",
-             markdown_table(ver, ["method", "settings", "passed", "share", "ard_ratio",
-                                  "loss_ratio", "table4"]), "",
+             "## Against k-center: settings with max ARD <= 0.90x beyond seed spread and "
+             "core-set loss <= 0.80x on errors pooled over seeds (binomial p <= 0.05); "
+             "paper protocol judged where reachable, conflicts apart", "",
+             markdown_table(ver, ["method", "judged", "passed", "share", "same", "paper",
+                                  "conflict", "ard_ratio", "loss_ratio", "table4"]), "",
              "## Paper protocol: max ARD with every candidate as a centre / k-center's "
              "(<= 0.90: reachable)", "",
              markdown_table(paper_ceiling(out["rows"]), ["dataset", "budget", "seeds",
