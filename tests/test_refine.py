@@ -260,3 +260,25 @@ def test_eligible_restricts_the_centres_but_not_the_areas(backend):
     np.testing.assert_allclose(ard, rard, rtol=1e-10)  # areas over all 300 points
     with pytest.raises(ValueError, match="eligible"):
         refine_medoids(x, base, eligible=[400])
+
+
+def test_pick_radii_host_and_torch_passes_agree_with_the_reference():
+    from densecore.refine import _prefix_min_host, _prefix_min_torch, pick_radii
+
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(400, 7))
+    x[10:20] = x[0]  # duplicates: r = 0
+    p = torch.from_numpy(x[:150])
+    pd = torch.from_numpy(rng.uniform(0.5, 2.0, 150))
+    r0 = torch.full((150,), float("inf"), dtype=torch.float64)
+    want = [np.inf] + [min(((x[i] - x[j]) ** 2).sum() / float(pd[j]) for j in range(i))
+                       for i in range(1, 150)]
+    np.testing.assert_allclose(_prefix_min_host(p, pd, r0), want, rtol=1e-12)
+    np.testing.assert_allclose(_prefix_min_torch(p, pd, r0), want, rtol=1e-12)
+    assert float(r0[5]) == np.inf  # inputs untouched
+    # with labeled points: each pick's r also against them
+    got = pick_radii(x, [3, 50, 7], labeled=[0])
+    np.testing.assert_allclose(got, [((x[3] - x[0]) ** 2).sum(),
+                                     min(((x[50] - x[v]) ** 2).sum() for v in (0, 3)),
+                                     min(((x[7] - x[v]) ** 2).sum() for v in (0, 3, 50))],
+                               rtol=1e-12)

@@ -403,6 +403,31 @@ def refine_medoids(features, selected, *, labeled=None, labeled_features=None,
     return torch.from_numpy(cur).to(dev), torch.from_numpy(ard).to(dev)
 
 
+def _prefix_min_host(p: torch.Tensor, pd: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+    """``min(r_i, min_{j < i} ||p_i - p_j||^2 / pd_j)`` ``(B,)`` float64: one parallel
+    numba pass over the pairs (CPU tensors)."""
+    from ._backends.refine_kernels import _prefix_min_nb
+
+    out = r.numpy().copy()
+    _prefix_min_nb(p.numpy(), (1.0 / pd).numpy(), out)
+    return torch.from_numpy(out)
+
+
+def _prefix_min_torch(p: torch.Tensor, pd: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+    """:func:`_prefix_min_host` in torch blocks of rows (any device), float64 differences."""
+    r = r.clone()
+    n = p.shape[0]
+    rows = max(1, _TORCH_BLOCK // max(1, n * p.shape[1]))
+    for s in range(1, n, rows):
+        blk = p[s:s + rows]
+        q = ((blk[:, None, :] - p[None, :s + rows, :]) ** 2).sum(2) / pd[None, :s + rows]
+        earlier = torch.arange(s, s + blk.shape[0], device=p.device)[:, None] > \
+            torch.arange(q.shape[1], device=p.device)[None, :]
+        q = torch.where(earlier, q, torch.full_like(q, float("inf")))
+        r[s:s + blk.shape[0]] = torch.minimum(r[s:s + blk.shape[0]], q.min(1).values)
+    return r
+
+
 def pick_radii(features, indices, *, densities=None, labeled=None, labeled_features=None,
                labeled_densities=None, metric: str = "euclidean"):
     """``r`` of each pick at its turn, as a greedy sampler's radii: the squared distance
@@ -446,20 +471,6 @@ def pick_radii(features, indices, *, densities=None, labeled=None, labeled_featu
     if c.shape[0] and len(idx):
         v, _, ve = nearest.search_scaled(p, c, 1, weights=cd)
         r = mul_pow2(v[:, 0], ve)
-    if dev.type == "cpu":  # one parallel pass over the pairs j < i
-        from ._backends.refine_kernels import _prefix_min_nb
-
-        rn = r.numpy().copy()
-        _prefix_min_nb(p.numpy(), (1.0 / pd).numpy(), rn)
-        r = torch.from_numpy(rn)
-    else:
-        rows = max(1, _TORCH_BLOCK // max(1, len(idx) * p.shape[1]))
-        for s in range(1, len(idx), rows):
-            blk = p[s:s + rows]
-            q = ((blk[:, None, :] - p[None, :s + rows, :]) ** 2).sum(2) / pd[None, :s + rows]
-            earlier = torch.arange(s, s + blk.shape[0], device=dev)[:, None] > \
-                torch.arange(q.shape[1], device=dev)[None, :]
-            q = torch.where(earlier, q, torch.full_like(q, float("inf")))
-            r[s:s + blk.shape[0]] = torch.minimum(r[s:s + blk.shape[0]], q.min(1).values)
+    r = (_prefix_min_host if dev.type == "cpu" else _prefix_min_torch)(p, pd, r)
     r = mul_pow2(r, -2 * e) * M.radius_factor(metric)
     return r.cpu().numpy() if isinstance(features, np.ndarray) else r
