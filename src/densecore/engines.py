@@ -71,7 +71,12 @@ ENGINES = {
 
 
 def names(layout: str | None = None) -> tuple:
-    """The backend names in the table (of one layout, or of any), in table order."""
+    """The backend names in the table (of one layout, or of any), in table order.
+
+    Example:
+        >>> names("sparse")
+        ('numba', 'torch')
+    """
     out = []
     for name, lay in ENGINES:
         if (layout is None or lay == layout) and name not in out:
@@ -84,7 +89,12 @@ BACKENDS = ("auto", *names())
 
 
 def check(backend) -> str:
-    """Check ``backend`` is ``"auto"`` or a name in the table; return it."""
+    """Check ``backend`` is ``"auto"`` or a name in the table; return it.
+
+    Example:
+        >>> check("torch")
+        'torch'
+    """
     return check_backend(backend, names())
 
 
@@ -98,7 +108,8 @@ def resolve(backend, layout: str, device) -> str:
     """
     check(backend)
     if backend == "auto":
-        # CUDA stays on the torch engine until the fused triton engine (two launches per
+        # CPU: the numba engine, several times faster than the torch loop at 100,000 x 64,
+        # 1,000 picks (benchmarks/speed.py; docs/benchmarks.md). CUDA stays on the torch engine until the fused triton engine (two launches per
         # pick against about 25) has been timed and checked on a GPU by
         # benchmarks/gpu_check.py; it is proven on the CPU under TRITON_INTERPRET=1 only.
         backend = "numba" if device.type == "cpu" else "torch"
@@ -109,5 +120,10 @@ def resolve(backend, layout: str, device) -> str:
 
 
 def engine(name: str, layout: str = "dense"):
-    """The engine class of table entry ``(name, layout)`` (imported now)."""
+    """The engine class of table entry ``(name, layout)`` (imported now).
+
+    Example:
+        >>> engine("torch").__name__, engine("numba", "sparse").host
+        ('Engine', True)
+    """
     return ENGINES[(name, layout)]()

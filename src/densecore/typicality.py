@@ -60,7 +60,12 @@ def typicality_weights(dens: torch.Tensor, g: float) -> torch.Tensor:
 
 
 def check_g(g) -> float:
-    """Check the density exponent ``g`` (finite, >= 0)."""
+    """Check the density exponent ``g`` (finite, >= 0); return it as a float.
+
+    Example:
+        >>> check_g(2)
+        2.0
+    """
     g = float(g)
     if not np.isfinite(g) or g < 0:
         raise ValueError(f"g must be a finite number >= 0; got {g}")
