@@ -60,18 +60,16 @@ def _density_aware(backend, seed, progress, metric):
     return DensityAwareGreedy(backend, seed, progress, metric=metric)
 
 
-def _kmedoids(backend, seed, progress, metric):  # Euclidean only (checked by the command)
-    from .refine import KMedoidsRefinement
-    from .samplers import KCenterGreedy
+def _kmedoids(backend, seed, progress, metric):  # the engine and metric of the wrapped greedy
+    from .samplers import KCenterGreedy, KMedoidsRefinement
 
-    return KMedoidsRefinement(KCenterGreedy(backend, seed, progress), backend=backend,
-                              seed=seed)
+    return KMedoidsRefinement(KCenterGreedy(backend, seed, progress, metric=metric), seed=seed)
 
 
-def _typicality(backend, seed, progress, metric):  # Euclidean only (checked by the command)
-    from .typicality import TypicalityGreedy
+def _typicality(backend, seed, progress, metric):
+    from .samplers import TypicalityGreedy
 
-    return TypicalityGreedy(backend=backend, seed=seed, progress=progress)
+    return TypicalityGreedy(backend=backend, seed=seed, progress=progress, metric=metric)
 
 
 # ``densecore select --sampler``: the paper's samplers and those beyond it
@@ -136,9 +134,6 @@ def _add_select(sub) -> None:
         if args.densities is not None and name not in ("density-aware", "typicality"):
             p.error(f"--densities is used by --sampler density-aware or typicality; "
                     f"--sampler {name} ignores densities")
-        if args.metric != "euclidean" and name not in ("kcenter", "density-aware"):
-            p.error(f"--metric {args.metric} works with --sampler kcenter or density-aware; "
-                    f"--sampler {name} measures Euclidean distance")
         if args.labeled_densities is not None:
             if args.labeled_features is None:
                 p.error("--labeled-densities needs --labeled-features")

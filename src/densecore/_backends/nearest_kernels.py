@@ -26,16 +26,20 @@ def _sq64(q, i, c, j):
 
 @njit(cache=True, parallel=True, fastmath=_FAST, nogil=True)
 def _brute(q, c, inv_w, k, rows, vals, idx):
-    """Exact k nearest of ``q[rows]`` in float64 from differences; lowest index on ties."""
+    """Exact k nearest of ``q[rows]`` in float64 from differences; lowest index on ties.
+
+    An empty slot (index -1) ranks after every value, ``inf`` included, so every
+    slot gets a centre even when values overflow."""
     for ii in prange(rows.shape[0]):
         i = rows[ii]
         bv = np.full(k, np.inf)
         bi = np.full(k, -1, dtype=np.int64)
         for j in range(c.shape[0]):
             v = _sq64(q, i, c, j) * inv_w[j]
-            if v < bv[k - 1]:
+            if bi[k - 1] < 0 or v < bv[k - 1]:
                 p = k - 1
-                while p > 0 and bv[p - 1] > v:  # strict: an equal earlier index stays first
+                # strict: an equal earlier index stays first
+                while p > 0 and (bi[p - 1] < 0 or bv[p - 1] > v):
                     bv[p] = bv[p - 1]
                     bi[p] = bi[p - 1]
                     p -= 1

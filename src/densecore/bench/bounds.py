@@ -73,10 +73,8 @@ from ..atomic import atomic_save_figure
 from ..bounds import bound_report
 from ..density import (TAU, coverage_density, density_calibration, knn_mean_distance,
                        lid_density, supplementary_calibration)
-from ..refine import KMedoidsRefinement
-from ..samplers import DensityAwareGreedy, KCenterGreedy
+from ..samplers import DensityAwareGreedy, KCenterGreedy, KMedoidsRefinement, TypicalityGreedy
 from ..synthetic import gaussian_mixture
-from ..typicality import TypicalityGreedy
 from ..tuning import DEFAULT_TAUS, tune_density_scaling
 from ..validation import check_features, check_int
 from .report import markdown_table
