@@ -57,18 +57,22 @@ def main(argv=None) -> int:
     args = _args(argv)
     if args.dry_run:
         os.environ["TRITON_INTERPRET"] = "1"  # before triton and densecore are imported
+    import importlib.util
+
     import numpy as np
     import torch
     from _common import emit, machine_info, write_json_atomic
 
     import densecore
+    from densecore import engines as E
     from densecore import greedy as G
 
     dev = torch.device("cpu" if args.dry_run else "cuda")
     if dev.type == "cuda" and not torch.cuda.is_available():
         print("no CUDA device; use --dry-run for the CPU check")
         return 2
-    engines = [e for e in ("triton", "torch") if e != "triton" or G._has_triton()]
+    engines = [e for e in ("triton", "torch")
+               if e != "triton" or importlib.util.find_spec("triton") is not None]
     s = dict(ref=(20_000, 64, [9_000, 6_500, 4_500], 300), speed=(1_000_000, 64, 1_000),
              px=((1024, 2048), 9_227, [1, 16]), launch=(200_000, 64, 50), knn=(1_000_000, 64))
     if args.dry_run:
@@ -218,7 +222,7 @@ def main(argv=None) -> int:
         for eng in engines:
             pool = G.check(x, dens, None, backend=eng)
             inputs = G.prepare(pool, 1.0, 1.0)
-            cls = G.ENGINES[eng]()
+            cls = E.engine(eng)
             e1 = cls(**inputs, max_new=picks + 1)
             idx = torch.empty(picks + 1, dtype=torch.int64, device=dev)
             rr = torch.empty(picks + 1, dtype=torch.float64, device=dev)

@@ -58,7 +58,7 @@ import torch.nn.functional as F
 from _common import base_parser, emit
 
 import densecore.refine as R
-import densecore.samplers as SM
+import densecore.samplers.paper as SM
 import densecore.segmentation as S
 from densecore import (DensityAwareGreedy, KCenterGreedy, KMedoidsRefinement, ripu_select,
                        select_pixels)

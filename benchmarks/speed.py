@@ -24,7 +24,7 @@ from densecore.bench.speed import CAPTION, METHODS, run_contention, run_speed, t
 
 def main(argv=None) -> int:
     p = base_parser(__doc__.splitlines()[0])
-    p.add_argument("--n", type=int, default=None, help="points (default 100000; quick 20000)")
+    p.add_argument("--n", type=int, default=None, help="points (default 100000; quick 5000: a small pool, where the engine takes its plain loop)")
     p.add_argument("--dim", type=int, default=64)
     p.add_argument("--budget", type=int, default=None, help="picks (default 1000; quick 300)")
     p.add_argument("--repeats", type=int, default=None, help="default 3; quick 2")
@@ -35,7 +35,7 @@ def main(argv=None) -> int:
                    help="picks timed for sklearn/torch_norm (default 200; quick 50)")
     args = p.parse_args(argv)
     q = args.quick
-    n = args.n or (20_000 if q else 100_000)
+    n = args.n or (5_000 if q else 100_000)
     budget = args.budget or (300 if q else 1000)
     repeats = args.repeats or (2 if q else 3)
     picks = args.baseline_picks or (50 if q else 200)

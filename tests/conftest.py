@@ -10,6 +10,13 @@ import pytest
 import torch
 from hypothesis import settings
 
+# The triton engine's kernels run under Triton's interpreter where there is no CUDA
+# device (tests/test_triton_engine.py). TRITON_INTERPRET is read when @triton.jit
+# decorates, so it is set here, before any test (or a library such as lightning)
+# imports triton; on a GPU machine the kernels are compiled as usual.
+if not torch.cuda.is_available() and "triton" not in sys.modules:
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
 sys.path.insert(0, os.path.dirname(__file__))
 
 # property tests draw their examples from a fixed seed: the same examples on every run

@@ -69,3 +69,20 @@ def test_table_columns_say_time_ratios_load_and_caption(capsys):
     assert main(["bench", "speed", "--n", "300", "--dim", "4", "--budget", "4", "--repeats",
                  "1", "--methods", "engine", "naive"]) == 0
     assert capsys.readouterr().out.rstrip().endswith(speed.CAPTION)
+
+
+def test_quick_is_a_small_pool_where_the_plain_loop_runs(tmp_path, monkeypatch):
+    """``bench speed --quick`` times 5,000 points (at most the plain loop's PLAIN_MAX)
+    with 300 picks; an explicit --n or --budget still wins."""
+    import densecore.bench.speed as S
+    from densecore._backends.numba_backend import PLAIN_MAX
+
+    seen = []
+    monkeypatch.setattr(S, "run_speed", lambda **kw: seen.append(kw) or [])
+    monkeypatch.setattr(S, "format_table", lambda rows: "")
+    assert main(["bench", "speed", "--quick", "--methods", "engine", "naive"]) == 0
+    assert (seen[-1]["n"], seen[-1]["budget"], seen[-1]["repeats"]) == (5000, 300, 2)
+    assert seen[-1]["n"] <= PLAIN_MAX
+    assert main(["bench", "speed", "--quick", "--n", "700", "--budget", "9",
+                 "--methods", "naive"]) == 0
+    assert (seen[-1]["n"], seen[-1]["budget"]) == (700, 9)

@@ -185,8 +185,6 @@ def test_select_bad_out_is_refused_before_reading_anything(tmp_path, capsys, out
 
 
 @pytest.mark.parametrize("extra, message", [
-    (["--sampler", "typicality", "--metric", "cosine"],
-     "--metric cosine works with --sampler kcenter or density-aware"),
     (["--labeled-densities", "{t}/D.npy"], "--labeled-densities needs --labeled-features"),
     (["--densities", "knn", "--labeled-features", "{t}/F.npy", "--labeled-densities",
       "{t}/D.npy"], "--labeled-densities goes with --densities FILE"),

@@ -379,7 +379,7 @@ def test_kmedoids_refinement_matches_the_reference(regime, data, backend):
     idx = np.asarray(sel.indices)
     assert len(set(idx.tolist())) == budget and not np.isin(idx, labeled).any()
     xu, lfu, e = _unit(x, lf)
-    np.testing.assert_allclose(np.ldexp(np.asarray(sel.radii, np.float64), -e),
+    np.testing.assert_allclose(np.ldexp(np.asarray(sel.ard, np.float64), -e),
                                _ard_ref(xu, idx, labeled, lfu), rtol=1e-9, atol=0.0)
 
 

@@ -10,7 +10,7 @@ import torch
 import densecore
 from densecore import metrics as M
 from densecore.density.knn import knn_mean_distance
-from densecore.sparse import farthest_first_sparse, knn_mean_distance_sparse
+from densecore.sparse import knn_mean_distance_sparse
 from reference import density_aware_greedy_ref, replay_check
 
 BACKENDS = ["numba", "torch"]
@@ -212,9 +212,12 @@ def test_sparse_errors(backend):
         densecore.farthest_first(bad, 3, backend=backend)
     with pytest.raises(TypeError, match="floating"):
         densecore.farthest_first(sp.csr_matrix(np.eye(3, dtype=np.int64)), 1, backend=backend)
-    with pytest.raises(ValueError, match="too small"):
-        densecore.farthest_first(a, 3, densities=np.full(a.shape[0], 1e-320), labeled=[0],
-                                 backend=backend)
+    # subnormal densities: the one scaling rule of the dense layout (same picks as 1)
+    tiny = densecore.farthest_first(a, 3, densities=np.full(a.shape[0], 1e-320), labeled=[0],
+                                    backend=backend)
+    one = densecore.farthest_first(a, 3, densities=np.ones(a.shape[0]), labeled=[0],
+                                   backend=backend)
+    assert tiny.indices.tolist() == one.indices.tolist()
     with pytest.raises(ValueError, match="labeled_features must have D"):
         densecore.farthest_first(a, 3, labeled_features=np.ones((2, 3)), backend=backend)
     # the same rules for labeled_densities as dense input (one check in validation)
@@ -258,6 +261,6 @@ def test_sparse_knn_certifies_or_falls_back():
 
 def test_farthest_first_sparse_direct_matches_dense():
     a = sparse_pool(7)
-    s1 = farthest_first_sparse(a, 15, init=4)
+    s1 = densecore.farthest_first(a, 15, init=4)
     s2 = densecore.farthest_first(a.toarray(), 15, init=4, backend="numba")
     assert s1.indices.tolist() == s2.indices.tolist()

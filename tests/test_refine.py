@@ -7,7 +7,8 @@ import pytest
 import torch
 
 import densecore
-from densecore.refine import KMedoidsRefinement, refine_medoids
+from densecore import KMedoidsRefinement
+from densecore.refine import refine_medoids
 from densecore.synthetic import gaussian_mixture
 
 
@@ -189,7 +190,12 @@ def test_float32_tensor_and_sampler_wrapping():
     base = densecore.DensityAwareGreedy(seed=1).select(x, 12, densities=d).indices
     ridx, rard = refine_ref(x, base.tolist(), steps=2)
     assert a.indices.tolist() == ridx.tolist()
-    np.testing.assert_allclose(a.radii, rard, rtol=1e-5)
+    np.testing.assert_allclose(a.ard, rard, rtol=1e-5)
+    # radii: r of each refined pick at its turn (density-aware: over the centre's density)
+    xd = x.astype(np.float64)
+    want = [np.inf] + [min(((xd[u] - xd[v]) ** 2).sum() / d[v] for v in a.indices[:i])
+                       for i, u in enumerate(a.indices) if i]
+    np.testing.assert_allclose(a.radii, want, rtol=1e-12)
     t = KMedoidsRefinement(backend="torch", seed=3).select(torch.from_numpy(x), 12)
     n = KMedoidsRefinement(seed=3).select(x, 12)
     assert isinstance(t.indices, torch.Tensor) and t.indices.tolist() == n.indices.tolist()
@@ -254,3 +260,25 @@ def test_eligible_restricts_the_centres_but_not_the_areas(backend):
     np.testing.assert_allclose(ard, rard, rtol=1e-10)  # areas over all 300 points
     with pytest.raises(ValueError, match="eligible"):
         refine_medoids(x, base, eligible=[400])
+
+
+def test_pick_radii_host_and_torch_passes_agree_with_the_reference():
+    from densecore.refine import _prefix_min_host, _prefix_min_torch, pick_radii
+
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(400, 7))
+    x[10:20] = x[0]  # duplicates: r = 0
+    p = torch.from_numpy(x[:150])
+    pd = torch.from_numpy(rng.uniform(0.5, 2.0, 150))
+    r0 = torch.full((150,), float("inf"), dtype=torch.float64)
+    want = [np.inf] + [min(((x[i] - x[j]) ** 2).sum() / float(pd[j]) for j in range(i))
+                       for i in range(1, 150)]
+    np.testing.assert_allclose(_prefix_min_host(p, pd, r0), want, rtol=1e-12)
+    np.testing.assert_allclose(_prefix_min_torch(p, pd, r0), want, rtol=1e-12)
+    assert float(r0[5]) == np.inf  # inputs untouched
+    # with labeled points: each pick's r also against them
+    got = pick_radii(x, [3, 50, 7], labeled=[0])
+    np.testing.assert_allclose(got, [((x[3] - x[0]) ** 2).sum(),
+                                     min(((x[50] - x[v]) ** 2).sum() for v in (0, 3)),
+                                     min(((x[7] - x[v]) ** 2).sum() for v in (0, 3, 50))],
+                               rtol=1e-12)

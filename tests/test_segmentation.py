@@ -313,7 +313,7 @@ def test_images_selected_at_once_equal_one_image_at_a_time(monkeypatch, make):
         return real(features, lengths, budgets, **kw)
 
     monkeypatch.setattr(B, "_workers", lambda jobs: min(len(jobs), 2))
-    monkeypatch.setattr("densecore.samplers.farthest_first_batch", spy)
+    monkeypatch.setattr("densecore.samplers.paper.farthest_first_batch", spy)
     got, seen = select_pixels(probs, feats, dens, 20, labeled=labeled, alpha=8,
                               sampler=make(seed=3), return_candidates=True)
     assert calls == [5]  # all images in one batched call, on two threads

@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch.profiler import ProfilerActivity, profile, record_function
 
+import densecore.engines
 from densecore import greedy
 from reference import density_aware_greedy_ref
 
@@ -31,7 +32,7 @@ def test_pick_loop_has_no_host_sync(labeled):
     pool = greedy.check(torch.from_numpy(x), torch.from_numpy(dens), lab, backend="torch")
     inputs = greedy.prepare(pool, 1.0, 1.0)
     budget, first = 25, (-1 if labeled else 11)
-    eng = greedy.ENGINES["torch"]()(**inputs, max_new=budget)
+    eng = densecore.engines.engine("torch")(**inputs, max_new=budget)
     idx = torch.empty(budget, dtype=torch.int64)
     r = torch.empty(budget, dtype=torch.float64)
     with profile(activities=[ProfilerActivity.CPU]) as prof:

@@ -25,6 +25,8 @@ TB = (importlib.reload(sys.modules[_name]) if _name in sys.modules
       else importlib.import_module(_name))
 
 import densecore  # noqa: E402
+from densecore import _core as C  # noqa: E402
+from densecore import engines as E  # noqa: E402
 from densecore import greedy as G  # noqa: E402
 from densecore.synthetic import gaussian_mixture  # noqa: E402
 from reference import density_aware_greedy_ref  # noqa: E402
@@ -129,7 +131,7 @@ def test_hostile_scales(fs, ds):
     x, _ = gaussian_mixture(120, dim=5, n_components=3, duplicates=0.1, seed=2)
     x = x.astype(np.float32)
     dens = np.random.default_rng(2).uniform(0.5, 2.0, size=120)
-    assert G.scales([np.abs(x).max() * fs, dens.max() * ds, dens.min() * ds],
+    assert C.scales([np.abs(x).max() * fs, dens.max() * ds, dens.min() * ds],
                     torch.float32) != (1.0, 1.0)  # the scaling rule is exercised
     sel = densecore.farthest_first(_t(x * np.float32(fs)), 20, densities=_t(dens * ds),
                                    init=5, backend="triton")
@@ -180,7 +182,7 @@ def test_engine_interface_with_a_centre_held_elsewhere():
     dens = torch.rand(50, dtype=torch.float64, generator=torch.Generator().manual_seed(8)) + .5
     inputs = dict(x=x, dens=dens, centres=x[:2] + 1, cdens=dens[:2], excluded=torch.zeros(
         50, dtype=torch.bool))
-    tri, ref = TB.Engine(**inputs, max_new=5), G.ENGINES["torch"]()(**inputs, max_new=5)
+    tri, ref = TB.Engine(**inputs, max_new=5), E.engine("torch")(**inputs, max_new=5)
     for u in (None, 7, None):
         a, b = tri.best(), ref.best()
         assert torch.equal(a[1], b[1])
@@ -197,10 +199,10 @@ def test_engine_interface_with_a_centre_held_elsewhere():
 
 
 def test_auto_stays_numba_on_cpu_and_cpu_needs_the_interpreter(monkeypatch):
-    assert G.pick_engine("auto", torch.device("cpu")) == "numba"
+    assert E.resolve("auto", "dense", torch.device("cpu")) == "numba"
     # opt-in until timed and checked on a GPU (benchmarks/gpu_check.py)
-    assert G.pick_engine("auto", torch.device("cuda")) == "torch"
-    assert G.pick_engine("triton", torch.device("cuda")) == "triton"
+    assert E.resolve("auto", "dense", torch.device("cuda")) == "torch"
+    assert E.resolve("triton", "dense", torch.device("cuda")) == "triton"
     monkeypatch.setattr(TB, "interpreted", lambda: False)
     with pytest.raises(ValueError, match="triton engine needs CUDA tensors"):
         densecore.farthest_first(torch.zeros(4, 2), 1, backend="triton")

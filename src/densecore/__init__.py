@@ -11,16 +11,14 @@ from .budgets import pixel_budget, region_budget
 from .density import DMCEstimator, KNNDensity, MaskedConvEstimator, coverage_density
 from .filters import CategoryMarginLoss
 from .greedy import Selection, farthest_first
-from .refine import KMedoidsRefinement
 from .regions import blocked_candidates, ripu_select
 from .rounds import query_round
-from .samplers import DensityAwareGreedy, KCenterGreedy
+from .samplers import DensityAwareGreedy, KCenterGreedy, KMedoidsRefinement, TypicalityGreedy
 from .seeds import image_seed
 from .segmentation import ImageCandidates, select_pixels
 from .state import ActiveLabelState, CorruptFileError
 from .training import DensityTrainer
 from .tuning import DensityScaling, tune_density_scaling
-from .typicality import TypicalityGreedy
 
 __version__ = "0.1.0"
 

@@ -28,6 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import torch
 
+from . import engines as E
 from . import greedy as G
 from . import metrics as M
 from . import validation as V
@@ -60,8 +61,8 @@ def _labeled_mask(labeled, n_total: int) -> torch.Tensor | None:
 
 
 def _workers(jobs: list) -> int:
-    """Pools selected at once: up to the thread limit for CPU pools on the numba engine."""
-    if len(jobs) < 2 or any(j.pool.engine != "numba" for j in jobs):
+    """Pools selected at once: up to the thread limit for pools on a host engine (numba)."""
+    if len(jobs) < 2 or not all(getattr(E.engine(j.pool.engine), "host", False) for j in jobs):
         return 1
     return max(1, min(len(jobs), thread_limit()))
 
@@ -144,7 +145,7 @@ def farthest_first_batch(features, lengths, budgets, *, densities=None, labeled=
     if not jobs:
         return []
     engine = jobs[0].pool.engine
-    cls = G.ENGINES[engine]()
+    cls = E.engine(engine)
     run_batch = getattr(cls, "run_batch", None)
     total = sum(j.budget for j in jobs)
     with G.progress_bar(progress, total, f"greedy ({engine}, {n_pools} pools)") as bar:

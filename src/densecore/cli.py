@@ -60,18 +60,16 @@ def _density_aware(backend, seed, progress, metric):
     return DensityAwareGreedy(backend, seed, progress, metric=metric)
 
 
-def _kmedoids(backend, seed, progress, metric):  # Euclidean only (checked by the command)
-    from .refine import KMedoidsRefinement
-    from .samplers import KCenterGreedy
+def _kmedoids(backend, seed, progress, metric):  # the engine and metric of the wrapped greedy
+    from .samplers import KCenterGreedy, KMedoidsRefinement
 
-    return KMedoidsRefinement(KCenterGreedy(backend, seed, progress), backend=backend,
-                              seed=seed)
+    return KMedoidsRefinement(KCenterGreedy(backend, seed, progress, metric=metric), seed=seed)
 
 
-def _typicality(backend, seed, progress, metric):  # Euclidean only (checked by the command)
-    from .typicality import TypicalityGreedy
+def _typicality(backend, seed, progress, metric):
+    from .samplers import TypicalityGreedy
 
-    return TypicalityGreedy(backend=backend, seed=seed, progress=progress)
+    return TypicalityGreedy(backend=backend, seed=seed, progress=progress, metric=metric)
 
 
 # ``densecore select --sampler``: the paper's samplers and those beyond it
@@ -136,9 +134,6 @@ def _add_select(sub) -> None:
         if args.densities is not None and name not in ("density-aware", "typicality"):
             p.error(f"--densities is used by --sampler density-aware or typicality; "
                     f"--sampler {name} ignores densities")
-        if args.metric != "euclidean" and name not in ("kcenter", "density-aware"):
-            p.error(f"--metric {args.metric} works with --sampler kcenter or density-aware; "
-                    f"--sampler {name} measures Euclidean distance")
         if args.labeled_densities is not None:
             if args.labeled_features is None:
                 p.error("--labeled-densities needs --labeled-features")
@@ -340,9 +335,11 @@ def _check_npy_size(path: str) -> None:
 def _add_bench_speed(bench_sub) -> None:
     p = bench_sub.add_parser("speed", help="CPU selection speed: the engine against the naive "
                              "gemv loop, sklearn pairwise_distances and torch.linalg.norm")
-    p.add_argument("--n", type=int, default=100_000, help="number of points (default 100000)")
+    p.add_argument("--quick", action="store_true",
+                   help="a small pool: 5000 points, 300 picks, 2 repeats (the plain loop)")
+    p.add_argument("--n", type=int, default=None, help="number of points (default 100000)")
     p.add_argument("--dim", type=int, default=64, help="feature dimension (default 64)")
-    p.add_argument("--budget", type=int, default=1000, help="picks (default 1000)")
+    p.add_argument("--budget", type=int, default=None, help="picks (default 1000)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--repeats", type=int, default=3, help="timed runs, best kept (default 3)")
     p.add_argument("--methods", nargs="+", default=None,
@@ -366,8 +363,10 @@ def _add_bench_speed(bench_sub) -> None:
             methods.remove("sklearn")
             print("densecore bench speed: scikit-learn is not installed; skipping the sklearn "
                   "baseline (pip install scikit-learn to time it)", file=sys.stderr)
-        rows = run_speed(n=args.n, dim=args.dim, budget=args.budget, seed=args.seed,
-                         repeats=args.repeats, methods=methods,
+        q = args.quick
+        rows = run_speed(n=args.n or (5_000 if q else 100_000), dim=args.dim,
+                         budget=args.budget or (300 if q else 1000), seed=args.seed,
+                         repeats=2 if q and args.repeats == 3 else args.repeats, methods=methods,
                          baseline_picks=args.baseline_picks)
         print(format_table(rows))
         if args.json:

@@ -23,8 +23,7 @@ import numpy as np
 from .bench.report import markdown_table
 from .bounds import bound_report
 from .density import coverage_density, knn_mean_distance
-from .refine import KMedoidsRefinement
-from .samplers import DensityAwareGreedy, KCenterGreedy
+from .samplers import DensityAwareGreedy, KCenterGreedy, KMedoidsRefinement
 from .synthetic import gaussian_mixture
 from .tuning import tune_density_scaling
 

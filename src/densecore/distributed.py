@@ -28,9 +28,11 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from . import engines as E
 from . import greedy as G
+from . import metrics as M
 from . import validation as V
-from .greedy import Selection
+from ._core import Selection
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +41,7 @@ __all__ = ["message_bytes", "select"]
 # Header exchanged once before any work: fixed-size ints (the scaling statistics as
 # float64 bit patterns), then an error message.
 (_H_STATUS, _H_N, _H_D, _H_DTYPE, _H_HASDENS, _H_NLAB, _H_NLF, _H_BUDGET, _H_INIT, _H_SEED,
- _H_ENGINE, _H_DEVICE, _H_STATS) = range(13)
+ _H_ENGINE, _H_DEVICE, _H_METRIC, _H_LAYOUT, _H_STATS) = range(15)
 _N_HEADER = _H_STATS + 3  # max |feature|, max density, min density
 _MSG_BYTES = 1024
 _DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -116,20 +118,21 @@ def _comm_device(group, features_device: torch.device) -> tuple[torch.device, bo
 
 
 def _prepare_local(local_features, budget, densities, labeled, labeled_features,
-                   labeled_densities, init, seed, backend, validate):
+                   labeled_densities, init, seed, backend, metric, validate):
     """Check this rank's inputs (the single-process checks); return (pool, header)."""
     pool = G.check(local_features, densities, labeled, labeled_features, labeled_densities,
-                   backend=backend, name="local_features", validate=validate)
-    n, dim = pool.x.shape
+                   backend=backend, metric=metric, name="local_features", validate=validate)
+    n, dim = pool.n, pool.dim
     budget = V.check_int(budget, "budget", minimum=0)
     init = _NONE if init is None else V.check_int(init, "init")
     seed = V.check_int(seed, "seed")
-    dev = pool.x.device
+    dev = pool.device
     stats = np.asarray(pool.stats(), dtype=np.float64).view(np.int64).tolist()
-    header = [0, n, dim, _DTYPES.index(pool.x.dtype), int(pool.dens is not None),
-              pool.lab.numel(), pool.lf.shape[0], budget, init, seed,
-              list(G.ENGINES).index(pool.engine),
-              _DEVICE_TYPES.index(dev.type) if dev.type in _DEVICE_TYPES else 2, *stats]
+    header = [0, n, dim, _DTYPES.index(pool.dtype), int(pool.dens is not None),
+              pool.lab.numel(), pool.n_out, budget, init, seed,
+              E.names().index(pool.engine),
+              _DEVICE_TYPES.index(dev.type) if dev.type in _DEVICE_TYPES else 2,
+              M.METRICS.index(metric), E.LAYOUTS.index(pool.layout), *stats]
     return pool, header
 
 
@@ -167,10 +170,13 @@ def _agree(headers: np.ndarray) -> dict:
     budget = V.check_same_on_ranks(col(_H_BUDGET), "budget")
     init = V.check_same_on_ranks([None if c == _NONE else c for c in col(_H_INIT)], "init")
     seed = V.check_same_on_ranks(col(_H_SEED), "seed")
-    engine = V.check_same_on_ranks([list(G.ENGINES)[c] for c in col(_H_ENGINE)],
+    engine = V.check_same_on_ranks([E.names()[c] for c in col(_H_ENGINE)],
                                    "engine (backend)")
     V.check_same_on_ranks([_DEVICE_TYPES[c] if c < 2 else "other" for c in col(_H_DEVICE)],
                           "local_features.device.type")
+    V.check_same_on_ranks([M.METRICS[c] for c in col(_H_METRIC)], "metric")
+    V.check_same_on_ranks([E.LAYOUTS[c] for c in col(_H_LAYOUT)],
+                          "local_features layout (dense or sparse)")
     stats = np.ascontiguousarray(headers[:, _H_STATS:_H_STATS + 3]).view(np.float64)
     fscale, dscale = G.scales([stats[:, 0].max(), stats[:, 1].max(), stats[:, 2].min()],
                               dtype)
@@ -192,7 +198,7 @@ def _gather_centres(comm: _Comm, pool, glob: dict):
     m, dim = int(counts.max()), glob["dim"]
     if m == 0:
         return torch.empty((0, dim), dtype=torch.float64), torch.empty(0, dtype=torch.float64)
-    mine, md = G.own_centres(pool, glob["fscale"], glob["dscale"])
+    mine, md = G.dense_centres(pool, glob["fscale"], glob["dscale"])
     buf = torch.zeros((m, dim + 1), dtype=torch.float64, device=comm.device)
     buf[:mine.shape[0], :dim] = mine.to(comm.device)
     buf[:mine.shape[0], dim] = md.to(comm.device)
@@ -239,8 +245,9 @@ def _loop(comm: _Comm, eng, glob: dict, n: int, bar):
 
 def select(local_features, budget: int, *, densities=None, labeled=None,
            labeled_features=None, labeled_densities=None, init=None, seed: int = 0,
-           group=None, backend: str = "auto", timeout=600.0, num_threads: int | None = None,
-           progress: bool = False, validate: bool = True) -> Selection:
+           group=None, backend: str = "auto", metric: str = "euclidean", timeout=600.0,
+           num_threads: int | None = None, progress: bool = False,
+           validate: bool = True) -> Selection:
     """Algorithm 1 over the union of every rank's shard; call it on every rank.
 
     The pool is the concatenation of the shards in rank order (rank ``r`` holds
@@ -249,8 +256,9 @@ def select(local_features, budget: int, *, densities=None, labeled=None,
     data; arguments not listed mean what they mean there.
 
     Args:
-        local_features: ``(N_r, D)`` this rank's shard (``N_r`` may be 0); the same
-            ``D`` and dtype on every rank.
+        local_features: ``(N_r, D)`` this rank's shard (``N_r`` may be 0), dense or
+            sparse (scipy, COO/CSR tensor: the table's sparse engines); the same
+            ``D``, dtype and layout on every rank.
         budget: picks in total, the same on every rank.
         densities: ``(N_r,)`` or None on every rank (k-center greedy).
         labeled: ``(M_r,)`` LOCAL indices of this shard's labeled points.
@@ -260,7 +268,10 @@ def select(local_features, budget: int, *, densities=None, labeled=None,
         seed: seed of the first pick's draw over the global pool, the same on
             every rank.
         group: the process group (None: the default group, initialised).
-        backend: ``"auto"``, ``"numba"`` or ``"torch"``; the same engine on every rank.
+        backend: ``"auto"`` or a name of the engine table
+            (:mod:`densecore.engines`); the same engine on every rank.
+        metric: ``"euclidean"`` or ``"cosine"`` (unit rows, cosine radii), the same
+            on every rank.
         timeout: seconds (or a ``timedelta``) any collective may wait for the other
             ranks before raising ``RuntimeError`` (gloo; NCCL uses the group's timeout).
         num_threads: numba threads of this rank's engine (None: numba's setting);
@@ -274,7 +285,8 @@ def select(local_features, budget: int, *, densities=None, labeled=None,
 
     Raises:
         ValueError / TypeError: on the rank whose inputs are bad, and on every rank
-            when the ranks disagree (budget, D, dtype, init, seed, engine).
+            when the ranks disagree (budget, D, dtype, init, seed, engine, metric,
+            layout).
         RuntimeError: on the other ranks when one rank's inputs are bad, and on
             every surviving rank when a rank dies or stops answering.
 
@@ -297,29 +309,31 @@ def select(local_features, budget: int, *, densities=None, labeled=None,
     wait = datetime.timedelta(seconds=600)  # for the header exchange if timeout is bad
     try:
         wait = V.check_timeout(timeout)
+        metric = M.check_metric(metric)
         pool, header = _prepare_local(local_features, budget, densities, labeled,
                                       labeled_features, labeled_densities, init, seed,
-                                      backend, validate)
+                                      backend, metric, validate)
         if num_threads is not None:
             num_threads = V.check_int(num_threads, "num_threads", minimum=1)
     except Exception as err:  # re-raised below, after telling the other ranks
         error = err
-    fdev = pool.x.device if pool is not None else torch.device("cpu")
+    fdev = pool.device if pool is not None else torch.device("cpu")
     cdev, blocking = _comm_device(group, fdev)
     comm = _Comm(group, cdev, wait, blocking=True)
     headers = _exchange_headers(comm, header, error)
     glob = _agree(headers)
     comm.blocking = blocking
     centres, cdens = _gather_centres(comm, pool, glob)
-    n = pool.x.shape[0]
+    n = pool.n
     log.debug("rank %d/%d: %d of %d points, %d centres, budget %d, engine %s", comm.rank,
               comm.world, n, glob["n"], centres.shape[0], glob["budget"], glob["engine"])
-    cls = G.ENGINES[glob["engine"]]()
+    cls = E.engine(glob["engine"], pool.layout)
     with G.progress_bar(progress, glob["budget"], f"distributed greedy ({glob['engine']})") \
             as bar, cls.threads(num_threads):
         inputs = G.prepare(pool, glob["fscale"], glob["dscale"], centres, cdens)
         eng = cls(**inputs, max_new=glob["budget"])
         idx, radii = _loop(comm, eng, glob, n, bar)
-    return G.finish(idx, radii, fscale=glob["fscale"], dscale=glob["dscale"],
-                    first=glob["first"], dtype=glob["dtype"], is_numpy=pool.is_numpy,
-                    device=pool.x.device, n=glob["n"])
+    sel = G.finish(idx, radii, fscale=glob["fscale"], dscale=glob["dscale"],
+                   first=glob["first"], dtype=glob["dtype"], is_numpy=pool.is_numpy,
+                   device=pool.device, n=glob["n"])
+    return Selection(sel.indices, sel.radii * M.radius_factor(metric))

@@ -5,9 +5,11 @@ picked points; each step picks ``argmax r`` among points neither labeled nor
 picked (ties go to the lowest index) and lowers ``r`` with the new point.
 k-center greedy is the special case where every density is 1.
 
-Engines (chosen through :data:`ENGINES`; one module each, one interface:
-``Engine(x, dens, centres, cdens, excluded, max_new)``, ``best()``,
-``row(u)``, ``add_centre(vec, u)``, ``run(k, out_idx, out_r, first)``):
+One driver, engines behind it: the engine is looked up in the one table
+(:data:`densecore.engines.ENGINES`, keyed by name and layout; one module
+each, one interface: ``Engine(x, dens, centres, cdens, excluded, max_new)``,
+``best()``, ``row(u)``, ``add_centre(vec, u)``, ``run(k, out_idx, out_r, first)``).
+Dense layout:
 
 * ``"numba"``: CPU, parallel, exact coverage-area pruning with a dense
   hand-over; a plain serial loop for small pools (``_backends/numba_backend.py``).
@@ -16,24 +18,32 @@ Engines (chosen through :data:`ENGINES`; one module each, one interface:
   kernel launches per pick for a whole batch of pools, squared distances in
   float64 (``_backends/triton_backend.py``; :func:`densecore.batch.farthest_first_batch`).
 * ``"auto"``: numba for CPU inputs, torch on other devices (``"triton"`` is opt-in
-  until it has been measured on a GPU: ``benchmarks/gpu_check.py``).
+  until it has been measured on a GPU: ``benchmarks/gpu_check.py``); the one rule,
+  :func:`densecore.engines.resolve`.
   The CPU choice is set by ``benchmarks/speed.py``: at n=100,000, D=64, budget
   1,000 the pruned numba engine is several times faster than the torch loop on
   CPU. The CUDA choice follows from the launch count (2 per pick against about
   25); no GPU timing of the triton engine has been made yet
   (``benchmarks/gpu_check.py`` measures it).
 
+Sparse layout (scipy matrices, COO/CSR torch tensors; :mod:`densecore.sparse`
+checks them): numba and torch engines on CSR rows, exact in float64
+(``_backends/sparse_backend.py``), behind the same driver, so sparse input has
+the progress bar, ``num_threads`` and :func:`densecore.distributed.select`.
+
 The initial ``r`` against the labeled set comes from the one nearest-centre
-search (``_backends/nearest.py``). :func:`prepare` (checks, scaling, excluded
-mask, labeled centres, seeded first pick) and :func:`finish` (result wrapper)
-are shared with :mod:`densecore.distributed`.
+search (``_backends/nearest.py``). :func:`check`, :func:`prepare` (scaling,
+excluded mask, labeled centres), the seeded first pick and :func:`finish`
+(result wrapper) are shared with :mod:`densecore.batch` and
+:mod:`densecore.distributed`; the checks of options, the first pick and the
+scaling rule live in ``densecore._core``.
 
 Hostile numbers: features whose magnitude would overflow or underflow squared
 distances in their dtype are multiplied by a power of two (exact), densities
 are scaled so the largest is in [1, 2) (exact) and kept in float64; ``r``
 values that still leave the float64 range raise ``ValueError``. Distances are
 always computed from coordinate differences, so large offsets do not cancel.
-The rule is one for every sampler and search (``_backends/nearest.py``,
+The rule is one for every sampler and search (``densecore._core``,
 ``pow2_scale``), and its scale is one per call: the guarantee is accuracy
 *relative to the largest magnitude*. Every pick is the float64 argmax up to a
 few roundings of ``max |feature|^2`` in the compute dtype (float32 for 16-bit
@@ -53,90 +63,20 @@ from __future__ import annotations
 import logging
 import math
 from contextlib import contextmanager
-import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import ClassVar
 
 import numpy as np
 import torch
 
+from . import engines as E
 from . import metrics as M
 from . import validation as V
-from ._backends import nearest as NS
+from ._core import InvalidSelectionError, Selection, first_pick, mul_pow2, pow2_exp, scales
 
 log = logging.getLogger(__name__)
 
-__all__ = ["BACKENDS", "ENGINES", "InvalidSelectionError", "Selection", "farthest_first"]
-
-
-def _numba_engine():
-    from ._backends.numba_backend import Engine
-
-    return Engine
-
-
-def _torch_engine():
-    from ._backends.torch_backend import Engine
-
-    return Engine
-
-
-def _triton_engine():
-    try:
-        from ._backends.triton_backend import Engine
-    except ImportError as e:  # pragma: no cover - depends on the installation
-        raise ImportError("backend 'triton' needs triton (it comes with torch's CUDA wheels; "
-                          "else pip install triton)") from e
-    return Engine
-
-
-# name -> engine class (imported lazily). A new backend is one module and one entry here.
-ENGINES = {"numba": _numba_engine, "torch": _torch_engine, "triton": _triton_engine}
-BACKENDS = ("auto", *ENGINES)
-
-# Features and densities follow the one scaling rule of _backends/nearest.py
-# (pow2_scale); the densities' ratio is bounded so that r = distance / density
-# (distances below 2^100 after feature scaling) stays inside float64.
-_MAX_DENSITY_RATIO = 2.0 ** 900
-
-
-class InvalidSelectionError(ValueError):
-    """An engine returned an index outside ``[0, N)`` (a non-finite ``r`` that the
-    checks did not catch): raised instead of returning a wrong selection."""
-
-
-@dataclass(frozen=True)
-class Selection:
-    """Result of a greedy selection.
-
-    Attributes:
-        indices: ``(budget,)`` int64 indices into ``features`` in selection order.
-            numpy when ``features`` was numpy, else a tensor on its device.
-        radii: ``(budget,)`` the value ``r_u`` (squared Euclidean distance to the
-            nearest labeled point divided by that point's density) at the moment
-            ``u`` was picked; non-increasing. ``inf`` for a first pick made when
-            nothing was labeled. In the features' dtype (float32 for 16-bit
-            features), so values beyond that dtype's range read ``inf``.
-    """
-
-    indices: Any
-    radii: Any
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __repr__(self) -> str:
-        """A few values, the shapes and dtypes (never whole arrays).
-
-        Example:
-            >>> import numpy as np
-            >>> Selection(np.array([4, 0, 9, 2]), np.array([np.inf, 2.5, 1.0, 0.25]))
-            Selection(4 picks, indices=[4, 0, 9, ...] (4,) int64, radii=[inf, 2.5, 1, ...] (4,) float64)
-        """
-        from ._summary import array_summary
-
-        return (f"Selection({len(self)} picks, indices={array_summary(self.indices)}, "
-                f"radii={array_summary(self.radii)})")
+__all__ = ["InvalidSelectionError", "Selection", "farthest_first"]
 
 
 @dataclass
@@ -150,6 +90,27 @@ class Pool:
     ld: torch.Tensor | None
     engine: str
     is_numpy: bool
+    layout: ClassVar[str] = "dense"
+
+    @property
+    def n(self) -> int:
+        return self.x.shape[0]
+
+    @property
+    def n_out(self) -> int:
+        return self.lf.shape[0]
+
+    @property
+    def dim(self) -> int:
+        return self.x.shape[1]
+
+    @property
+    def device(self) -> torch.device:
+        return self.x.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.x.dtype
 
     def stats(self) -> list[float]:
         """``[max |feature|, max density, min density]`` over pool and labeled points
@@ -166,79 +127,84 @@ class Pool:
                 dmin, dmax = min(dmin, lo), max(dmax, hi)
         return [big, dmax, dmin]
 
+    def prepare(self, fscale: float, dscale: float, centres=None, cdens=None) -> dict:
+        """Engine inputs (:func:`_prepare_dense`)."""
+        return _prepare_dense(self, fscale, dscale, centres, cdens)
 
-def pick_engine(backend: str, device: torch.device) -> str:
-    """The engine name for ``backend`` and the features' device."""
-    if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {BACKENDS}; got {backend!r}")
-    if backend == "auto":
-        # CUDA stays on the torch engine until the fused triton engine (two launches per
-        # pick against about 25) has been timed and checked on a GPU by
-        # benchmarks/gpu_check.py; it is proven on the CPU under TRITON_INTERPRET=1 only.
-        return "numba" if device.type == "cpu" else "torch"
-    if backend == "numba" and device.type != "cpu":
-        log.info("numba backend: copying features from %s to the host", device)
-    return backend
-
-
-def _has_triton() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("triton") is not None
+    def own_centres(self, fscale: float, dscale: float):
+        """Scaled labeled centres (:func:`_own_centres_dense`)."""
+        return _own_centres_dense(self, fscale, dscale)
 
 
 def check(features, densities=None, labeled=None, labeled_features=None,
-          labeled_densities=None, *, backend: str = "auto", name: str = "features",
-          validate: bool = True) -> Pool:
-    """Check one pool's inputs (Algorithm 1) and resolve the engine."""
+          labeled_densities=None, *, backend: str = "auto", metric: str = "euclidean",
+          name: str = "features", validate: bool = True):
+    """Check one pool's inputs (Algorithm 1), resolve the engine in the one table
+    (:func:`densecore.engines.resolve`) and make rows unit for ``metric="cosine"``:
+    a :class:`Pool`, or a :class:`densecore.sparse.SparsePool` for sparse features
+    (the same methods)."""
+    if V.is_sparse(features):
+        from .sparse import check_sparse
+
+        return check_sparse(features, densities, labeled, labeled_features,
+                            labeled_densities, backend=backend, metric=metric,
+                            validate=validate)
     is_numpy = isinstance(features, np.ndarray)
     x, dens, lab, lf, ld = V.check_pool(features, densities, labeled, labeled_features,
                                         labeled_densities, name=name, validate=validate)
-    return Pool(x.detach(), None if dens is None else dens.detach(), lab, lf.detach(),
-                None if ld is None else ld.detach(), pick_engine(backend, x.device), is_numpy)
-
-
-def scales(stats, dtype: torch.dtype) -> tuple[float, float]:
-    """Powers of two ``(fscale, dscale)`` for features and densities: the one scaling
-    rule (:func:`densecore._backends.nearest.pow2_scale`).
-
-    ``fscale`` is 1 unless ``max |feature|`` lies outside the range where squared
-    distances are safe in the compute dtype (float32 for 16-bit and float32
-    features); then it brings the largest magnitude into [1, 2). ``dscale`` is 1
-    unless the largest density lies outside [2^-60, 2^60]; then it brings it into
-    [1, 2) (subnormal densities: as close as float64 allows). Both are exact; the
-    argmax decisions do not change. Accuracy is relative to the largest magnitude:
-    squared distances below a rounding of ``max |feature|^2`` in the compute dtype
-    are not resolved (they were not in the input's own arithmetic either).
-    """
-    big, dmax, dmin = stats
-    fscale = NS.pow2_scale(big, NS.SAFE_EXP[torch.float64 if dtype == torch.float64
-                                            else torch.float32])
-    if dmax == 0:  # no densities (k-center greedy) or an empty pool
-        return fscale, 1.0
-    if dmax / dmin > _MAX_DENSITY_RATIO:
-        raise ValueError(f"densities must span at most a factor 2^900 (r = distance / density "
-                         f"must stay finite in float64); got max {dmax:.3g} and min {dmin:.3g}")
-    return fscale, NS.pow2_scale(dmax, NS.DENSITY_EXP)
+    x, lf = x.detach(), lf.detach()
+    engine = E.resolve(backend, "dense", x.device)
+    if x.device.type != "cpu" and getattr(E.engine(engine), "host", False):
+        log.info("%s backend: copying features from %s to the host", engine, x.device)
+    if metric == "cosine":
+        x, lf = M.unit_rows(x), M.unit_rows(lf, "labeled_features")
+    return Pool(x, None if dens is None else dens.detach(), lab, lf,
+                None if ld is None else ld.detach(), engine, is_numpy)
 
 
 def _engine_features(t: torch.Tensor, engine: str, fscale: float) -> torch.Tensor:
-    """Features as the engine takes them: numba a CPU float32/float64 tensor; torch keeps
-    the device and 16-bit storage on CUDA (float32 on the CPU); triton keeps both."""
-    if engine == "numba":
+    """Features as the engine takes them (its class attributes): a ``host`` engine a CPU
+    float32/float64 tensor; others keep the device, and 16-bit storage off the CPU
+    (on the CPU too with ``half_on_cpu``)."""
+    cls = E.engine(engine)
+    host = getattr(cls, "host", False)
+    if host:
         t = t.cpu()
     if t.dtype not in (torch.float32, torch.float64) and (
-            engine == "numba" or (t.device.type == "cpu" and engine != "triton")):
+            host or (t.device.type == "cpu" and not getattr(cls, "half_on_cpu", False))):
         t = t.float()
     if fscale != 1.0:
-        t = NS.mul_pow2(t, NS.pow2_exp(fscale))  # a power of two: exact
+        t = mul_pow2(t, pow2_exp(fscale))  # a power of two: exact
     return t
 
 
-def prepare(pool: Pool, fscale: float, dscale: float, centres=None, cdens=None) -> dict:
-    """Engine inputs of one pool: scaled features and float64 densities, the excluded
-    mask, and the labeled centres (this pool's unless ``centres``/``cdens`` are given,
-    already scaled, as the sharded selection does)."""
+def prepare(pool, fscale: float, dscale: float, centres=None, cdens=None) -> dict:
+    """Engine inputs of one pool (dense or sparse: ``pool.prepare``)."""
+    return pool.prepare(fscale, dscale, centres, cdens)
+
+
+def own_centres(pool, fscale: float, dscale: float):
+    """This pool's labeled points as scaled centres (``pool.own_centres``)."""
+    return pool.own_centres(fscale, dscale)
+
+
+def dense_centres(pool, fscale: float, dscale: float):
+    """This pool's scaled centres as dense CPU tensors ``((L, D), (L,))`` float64 (what
+    a sharded selection gathers), for either layout."""
+    c, cd = pool.own_centres(fscale, dscale)
+    if pool.layout == "sparse":
+        ip, ix, dx, dim = c
+        rows = np.repeat(np.arange(len(ip) - 1), np.diff(ip))
+        dense = torch.zeros((len(ip) - 1, dim), dtype=torch.float64)
+        dense[torch.from_numpy(rows), torch.from_numpy(ix)] = torch.from_numpy(dx)
+        return dense, torch.as_tensor(cd, dtype=torch.float64)
+    return c.cpu(), cd.cpu()
+
+
+def _prepare_dense(pool: Pool, fscale: float, dscale: float, centres=None, cdens=None) -> dict:
+    """Engine inputs of one dense pool: scaled features and float64 densities, the
+    excluded mask, and the labeled centres (this pool's unless ``centres``/``cdens``
+    are given, already scaled, as the sharded selection does)."""
     x = _engine_features(pool.x, pool.engine, fscale)
     n, dev = x.shape[0], x.device
     dens = (torch.ones(n, dtype=torch.float64, device=dev) if pool.dens is None
@@ -248,12 +214,12 @@ def prepare(pool: Pool, fscale: float, dscale: float, centres=None, cdens=None) 
     excluded = torch.zeros(n, dtype=torch.bool, device=dev)
     excluded[pool.lab.to(dev)] = True
     if centres is None:
-        centres, cdens = own_centres(pool, fscale, dscale)
+        centres, cdens = _own_centres_dense(pool, fscale, dscale)
     return {"x": x, "dens": dens, "centres": centres.to(dev, x.dtype),
             "cdens": cdens.to(dev), "excluded": excluded}
 
 
-def own_centres(pool: Pool, fscale: float, dscale: float):
+def _own_centres_dense(pool: Pool, fscale: float, dscale: float):
     """This pool's labeled points as scaled centres: ``(L, D)`` float64, ``(L,)`` float64."""
     lab = pool.lab
     c = torch.cat([pool.x[lab].to(torch.float64), pool.lf.to(torch.float64)]) * fscale
@@ -262,20 +228,6 @@ def own_centres(pool: Pool, fscale: float, dscale: float):
     else:
         cd = torch.cat([pool.dens[lab].to(torch.float64), pool.ld.to(torch.float64)]) * dscale
     return c, cd
-
-
-def first_pick(n: int, n_labeled: int, budget: int, init, seed) -> int:
-    """The forced first pick: ``init``, or a seeded draw when nothing is labeled; -1 else."""
-    seed = V.check_int(seed, "seed")
-    if init is not None:
-        init = V.check_index(init, n, "init")
-        if n_labeled:
-            raise ValueError("init applies only when nothing is labeled; got labeled points "
-                             f"and init={init}")
-        return init
-    if n_labeled == 0 and budget > 0:
-        return int(np.random.default_rng(seed).integers(n))
-    return -1
 
 
 def finish(idx: torch.Tensor, radii: torch.Tensor, *, fscale: float, dscale: float,
@@ -305,7 +257,7 @@ def finish(idx: torch.Tensor, radii: torch.Tensor, *, fscale: float, dscale: flo
                          "features or densities (with validate=False), or densities whose "
                          "range overflows float64; no selection is returned")
     if fscale != 1.0 or dscale != 1.0:  # exponents, never fscale ** 2 (overflows)
-        radii = NS.mul_pow2(radii, NS.pow2_exp(dscale) - 2 * NS.pow2_exp(fscale))
+        radii = mul_pow2(radii, pow2_exp(dscale) - 2 * pow2_exp(fscale))
     out = dtype if dtype in (torch.float32, torch.float64) else torch.float32
     radii = radii.to(out)
     if is_numpy:
@@ -314,13 +266,14 @@ def finish(idx: torch.Tensor, radii: torch.Tensor, *, fscale: float, dscale: flo
 
 
 def run_engine(engine: str, inputs: dict, budget: int, first: int, progress: bool,
-               n_blocks: int = 100, num_threads: int | None = None):
-    """Run one engine alone for ``budget`` picks; ``(indices, radii float64)``.
+               n_blocks: int = 100, num_threads: int | None = None, layout: str = "dense"):
+    """Run one engine of the table alone for ``budget`` picks; ``(indices, radii float64)``.
 
     ``num_threads`` caps the engine's threads for this call (None: numba's and
     torch's settings); inside the cap the engine picks per block of picks."""
-    cls = ENGINES[engine]()
-    dev = inputs["x"].device
+    cls = E.engine(engine, layout)
+    dev = inputs["dens"].device if isinstance(inputs["dens"], torch.Tensor) \
+        else torch.device("cpu")
     idx = torch.empty(budget, dtype=torch.int64, device=dev)
     radii = torch.empty(budget, dtype=torch.float64, device=dev)
     if budget == 0:
@@ -368,9 +321,10 @@ def farthest_first(features, budget: int, *, densities=None, labeled=None,
         init: first pick when nothing is labeled; None draws it from ``seed``.
         seed: integer seed of that draw (a local generator; global RNG untouched);
             None is rejected (the default is deterministic).
-        backend: ``"auto"``, ``"numba"``, ``"torch"`` or ``"triton"`` (CUDA).
-            Sparse features (scipy, or a COO/CSR torch tensor) run on the exact
-            sparse engines of :mod:`densecore.sparse`.
+        backend: ``"auto"`` or a name of the engine table
+            (:data:`densecore.engines.ENGINES`): ``"numba"``, ``"torch"`` or
+            ``"triton"`` (CUDA). Sparse features (scipy, or a COO/CSR torch tensor)
+            run on the table's exact sparse engines (``"numba"``, ``"torch"``).
         metric: ``"euclidean"`` or ``"cosine"`` (see :mod:`densecore.metrics`):
             cosine runs the engine on unit rows (one normalised copy of the features).
         progress: show a tqdm bar over the picks.
@@ -401,21 +355,11 @@ def farthest_first(features, budget: int, *, densities=None, labeled=None,
         ([0, 2], [inf, 25.0])
     """
     metric = M.check_metric(metric)
-    if V.is_sparse(features):
-        from .sparse import farthest_first_sparse
-
-        return farthest_first_sparse(features, budget, densities=densities, labeled=labeled,
-                                     labeled_features=labeled_features,
-                                     labeled_densities=labeled_densities, init=init,
-                                     seed=seed, backend=backend, metric=metric,
-                                     validate=validate)
     job = setup(features, budget, densities, labeled, labeled_features, labeled_densities,
                 init=init, seed=seed, backend=backend, metric=metric, validate=validate)
     if num_threads is not None:
         num_threads = V.check_int(num_threads, "num_threads", minimum=1)
-    idx, radii = run_engine(job.pool.engine, job.inputs, job.budget, job.first, progress,
-                            num_threads=num_threads)
-    return job.result(idx, radii)
+    return job.run(progress, num_threads)
 
 
 @dataclass
@@ -431,11 +375,33 @@ class Job:
     dscale: float
     metric: str
 
+    def weigh(self, weights: torch.Tensor) -> None:
+        """Give the engine candidate weights ``(N,)`` float64 > 0: it then picks
+        ``argmax r * weight`` (the weight hook; typicality). Radii stay ``r``.
+
+        Raises:
+            ValueError: naming ``backend`` when the engine takes no weights.
+        """
+        cls = E.engine(self.pool.engine, self.pool.layout)
+        if not getattr(cls, "weighted", False):
+            raise ValueError(f"backend {self.pool.engine!r} takes no candidate weights for "
+                             f"{self.pool.layout} features (the typicality weight hook)")
+        if self.pool.dens is not None:
+            raise ValueError("candidate weights take centres of density 1; got densities")
+        dev = self.inputs["dens"].device
+        self.inputs["weights"] = weights.detach().to(dev, torch.float64)
+
+    def run(self, progress: bool = False, num_threads: int | None = None) -> Selection:
+        """Run the engine (:func:`run_engine`) and wrap its result (:meth:`result`)."""
+        idx, radii = run_engine(self.pool.engine, self.inputs, self.budget, self.first,
+                                progress, num_threads=num_threads, layout=self.pool.layout)
+        return self.result(idx, radii)
+
     def result(self, idx: torch.Tensor, radii: torch.Tensor) -> Selection:
         """The engine's picks and float64 radii as the caller's :class:`Selection`."""
         sel = finish(idx, radii, fscale=self.fscale, dscale=self.dscale, first=self.first,
-                     dtype=self.pool.x.dtype, is_numpy=self.pool.is_numpy,
-                     device=self.pool.x.device, n=self.pool.x.shape[0])
+                     dtype=self.pool.dtype, is_numpy=self.pool.is_numpy,
+                     device=self.pool.device, n=self.pool.n)
         if self.metric == "cosine":
             sel = Selection(sel.indices, sel.radii * M.radius_factor(self.metric))
         return sel
@@ -445,14 +411,11 @@ def setup(features, budget, densities=None, labeled=None, labeled_features=None,
           labeled_densities=None, *, init=None, seed=0, backend="auto",
           metric="euclidean", validate=True) -> Job:
     """Everything :func:`farthest_first` does before the engine runs, for one pool
-    (dense features; ``metric`` already checked)."""
+    (dense or sparse features; ``metric`` already checked)."""
     pool = check(features, densities, labeled, labeled_features, labeled_densities,
-                 backend=backend, validate=validate)
-    if metric == "cosine":
-        pool = dataclasses.replace(pool, x=M.unit_rows(pool.x),
-                                   lf=M.unit_rows(pool.lf, "labeled_features"))
-    n = pool.x.shape[0]
+                 backend=backend, metric=metric, validate=validate)
+    n = pool.n
     budget = V.check_budget(budget, n - pool.lab.numel())
-    first = first_pick(n, pool.lab.numel() + pool.lf.shape[0], budget, init, seed)
-    fscale, dscale = scales(pool.stats(), pool.x.dtype)
-    return Job(pool, prepare(pool, fscale, dscale), budget, first, fscale, dscale, metric)
+    first = first_pick(n, pool.lab.numel() + pool.n_out, budget, init, seed)
+    fscale, dscale = scales(pool.stats(), pool.dtype)
+    return Job(pool, pool.prepare(fscale, dscale), budget, first, fscale, dscale, metric)

@@ -27,18 +27,11 @@ from __future__ import annotations
 
 import torch
 
+from ._core import METRICS, check_metric
+
 __all__ = ["METRICS", "check_metric", "from_squared_euclidean", "radius_factor", "unit_rows"]
 
-METRICS = ("euclidean", "cosine")
-
 _ROWS = 1 << 16
-
-
-def check_metric(metric) -> str:
-    """Check ``metric`` is one of :data:`METRICS`; return it."""
-    if not isinstance(metric, str) or metric not in METRICS:
-        raise ValueError(f"metric must be one of {METRICS}; got {metric!r}")
-    return metric
 
 
 def radius_factor(metric: str) -> float:

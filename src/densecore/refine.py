@@ -24,10 +24,12 @@ measured in ``docs/benchmarks.md``.
 
 Cost per step: ``O(N * M * D)`` for the assignment (``M`` centres) and
 ``O(sum_k m_k^2 * D)`` for the medoids (``m_k`` points in area ``k``), no
-``N x N`` matrix. Backends: ``"numba"`` (CPU, float64 from differences) and
-``"torch"`` (any device, differences in float32, float64 for float64 input,
-chunked). Hostile magnitudes: the features are first multiplied by the
-greedy's power of two (``_backends/nearest.py``, ``pow2_scale``) and the
+``N x N`` matrix. Kernels: numba (for host engines of the table; float64 from
+differences) and torch (any other engine; any device, differences in float32,
+float64 for float64 input, chunked). The sampler
+(:class:`densecore.KMedoidsRefinement`) refines with the engine and metric
+of the sampler it wraps. Hostile magnitudes: the features are first multiplied by the
+greedy's power of two (``densecore._core``, ``pow2_scale``) and the
 ARDs divided by it, exactly; accuracy is relative to the largest magnitude.
 
 Shape:
@@ -38,17 +40,17 @@ Shape:
 
 from __future__ import annotations
 
-
 import numpy as np
 import torch
 
+from . import engines as E
+from . import metrics as M
 from . import validation as V
 from ._backends import nearest
-from .greedy import Selection
+from ._core import mul_pow2, scaled_features
 
-__all__ = ["KMedoidsRefinement", "refine_medoids"]
+__all__ = ["pick_radii", "refine_medoids"]
 
-BACKENDS = ("auto", "numba", "torch")
 _TORCH_BLOCK = 1 << 22
 
 
@@ -312,7 +314,7 @@ def _swap(ops, state: _State, allowed: np.ndarray, steps: int, tries: int):
 
 def refine_medoids(features, selected, *, labeled=None, labeled_features=None,
                    eligible=None, steps: int = 2, swaps: int = 0, tries: int = 3,
-                   backend: str = "auto", validate: bool = True):
+                   backend: str = "auto", metric: str = "euclidean", validate: bool = True):
     """Move each selected centre to the medoid of its coverage area (see the module).
 
     With ``swaps > 0``, up to ``swaps`` moves follow the medoid steps: the
@@ -336,7 +338,12 @@ def refine_medoids(features, selected, *, labeled=None, labeled_features=None,
         steps: at most this many assign + medoid steps (>= 0).
         swaps: at most this many moves toward the largest ARD (>= 0).
         tries: picks tried per move (>= 1).
-        backend: ``"auto"`` (numba on CPU, torch otherwise), ``"numba"``, ``"torch"``.
+        backend: a name of the engine table or ``"auto"``
+            (:func:`densecore.engines.resolve`): a host engine (numba) refines with
+            the numba kernels, any other with the torch ones.
+        metric: ``"euclidean"`` or ``"cosine"``: cosine refines on unit rows (the
+            geometry a cosine sampler picked in); the ARD is then the mean Euclidean
+            distance between unit rows.
         validate: scan for NaN/inf.
 
     Returns:
@@ -353,9 +360,12 @@ def refine_medoids(features, selected, *, labeled=None, labeled_features=None,
         ([1, 4], [1.0, 0.0])
     """
     is_numpy = isinstance(features, np.ndarray)
+    metric = M.check_metric(metric)
     x, _, lab, lf, _ = V.check_pool(features, None, labeled, labeled_features, None,
                                     validate=validate)
-    x, lf, e = nearest.scaled_features(x.detach(), lf.detach())
+    if metric == "cosine":
+        x, lf = M.unit_rows(x.detach()), M.unit_rows(lf.detach(), "labeled_features")
+    x, lf, e = scaled_features(x.detach(), lf.detach())
     n = x.shape[0]
     dev = x.device
     sel = V.check_indices(selected, n, "selected").cpu().numpy().astype(np.int64)
@@ -368,14 +378,12 @@ def refine_medoids(features, selected, *, labeled=None, labeled_features=None,
     steps = V.check_int(steps, "steps", minimum=0)
     swaps = V.check_int(swaps, "swaps", minimum=0)
     tries = V.check_int(tries, "tries", minimum=1)
-    if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {BACKENDS}; got {backend!r}")
-    name = ("torch" if dev.type != "cpu" else "numba") if backend == "auto" else backend
+    host = getattr(E.engine(E.resolve(backend, "dense", dev)), "host", False)
     b = len(sel)
     if b == 0:
         out = np.zeros(0, dtype=np.int64), np.zeros(0)
         return out if is_numpy else tuple(torch.from_numpy(e).to(dev) for e in out)
-    ops = (_NumbaOps if name == "numba" else _TorchOps)(x, lab, lf)
+    ops = (_NumbaOps if host else _TorchOps)(x, lab, lf)
     n_fixed = len(labn) + lf.shape[0]
     if eligible is None:
         allowed = np.ones(n, dtype=bool)
@@ -389,88 +397,80 @@ def refine_medoids(features, selected, *, labeled=None, labeled_features=None,
         if new is None:
             break
         state = new
-    cur, ard = state.cur, nearest.mul_pow2(state.ard[n_fixed:].copy(), -e)
+    cur, ard = state.cur, mul_pow2(state.ard[n_fixed:].copy(), -e)
     if is_numpy:
         return cur, ard
     return torch.from_numpy(cur).to(dev), torch.from_numpy(ard).to(dev)
 
 
-class KMedoidsRefinement:
-    """Any greedy sampler followed by k-medoids steps inside its coverage areas
-    (beyond the paper; see :func:`refine_medoids`).
+def _prefix_min_host(p: torch.Tensor, pd: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+    """``min(r_i, min_{j < i} ||p_i - p_j||^2 / pd_j)`` ``(B,)`` float64: one parallel
+    numba pass over the pairs (CPU tensors)."""
+    from ._backends.refine_kernels import _prefix_min_nb
 
-    The wrapped sampler picks ``budget`` points; each pick is then moved to
-    the medoid of its coverage area (Euclidean, exact per area), and up to
-    ``swaps`` picks are moved into the area of largest ARD while that lowers
-    the largest ARD; labeled points stay fixed centres. ``densities`` go to
-    the wrapped sampler (when it takes them); the refinement itself uses none.
+    out = r.numpy().copy()
+    _prefix_min_nb(p.numpy(), (1.0 / pd).numpy(), out)
+    return torch.from_numpy(out)
+
+
+def _prefix_min_torch(p: torch.Tensor, pd: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+    """:func:`_prefix_min_host` in torch blocks of rows (any device), float64 differences."""
+    r = r.clone()
+    n = p.shape[0]
+    rows = max(1, _TORCH_BLOCK // max(1, n * p.shape[1]))
+    for s in range(1, n, rows):
+        blk = p[s:s + rows]
+        q = ((blk[:, None, :] - p[None, :s + rows, :]) ** 2).sum(2) / pd[None, :s + rows]
+        earlier = torch.arange(s, s + blk.shape[0], device=p.device)[:, None] > \
+            torch.arange(q.shape[1], device=p.device)[None, :]
+        q = torch.where(earlier, q, torch.full_like(q, float("inf")))
+        r[s:s + blk.shape[0]] = torch.minimum(r[s:s + blk.shape[0]], q.min(1).values)
+    return r
+
+
+def pick_radii(features, indices, *, densities=None, labeled=None, labeled_features=None,
+               labeled_densities=None, metric: str = "euclidean"):
+    """``r`` of each pick at its turn, as a greedy sampler's radii: the squared distance
+    (cosine distance for ``metric="cosine"``) of ``indices[i]`` to the nearest labeled
+    point or earlier pick, divided by that point's density; ``inf`` for a first pick
+    with nothing labeled. Float64 from coordinate differences, in blocks; features
+    follow the one scaling rule.
 
     Args:
-        sampler: the greedy to refine; default ``KCenterGreedy(seed=seed)``.
-        steps: at most this many assign + medoid steps (2 by default;
-            ``docs/benchmarks.md``).
-        swaps: at most this many moves toward the area of largest ARD after
-            the medoid steps (64 by default; the search usually stops earlier,
-            at the first area no move improves); 0 turns them off.
-        tries: picks tried per move.
-        backend: ``"auto"``, ``"numba"`` (CPU) or ``"torch"`` (any device).
-        seed: seed of the default sampler's first pick.
-        validate: scan inputs for NaN/inf.
+        features: ``(N, D)`` float pool; indices: ``(B,)`` picks in order.
+        densities: ``(N,)`` or None (all 1); labeled: ``(M,)``; labeled_features:
+            ``(L, D)``; labeled_densities: ``(L,)`` (with densities).
+        metric: ``"euclidean"`` or ``"cosine"``.
+
+    Returns:
+        ``(B,)`` float64 radii, numpy for numpy features, else a tensor on their device.
 
     Example:
         >>> import numpy as np
-        >>> x = np.array([[0.0], [1.0], [2.0], [3.0], [10.0]], np.float32)
-        >>> KMedoidsRefinement().select(x, 1, labeled=[4]).indices.tolist()
-        [1]
+        >>> pick_radii(np.array([[0.0], [1.0], [3.0]]), [2, 1], labeled=[0]).tolist()
+        [9.0, 1.0]
     """
-
-    def __init__(self, sampler=None, steps: int = 2, swaps: int = 64, tries: int = 3,
-                 backend: str = "auto", seed: int = 0, validate: bool = True):
-        from .samplers import KCenterGreedy
-
-        if backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {BACKENDS}; got {backend!r}")
-        self.seed = V.check_int(seed, "seed")
-        self.sampler = KCenterGreedy(seed=self.seed) if sampler is None else sampler
-        if not callable(getattr(self.sampler, "select", None)):
-            raise TypeError("sampler must have a select method; got "
-                            f"{type(self.sampler).__name__}")
-        self.steps = V.check_int(steps, "steps", minimum=0)
-        self.swaps = V.check_int(swaps, "swaps", minimum=0)
-        self.tries = V.check_int(tries, "tries", minimum=1)
-        self.backend = backend
-        self.validate = bool(validate)
-
-    def __repr__(self) -> str:
-        return (f"KMedoidsRefinement(sampler={self.sampler!r}, steps={self.steps}, "
-                f"swaps={self.swaps}, "
-                f"backend={self.backend!r})")
-
-    def select(self, features, budget: int, *, densities=None, labeled=None,
-               labeled_features=None, labeled_densities=None, init=None) -> Selection:
-        """Pick ``budget`` points with the wrapped sampler, then refine them.
-
-        Args:
-            features: ``(N, D)`` float features.
-            budget: number of picks.
-            densities: ``(N,)`` > 0 or None, passed to the wrapped sampler (the one sampler
-                protocol: a sampler that ignores densities accepts them).
-            labeled: ``(M,)`` in-pool labeled indices (fixed centres, never returned).
-            labeled_features: ``(L, D)`` labeled points outside the pool (fixed centres).
-            labeled_densities: ``(L,)``, passed to the wrapped sampler.
-            init: passed to the wrapped sampler.
-
-        Returns:
-            :class:`~densecore.Selection`: refined indices (the ``i``-th
-            replaces the sampler's ``i``-th pick); ``radii`` ``(budget,)``
-            float64 are the average radial distances (Euclidean, Eq. 4) of
-            their coverage areas after refinement.
-        """
-        base = self.sampler.select(features, budget, densities=densities, labeled=labeled,
-                                   labeled_features=labeled_features,
-                                   labeled_densities=labeled_densities, init=init)
-        idx, ard = refine_medoids(features, base.indices, labeled=labeled,
-                                  labeled_features=labeled_features, steps=self.steps,
-                                  swaps=self.swaps, tries=self.tries,
-                                  backend=self.backend, validate=False)
-        return Selection(idx, ard)
+    metric = M.check_metric(metric)
+    x, dens, lab, lf, ld = V.check_pool(features, densities, labeled, labeled_features,
+                                        labeled_densities, validate=False)
+    if metric == "cosine":
+        x, lf = M.unit_rows(x.detach()), M.unit_rows(lf.detach(), "labeled_features")
+    x, lf, e = scaled_features(x.detach(), lf.detach())
+    dev = x.device
+    idx = V.check_indices(indices, x.shape[0], "indices").to(dev)
+    p = x[idx].to(torch.float64)
+    c = torch.cat([x[lab.to(dev)].to(torch.float64), lf.to(dev, torch.float64)])
+    if dens is None:
+        pd = torch.ones(len(idx), dtype=torch.float64, device=dev)
+        cd = torch.ones(c.shape[0], dtype=torch.float64, device=dev)
+    else:
+        d = dens.detach().to(dev, torch.float64)
+        pd = d[idx]
+        cd = torch.cat([d[lab.to(dev)], ld.detach().to(dev, torch.float64)])
+    r = torch.full((len(idx),), float("inf"), dtype=torch.float64, device=dev)
+    if c.shape[0] and len(idx):
+        v, _, ve = nearest.search_scaled(p, c, 1, weights=cd)
+        r = mul_pow2(v[:, 0], ve)
+    r = (_prefix_min_host if dev.type == "cpu" else _prefix_min_torch)(p, pd, r)
+    r = mul_pow2(r, -2 * e) * M.radius_factor(metric)
+    return r.cpu().numpy() if isinstance(features, np.ndarray) else r

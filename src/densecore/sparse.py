@@ -5,8 +5,11 @@ a 50,000-word vocabulary would take 20 GB. These functions keep the rows
 sparse (scipy matrices, or COO/CSR torch tensors) and compute every distance
 from the differences of two rows, never from ``|a|^2 - 2 a.b + |b|^2`` (see
 ``_backends/sparse_backend.py``), so they return the float64 reference's
-selection. The greedy runs on numba (CPU) or torch (any device; one index
-read back per pick); the k-NN search runs on the CPU.
+selection. The greedy is the sparse layout of the engine table
+(:mod:`densecore.engines`: numba on the CPU, torch on any device with one index
+read back per pick) behind the one driver of :func:`densecore.farthest_first`,
+which this module feeds with its checks (:func:`check_sparse`); the k-NN search
+runs on the CPU.
 
 :func:`densecore.farthest_first`, the samplers and :class:`densecore.KNNDensity`
 call into this module when given sparse features.
@@ -18,13 +21,18 @@ Shape:
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
 import numpy as np
 import torch
 
 from . import metrics as M
 from . import validation as V
+from ._core import mul_pow2, pow2_exp
 
-__all__ = ["farthest_first_sparse", "knn_mean_distance_sparse"]
+__all__ = ["SparsePool", "check_sparse", "knn_mean_distance_sparse"]
 
 
 def _unit_csr(a, name: str):
@@ -59,108 +67,171 @@ def _canonical(a, metric: str, name: str):
     return _unit_csr(c, name) if metric == "cosine" else c
 
 
-def farthest_first_sparse(features, budget: int, *, densities=None, labeled=None,
-                          labeled_features=None, labeled_densities=None, init=None,
-                          seed: int = 0, backend: str = "auto", metric: str = "euclidean",
-                          validate: bool = True):
-    """Algorithm 1 on sparse features (exact, float64).
+def _csr(a, metric: str, name: str):
+    """:class:`~densecore._backends.sparse_backend.Csr` (numpy) of a sparse or dense
+    matrix: sorted unique columns, float64, unit rows for cosine (one copy)."""
+    from ._backends.sparse_backend import Csr
+
+    return Csr(*_canonical(a, metric, name), int(a.shape[1]))
+
+
+def _stack(rows: list, dim: int):
+    """Canonical CSR rows stacked: ``(indptr, indices, data)`` of ``(sum, D)``."""
+    from ._backends.sparse_backend import Csr
+
+    ips, ixs, dxs, off = [np.zeros(1, np.int64)], [], [], 0
+    for ip, ix, dx, _ in rows:
+        ips.append(ip[1:] + off)
+        ixs.append(ix)
+        dxs.append(dx)
+        off += int(ip[-1])
+    return Csr(np.concatenate(ips), np.concatenate([np.zeros(0, np.int64), *ixs]),
+               np.concatenate([np.zeros(0), *dxs]), dim)
+
+
+def _take(c, rows: np.ndarray):
+    """Rows ``rows`` of a canonical CSR, in that order."""
+    ip, ix, dx, dim = c
+    lo, hi = ip[rows], ip[rows + 1]
+    take = (np.concatenate([np.arange(a, b) for a, b in zip(lo, hi)]) if len(rows)
+            else np.zeros(0, np.int64)).astype(np.int64)
+    from ._backends.sparse_backend import Csr
+
+    return Csr(np.concatenate([[0], np.cumsum(hi - lo)]).astype(np.int64), ix[take], dx[take],
+               dim)
+
+
+@dataclass
+class SparsePool:
+    """One pool of sparse features, checked: the sparse layout of :class:`densecore.greedy.Pool`
+    (same methods). ``x``/``lf`` are canonical CSR (numpy, unit rows for cosine),
+    ``dens``/``ld`` float64 numpy or None, ``lab`` an int64 CPU tensor."""
+
+    x: Any
+    dens: Any
+    lab: torch.Tensor
+    lf: Any
+    ld: Any
+    engine: str
+    is_numpy: bool
+    device: torch.device
+    layout: ClassVar[str] = "sparse"
+    dtype: ClassVar[torch.dtype] = torch.float64
+
+    @property
+    def n(self) -> int:
+        return len(self.x.indptr) - 1
+
+    @property
+    def n_out(self) -> int:
+        return len(self.lf.indptr) - 1
+
+    @property
+    def dim(self) -> int:
+        return self.x.dim
+
+    def stats(self) -> list[float]:
+        """``[max |feature|, max density, min density]`` (see the dense pool)."""
+        big = max((float(np.abs(c.data).max()) for c in (self.x, self.lf) if c.data.size),
+                  default=0.0)
+        d = [a for a in (() if self.dens is None else (self.dens, self.ld)) if a.size]
+        if not d:
+            return [big, 0.0, math.inf]
+        return [big, max(float(a.max()) for a in d), min(float(a.min()) for a in d)]
+
+    def own_centres(self, fscale: float, dscale: float):
+        """This pool's labeled rows and labeled features as scaled centres:
+        ``(Csr (L, D), (L,) float64)``."""
+        c = _stack([_take(self.x, self.lab.numpy()), self.lf], self.x.dim)
+        c = c._replace(data=_scaled(c.data, fscale))
+        if self.dens is None:
+            return c, np.ones(len(c.indptr) - 1)
+        return c, np.concatenate([self.dens[self.lab.numpy()], self.ld]) * dscale
+
+    def prepare(self, fscale: float, dscale: float, centres=None, cdens=None) -> dict:
+        """Engine inputs: the scaled pool, densities, excluded mask and centres
+        (this pool's unless given), numpy for a host engine, else tensors on the
+        features' device."""
+        from . import engines as E
+
+        x = self.x._replace(data=_scaled(self.x.data, fscale))
+        dens = np.ones(self.n) if self.dens is None else self.dens * dscale
+        excluded = np.zeros(self.n, dtype=bool)
+        excluded[self.lab.numpy()] = True
+        if centres is None:
+            centres, cdens = self.own_centres(fscale, dscale)
+        elif isinstance(centres, torch.Tensor):  # dense rows (a sharded selection's)
+            centres = _csr(centres.detach().cpu().double().numpy(), "euclidean", "centres")
+            cdens = cdens.detach().cpu().double().numpy()
+        if getattr(E.engine(self.engine, "sparse"), "host", False):
+            return {"x": x, "dens": dens, "centres": centres, "cdens": cdens,
+                    "excluded": excluded}
+
+        def t(a):
+            return torch.from_numpy(np.ascontiguousarray(a)).to(self.device)
+
+        return {"x": x._replace(indptr=t(x.indptr), indices=t(x.indices), data=t(x.data)),
+                "dens": t(dens), "excluded": t(excluded), "cdens": t(cdens),
+                "centres": centres._replace(indptr=t(centres.indptr),
+                                            indices=t(centres.indices), data=t(centres.data))}
+
+
+def _scaled(data: np.ndarray, fscale: float) -> np.ndarray:
+    return data if fscale == 1.0 else mul_pow2(data, pow2_exp(fscale))  # exact
+
+
+def check_sparse(features, densities=None, labeled=None, labeled_features=None,
+                 labeled_densities=None, *, backend: str = "auto", metric: str = "euclidean",
+                 validate: bool = True) -> SparsePool:
+    """Check one pool of sparse features (Algorithm 1's inputs) and resolve its engine.
 
     Args:
         features: ``(N, D)`` scipy sparse matrix or sparse (COO/CSR) torch tensor.
-        budget: number of new points, ``0 <= budget <= N - len(labeled)``.
         densities: ``(N,)`` > 0 or None (k-center greedy).
         labeled: ``(M,)`` in-pool labeled indices.
         labeled_features: ``(L, D)`` labeled points outside the pool, sparse or dense.
         labeled_densities: ``(L,)`` their densities (required with ``densities``).
-        init: first pick when nothing is labeled; None draws it from ``seed``.
-        seed: seed of that draw.
-        backend: ``"numba"`` (CPU), ``"torch"`` (the tensor's device; CPU for scipy
-            input) or ``"auto"`` (torch for torch tensors, numba for scipy).
-        metric: ``"euclidean"`` or ``"cosine"`` (see :mod:`densecore.metrics`).
+        backend: a name of the engine table with a sparse engine, or ``"auto"``
+            (:func:`densecore.engines.resolve`).
+        metric: ``"euclidean"`` or ``"cosine"`` (rows made unit here).
         validate: scan values for NaN/inf and non-positive densities.
 
     Returns:
-        :class:`~densecore.greedy.Selection`: numpy arrays for scipy input,
-        tensors on the input's device for a torch tensor. ``indices (budget,)``
-        int64, ``radii (budget,)`` float64 in the metric's units (squared
-        Euclidean or cosine distance, divided by density).
+        :class:`SparsePool`, the input of :func:`densecore.farthest_first`'s driver.
 
     Example:
         >>> import scipy.sparse as sp
-        >>> x = sp.csr_matrix([[0.0, 0.0], [1.0, 0.0], [5.0, 0.0], [2.0, 0.0]])
-        >>> sel = farthest_first_sparse(x, 2, init=0)
-        >>> sel.indices.tolist(), sel.radii.tolist()
-        ([0, 2], [inf, 25.0])
+        >>> p = check_sparse(sp.csr_matrix([[0.0, 2.0], [1.0, 0.0]]), labeled=[1])
+        >>> p.n, p.engine, p.lab.tolist()
+        (2, 'numba', [1])
     """
-    from ._backends import sparse_backend
-    from .greedy import BACKENDS, Selection
+    from . import engines as E
 
-    metric = M.check_metric(metric)
-    if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {BACKENDS}; got {backend!r}")
     x = V.check_sparse_features(features, validate=validate)
     is_tensor = isinstance(x, torch.Tensor)
     dev = x.device if is_tensor else torch.device("cpu")
+    engine = E.resolve(backend, "sparse", dev)
     n, dim = tuple(x.shape)
-    seed = V.check_int(seed, "seed")
-    lab = V.check_indices(labeled, n, "labeled").cpu().numpy()
-    budget = V.check_budget(budget, n - len(lab))
-
-    dens = (np.ones(n) if densities is None else V.check_densities(
+    lab = V.check_indices(labeled, n, "labeled").cpu()
+    dens = (None if densities is None else V.check_densities(
         densities, n, validate=validate).detach().cpu().double().numpy())
     if labeled_features is None:
         lf = None
-        n_out = 0
+    elif V.is_sparse(labeled_features):
+        lf = V.check_sparse_features(labeled_features, "labeled_features", validate=validate,
+                                     dim=dim)
     else:
-        lf = (V.check_sparse_features(labeled_features, "labeled_features", validate=validate,
-                                      dim=dim) if V.is_sparse(labeled_features) else
-              V.check_features(labeled_features, "labeled_features", validate=validate,
-                               dim=dim).detach().cpu().double().numpy())
-        n_out = lf.shape[0]
+        lf = V.check_features(labeled_features, "labeled_features", validate=validate,
+                              dim=dim).detach().cpu().double().numpy()
+    n_out = 0 if lf is None else lf.shape[0]
     ld = V.check_labeled_densities(labeled_densities, n_out, has_densities=densities is not None,
                                    has_labeled_features=lf is not None, validate=validate)
-    if densities is None:
-        ld = np.ones(n_out)  # k-center greedy: every centre has density 1
-    else:
+    if dens is not None:
         ld = np.ones(0) if ld is None else ld.detach().cpu().double().numpy()
-    if init is not None:
-        init = V.check_index(init, n, "init")
-        if len(lab) + n_out:
-            raise ValueError("init applies only when nothing is labeled; got labeled points "
-                             f"and init={init}")
-    elif len(lab) + n_out == 0 and budget > 0:
-        init = int(np.random.default_rng(seed).integers(n))
-    pool = _canonical(x, metric, "features")
-    import scipy.sparse as sp
-
-    ip, ix, dx = pool
-    stacked = [sp.csr_matrix((dx, ix, ip), shape=(n, dim))[lab]]
-    if lf is not None:
-        extra = _canonical(lf, metric, "labeled_features")
-        stacked.append(sp.csr_matrix(extra[::-1], shape=(n_out, dim)))
-    from ._backends.sparse_backend import canonical
-
-    centres = canonical(sp.vstack(stacked).tocsr())
-    cdens = np.concatenate([dens[lab], ld])
-    taken = np.zeros(n, dtype=np.bool_)
-    taken[lab] = True
-    first = -1 if init is None else init
-    use_torch = backend == "torch" or (backend == "auto" and is_tensor)
-    if use_torch:
-        def t(a):
-            return torch.from_numpy(a).to(dev)
-
-        idx, radii = sparse_backend.farthest_first_torch(
-            tuple(map(t, pool)), t(dens), tuple(map(t, centres)), t(cdens), t(taken),
-            budget, first, dim)
-    else:
-        idx, radii = sparse_backend.farthest_first(pool, dens, centres, cdens, taken, budget,
-                                                   first)
-        idx, radii = torch.from_numpy(idx), torch.from_numpy(radii)
-    radii = radii * M.radius_factor(metric)
-    if is_tensor:
-        return Selection(idx.to(dev), radii.to(dev))
-    return Selection(idx.numpy(), radii.numpy())
+    lfc = (_csr(lf, metric, "labeled_features") if lf is not None
+           else _stack([], dim))
+    return SparsePool(_csr(x, metric, "features"), dens, lab, lfc, ld, engine, not is_tensor,
+                      dev)
 
 
 def knn_mean_distance_sparse(features, k: int = 10, *, metric: str = "euclidean",

@@ -23,6 +23,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from ._core import check_index, check_int
+
 __all__ = [
     "ArrayLike",
     "all_finite",
@@ -84,19 +86,6 @@ def check_has_data(t: torch.Tensor, name: str) -> None:
     """Raise TypeError for a tensor without data (the ``meta`` device)."""
     if t.device.type == "meta":
         raise TypeError(f"{name} must hold data; got a tensor on the meta device")
-
-
-def check_int(value: Any, name: str, *, minimum: int | None = None) -> int:
-    """Check that ``value`` is an integer (not a bool) and at least ``minimum``."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        if isinstance(value, torch.Tensor) and value.numel() == 1 and not value.is_floating_point():
-            value = int(value.item())
-        else:
-            raise TypeError(f"{name} must be an integer; got {type(value).__name__} {value!r}")
-    value = int(value)
-    if minimum is not None and value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}; got {value}")
-    return value
 
 
 def check_positive_float(value: Any, name: str) -> float:
@@ -286,14 +275,6 @@ def check_indices(idx: ArrayLike | None, n: int, name: str, *,
                 dup = int(srt[1:][srt[1:] == srt[:-1]][0])
                 raise ValueError(f"{name} must not repeat an index; got {dup} more than once")
     return t
-
-
-def check_index(value: Any, n: int, name: str) -> int:
-    """Check a single index in ``[0, n)``."""
-    value = check_int(value, name)
-    if not 0 <= value < n:
-        raise ValueError(f"{name} must lie in [0, {n}); got {value}")
-    return value
 
 
 def check_budget(budget: Any, available: int, name: str = "budget") -> int:

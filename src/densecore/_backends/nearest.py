@@ -34,83 +34,18 @@ Shape:
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 
+from .._core import DENSITY_EXP, SAFE_EXP, absmax as _absmax, mul_pow2, pow2_below
+from .._core import pow2_exp, pow2_scale
 from . import faiss_backend, threads
 
-__all__ = ["DENSITY_EXP", "FAISS_MIN", "METHODS", "SAFE_EXP", "mul_pow2", "pow2_below",
-           "pow2_exp", "pow2_scale", "search", "search_scaled"]
+__all__ = ["FAISS_MIN", "METHODS", "plain_distance", "search", "search_scaled"]
 
 FAISS_MIN = 256
 _EXTRA = 2  # candidates beyond k taken from the fast search (runner-ups)
 _BLOCK = 1 << 22  # elements of one temporary block on the torch path
-def pow2_below(v: float) -> float:
-    """The power of two ``2^e`` with ``2^e <= v < 2^(e+1)``; 1.0 for v <= 0 or non-finite."""
-    if not (v > 0 and math.isfinite(v)):
-        return 1.0
-    return math.ldexp(1.0, math.frexp(v)[1] - 1)
-
-
-# ---------------------------------------------------------------- the one scaling rule
-#
-# Hostile magnitudes are handled by multiplying by powers of two (exact while the
-# result stays normal): features whose largest magnitude lies outside 2^+-SAFE_EXP
-# of their compute dtype, densities (and weights) whose largest lies outside
-# 2^+-DENSITY_EXP. Squared distances then neither overflow nor underflow, except
-# below a rounding of the largest magnitude: the guarantee is relative accuracy with
-# respect to the largest magnitude (a cluster of float32 points at 1e-25 beside a
-# point at 1 collapses to ties, as it does in any float32 computation). The scales
-# are undone on results by exponent arithmetic (:func:`mul_pow2`), never by
-# forming ``scale ** 2`` (which overflows a float beyond 2^1023).
-
-# |features| range (powers of two) inside which squared distances neither overflow nor
-# underflow in the compute dtype (float32 for 16-bit and float32 features).
-SAFE_EXP = {torch.float32: 39, torch.float64: 400}
-# densities: the largest is brought into [1, 2) only outside [2^-60, 2^60]
-DENSITY_EXP = 60
-_STEP_EXP = 100  # one multiplication step: 2^+-100 is a normal float32 and bfloat16
-
-
-def pow2_exp(s: float) -> int:
-    """``e`` with ``2^e <= s < 2^(e+1)`` (``s`` > 0, finite; subnormals included)."""
-    return math.frexp(s)[1] - 1
-
-
-def pow2_scale(big: float, limit: int) -> float:
-    """The one scaling rule: 1.0 when ``2^-limit <= big <= 2^limit`` (or ``big`` is 0 or
-    not finite), else the power of two ``s`` that brings ``big`` into [1, 2).
-
-    ``s`` is kept within ``[2^-1023, 2^1023]`` (representable in float64), so a
-    subnormal ``big`` ends at ``2^-51`` or above, not in [1, 2).
-
-    Example:
-        >>> pow2_scale(3.0, 60), pow2_scale(2.0 ** -70 * 1.5, 60) == 2.0 ** 70
-        (1.0, True)
-    """
-    if not (big > 0 and math.isfinite(big)) or 2.0 ** -limit <= big <= 2.0 ** limit:
-        return 1.0
-    return math.ldexp(1.0, max(-1023, min(1023, -pow2_exp(big))))
-
-
-def mul_pow2(t, e: int):
-    """``t * 2^e`` for a tensor or float, in steps of at most ``2^100`` so that no step
-    overflows the dtype (float32 cannot hold ``2^131``) and no intermediate leaves the
-    range unless the result does. Exact while the result stays normal; ``t`` itself
-    is not modified.
-
-    Example:
-        >>> mul_pow2(3.0, 1100) == 3.0 * 2.0 ** 1000 * 2.0 ** 100
-        True
-    """
-    with np.errstate(over="ignore", under="ignore"):  # saturation is the documented result
-        while e:
-            step = max(-_STEP_EXP, min(_STEP_EXP, e))
-            t = t * math.ldexp(1.0, step)
-            e -= step
-    return t
 
 
 def _centred(q: torch.Tensor, c: torch.Tensor, dtype: torch.dtype):
@@ -296,7 +231,7 @@ def search_scaled(queries: torch.Tensor, centres: torch.Tensor, k: int = 1, *,
     with the true values ``values * 2^e`` (``e`` is even without weights, so plain
     distances are ``sqrt(values) * 2^(e/2)``).
 
-    Queries and centres share one feature scale (the module's scaling rule on
+    Queries and centres share one feature scale (the one scaling rule, ``_core``, on
     their largest magnitude, float64 limits: the values are computed in float64),
     the weights one density scale; ``e = 0`` unless a magnitude lies outside
     those limits. Ratios of values (and the ranking) need no unscaling.
@@ -355,33 +290,6 @@ def plain_distance(sq: torch.Tensor, e: int, metric: str = "euclidean") -> torch
     if metric == "cosine":
         return mul_pow2(sq * 0.5, e)
     return mul_pow2(sq.sqrt(), e // 2)
-
-
-def scaled_features(x: torch.Tensor, lf: torch.Tensor):
-    """A pool ``(N, D)`` and labeled features ``(L, D)`` times the one scale of the
-    greedy (:func:`pow2_scale` of their largest magnitude, limits of the compute dtype:
-    float64 when either is float64, else float32), and its exponent ``e``: squared
-    distances of the results are ``2^(2e)`` times the true ones, exactly. Unscaled
-    inputs come back as they are (no copy); scaled ones as float32/float64 copies.
-
-    Example:
-        >>> import torch
-        >>> x, lf, e = scaled_features(torch.tensor([[3e20]]), torch.zeros(0, 1))
-        >>> float(x[0, 0]) * 2.0 ** -e == float(torch.tensor(3e20)), e
-        (True, -68)
-    """
-    big = max((_absmax(t) for t in (x, lf) if t.numel()), default=0.0)
-    wide = torch.float64 if torch.float64 in (x.dtype, lf.dtype) else torch.float32
-    s = pow2_scale(big, SAFE_EXP[wide])
-    if s == 1.0:
-        return x, lf, 0
-    e = pow2_exp(s)
-    return mul_pow2(x.to(wide), e), mul_pow2(lf.to(wide), e), e
-
-
-def _absmax(t: torch.Tensor) -> float:
-    lo, hi = torch.aminmax(t)  # no (N, D) temporary, unlike abs()
-    return max(-float(lo), float(hi))
 
 
 def _fast_scale(inv_w: torch.Tensor) -> float | None:

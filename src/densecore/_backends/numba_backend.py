@@ -431,6 +431,7 @@ _DENSE_BLOCK = 4096
 # 5,000, 0.60 / 1.02 at 10,000 (budget 100 / 1,000), 0.86 / 1.15 at 20,000; the plain
 # loop 0.5-1.3x the naive gemv loop there (benchmarks/README.md, "Plain loop").
 PLAIN_MAX = 10_000
+_WEIGHTED_BLOCKS = 64  # argmax blocks of the weighted pass (ties: lowest index)
 
 
 @njit(cache=True)
@@ -654,9 +655,17 @@ class Engine:
         cdens: ``(L,)`` float64 their densities.
         excluded: ``(N,)`` bool, in-pool labeled points.
         max_new: how many centres may still be added.
+        weights: ``(N,)`` float64 candidate weights, or None. With weights the engine
+            picks ``argmax r * weight`` (typicality: the density on the candidate's
+            side of the link) by one parallel fused pass per pick
+            (``typicality_kernels._update_argmax``); the pruning bounds hold only
+            for ``argmax r``.
     """
 
-    def __init__(self, x, dens, centres, cdens, excluded, max_new):
+    host = True
+    weighted = True
+
+    def __init__(self, x, dens, centres, cdens, excluded, max_new, weights=None):
         from . import ThreadPicker, thread_limit
         from .nearest import search
 
@@ -667,7 +676,21 @@ class Engine:
         ex = _host(excluded)
         n_lab = centres.shape[0]
         self.state = np.zeros(5, dtype=np.int64)
-        self.plain = n <= PLAIN_MAX
+        self.w = None if weights is None else np.ascontiguousarray(_host(weights),
+                                                                   dtype=np.float64)
+        self.plain = n <= PLAIN_MAX or self.w is not None
+        if self.w is not None:
+            from .typicality_kernels import _update_argmax
+
+            self.r = np.full(n, np.inf)
+            if n_lab:
+                self.r[:] = search(x, centres, 1, weights=cdens)[0][:, 0].numpy()
+            self.taken = ex.copy()
+            self.blocks = min(_WEIGHTED_BLOCKS, max(1, n))
+            u, _ = _update_argmax(self.x, np.empty(0, self.x.dtype), self.r, self.w,
+                                  self.taken, self.blocks)
+            self.best_r, self.best_u = (self.r[u], u) if u >= 0 else (-1.0, -1)
+            return
         if self.plain:  # r per point, -1 for labeled points; the argmax kept beside it
             self.r = np.full(n, np.inf)
             if n_lab:  # on one thread: a parallel region costs more than this search
@@ -747,6 +770,9 @@ class Engine:
         cu = np.ascontiguousarray(v[:-1], dtype=self.x.dtype)
         du, u = float(v[-1]), int(u)
         self.state[0] += 1
+        if self.w is not None:
+            self._weighted(cu, du, u)
+            return
         if self.plain:
             if u >= 0:
                 self.r[u] = -1.0
@@ -775,6 +801,14 @@ class Engine:
         import numba
 
         out_idx, out_r = out_idx.numpy(), out_r.numpy()
+        if self.w is not None:  # one parallel fused pass per pick
+            for _ in range(k):
+                i = int(self.state[0])
+                u = first if i == 0 and first >= 0 else self.best_u
+                out_idx[i], out_r[i] = u, self.r[u]
+                self.state[0] = i + 1
+                self._weighted(self.x[u], float(self.dens[u]), u)
+            return
         if self.plain:  # one thread: a parallel region per pick costs more than it wins here
             i = int(self.state[0])
             self.best_r, self.best_u = plain_picks(self.x, self.dens, self.r, self.best_u, i,
@@ -794,6 +828,17 @@ class Engine:
                 k -= m
         finally:
             numba.set_num_threads(before)
+
+    def _weighted(self, cu, du: float, u: int) -> None:
+        """Lower r with centre ``cu`` of density ``du`` and find ``argmax r * w``."""
+        from .typicality_kernels import _update_argmax
+
+        if u >= 0:
+            self.taken[u] = True
+        if du != 1.0:  # a centre's density divides r; the weighted kernel takes none
+            raise ValueError("candidate weights take centres of density 1 (typicality)")
+        u, _ = _update_argmax(self.x, cu, self.r, self.w, self.taken, self.blocks)
+        self.best_r, self.best_u = (self.r[u], u) if u >= 0 else (-1.0, -1)
 
     def _picks(self, k, out_idx, out_r, first) -> int:
         """``k`` picks (pruned, then dense once pruning stops paying); returns the work

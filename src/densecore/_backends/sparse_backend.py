@@ -1,14 +1,16 @@
-"""Exact Algorithm 1 and k-NN distances on scipy CSR features, in numba.
+"""Exact Algorithm 1 (the sparse layout of the engine table) and k-NN distances on
+CSR features.
 
 Every distance is accumulated in float64 from the differences of two sparse
 rows, merged column by column (``sum_j (a_j - b_j)^2`` over the union of
 their non-zeros), never from ``|a|^2 - 2 a.b + |b|^2``, so duplicates are at
 distance exactly 0 and large common offsets lose nothing to cancellation.
-The rows are first scaled by one power of two (exact) so that no square
-overflows or underflows float64; radii are scaled back at the end.
-
-Per pick the greedy reads every row once and the picked row once per row:
-``O(nnz + N * nnz(u))`` work, no dense ``(N, D)`` copy.
+The greedy engines (:class:`Engine` in numba, :class:`TorchEngine` on any
+device) have the dense engines' interface (``densecore.engines``): the shared
+driver (``densecore.greedy``) makes the checks, the one power-of-two scaling,
+the seeded first pick and the result, and runs them with progress, threads and
+across processes. Per pick the engine reads every row once and the picked row
+once per row: ``O(nnz + N * nnz(u))`` work, no dense ``(N, D)`` copy.
 
 The k-NN search ranks candidates by the sparse product ``X X^T`` in row
 blocks (fast, approximate), then recomputes the ``k + 1 + slack`` best
@@ -23,12 +25,15 @@ Shape:
 
 from __future__ import annotations
 
+from typing import Any, NamedTuple
+
 import numpy as np
+import torch
 from numba import njit, prange
 
-from .nearest import mul_pow2, pow2_exp, pow2_scale
+from .._core import mul_pow2, pow2_exp, pow2_scale
 
-__all__ = ["canonical", "farthest_first", "knn_mean_distance"]
+__all__ = ["Csr", "Engine", "TorchEngine", "canonical", "knn_mean_distance"]
 
 _EPS = np.finfo(np.float64).eps
 _BLOCK = 1 << 22
@@ -72,28 +77,106 @@ def _lower(ip, ix, dx, jp, jx, dy, u, du, r):
 
 
 @njit(cache=True)
-def _argmax_free(r, taken):
+def _argmax_free(r):
+    """First index of the largest ``r >= 0`` (-1: none; excluded points hold -1)."""
     best, arg = -1.0, -1
     for t in range(len(r)):
-        if not taken[t] and r[t] > best:
+        if r[t] > best:
             best, arg = r[t], t
     return arg
 
 
 @njit(cache=True)
-def _greedy(ip, ix, dx, dens, r, taken, budget, first):
-    picks = np.empty(budget, np.int64)
-    radii = np.empty(budget, np.float64)
-    for i in range(budget):
-        u = first if (i == 0 and first >= 0) else _argmax_free(r, taken)
-        picks[i] = u
-        radii[i] = r[u]
-        if i > 0 or first < 0:
-            if not np.isfinite(r[u]):
-                return picks[:i], radii[:i], u
-        taken[u] = True
+def _picks(ip, ix, dx, dens, r, k, first, start, out_i, out_r):
+    """``k`` picks of Algorithm 1 into ``out_i``/``out_r`` from position ``start``;
+    ``first`` (>= 0) forces the pick at position 0."""
+    for s in range(k):
+        u = first if (start + s == 0 and first >= 0) else _argmax_free(r)
+        out_i[start + s] = u
+        out_r[start + s] = r[u]
+        r[u] = -1.0
         _lower(ip, ix, dx, ip, ix, dx, u, dens[u], r)
-    return picks, radii, -1
+
+
+class Csr(NamedTuple):
+    """Canonical CSR rows (sorted, unique columns; float64 values) as numpy arrays or
+    tensors: ``indptr (N + 1,)``, ``indices (nnz,)``, ``data (nnz,)`` and ``dim`` D."""
+
+    indptr: Any
+    indices: Any
+    data: Any
+    dim: int
+
+
+def _pair(r_u: float, u: int) -> torch.Tensor:
+    return torch.tensor([float(r_u), float(u)], dtype=torch.float64)
+
+
+class Engine:
+    """The greedy engine on CSR rows in numba (CPU; the table's ``("numba", "sparse")``).
+
+    Per pick every row is read once and the picked row once per row:
+    ``O(nnz + N * nnz(u))``, distances from differences in float64.
+
+    Args:
+        x: :class:`Csr` of the ``(N, D)`` pool (numpy, already scaled).
+        dens: ``(N,)`` float64 densities (ones for k-center greedy).
+        centres: :class:`Csr` of the ``(L, D)`` labeled points (L may be 0).
+        cdens: ``(L,)`` float64 their densities.
+        excluded: ``(N,)`` bool, in-pool labeled points.
+        max_new: unused (nothing is preallocated).
+    """
+
+    host = True
+
+    def __init__(self, x, dens, centres, cdens, excluded, max_new):
+        self.x, self.dens = x, np.ascontiguousarray(dens, dtype=np.float64)
+        self.r = np.full(len(x.indptr) - 1, np.inf)
+        for k in range(len(centres.indptr) - 1):
+            _lower(x.indptr, x.indices, x.data, centres.indptr, centres.indices, centres.data,
+                   k, float(cdens[k]), self.r)
+        self.r[np.asarray(excluded, dtype=bool)] = -1.0
+        self.picks = 0
+
+    @staticmethod
+    def threads(num_threads=None):
+        from . import threads
+
+        return threads(num_threads)
+
+    def best(self) -> torch.Tensor:
+        """``(2,)`` float64 ``(r, index)`` of the next pick; ``(-1, -1)`` when done."""
+        u = int(_argmax_free(self.r))
+        return _pair(self.r[u], u) if u >= 0 else _pair(-1.0, -1)
+
+    def row(self, u) -> torch.Tensor:
+        """``(D + 1,)`` float64: the (dense) features of point ``u`` and its density."""
+        u = int(u)
+        ip, ix, dx, dim = self.x
+        out = torch.zeros(dim + 1, dtype=torch.float64)
+        out[torch.from_numpy(ix[ip[u]:ip[u + 1]])] = torch.from_numpy(dx[ip[u]:ip[u + 1]])
+        out[-1] = float(self.dens[u])
+        return out
+
+    def add_centre(self, vec, u=-1) -> None:
+        """Make ``vec`` ``(D + 1,)`` (features, density) a selected point; ``u`` its index
+        in this pool or -1 for a point held elsewhere."""
+        v = vec.detach().cpu().numpy() if hasattr(vec, "detach") else np.asarray(vec)
+        self.picks += 1
+        if int(u) >= 0:
+            self.r[int(u)] = -1.0
+        cols = np.flatnonzero(v[:-1]).astype(np.int64)
+        ip, ix, dx, _ = self.x
+        _lower(ip, ix, dx, np.array([0, len(cols)], dtype=np.int64), cols,
+               np.ascontiguousarray(v[:-1][cols], dtype=np.float64), 0, float(v[-1]), self.r)
+
+    def run(self, k: int, out_idx: torch.Tensor, out_r: torch.Tensor, first: int = -1) -> None:
+        """Make ``k`` picks of this pool alone into ``out_idx``/``out_r`` (``(budget,)``
+        int64 / float64 CPU tensors); ``first`` (>= 0) forces the very first pick."""
+        ip, ix, dx, _ = self.x
+        _picks(ip, ix, dx, self.dens, self.r, k, first, self.picks, out_idx.numpy(),
+               out_r.numpy())
+        self.picks += k
 
 
 def canonical(a, dtype=np.float64):
@@ -115,47 +198,9 @@ def canonical(a, dtype=np.float64):
 
 def _power_of_two_scale(*datas) -> float:
     """The power of two that brings the largest magnitude in ``datas`` into [1, 2) (exact):
-    the one scaling rule (``nearest.pow2_scale``) with no range left unscaled."""
+    the one scaling rule (``pow2_scale``) with no range left unscaled."""
     peak = max((float(np.abs(d).max()) for d in datas if d.size), default=0.0)
     return pow2_scale(peak, 0)
-
-
-def farthest_first(pool, dens, centres, cdens, taken, budget: int, first: int):
-    """Algorithm 1 on canonical CSR rows.
-
-    Args:
-        pool: ``(indptr, indices, data)`` of the ``(N, D)`` pool (from :func:`canonical`).
-        dens: ``(N,)`` float64 densities (ones for k-center greedy).
-        centres: ``(indptr, indices, data)`` of ``(L, D)`` labeled points (may be empty).
-        cdens: ``(L,)`` float64 densities of the centres.
-        taken: ``(N,)`` bool, in-pool points already labeled (never picked).
-        budget: number of picks.
-        first: the first pick when nothing is labeled, else ``-1``.
-
-    Returns:
-        ``(indices (budget,) int64, radii (budget,) float64)``; radii are squared
-        Euclidean distances divided by density, ``inf`` for a first pick made
-        with nothing labeled.
-
-    Raises:
-        ValueError: a radius overflows float64 (densities too small for the
-            distances), so the maximum cannot be decided.
-    """
-    ip, ix, dx = pool
-    jp, jx, dy = centres
-    s = _power_of_two_scale(dx, dy)
-    dx, dy = dx * s, dy * s
-    n = len(ip) - 1
-    r = np.full(n, np.inf)
-    for k in range(len(jp) - 1):
-        _lower(ip, ix, dx, jp, jx, dy, k, cdens[k], r)
-    taken = taken.copy()
-    picks, radii, bad = _greedy(ip, ix, dx, dens, r, taken, budget, first)
-    if bad >= 0:
-        raise ValueError(
-            "densities are too small for these distances: r = squared distance / density "
-            f"overflows float64 at index {bad}; rescale the densities")
-    return picks, mul_pow2(radii, -2 * pow2_exp(s))  # never s * s: it overflows
 
 
 @njit(cache=True, parallel=True)
@@ -266,9 +311,9 @@ def _lower_torch(r, cuts, col, val, row, dim, ucols, uvals, du, step):
     off u's columns) and ``sum_{j in u} (x_tj - v_j)^2`` (a dense ``rows x nnz(u)``
     gather of u's columns, absent entries 0): two sums of non-negative terms.
     """
-    import torch
-
     n = r.shape[0]
+    if n == 0:
+        return
     in_u = torch.zeros(dim, dtype=torch.bool, device=r.device)
     in_u[ucols] = True
     pos = torch.full((dim,), -1, dtype=torch.int64, device=r.device)
@@ -287,58 +332,78 @@ def _lower_torch(r, cuts, col, val, row, dim, ucols, uvals, du, step):
     torch.minimum(r, q / du, out=r)
 
 
-def farthest_first_torch(pool, dens, centres, cdens, taken, budget: int, first: int,
-                         dim: int, block: int = 1 << 22):
-    """Algorithm 1 on CSR tensors (any device), exact like :func:`farthest_first`.
+class TorchEngine:
+    """The greedy engine on CSR tensors (any device; the table's ``("torch", "sparse")``),
+    exact like :class:`Engine`: distances from differences (:func:`_lower_torch`).
+    Each pick reads one index back to the host (to slice the picked row).
 
     Args:
-        pool: ``(crow, col, val)`` int64/int64/float64 tensors of the canonical
-            ``(N, D)`` CSR (sorted, unique columns).
-        dens: ``(N,)`` float64 tensor; centres: ``(crow, col, val)`` of ``(L, D)``;
-        cdens: ``(L,)``; taken: ``(N,)`` bool; budget, first: as in :func:`farthest_first`.
-        dim: ``D``.
+        x: :class:`Csr` of tensors ``(crow, col, val)`` int64/int64/float64 on one device.
+        dens, centres, cdens, excluded, max_new: as in :class:`Engine`, tensors on that
+            device.
         block: entries of the dense ``rows x nnz(u)`` gather per row block.
-
-    Returns:
-        ``(indices (budget,) int64, radii (budget,) float64)`` tensors on the pool's device.
-        Each pick reads one index back to the host (to slice the picked row).
     """
-    import torch
 
-    crow, col, val = pool
-    jrow, jcol, jval = centres
-    dev = val.device
-    s = _power_of_two_scale(val.cpu().numpy(), jval.cpu().numpy())
-    val, jval = val * s, jval * s
-    n = crow.shape[0] - 1
-    row = torch.repeat_interleave(torch.arange(n, device=dev), crow.diff())
-    r = torch.full((n,), float("inf"), dtype=torch.float64, device=dev)
-    cr = crow.tolist()
-    width = max(1, int(max(crow.diff().max().item() if n else 1, jrow.diff().max().item()
-                           if len(jrow) > 1 else 1)))
-    step = max(1, block // width)  # rows per block, so rows x nnz(u) <= block
-    cuts = cr[::step] + ([cr[-1]] if n % step else [])
+    host = False
 
-    def lower(cols, vals, du):
-        _lower_torch(r, cuts, col, val, row, dim, cols, vals, du, step)
+    def __init__(self, x, dens, centres, cdens, excluded, max_new, block: int = 1 << 22):
+        crow, self.col, self.val, self.dim = x
+        self.dens = dens
+        dev = self.val.device
+        n = crow.shape[0] - 1
+        self.row_of = torch.repeat_interleave(torch.arange(n, device=dev), crow.diff())
+        self.r = torch.full((n,), float("inf"), dtype=torch.float64, device=dev)
+        self.cr = crow.tolist()
+        jr = centres.indptr.tolist()
+        width = max([1, *(b - a for a, b in zip(self.cr[:-1], self.cr[1:])),
+                     *(b - a for a, b in zip(jr[:-1], jr[1:]))])
+        self.step = max(1, block // width)  # rows per block, so rows x nnz(u) <= block
+        self.cuts = self.cr[::self.step] + ([self.cr[-1]] if n % self.step else [])
+        for k in range(len(jr) - 1):
+            self._lower(centres.indices[jr[k]:jr[k + 1]], centres.data[jr[k]:jr[k + 1]],
+                        float(cdens[k]))
+        self.r[excluded] = -1.0
+        self.picks = 0
 
-    jr = jrow.tolist()
-    for k in range(len(jr) - 1):
-        lower(jcol[jr[k]:jr[k + 1]], jval[jr[k]:jr[k + 1]], float(cdens[k]))
-    taken = taken.clone()
-    picks = torch.empty(budget, dtype=torch.int64, device=dev)
-    radii = torch.empty(budget, dtype=torch.float64, device=dev)
-    for i in range(budget):
-        if i == 0 and first >= 0:
-            u = first
-        else:
-            u = int(torch.argmax(torch.where(taken, float("-inf"), r)))  # first maximum
-            if not torch.isfinite(r[u]):
-                raise ValueError(
-                    "densities are too small for these distances: r = squared distance / "
-                    f"density overflows float64 at index {u}; rescale the densities")
-        picks[i] = u
-        radii[i] = r[u]
-        taken[u] = True
-        lower(col[cr[u]:cr[u + 1]], val[cr[u]:cr[u + 1]], float(dens[u]))
-    return picks, mul_pow2(radii, -2 * pow2_exp(s))  # never s * s: it overflows
+    threads = staticmethod(Engine.threads)
+
+    def _lower(self, cols, vals, du: float) -> None:
+        _lower_torch(self.r, self.cuts, self.col, self.val, self.row_of, self.dim, cols, vals,
+                     du, self.step)
+
+    def best(self) -> torch.Tensor:
+        """``(2,)`` float64 ``(r, index)`` of the next pick; ``(-1, -1)`` when done."""
+        if self.r.numel() == 0:
+            return _pair(-1.0, -1).to(self.r.device)
+        u = torch.argmax(self.r).reshape(1)  # first maximum
+        pair = torch.cat([self.r.index_select(0, u), u.to(torch.float64)])
+        return torch.where(pair[0] < 0, _pair(-1.0, -1).to(self.r.device), pair)
+
+    def row(self, u) -> torch.Tensor:
+        """``(D + 1,)`` float64: the (dense) features of point ``u`` and its density."""
+        u = int(u)
+        out = torch.zeros(self.dim + 1, dtype=torch.float64, device=self.r.device)
+        lo, hi = self.cr[u], self.cr[u + 1]
+        out[self.col[lo:hi]] = self.val[lo:hi]
+        out[-1] = self.dens[u]
+        return out
+
+    def add_centre(self, vec, u=-1) -> None:
+        """As :meth:`Engine.add_centre`; ``vec`` on this engine's device."""
+        self.picks += 1
+        if int(u) >= 0:
+            self.r[int(u)] = -1.0
+        cols = vec[:-1].nonzero().squeeze(1)
+        self._lower(cols, vec[:-1][cols], float(vec[-1]))
+
+    def run(self, k: int, out_idx: torch.Tensor, out_r: torch.Tensor, first: int = -1) -> None:
+        """As :meth:`Engine.run`, on the engine's device."""
+        for _ in range(k):
+            i = self.picks
+            u = first if (i == 0 and first >= 0) else int(torch.argmax(self.r))
+            out_idx[i] = u
+            out_r[i] = self.r[u]
+            self.picks += 1
+            self.r[u] = -1.0
+            lo, hi = self.cr[u], self.cr[u + 1]
+            self._lower(self.col[lo:hi], self.val[lo:hi], float(self.dens[u]))

@@ -53,9 +53,13 @@ class Engine:
         cdens: ``(L,)`` float64 their densities.
         excluded: ``(N,)`` bool, in-pool labeled points.
         max_new: how many centres may still be added (unused: nothing is preallocated).
+        weights: ``(N,)`` float64 candidate weights on x's device, or None: with them
+            the engine picks ``argmax r * weight`` (typicality); radii stay ``r``.
     """
 
-    def __init__(self, x, dens, centres, cdens, excluded, max_new):
+    weighted = True
+
+    def __init__(self, x, dens, centres, cdens, excluded, max_new, weights=None):
         n = x.shape[0]
         dev = x.device
         self.x, self.dens = x, dens
@@ -70,6 +74,7 @@ class Engine:
             r = torch.full((n,), float("inf"), dtype=torch.float64, device=dev)
         self.r = torch.where(excluded, torch.full_like(r, -1.0), r)
         self.none = torch.tensor([-1.0, -1.0], dtype=torch.float64, device=dev)
+        self.w = weights
         self.picks = 0
 
     @staticmethod
@@ -83,7 +88,8 @@ class Engine:
         nothing is left. Ties go to the lowest index (first maximum)."""
         if self.r.numel() == 0:
             return self.none
-        u = torch.argmax(self.r).reshape(1)  # a 1-element index: no ``.item()``
+        score = self.r if self.w is None else self.r * self.w  # excluded: r = -1 < 0
+        u = torch.argmax(score).reshape(1)  # a 1-element index: no ``.item()``
         pair = torch.cat([self.r.index_select(0, u), u.to(torch.float64)])
         return torch.where(pair[0] < 0, self.none, pair)
 

@@ -212,7 +212,7 @@ def _initial_r(inp: dict) -> torch.Tensor:
 class Engine:
     """Algorithm 1 on one pool with the batch kernels (a batch of one).
 
-    Same interface as every engine (:mod:`densecore.greedy`); :meth:`run_batch`
+    Same interface as every engine (:mod:`densecore.engines`); :meth:`run_batch`
     runs many pools per launch.
 
     Args:
@@ -223,6 +223,8 @@ class Engine:
         excluded: ``(N,)`` bool, in-pool labeled points.
         max_new: how many centres may still be added.
     """
+
+    half_on_cpu = True  # 16-bit storage is kept (the interpreter runs CPU tensors)
 
     def __init__(self, x, dens, centres, cdens, excluded, max_new):
         self.b = _Batch([dict(x=x, dens=dens, centres=centres, cdens=cdens,

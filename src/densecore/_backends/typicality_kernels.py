@@ -1,6 +1,6 @@
-"""numba kernels of :class:`densecore.TypicalityGreedy` (squared Euclidean distances in
-float64 from differences); a module of their own so that ``import densecore`` does not
-load numba."""
+"""numba kernel of the numba engine's weight hook (``argmax r * w``, the typicality
+greedy; squared Euclidean distances in float64 from differences); a module of its
+own so that ``import densecore`` does not load numba."""
 
 from __future__ import annotations
 
@@ -15,14 +15,6 @@ def _sqdist(x, i, c):  # pragma: no cover - numba
         t = np.float64(x[i, d]) - np.float64(c[d])
         s += t * t
     return s
-
-
-@numba.njit(parallel=True, cache=True)
-def _lower(x, c, r):  # pragma: no cover - numba
-    for i in numba.prange(x.shape[0]):
-        s = _sqdist(x, i, c)
-        if s < r[i]:
-            r[i] = s
 
 
 @numba.njit(parallel=True, cache=True)

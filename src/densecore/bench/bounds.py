@@ -63,10 +63,8 @@ import numpy as np
 
 from ..bounds import bound_report
 from ..density import TAU, coverage_density, knn_mean_distance, lid_density
-from ..refine import KMedoidsRefinement
-from ..samplers import DensityAwareGreedy, KCenterGreedy
+from ..samplers import DensityAwareGreedy, KCenterGreedy, KMedoidsRefinement, TypicalityGreedy
 from ..synthetic import gaussian_mixture
-from ..typicality import TypicalityGreedy
 from ..tuning import DEFAULT_TAUS, tune_density_scaling
 from .report import markdown_table
 

@@ -42,6 +42,7 @@ import torch
 from .. import metrics as M
 from .. import validation as V
 from .._backends import faiss_backend, nearest, threads
+from .._core import SAFE_EXP, mul_pow2, pow2_exp, pow2_scale
 from .scaling import BETA, TAU, coverage_density
 
 __all__ = ["APPROX_MIN", "SEARCHES", "KNNDensity", "knn_mean_distance"]
@@ -147,10 +148,10 @@ def _knn_mean_distance(features, k, search_backend, metric, validate, search, re
     xn = nearest._as_np(x)
     # the one scaling rule (a power of two, exact; copies stay copies): squared
     # distances stay finite in float64 and the HNSW graph's float32 copy stays finite
-    e = nearest.pow2_exp(nearest.pow2_scale(float(np.abs(xn).max()) if xn.size else 0.0,
-                                            nearest.SAFE_EXP[torch.float32]))
+    e = pow2_exp(pow2_scale(float(np.abs(xn).max()) if xn.size else 0.0,
+                                    SAFE_EXP[torch.float32]))
     if e:
-        xn = nearest.mul_pow2(xn, e)
+        xn = mul_pow2(xn, e)
     groups = _Distinct(xn)
     if search == "auto":
         big = groups.size >= APPROX_MIN and faiss_backend.available()
@@ -166,7 +167,7 @@ def _knn_mean_distance(features, k, search_backend, metric, validate, search, re
             total = _exact_sum(xn, groups, k, search_backend, metric)
     mean = total[groups.inverse] / k if groups.inverse is not None else total / k
     if e and metric != "cosine":  # cosine distances of unit rows do not scale
-        mean = nearest.mul_pow2(mean, -e)
+        mean = mul_pow2(mean, -e)
     if not isinstance(features, np.ndarray):
         mean = torch.from_numpy(mean).to(x.device)
     return mean, search, got

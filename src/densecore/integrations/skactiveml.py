@@ -46,7 +46,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 
 from .. import metrics as M
 from ..density.knn import KNNDensity
-from ..greedy import farthest_first
+from ..samplers import DensityAwareGreedy, KCenterGreedy
 from ..validation import is_sparse
 
 __all__ = ["CoreSet", "DensityAwareCoreSet"]
@@ -60,6 +60,8 @@ class _DensecoreStrategy(SingleAnnotatorPoolQueryStrategy):
         super().__init__(missing_label=missing_label, random_state=random_state)
         self.metric = metric
         self.backend = backend
+
+    _sampler = KCenterGreedy  # the densecore sampler this strategy is a thin user of
 
     def _densities(self, X, X_cand):
         return None, None
@@ -109,9 +111,10 @@ class _DensecoreStrategy(SingleAnnotatorPoolQueryStrategy):
             kwargs = {"densities": pool_dens}
             if len(outside):
                 kwargs["labeled_densities"] = dens_x[outside]
-        sel = farthest_first(X_cand, batch_size, labeled=in_pool,
+        sampler = self._sampler(backend=self.backend, metric=metric)
+        sel = sampler.select(X_cand, batch_size, labeled=in_pool,
                              labeled_features=X[outside] if len(outside) else None,
-                             init=init, metric=metric, backend=self.backend, **kwargs)
+                             init=init, **kwargs)
         picks = np.asarray(sel.indices, dtype=np.int64)
         query_indices = mapping[picks] if mapping is not None else picks
         if not return_utilities:
@@ -203,6 +206,8 @@ class DensityAwareCoreSet(_DensecoreStrategy):
         >>> DensityAwareCoreSet(density=lambda x: np.ones(len(x))).query(X, y).tolist()
         [2]
     """
+
+    _sampler = DensityAwareGreedy
 
     def __init__(self, density="knn", k=10, beta=float(np.exp(2.4)), tau=0.25,
                  metric="euclidean", backend="auto", missing_label=MISSING_LABEL,

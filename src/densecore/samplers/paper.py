@@ -1,14 +1,8 @@
-"""Sampler classes: options in ``__init__``, the work in ``select``.
+"""The paper's samplers: k-center greedy and the density-aware greedy (Algorithm 1).
 
 Both call :func:`densecore.greedy.farthest_first`; a test checks they agree.
-Every sampler has the same protocol::
-
-    select(features, budget, *, densities=None, labeled=None,
-           labeled_features=None, labeled_densities=None, init=None) -> Selection
-
-A sampler that does not use densities accepts and ignores them, so callers
-such as :func:`densecore.select_pixels` never inspect a signature. The greedy
-samplers also have ``select_batch(features, lengths, budgets, ...)``: many pools
+They follow the sampler protocol (:class:`densecore.samplers.Sampler`). They
+also have ``select_batch(features, lengths, budgets, ...)``: many pools
 in one call (:func:`densecore.batch.farthest_first_batch`), which
 :func:`densecore.select_pixels` uses for all images of a call.
 
@@ -18,20 +12,20 @@ Shape:
 
 from __future__ import annotations
 
-from .batch import farthest_first_batch
-from .greedy import BACKENDS, Selection, farthest_first
-from .metrics import check_metric
-from .validation import check_int
+from .. import engines as E
+from .._core import Selection, check_int, check_metric
+from ..batch import farthest_first_batch
+from ..greedy import farthest_first
 
-__all__ = ["DensityAwareGreedy", "KCenterGreedy", "Selection"]
+__all__ = ["DensityAwareGreedy", "KCenterGreedy"]
 
 
 class _Greedy:
+    uses_densities = False  # whether Algorithm 1 divides by the centres' densities
+
     def __init__(self, backend: str = "auto", seed: int = 0, progress: bool = False,
                  validate: bool = True, metric: str = "euclidean"):
-        if backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {BACKENDS}; got {backend!r}")
-        self.backend = backend
+        self.backend = E.check(backend)
         self.metric = check_metric(metric)
         self.seed = check_int(seed, "seed")
         self.progress = bool(progress)
@@ -136,6 +130,8 @@ class DensityAwareGreedy(_Greedy):
         >>> DensityAwareGreedy().select(x, 1, densities=d, labeled=[0]).indices.tolist()
         [2]
     """
+
+    uses_densities = True
 
     def _densities(self, densities, labeled_densities):
         if densities is None:

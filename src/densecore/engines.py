@@ -1,0 +1,129 @@
+"""The one switch from ``backend=`` to code: the table of farthest-first engines.
+
+:data:`ENGINES` maps ``(name, layout)`` to a loader of an engine class;
+``layout`` is ``"dense"`` (an ``(N, D)`` tensor) or ``"sparse"`` (canonical
+CSR rows). Every sampler, :func:`densecore.farthest_first_batch`,
+:func:`densecore.distributed.select` and the CLI resolve ``backend=`` here
+(:func:`resolve`) and nowhere else. Adding a backend is one module holding an
+``Engine`` class and one entry in :data:`ENGINES`.
+
+The engine interface (one class per entry)::
+
+    Engine(x, dens, centres, cdens, excluded, max_new)
+    best() -> (2,) float64 tensor (r, index); (-1, -1) when nothing is left
+    row(u) -> (D + 1,) float64 tensor: the features of point u and its density
+    add_centre(vec, u)      # vec from row(); u its index here or -1 (held elsewhere)
+    run(k, out_idx, out_r, first)   # k picks of this pool alone
+    threads(num_threads)    # static: a context manager capping the engine's threads
+    weighted = False        # class attribute: True if it takes candidate weights
+    host = True             # class attribute: it computes on the CPU from numpy
+
+``r`` of a point is its squared distance to the nearest centre divided by that
+centre's density; an engine with ``weighted = True`` also accepts
+``weights=(N,)`` float64 and picks ``argmax r * weight`` (typicality: the
+density on the candidate's side of the link).
+
+"auto" has one rule: ``"numba"`` for CPU features, ``"torch"`` on other devices
+(``"triton"`` is opt-in until it has been measured on a GPU).
+
+Example:
+    >>> import torch
+    >>> resolve("auto", "dense", torch.device("cpu")), resolve("torch", "sparse", torch.device("cpu"))
+    ('numba', 'torch')
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from ._core import check_backend
+
+__all__ = ["BACKENDS", "ENGINES", "LAYOUTS", "engine", "names", "resolve"]
+
+LAYOUTS = ("dense", "sparse")
+
+
+def _loader(module: str, attr: str = "Engine", needs: str | None = None):
+    """A loader of ``densecore.<module>.<attr>``, imported on first use (no numba or
+    triton import before an engine of theirs runs)."""
+
+    def load():
+        try:
+            mod = importlib.import_module(f"densecore.{module}")
+        except ImportError as e:
+            if needs is None:
+                raise
+            raise ImportError(f"backend needs {needs}") from e
+        return getattr(mod, attr)
+
+    return load
+
+
+# (name, layout) -> loader of the engine class. A new backend is one module and one entry.
+ENGINES = {
+    ("numba", "dense"): _loader("_backends.numba_backend"),
+    ("torch", "dense"): _loader("_backends.torch_backend"),
+    ("triton", "dense"): _loader("_backends.triton_backend", needs=(
+        "triton (it comes with torch's CUDA wheels; else pip install triton)")),
+    ("numba", "sparse"): _loader("_backends.sparse_backend"),
+    ("torch", "sparse"): _loader("_backends.sparse_backend", "TorchEngine"),
+}
+
+
+def names(layout: str | None = None) -> tuple:
+    """The backend names in the table (of one layout, or of any), in table order.
+
+    Example:
+        >>> names("sparse")
+        ('numba', 'torch')
+    """
+    out = []
+    for name, lay in ENGINES:
+        if (layout is None or lay == layout) and name not in out:
+            out.append(name)
+    return tuple(out)
+
+
+# the built-in names, for option lists (the CLI); checks read the table itself
+BACKENDS = ("auto", *names())
+
+
+def check(backend) -> str:
+    """Check ``backend`` is ``"auto"`` or a name in the table; return it.
+
+    Example:
+        >>> check("torch")
+        'torch'
+    """
+    return check_backend(backend, names())
+
+
+def resolve(backend, layout: str, device) -> str:
+    """The engine name for ``backend``, the features' ``layout`` and ``device``
+    (a ``torch.device``).
+
+    Raises:
+        ValueError: naming ``backend`` when it is not in the table, or has no
+            engine for ``layout``.
+    """
+    check(backend)
+    if backend == "auto":
+        # CPU: the numba engine, several times faster than the torch loop at 100,000 x 64,
+        # 1,000 picks (benchmarks/speed.py; docs/benchmarks.md). CUDA stays on the torch engine until the fused triton engine (two launches per
+        # pick against about 25) has been timed and checked on a GPU by
+        # benchmarks/gpu_check.py; it is proven on the CPU under TRITON_INTERPRET=1 only.
+        backend = "numba" if device.type == "cpu" else "torch"
+    if (backend, layout) not in ENGINES:
+        raise ValueError(f"backend {backend!r} has no engine for {layout} features; "
+                         f"backends with one: {names(layout)}")
+    return backend
+
+
+def engine(name: str, layout: str = "dense"):
+    """The engine class of table entry ``(name, layout)`` (imported now).
+
+    Example:
+        >>> engine("torch").__name__, engine("numba", "sparse").host
+        ('Engine', True)
+    """
+    return ENGINES[(name, layout)]()
