@@ -21,22 +21,66 @@ def pruned(monkeypatch):
     monkeypatch.setattr(numba_backend, "PLAIN_MAX", 0)
 
 
-def test_picker_prefers_the_cheaper_mode_and_probes_back():
-    p = B.ThreadPicker(2, free=lambda: 1)
-    t, m = p.next(10)
-    assert (t, m) == (1, B.ThreadPicker.PROBE)  # one thread first, on a short block
-    p.done(t, 0.04, 2)  # serial: 0.02 s per unit
-    t, m = p.next(10)
-    assert (t, m) == (2, B.ThreadPicker.PROBE)
-    p.done(t, 0.2, 2)  # parallel: 0.1 s per unit -> serial wins
+def _drive(p, blocks, cost):
+    """Run ``blocks`` blocks of at most 10 picks through picker ``p``; ``cost(i, threads,
+    picks)`` is the block's seconds per unit of work. Returns the ``(threads, picks)``
+    of every block."""
     seen = []
-    for _ in range(12):
+    for i in range(blocks):
         t, m = p.next(10)
         seen.append((t, m))
-        p.done(t, (1.0 if t > 1 else 0.2), 10)
-    assert seen[0] == (1, 10)
-    assert (2, B.ThreadPicker.PROBE) in seen  # the parallel mode is re-tried on a short block
-    assert sum(t > 1 for t, _ in seen) <= 2  # ... and not often while it keeps losing
+        p.done(t, cost(i, t, m) * m, m)
+    return seen
+
+
+def test_picker_trial_is_serial_then_wake_up_then_parallel():
+    P = B.ThreadPicker.PROBE
+    p = B.ThreadPicker(2, free=lambda: 1)
+    seen = _drive(p, 3 * B.ThreadPicker.KEEP, lambda i, t, m: 1.0 if t == 1 else 0.5)
+    assert seen[:3] == [(1, P), (2, 1), (2, P)]  # one thread first, one untimed pick
+    assert seen == seen[:3] * B.ThreadPicker.KEEP  # the first trials run back to back
+    assert p.best == "parallel" and p.next(10) == (2, 10)
+
+
+def test_picker_compares_adjacent_blocks_not_costs_from_different_times():
+    # the cost per unit drifts 30x over the run (the picks read ever fewer points per
+    # unit of bookkeeping, the machine's load changes) while the parallel mode always
+    # costs 0.7 of the serial block next to it: parallel is chosen and kept
+    p = B.ThreadPicker(2, free=lambda: 1)
+    seen = _drive(p, 600, lambda i, t, m: (1.0 + i / 20) * (0.7 if t > 1 else 1.0))
+    rest = seen[3 * B.ThreadPicker.KEEP:]
+    assert all(t == 2 for t, m in rest if m == 10)
+    # trials keep coming, ever more rarely while they agree
+    serial_halves = [i for i, (t, m) in enumerate(rest) if t == 1]
+    assert 2 <= len(serial_halves) <= 12
+    gaps = np.diff(serial_halves)
+    assert (gaps[1:] >= gaps[:-1]).all()
+
+
+def test_picker_keeps_one_thread_while_parallel_loses_and_retries_rarely():
+    p = B.ThreadPicker(2, free=lambda: 1)
+    seen = _drive(p, 400, lambda i, t, m: 3.0 if t > 1 else 1.0)
+    assert p.best == "serial"
+    full = [t for t, m in seen if m == 10]
+    assert full and all(t == 1 for t in full)
+    assert sum(t > 1 for t, _ in seen) <= 3 * B.ThreadPicker.KEEP + 2 * 8
+
+
+def test_picker_is_not_swayed_by_one_outlying_trial_or_the_wake_up_pick():
+    p = B.ThreadPicker(2, free=lambda: 1)
+    trial = [0]
+
+    def cost(i, t, m):
+        if t > 1 and m == 1:
+            return 500.0  # waking sleeping threads: not timed
+        if t > 1:
+            trial[0] += 1
+            return 80.0 if trial[0] == 5 else 0.6  # one trial under a passing load
+        return 1.0
+
+    seen = _drive(p, 300, cost)
+    assert trial[0] >= 6 and p.best == "parallel"
+    assert sum(t == 1 and m == 10 for t, m in seen) == 0
 
 
 def test_picker_never_goes_parallel_without_a_free_core_or_with_limit_one():
@@ -48,7 +92,7 @@ def test_picker_never_goes_parallel_without_a_free_core_or_with_limit_one():
             assert t == 1
             p.done(t, 0.01, 10)
     p = B.ThreadPicker(8, free=lambda: 2)
-    p.done(*p.next(10)[:1], 1.0, 2)
+    p.done(*p.next(10), 1.0)  # the trial's serial half
     assert p.next(10)[0] == 3  # 1 + free cores
 
 
@@ -107,15 +151,15 @@ def test_num_threads_argument_caps_the_engine(monkeypatch, pruned):
         farthest_first(x, 20, init=0, num_threads=0)
 
 
-def test_picker_reset_times_both_modes_anew():
+def test_picker_reset_compares_both_modes_anew():
+    P = B.ThreadPicker.PROBE
     p = B.ThreadPicker(2, free=lambda: 1)
-    p.done(*p.next(10)[:1], 0.04, 2)
-    p.done(*p.next(10)[:1], 0.01, 2)  # parallel cheaper: chosen
+    _drive(p, 3 * B.ThreadPicker.KEEP, lambda i, t, m: 1.0 if t == 1 else 0.5)
     assert p.next(10) == (2, 10)
     p.reset()
-    assert p.next(10) == (1, B.ThreadPicker.PROBE)  # one thread first again
-    p.done(1, 0.04, 2)
-    assert p.next(10) == (2, B.ThreadPicker.PROBE)
+    assert p.next(10) == (1, P)  # a trial again, one thread first
+    p.done(1, 1.0, P)
+    assert p.next(10) == (2, 1)
 
 
 def test_engine_does_not_time_the_block_with_the_hand_over(monkeypatch, pruned):

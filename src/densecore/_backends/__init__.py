@@ -82,22 +82,24 @@ def free_cores() -> int | None:
 
 
 class ThreadPicker:
-    """Choose, block by block, between one thread and several by measured cost.
+    """Choose, block by block, between one thread and several by paired trials.
 
     On an idle machine a parallel region per pick pays; when other processes
     keep the cores busy, every region waits for its slowest (descheduled)
     thread and one thread is many times faster (``benchmarks/speed.py
-    --contention``: 50 ms instead of 2 ms per pick). The picker times each
-    block of work in the mode it ran in (seconds per unit of ``work``, e.g.
-    feature rows read), runs the cheaper mode, and re-tries the other on a
-    short probe block after ``gap`` blocks; the gap doubles every time the
-    probe is taken (the parallel mode must cost below ``MARGIN`` of the serial one
-    to be chosen). Both modes are first timed
-    on short blocks, one thread first (a parallel block on a busy machine can
-    cost many times a serial one). The parallel mode gets
-    ``min(limit, 1 + free cores)`` threads when it starts or is probed, and
-    is neither started nor probed while :func:`free_cores` reports no free core (a probe under full
-    contention costs more than it can win back). The selection does not
+    --contention``: 50 ms instead of 2 ms per pick). A block's cost per unit of
+    ``work`` (e.g. feature rows read) swings by 2x from block to block in one
+    mode, with the picks' character and the machine, so the modes are compared
+    only on *adjacent* blocks: a trial runs ``PROBE`` picks on one thread, then
+    ``PROBE`` picks on several (after one untimed pick that wakes their sleeping
+    threads), and records the ratio of their costs. The
+    parallel mode is chosen while the median ratio of the last ``KEEP`` trials is
+    below ``MARGIN``. The first ``KEEP`` trials run back to back; after that a
+    trial runs every ``gap`` blocks, the gap doubling while the trials agree with
+    the choice and falling back to ``GAP`` when one does not. One thread goes first in a trial (a
+    parallel block on a busy machine can cost many times a serial one), and the
+    parallel half gets ``min(limit, 1 + free cores)`` threads; no trial runs
+    while :func:`free_cores` reports no free core. The selection does not
     depend on the thread count, only its speed.
 
     Args:
@@ -106,16 +108,18 @@ class ThreadPicker:
 
     Example:
         >>> p = ThreadPicker(4, free=lambda: 3)
-        >>> t, m = p.next(10)
-        >>> p.done(t, 1.0, m); t2, m2 = p.next(10); p.done(t2, 2.0, m2)
-        >>> (t, m, t2, m2, p.next(10))
-        (1, 2, 4, 2, (1, 10))
+        >>> for _ in range(ThreadPicker.KEEP):  # serial half, then parallel half
+        ...     for cost in (2.0, 9.0, 1.0):  # serial, the untimed wake-up, parallel
+        ...         t, m = p.next(10); p.done(t, cost, m)
+        >>> p.next(10)
+        (4, 10)
     """
 
-    PROBE = 2  # picks in a probe block
-    GAP = 4  # blocks between probes after a swap
+    PROBE = 4  # picks in each half of a trial
+    KEEP = 3  # trials whose median ratio decides
+    GAP = 4  # blocks between trials after the choice changes
     MAX_GAP = 256
-    MARGIN = 0.8  # parallel is chosen when it costs below this share of serial
+    MARGIN = 0.9  # parallel is chosen when it costs below this share of serial
 
     def __init__(self, limit: int, free=free_cores):
         self.limit = max(1, int(limit))
@@ -123,17 +127,18 @@ class ThreadPicker:
         self.reset()
 
     def reset(self) -> None:
-        """Forget the measured costs (the unit of work changed): both modes are timed
-        again, one thread first."""
-        self.cost = {"serial": None, "parallel": None}
+        """Forget the trials (the unit of work changed): both modes are compared anew."""
+        self.ratios: list[float] = []
         self.best = "serial"
         self.gap = self.GAP
         self.since = 0
-        self._probing = False
+        self._phase = None  # the trial's next block: "serial", "warm", "parallel"
+        self._threads = 1  # threads of the trial's parallel half
+        self._serial_cost = 0.0
 
     def _parallel_threads(self) -> int:
-        """Threads to start or probe the parallel mode with; 1 when no other core is
-        free in any of three looks (the count of runnable tasks is a snapshot)."""
+        """Threads for the parallel half of a trial; 1 when no other core is free in any
+        of three looks (the count of runnable tasks is a snapshot)."""
         f = [self.free() for _ in range(3)]
         if any(v is None for v in f):
             return self.limit
@@ -143,41 +148,47 @@ class ThreadPicker:
         """``(threads, picks)`` for the next block of at most ``k`` picks."""
         if self.limit == 1:
             return 1, k
-        if self.cost["serial"] is None:  # first a short block on one thread (safe)
+        if self._phase is None and (len(self.ratios) < self.KEEP or self.since >= self.gap):
+            self._threads = self._parallel_threads()
+            if self._threads > 1:
+                self._phase = "serial"
+            else:  # every core busy: one thread, and look again after a gap
+                self.ratios = [float("inf")] * self.KEEP
+                self.best = "serial"
+                self.since = 0
+        if self._phase == "serial":
             return 1, min(k, self.PROBE)
-        if self.cost["parallel"] is None or (self.best == "serial" and self.since >= self.gap):
-            t = self._parallel_threads()
-            if t > 1:
-                self._probing = self.cost["parallel"] is not None
-                return t, min(k, self.PROBE)
-            return 1, k
-        if self.since >= self.gap:
-            self._probing = True
-            return 1, min(k, self.PROBE)
-        # While the parallel mode is the cheaper one its own worker threads may show
-        # as runnable; the measured cost, not the snapshot, decides whether to leave it.
+        if self._phase == "warm":
+            return self._threads, 1
+        if self._phase == "parallel":
+            return self._threads, min(k, self.PROBE)
+        # While the parallel mode is chosen its own worker threads may show as
+        # runnable; the trials, not the snapshot, decide whether to leave it.
         return (1, k) if self.best == "serial" else (self.limit, k)
 
     def done(self, threads: int, seconds: float, work: float) -> None:
         """Record that a block run with ``threads`` took ``seconds`` for ``work`` units."""
-        mode = "parallel" if threads > 1 else "serial"
         c = seconds / max(work, 1.0)
-        old = self.cost[mode]
-        self.cost[mode] = c if old is None else 0.5 * (old + c)
-        if self._probing:
-            self._probing = False
-            self.since = 0
-            self.gap = min(2 * self.gap, self.MAX_GAP)
-        else:
+        if self._phase is None:
             self.since += 1
-        cs, cp = self.cost["serial"], self.cost["parallel"]
-        # parallel must win clearly: its cost swings with the other processes' load
-        best = "parallel" if cs is not None and cp is not None and cp < self.MARGIN * cs \
-            else "serial"
-        if best != self.best:
+        elif self._phase == "serial":
+            self._serial_cost = max(c, 1e-300)
+            self._phase = "warm"
+        elif self._phase == "warm":  # one untimed pick: waking the pool's sleeping
+            self._phase = "parallel"  # threads is not what the parallel mode costs
+        else:
+            self._phase = None
+            ratio = c / self._serial_cost
+            self.ratios = (self.ratios + [ratio])[-self.KEEP:]
+            best = "parallel" if sorted(self.ratios)[len(self.ratios) // 2] < self.MARGIN \
+                else "serial"
+            # the gap grows while the trials agree with the choice (a machine whose
+            # load comes and goes would otherwise swap modes every few blocks) and
+            # shrinks when one disagrees, so that a passing load is not remembered long
+            agree = best == self.best and (ratio < self.MARGIN) == (best == "parallel")
+            self.gap = min(2 * self.gap, self.MAX_GAP) if agree else self.GAP
             self.best = best
-            self.since = 0  # the gap keeps growing: a machine whose load comes and
-            # goes would otherwise swap modes every few blocks
+            self.since = 0
 
 
 def timed(fn, *args):

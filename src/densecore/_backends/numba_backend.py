@@ -46,6 +46,7 @@ import torch
 from numba import njit, prange
 
 from .groups import build_groups, encode, n_groups
+from .prefetch import AHEAD, prefetch_row
 from .sketch import SKETCH_DIM, build_sketch
 
 log = logging.getLogger(__name__)
@@ -231,7 +232,10 @@ def add_centre(x, centres, cdens, order, rr, tmp, a_start, a_end, a_max, a_arg, 
         m = 0
         reads = 0
         thr = chunk_thr[j]
-        for p in range(chunk_lo[j], chunk_hi[j]):
+        hi = chunk_hi[j]
+        for p in range(chunk_lo[j], hi):
+            if p + AHEAD < hi:  # the rows are scattered: ask for one a few members ahead
+                prefetch_row(x, order[p + AHEAD])
             t = order[p]
             if t == u:
                 tmp[p] = -2.0
@@ -664,6 +668,7 @@ class Engine:
 
     host = True
     weighted = True
+    search_method = "auto"  # exact search from the CPU's fast candidates (faiss when present)
 
     def __init__(self, x, dens, centres, cdens, excluded, max_new, weights=None):
         from . import ThreadPicker, thread_limit
@@ -684,7 +689,7 @@ class Engine:
 
             self.r = np.full(n, np.inf)
             if n_lab:
-                self.r[:] = search(x, centres, 1, weights=cdens)[0][:, 0].numpy()
+                self.r[:] = search(x, centres, 1, weights=cdens, method=self.search_method)[0][:, 0].numpy()
             self.taken = ex.copy()
             self.blocks = min(_WEIGHTED_BLOCKS, max(1, n))
             u, _ = _update_argmax(self.x, np.empty(0, self.x.dtype), self.r, self.w,
@@ -695,7 +700,7 @@ class Engine:
             self.r = np.full(n, np.inf)
             if n_lab:  # on one thread: a parallel region costs more than this search
                 with self.threads(1):
-                    v, _ = search(x, centres, 1, weights=cdens)
+                    v, _ = search(x, centres, 1, weights=cdens, method=self.search_method)
                 self.r[:] = v[:, 0].numpy()
             self.r[ex] = -1.0
             self.best_r, self.best_u = _argmax_first(self.r)
@@ -724,7 +729,7 @@ class Engine:
         if n_lab:
             self.centres[:n_lab] = _host(centres.to(x.dtype))
             self.cdens[:n_lab] = _host(cdens)
-            v, a = search(x, centres, 1, weights=cdens)
+            v, a = search(x, centres, 1, weights=cdens, method=self.search_method)
             assign = np.where(ex, -1, a[:, 0].numpy())
             r = np.where(ex, -1.0, v[:, 0].numpy())
             m = build_areas(assign, r, n_lab, self.order, self.rr, self.a_start, self.a_end,
