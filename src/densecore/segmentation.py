@@ -161,6 +161,116 @@ def _scores(score, probs, shape_ref, from_logits, validate, seed, region_size):
     return s
 
 
+@dataclass
+class _Inputs:
+    """The checked inputs of :func:`select_pixels` (tensors on the probabilities' device)."""
+
+    probs: torch.Tensor  # (B, C, H, W)
+    feats: torch.Tensor | None  # (B, D, h, w), None for score-only ranking
+    dens: torch.Tensor | None  # (B, h, w)
+    labeled: torch.Tensor | None  # (B, H, W) bool
+    ignore: torch.Tensor | None  # (B, H, W) bool
+    sampler: object  # a sampler, None (score only) or "ripu"
+    budget: int
+    alpha: float
+    region_size: int
+
+    @property
+    def exclude(self) -> torch.Tensor | None:
+        """``(B, H, W)`` bool: labeled or ignored pixels, or None."""
+        if self.ignore is None:
+            return self.labeled
+        return self.ignore if self.labeled is None else self.labeled | self.ignore
+
+
+def _check(probs, features, densities, budget, labeled, ignore, alpha, sampler,
+           region_size, region_overlap, seed, validate) -> _Inputs:
+    """Checks of :func:`select_pixels`: shapes, devices, options; the default sampler."""
+    probs_t = V.as_tensor_like(probs, "probs")
+    if probs_t.ndim != 4:
+        raise ValueError(f"probs must have shape (B, C, H, W); got shape "
+                         f"{tuple(probs_t.shape)}")
+    bsz, _, big_h, big_w = probs_t.shape
+    budget = V.check_int(budget, "budget", minimum=0)
+    region_size = V.check_region_size(region_size)
+    if region_overlap not in ("allow", "block"):
+        raise ValueError(f"region_overlap must be 'allow' or 'block'; got {region_overlap!r}")
+    alpha = V.check_finite_float(alpha, "alpha", minimum=1.0)
+    if sampler is _DEFAULT:
+        sampler = KCenterGreedy(seed=seed, validate=validate)
+    if isinstance(sampler, str) and sampler != "ripu":
+        raise ValueError(f"sampler must be 'ripu', an object with a select method or None; "
+                         f"got {sampler!r}")
+    if sampler is not None and not isinstance(sampler, str) \
+            and not callable(getattr(sampler, "select", None)):
+        raise TypeError(f"sampler must have a select method or be None; got "
+                        f"{type(sampler).__name__}")
+    feats = dens = None
+    if sampler is not None and not isinstance(sampler, str):
+        if features is None:
+            raise ValueError("features is required unless sampler is None")
+        feats = V.check_feature_map(V.as_tensor_like(features, "features"), "features")
+        if feats.shape[0] != bsz:
+            raise ValueError(f"features must have B = {bsz} images like probs; got shape "
+                             f"{tuple(feats.shape)}")
+        V.check_same_device(probs_t, features=feats)
+        if densities is not None:
+            dens = V.as_tensor_like(densities, "densities")
+            want = (bsz, feats.shape[2], feats.shape[3])
+            if tuple(dens.shape) != want or not dens.is_floating_point():
+                raise ValueError(f"densities must be floating with shape {want} (the "
+                                 f"feature map's grid); got {dens.dtype} {tuple(dens.shape)}")
+            V.check_same_device(probs_t, densities=dens)
+    shape = (bsz, big_h, big_w)
+    lab = None if labeled is None else V.check_bool_map(labeled, shape, probs_t, "labeled")
+    ign = None if ignore is None else V.check_bool_map(ignore, shape, probs_t, "ignore")
+    return _Inputs(probs_t, feats, dens, lab, ign, sampler, budget, alpha, region_size)
+
+
+def _candidates(inp: _Inputs, scores: torch.Tensor, region_overlap: str, validate: bool):
+    """Candidate filtering: ``(cand (B, k) int64 flat pixels, best first, -1 padded;
+    eligible: candidates per image)``; names ``budget`` when an image has too few."""
+    bsz, _, big_h, big_w = inp.probs.shape
+    n_pix, budget, exclude = big_h * big_w, inp.budget, inp.exclude
+    eligible = ([n_pix] * bsz if exclude is None
+                else (~exclude).reshape(bsz, -1).sum(1).tolist())  # one small sync
+    for b, e in enumerate(eligible):
+        if e < budget:
+            raise ValueError(f"budget must be at most the number of eligible pixels "
+                             f"(neither labeled nor ignored) in every image; image {b} has "
+                             f"{e}, got budget {budget}")
+    k = budget if inp.sampler is None else min(n_pix, max(budget, math.ceil(inp.alpha * budget)))
+    if region_overlap == "block" and inp.region_size > 1:
+        cand = blocked_candidates(scores, k, exclude, region_size=inp.region_size,
+                                  validate=validate)
+        eligible = (cand >= 0).sum(1).tolist()
+        for b, e in enumerate(eligible):
+            if e < budget:
+                raise ValueError(f"budget must be at most the number of non-overlapping "
+                                 f"regions (region_overlap='block') in every image; image "
+                                 f"{b} has {e}, got budget {budget}")
+    else:
+        cand = top_candidates(scores, k, exclude, validate=validate)
+    return cand, [min(k, e) for e in eligible]
+
+
+def _gather(inp: _Inputs, c: torch.Tensor, b: int, normalize: bool):
+    """Features and densities of image ``b`` sampled at candidates ``c`` ``(N,)`` and at
+    its labeled pixels: ``(f (N, D), d (N,) or None, lf (M, D) or None, ld (M,) or None)``."""
+    size = tuple(inp.probs.shape[2:])
+    feats, dens = inp.feats[b], None if inp.dens is None else inp.dens[b][None]
+    f = sample_at_pixels(feats, c, size)
+    d = None if dens is None else sample_at_pixels(dens, c, size)[:, 0]
+    lf = ld = None
+    if inp.labeled is not None:
+        lab_idx = inp.labeled[b].reshape(-1).nonzero().squeeze(1)
+        if lab_idx.numel():
+            lf = sample_at_pixels(feats, lab_idx, size)
+            lf = F.normalize(lf, dim=1) if normalize else lf
+            ld = None if dens is None else sample_at_pixels(dens, lab_idx, size)[:, 0]
+    return (F.normalize(f, dim=1) if normalize else f), d, lf, ld
+
+
 def _select_all(sampler, budget: int, jobs: list) -> list:
     """The sampler's selection for each job ``(b, candidates, f, d, lf, ld)``, in order:
     all images in one ``select_batch`` call where the sampler has one (densecore's
@@ -174,6 +284,24 @@ def _select_all(sampler, budget: int, jobs: list) -> list:
     return batch(torch.cat([j[2] for j in jobs]), [j[2].shape[0] for j in jobs], budget,
                  densities=d, labeled_features=[j[4] for j in jobs],
                  labeled_densities=[j[5] for j in jobs])
+
+
+def _mask(picks: list, inp: _Inputs) -> torch.Tensor:
+    """``(B, H, W)`` bool mask of the picked flat pixels ``picks`` (one ``(budget,)``
+    tensor per image), grown to ``region_size`` blocks without labeled or ignored
+    pixels."""
+    bsz, _, big_h, big_w = inp.probs.shape
+    mask = torch.zeros((bsz, big_h * big_w), dtype=torch.bool, device=inp.probs.device)
+    for b, p in enumerate(picks):
+        mask[b, p] = True
+    mask = mask.view(bsz, big_h, big_w)
+    if inp.region_size > 1:
+        r = inp.region_size // 2
+        mask = F.max_pool2d(mask[:, None].to(torch.float32), inp.region_size, stride=1,
+                            padding=r)[:, 0] > 0
+        if inp.exclude is not None:
+            mask &= ~inp.exclude
+    return mask
 
 
 def select_pixels(probs, features, densities, budget: int, *, labeled=None, ignore=None,
@@ -260,122 +388,35 @@ def select_pixels(probs, features, densities, budget: int, *, labeled=None, igno
         >>> new.shape, new.sum((1, 2)).tolist()
         (torch.Size([2, 16, 16]), [5, 5])
     """
-    is_numpy = not isinstance(probs, torch.Tensor)
-    probs_t = V.as_tensor_like(probs, "probs")
-    if probs_t.ndim != 4:
-        raise ValueError(f"probs must have shape (B, C, H, W); got shape "
-                         f"{tuple(probs_t.shape)}")
-    bsz, _, big_h, big_w = probs_t.shape
-    dev = probs_t.device
-    budget = V.check_int(budget, "budget", minimum=0)
-    region_size = V.check_region_size(region_size)
-    if region_overlap not in ("allow", "block"):
-        raise ValueError(f"region_overlap must be 'allow' or 'block'; got {region_overlap!r}")
-    alpha = V.check_finite_float(alpha, "alpha", minimum=1.0)
-    if sampler is _DEFAULT:
-        sampler = KCenterGreedy(seed=seed, validate=validate)
-    if isinstance(sampler, str) and sampler != "ripu":
-        raise ValueError(f"sampler must be 'ripu', an object with a select method or None; "
-                         f"got {sampler!r}")
-    ripu = isinstance(sampler, str)
-    if ripu:
-        sampler = None
-    if sampler is not None and not callable(getattr(sampler, "select", None)):
-        raise TypeError(f"sampler must have a select method or be None; got "
-                        f"{type(sampler).__name__}")
-
-    feats = dens = None
-    if sampler is not None:
-        if features is None:
-            raise ValueError("features is required unless sampler is None")
-        feats = V.check_feature_map(V.as_tensor_like(features, "features"), "features")
-        if feats.shape[0] != bsz:
-            raise ValueError(f"features must have B = {bsz} images like probs; got shape "
-                             f"{tuple(feats.shape)}")
-        V.check_same_device(probs_t, features=feats)
-        if densities is not None:
-            dens = V.as_tensor_like(densities, "densities")
-            want = (bsz, feats.shape[2], feats.shape[3])
-            if tuple(dens.shape) != want or not dens.is_floating_point():
-                raise ValueError(f"densities must be floating with shape {want} (the "
-                                 f"feature map's grid); got {dens.dtype} {tuple(dens.shape)}")
-            V.check_same_device(probs_t, densities=dens)
-
-    shape = (bsz, big_h, big_w)
-    lab = None if labeled is None else V.check_bool_map(labeled, shape, probs_t, "labeled")
-    ign = None if ignore is None else V.check_bool_map(ignore, shape, probs_t, "ignore")
-    exclude = lab if ign is None else (ign if lab is None else lab | ign)
-
-    scores = _scores(score, probs_t, probs_t.shape, from_logits, validate, seed, region_size)
-    if ripu:
-        mask, centres = ripu_select(scores, budget, mode="region" if region_size > 1 else "pixel",
-                                    k=max(1, region_size // 2), labeled=lab, ignore=ign,
-                                    validate=validate, return_centres=True)
-        mask = mask.cpu().numpy() if is_numpy else mask
-        if not return_candidates:
-            return mask
-        return mask, [ImageCandidates(c, None, None, torch.arange(budget, device=dev))
-                      for c in centres]
-    n_pix = big_h * big_w
-    eligible = ([n_pix] * bsz if exclude is None
-                else (~exclude).reshape(bsz, -1).sum(1).tolist())  # one small sync
-    for b, e in enumerate(eligible):
-        if e < budget:
-            raise ValueError(f"budget must be at most the number of eligible pixels "
-                             f"(neither labeled nor ignored) in every image; image {b} has "
-                             f"{e}, got budget {budget}")
-    k = budget if sampler is None else min(n_pix, max(budget, math.ceil(alpha * budget)))
-    if region_overlap == "block" and region_size > 1:
-        cand = blocked_candidates(scores, k, exclude, region_size=region_size,
-                                  validate=validate)
-        eligible = (cand >= 0).sum(1).tolist()
-        for b, e in enumerate(eligible):
-            if e < budget:
-                raise ValueError(f"budget must be at most the number of non-overlapping "
-                                 f"regions (region_overlap='block') in every image; image "
-                                 f"{b} has {e}, got budget {budget}")
+    inp = _check(probs, features, densities, budget, labeled, ignore, alpha, sampler,
+                 region_size, region_overlap, seed, validate)
+    budget, sampler, dev = inp.budget, inp.sampler, inp.probs.device
+    scores = _scores(score, inp.probs, inp.probs.shape, from_logits, validate, seed,
+                     inp.region_size)
+    if sampler == "ripu":
+        mask, centres = ripu_select(scores, budget,
+                                    mode="region" if inp.region_size > 1 else "pixel",
+                                    k=max(1, inp.region_size // 2), labeled=inp.labeled,
+                                    ignore=inp.ignore, validate=validate, return_centres=True)
+        seen = [ImageCandidates(c, None, None, torch.arange(budget, device=dev))
+                for c in centres]
     else:
-        cand = top_candidates(scores, k, exclude, validate=validate)  # (B, k), -1 padded
-
-    picks, seen, jobs = [], [], []
-    for b in range(bsz):
-        c = cand[b, :min(k, eligible[b])]
-        if sampler is None or budget == 0:
-            picks.append(c[:budget])
-            seen.append(ImageCandidates(c, None, None, torch.arange(
-                min(budget, c.numel()), device=c.device)))
-            continue
-        f = sample_at_pixels(feats[b], c, (big_h, big_w))
-        lf = ld = d = None
-        if lab is not None:
-            lab_idx = lab[b].reshape(-1).nonzero().squeeze(1)
-            if lab_idx.numel():
-                lf = sample_at_pixels(feats[b], lab_idx, (big_h, big_w))
-                if normalize:
-                    lf = F.normalize(lf, dim=1)
-                if dens is not None:
-                    ld = sample_at_pixels(dens[b][None], lab_idx, (big_h, big_w))[:, 0]
-        if normalize:
-            f = F.normalize(f, dim=1)
-        if dens is not None:
-            d = sample_at_pixels(dens[b][None], c, (big_h, big_w))[:, 0]
-        jobs.append((b, c, f, d, lf, ld))
-    for (jb, jc, jf, jd, jlf, jld), sel in zip(jobs, _select_all(sampler, budget, jobs)):
-        idx = V.check_selection(sel, budget, jc.numel(), type(sampler).__name__).to(dev)
-        picks.append(jc[idx])
-        seen.append(ImageCandidates(jc, jf, jd, idx, jlf, jld))
-        log.debug("image %d: %d candidates, %d labeled, %d picks", jb, jc.numel(),
-                  0 if jlf is None else jlf.shape[0], budget)
-
-    mask = torch.zeros((bsz, n_pix), dtype=torch.bool, device=dev)
-    for b, p in enumerate(picks):
-        mask[b, p] = True
-    mask = mask.view(bsz, big_h, big_w)
-    if region_size > 1:
-        r = region_size // 2
-        mask = F.max_pool2d(mask[:, None].to(torch.float32), region_size, stride=1,
-                            padding=r)[:, 0] > 0
-        if exclude is not None:
-            mask &= ~exclude
-    mask = mask.cpu().numpy() if is_numpy else mask
+        cand, eligible = _candidates(inp, scores, region_overlap, validate)
+        picks, seen, jobs = [], [], []
+        for b in range(inp.probs.shape[0]):
+            c = cand[b, :eligible[b]]
+            if sampler is None or budget == 0:
+                picks.append(c[:budget])
+                seen.append(ImageCandidates(c, None, None, torch.arange(
+                    min(budget, c.numel()), device=c.device)))
+            else:
+                jobs.append((b, c, *_gather(inp, c, b, normalize)))
+        for (jb, jc, jf, jd, jlf, jld), sel in zip(jobs, _select_all(sampler, budget, jobs)):
+            idx = V.check_selection(sel, budget, jc.numel(), type(sampler).__name__).to(dev)
+            picks.append(jc[idx])
+            seen.append(ImageCandidates(jc, jf, jd, idx, jlf, jld))
+            log.debug("image %d: %d candidates, %d labeled, %d picks", jb, jc.numel(),
+                      0 if jlf is None else jlf.shape[0], budget)
+        mask = _mask(picks, inp)
+    mask = mask.cpu().numpy() if not isinstance(probs, torch.Tensor) else mask
     return (mask, seen) if return_candidates else mask
