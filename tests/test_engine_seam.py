@@ -169,6 +169,30 @@ def _same(a, b):
                                np.asarray(b.radii, np.float64), rtol=1e-12)
 
 
+@pytest.mark.parametrize("backend", ["numba", "torch", "toy"])
+def test_the_refinement_searches_with_the_wrapped_engines_search(toy, monkeypatch, backend):
+    # one search: the refinement's nearest-centre assignments use the method the
+    # wrapped sampler's engine declares (the toy engine declares "faiss")
+    from densecore._backends import nearest
+
+    monkeypatch.setattr(toy_engine.ToyEngine, "search_method", "faiss", raising=False)
+    seen = []
+    search = nearest.search
+
+    def spy(q, c, k=1, *, weights=None, method="auto"):
+        seen.append(method)
+        return search(q, c, k, weights=weights, method=method)
+
+    monkeypatch.setattr(nearest, "search", spy)
+    x, _ = _pool()
+    sel = KMedoidsRefinement(KCenterGreedy(backend=backend)).select(x, 12, labeled=[3, 40])
+    want = engines.engine(backend).search_method
+    assert want == {"numba": "auto", "torch": "torch", "toy": "faiss"}[backend]
+    assert seen and set(seen) == {want}
+    ref = KMedoidsRefinement(KCenterGreedy(backend="numba")).select(x, 12, labeled=[3, 40])
+    _same(sel, ref)
+
+
 def test_a_toy_engine_in_the_table_runs_every_sampler(toy):
     x, d = _pool()
     lab, lf = [3, 40], x[[7, 8]] + 0.5

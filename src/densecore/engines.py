@@ -17,6 +17,8 @@ The engine interface (one class per entry)::
     threads(num_threads)    # static: a context manager capping the engine's threads
     weighted = False        # class attribute: True if it takes candidate weights
     host = True             # class attribute: it computes on the CPU from numpy
+    search_method = "auto"  # class attribute: its nearest-centre search (``nearest.METHODS``),
+                            # also the search of the refinement of its picks
 
 ``r`` of a point is its squared distance to the nearest centre divided by that
 centre's density; an engine with ``weighted = True`` also accepts

@@ -111,10 +111,12 @@ class _CostCache:
 
 
 class _NumbaOps(_CostCache):
-    """Host kernels on a contiguous float32/float64 copy; float64 arithmetic."""
+    """Host kernels on a contiguous float32/float64 copy; float64 arithmetic; the
+    nearest-centre search ``method`` of the wrapped engine."""
 
-    def __init__(self, x: torch.Tensor, lab: torch.Tensor, lf: torch.Tensor):
+    def __init__(self, x: torch.Tensor, lab: torch.Tensor, lf: torch.Tensor, method: str):
         super().__init__()
+        self.method = method
         self.x = nearest._as_np(x)  # float32/float64, contiguous (16-bit -> float32)
         lfn = nearest._as_np(lf)
         # the fixed centres in the features' dtype, or float64 when the two differ
@@ -125,7 +127,7 @@ class _NumbaOps(_CostCache):
 
     def top2(self, centres):
         return _top2(torch.from_numpy(self.x), torch.from_numpy(np.ascontiguousarray(centres)),
-                     "auto")
+                     self.method)
 
     def assign(self, cur):
         return _merge2(self.fixed_top2, self.top2(self.x[cur]), self.n_fixed)
@@ -157,10 +159,12 @@ class _TorchOps(_CostCache):
     """Chunked torch on the features' device; float32 (float64 for float64 input).
 
     The area bookkeeping runs on the host, so each step synchronises a few times.
+    The nearest-centre search is the wrapped engine's (``method``).
     """
 
-    def __init__(self, x: torch.Tensor, lab: torch.Tensor, lf: torch.Tensor):
+    def __init__(self, x: torch.Tensor, lab: torch.Tensor, lf: torch.Tensor, method: str):
         super().__init__()
+        self.method = method
         self.x = x.to(_wd(x))
         fixed = torch.cat([self.x[lab], lf.to(self.x.dtype)])
         self.n_fixed = fixed.shape[0]
@@ -173,7 +177,7 @@ class _TorchOps(_CostCache):
         return _merge2(self.fixed_top2, self.top2(self.x[self._t(cur)]), self.n_fixed)
 
     def top2(self, c):
-        return _top2(self.x, c, "torch")
+        return _top2(self.x, c, self.method)
 
     def _area_costs(self, members, starts):
         mt = self._t(members)
@@ -340,7 +344,8 @@ def refine_medoids(features, selected, *, labeled=None, labeled_features=None,
         tries: picks tried per move (>= 1).
         backend: a name of the engine table or ``"auto"``
             (:func:`densecore.engines.resolve`): a host engine (numba) refines with
-            the numba kernels, any other with the torch ones.
+            the numba kernels, any other with the torch ones; the nearest-centre
+            search is the engine's own (its ``search_method``).
         metric: ``"euclidean"`` or ``"cosine"``: cosine refines on unit rows (the
             geometry a cosine sampler picked in); the ARD is then the mean Euclidean
             distance between unit rows.
@@ -378,12 +383,13 @@ def refine_medoids(features, selected, *, labeled=None, labeled_features=None,
     steps = V.check_int(steps, "steps", minimum=0)
     swaps = V.check_int(swaps, "swaps", minimum=0)
     tries = V.check_int(tries, "tries", minimum=1)
-    host = getattr(E.engine(E.resolve(backend, "dense", dev)), "host", False)
+    eng = E.engine(E.resolve(backend, "dense", dev))  # its kernels' side and its search
+    host = getattr(eng, "host", False)
     b = len(sel)
     if b == 0:
         out = np.zeros(0, dtype=np.int64), np.zeros(0)
         return out if is_numpy else tuple(torch.from_numpy(e).to(dev) for e in out)
-    ops = (_NumbaOps if host else _TorchOps)(x, lab, lf)
+    ops = (_NumbaOps if host else _TorchOps)(x, lab, lf, getattr(eng, "search_method", "auto"))
     n_fixed = len(labn) + lf.shape[0]
     if eligible is None:
         allowed = np.ones(n, dtype=bool)

@@ -58,6 +58,7 @@ class Engine:
     """
 
     weighted = True
+    search_method = "torch"  # torch on the features' device, like the picks
 
     def __init__(self, x, dens, centres, cdens, excluded, max_new, weights=None):
         n = x.shape[0]
@@ -68,7 +69,7 @@ class Engine:
         self.buf = torch.empty((max(1, min(n, block // max(x.shape[1], 1))), x.shape[1]),
                                dtype=wd, device=dev)
         if centres.shape[0] and n:
-            v, _ = search(x, centres, 1, weights=cdens)
+            v, _ = search(x, centres, 1, weights=cdens, method=self.search_method)
             r = v[:, 0]
         else:
             r = torch.full((n,), float("inf"), dtype=torch.float64, device=dev)

@@ -203,7 +203,8 @@ def _initial_r(inp: dict) -> torch.Tensor:
     x, centres = inp["x"], inp["centres"]
     n = x.shape[0]
     if centres.shape[0] and n:
-        r = search(x, centres, 1, weights=inp["cdens"])[0][:, 0].to(torch.float64)
+        r = search(x, centres, 1, weights=inp["cdens"],
+                   method=Engine.search_method)[0][:, 0].to(torch.float64)
     else:
         r = torch.full((n,), float("inf"), dtype=torch.float64, device=x.device)
     return torch.where(inp["excluded"], torch.full_like(r, -1.0), r)
@@ -225,6 +226,7 @@ class Engine:
     """
 
     half_on_cpu = True  # 16-bit storage is kept (the interpreter runs CPU tensors)
+    search_method = "torch"  # the initial search: torch on the features' device
 
     def __init__(self, x, dens, centres, cdens, excluded, max_new):
         self.b = _Batch([dict(x=x, dens=dens, centres=centres, cdens=cdens,
