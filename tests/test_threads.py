@@ -72,7 +72,7 @@ def test_picker_is_not_swayed_by_one_outlying_trial_or_the_wake_up_pick():
 
     def cost(i, t, m):
         if t > 1 and m == 1:
-            return 500.0  # waking sleeping threads: not timed
+            return 5.0  # waking sleeping threads: not timed
         if t > 1:
             trial[0] += 1
             return 80.0 if trial[0] == 5 else 0.6  # one trial under a passing load
@@ -149,6 +149,17 @@ def test_num_threads_argument_caps_the_engine(monkeypatch, pruned):
     assert np.array_equal(a.indices, b.indices)
     with pytest.raises(ValueError, match="num_threads"):
         farthest_first(x, 20, init=0, num_threads=0)
+
+
+def test_picker_settles_at_once_when_the_parallel_side_is_far_dearer():
+    # other processes hold the cores (the count of runnable tasks missed them): the
+    # wake-up pick already costs 50 times a serial one; the trial ends there, the
+    # first trials do not run back to back, and the parallel mode costs few picks
+    p = B.ThreadPicker(2, free=lambda: 1)
+    seen = _drive(p, 100, lambda i, t, m: 50.0 if t > 1 else 1.0)
+    assert seen[:4] == [(1, B.ThreadPicker.PROBE), (2, 1), (1, 10), (1, 10)]
+    assert p.best == "serial"
+    assert sum(m for t, m in seen if t > 1) <= 6  # a few wake-up picks, ever rarer
 
 
 def test_picker_reset_compares_both_modes_anew():

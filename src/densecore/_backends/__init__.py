@@ -99,7 +99,9 @@ class ThreadPicker:
     the choice and falling back to ``GAP`` when one does not. One thread goes first in a trial (a
     parallel block on a busy machine can cost many times a serial one), and the
     parallel half gets ``min(limit, 1 + free cores)`` threads; no trial runs
-    while :func:`free_cores` reports no free core. The selection does not
+    while :func:`free_cores` reports no free core, and a trial whose parallel
+    side costs over ``CLEAR_LOSS`` times the serial one (already on the wake-up
+    pick: other processes hold the cores) ends there and counts for all ``KEEP``. The selection does not
     depend on the thread count, only its speed.
 
     Args:
@@ -109,7 +111,7 @@ class ThreadPicker:
     Example:
         >>> p = ThreadPicker(4, free=lambda: 3)
         >>> for _ in range(ThreadPicker.KEEP):  # serial half, then parallel half
-        ...     for cost in (2.0, 9.0, 1.0):  # serial, the untimed wake-up, parallel
+        ...     for cost in (2.0, 3.0, 1.0):  # serial, the untimed wake-up, parallel
         ...         t, m = p.next(10); p.done(t, cost, m)
         >>> p.next(10)
         (4, 10)
@@ -120,6 +122,7 @@ class ThreadPicker:
     GAP = 4  # blocks between trials after the choice changes
     MAX_GAP = 256
     MARGIN = 0.9  # parallel is chosen when it costs below this share of serial
+    CLEAR_LOSS = 10.0  # a trial this much dearer in parallel settles it (busy cores)
 
     def __init__(self, limit: int, free=free_cores):
         self.limit = max(1, int(limit))
@@ -174,21 +177,29 @@ class ThreadPicker:
         elif self._phase == "serial":
             self._serial_cost = max(c, 1e-300)
             self._phase = "warm"
-        elif self._phase == "warm":  # one untimed pick: waking the pool's sleeping
-            self._phase = "parallel"  # threads is not what the parallel mode costs
+        elif self._phase == "warm":  # not timed: waking the pool's sleeping threads is
+            self._phase = "parallel"  # not what the parallel mode costs, unless it is
+            if c / self._serial_cost > self.CLEAR_LOSS:  # so slow that cores are busy
+                self._end_trial(c / self._serial_cost)
         else:
-            self._phase = None
-            ratio = c / self._serial_cost
+            self._end_trial(c / self._serial_cost)
+
+    def _end_trial(self, ratio: float) -> None:
+        """Record a trial's ratio (parallel cost / serial cost) and choose the mode."""
+        self._phase = None
+        if ratio > self.CLEAR_LOSS:  # decisive: no more trials back to back
+            self.ratios = [ratio] * self.KEEP
+        else:
             self.ratios = (self.ratios + [ratio])[-self.KEEP:]
-            best = "parallel" if sorted(self.ratios)[len(self.ratios) // 2] < self.MARGIN \
-                else "serial"
-            # the gap grows while the trials agree with the choice (a machine whose
-            # load comes and goes would otherwise swap modes every few blocks) and
-            # shrinks when one disagrees, so that a passing load is not remembered long
-            agree = best == self.best and (ratio < self.MARGIN) == (best == "parallel")
-            self.gap = min(2 * self.gap, self.MAX_GAP) if agree else self.GAP
-            self.best = best
-            self.since = 0
+        best = "parallel" if sorted(self.ratios)[len(self.ratios) // 2] < self.MARGIN \
+            else "serial"
+        # the gap grows while the trials agree with the choice (a machine whose
+        # load comes and goes would otherwise swap modes every few blocks) and
+        # shrinks when one disagrees, so that a passing load is not remembered long
+        agree = best == self.best and (ratio < self.MARGIN) == (best == "parallel")
+        self.gap = min(2 * self.gap, self.MAX_GAP) if agree else self.GAP
+        self.best = best
+        self.since = 0
 
 
 def timed(fn, *args):
