@@ -24,7 +24,8 @@ def _forced(mp, group_min=8):
     mp.setattr(NB, "_GROUP_MIN_PICKS", 0)
     mp.setattr(NB, "_WARMUP", 0)
     mp.setattr(NB, "_WINDOW", 1)
-    mp.setattr(NB, "_DENSE_SWITCH", -1.0)
+    mp.setattr(NB, "_DENSE_SHARE", 0.0)
+    mp.setattr(NB, "_HAND_OVER_PASSES", -1.0)
     mp.setattr(G, "_GROUP_MIN", group_min)
 
 

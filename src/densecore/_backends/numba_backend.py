@@ -627,10 +627,15 @@ def _chunks(starts: np.ndarray):
             np.array(grp, dtype=np.int64))
 
 
-# Switch to the dense pass once pruning reads more than this share of the live
-# points' features per pick (the indirect reads then cost more than streaming),
-# judged over windows of this many picks that start after the first _WARMUP picks.
-_DENSE_SWITCH = 0.35
+# Hand over to dense passes when, over a window of _WINDOW picks (after the first
+# _WARMUP), (rows read per pick - _DENSE_SHARE * live points) * picks left exceeds
+# _HAND_OVER_PASSES * N. A dense pick costs about what reading a tenth of the live
+# rows at random does (byte codes; groups ruled out whole), building the groups and
+# codes 25-100 passes over the rows (at 100k-185k x 64: a pruned row read 20-110 ns,
+# a dense pick 1-3 ns per live point, the hand-over 0.19-0.38 s). Only rows read and
+# picks left decide, so the answer is the same on every machine and load.
+_DENSE_SHARE = 0.1
+_HAND_OVER_PASSES = 100
 # Fixed cost of one pick in units of feature rows read (area tables, compaction),
 # so that a block whose areas are all skipped still counts as work.
 _PICK_WORK = 64
@@ -878,7 +883,8 @@ class Engine:
                             *self.chunks, self.c_best, self.c_arg)
 
     def _note(self, picks: int, reads: int) -> None:
-        """Hand over to dense passes once pruning reads too many points per pick."""
+        """Hand over to dense passes once the rows pruning reads over the picks left
+        would cost more than the hand-over and dense passes (:data:`_DENSE_SHARE`)."""
         if self.state[0] - picks < _WARMUP:  # the first picks read nearly every point
             return
         w = self._window
@@ -886,7 +892,9 @@ class Engine:
         w[1] += reads
         if w[0] < _WINDOW:
             return
-        if w[1] / (w[0] * max(1, self.n_live)) > _DENSE_SWITCH:
+        left = self.max_new - int(self.state[0])
+        saved = (w[1] / w[0] - _DENSE_SHARE * self.n_live) * left
+        if left > 0 and saved > _HAND_OVER_PASSES * self.x.shape[0]:
             self._hand_over()
         w[0] = w[1] = 0
 
