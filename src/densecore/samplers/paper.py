@@ -20,8 +20,9 @@ from ..greedy import farthest_first
 __all__ = ["DensityAwareGreedy", "KCenterGreedy"]
 
 
-class _Greedy:
-    uses_densities = False  # whether Algorithm 1 divides by the centres' densities
+class EngineOptions:
+    """The options every sampler on the greedy driver stores: the engine (``backend``),
+    ``metric``, the first pick's ``seed``, ``progress`` and ``validate``, checked."""
 
     def __init__(self, backend: str = "auto", seed: int = 0, progress: bool = False,
                  validate: bool = True, metric: str = "euclidean"):
@@ -30,6 +31,10 @@ class _Greedy:
         self.seed = check_int(seed, "seed")
         self.progress = bool(progress)
         self.validate = bool(validate)
+
+
+class _Greedy(EngineOptions):
+    uses_densities = False  # whether Algorithm 1 divides by the centres' densities
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(backend={self.backend!r}, seed={self.seed}, "

@@ -10,16 +10,15 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .. import engines as E
-from .. import metrics as M
 from .. import validation as V
 from .._core import Selection
 from ..typicality import check_g, typicality_farthest_first
+from .paper import EngineOptions
 
 __all__ = ["TypicalityGreedy"]
 
 
-class TypicalityGreedy:
+class TypicalityGreedy(EngineOptions):
     """Typicality-weighted farthest-first (beyond the paper): ``argmax r_t * d_t^g``.
 
     The density sits on the candidate's side of the link (Algorithm 1 puts it
@@ -58,11 +57,7 @@ class TypicalityGreedy:
                  progress: bool = False, validate: bool = True, metric: str = "euclidean"):
         self.g = check_g(g)
         self.k = V.check_int(k, "k", minimum=1)
-        self.backend = E.check(backend)
-        self.metric = M.check_metric(metric)
-        self.seed = V.check_int(seed, "seed")
-        self.progress = bool(progress)
-        self.validate = bool(validate)
+        super().__init__(backend, seed, progress, validate, metric)
 
     def __repr__(self) -> str:
         return (f"TypicalityGreedy(g={self.g}, k={self.k}, backend={self.backend!r}, "
