@@ -67,13 +67,55 @@ def _row_sqdist(ip, ix, dx, t, jp, jx, dy, u):
     return acc
 
 
+@njit(cache=True)
+def _row_norms(ip, dx):
+    """``(N,)`` float64 squared norms of the rows."""
+    out = np.zeros(len(ip) - 1)
+    for t in range(len(ip) - 1):
+        acc = 0.0
+        for i in range(ip[t], ip[t + 1]):
+            acc += dx[i] * dx[i]
+        out[t] = acc
+    return out
+
+
 @njit(cache=True, parallel=True)
-def _lower(ip, ix, dx, jp, jx, dy, u, du, r):
-    """r_t = min(r_t, ||x_t - y_u||^2 / du) for every row t (Algorithm 1's update)."""
+def _lower(ip, ix, dx, sq, jp, jx, dy, u, du, r, w):
+    """r_t = min(r_t, ||x_t - y_u||^2 / du) for every row t (Algorithm 1's update).
+
+    Row ``u`` of Y is scattered into ``w`` ``(D,)`` (zeros, restored on return), and
+    every row's distance is first estimated by the norm expansion ``sq_t + |y_u|^2 -
+    2 x_t.y_u`` (``sq`` the rows' squared norms), one read of the row. The
+    expansion's rounding is below ``4 (nnz_t + nnz_u + 4) eps (sq_t + |y_u|^2)``
+    (each of its sums, and the merged sum of differences, errs by at most
+    ``(n + 2) eps`` times the sum of the magnitudes it adds); a row whose estimate
+    minus that bound, over ``du``, exceeds r_t cannot be lowered. Only the others get
+    the exact distance from differences (:func:`_row_sqdist`), so r is the same as
+    from differences everywhere.
+    """
+    j0, j1 = jp[u], jp[u + 1]
+    su = 0.0
+    for j in range(j0, j1):
+        w[jx[j]] = dy[j]
+        su += dy[j] * dy[j]
+    nu = j1 - j0
     for t in prange(len(ip) - 1):
+        rt = r[t]
+        if rt <= 0.0:  # labeled or picked (-1), or at distance 0 already
+            continue
+        i0, i1 = ip[t], ip[t + 1]
+        dot = 0.0
+        for i in range(i0, i1):
+            dot += dx[i] * w[ix[i]]
+        s = sq[t] + su
+        lb = s - 2.0 * dot - 4.0 * (i1 - i0 + nu + 4) * _EPS * s - 1e-300
+        if lb > 0.0 and lb / du > rt * (1.0 + 1e-12):
+            continue
         q = _row_sqdist(ip, ix, dx, t, jp, jx, dy, u) / du
-        if q < r[t]:
+        if q < rt:
             r[t] = q
+    for j in range(j0, j1):
+        w[jx[j]] = 0.0
 
 
 @njit(cache=True)
@@ -87,7 +129,7 @@ def _argmax_free(r):
 
 
 @njit(cache=True)
-def _picks(ip, ix, dx, dens, r, k, first, start, out_i, out_r):
+def _picks(ip, ix, dx, sq, dens, r, w, k, first, start, out_i, out_r):
     """``k`` picks of Algorithm 1 into ``out_i``/``out_r`` from position ``start``;
     ``first`` (>= 0) forces the pick at position 0."""
     for s in range(k):
@@ -95,7 +137,7 @@ def _picks(ip, ix, dx, dens, r, k, first, start, out_i, out_r):
         out_i[start + s] = u
         out_r[start + s] = r[u]
         r[u] = -1.0
-        _lower(ip, ix, dx, ip, ix, dx, u, dens[u], r)
+        _lower(ip, ix, dx, sq, ip, ix, dx, u, dens[u], r, w)
 
 
 class Csr(NamedTuple):
@@ -115,8 +157,10 @@ def _pair(r_u: float, u: int) -> torch.Tensor:
 class Engine:
     """The greedy engine on CSR rows in numba (CPU; the table's ``("numba", "sparse")``).
 
-    Per pick every row is read once and the picked row once per row:
-    ``O(nnz + N * nnz(u))``, distances from differences in float64.
+    Per pick every row is read once against the pick scattered into a dense
+    ``(D,)`` vector (``O(nnz)``); only rows whose certified norm-expansion estimate
+    does not rule them out are merged with the pick for the exact distance from
+    differences in float64 (:func:`_lower`).
 
     Args:
         x: :class:`Csr` of the ``(N, D)`` pool (numpy, already scaled).
@@ -131,10 +175,12 @@ class Engine:
 
     def __init__(self, x, dens, centres, cdens, excluded, max_new):
         self.x, self.dens = x, np.ascontiguousarray(dens, dtype=np.float64)
+        self.sq = _row_norms(x.indptr, x.data)
+        self.w = np.zeros(x.dim)  # the pick scattered, between calls all zeros
         self.r = np.full(len(x.indptr) - 1, np.inf)
         for k in range(len(centres.indptr) - 1):
-            _lower(x.indptr, x.indices, x.data, centres.indptr, centres.indices, centres.data,
-                   k, float(cdens[k]), self.r)
+            _lower(x.indptr, x.indices, x.data, self.sq, centres.indptr, centres.indices,
+                   centres.data, k, float(cdens[k]), self.r, self.w)
         self.r[np.asarray(excluded, dtype=bool)] = -1.0
         self.picks = 0
 
@@ -167,15 +213,16 @@ class Engine:
             self.r[int(u)] = -1.0
         cols = np.flatnonzero(v[:-1]).astype(np.int64)
         ip, ix, dx, _ = self.x
-        _lower(ip, ix, dx, np.array([0, len(cols)], dtype=np.int64), cols,
-               np.ascontiguousarray(v[:-1][cols], dtype=np.float64), 0, float(v[-1]), self.r)
+        _lower(ip, ix, dx, self.sq, np.array([0, len(cols)], dtype=np.int64), cols,
+               np.ascontiguousarray(v[:-1][cols], dtype=np.float64), 0, float(v[-1]), self.r,
+               self.w)
 
     def run(self, k: int, out_idx: torch.Tensor, out_r: torch.Tensor, first: int = -1) -> None:
         """Make ``k`` picks of this pool alone into ``out_idx``/``out_r`` (``(budget,)``
         int64 / float64 CPU tensors); ``first`` (>= 0) forces the very first pick."""
         ip, ix, dx, _ = self.x
-        _picks(ip, ix, dx, self.dens, self.r, k, first, self.picks, out_idx.numpy(),
-               out_r.numpy())
+        _picks(ip, ix, dx, self.sq, self.dens, self.r, self.w, k, first, self.picks,
+               out_idx.numpy(), out_r.numpy())
         self.picks += k
 
 
