@@ -266,10 +266,11 @@ def test_farthest_first_sparse_direct_matches_dense():
     assert s1.indices.tolist() == s2.indices.tolist()
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_sparse_estimate_certificate_holds_under_cancellation(seed):
+def test_sparse_estimate_certificate_holds_under_cancellation(seed, backend):
     # every row shares a column at 1e6 and differs by about 1e-3 elsewhere: the norm
-    # expansion the numba engine estimates with cancels to noise of about 1e-4, far
+    # expansion both engines estimate with cancels to noise of about 1e-4, far
     # above the true squared distances (about 1e-5); only its rounding bound keeps it
     # from ruling out rows that do move (the picks would differ without it)
     rng = np.random.default_rng(seed)
@@ -282,7 +283,7 @@ def test_sparse_estimate_certificate_holds_under_cancellation(seed):
     dense[50:60] = dense[:10]  # duplicates
     a = sp.csr_matrix(dense)
     dens = rng.uniform(0.5, 3.0, n)
-    sel = densecore.farthest_first(a, 40, densities=dens, labeled=[3], backend="numba")
+    sel = densecore.farthest_first(a, 40, densities=dens, labeled=[3], backend=backend)
     s = 2.0 ** -np.floor(np.log2(np.abs(dense).max()))
     ref, radii = density_aware_greedy_ref(dense * s, 40, dens, labeled=[3])
     assert np.asarray(sel.indices).tolist() == ref.tolist()

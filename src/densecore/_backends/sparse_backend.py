@@ -25,6 +25,7 @@ Shape:
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -379,10 +380,29 @@ def _lower_torch(r, cuts, col, val, row, dim, ucols, uvals, du, step):
     torch.minimum(r, q / du, out=r)
 
 
+def _sub_csr(crow, col, val, rows, step):
+    """The CSR entries of ``rows`` (sorted row indices): ``(cuts, col, val, row)`` for
+    :func:`_lower_torch` (``row`` local: 0 .. len(rows) - 1; ``cuts`` every ``step``
+    rows, a host list)."""
+    lo = crow[rows]
+    lens = crow[rows + 1] - lo
+    ends = torch.cumsum(lens, 0)
+    total = int(ends[-1]) if rows.numel() else 0
+    row = torch.repeat_interleave(torch.arange(rows.numel(), device=rows.device), lens,
+                                  output_size=total)
+    pos = torch.arange(total, device=rows.device) - (ends - lens)[row] + lo[row]
+    ends = [0, *ends.tolist()]
+    cuts = ends[::step] + ([ends[-1]] if rows.numel() % step else [])
+    return cuts, col[pos], val[pos], row
+
+
 class TorchEngine:
     """The greedy engine on CSR tensors (any device; the table's ``("torch", "sparse")``),
-    exact like :class:`Engine`: distances from differences (:func:`_lower_torch`).
-    Each pick reads one index back to the host (to slice the picked row).
+    exact like :class:`Engine`. Per pick every row's distance is estimated by the norm
+    expansion against the pick scattered into a dense vector (one pass over the
+    non-zeros) with the rounding bound of :func:`_lower`; the rows it does not rule
+    out get the exact distance from differences (:func:`_lower_torch`). Each pick
+    reads one index and the count of those rows back to the host.
 
     Args:
         x: :class:`Csr` of tensors ``(crow, col, val)`` int64/int64/float64 on one device.
@@ -398,14 +418,21 @@ class TorchEngine:
         self.dens = dens
         dev = self.val.device
         n = crow.shape[0] - 1
+        self.crow = crow
         self.row_of = torch.repeat_interleave(torch.arange(n, device=dev), crow.diff())
+        self.nnz = crow.diff().to(torch.float64)
+        self.sq = torch.zeros(n, dtype=torch.float64, device=dev).index_add_(
+            0, self.row_of, self.val * self.val)
+        self.w = torch.zeros(self.dim, dtype=torch.float64, device=dev)
+        with warnings.catch_warnings():  # torch calls its sparse CSR support beta
+            warnings.simplefilter("ignore", UserWarning)
+            self.mat = torch.sparse_csr_tensor(crow, self.col, self.val, (n, self.dim))
         self.r = torch.full((n,), float("inf"), dtype=torch.float64, device=dev)
         self.cr = crow.tolist()
         jr = centres.indptr.tolist()
         width = max([1, *(b - a for a, b in zip(self.cr[:-1], self.cr[1:])),
                      *(b - a for a, b in zip(jr[:-1], jr[1:]))])
         self.step = max(1, block // width)  # rows per block, so rows x nnz(u) <= block
-        self.cuts = self.cr[::self.step] + ([self.cr[-1]] if n % self.step else [])
         for k in range(len(jr) - 1):
             self._lower(centres.indices[jr[k]:jr[k + 1]], centres.data[jr[k]:jr[k + 1]],
                         float(cdens[k]))
@@ -415,8 +442,23 @@ class TorchEngine:
     threads = staticmethod(Engine.threads)
 
     def _lower(self, cols, vals, du: float) -> None:
-        _lower_torch(self.r, self.cuts, self.col, self.val, self.row_of, self.dim, cols, vals,
-                     du, self.step)
+        """r_t = min(r_t, ||x_t - v||^2 / du) for the centre ``v`` (its ``cols``/``vals``)."""
+        if self.r.numel() == 0:
+            return
+        self.w[cols] = vals
+        su = (vals * vals).sum()
+        dot = (self.mat @ self.w[:, None])[:, 0]
+        self.w[cols] = 0.0
+        s = self.sq + su
+        lb = s - 2.0 * dot - 4.0 * (self.nnz + (len(cols) + 4)) * _EPS * s - 1e-300
+        out = (lb > 0) & (lb / du > self.r * (1.0 + 1e-12))  # cannot be lowered
+        rows = ((self.r > 0) & ~out).nonzero().squeeze(1)
+        if rows.numel() == 0:
+            return
+        cuts, col, val, row = _sub_csr(self.crow, self.col, self.val, rows, self.step)
+        sub = self.r[rows]
+        _lower_torch(sub, cuts, col, val, row, self.dim, cols, vals, du, self.step)
+        self.r[rows] = sub
 
     def best(self) -> torch.Tensor:
         """``(2,)`` float64 ``(r, index)`` of the next pick; ``(-1, -1)`` when done."""
