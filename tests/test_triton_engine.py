@@ -175,6 +175,23 @@ def test_batched_equals_one_pool_at_a_time_and_other_engines():
         lo += n
 
 
+def test_typicality_weight_hook_matches_the_other_engines():
+    # argmax r * w: the tiles' maxima are of r * w, radii stay r
+    x, _ = gaussian_mixture(180, dim=5, n_components=4, duplicates=0.15, seed=9)
+    xt = _t(x.astype(np.float32))
+    dens = _t(np.random.default_rng(9).uniform(0.2, 4.0, size=len(x)))
+    for kw in (dict(labeled=[3, 77]), dict(init=11)):
+        got = densecore.TypicalityGreedy(g=1.0, backend="triton").select(xt, 25,
+                                                                        densities=dens, **kw)
+        for other in ("numba", "torch"):
+            want = densecore.TypicalityGreedy(g=1.0, backend=other).select(xt, 25,
+                                                                           densities=dens, **kw)
+            assert torch.equal(torch.as_tensor(got.indices), torch.as_tensor(want.indices))
+            torch.testing.assert_close(torch.as_tensor(got.radii).double(),
+                                       torch.as_tensor(want.radii).double(), rtol=1e-6, atol=0)
+    assert E.engine("triton").weighted
+
+
 def test_engine_interface_with_a_centre_held_elsewhere():
     """best / row / add_centre (the sharded selection's steps) agree with the torch engine."""
     x = torch.from_numpy(gaussian_mixture(50, dim=3, n_components=2, seed=8)[0]
@@ -215,12 +232,14 @@ from triton.compiler import ASTSource
 from densecore._backends import triton_backend as TB
 assert not TB.interpreted()
 for xdt in ("*fp32", "*bf16"):
-    sig = dict(x_ptr=xdt, r_ptr="*fp64", cen_ptr=xdt, cden_ptr="*fp64", live_ptr="*i32",
-               t_start_ptr="*i64", t_end_ptr="*i64", t_pool_ptr="*i64", t_r_ptr="*fp64",
-               t_i_ptr="*i64", D="i32", stride_x="i32", UPDATE="constexpr",
-               BLOCK_N="constexpr", BLOCK_D="constexpr")
-    triton.compile(ASTSource(TB._update, sig, {"UPDATE": True, "BLOCK_N": 64, "BLOCK_D": 64}),
-                   target=GPUTarget("cuda", 90, 32))
+    sig = dict(x_ptr=xdt, r_ptr="*fp64", w_ptr="*fp64", cen_ptr=xdt, cden_ptr="*fp64",
+               live_ptr="*i32", t_start_ptr="*i64", t_end_ptr="*i64", t_pool_ptr="*i64",
+               t_r_ptr="*fp64", t_i_ptr="*i64", D="i32", stride_x="i32", UPDATE="constexpr",
+               WEIGHTED="constexpr", BLOCK_N="constexpr", BLOCK_D="constexpr")
+    for weighted in (False, True):
+        triton.compile(ASTSource(TB._update, sig, {"UPDATE": True, "WEIGHTED": weighted,
+                                                   "BLOCK_N": 64, "BLOCK_D": 64}),
+                       target=GPUTarget("cuda", 90, 32))
     sig = dict(x_ptr=xdt, dens_ptr="*fp64", r_ptr="*fp64", cen_ptr=xdt, cden_ptr="*fp64",
                live_ptr="*i32", p_lo_ptr="*i64", p_hi_ptr="*i64", offset_ptr="*i64",
                budget_ptr="*i64", forced_ptr="*i64", out_off_ptr="*i64", out_idx_ptr="*i64",

@@ -16,7 +16,8 @@ measured in ``docs/benchmarks.md``.
 It runs on the one greedy driver (:func:`densecore.farthest_first`'s checks,
 scaling, first pick and engines) with the weights ``w`` as the engine's weight
 hook (:meth:`densecore.greedy.Job.weigh`): the numba engine's parallel fused
-pass per pick, or the torch engine (any device, no host sync). Hostile
+pass per pick, the torch engine (any device, no host sync), or the triton engine
+(CUDA; its tiles keep the largest ``r * w``). Hostile
 magnitudes: features follow the greedy's scaling; the weights are multiplied by
 a power of two (``densecore._core.pow2_scale``; exact, the argmax does not
 change); accuracy is relative to the largest magnitude.
@@ -94,7 +95,7 @@ def typicality_farthest_first(features, budget: int, *, densities=None, g: float
         init: first pick when nothing is labeled; None draws it from ``seed``.
         seed: seed of that draw (a local generator).
         backend: ``"auto"`` or a name of the engine table whose engine takes
-            weights (``"numba"``, ``"torch"``).
+            weights (``"numba"``, ``"torch"``, ``"triton"``).
         metric: ``"euclidean"`` or ``"cosine"`` (unit rows, as the greedy).
         progress: tqdm bar over the picks.
         validate: scan values for NaN/inf and non-positive densities.

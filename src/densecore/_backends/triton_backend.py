@@ -61,9 +61,9 @@ def interpreted() -> bool:
 
 
 @triton.jit
-def _update(x_ptr, r_ptr, cen_ptr, cden_ptr, live_ptr, t_start_ptr, t_end_ptr, t_pool_ptr,
-            t_r_ptr, t_i_ptr, D, stride_x, UPDATE: tl.constexpr, BLOCK_N: tl.constexpr,
-            BLOCK_D: tl.constexpr):
+def _update(x_ptr, r_ptr, w_ptr, cen_ptr, cden_ptr, live_ptr, t_start_ptr, t_end_ptr,
+            t_pool_ptr, t_r_ptr, t_i_ptr, D, stride_x, UPDATE: tl.constexpr,
+            WEIGHTED: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
     t = tl.program_id(0)
     p = tl.load(t_pool_ptr + t)
     if tl.load(live_ptr + p) != 0:
@@ -84,6 +84,9 @@ def _update(x_ptr, r_ptr, cen_ptr, cden_ptr, live_ptr, t_start_ptr, t_end_ptr, t
                 acc += tl.sum(diff * diff, axis=1)
             r = tl.minimum(r, acc / tl.load(cden_ptr + p))  # -1 (taken) and -2 stay
             tl.store(r_ptr + rows, r, mask=m)
+        if WEIGHTED:  # the weight hook: the tile's largest r * w (taken points stay < 0)
+            w = tl.load(w_ptr + rows, mask=m, other=1.0)
+            r = tl.where(r >= 0, r * w, r)
         best = tl.max(r, axis=0)
         tl.store(t_r_ptr + t, best)
         tl.store(t_i_ptr + t, tl.min(tl.where(r == best, rows, end), axis=0))
@@ -118,7 +121,7 @@ def _pick(x_ptr, dens_ptr, r_ptr, cen_ptr, cden_ptr, live_ptr, p_lo_ptr, p_hi_pt
         if best_r >= 0:
             o = tl.load(out_off_ptr + p) + step
             tl.store(out_idx_ptr + o, best_i - tl.load(offset_ptr + p))
-            tl.store(out_r_ptr + o, best_r)
+            tl.store(out_r_ptr + o, tl.load(r_ptr + best_i))  # r, also when weighted
             tl.store(r_ptr + best_i, -1.0)
             for d0 in range(0, D, BLOCK_D):
                 cols = d0 + tl.arange(0, BLOCK_D)
@@ -147,6 +150,9 @@ class _Batch:
         xs = [i["x"] for i in inputs]
         self.x = (xs[0] if len(xs) == 1 else torch.cat(xs)).contiguous()
         self.dens = torch.cat([i["dens"] for i in inputs]).contiguous()
+        ws = [i.get("weights") for i in inputs]
+        self.w = None if any(w is None for w in ws) else torch.cat(ws).to(
+            device=dev, dtype=torch.float64).contiguous()
         self.d = self.x.shape[1]
         sizes = [t.shape[0] for t in xs]
         self.block_d = min(64, _pow2(max(self.d, 1)))
@@ -184,9 +190,10 @@ class _Batch:
         ``first``)."""
         if self.n_tiles == 0:
             return
-        _update[(self.n_tiles,)](self.x, self.r, self.cen, self.cden, self.live,
-                                 self.t_start, self.t_end, self.t_pool, self.t_r, self.t_i,
-                                 self.d, self.x.stride(0), UPDATE=not first,
+        _update[(self.n_tiles,)](self.x, self.r, self.r if self.w is None else self.w,
+                                 self.cen, self.cden, self.live, self.t_start, self.t_end,
+                                 self.t_pool, self.t_r, self.t_i, self.d, self.x.stride(0),
+                                 UPDATE=not first, WEIGHTED=self.w is not None,
                                  BLOCK_N=self.block_n, BLOCK_D=self.block_d)
 
     def pick(self, step: int, budget, forced, out_off, out_idx, out_r) -> None:
@@ -223,14 +230,18 @@ class Engine:
         cdens: ``(L,)`` float64 their densities.
         excluded: ``(N,)`` bool, in-pool labeled points.
         max_new: how many centres may still be added.
+        weights: ``(N,)`` float64 candidate weights, or None: with them the engine picks
+            ``argmax r * weight`` (typicality: the tiles' maxima are of ``r * w``);
+            radii stay ``r``.
     """
 
     half_on_cpu = True  # 16-bit storage is kept (the interpreter runs CPU tensors)
     search_method = "torch"  # the initial search: torch on the features' device
+    weighted = True  # takes the typicality weight hook
 
-    def __init__(self, x, dens, centres, cdens, excluded, max_new):
+    def __init__(self, x, dens, centres, cdens, excluded, max_new, weights=None):
         self.b = _Batch([dict(x=x, dens=dens, centres=centres, cdens=cdens,
-                              excluded=excluded)])
+                              excluded=excluded, weights=weights)])
         dev = x.device
         self.budget = torch.tensor([1 << 62], dtype=torch.int64, device=dev)
         self.zero = torch.zeros(1, dtype=torch.int64, device=dev)
@@ -250,8 +261,9 @@ class Engine:
         if b.n_total == 0:
             return self.none
         j = torch.argmax(b.t_r[:b.n_tiles]).reshape(1)  # tiles in index order: the first
-        pair = torch.cat([b.t_r.index_select(0, j), b.t_i.index_select(0, j).double()])
-        return torch.where(pair[0] < 0, self.none, pair)
+        u = b.t_i.index_select(0, j)
+        pair = torch.cat([b.r.index_select(0, u), u.double()])  # r, also when weighted
+        return torch.where(b.t_r.index_select(0, j) < 0, self.none, pair)
 
     def row(self, u: torch.Tensor) -> torch.Tensor:
         """``(D + 1,)`` float64: features of point ``u`` (0-d int64 tensor) and its density."""

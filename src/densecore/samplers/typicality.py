@@ -36,7 +36,8 @@ class TypicalityGreedy(EngineOptions):
     Args:
         g: density exponent (>= 0); 1.0 by default (``docs/benchmarks.md``).
         k: neighbours of the fallback kNN density.
-        backend: ``"auto"``, ``"numba"`` (CPU) or ``"torch"`` (any device).
+        backend: ``"auto"``, ``"numba"`` (CPU), ``"torch"`` (any device) or ``"triton"``
+            (CUDA).
         metric: ``"euclidean"`` or ``"cosine"`` (:mod:`densecore.metrics`; also the
             fallback kNN density's metric).
         seed: seeds the first pick when nothing is labeled and ``init`` is None.
