@@ -7,6 +7,8 @@ Steps (each prints a table row and goes into the JSON):
    densities, labeled rows, 300 picks per pool, through
    ``farthest_first_batch`` on the device (triton, torch): the picks must equal
    Algorithm 1 computed in float64 on the device (one full pass per pick).
+   ``typicality``: ``TypicalityGreedy`` (the engines' weight hook) on the first
+   pool's size, 300 picks, triton against torch: the picks must be equal.
 2. ``speed``: 1,000,000 x 64 float32, 1,000 density-aware picks, one pool;
    CUDA events around the call after a warm-up; GB/s counts the features read
    once per pick (``N * D * 4`` bytes).
@@ -181,6 +183,20 @@ def main(argv=None) -> int:
                          "equal_to_reference": equal})
             print(f"reference {eng}: equal={equal} ({t:.2f} s)", flush=True)
 
+    # 1b. the typicality weight hook: the triton engine's picks equal the torch engine's
+    def step_typicality():
+        n, d, sizes, budget = s["ref"]
+        x, dens = problem(sizes[0], d, 5)
+        got = {eng: timed(lambda: densecore.TypicalityGreedy(backend=eng).select(
+            x, budget, densities=dens, init=0)) for eng in engines}
+        want = got["torch"][1].indices.tolist()
+        for eng, (t, sel) in got.items():
+            same = sel.indices.tolist() == want
+            rows.append({"step": "typicality", "engine": eng, "size": f"{sizes[0]}x{d}",
+                         "time_s": t, "per_pick_ms": 1e3 * t / budget,
+                         "equal_to_reference": same, "note": "reference: the torch engine"})
+            print(f"typicality {eng}: equal to torch={same} ({t:.2f} s)", flush=True)
+
     # 2. 1M x 64 x 1,000
     def step_speed():
         n, d, budget = s["speed"]
@@ -273,6 +289,7 @@ def main(argv=None) -> int:
         print(f"knn exact {n}x{d}: {t:.2f} s", flush=True)
 
     guarded("reference", step_reference)
+    guarded("typicality", step_typicality)
     guarded("speed", step_speed)
     for images in s["px"][2]:
         guarded(f"select_pixels x{images}", lambda: step_pixels(images))
