@@ -26,7 +26,9 @@ def test_dry_run_writes_every_step(tmp_path):
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
     rows = json.loads(out.read_text())["rows"]
     steps = [r["step"] for r in rows]
-    assert steps == ["reference", "reference", "speed", "speed", "select_pixels x1",
-                     "select_pixels x1", "select_pixels x2", "launches", "launches", "knn"]
-    assert all(r["equal_to_reference"] for r in rows if r["step"] == "reference")
+    assert steps == ["reference", "reference", "typicality", "typicality", "speed", "speed",
+                     "select_pixels x1", "select_pixels x1", "select_pixels x2", "launches",
+                     "launches", "knn"]
+    assert all(r["equal_to_reference"] for r in rows if r["step"] in ("reference",
+                                                                     "typicality"))
     assert all(r.get("syncs_per_pick") == 0 for r in rows if r["step"] == "launches")
