@@ -71,11 +71,9 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=None, help="default 3; quick 2")
     p.add_argument("--dense-max-mb", type=float, default=1024.0)
     args = p.parse_args(argv)
-    q = args.quick
-    n = args.n or (5_000 if q else 50_000)
-    dim = args.dim or (2_000 if q else 20_000)
-    budget = args.budget or (50 if q else 300)
-    repeats = args.repeats or (2 if q else 3)
+    defaults = (dict(n=5_000, dim=2_000, budget=50, repeats=2) if args.quick
+                else dict(n=50_000, dim=20_000, budget=300, repeats=3))
+    n, dim, budget, repeats = (getattr(args, k) or v for k, v in defaults.items())
     x = make_csr(n, dim, args.nnz, args.seed)
     dens = np.random.default_rng(args.seed + 1).uniform(0.5, 3.0, n)
     farthest_first(x[:200], 5, densities=dens[:200], init=0)  # load compiled kernels
