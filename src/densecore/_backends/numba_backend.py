@@ -38,6 +38,7 @@ Shape:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 
@@ -689,12 +690,17 @@ class Engine:
         self.w = None if weights is None else np.ascontiguousarray(_host(weights),
                                                                    dtype=np.float64)
         self.plain = n <= PLAIN_MAX or self.w is not None
+        if n_lab:  # r against the labeled set and its nearest centre, searched once
+            # small pools on one thread: a parallel region costs more than this search
+            with self.threads(1) if n <= PLAIN_MAX else contextlib.nullcontext():
+                v, a = search(x, centres, 1, weights=cdens, method=self.search_method)
+            v, a = v[:, 0].numpy(), a[:, 0].numpy()
         if self.w is not None:
             from .typicality_kernels import _update_argmax
 
             self.r = np.full(n, np.inf)
             if n_lab:
-                self.r[:] = search(x, centres, 1, weights=cdens, method=self.search_method)[0][:, 0].numpy()
+                self.r[:] = v
             self.taken = ex.copy()
             self.blocks = min(_WEIGHTED_BLOCKS, max(1, n))
             u, _ = _update_argmax(self.x, np.empty(0, self.x.dtype), self.r, self.w,
@@ -703,10 +709,8 @@ class Engine:
             return
         if self.plain:  # r per point, -1 for labeled points; the argmax kept beside it
             self.r = np.full(n, np.inf)
-            if n_lab:  # on one thread: a parallel region costs more than this search
-                with self.threads(1):
-                    v, _ = search(x, centres, 1, weights=cdens, method=self.search_method)
-                self.r[:] = v[:, 0].numpy()
+            if n_lab:
+                self.r[:] = v
             self.r[ex] = -1.0
             self.best_r, self.best_u = _argmax_first(self.r)
             return
@@ -734,9 +738,8 @@ class Engine:
         if n_lab:
             self.centres[:n_lab] = _host(centres.to(x.dtype))
             self.cdens[:n_lab] = _host(cdens)
-            v, a = search(x, centres, 1, weights=cdens, method=self.search_method)
-            assign = np.where(ex, -1, a[:, 0].numpy())
-            r = np.where(ex, -1.0, v[:, 0].numpy())
+            assign = np.where(ex, -1, a)
+            r = np.where(ex, -1.0, v)
             m = build_areas(assign, r, n_lab, self.order, self.rr, self.a_start, self.a_end,
                             self.a_max, self.a_arg)
             self.a_centre[:n_lab] = np.arange(n_lab)
