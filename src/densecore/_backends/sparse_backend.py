@@ -37,6 +37,12 @@ from .._core import mul_pow2, pow2_exp, pow2_scale
 __all__ = ["Csr", "Engine", "TorchEngine", "canonical", "knn_mean_distance"]
 
 _EPS = np.finfo(np.float64).eps
+# The certified estimate of both engines' ``_lower``: a row is ruled out when
+# ``(sq_t + |u|^2 - 2 x_t.u - _EST_ROUND (nnz_t + nnz_u + 4) eps (sq_t + |u|^2)
+# - _EST_FLOOR) / du > r_t (1 + _EST_MARGIN)`` (see :func:`_lower`).
+_EST_ROUND = 4.0
+_EST_FLOOR = 1e-300
+_EST_MARGIN = 1e-12
 _BLOCK = 1 << 22
 
 
@@ -109,8 +115,8 @@ def _lower(ip, ix, dx, sq, jp, jx, dy, u, du, r, w):
         for i in range(i0, i1):
             dot += dx[i] * w[ix[i]]
         s = sq[t] + su
-        lb = s - 2.0 * dot - 4.0 * (i1 - i0 + nu + 4) * _EPS * s - 1e-300
-        if lb > 0.0 and lb / du > rt * (1.0 + 1e-12):
+        lb = s - 2.0 * dot - _EST_ROUND * (i1 - i0 + nu + 4) * _EPS * s - _EST_FLOOR
+        if lb > 0.0 and lb / du > rt * (1.0 + _EST_MARGIN):
             continue
         q = _row_sqdist(ip, ix, dx, t, jp, jx, dy, u) / du
         if q < rt:
@@ -387,12 +393,11 @@ def _sub_csr(crow, col, val, rows, step):
     lo = crow[rows]
     lens = crow[rows + 1] - lo
     ends = torch.cumsum(lens, 0)
-    total = int(ends[-1]) if rows.numel() else 0
+    bounds = [0, *ends.tolist()]  # the one read back to the host
     row = torch.repeat_interleave(torch.arange(rows.numel(), device=rows.device), lens,
-                                  output_size=total)
-    pos = torch.arange(total, device=rows.device) - (ends - lens)[row] + lo[row]
-    ends = [0, *ends.tolist()]
-    cuts = ends[::step] + ([ends[-1]] if rows.numel() % step else [])
+                                  output_size=bounds[-1])
+    pos = torch.arange(bounds[-1], device=rows.device) - (ends - lens)[row] + lo[row]
+    cuts = bounds[::step] + ([bounds[-1]] if rows.numel() % step else [])
     return cuts, col[pos], val[pos], row
 
 
@@ -419,10 +424,10 @@ class TorchEngine:
         dev = self.val.device
         n = crow.shape[0] - 1
         self.crow = crow
-        self.row_of = torch.repeat_interleave(torch.arange(n, device=dev), crow.diff())
         self.nnz = crow.diff().to(torch.float64)
+        row_of = torch.repeat_interleave(torch.arange(n, device=dev), crow.diff())
         self.sq = torch.zeros(n, dtype=torch.float64, device=dev).index_add_(
-            0, self.row_of, self.val * self.val)
+            0, row_of, self.val * self.val)
         self.w = torch.zeros(self.dim, dtype=torch.float64, device=dev)
         with warnings.catch_warnings():  # torch calls its sparse CSR support beta
             warnings.simplefilter("ignore", UserWarning)
@@ -450,8 +455,8 @@ class TorchEngine:
         dot = (self.mat @ self.w[:, None])[:, 0]
         self.w[cols] = 0.0
         s = self.sq + su
-        lb = s - 2.0 * dot - 4.0 * (self.nnz + (len(cols) + 4)) * _EPS * s - 1e-300
-        out = (lb > 0) & (lb / du > self.r * (1.0 + 1e-12))  # cannot be lowered
+        lb = s - 2.0 * dot - _EST_ROUND * (self.nnz + (len(cols) + 4)) * _EPS * s - _EST_FLOOR
+        out = (lb > 0) & (lb / du > self.r * (1.0 + _EST_MARGIN))  # cannot be lowered
         rows = ((self.r > 0) & ~out).nonzero().squeeze(1)
         if rows.numel() == 0:
             return
