@@ -198,15 +198,15 @@ def _check(probs, features, densities, budget, labeled, ignore, alpha, sampler,
     alpha = V.check_finite_float(alpha, "alpha", minimum=1.0)
     if sampler is _DEFAULT:
         sampler = KCenterGreedy(seed=seed, validate=validate)
-    if isinstance(sampler, str) and sampler != "ripu":
-        raise ValueError(f"sampler must be 'ripu', an object with a select method or None; "
-                         f"got {sampler!r}")
-    if sampler is not None and not isinstance(sampler, str) \
-            and not callable(getattr(sampler, "select", None)):
+    if isinstance(sampler, str):
+        if sampler != "ripu":
+            raise ValueError(f"sampler must be 'ripu', an object with a select method or "
+                             f"None; got {sampler!r}")
+    elif sampler is not None and not callable(getattr(sampler, "select", None)):
         raise TypeError(f"sampler must have a select method or be None; got "
                         f"{type(sampler).__name__}")
     feats = dens = None
-    if sampler is not None and not isinstance(sampler, str):
+    if sampler is not None and not isinstance(sampler, str):  # a greedy: features needed
         if features is None:
             raise ValueError("features is required unless sampler is None")
         feats = V.check_feature_map(V.as_tensor_like(features, "features"), "features")
@@ -239,7 +239,8 @@ def _candidates(inp: _Inputs, scores: torch.Tensor, region_overlap: str, validat
             raise ValueError(f"budget must be at most the number of eligible pixels "
                              f"(neither labeled nor ignored) in every image; image {b} has "
                              f"{e}, got budget {budget}")
-    k = budget if inp.sampler is None else min(n_pix, max(budget, math.ceil(inp.alpha * budget)))
+    k = (budget if inp.sampler is None
+         else min(n_pix, max(budget, math.ceil(inp.alpha * budget))))
     if region_overlap == "block" and inp.region_size > 1:
         cand = blocked_candidates(scores, k, exclude, region_size=inp.region_size,
                                   validate=validate)
@@ -393,7 +394,7 @@ def select_pixels(probs, features, densities, budget: int, *, labeled=None, igno
     budget, sampler, dev = inp.budget, inp.sampler, inp.probs.device
     scores = _scores(score, inp.probs, inp.probs.shape, from_logits, validate, seed,
                      inp.region_size)
-    if sampler == "ripu":
+    if isinstance(sampler, str):  # "ripu" (the only string _check lets through)
         mask, centres = ripu_select(scores, budget,
                                     mode="region" if inp.region_size > 1 else "pixel",
                                     k=max(1, inp.region_size // 2), labeled=inp.labeled,

@@ -92,17 +92,17 @@ class ThreadPicker:
     mode, with the picks' character and the machine, so the modes are compared
     only on *adjacent* blocks: a trial runs ``PROBE`` picks on one thread, then
     ``PROBE`` picks on several (after one untimed pick that wakes their sleeping
-    threads), and records the ratio of their costs. The
-    parallel mode is chosen while the median ratio of the last ``KEEP`` trials is
-    below ``MARGIN``. The first ``KEEP`` trials run back to back; after that a
-    trial runs every ``gap`` blocks, the gap doubling while the trials agree with
-    the choice and falling back to ``GAP`` when one does not. One thread goes first in a trial (a
+    threads), and records the ratio of their costs. The parallel mode is chosen
+    while the median ratio of the last ``KEEP`` trials is below ``MARGIN``. The
+    first ``KEEP`` trials run back to back; after that a trial runs every ``gap``
+    blocks, the gap doubling while the trials agree with the choice and falling
+    back to ``GAP`` when one does not. One thread goes first in a trial (a
     parallel block on a busy machine can cost many times a serial one), and the
     parallel half gets ``min(limit, 1 + free cores)`` threads; no trial runs
     while :func:`free_cores` reports no free core, and a trial whose parallel
     side costs over ``CLEAR_LOSS`` times the serial one (already on the wake-up
-    pick: other processes hold the cores) ends there and counts for all ``KEEP``. The selection does not
-    depend on the thread count, only its speed.
+    pick: other processes hold the cores) ends there and counts for all
+    ``KEEP``. The selection does not depend on the thread count, only its speed.
 
     Args:
         limit: most threads (:func:`thread_limit`); 1 disables the choice.
