@@ -73,11 +73,14 @@ def query_round(state, round: int, image_ids, probs, features, densities, budget
         labels: ``(B, H, W)`` integer class maps (the annotator's answers: only
             the queried pixels are stored), or None to record masks only.
         ignore: ``(B, H, W)`` bool, pixels that must never be queried, or None.
-        sampler: a sampler class or factory called as ``sampler(seed=s)`` once
-            per image with ``s = image_seed(seed, round, image_id)`` (default:
-            the paper's :class:`~densecore.DensityAwareGreedy`); a sampler
-            instance, used for every image with its own seed; or None (the
-            ``budget`` best-scored pixels).
+        sampler: a sampler class or factory called as ``sampler(seed=s)``
+            (default: the paper's :class:`~densecore.DensityAwareGreedy`), a sampler
+            instance, or None (the ``budget`` best-scored pixels). Each image's
+            first pick is seeded by ``s = image_seed(seed, round, image_id)``: a
+            sampler with ``select_batch`` (densecore's greedy samplers) selects
+            every image of the call at once (:func:`~densecore.farthest_first_batch`)
+            with those seeds; any other is built once per image with its seed
+            (a factory) or used as is (an instance), one image at a time.
         seed: the run's seed.
         alpha, score, region_size, region_overlap, from_logits: as in
             :func:`~densecore.select_pixels`, except that ``region_overlap``
@@ -119,21 +122,34 @@ def query_round(state, round: int, image_ids, probs, features, densities, budget
     if not todo:
         return []
     as_numpy = not isinstance(probs, torch.Tensor)
-    masks = []
-    for b in todo:
-        image_id = ids[b]
-        prev = state.labeled(image_id, rounds=range(round))[None]
-        if not as_numpy:
-            prev = torch.from_numpy(prev).to(probs.device)
-        s = image_seed(seed, round, image_id)
-        one = slice(b, b + 1)
-        mask = select_pixels(
-            probs[one], None if features is None else features[one],
-            None if densities is None else densities[one], budget, labeled=prev,
-            ignore=None if ignore is None else ignore[one], alpha=alpha,
-            sampler=_sampler_for(sampler, s), score=score, region_size=region_size,
-            seed=s, from_logits=from_logits, region_overlap=region_overlap)
-        masks.append(mask[0])
+    seeds = [image_seed(seed, round, ids[b]) for b in todo]
+    prev = np.stack([state.labeled(ids[b], rounds=range(round)) for b in todo])
+    if not as_numpy:
+        prev = torch.from_numpy(prev).to(probs.device)
+    rows = todo if len(todo) < bsz else slice(None)
+
+    def pick(x):
+        if x is None or isinstance(x, str):
+            return x
+        return x[rows] if isinstance(x, (torch.Tensor, np.ndarray)) else \
+            [x[b] for b in todo]
+
+    one = _sampler_for(sampler, seeds[0])
+    kw = dict(ignore=pick(ignore), alpha=alpha, score=pick(score), region_size=region_size,
+              from_logits=from_logits, region_overlap=region_overlap)
+    if one is None or callable(getattr(one, "select_batch", None)):
+        # every image of the call in one selection (farthest_first_batch), each with
+        # its own first-pick seed
+        masks = list(select_pixels(pick(probs), pick(features), pick(densities), budget,
+                                   labeled=prev, sampler=one, seed=seeds, **kw))
+    else:  # a sampler without select_batch: one image at a time, each its own instance
+        masks = [select_pixels(
+            probs[b:b + 1], None if features is None else features[b:b + 1],
+            None if densities is None else densities[b:b + 1], budget,
+            labeled=prev[i:i + 1], sampler=_sampler_for(sampler, s), seed=s,
+            **{**kw, "ignore": None if ignore is None else ignore[b:b + 1],
+               "score": score if isinstance(score, str) else score[b:b + 1]})[0]
+            for i, (b, s) in enumerate(zip(todo, seeds))]
     with state.batch():  # one manifest write for the batch
         for b, mask in zip(todo, masks):
             lab = None

@@ -42,6 +42,7 @@ import logging
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -140,11 +141,13 @@ class ImageCandidates:
     labeled_densities: torch.Tensor | None = None
 
 
-def _scores(score, probs, shape_ref, from_logits, validate, seed, region_size):
+def _scores(score, probs, shape_ref, from_logits, validate, seeds, region_size):
     if isinstance(score, str):
-        if score == "random":
+        if score == "random":  # per-image seeds: each image its own stream, as if alone
             b, _, h, w = shape_ref
-            return random_score((b, h, w), seed, device=probs.device)
+            if isinstance(seeds, int):
+                return random_score((b, h, w), seeds, device=probs.device)
+            return torch.cat([random_score((1, h, w), s, device=probs.device) for s in seeds])
         if score == "ripu":  # RIPU's region score for blocks, its pixel score (k = 1) for pixels
             return ripu_score(probs, max(1, region_size // 2),
                               mode="region" if region_size > 1 else "pixel",
@@ -166,6 +169,8 @@ class _Inputs:
     """The checked inputs of :func:`select_pixels` (tensors on the probabilities' device)."""
 
     probs: torch.Tensor  # (B, C, H, W)
+    seeds: list  # (B,) per-image seeds
+    per_image_seeds: bool  # seed was given per image (passed to select_batch)
     feats: torch.Tensor | None  # (B, D, h, w), None for score-only ranking
     dens: torch.Tensor | None  # (B, h, w)
     labeled: torch.Tensor | None  # (B, H, W) bool
@@ -196,8 +201,10 @@ def _check(probs, features, densities, budget, labeled, ignore, alpha, sampler,
     if region_overlap not in ("allow", "block"):
         raise ValueError(f"region_overlap must be 'allow' or 'block'; got {region_overlap!r}")
     alpha = V.check_finite_float(alpha, "alpha", minimum=1.0)
+    per_image = not isinstance(seed, (int, np.integer))
+    seeds = V.check_per_pool(seed, bsz, "seed", minimum=0)
     if sampler is _DEFAULT:
-        sampler = KCenterGreedy(seed=seed, validate=validate)
+        sampler = KCenterGreedy(seed=seeds[0] if seeds else 0, validate=validate)
     if isinstance(sampler, str):
         if sampler != "ripu":
             raise ValueError(f"sampler must be 'ripu', an object with a select method or "
@@ -224,7 +231,8 @@ def _check(probs, features, densities, budget, labeled, ignore, alpha, sampler,
     shape = (bsz, big_h, big_w)
     lab = None if labeled is None else V.check_bool_map(labeled, shape, probs_t, "labeled")
     ign = None if ignore is None else V.check_bool_map(ignore, shape, probs_t, "ignore")
-    return _Inputs(probs_t, feats, dens, lab, ign, sampler, budget, alpha, region_size)
+    return _Inputs(probs_t, seeds, per_image, feats, dens, lab, ign, sampler, budget, alpha,
+                   region_size)
 
 
 def _candidates(inp: _Inputs, scores: torch.Tensor, region_overlap: str, validate: bool):
@@ -272,19 +280,22 @@ def _gather(inp: _Inputs, c: torch.Tensor, b: int, normalize: bool):
     return (F.normalize(f, dim=1) if normalize else f), d, lf, ld
 
 
-def _select_all(sampler, budget: int, jobs: list) -> list:
+def _select_all(sampler, budget: int, jobs: list, seeds: list | None) -> list:
     """The sampler's selection for each job ``(b, candidates, f, d, lf, ld)``, in order:
     all images in one ``select_batch`` call where the sampler has one (densecore's
     greedy samplers: :func:`~densecore.batch.farthest_first_batch` runs CPU images
-    on threads and CUDA images in one launch per pick), else ``select`` per image."""
+    on threads and CUDA images in one launch per pick), else ``select`` per image.
+    ``seeds``: the first-pick seed of each image (given to ``select_batch``), or None
+    for the sampler's own seed."""
     batch = getattr(sampler, "select_batch", None)
-    if not callable(batch) or len(jobs) < 2:
+    if not callable(batch) or (len(jobs) < 2 and seeds is None):
         return [sampler.select(f, budget, densities=d, labeled_features=lf,
                                labeled_densities=ld) for _, _, f, d, lf, ld in jobs]
     d = None if jobs[0][3] is None else torch.cat([j[3] for j in jobs])
     return batch(torch.cat([j[2] for j in jobs]), [j[2].shape[0] for j in jobs], budget,
                  densities=d, labeled_features=[j[4] for j in jobs],
-                 labeled_densities=[j[5] for j in jobs])
+                 labeled_densities=[j[5] for j in jobs],
+                 seeds=None if seeds is None else [seeds[j[0]] for j in jobs])
 
 
 def _mask(picks: list, inp: _Inputs) -> torch.Tensor:
@@ -307,7 +318,7 @@ def _mask(picks: list, inp: _Inputs) -> torch.Tensor:
 
 def select_pixels(probs, features, densities, budget: int, *, labeled=None, ignore=None,
                   alpha: float = 20, sampler=_DEFAULT, score="margin", region_size: int = 1,
-                  normalize: bool = True, seed: int = 0, from_logits: bool = False,
+                  normalize: bool = True, seed=0, from_logits: bool = False,
                   validate: bool = True, region_overlap: str = "block",
                   return_candidates: bool = False):
     """Pick ``budget`` new pixels (or regions) per image: filter, gather, greedy.
@@ -353,7 +364,11 @@ def select_pixels(probs, features, densities, budget: int, *, labeled=None, igno
             the candidates, the sampler chooses among them.
         region_size: odd side of the block labeled around each pick (1: pixels).
         normalize: L2-normalise sampled candidate and labeled features.
-        seed: seed of the default sampler's first pick and of random scores.
+        seed: an integer, or one integer per image (``(B,)``): the seed of each
+            image's first pick (the default sampler's, and that of any sampler with
+            ``select_batch``, which then receives them as ``seeds=``; other samplers
+            keep their own seed) and of its random scores. Per-image seeds make an
+            image's selection independent of the images it shares a call with.
         from_logits: ``probs`` holds logits.
         validate: scan inputs for bad values (device syncs on CUDA).
         region_overlap: ``"block"`` (the default): RIPU's rule, candidates are
@@ -392,8 +407,8 @@ def select_pixels(probs, features, densities, budget: int, *, labeled=None, igno
     inp = _check(probs, features, densities, budget, labeled, ignore, alpha, sampler,
                  region_size, region_overlap, seed, validate)
     budget, sampler, dev = inp.budget, inp.sampler, inp.probs.device
-    scores = _scores(score, inp.probs, inp.probs.shape, from_logits, validate, seed,
-                     inp.region_size)
+    scores = _scores(score, inp.probs, inp.probs.shape, from_logits, validate,
+                     inp.seeds if inp.per_image_seeds else int(seed), inp.region_size)
     if isinstance(sampler, str):  # "ripu" (the only string _check lets through)
         mask, centres = ripu_select(scores, budget,
                                     mode="region" if inp.region_size > 1 else "pixel",
@@ -412,7 +427,8 @@ def select_pixels(probs, features, densities, budget: int, *, labeled=None, igno
                     min(budget, c.numel()), device=c.device)))
             else:
                 jobs.append((b, c, *_gather(inp, c, b, normalize)))
-        for (jb, jc, jf, jd, jlf, jld), sel in zip(jobs, _select_all(sampler, budget, jobs)):
+        sels = _select_all(sampler, budget, jobs, inp.seeds if inp.per_image_seeds else None)
+        for (jb, jc, jf, jd, jlf, jld), sel in zip(jobs, sels):
             idx = V.check_selection(sel, budget, jc.numel(), type(sampler).__name__).to(dev)
             picks.append(jc[idx])
             seen.append(ImageCandidates(jc, jf, jd, idx, jlf, jld))
