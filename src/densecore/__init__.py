@@ -3,6 +3,7 @@
 The public surface is listed in ``__all__`` (a test pins it).
 """
 
+from .advise import Advice, advise
 from .atomic import atomic_save_figure, atomic_write, atomic_write_json, atomic_write_text
 from .bounds import (BoundReport, average_radial_distance, bound_report, coreset_loss,
                      coverage, covering_radius)
@@ -33,6 +34,7 @@ def __getattr__(name):
 
 __all__ = [
     "ActiveLabelState",
+    "Advice",
     "BoundReport",
     "CategoryMarginLoss",
     "CorruptFileError",
@@ -47,6 +49,7 @@ __all__ = [
     "MaskedConvEstimator",
     "Selection",
     "TypicalityGreedy",
+    "advise",
     "atomic_save_figure",
     "atomic_write",
     "atomic_write_json",
