@@ -46,8 +46,10 @@ the study loads the checkpoint and
   ``alpha * b`` L2-normalised candidate features, averaged over the images
   (none for ``ripu``, which picks from every pixel without a candidate pool).
 
-The same seed gives every method of a budget the same initial model and data
-order, so methods are compared seed by seed: for each method and reference
+The same seed gives every method of a budget the same initial model, data
+order and scene draw (seed ``s`` generates its data with seed ``s``, so the
+seeds vary the scenes as well as the model; ``--data-seed`` fixes one draw),
+so methods are compared seed by seed: for each method and reference
 (``random``, ``margin``, ``ripu``) the study reports the per-seed differences
 of the final mIoU, their mean and a 95 % Student-t interval over the paired
 seeds (``mean ± t(0.975, n-1) * sd / sqrt(n)``), and whether it excludes zero.
@@ -74,6 +76,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import hashlib
 import json
 import logging
@@ -106,7 +109,9 @@ class Arm:
     train: int                  # training images per domain
     val: int                    # target val images
     budget: tuple = ()          # (field, value) pairs over the base config; () keeps its budget
-    data_seed: int = 0
+    # the scene draw: None draws one per run seed (seed s generates its data with seed s);
+    # an int fixes one draw for every seed (what studies before the per-seed draw did)
+    data_seed: int | None = None
 
 
 @dataclass(frozen=True)
@@ -151,24 +156,31 @@ REFERENCES = ("random", "margin", "ripu")  # paired differences are taken agains
 # ---------------------------------------------------------------- data and configs
 
 
-def data_dir(out: str, arm: Arm) -> str:
-    """``OUT/data/<H>x<W>_<train>_<val>_<data seed>``: arms with the same data share it."""
+def data_seed(arm: Arm, seed: int) -> int:
+    """The scene draw of run seed ``seed``: the seed itself, so that the seeds of a
+    study vary the data as well as the model (its intervals include scene
+    variation), unless ``arm.data_seed`` fixes one draw for all seeds."""
+    return seed if arm.data_seed is None else arm.data_seed
+
+
+def data_dir(out: str, arm: Arm, seed: int = 0) -> str:
+    """``OUT/data/<H>x<W>_<train>_<val>_<data seed>``: runs with the same data share it."""
     h, w = arm.size
-    return os.path.join(out, "data", f"{h}x{w}_{arm.train}_{arm.val}_{arm.data_seed}")
+    return os.path.join(out, "data", f"{h}x{w}_{arm.train}_{arm.val}_{data_seed(arm, seed)}")
 
 
-def prepare_data(out: str, arm: Arm) -> dict:
-    """Generate the arm's data once and return the roots."""
-    root = data_dir(out, arm)
+def prepare_data(out: str, arm: Arm, seed: int = 0) -> dict:
+    """Generate the data of ``arm`` for run seed ``seed`` once and return the roots."""
+    root = data_dir(out, arm, seed)
     with _lock(root + ".lock"):
-        return _prepare_data(root, arm)
+        return _prepare_data(root, arm, data_seed(arm, seed))
 
 
-def _prepare_data(root: str, arm: Arm) -> dict:
+def _prepare_data(root: str, arm: Arm, seed: int) -> dict:
     import make_synthetic_data as gen
 
     roots = {"source": os.path.join(root, "gtav"), "target": os.path.join(root, "cityscapes")}
-    want = {"size": list(arm.size), "train": arm.train, "val": arm.val, "seed": arm.data_seed}
+    want = {"size": list(arm.size), "train": arm.train, "val": arm.val, "seed": seed}
     marker = os.path.join(root, "done.json")
     if os.path.exists(marker):
         with open(marker) as f:
@@ -176,7 +188,7 @@ def _prepare_data(root: str, arm: Arm) -> dict:
                 return roots
     if os.path.exists(root):
         shutil.rmtree(root)
-    gen.main(argparse.Namespace(out=root, train=arm.train, val=arm.val, seed=arm.data_seed,
+    gen.main(argparse.Namespace(out=root, train=arm.train, val=arm.val, seed=seed,
                                 size=tuple(arm.size)))
     atomic_write_json(marker, want)
     return roots
@@ -201,7 +213,8 @@ def run_key(arm: Arm, method: str) -> str:
     arms on the same data); a row whose key differs from the current one was
     made with other settings.
     """
-    blob = json.dumps({"data": [list(arm.size), arm.train, arm.val, arm.data_seed],
+    draw = "per seed" if arm.data_seed is None else arm.data_seed
+    blob = json.dumps({"data": [list(arm.size), arm.train, arm.val, draw],
                        "config": run_config(arm, method, 0)}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
@@ -808,6 +821,9 @@ def get_args_parser(add_help=True):
     parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
                         help="processes sharing the runs (default: up to 2)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads per process")
+    parser.add_argument("--data-seed", type=int, default=None,
+                        help="one scene draw for every seed (default: each seed draws its "
+                             "own; studies made before the per-seed draw used 0)")
     parser.add_argument("--report-only", action="store_true",
                         help="run nothing; rewrite the analysis, table and plot from the rows")
     parser.add_argument("--no-report", dest="report", action="store_false",
@@ -826,6 +842,8 @@ def make_plan(args) -> Plan:
             raise ValueError(f"--arms: unknown {unknown}; the plan has "
                              f"{[a.name for a in arms]}")
         arms = tuple(a for a in arms if a.name in args.arms)
+    if getattr(args, "data_seed", None) is not None:
+        arms = tuple(dataclasses.replace(a, data_seed=args.data_seed) for a in arms)
     return Plan(arms=arms, seeds=tuple(args.seeds) if args.seeds else plan.seeds)
 
 
@@ -839,6 +857,8 @@ def _worker_argv(args) -> list[str]:
         argv += ["--seeds", *map(str, args.seeds)]
     if args.arms:
         argv += ["--arms", *args.arms]
+    if args.data_seed is not None:
+        argv += ["--data-seed", str(args.data_seed)]
     return argv
 
 
@@ -860,10 +880,11 @@ def main(args):
         else:
             roots = {}
 
-            def runner(arm, method, seed):
-                if arm.name not in roots:
-                    roots[arm.name] = prepare_data(args.out, arm)
-                return run_one(args.out, arm, roots[arm.name], method, seed)
+            def runner(arm, method, seed):  # each seed its own scene draw
+                where = data_dir(args.out, arm, seed)
+                if where not in roots:
+                    roots[where] = prepare_data(args.out, arm, seed)
+                return run_one(args.out, arm, roots[where], method, seed)
 
             run_study(args.out, plan, args.methods, runner,
                       report=lambda rows: analyze(rows, plan, args.methods),
