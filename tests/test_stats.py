@@ -51,7 +51,7 @@ def test_adjusted_p_ordering(p):
     assert (h <= 1).all() and (b <= 1).all()
 
 
-def test_issue_numbers_holm_rejects_nothing():
+def test_six_comparisons_holm_rejects_nothing():
     # six comparisons, smallest p 0.0098: Holm's first threshold 0.05 / 6 = 0.0083
     p = [0.0098, 0.035, 0.2, 0.4, 0.6, 0.9]
     assert holm(p).min() > 0.05
