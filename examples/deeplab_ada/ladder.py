@@ -173,18 +173,7 @@ SAMPLERS = ("kcenter", "density_aware", "density_aware_tuned", "typicality", "re
             "margin", "random", "ripu")
 OUTCOMES = ("prop_dmc", "prop_backbone", "probe")  # compared with k-center, Holm over all
 ALPHA = 20           # candidates per pick (the paper, up to 2.2 %)
-RIPU_RADIUS_K = 32   # RIPU's pixel setting at 1024x2048 labels
 IGNORE = 255
-
-
-def ripu_pixel_k(height: int) -> int:
-    """RIPU's pixel-mode window radius scaled from ``RADIUS_K`` 32 at 1024 rows.
-
-    Example:
-        >>> ripu_pixel_k(1024), ripu_pixel_k(128), ripu_pixel_k(64)
-        (32, 4, 2)
-    """
-    return max(1, round(RIPU_RADIUS_K * height / 1024))
 
 
 def budget_of(budget: str, shape) -> tuple[int, int]:
@@ -369,7 +358,8 @@ def select_image(o: dict, name: str, budget: str, seed: int, tau: float | None):
     dens = coverage_density(o["error"], beta=BETA, tau=TAU, dims=(1, 2))
     tic = time.perf_counter()
     if name == "ripu":
-        mode, k = ("region", 1) if side > 1 else ("pixel", ripu_pixel_k(shape[0]))
+        # RIPU's pixel window: RADIUS_K 32 at 1024x2048, scaled with the label height
+        mode, k = ("region", 1) if side > 1 else ("pixel", densecore.ripu_pixel_radius(shape))
         score = ripu_score(o["probs"], k, mode=mode)
         # score-0 ties in a seeded random order, never by pixel index (1e-12 is below
         # float32's resolution at any positive score of this size, so it orders zeros only)
@@ -388,12 +378,20 @@ def select_image(o: dict, name: str, budget: str, seed: int, tau: float | None):
     return mask[0].numpy(), centres, seen, None, secs
 
 
+def at_pixels(maps, flat, size):
+    """``(N,)`` values of ``(1, h, w)`` ``maps`` bilinearly upsampled to ``size`` at the flat
+    pixels ``flat`` (as ``select_pixels`` samples them)."""
+    import torch.nn.functional as F
+
+    up = F.interpolate(maps[:, None], size=size, mode="bilinear", align_corners=False)
+    return up.reshape(-1)[flat]
+
+
 def candidate_pool(o: dict, budget: str, seed: int):
     """k-center's margin candidate pool of one image: ``(flat pixels (N,), unit DMC
     features (N, D), densities at tau 0.25 (N,), raw error (N,))``."""
     import densecore
     from densecore.density import BETA, TAU, coverage_density
-    from densecore.segmentation import sample_at_pixels
 
     shape = tuple(o["gt"].shape)
     b, side = budget_of(budget, shape)
@@ -402,8 +400,7 @@ def candidate_pool(o: dict, budget: str, seed: int):
                                          sampler=densecore.KCenterGreedy(seed=seed),
                                          region_size=side, seed=seed, return_candidates=True)
     c = seen.candidates
-    return (c, seen.features, sample_at_pixels(dens[0][None], c, shape)[:, 0],
-            sample_at_pixels(o["error"][0][None], c, shape)[:, 0])
+    return (c, seen.features, at_pixels(dens, c, shape), at_pixels(o["error"], c, shape))
 
 
 def tune_tau(held: list[dict], budget: str, seed: int) -> dict:
