@@ -66,7 +66,7 @@ def test_one_cell_end_to_end_and_resume(tmp_path):
     rung = _tiny_rung(out)
     plan = ladder.Plan(rungs=("tiny",), data_seeds=(7,), pool=1, held=1, val=1)
     net, cfg = ladder.load_rung(out, rung)
-    assert ladder.run_cell(out, rung, 7, plan, net, cfg, cache={}) == 16
+    assert ladder.run_cell(out, rung, 7, plan, net, cfg, cache={}) == 2 * len(ladder.SAMPLERS)
     kc = ladder.read_json(ladder.record_path(out, "tiny", 7, "40px", "kcenter"))
     (im,) = kc["images"]
     assert len(im["centres"]) == len(set(im["centres"])) == 40 == im["labeled_pixels"]
@@ -82,6 +82,8 @@ def test_one_cell_end_to_end_and_resume(tmp_path):
             assert 0.0 <= im["overlap_kcenter"] <= 1.0
         if name in ("random", "ripu"):
             assert im["calibration_r2"] is None  # picks outside the margin pool
+        else:
+            assert im["calibration_r2"] is None or 0.0 <= im["calibration_r2"] <= 1.0
     tau = ladder.read_json(os.path.join(out, "records", "tiny", "2.2pct", "seed7", "tau.json"))
     assert tau["tau"] in (0.05, 0.1, 0.15, 0.25, 0.5, 1.0, 2.0, 4.0)
     # resumed: every record present, nothing redone (the network is not even called)

@@ -27,7 +27,9 @@ Samplers, all on the same model outputs; the greedy ones on the same top
 ``alpha * b`` margin candidates (``densecore.select_pixels``):
 ``kcenter``, ``density_aware`` (tau 0.25, the paper's), ``density_aware_tuned``
 (tau from ``tune_density_scaling`` on the held-out images' candidates),
-``typicality``, ``refinement`` (k-center then k-medoids steps), ``margin``
+``density_aware_knn`` (beyond the paper: tau 0.25 on the candidates' own kNN
+density, k = 10, instead of the DMC's: does a density that measures the
+candidates' spacing directly do better?), ``typicality``, ``refinement`` (k-center then k-medoids steps), ``margin``
 (the best ``b`` by score), ``random`` (random score), ``ripu`` (RIPU's region
 selection at ``2.2pct``; its pixel selection at ``40px`` with RIPU's window,
 ``RADIUS_K`` 32 at 1024x2048 scaled to the label height; score-0 ties broken
@@ -37,8 +39,12 @@ Per image and sampler:
 
 * ``calibration_r2``: R^2 of the average radial distance (Eq. 4) of the picks'
   coverage areas among the candidates against 1 / density
-  (``densecore.density.density_calibration``); for ``kcenter`` this is the
-  rung's calibration (k-center's picks do not depend on the density);
+  (``densecore.density.density_calibration``; the DMC density at tau 0.25, the
+  kNN density for ``density_aware_knn``); for ``kcenter`` this is the rung's
+  calibration (k-center's picks do not depend on the density);
+* ``calibration_r2_paper`` (``kcenter`` records): the supplementary's protocol
+  (``supplementary_calibration``: candidates whose DMC densities roughly
+  follow U(0.5, 3), 100 drawn);
 * ``prop_dmc``, ``prop_backbone``: within-image 1-NN label propagation: every
   pixel takes the label of its nearest labeled pixel (the picks' pixels whose
   ground truth is not void) in L2-normalised DMC / backbone features, mIoU
@@ -169,8 +175,9 @@ class Plan:
 PLANS = {"quick": Plan(rungs=("round0", "supervised_64x128"), data_seeds=tuple(range(100, 110))),
          "full": Plan(rungs=tuple(r.name for r in RUNGS), data_seeds=tuple(range(100, 120)))}
 BUDGETS = ("2.2pct", "40px")
-SAMPLERS = ("kcenter", "density_aware", "density_aware_tuned", "typicality", "refinement",
-            "margin", "random", "ripu")
+SAMPLERS = ("kcenter", "density_aware", "density_aware_tuned", "density_aware_knn",
+            "typicality", "refinement", "margin", "random", "ripu")
+KNN_K = 10           # neighbours of the kNN density (density_aware_knn)
 OUTCOMES = ("prop_dmc", "prop_backbone", "probe")  # compared with k-center, Holm over all
 ALPHA = 20           # candidates per pick (the paper, up to 2.2 %)
 IGNORE = 255
@@ -330,6 +337,30 @@ class _CandidateTau:
                                                                    densities=dens)
 
 
+def knn_density(features):
+    """``(N,)`` coverage density at tau 0.25 from the mean distance to the ``KNN_K``
+    nearest candidates (``densecore.density.knn_mean_distance``), min-max over the pool."""
+    from densecore.density import coverage_density, knn_mean_distance
+
+    return coverage_density(knn_mean_distance(features, min(KNN_K, len(features) - 1)),
+                            tau=0.25)
+
+
+class _KNNDensityAware:
+    """Density-aware greedy with the kNN density of the candidates instead of the DMC's:
+    a density that measures the local spacing of exactly the points being covered."""
+
+    def __init__(self, seed: int):
+        self.seed = seed
+
+    def select(self, features, budget, *, densities=None, labeled_features=None,
+               labeled_densities=None):
+        import densecore
+
+        return densecore.DensityAwareGreedy(seed=self.seed).select(
+            features, budget, densities=knn_density(features))
+
+
 def make_sampler(name: str, seed: int, tau: float | None = None):
     """``(select_pixels sampler, score)`` of a margin-candidate sampler of the ladder."""
     import densecore
@@ -337,6 +368,7 @@ def make_sampler(name: str, seed: int, tau: float | None = None):
     return {"kcenter": (densecore.KCenterGreedy(seed=seed), "margin"),
             "density_aware": (densecore.DensityAwareGreedy(seed=seed), "margin"),
             "density_aware_tuned": (_CandidateTau(tau, seed), "margin"),
+            "density_aware_knn": (_KNNDensityAware(seed), "margin"),
             "typicality": (densecore.TypicalityGreedy(seed=seed), "margin"),
             "refinement": (densecore.KMedoidsRefinement(densecore.KCenterGreedy(seed=seed),
                                                         seed=seed), "margin"),
@@ -438,7 +470,8 @@ def image_measures(o: dict, mask, centres, kc_centres, pool, name: str, cfg) -> 
         where = {int(p): i for i, p in enumerate(pool[0].tolist())}
         pos = [where.get(int(c)) for c in centres]
         if all(p is not None for p in pos) and len(pos) >= 2:
-            cal = density_calibration(pool[1], pool[2], torch.tensor(pos))
+            dens = knn_density(pool[1]) if name == "density_aware_knn" else pool[2]
+            cal = density_calibration(pool[1], dens, torch.tensor(pos))
             r2 = None if math.isnan(cal.r2) else cal.r2
     n_lab = int(lab.sum())
     paper = None
@@ -550,7 +583,7 @@ def run_cell(out: str, rung: Rung, seed: int, plan: Plan, net, cfg, *, cache: di
             probe = linear_probe(tx, ty, val_x, val_y, cfg.num_classes)
             write_json(path, {"rung": rung.name, "data_seed": seed, "budget": budget,
                                      "sampler": name, "tau": tau if name.endswith("tuned")
-                                     else (0.25 if name == "density_aware" else None),
+                                     else (0.25 if name in ("density_aware", "density_aware_knn") else None),
                                      "probe": probe, "select_s": secs,
                                      "model_miou": model_miou, "images": images})
             written += 1
