@@ -855,6 +855,60 @@ def write_report(out: str, dest: str | None = None, rungs=None) -> str:
     return text
 
 
+def diagnose(out: str, plan: Plan, seeds: int = 5) -> dict:
+    """Why the DMC density does or does not steer the greedy, per rung and budget, over the
+    first ``seeds`` data seeds' pool images (k-center's margin candidate pools):
+
+    * ``density_p90_p10``: 90th / 10th percentile of the candidates' DMC densities
+      (tau 0.25; 1 means the division changes nothing);
+    * ``spearman_error_knn``: rank correlation of the candidates' DMC error with their
+      mean distance to the 10 nearest candidates (what the error is meant to estimate);
+    * ``r2_kcenter_knn``: calibration R^2 of the kNN density on k-center's picks (the
+      same measure as the DMC's ``calibration_r2``);
+    * ``kcenter_radius_ratio``: largest over median covering distance of k-center's
+      areas (how unequal the areas k-center leaves are);
+    * ``kcenter_ard_cv``, ``kcenter_ard_max_over_mean``: coefficient of variation and
+      max / mean of the average radial distance (Eq. 4) over k-center's areas: the
+      imbalance a density could correct.
+    """
+    import torch
+    from scipy import stats as sst
+
+    import densecore
+    from densecore.density import density_calibration
+
+    res = {}
+    for name in plan.rungs:
+        rung = next(r for r in RUNGS if r.name == name)
+        net, cfg = load_rung(out, rung)
+        rows = {b: [] for b in BUDGETS}
+        for seed in plan.data_seeds[:seeds]:
+            h, w = tuple(cfg.target_size)[::-1]
+            outs = model_outputs(net, cfg, eval_data(out, (h, w), seed, plan), "train")
+            for o in outs[:plan.pool]:
+                img_seed = densecore.image_seed(seed, 0, o["id"])
+                for b in BUDGETS:
+                    c, x, dens, err = candidate_pool(o, b, img_seed)
+                    n_b, _ = budget_of(b, tuple(o["gt"].shape))
+                    sel = densecore.KCenterGreedy(seed=img_seed).select(x, n_b).indices
+                    knn = densecore.density.knn_mean_distance(x, KNN_K)
+                    q = torch.quantile(dens.double(), torch.tensor([0.1, 0.9],
+                                                                   dtype=torch.float64))
+                    _, dist = densecore.coverage(x, x[sel])
+                    ard = torch.as_tensor(densecore.average_radial_distance(x, x[sel]))
+                    rows[b].append({
+                        "density_p90_p10": float(q[1] / q[0]),
+                        "spearman_error_knn": float(sst.spearmanr(err.numpy(),
+                                                                  np.asarray(knn))[0]),
+                        "r2_kcenter_knn": density_calibration(x, knn_density(x), sel).r2,
+                        "kcenter_radius_ratio": float(dist.max() / dist.median()),
+                        "kcenter_ard_cv": float(ard.std() / ard.mean()),
+                        "kcenter_ard_max_over_mean": float(ard.max() / ard.mean())})
+        res[name] = {b: {k: float(np.nanmean([r[k] for r in rs])) for k in rs[0]}
+                     for b, rs in rows.items()}
+    return res
+
+
 def get_args_parser(add_help=True):
     parser = argparse.ArgumentParser(description="Fixed-feature ladder of the samplers",
                                      add_help=add_help)
@@ -864,6 +918,8 @@ def get_args_parser(add_help=True):
     parser.add_argument("--rungs", nargs="+", default=None)
     parser.add_argument("--seeds", type=int, nargs="+", default=None,
                         help="data seeds (default: the plan's)")
+    parser.add_argument("--diagnose", action="store_true",
+                        help="write OUT/diagnostics.json (density spread and calibration)")
     parser.add_argument("--report-only", action="store_true",
                         help="run nothing; write the analysis from the records")
     parser.add_argument("--results", default=None,
@@ -887,6 +943,11 @@ def main(args):
         for r in RUNGS:
             if r.name in plan.rungs:
                 train_rung(args.out, r, progress=args.progress)
+        return
+    if args.diagnose:
+        diag = diagnose(args.out, plan)
+        atomic_write_json(os.path.join(args.results or args.out, "diagnostics.json"), diag)
+        print(json.dumps(diag, indent=1))
         return
     if not args.report_only:
         run_ladder(args.out, plan, progress=args.progress)
