@@ -29,8 +29,8 @@ Samplers, all on the same model outputs; the greedy ones on the same top
 (tau from ``tune_density_scaling`` on the held-out images' candidates),
 ``density_aware_knn`` (beyond the paper: tau 0.25 on the candidates' own kNN
 density, k = 10, instead of the DMC's: does a density that measures the
-candidates' spacing directly do better?), ``typicality``, ``refinement`` (k-center then k-medoids steps), ``margin``
-(the best ``b`` by score), ``random`` (random score), ``ripu`` (RIPU's region
+candidates' spacing directly do better?), ``typicality``, ``refinement``
+(k-center then k-medoids steps), ``margin`` (the best ``b`` by score), ``random`` (random score), ``ripu`` (RIPU's region
 selection at ``2.2pct``; its pixel selection at ``40px`` with RIPU's window,
 ``RADIUS_K`` 32 at 1024x2048 scaled to the label height; score-0 ties broken
 in a seeded random order, never by pixel index).
@@ -377,8 +377,8 @@ def make_sampler(name: str, seed: int, tau: float | None = None):
 
 
 def select_image(o: dict, name: str, budget: str, seed: int, tau: float | None):
-    """One sampler on one image: ``(mask (H, W) bool numpy, centres (b,) int64 numpy,
-    candidate pool, positions of the picks in it or None, seconds)``."""
+    """One sampler on one image: ``(mask (H, W) bool numpy, centres (b,) int64 numpy flat
+    pixels, seconds)``."""
     import torch
 
     import densecore
@@ -398,7 +398,7 @@ def select_image(o: dict, name: str, budget: str, seed: int, tau: float | None):
         g = torch.Generator().manual_seed(seed)
         score = score + 1e-12 * torch.rand(score.shape, generator=g)
         mask, centres = densecore.ripu_select(score, b, mode=mode, k=k, return_centres=True)
-        return (mask[0].numpy(), centres[0].numpy(), None, None, time.perf_counter() - tic)
+        return mask[0].numpy(), centres[0].numpy(), time.perf_counter() - tic
     sampler, score = make_sampler(name, seed, tau)
     # the tuned sampler reads the raw error (made strictly positive) and scales it itself
     d = o["error"] + 1e-12 if name == "density_aware_tuned" else dens
@@ -406,8 +406,7 @@ def select_image(o: dict, name: str, budget: str, seed: int, tau: float | None):
                                             sampler=sampler, score=score, region_size=side,
                                             seed=seed, return_candidates=True)
     secs = time.perf_counter() - tic
-    centres = seen.candidates[seen.selected].numpy()
-    return mask[0].numpy(), centres, seen, None, secs
+    return mask[0].numpy(), seen.candidates[seen.selected].numpy(), secs
 
 
 def at_pixels(maps, flat, size):
@@ -556,21 +555,17 @@ def run_cell(out: str, rung: Rung, seed: int, plan: Plan, net, cfg, *, cache: di
         if not os.path.exists(tune_file):
             write_json(tune_file, tune_tau(held, budget, seed * 1000))
         tau = read_json(tune_file)["tau"]
-        order = ["kcenter"] + [n for n in names if n != "kcenter"]
-        for name in order:
+        # k-center first: the others' overlap is measured against its picks
+        for name in ["kcenter"] + [n for n in names if n != "kcenter"]:
             path = record_path(out, rung.name, seed, budget, name)
-            if name != "kcenter" and os.path.exists(path):
+            if os.path.exists(path):
                 continue
-            kc = None
-            if name != "kcenter":
-                kc = [im["centres"] for im in read_json(
-                    record_path(out, rung.name, seed, budget, "kcenter"))["images"]]
-            elif os.path.exists(path):
-                continue
+            kc = None if name == "kcenter" else [im["centres"] for im in read_json(
+                record_path(out, rung.name, seed, budget, "kcenter"))["images"]]
             images, masks, secs = [], [], 0.0
             for i, o in enumerate(pool_imgs):
                 img_seed = densecore.image_seed(seed, 0, o["id"])
-                mask, centres, _, _, s = select_image(o, name, budget, img_seed, tau)
+                mask, centres, s = select_image(o, name, budget, img_seed, tau)
                 key = ("pool", budget, i)
                 if key not in cache:
                     cache[key] = candidate_pool(o, budget, img_seed)
@@ -581,11 +576,12 @@ def run_cell(out: str, rung: Rung, seed: int, plan: Plan, net, cfg, *, cache: di
                                              pool, name, cfg))
             tx, ty = probe_features(pool_imgs, masks)
             probe = linear_probe(tx, ty, val_x, val_y, cfg.num_classes)
+            fixed_tau = 0.25 if name in ("density_aware", "density_aware_knn") else None
             write_json(path, {"rung": rung.name, "data_seed": seed, "budget": budget,
-                                     "sampler": name, "tau": tau if name.endswith("tuned")
-                                     else (0.25 if name in ("density_aware", "density_aware_knn") else None),
-                                     "probe": probe, "select_s": secs,
-                                     "model_miou": model_miou, "images": images})
+                              "sampler": name,
+                              "tau": tau if name == "density_aware_tuned" else fixed_tau,
+                              "probe": probe, "select_s": secs, "model_miou": model_miou,
+                              "images": images})
             written += 1
     return written
 

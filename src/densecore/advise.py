@@ -246,7 +246,7 @@ def advise(features, densities, budget: int, *, labels=None,
         >>> import numpy as np
         >>> g = np.random.default_rng(0)
         >>> x = g.normal(size=(400, 4)).astype(np.float32)
-        >>> adv = advise(x, np.ones(400), 20, splits=3)   # constant density: Algorithm 1 is k-center
+        >>> adv = advise(x, np.ones(400), 20, splits=3)  # one density: Algorithm 1 = k-center
         >>> adv.recommended, adv.verdict, adv.comparisons[0]["mean"]
         ('k-center', 'no difference', 0.0)
     """
