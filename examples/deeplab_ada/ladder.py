@@ -698,18 +698,19 @@ def analyze(records: list[dict], rungs=None) -> dict:
             "means": means, "paired": paired, "trend": trend}
 
 
-def taus(out: str) -> dict:
-    """``rung -> budget -> {tau: count}`` of the tuned taus, and the held-out verdicts."""
+def taus(out: str, plan: Plan) -> dict:
+    """``rung -> budget -> {tau: count}`` of the tuned taus, and the held-out verdicts,
+    over the plan's rungs and data seeds."""
     res = {}
     root = os.path.join(out, "records")
-    for rung in sorted(os.listdir(root)) if os.path.isdir(root) else []:
+    for rung in plan.rungs:
         for budget in BUDGETS:
             base = os.path.join(root, rung, budget)
             if not os.path.isdir(base):
                 continue
             t, verdicts = {}, {}
-            for sd in sorted(os.listdir(base)):
-                f = os.path.join(base, sd, "tau.json")
+            for sd in plan.data_seeds:
+                f = os.path.join(base, f"seed{sd}", "tau.json")
                 if os.path.exists(f):
                     j = read_json(f)
                     t[str(j["tau"])] = t.get(str(j["tau"]), 0) + 1
@@ -838,12 +839,15 @@ def plot(an: dict, path: str) -> None:
     plt.close(fig)
 
 
-def write_report(out: str, dest: str | None = None, rungs=None) -> str:
-    """``ladder.json``, ``ladder.md``, ``ladder.png`` from the records (into ``dest``)."""
+def write_report(out: str, plan: Plan, dest: str | None = None) -> str:
+    """``ladder.json``, ``ladder.md``, ``ladder.png`` from the records of the plan's rungs
+    and data seeds (into ``dest``, default ``out``)."""
     dest = dest or out
     os.makedirs(dest, exist_ok=True)
-    an = analyze(load_records(out), rungs)
-    ti = taus(out)
+    recs = [r for r in load_records(out)
+            if r["rung"] in plan.rungs and r["data_seed"] in plan.data_seeds]
+    an = analyze(recs, list(plan.rungs))
+    ti = taus(out, plan)
     atomic_write_json(os.path.join(dest, "ladder.json"), {**an, "taus": ti})
     text = report_markdown(an, ti)
     atomic_write_text(os.path.join(dest, "ladder.md"), text)
@@ -947,7 +951,7 @@ def main(args):
         return
     if not args.report_only:
         run_ladder(args.out, plan, progress=args.progress)
-    print(write_report(args.out, args.results))
+    print(write_report(args.out, plan, args.results))
 
 
 if __name__ == "__main__":
