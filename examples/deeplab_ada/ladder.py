@@ -869,7 +869,11 @@ def diagnose(out: str, plan: Plan, seeds: int = 5) -> dict:
       areas (how unequal the areas k-center leaves are);
     * ``kcenter_ard_cv``, ``kcenter_ard_max_over_mean``: coefficient of variation and
       max / mean of the average radial distance (Eq. 4) over k-center's areas: the
-      imbalance a density could correct.
+      imbalance a density could correct;
+    * ``dmc_r2_kcenter``, ``dmc_slope_positive_kcenter``: the DMC density's calibration
+      R^2 on k-center's picks and the share of images where its slope (ARD per unit of
+      1 / density) is positive, as Algorithm 1 assumes; ``dmc_r2_density_aware``,
+      ``dmc_slope_positive_density_aware``: the same on the density-aware greedy's picks.
     """
     import torch
     from scipy import stats as sst
@@ -896,6 +900,9 @@ def diagnose(out: str, plan: Plan, seeds: int = 5) -> dict:
                                                                    dtype=torch.float64))
                     _, dist = densecore.coverage(x, x[sel])
                     ard = torch.as_tensor(densecore.average_radial_distance(x, x[sel]))
+                    cal_kc = density_calibration(x, dens, sel)
+                    cal_da = density_calibration(x, dens, densecore.DensityAwareGreedy(
+                        seed=img_seed).select(x, n_b, densities=dens).indices)
                     rows[b].append({
                         "density_p90_p10": float(q[1] / q[0]),
                         "spearman_error_knn": float(sst.spearmanr(err.numpy(),
@@ -903,7 +910,11 @@ def diagnose(out: str, plan: Plan, seeds: int = 5) -> dict:
                         "r2_kcenter_knn": density_calibration(x, knn_density(x), sel).r2,
                         "kcenter_radius_ratio": float(dist.max() / dist.median()),
                         "kcenter_ard_cv": float(ard.std() / ard.mean()),
-                        "kcenter_ard_max_over_mean": float(ard.max() / ard.mean())})
+                        "kcenter_ard_max_over_mean": float(ard.max() / ard.mean()),
+                        "dmc_r2_kcenter": cal_kc.r2,
+                        "dmc_slope_positive_kcenter": float(cal_kc.slope > 0),
+                        "dmc_r2_density_aware": cal_da.r2,
+                        "dmc_slope_positive_density_aware": float(cal_da.slope > 0)})
         res[name] = {b: {k: float(np.nanmean([r[k] for r in rs])) for k in rs[0]}
                      for b, rs in rows.items()}
     return res
