@@ -3,8 +3,8 @@
 The same pool-based query (k-center greedy from a labeled seed set) through
 ``densecore.integrations.skactiveml.CoreSet`` and ``skactiveml.pool.CoreSet``:
 wall time, the speed ratio, and whether the two queries are identical.
-Default: n=100,000, D=64, batch 1,000, 10 labeled samples, float64 Gaussian
-mixture (scikit-activeml works in float64).
+Default: n=100,000, D=64, batch 1,000, 10 labeled samples (``--labeled``), float64
+Gaussian mixture (scikit-activeml works in float64).
 
     python benchmarks/skactiveml_strategy.py --json benchmarks/results/skactiveml.json
     python benchmarks/skactiveml_strategy.py --quick
@@ -18,7 +18,7 @@ import time
 import numpy as np
 from _common import base_parser, emit
 
-COLUMNS = ["method", "n", "dim", "batch", "seconds", "speedup", "same_query"]
+COLUMNS = ["method", "n", "dim", "labeled", "batch", "seconds", "speedup", "same_query"]
 
 
 def main(argv=None) -> int:
@@ -26,6 +26,7 @@ def main(argv=None) -> int:
     p.add_argument("--n", type=int, default=None, help="samples (default 100000; quick 20000)")
     p.add_argument("--dim", type=int, default=64)
     p.add_argument("--batch", type=int, default=None, help="query size (default 1000; quick 200)")
+    p.add_argument("--labeled", type=int, default=10, help="labeled samples (default 10)")
     args = p.parse_args(argv)
     from skactiveml.pool import CoreSet as SkCoreSet
     from skactiveml.utils import MISSING_LABEL
@@ -38,20 +39,21 @@ def main(argv=None) -> int:
     X, _ = gaussian_mixture(n, args.dim, seed=args.seed)
     X = np.asarray(X, dtype=np.float64)
     y = np.full(n, MISSING_LABEL)
-    y[np.random.default_rng(args.seed).choice(n, 10, replace=False)] = 0
+    y[np.random.default_rng(args.seed).choice(n, args.labeled, replace=False)] = 0
     CoreSet().query(X[:2000], y[:2000], batch_size=5)  # compile the engine first
     rows, picks = [], {}
     for name, strategy in (("densecore", CoreSet()), ("scikit-activeml", SkCoreSet())):
         t0 = time.perf_counter()
         picks[name] = strategy.query(X, y, batch_size=batch)
-        rows.append({"method": name, "n": n, "dim": args.dim, "batch": batch,
+        rows.append({"method": name, "n": n, "dim": args.dim, "labeled": args.labeled,
+                     "batch": batch,
                      "seconds": time.perf_counter() - t0})
     same = picks["densecore"].tolist() == picks["scikit-activeml"].tolist()
     for row in rows:
         row["speedup"] = rows[1]["seconds"] / row["seconds"]
         row["same_query"] = same
     emit("skactiveml", rows, COLUMNS, args.json, load=os.getloadavg()[0],
-         config={"n": n, "dim": args.dim, "batch": batch, "seed": args.seed})
+         config={"n": n, "dim": args.dim, "labeled": args.labeled, "batch": batch, "seed": args.seed})
     return 0
 
 

@@ -59,7 +59,7 @@ def _coverage_t(x: torch.Tensor, c: torch.Tensor, search_backend: str,
 
 
 def coverage(features, centers, *, search_backend: str = "auto", metric: str = "euclidean",
-             validate: bool = True, backend: str | None = None):
+             validate: bool = True):
     """Nearest center of every point and the Euclidean distance to it (Eq. 3's pi(x)).
 
     Args:
@@ -72,8 +72,6 @@ def coverage(features, centers, *, search_backend: str = "auto", metric: str = "
         metric: ``"euclidean"`` (plain distance) or ``"cosine"`` (``1 - cos``),
             see :mod:`densecore.metrics`.
         validate: check for NaN/inf.
-        backend: former name of ``search_backend`` (deprecated: a DeprecationWarning;
-            ``backend`` names a greedy engine elsewhere).
 
     Returns:
         ``(assign (N,) int64, distance (N,) float64)``: index into ``centers`` and
@@ -93,7 +91,6 @@ def coverage(features, centers, *, search_backend: str = "auto", metric: str = "
                          f"{tuple(c.shape)}")
     if isinstance(features, torch.Tensor):
         V.check_same_device(x, centers=centers)
-    search_backend = V.renamed(search_backend, backend, "search_backend", "backend", "auto")
     assign, dist = _coverage_t(x, c.to(x.device), search_backend, metric)
     numpy_in = isinstance(features, np.ndarray)
     return _out(assign, numpy_in), _out(dist, numpy_in)
@@ -212,7 +209,7 @@ class BoundReport:
 
 def bound_report(features, selected, labels=None, *, candidates=None, labeled=None,
                  search_backend: str = "auto", metric: str = "euclidean",
-                 validate: bool = True, backend: str | None = None) -> BoundReport:
+                 validate: bool = True) -> BoundReport:
     """``delta`` (Eq. 3), per-point and max average radial distance (Eq. 4) and the
     core-set loss (Eq. 1, with ``labels``) of a selection.
 
@@ -244,7 +241,6 @@ def bound_report(features, selected, labels=None, *, candidates=None, labeled=No
         metric: ``"euclidean"`` or ``"cosine"``: the distance that delta and the
             average radial distances are measured in.
         validate: check for NaN/inf.
-        backend: former name of ``search_backend`` (deprecated).
 
     Returns:
         :class:`BoundReport` (numpy arrays, Python floats).
@@ -259,7 +255,6 @@ def bound_report(features, selected, labels=None, *, candidates=None, labeled=No
         >>> paper.delta, paper.max_ard, paper.protocol
         (1.0, 1.0, 'paper')
     """
-    search_backend = V.renamed(search_backend, backend, "search_backend", "backend", "auto")
     x = V.check_features(features, validate=validate)
     sel = V.check_indices(selected, x.shape[0], "selected").to(x.device)
     if sel.numel() == 0:

@@ -183,11 +183,6 @@ def prepare(pool, fscale: float, dscale: float, centres=None, cdens=None) -> dic
     return pool.prepare(fscale, dscale, centres, cdens)
 
 
-def own_centres(pool, fscale: float, dscale: float):
-    """This pool's labeled points as scaled centres (``pool.own_centres``)."""
-    return pool.own_centres(fscale, dscale)
-
-
 def dense_centres(pool, fscale: float, dscale: float):
     """This pool's scaled centres as dense CPU tensors ``((L, D), (L,))`` float64 (what
     a sharded selection gathers), for either layout."""

@@ -402,9 +402,6 @@ def run_bounds(quick: bool = True, *, datasets=None, budgets=None, seeds=None,
             "verdict": verdict(rows), "seconds": time.perf_counter() - t0}
 
 
-_KEY = ("dataset", "budget", "protocol")
-
-
 def summarise(rows: list[dict]) -> list[dict]:
     """Mean (and standard deviation, ``*_sd``) over seeds of each (dataset, budget,
     protocol, method); ``tau`` of the tuned rows is the list of chosen values joined

@@ -73,8 +73,7 @@ _CHUNK = 4096  # query rows per block of the full search
 
 def knn_mean_distance(features, k: int = 10, *, search_backend: str = "auto",
                       metric: str = "euclidean", validate: bool = True,
-                      search: str = "auto", recall: float = 0.9, seed: int = 0,
-                      backend: str | None = None):
+                      search: str = "auto", recall: float = 0.9, seed: int = 0):
     """Mean distance of each point to its ``k`` nearest other points.
 
     Duplicates count as neighbours at distance 0; the point itself does not.
@@ -97,7 +96,6 @@ def knn_mean_distance(features, k: int = 10, *, search_backend: str = "auto",
             the search effort doubles until it is met (when the cap is reached
             first: a RuntimeWarning and the exact search).
         seed: HNSW only: seed of the recall sample.
-        backend: former name of ``search_backend`` (deprecated).
 
     Returns:
         ``(N,)`` float64 mean distances, in the input's kind (numpy for sparse input).
@@ -111,7 +109,6 @@ def knn_mean_distance(features, k: int = 10, *, search_backend: str = "auto",
         >>> knn_mean_distance(np.array([[0.0], [1.0], [3.0]]), k=1, search="hnsw").tolist()
         [1.0, 1.0, 2.0]
     """
-    search_backend = V.renamed(search_backend, backend, "search_backend", "backend", "auto")
     return _knn_mean_distance(features, k, search_backend, metric, validate, search, recall,
                               seed)[0]
 
@@ -371,12 +368,17 @@ class KNNDensity:
         k: neighbours (default 10).
         beta: density scale, ``e^2.4`` as in the paper.
         tau: temperature, 0.25 as in the paper.
-        search_backend: where the nearest-neighbour search's fast candidates come
-            from, see :func:`knn_mean_distance`.
         metric: ``"euclidean"`` or ``"cosine"``; scipy sparse features are taken too.
-        search: ``"auto"``, ``"exact"`` or ``"hnsw"``; ``recall``, ``seed``: the
-            HNSW recall target and sample seed (see :func:`knn_mean_distance`).
-        backend: former name of ``search_backend`` (deprecated).
+        search: the one search option: ``"auto"`` (exact below :data:`APPROX_MIN`
+            distinct rows, HNSW from there on, CPU inputs with faiss only),
+            ``"exact"`` (the certified nearest search, its candidates chosen by
+            :func:`densecore.engines.search_method`) or ``"hnsw"`` (approximate);
+            ``recall``, ``seed``: the HNSW recall target and sample seed (see
+            :func:`knn_mean_distance`).
+        search_backend: deprecated (removed in the next release, a
+            DeprecationWarning): where the exact search's fast candidates come
+            from. Every choice returns the same exact answer; the search picks
+            them by itself. :func:`knn_mean_distance` keeps the option.
 
     Attributes:
         last_search: the search the last call used (``"exact"`` or ``"hnsw"``).
@@ -392,16 +394,19 @@ class KNNDensity:
     """
 
     def __init__(self, k: int = 10, beta: float = BETA, tau: float = TAU,
-                 search_backend: str = "auto", metric: str = "euclidean",
-                 search: str = "auto", recall: float = 0.9, seed: int = 0, *,
-                 backend: str | None = None):
+                 metric: str = "euclidean", search: str = "auto", recall: float = 0.9,
+                 seed: int = 0, *, search_backend: str | None = None):
         self.k = V.check_int(k, "k", minimum=1)
         self.metric = M.check_metric(metric)
         self.beta = V.check_positive_float(beta, "beta")
         self.tau = V.check_positive_float(tau, "tau")
-        search_backend = V.renamed(search_backend, backend, "search_backend", "backend",
-                                   "auto")
-        self.search_backend = V.check_choice(search_backend, nearest.METHODS,
+        if search_backend is not None:
+            warnings.warn("KNNDensity(search_backend=) is deprecated and will be removed in "
+                          "the next release: the exact search chooses its candidates by "
+                          "itself (the answer is the same); use search= only",
+                          DeprecationWarning, stacklevel=2)
+        self.search_backend = V.check_choice("auto" if search_backend is None
+                                             else search_backend, nearest.METHODS,
                                              "search_backend")
         self.search = V.check_choice(search, SEARCHES, "search")
         self.recall = V.check_fraction(recall, "recall")
