@@ -214,7 +214,7 @@ def _write_npy(path: str, idx) -> None:
 
     import numpy as np
 
-    from .atomic import atomic_write
+    from .io import atomic_write
 
     buf = io.BytesIO()
     np.save(buf, np.asarray(idx, dtype=np.int64), allow_pickle=False)
@@ -222,7 +222,7 @@ def _write_npy(path: str, idx) -> None:
 
 
 def _write_txt(path: str, idx) -> None:
-    from .atomic import atomic_write_text
+    from .io import atomic_write_text
 
     atomic_write_text(path, "".join(f"{int(i)}\n" for i in idx))
 

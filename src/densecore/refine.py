@@ -117,8 +117,8 @@ class _NumbaOps(_CostCache):
     def __init__(self, x: torch.Tensor, lab: torch.Tensor, lf: torch.Tensor, method: str):
         super().__init__()
         self.method = method
-        self.x = nearest._as_np(x)  # float32/float64, contiguous (16-bit -> float32)
-        lfn = nearest._as_np(lf)
+        self.x = nearest.as_numpy(x)  # float32/float64, contiguous (16-bit -> float32)
+        lfn = nearest.as_numpy(lf)
         # the fixed centres in the features' dtype, or float64 when the two differ
         dt = self.x.dtype if lfn.dtype == self.x.dtype else np.float64
         fixed = np.concatenate([self.x[lab.cpu().numpy()].astype(dt), lfn.astype(dt)])

@@ -41,7 +41,7 @@ from .._core import DENSITY_EXP, SAFE_EXP, absmax as _absmax, mul_pow2, pow2_bel
 from .._core import pow2_exp, pow2_scale
 from . import faiss_backend, threads
 
-__all__ = ["FAISS_MIN", "METHODS", "plain_distance", "search", "search_scaled"]
+__all__ = ["FAISS_MIN", "METHODS", "as_numpy", "plain_distance", "search", "search_scaled"]
 
 FAISS_MIN = 256
 _EXTRA = 2  # candidates beyond k taken from the fast search (runner-ups)
@@ -299,23 +299,14 @@ def _fast_scale(inv_w: torch.Tensor) -> float | None:
     return wscale if float(inv_w.min()) / wscale > 2.0 ** -100 else None
 
 
-def __getattr__(name):
-    # the numba kernels, for callers outside this module; numba loads on first use
-    if name in ("_sq64", "_brute", "_rescore"):
-        from . import nearest_kernels
-
-        return getattr(nearest_kernels, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 def _search_cpu(q, c, inv_w, k, min_faiss=FAISS_MIN):
     """faiss candidates (from FAISS_MIN centres on) and numba brute force."""
-    from .nearest_kernels import _brute, _rescore  # numba loads on first use
+    from .nearest_kernels import brute, rescore  # numba loads on first use
 
     n, l = q.shape[0], c.shape[0]
     vals = np.empty((n, k), np.float64)
     idx = np.empty((n, k), np.int64)
-    qn, cn = _as_np(q), _as_np(c)
+    qn, cn = as_numpy(q), as_numpy(c)
     if qn.dtype != cn.dtype:
         qn, cn = qn.astype(np.float64), cn.astype(np.float64)
     iw = np.ascontiguousarray(inv_w.numpy())
@@ -327,14 +318,14 @@ def _search_cpu(q, c, inv_w, k, min_faiss=FAISS_MIN):
         iws = inv_w / wscale
         approx, cand = faiss_backend.nearest_weighted(qf.numpy(), cf.numpy(), iws.numpy(), m)
         exact = np.empty(cand.shape, np.float64)
-        _rescore(qn, cn, iw, cand, exact)
+        rescore(qn, cn, iw, cand, exact)
         ev, ei = _sort_candidates(torch.from_numpy(exact), torch.from_numpy(cand), k)
         vals[:], idx[:] = ev.numpy(), ei.numpy()
         bound = _bound(qf, cf, iws, 2.0 ** -24).numpy()
         ok = approx[:, m - 1].astype(np.float64) - bound > vals[:, k - 1] * (s * s / wscale)
         rows = np.flatnonzero(~ok).astype(np.int64)
     if rows.size:
-        _brute(qn, cn, iw, k, rows, vals, idx)
+        brute(qn, cn, iw, k, rows, vals, idx)
     return torch.from_numpy(vals), torch.from_numpy(idx)
 
 
@@ -385,7 +376,14 @@ def _search_torch(q, c, inv_w, k, *, candidates=None):
     return vals, idx
 
 
-def _as_np(t: torch.Tensor) -> np.ndarray:
+def as_numpy(t: torch.Tensor) -> np.ndarray:
+    """A contiguous host float32/float64 copy (or view) of ``t`` ``(N, D)`` (16-bit ->
+    float32), as the numba kernels take it.
+
+    Example:
+        >>> as_numpy(torch.ones(2, 1, dtype=torch.float16)).dtype
+        dtype('float32')
+    """
     t = t.detach().cpu()
     if t.dtype not in (torch.float32, torch.float64):
         t = t.float()

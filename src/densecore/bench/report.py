@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import platform
 
-from ..atomic import atomic_write_json
+from ..io import atomic_write_json
 
 __all__ = ["machine_info", "markdown_table", "write_json_atomic"]
 

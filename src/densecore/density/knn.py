@@ -142,7 +142,7 @@ def _knn_mean_distance(features, k, search_backend, metric, validate, search, re
             # nearest others, duplicates included
             mean = nearest.plain_distance(sq, e, metric).sum(1) / k
             return mean, "exact", None
-    xn = nearest._as_np(x)
+    xn = nearest.as_numpy(x)
     # the one scaling rule (a power of two, exact; copies stay copies): squared
     # distances stay finite in float64 and the HNSW graph's float32 copy stays finite
     e = pow2_exp(pow2_scale(float(np.abs(xn).max()) if xn.size else 0.0,
@@ -227,9 +227,11 @@ def _expand(xu: np.ndarray, counts: np.ndarray, rows: np.ndarray, cand: np.ndarr
     are among the ``k + 1`` (its multiplicity, cut at ``k + 1`` in all), and
     ``short`` ``(B,)`` True where the candidates hold fewer than ``k + 1`` points.
     """
+    from .._backends.nearest_kernels import rescore  # numba loads on first use
+
     c = np.concatenate([rows[:, None], np.where(cand == rows[:, None], -1, cand)], 1)
     sq = np.empty(c.shape, np.float64)
-    nearest._rescore(np.ascontiguousarray(xu[rows]), xu, np.ones(len(xu)), c, sq)
+    rescore(np.ascontiguousarray(xu[rows]), xu, np.ones(len(xu)), c, sq)
     order = np.argsort(sq, axis=1, kind="stable")
     sq = np.take_along_axis(sq, order, 1)
     c = np.take_along_axis(c, order, 1)
@@ -260,10 +262,12 @@ def _exact_sum(xn: np.ndarray, g: _Distinct, k: int, search_backend: str,
 def _brute_sq(xn: np.ndarray, rows: np.ndarray, k: int, ones: np.ndarray) -> np.ndarray:
     """Exact ``k`` smallest squared distances ``(B, k)`` of ``xn[rows]`` to all of ``xn``
     (the row itself included, at 0), float64 from differences."""
+    from .._backends.nearest_kernels import brute  # numba loads on first use
+
     q = np.ascontiguousarray(xn[rows])
     vals = np.empty((len(rows), k), np.float64)
     idx = np.empty((len(rows), k), np.int64)
-    nearest._brute(q, xn, ones, k, np.arange(len(rows), dtype=np.int64), vals, idx)
+    brute(q, xn, ones, k, np.arange(len(rows), dtype=np.int64), vals, idx)
     return vals
 
 
