@@ -23,6 +23,8 @@ The rule (one rule for the greedy, ``coverage`` and ``KNNDensity``):
    the float64 brute force over all centres. A fast answer is never trusted
    blindly: hostile offsets or scales cost time, not correctness.
 
+Which candidates a search takes (numba brute force, faiss, torch) is the one
+size/device rule of :func:`densecore.engines.kernel` (``"search"``);
 ``FAISS_MIN = 256`` comes from the greedy's initial assignment on 100,000 x 64
 points, 2 cores: numba 0.035 s vs faiss 0.035 s at 64 centres, 0.13 vs 0.10 s
 at 256, 0.68 vs 0.38 s at 2,000.
@@ -37,13 +39,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .. import engines as E
 from .._core import DENSITY_EXP, SAFE_EXP, absmax as _absmax, mul_pow2, pow2_below
 from .._core import pow2_exp, pow2_scale
 from . import faiss_backend, threads
 
 __all__ = ["FAISS_MIN", "METHODS", "as_numpy", "plain_distance", "search", "search_scaled"]
 
-FAISS_MIN = 256
+FAISS_MIN = E.FAISS_MIN  # the rule's threshold (densecore.engines.kernel)
 _EXTRA = 2  # candidates beyond k taken from the fast search (runner-ups)
 _BLOCK = 1 << 22  # elements of one temporary block on the torch path
 
@@ -266,15 +269,15 @@ def search_scaled(queries: torch.Tensor, centres: torch.Tensor, k: int = 1, *,
             e += pow2_exp(ws)
         inv_w = 1.0 / w
     k = min(k, c.shape[0])
+    if method == "auto":
+        method = E.kernel("search", dev, c.shape[0])
+    if method == "torch":
+        return (*_search_torch(q, c, inv_w, k), e)
     if method == "faiss":
         faiss_backend.require()
-        with threads():
-            v, i = _search_cpu(q.cpu(), c.cpu(), inv_w.cpu(), k, min_faiss=1)
-        return v.to(dev), i.to(dev), e
-    if method == "torch" or dev.type != "cpu":
-        return (*_search_torch(q, c, inv_w, k), e)
     with threads():
-        return (*_search_cpu(q, c, inv_w, k), e)
+        v, i = _search_cpu(q.cpu(), c.cpu(), inv_w.cpu(), k, faiss=method == "faiss")
+    return v.to(dev), i.to(dev), e
 
 
 def plain_distance(sq: torch.Tensor, e: int, metric: str = "euclidean") -> torch.Tensor:
@@ -299,8 +302,9 @@ def _fast_scale(inv_w: torch.Tensor) -> float | None:
     return wscale if float(inv_w.min()) / wscale > 2.0 ** -100 else None
 
 
-def _search_cpu(q, c, inv_w, k, min_faiss=FAISS_MIN):
-    """faiss candidates (from FAISS_MIN centres on) and numba brute force."""
+def _search_cpu(q, c, inv_w, k, faiss: bool = True):
+    """faiss candidates (``faiss``: the rule's or the caller's choice) and numba brute
+    force for every query they do not certify."""
     from .nearest_kernels import brute, rescore  # numba loads on first use
 
     n, l = q.shape[0], c.shape[0]
@@ -313,7 +317,7 @@ def _search_cpu(q, c, inv_w, k, min_faiss=FAISS_MIN):
     rows = np.arange(n, dtype=np.int64)
     m = min(l, k + _EXTRA)
     wscale = _fast_scale(inv_w)
-    if n and l >= min_faiss and m < l and wscale is not None and faiss_backend.available():
+    if faiss and n and m < l and wscale is not None:
         qf, cf, s = _centred(q, c, torch.float32)
         iws = inv_w / wscale
         approx, cand = faiss_backend.nearest_weighted(qf.numpy(), cf.numpy(), iws.numpy(), m)

@@ -39,6 +39,7 @@ import warnings
 import numpy as np
 import torch
 
+from .. import engines as E
 from .. import metrics as M
 from .. import validation as V
 from .._backends import faiss_backend, nearest, threads
@@ -50,13 +51,9 @@ __all__ = ["APPROX_MIN", "SEARCHES", "KNNDensity", "knn_mean_distance"]
 log = logging.getLogger(__name__)
 
 SEARCHES = ("auto", "exact", "hnsw")
-# "auto" switches to HNSW from this many distinct rows on: with benchmarks/knn.py
-# --duplicates 0.3 (D = 64, k = 10, 16-component Gaussian mixture with 30 % exact
-# copies, 2 cores at load 11-14, one run) exact took 11.2 / 15.8 / 70.7 / 151 s at
-# 14k / 21k / 35k / 56k distinct rows, HNSW 18.6 / 23.4 / 54.5 / 115 s at recall@10
-# 0.98 / 0.98 / 0.97 / 0.93: the crossover lies between 21k and 35k
-# (benchmarks/README.md, "Approximate k-NN density", benchmarks/results/knn_threshold_dup.json).
-APPROX_MIN = 30_000
+# "auto" switches to HNSW from this many distinct rows on; the rule and the
+# measurement behind it: densecore.engines.kernel ("knn"), engines.APPROX_MIN.
+APPROX_MIN = E.APPROX_MIN
 RECALL_QUERIES = 200  # sampled points on which recall@k is measured
 # graph degree: at 200k x 64 (2 busy cores), efSearch 64 reached recall 0.68 with
 # M = 16 and 0.87 with M = 32; M = 24 keeps the index (float32 values + links)
@@ -150,9 +147,8 @@ def _knn_mean_distance(features, k, search_backend, metric, validate, search, re
     if e:
         xn = mul_pow2(xn, e)
     groups = _Distinct(xn)
-    if search == "auto":
-        big = groups.size >= APPROX_MIN and faiss_backend.available()
-        search = "hnsw" if big else "exact"
+    if search == "auto":  # the one size/device rule (densecore.engines.kernel)
+        search = E.kernel("knn", x.device, groups.size)
     got = None
     with threads():
         if search == "hnsw":
