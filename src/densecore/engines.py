@@ -157,48 +157,48 @@ APPROX_MIN = 30_000
 KERNEL_TASKS = ("knn", "radii", "refine", "search")
 
 
-def kernel(task: str, device, size: int = 0, *, engine_name: str | None = None) -> str:
+def kernel(task: str, device, size: int = 0, *, engine_name: str | None = None,
+           faiss: bool = False) -> str:
     """The one rule by which a size or a device chooses code outside the engine table.
 
     Args:
         task: ``"search"`` (the nearest-centre search's candidates; ``size`` = number
-            of centres): ``"numba"`` (exact brute force), ``"faiss"`` or ``"torch"``;
-            ``"knn"`` (``KNNDensity(search="auto")``; ``size`` = distinct rows):
-            ``"exact"`` or ``"hnsw"``; ``"refine"`` (the k-medoids kernels of the
-            engine ``engine_name``): ``"numba"`` or ``"torch"``; ``"radii"`` (the pick
-            radii's prefix minimum): ``"numba"`` or ``"torch"``.
+            of centres): ``"brute"`` (exact numba brute force), ``"faiss"`` or
+            ``"torch"`` (GEMM candidates on the device); ``"knn"``
+            (``KNNDensity(search="auto")``; ``size`` = distinct rows): ``"exact"`` or
+            ``"hnsw"``; ``"refine"`` (the k-medoids kernels of the engine
+            ``engine_name``) and ``"radii"`` (the pick radii's prefix minimum):
+            ``"host"`` (numba on host arrays) or ``"device"`` (torch where the data is).
         device: the ``torch.device`` of the data.
         size: the size the rule reads (see ``task``).
         engine_name: the resolved engine, for ``"refine"``.
+        faiss: whether faiss is installed (the caller asks
+            ``densecore._backends.faiss_backend.available()``; this module imports
+            nothing but ``densecore._core``).
 
     Example:
         >>> import torch
         >>> cpu = torch.device("cpu")
-        >>> kernel("search", cpu, 10), kernel("knn", cpu, 100), kernel("radii", cpu)
-        ('numba', 'exact', 'numba')
+        >>> kernel("search", cpu, 10, faiss=True), kernel("search", cpu, 300, faiss=True)
+        ('brute', 'faiss')
+        >>> kernel("knn", cpu, 100, faiss=True), kernel("radii", cpu)
+        ('exact', 'host')
         >>> kernel("refine", cpu, engine_name="torch")
-        'torch'
+        'device'
     """
     if task == "search":
         if device.type != "cpu":  # GEMM candidates where the data is (no host copy)
             return "torch"
-        return "faiss" if size >= FAISS_MIN and _faiss() else "numba"
+        return "faiss" if size >= FAISS_MIN and faiss else "brute"
     if task == "knn":
         # HNSW is a host faiss index: tensors off the CPU stay exact where they are
-        big = device.type == "cpu" and size >= APPROX_MIN
-        return "hnsw" if big and _faiss() else "exact"
+        return "hnsw" if device.type == "cpu" and size >= APPROX_MIN and faiss else "exact"
     if task == "refine":
         # not a measured threshold: a host engine (numba) works on host arrays, so its
         # refinement runs the numba kernels; any other keeps the data on its device
-        return "numba" if getattr(engine(engine_name), "host", False) else "torch"
+        return "host" if getattr(engine(engine_name), "host", False) else "device"
     if task == "radii":
         # not a measured threshold: the numba kernel reads host arrays only; device
         # tensors stay on their device
-        return "numba" if device.type == "cpu" else "torch"
+        return "host" if device.type == "cpu" else "device"
     raise ValueError(f"task must be one of {KERNEL_TASKS}; got {task!r}")
-
-
-def _faiss() -> bool:
-    from ._backends import faiss_backend  # faiss itself loads on first use
-
-    return faiss_backend.available()

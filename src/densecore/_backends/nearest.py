@@ -270,12 +270,12 @@ def search_scaled(queries: torch.Tensor, centres: torch.Tensor, k: int = 1, *,
         inv_w = 1.0 / w
     k = min(k, c.shape[0])
     if method == "auto":
-        method = E.kernel("search", dev, c.shape[0])
+        method = E.kernel("search", dev, c.shape[0], faiss=faiss_backend.available())
     if method == "torch":
         return (*_search_torch(q, c, inv_w, k), e)
     if method == "faiss":
         faiss_backend.require()
-    with threads():
+    with threads():  # "faiss" or "brute": the host path
         v, i = _search_cpu(q.cpu(), c.cpu(), inv_w.cpu(), k, faiss=method == "faiss")
     return v.to(dev), i.to(dev), e
 

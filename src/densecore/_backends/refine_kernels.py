@@ -58,15 +58,3 @@ def _row_blocks(starts: np.ndarray) -> np.ndarray:
            for a in range(len(starts) - 1)
            for lo in range(int(starts[a]), int(starts[a + 1]), _ROWS)]
     return np.array(out, dtype=np.int64).reshape(-1, 3)
-
-
-@numba.njit(parallel=True, cache=True)
-def _prefix_min_nb(p, inv_d, r):  # pragma: no cover - numba
-    """r[i] = min(r[i], min_{j < i} ||p_i - p_j||^2 * inv_d[j]) (float64 from differences)."""
-    for i in numba.prange(1, p.shape[0]):
-        best = r[i]
-        for j in range(i):
-            v = sq64(p, i, p, j) * inv_d[j]
-            if v < best:
-                best = v
-        r[i] = best

@@ -148,7 +148,7 @@ def _knn_mean_distance(features, k, search_backend, metric, validate, search, re
         xn = mul_pow2(xn, e)
     groups = _Distinct(xn)
     if search == "auto":  # the one size/device rule (densecore.engines.kernel)
-        search = E.kernel("knn", x.device, groups.size)
+        search = E.kernel("knn", x.device, groups.size, faiss=faiss_backend.available())
     got = None
     with threads():
         if search == "hnsw":
