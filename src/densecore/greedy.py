@@ -492,3 +492,51 @@ def pick_radii(features, indices, *, densities=None, labeled=None, labeled_featu
     idx = V.check_indices(indices, pool.n, "indices")
     r = radii_of(pool, fscale, dscale, idx, metric)
     return r.cpu().numpy() if pool.is_numpy else r
+
+
+def coverage_rows(pool, fscale: float, dscale: float, picks: torch.Tensor):
+    """``r`` of every pool point before each pick: the values the greedy maximised at
+    each step, on the driver's geometry (as :func:`radii_of`).
+
+    Row ``i`` holds, for every point, its squared distance to the nearest labeled
+    point (in-pool or outside) or pick among ``picks[:i]``, divided by that point's
+    density (``inf`` with none). Float64 from coordinate differences, on the scaled
+    features and densities (the one scaling rule): the true values are
+    ``rows * 2^e``, so callers unscale after their own map (a square root for plain
+    distances, :func:`densecore._backends.nearest.plain_distance`) and stay finite
+    where ``r`` itself would not. One pass over the pool per pick.
+
+    Args:
+        pool: a dense :class:`Pool`; fscale, dscale: its scales (powers of two).
+        picks: ``(B,)`` int64 picks in order, checked.
+
+    Returns:
+        ``(rows (B, N) float64 on the pool's device, e int)``.
+
+    Example:
+        >>> import numpy as np
+        >>> pool = check(np.array([[0.0], [1.0], [3.0]]), labeled=[0])
+        >>> rows, e = coverage_rows(pool, 1.0, 1.0, torch.tensor([2]))
+        >>> rows.tolist(), e
+        ([[0.0, 1.0, 9.0]], 0)
+    """
+    from ._backends import nearest
+
+    if pool.layout != "dense":
+        raise TypeError("coverage rows take dense features; got a sparse pool")
+    dev = pool.device
+    x = pool.x.to(torch.float64) * fscale  # a power of two: exact
+    c, cd = _own_centres_dense(pool, fscale, dscale)
+    dens = (torch.ones(pool.n, dtype=torch.float64, device=dev) if pool.dens is None
+            else pool.dens.to(torch.float64) * dscale)
+    r = torch.full((pool.n,), math.inf, dtype=torch.float64, device=dev)
+    if c.shape[0] and pool.n:
+        v, _, ve = nearest.search_scaled(x, c, 1, weights=cd)
+        r = mul_pow2(v[:, 0], ve)
+    picks = picks.to(dev)
+    rows = torch.empty((len(picks), pool.n), dtype=torch.float64, device=dev)
+    for i in range(len(picks)):
+        rows[i] = r
+        u = picks[i]
+        torch.minimum(r, (x - x[u]).pow_(2).sum(1) / dens[u], out=r)
+    return rows, pow2_exp(dscale) - 2 * pow2_exp(fscale)
