@@ -12,7 +12,7 @@ import densecore
 ROOT = Path(__file__).resolve().parents[1]
 
 #: modules a user may import; everything else under densecore is private
-PUBLIC_MODULES = {"densecore", "densecore.density", "densecore.distributed",
+PUBLIC_MODULES = {"densecore", "densecore.density", "densecore.distributed", "densecore.engines",
                   "densecore.filters", "densecore.integrations",
                   "densecore.integrations.lightning", "densecore.integrations.ripu",
                   "densecore.integrations.skactiveml", "densecore.io", "densecore.samplers",
