@@ -9,7 +9,7 @@ lowest centre index.
 The rule (one rule for the greedy, ``coverage`` and ``KNNDensity``):
 
 1. CPU tensors with fewer than :data:`FAISS_MIN` centres, or without faiss:
-   exact brute force in numba.
+   exact brute force in numba (the rule: :func:`densecore.engines.kernel`).
 2. Otherwise fast candidates first: faiss (CPU, exact flat index, float32) or,
    on other devices, the ``||a||^2 - 2ab + ||b||^2`` expansion as one float32
    GEMM per block of queries and centres (faiss-gpu's flat index for CUDA

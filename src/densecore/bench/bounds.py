@@ -67,6 +67,7 @@ from ..tuning import DEFAULT_TAUS, tune_density_scaling
 from .report import markdown_table
 
 __all__ = [
+    "BUILTIN_SOURCE",
     "COLUMNS",
     "CONFLICTS",
     "METHODS",
@@ -74,7 +75,6 @@ __all__ = [
     "builtin_datasets",
     "candidates",
     "coreset_errors",
-    "dataset_source",
     "format_report",
     "format_table",
     "gmm_dataset",
