@@ -16,6 +16,7 @@ PUBLIC_MODULES = {"densecore", "densecore.density", "densecore.distributed", "de
                   "densecore.filters", "densecore.integrations",
                   "densecore.integrations.lightning", "densecore.integrations.ripu",
                   "densecore.integrations.skactiveml", "densecore.io", "densecore.samplers",
+                  "densecore.stats",
                   "densecore.synthetic"}
 PUBLIC_ATTRIBUTES = set(densecore.__all__) | {"__version__"} | {
     m.split(".")[1] for m in PUBLIC_MODULES if m.count(".") == 1}

@@ -6,7 +6,7 @@ The public surface is listed in ``__all__`` (a test pins it).
 from .bounds import (BoundReport, average_radial_distance, bound_report, coreset_loss,
                      coverage, covering_radius)
 from .batch import farthest_first_batch
-from .budgets import pixel_budget, region_budget
+from .budgets import pixel_budget, region_budget, ripu_pixel_radius
 from .density import DMCEstimator, KNNDensity, MaskedConvEstimator, coverage_density
 from .filters import CategoryMarginLoss
 from .greedy import Selection, farthest_first
@@ -31,7 +31,7 @@ def __getattr__(name):
     import importlib
 
     # Submodules the docs use right after ``import densecore``, imported on first use.
-    if name in ("distributed", "io", "synthetic"):
+    if name in ("distributed", "io", "stats", "synthetic"):
         return importlib.import_module(f".{name}", __name__)
     if name in _MOVED:
         import warnings
@@ -71,6 +71,7 @@ __all__ = [
     "pixel_budget",
     "query_round",
     "region_budget",
+    "ripu_pixel_radius",
     "ripu_select",
     "select_pixels",
     "tune_density_scaling",
