@@ -115,7 +115,10 @@ class _DensecoreStrategy(SingleAnnotatorPoolQueryStrategy):
             kwargs = {"densities": pool_dens}
             if len(outside):
                 kwargs["labeled_densities"] = dens_x[outside]
-        sampler = self._sampler(backend=self.backend, metric=metric)
+        # scikit-activeml's checks already rejected NaN/inf features; densities (from a
+        # user's callable) are still scanned for positivity
+        sampler = self._sampler(backend=self.backend, metric=metric,
+                                validate=pool_dens is not None)
         sel = sampler.select(X_cand, batch_size, labeled=in_pool,
                              labeled_features=X[outside] if len(outside) else None,
                              init=init, **kwargs)
