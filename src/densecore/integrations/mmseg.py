@@ -394,8 +394,8 @@ class ActiveLabels:
         >>> t = ActiveLabels(root)
         >>> t({"img_path": "target/t0.png", "ori_shape": (2, 2)})["gt_seg_map"].tolist()
         [[3, 255], [255, 3]]
-        >>> t({"img_path": "source/s0.png", "gt_seg_map": np.zeros((2, 2))})["gt_seg_map"].sum()
-        0.0
+        >>> t({"img_path": "source/s0.png", "gt_seg_map": np.ones((2, 2), int)})["gt_seg_map"].tolist()
+        [[1, 1], [1, 1]]
     """
 
     def __init__(self, root, *, image_id=image_id_from_path, ignore_index: int = 255) -> None:
