@@ -83,6 +83,7 @@ def round_figure(state, round: int, image_id: str, *, image=None, score=None,
         ``matplotlib.figure.Figure`` (not attached to pyplot).
     """
     Figure = _matplotlib()
+    from matplotlib.lines import Line2D
     round = check_int(round, "round", minimum=0)
     h, w = state.shape(image_id)
     queried = state.queried(image_id, round)
@@ -113,9 +114,14 @@ def round_figure(state, round: int, image_id: str, *, image=None, score=None,
             continue
         groups, n = ndimage.label(mask)
         cy, cx = np.array(ndimage.center_of_mass(mask, groups, range(1, n + 1))).reshape(-1, 2).T
-        handles.append(ax.scatter(cx, cy, s=70, marker="o", facecolors="none",
-                                  edgecolors=[colour], linewidths=1.2,
-                                  label=f"{label}: {mask.sum()} px in {n} groups"))
+        spans = [max(sl[0].stop - sl[0].start, sl[1].stop - sl[1].start)
+                 for sl in ndimage.find_objects(groups)]
+        # ring diameter: 1.6 group spans, at least 8 points (the axes are ~0.75 of the width)
+        diameter = np.maximum(8.0, 1.6 * np.array(spans) * 0.75 * width * 72 / w)
+        ax.scatter(cx, cy, s=diameter ** 2, marker="o", facecolors="none",
+                   edgecolors=[colour], linewidths=1.2)
+        handles.append(Line2D([], [], ls="", marker="o", ms=8, mfc=colour[:3] + (0.9,),
+                              mec=colour, label=f"{label}: {mask.sum()} px in {n} groups"))
     ax.set_xlim(-0.5, w - 0.5)
     ax.set_ylim(h - 0.5, -0.5)
     ax.set_xlabel("x (pixels)")
