@@ -99,7 +99,8 @@ def segmentor_outputs(model, inputs: torch.Tensor, data_samples=None, *,
     Calls ``model.extract_feat(inputs)`` and ``model.decode_head(feats)``
     (``BaseDecodeHead.forward``: logits before any resize). The features are
     ``feats[feature_level]``; when ``model.density`` is a
-    :class:`~densecore.DensityTrainer`, they are replaced by its estimator's
+    :class:`~densecore.DensityTrainer` (or an estimator such as
+    :class:`~densecore.DMCEstimator`), they are replaced by its output's
     ``features`` and the densities are its ``density(...)``; otherwise the
     densities are None (a sampler that takes none, e.g.
     :class:`~densecore.KCenterGreedy`).
@@ -119,8 +120,8 @@ def segmentor_outputs(model, inputs: torch.Tensor, data_samples=None, *,
     logits = model.decode_head(feats)
     x = feats[feature_level] if isinstance(feats, (list, tuple)) else feats
     density = getattr(model, "density", None)
-    if isinstance(density, densecore.DensityTrainer):
-        est = density(x)
+    if isinstance(density, torch.nn.Module) and callable(getattr(density, "density", None)):
+        est = density(x)  # a DensityTrainer (detached outside training) or an estimator
         return {"logits": logits, "features": est.features, "densities": density.density(est)}
     return {"logits": logits, "features": x, "densities": None}
 
@@ -178,8 +179,10 @@ class SelectionHook(Hook):
             before training), its dataset's pipeline ending in mmseg's
             ``PackSegInputs`` (no random augmentation).
         outputs: ``fn(model, inputs, data_samples) -> {"logits" or "probs",
-            "features", "densities"}`` (maps as in :func:`segmentor_outputs`),
-            or None for :func:`segmentor_outputs`.
+            "features", "densities"}`` (maps as in :func:`segmentor_outputs`;
+            a ``densities`` that is not a tensor goes to
+            :func:`~densecore.query_round` as it is), or None for
+            :func:`segmentor_outputs`.
         image_id: ``fn(img_path) -> id`` (default :func:`image_id_from_path`).
         record_labels: store each data sample's ``gt_sem_seg`` at the queried
             pixels (a simulated annotator); False records the queries only
@@ -314,7 +317,9 @@ class SelectionHook(Hook):
             raise ValueError("outputs must return a mapping with 'logits' (or 'probs') and "
                              "'features' (and 'densities', None for a sampler that takes none)")
         densities = out.get("densities")
-        if densities is None and self.options["sampler"] is densecore.DensityAwareGreedy:
+        sampler = self.options["sampler"]
+        if densities is None and (sampler is densecore.DensityAwareGreedy
+                                  or isinstance(sampler, densecore.DensityAwareGreedy)):
             raise ValueError("the sampler DensityAwareGreedy needs densities, and the model's "
                              "outputs gave none: give the model a density attribute (a "
                              "densecore.DensityTrainer), return 'densities' from outputs=, or "
@@ -335,7 +340,7 @@ class SelectionHook(Hook):
                                       align_corners=False).softmax(1)
                 probs.append(p)
                 feats.append(_crop_resize(out["features"][b:b + 1], valid, padded, None))
-                if densities is not None:
+                if isinstance(densities, torch.Tensor):
                     dens.append(_crop_resize(densities[b:b + 1, None], valid, padded, None)[:, 0])
                 if self.record_labels:
                     gt = _gt(samples[b])
@@ -352,10 +357,10 @@ class SelectionHook(Hook):
             if len(fshape) > 1:  # different paddings: one call per image
                 for k, b in enumerate(rows):
                     self._query(round, [ids[b]], probs[k], feats[k],
-                                dens[k] if dens else None, labels[k:k + 1] or None)
+                                dens[k] if dens else densities, labels[k:k + 1] or None)
                 continue
             self._query(round, [ids[b] for b in rows], torch.cat(probs), torch.cat(feats),
-                        torch.cat(dens) if dens else None,
+                        torch.cat(dens) if dens else densities,
                         torch.stack(labels) if labels else None)
 
     def _query(self, round, ids, probs, feats, dens, labels) -> None:
