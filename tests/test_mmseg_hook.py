@@ -7,8 +7,6 @@ metainfo; the pipeline's results use LoadAnnotations' ``gt_seg_map``/``seg_field
 
 from __future__ import annotations
 
-import logging
-
 import numpy as np
 import pytest
 import torch
@@ -62,7 +60,8 @@ def pack(results):
     """What mmseg's PackSegInputs makes: inputs (3, H, W) and a data sample."""
     sample = BaseDataElement(metainfo={k: results[k] for k in
                                        ("img_path", "ori_shape", "img_shape")})
-    sample.gt_sem_seg = PixelData(data=torch.from_numpy(results["gt_seg_map"].astype(np.int64))[None])
+    gt = torch.from_numpy(results["gt_seg_map"].astype(np.int64))
+    sample.gt_sem_seg = PixelData(data=gt[None])
     return {"inputs": torch.from_numpy(results["img"]).permute(2, 0, 1).contiguous(),
             "data_samples": sample}
 
@@ -251,7 +250,6 @@ def test_no_densities_for_the_paper_sampler_is_a_named_error(tmp_path):
     select = dict(dataset=Images(TARGET, [Load(data), pack]), batch_size=4,
                   sampler=dict(type="DefaultSampler", shuffle=False))
     model = TinySegmentor(density=False)
-    model.loss_free = True
     hook = SelectionHook(state, [0], 2, select)
     run = runner(tmp_path, model, hook, TARGET, [Load(data), pack], iters=1)
     with pytest.raises(ValueError, match="needs densities.*KCenterGreedy"):
@@ -269,4 +267,3 @@ def test_register_makes_the_names_buildable_from_a_config(tmp_path):
     t = TRANSFORMS.build(dict(type="ActiveLabels", root=state.root))
     assert isinstance(hook, SelectionHook) and hook.rounds_at == [3]
     assert isinstance(t, ActiveLabels) and t.root == state.root
-    logging.getLogger(__name__).debug("%r %r", hook, t)

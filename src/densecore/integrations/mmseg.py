@@ -399,7 +399,8 @@ class ActiveLabels:
         >>> t = ActiveLabels(root)
         >>> t({"img_path": "target/t0.png", "ori_shape": (2, 2)})["gt_seg_map"].tolist()
         [[3, 255], [255, 3]]
-        >>> t({"img_path": "source/s0.png", "gt_seg_map": np.ones((2, 2), int)})["gt_seg_map"].tolist()
+        >>> source = {"img_path": "source/s0.png", "gt_seg_map": np.ones((2, 2), int)}
+        >>> t(source)["gt_seg_map"].tolist()  # not a target image: unchanged
         [[1, 1], [1, 1]]
     """
 
