@@ -267,3 +267,34 @@ def test_register_makes_the_names_buildable_from_a_config(tmp_path):
     t = TRANSFORMS.build(dict(type="ActiveLabels", root=state.root))
     assert isinstance(hook, SelectionHook) and hook.rounds_at == [3]
     assert isinstance(t, ActiveLabels) and t.root == state.root
+
+
+def test_a_human_in_the_loop_run_records_queries_and_trains_on_imported_answers(tmp_path):
+    from densecore.annotate import record_answers
+
+    shape = (16, 16)
+    data = images(TARGET, shape, seed=3)
+    queries = densecore.ActiveLabelState(tmp_path / "queries", TARGET, shape)
+    labels = densecore.ActiveLabelState(tmp_path / "labels", TARGET, shape)
+    select = dict(dataset=Images(TARGET, [Load(data), pack]), batch_size=4, num_workers=0,
+                  sampler=dict(type="DefaultSampler", shuffle=False))
+
+    def annotator(runner_, r, st):  # answers every image but the last one
+        answers = {i: np.where(st.queried(i, r), data[i][1].astype(np.int64), -1)
+                   for i in TARGET[:-1]}
+        record_answers(st, labels, r, answers)
+
+    hook = SelectionHook(queries, rounds_at=[1], budget=5, dataloader=select, alpha=4,
+                         record_labels=False, on_round_end=annotator)
+    model = TinySegmentor()
+    run = runner(tmp_path, model, hook, TARGET, [Load(data), ActiveLabels(labels), pack],
+                 iters=4)
+    run.train()
+    assert all(queries.queried(i, 0).sum() == 5 for i in TARGET)
+    with pytest.raises(ValueError, match="without labels"):
+        queries.labels(TARGET[0])  # the queries hold no labels
+    assert labels.rounds(TARGET[-1]) == []  # pending
+    for it, (ids, gt) in enumerate(model.seen):
+        for i, g in zip(ids, gt.numpy()):
+            want = labels.labels(i) if it >= 2 and labels.rounds(i) else np.full(shape, 255)
+            assert np.array_equal(g, want), (it, i)
