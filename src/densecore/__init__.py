@@ -25,7 +25,7 @@ __version__ = "0.1.0"
 
 def __getattr__(name):
     # Submodules the docs use right after ``import densecore``, imported on first use.
-    if name in ("synthetic", "distributed"):
+    if name in ("synthetic", "distributed", "annotate", "plot"):
         import importlib
 
         return importlib.import_module(f".{name}", __name__)
