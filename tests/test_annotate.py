@@ -311,3 +311,17 @@ def test_coco_round_trip_maps_categories_by_name(tmp_path):
     for i in ids[:2]:
         q = queries.queried(i, 0)
         assert np.array_equal(labels.labels(i)[q], gt[i][q])
+
+
+def test_rounds_are_imported_in_order_per_image(tmp_path):
+    shape = (4, 4)
+    queries = densecore.ActiveLabelState(tmp_path / "q", ["a"], shape)
+    labels = densecore.ActiveLabelState(tmp_path / "l", ["a"], shape)
+    m0, m1 = np.zeros(shape, bool), np.zeros(shape, bool)
+    m0[0, 0] = m1[3, 3] = True
+    queries.add("a", m0, round=0)
+    queries.add("a", m1, round=1)
+    assert A.record_answers(queries, labels, 1, {"a": np.where(m1, 2, -1)}).recorded == ["a"]
+    with pytest.raises(ValueError, match="round 1 recorded.*round 0 must be imported before"):
+        A.record_answers(queries, labels, 0, {"a": np.where(m0, 1, -1)})
+    assert labels.rounds("a") == [1]

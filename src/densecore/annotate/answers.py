@@ -135,8 +135,9 @@ def record_answers(queries, labels, round: int, answers: Mapping[str, np.ndarray
     Raises:
         OutsideQueryError: an answered pixel outside the queries (checked for
             every image before anything is recorded).
-        ValueError: the round is not done in ``queries``, another shape, or
-            the same root for both states.
+        ValueError: the round is not done in ``queries``, another shape, the
+            same root for both states, or a later round already recorded in
+            ``labels`` for the image (import the rounds in order).
 
     Example:
         >>> import tempfile, numpy as np, densecore
@@ -170,6 +171,12 @@ def record_answers(queries, labels, round: int, answers: Mapping[str, np.ndarray
         if a.size and a.min() < NO_ANSWER:
             raise ValueError(f"answers[{image_id!r}] must hold class ids >= 0 or -1 (no "
                              f"answer); got {a.min()}")
+        later = [r for r in labels.rounds(image_id) if r > round]
+        if later:
+            raise ValueError(f"image {image_id!r} already has the answers of round {later[-1]} "
+                             f"recorded; a label state's rounds never go backwards, so the "
+                             f"answers of round {round} must be imported before those of "
+                             f"later rounds")
         q = queries.queried(image_id, round)
         out = (a != NO_ANSWER) & ~q
         if out.any():
