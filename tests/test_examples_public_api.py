@@ -16,7 +16,7 @@ PUBLIC_MODULES = {"densecore", "densecore.annotate", "densecore.density",
                   "densecore.distributed", "densecore.filters", "densecore.integrations",
                   "densecore.integrations.lightning", "densecore.integrations.mmseg",
                   "densecore.integrations.ripu", "densecore.integrations.skactiveml",
-                  "densecore.plot", "densecore.synthetic"}
+                  "densecore.plot", "densecore.stats", "densecore.synthetic"}
 PUBLIC_ATTRIBUTES = set(densecore.__all__) | {"__version__"} | {
     m.split(".")[1] for m in PUBLIC_MODULES if m.count(".") == 1}
 
