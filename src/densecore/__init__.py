@@ -31,7 +31,7 @@ def __getattr__(name):
     import importlib
 
     # Submodules the docs use right after ``import densecore``, imported on first use.
-    if name in ("distributed", "io", "stats", "synthetic"):
+    if name in ("annotate", "distributed", "io", "plot", "stats", "synthetic"):
         return importlib.import_module(f".{name}", __name__)
     if name in _MOVED:
         import warnings
