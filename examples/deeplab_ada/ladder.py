@@ -53,23 +53,25 @@ Per image and sampler:
 * ``void_share``: share of the labeled pixels whose ground truth is void;
 * ``labeled_pixels``: pixels the picks label.
 
-Per (rung, data seed, budget, sampler): ``probe``: a linear probe (softmax
-regression on L2-normalised backbone features) trained on the pool images'
-labeled pixels, mIoU on the val images over the classes present in their
-ground truth. One JSON file per (rung, data seed, budget, sampler) under
+Per (rung, data seed, budget, sampler): ``probe``: a linear probe (ridge
+regression of one-hot labels on L2-normalised backbone features, closed form)
+fitted on the pool images' labeled non-void pixels, mIoU on the val images
+over the classes present in their ground truth. One JSON file per (rung, data seed, budget, sampler) under
 ``OUT/records/``, written atomically; a record present is not redone.
 
 Analysis (``OUT/ladder.json``, ``OUT/ladder.md``, ``OUT/ladder.png``): per
 rung and budget, the mean of each measure per sampler over the data seeds
 (image measures averaged within a seed first), the paired differences
-against ``kcenter`` over data seeds with Student-t 95 % intervals and Holm-
-adjusted p values over the family of every (sampler, measure) comparison of
-the rung and budget, and the trend along the ladder.
+against ``kcenter`` over data seeds with Student-t 95 % intervals, paired t p
+values adjusted by Holm and by Benjamini-Hochberg over the whole family (every
+sampler x outcome x rung x budget), and the trend along the ladder (slope of
+the per-seed differences per rung step). ``--diagnose`` writes
+``diagnostics.json`` (``diagnose``).
 
 Usage::
 
     python examples/deeplab_ada/ladder.py --out OUT --quick   # 2 rungs, 10 data seeds
-    python examples/deeplab_ada/ladder.py --out OUT           # 3 rungs, 12 data seeds
+    python examples/deeplab_ada/ladder.py --out OUT           # 3 rungs, 20 data seeds
 """
 
 from __future__ import annotations
