@@ -101,6 +101,20 @@ def test_heldout_measures_match_a_hand_computation():
     assert out["label_miou"] == pytest.approx(50.0)
 
 
+def test_sparse_labels_score_the_splits_that_have_them():
+    # three labeled points: most held-out halves hold one or two, some none
+    x, y, spread = clusters(0, per=40)
+    few = np.full(len(y), -1)
+    few[[0, 100, 300]] = y[[0, 100, 300]]
+    adv = advise(x, 1 / spread, 12, labels=few, splits=8)
+    assert 2 <= adv.splits <= 8 and adv.measure == "label_miou"
+    assert all(np.isfinite(s["label_miou"]) for s in adv.scores.values())
+    with pytest.raises(ValueError, match="labels"):
+        one = np.full(len(y), -1)
+        one[0] = 1
+        advise(x, 1 / spread, 12, labels=one, splits=2)
+
+
 def test_bad_input_names_the_argument():
     x = np.random.default_rng(0).normal(size=(40, 3)).astype(np.float32)
     d = np.ones(40)

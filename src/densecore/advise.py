@@ -45,6 +45,7 @@ Shape:
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -112,7 +113,8 @@ class Advice:
             sampler is better / worse), ``better`` (significantly better),
             ``worse``.
         seconds: ``sampler -> seconds`` to pick ``budget`` of all ``N`` once.
-        n, dim, budget, splits, level, alpha: the setting.
+        n, dim, budget, level, alpha: the setting; splits: the splits compared (those
+            whose held-out half has a labeled point, with ``labels``).
     """
 
     recommended: str
@@ -294,6 +296,13 @@ def advise(features, densities, budget: int, *, labels=None,
                 x[pool], b, densities=dens[pool])
             per[name].append(_score(x, pool, hold, np.asarray(sel.indices), y,
                                     int(ignore_index)))
+    # a split whose held-out half has no labeled point cannot score labels: left out
+    ok = [i for i in range(splits)
+          if all(math.isfinite(per[name][i][measure]) for name in names)]
+    if len(ok) < 2:
+        raise ValueError(f"labels must give at least 2 of the {splits} splits a labeled "
+                         f"held-out point; {len(ok)} had one: label more points")
+    per = {name: [rs[i] for i in ok] for name, rs in per.items()}
     scores = {name: {k: float(np.mean([r[k] for r in rs])) for k in rs[0]}
               for name, rs in per.items()}
 
@@ -347,4 +356,4 @@ def advise(features, densities, budget: int, *, labels=None,
     return Advice(recommended=recommended, verdict=verdict, reason=reason, measure=measure,
                   calibration_r2=float(r2), calibration_slope=float(slope), scores=scores,
                   comparisons=comparisons, seconds=seconds, n=n, dim=int(x.shape[1]),
-                  budget=budget, splits=splits, level=float(level), alpha=float(alpha))
+                  budget=budget, splits=len(ok), level=float(level), alpha=float(alpha))
