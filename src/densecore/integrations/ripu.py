@@ -52,7 +52,7 @@ import densecore
 
 from .. import validation as V
 from ..atomic import atomic_write
-from ..samplers.names import make_sampler
+from ..samplers.names import canonical_name
 
 log = logging.getLogger(__name__)
 
@@ -517,7 +517,7 @@ def _selection(mode, cfg, feature_extractor, classifier, loader, density, sample
         seed = seed if isinstance(seed, int) and seed >= 0 else 0
     seed = V.check_int(seed, "seed", minimum=0)
     if isinstance(sampler, str):
-        sampler = make_sampler(sampler)  # checks the name before any work
+        sampler = canonical_name(sampler)  # checks the name before any work
     models = [m for m in (feature_extractor, classifier, density)
               if isinstance(m, torch.nn.Module)]
     for m in models:
