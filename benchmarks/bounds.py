@@ -40,6 +40,11 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", type=int, nargs="+", default=None,
                    help="default 0 (quick) or 0 1 2 3 4")
     args = p.parse_args(argv)
+    if args.plots:  # say so before the run (minutes), not after it
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            p.error("--plots needs matplotlib: pip install -e \".[plots]\" (from a checkout)")
     t0 = time.perf_counter()
     # data sets are rebuilt for every seed inside run_bounds (seeds vary the data too)
     out = run_bounds(args.quick, datasets=load_datasets, budgets=args.budgets,

@@ -1,9 +1,21 @@
-"""The paper's method inside a RIPU-style training script (Xie et al., CVPR 2022).
+"""The paper's method inside RIPU's training script (Xie et al., CVPR 2022).
 
-RIPU trains DeepLab on a labeled source and an unlabeled target and, at fixed
-iterations, queries 3x3 regions of the target images, writes their labels to
-disk and trains on them from then on. The paper keeps that loop and changes
-four places; each is one call here:
+RIPU's own entry points first: :func:`RegionSelection` and :func:`PixelSelection`
+take RIPU's arguments (``cfg``, ``feature_extractor``, ``classifier``,
+``tgt_epoch_loader``), read its loader's dicts and write its files, so that in
+RIPU's ``train.py`` one import line changes (``from
+densecore.integrations.ripu import PixelSelection, RegionSelection``). They run
+the paper's selection (kNN densities from the backbone's features unless a
+``density=`` estimator is given) or, with ``sampler="ripu"``, RIPU's own.
+
+The rest of this module is the paper's training-side change and densecore's
+own round loop (:func:`select_round` with an
+:class:`~densecore.ActiveLabelState`), for scripts that are RIPU-like but not
+RIPU's. RIPU trains DeepLab on a labeled source and an unlabeled target and,
+at fixed iterations, queries 3x3 regions of the target images, writes their
+labels to disk and trains on them from then on. The paper keeps that loop and
+changes four places; each is one call here (with RIPU's own script, the
+first three and ``density=density`` in the selection call):
 
 * after the optimiser is built: ``density = add_density(optimizer, 2048, 19,
   base_lr)``, a :class:`~densecore.DMCEstimator` (K = 5) in a
@@ -161,7 +173,7 @@ def round_budget(shape, *, ratio: float | None = None, pixels: int | None = None
 @torch.no_grad()
 def select_round(state: densecore.ActiveLabelState, round: int, batches, budget: int,
                  backbone: torch.nn.Module, classifier: torch.nn.Module,
-                 density: densecore.DensityTrainer, *,
+                 density: densecore.DensityTrainer | None, *,
                  sampler=densecore.DensityAwareGreedy, seed: int = 0, alpha: float = 20,
                  score="margin", region_size: int = 3,
                  region_overlap: str = "block") -> list[str]:
@@ -182,7 +194,8 @@ def select_round(state: densecore.ActiveLabelState, round: int, batches, budget:
         backbone: ``images -> (B, C_feat, h, w)`` features.
         classifier: ``features -> (B, C, h', w')`` logits (upsampled
             bilinearly to ``(H, W)`` and soft-maxed).
-        density: from :func:`add_density`.
+        density: from :func:`add_density`, or None: kNN densities on each
+            image's candidates from the backbone's features (``densities="knn"``).
         sampler: as in :func:`~densecore.query_round`; default the paper's
             :class:`~densecore.DensityAwareGreedy`, seeded per image.
         seed, alpha, score, region_size, region_overlap: as in
@@ -204,7 +217,7 @@ def select_round(state: densecore.ActiveLabelState, round: int, batches, budget:
         >>> 2 <= int(state.labeled("a").sum()) <= 18  # two disjoint 3x3 regions, clipped
         True
     """
-    modules = (backbone, classifier, density)
+    modules = [m for m in (backbone, classifier, density) if m is not None]
     modes = [m.training for m in modules]
     for m in modules:
         m.eval()
@@ -215,11 +228,15 @@ def select_round(state: densecore.ActiveLabelState, round: int, batches, budget:
             if all(state.round_done(i, round) for i in ids):
                 continue
             feats = backbone(images)
-            est = density(feats)  # iteration=None: no gradients, no backbone update
             probs = F.interpolate(classifier(feats), labels.shape[-2:], mode="bilinear",
                                   align_corners=False).softmax(1)
+            if density is None:
+                x, dens = feats, "knn"
+            else:
+                est = density(feats)  # iteration=None: no gradients, no backbone update
+                x, dens = est.features, density.density(est)
             done += densecore.query_round(
-                state, round, ids, probs, est.features, density.density(est), budget,
+                state, round, ids, probs, x, dens, budget,
                 labels=labels, sampler=sampler, seed=seed, alpha=alpha, score=score,
                 region_size=region_size, region_overlap=region_overlap)
     finally:
@@ -496,9 +513,8 @@ def _write(path_mask: str, path_indicator: str, mask: torch.Tensor, active: torc
     try:
         from PIL import Image
     except ImportError:  # pragma: no cover - pillow is in the ripu and test extras
-        raise ImportError("writing RIPU's mask PNGs needs pillow: pip install "
-                          "\"densecore-seg[ripu]\" (from a checkout: pip install -e "
-                          "\".[ripu]\")") from None
+        raise ImportError("writing RIPU's mask PNGs needs pillow: from a checkout of "
+                          "densecore, pip install -e \".[ripu]\"") from None
     for p in (path_mask, path_indicator):
         os.makedirs(os.path.dirname(os.path.abspath(p)), exist_ok=True)
     buf = io.BytesIO()
