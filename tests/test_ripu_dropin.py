@@ -336,9 +336,11 @@ def test_region_selection_default_files_counts_and_rounds(tmp_path, data_root, m
                                  tgt_epoch_loader=loader(data_root, cfg, batch_size=2),
                                  progress=False)
         assert fe.training and cls.training
-        assert "densities='knn'" in caplog.text
         # one select_pixels call per loader batch (2 + 1 images), per-image seeds
         batch_calls = calls[2 * r:2 * r + 2]
+        assert len(calls) == 2 * r + 2
+        knn = any(c.densities is not None for call in batch_calls for c in call[2][1])
+        assert ("densities='knn'" in caplog.text) == knn  # noted when computed
         assert [c[0][0].shape[0] for c in batch_calls] == [2, 1]
         assert all(isinstance(c[1]["seed"], list) and c[0][2] == "knn" for c in batch_calls)
         assert "sampler" not in batch_calls[0][1]  # select_pixels' own default
@@ -379,6 +381,7 @@ def test_pixel_selection_default_and_density_trainer(tmp_path, data_root, monkey
     assert density.training and fe.training
     budget = math.ceil(8 / 2 / (1280 * 640) * (2048 * 1024))
     files = read_files(cfg)
+    assert len(calls) == len(NAMES)
     for name, (args, kwargs, (_, seen)) in zip(NAMES, calls):
         assert args[1].shape[1] == 4  # the estimator's features, not the backbone's
         assert isinstance(args[2], torch.Tensor) and kwargs["sampler"] == "density_aware"
@@ -418,3 +421,20 @@ def test_bad_cfg_and_loader_are_named(tmp_path, data_root):
     with pytest.raises(ValueError, match="sampler must be one of"):
         ripu.RegionSelection(cfg=cfg, feature_extractor=fe, classifier=cls,
                              tgt_epoch_loader=[], sampler="k-centre", progress=False)
+
+
+def test_density_aware_without_an_estimator_uses_knn_densities(tmp_path, data_root,
+                                                               monkeypatch, caplog):
+    cfg = make_cfg(tmp_path / "out")
+    init_masks(cfg)
+    fe, cls = models(5)
+    calls = spy(monkeypatch)
+    with caplog.at_level("INFO", logger="densecore.integrations.ripu"):
+        ripu.RegionSelection(cfg=cfg, feature_extractor=fe, classifier=cls,
+                             tgt_epoch_loader=loader(data_root, cfg), sampler="density_aware",
+                             progress=False)
+    assert caplog.text.count("densities='knn'") == 1  # one line per call
+    assert len(calls) == len(NAMES)
+    for args, kwargs, (_, seen) in calls:
+        assert args[2] == "knn" and args[1].shape[1] == 8  # the backbone's "out" features
+        assert seen[0].densities is not None and (seen[0].densities > 0).all()

@@ -548,15 +548,14 @@ def _selection(mode, cfg, feature_extractor, classifier, loader, density, sample
                 if missing:
                     raise ValueError(f"tgt_epoch_loader must yield RIPU's dicts with keys "
                                      f"{list(_KEYS)}; missing {missing}")
-                if density is None and sampler is not None and sampler != "ripu" \
-                        and not noted:
+                n, knn = _select_batch(mode, data, feature_extractor, classifier, density,
+                                       sampler, seed, alpha, score, k, rounds, classes,
+                                       out_dir, amount, dev)
+                if knn and not noted:
                     log.info("%s: no density= given: kNN coverage densities are computed "
                              "on each image's candidates (densities='knn')",
                              "RegionSelection" if mode == "region" else "PixelSelection")
                     noted = True
-                n = _select_batch(mode, data, feature_extractor, classifier, density,
-                                  sampler, seed, alpha, score, k, rounds, classes, out_dir,
-                                  amount, dev)
                 images, picks = images + len(data["path_to_mask"]), picks + n
     finally:
         for m in models:  # RIPU leaves its models in train mode
@@ -565,8 +564,9 @@ def _selection(mode, cfg, feature_extractor, classifier, loader, density, sample
 
 
 def _select_batch(mode, data, feature_extractor, classifier, density, sampler, seed, alpha,
-                  score, k, rounds, classes, out_dir, amount, dev) -> int:
-    """One loader batch: select, update ``active``/``selected``, write the files."""
+                  score, k, rounds, classes, out_dir, amount, dev) -> tuple[int, bool]:
+    """One loader batch: select, update ``active``/``selected``, write the files;
+    ``(centres picked, whether kNN densities were computed)``."""
     img = data["img"].to(dev)
     feat = feature_extractor(img)
     out = classifier(feat, size=img.shape[-2:])
@@ -586,7 +586,8 @@ def _select_batch(mode, data, feature_extractor, classifier, density, sampler, s
             2 * k, k
     else:
         budget, reach, grow = ripu_pixels_per_round(amount, rounds), k, 0
-    if isinstance(sampler, str):  # "ripu": RIPU's own loop, image by image
+    knn = False
+    if isinstance(sampler, str) and sampler == "ripu":  # RIPU's own loop, image by image
         centres = [_ripu_centres(_ripu_score(logits[i:i + 1], mode, k, classes),
                                  active[i], budget, reach) for i in range(bsz)]
     else:
@@ -605,6 +606,7 @@ def _select_batch(mode, data, feature_extractor, classifier, density, sampler, s
             alpha=alpha, score=score, region_size=2 * grow + 1, region_overlap="block",
             seed=seeds, from_logits=True, return_candidates=True, **kw)
         centres = [c.candidates[c.selected.to(c.candidates.device)] for c in seen]
+        knn = density is None and any(c.densities is not None for c in seen)
     for i in range(bsz):
         hit = torch.zeros(big_h * big_w, dtype=torch.bool, device=dev)
         hit[centres[i].to(dev)] = True
@@ -613,4 +615,4 @@ def _select_batch(mode, data, feature_extractor, classifier, density, sampler, s
         act, sel = active[i] | _dilate(hit, reach), selected[i] | new
         mask = torch.where(new.cpu(), gt[i], old[i])  # the ground truth where selected
         _write(data["path_to_mask"][i], data["path_to_indicator"][i], mask, act, sel)
-    return sum(int(c.numel()) for c in centres)
+    return sum(int(c.numel()) for c in centres), knn
