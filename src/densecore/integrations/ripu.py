@@ -69,8 +69,8 @@ from ..samplers.names import canonical_name
 log = logging.getLogger(__name__)
 
 __all__ = ["PixelSelection", "RegionSelection", "add_density", "density_loss",
-           "export_for_loader", "margin_loss", "ripu_pixels_per_round", "ripu_regions_per_round",
-           "round_budget", "select_round"]
+           "export_for_loader", "margin_loss", "ripu_pixels_per_round",
+           "ripu_regions_per_round", "round_budget", "select_round"]
 
 
 def add_density(optimizer: torch.optim.Optimizer, in_channels: int, num_classes: int,
@@ -287,8 +287,10 @@ def ripu_regions_per_round(shape, ratio: float, rounds: int, k: int = 1) -> int:
     :func:`~densecore.region_budget` where the exact value is an integer).
 
     Example:
-        >>> ripu_regions_per_round((1024, 2048), 0.022, 5), ripu_regions_per_round((64, 128), 0.05, 2)
-        (1026, 23)
+        >>> ripu_regions_per_round((1024, 2048), 0.022, 5)
+        1026
+        >>> ripu_regions_per_round((64, 128), 0.05, 2)
+        23
     """
     h, w = (int(v) for v in shape)
     n = torch.tensor(h) * torch.tensor(w)
