@@ -438,3 +438,23 @@ def test_density_aware_without_an_estimator_uses_knn_densities(tmp_path, data_ro
     for args, kwargs, (_, seen) in calls:
         assert args[2] == "knn" and args[1].shape[1] == 8  # the backbone's "out" features
         assert seen[0].densities is not None and (seen[0].densities > 0).all()
+
+
+@pytest.mark.parametrize("sampler", ["ripu", "density_aware"])
+def test_models_on_the_device_read_a_cpu_loader(tmp_path, data_root, device, sampler):
+    """RIPU's models live on the GPU and its loader yields CPU tensors; the files are
+    written from the CPU (RIPU's indicator tensors are CPU bool tensors)."""
+    cfg = make_cfg(tmp_path / "out", ratio=0.2)
+    init_masks(cfg)
+    fe, cls = models(6)
+    fe.to(device), cls.to(device)
+    for _ in range(2):
+        ripu.RegionSelection(cfg=cfg, feature_extractor=fe, classifier=cls,
+                             tgt_epoch_loader=loader(data_root, cfg, batch_size=2),
+                             sampler=sampler, progress=False)
+    budget = math.ceil(H * W * 0.2 / 2 / 9)
+    for name, (mask, active, selected) in read_files(cfg).items():
+        assert active.device.type == "cpu" and selected.device.type == "cpu"
+        assert (selected <= active).all()
+        assert 2 * budget * 4 <= int(selected.sum()) <= 2 * budget * 9
+        assert ((mask != 255) <= selected.numpy()).all()
