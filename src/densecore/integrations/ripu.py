@@ -63,7 +63,8 @@ from tqdm.auto import tqdm
 import densecore
 
 from .. import validation as V
-from ..atomic import atomic_write
+from ..io import atomic_write
+from ..regions import blocked_candidates
 from ..samplers.names import canonical_name
 
 log = logging.getLogger(__name__)
@@ -207,12 +208,10 @@ def select_round(state: densecore.ActiveLabelState, round: int, batches, budget:
     Example:
         >>> import tempfile, torch, densecore
         >>> backbone, classifier = torch.nn.Conv2d(3, 8, 3, 2, 1), torch.nn.Conv2d(8, 4, 1)
-        >>> opt = torch.optim.SGD(backbone.parameters(), lr=0.1)
-        >>> density = add_density(opt, 8, 4, 0.1, dim=8)
         >>> state = densecore.ActiveLabelState(tempfile.mkdtemp(), ["a", "b"], (16, 16))
         >>> labels = torch.zeros(2, 16, 16, dtype=torch.long)
         >>> batch = (torch.randn(2, 3, 16, 16), labels, ["a", "b"])
-        >>> select_round(state, 0, [batch], 2, backbone, classifier, density, alpha=4)
+        >>> select_round(state, 0, [batch], 2, backbone, classifier, None, alpha=4)  # kNN
         ['a', 'b']
         >>> 2 <= int(state.labeled("a").sum()) <= 18  # two disjoint 3x3 regions, clipped
         True
@@ -490,11 +489,9 @@ def _ripu_centres(score: torch.Tensor, active: torch.Tensor, budget: int,
     same centres (its ties go to the lowest flat index of the transpose); once
     every pixel is blocked RIPU's maximum is pixel (0, 0), taken again.
     """
-    from ..regions import _blocked
-
     h, w = score.shape
-    c = _blocked(score.T.contiguous()[None], budget, active.T.contiguous()[None], reach,
-                 False)[0]
+    c = blocked_candidates(score.T.contiguous()[None], budget, active.T.contiguous()[None],
+                           reach=reach, validate=False)[0]
     c = c[c >= 0]
     c = (c % h) * w + torch.div(c, h, rounding_mode="floor")
     if c.numel() < budget:  # RIPU re-picks (0, 0) of an all -inf map
