@@ -73,8 +73,24 @@ def _typicality(backend, seed, progress, metric):
 
 
 # ``densecore select --sampler``: the paper's samplers and those beyond it
-SAMPLERS = {"kmedoids-refinement": _kmedoids, "kcenter": _kcenter,
-            "density-aware": _density_aware, "typicality": _typicality}
+# (the names of densecore.samplers.SAMPLER_NAMES less "ripu", which needs images; the
+# former spellings density-aware and kmedoids-refinement are still read)
+SAMPLERS = {"kmedoids_refinement": _kmedoids, "kcenter": _kcenter,
+            "density_aware": _density_aware, "typicality": _typicality}
+
+
+def _sampler_name(value: str) -> str:
+    """``--sampler``'s one spelling (``densecore.samplers.canonical_name``)."""
+    from .samplers.names import canonical_name
+
+    try:
+        name = canonical_name(value)
+    except ValueError:
+        name = None
+    if name not in SAMPLERS:
+        raise argparse.ArgumentTypeError(f"invalid choice: {value!r} (choose from "
+                                         f"{', '.join(SAMPLERS)})")
+    return name
 BACKENDS = ("auto", "numba", "torch", "triton")
 
 
@@ -86,7 +102,7 @@ def _add_select(sub) -> None:
         "order) to OUT: .npy, or .txt with one index per line. Inputs: .npy, .npz (one "
         "array, or FILE.npz:KEY) or .pt (a tensor saved with torch.save). The default "
         "sampler is k-center greedy (with --densities the paper's density-aware greedy, "
-        "Algorithm 1); kmedoids-refinement lowered the bounds further in docs/benchmarks.md "
+        "Algorithm 1); kmedoids_refinement lowered the bounds further in docs/benchmarks.md "
         "but costs O(N * budget * D) per step, so it is opt-in.")
     p.add_argument("--features", required=True, metavar="FILE", help="(N, D) float features")
     p.add_argument("--budget", required=True, type=int, metavar="N", help="points to pick")
@@ -101,8 +117,9 @@ def _add_select(sub) -> None:
     p.add_argument("--metric", default="euclidean", choices=METRICS,
                    help="distance between features (default euclidean)")
     p.add_argument("--init", type=int, metavar="I", help="first pick when nothing is labeled")
-    p.add_argument("--sampler", default=None, choices=list(SAMPLERS),
-                   help="default: density-aware with --densities, else kcenter")
+    p.add_argument("--sampler", default=None, type=_sampler_name,
+                   metavar="{" + ",".join(SAMPLERS) + "}",
+                   help="default: density_aware with --densities, else kcenter")
     p.add_argument("--backend", default="auto", choices=list(BACKENDS))
     p.add_argument("--device", default=None, help="torch device for the features "
                    "(e.g. cuda); default: keep them on the CPU")
@@ -130,9 +147,9 @@ def _add_select(sub) -> None:
         folder = os.path.dirname(os.path.abspath(args.out))
         if not os.path.isdir(folder):
             p.error(f"--out {args.out!r}: the folder {folder!r} does not exist")
-        name = args.sampler or ("density-aware" if args.densities is not None else "kcenter")
-        if args.densities is not None and name not in ("density-aware", "typicality"):
-            p.error(f"--densities is used by --sampler density-aware or typicality; "
+        name = args.sampler or ("density_aware" if args.densities is not None else "kcenter")
+        if args.densities is not None and name not in ("density_aware", "typicality"):
+            p.error(f"--densities is used by --sampler density_aware or typicality; "
                     f"--sampler {name} ignores densities")
         if args.labeled_densities is not None:
             if args.labeled_features is None:
@@ -141,7 +158,7 @@ def _add_select(sub) -> None:
                 p.error("--labeled-densities goes with --densities FILE (with --densities "
                         "knn both are computed; without densities none are used)")
         elif (args.labeled_features is not None and args.densities not in (None, "knn")
-              and name == "density-aware"):
+              and name == "density_aware"):
             p.error("--labeled-features with --densities FILE needs --labeled-densities "
                     "(or use --densities knn)")
         return name
