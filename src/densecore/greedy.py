@@ -215,8 +215,19 @@ def _prepare_dense(pool: Pool, fscale: float, dscale: float, centres=None, cdens
     excluded[pool.lab.to(dev)] = True
     if centres is None:
         centres, cdens = _own_centres_dense(pool, fscale, dscale)
-    return {"x": x, "dens": dens, "centres": centres.to(dev, x.dtype),
+    return {"x": x, "dens": dens, "centres": _labeled_centres(centres.to(dev), x.dtype),
             "cdens": cdens.to(dev), "excluded": excluded}
+
+
+def _labeled_centres(centres: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """The labeled centres ``(L, D)`` in the engine's feature ``dtype`` where that is
+    exact, else kept as they are (float64): labeled points keep their own, wider
+    precision; the pool's storage dtype never rounds them (a bfloat16 pool beside a
+    labeled point at 1.001 would see it at 1.0 and pick the wrong point)."""
+    if centres.dtype == dtype or not centres.numel():
+        return centres.to(dtype)
+    narrow = centres.to(dtype)
+    return narrow if torch.equal(narrow.to(centres.dtype), centres) else centres
 
 
 def _own_centres_dense(pool: Pool, fscale: float, dscale: float):
