@@ -1,10 +1,13 @@
-"""The triton engine's kernels under the Triton interpreter, on CPU tensors, against the
-float64 reference (tests/reference.py).
+"""The triton engine's kernels against the float64 reference (tests/reference.py): on CUDA
+tensors where a CUDA device exists (compiled), else on CPU tensors under the Triton
+interpreter.
 
 ``TRITON_INTERPRET`` is read when ``@triton.jit`` decorates (and by the interpreter
-while a kernel runs), so it is set here, for this test process, before the engine
-module is imported (the module is reloaded if something imported it without it);
-the library never sets it.
+while a kernel runs), so on a machine without CUDA it is set here, for this test
+process, before the engine module is imported (the module is reloaded if something
+imported it without it); the library never sets it. On a machine with a CUDA device
+nothing is set: collecting this file leaves the kernels compiled for the GPU (the
+interpreter also breaks with numpy >= 2.4 on triton 3.6).
 """
 
 from __future__ import annotations
@@ -17,11 +20,14 @@ import numpy as np
 import pytest
 import torch
 
-_late = "triton" in sys.modules and os.environ.get("TRITON_INTERPRET") != "1"
-os.environ["TRITON_INTERPRET"] = "1"  # before triton is imported: its own @jit helpers too
+CUDA = torch.cuda.is_available()
+_late = False
+if not CUDA:
+    _late = "triton" in sys.modules and os.environ.get("TRITON_INTERPRET") != "1"
+    os.environ["TRITON_INTERPRET"] = "1"  # before triton is imported: its own @jit too
 pytest.importorskip("triton", reason="triton does not import here (Linux x86_64 wheels only)")
 _name = "densecore._backends.triton_backend"
-TB = (importlib.reload(sys.modules[_name]) if _name in sys.modules
+TB = (importlib.reload(sys.modules[_name]) if _name in sys.modules and not CUDA
       else importlib.import_module(_name))
 
 import densecore  # noqa: E402
@@ -31,12 +37,14 @@ from densecore import greedy as G  # noqa: E402
 from densecore.synthetic import gaussian_mixture  # noqa: E402
 from reference import density_aware_greedy_ref  # noqa: E402
 
-pytestmark = pytest.mark.skipif(_late or not TB.interpreted(), reason="triton was imported "
-                                "before TRITON_INTERPRET could be set (run this file alone)")
+DEV = torch.device("cuda" if CUDA else "cpu")
+pytestmark = pytest.mark.skipif(_late or not (CUDA or TB.interpreted()),
+                                reason="triton was imported before TRITON_INTERPRET could "
+                                "be set (run this file alone)")
 
 
 def _t(a):
-    return None if a is None else torch.from_numpy(np.asarray(a))
+    return None if a is None else torch.from_numpy(np.asarray(a)).to(DEV)
 
 
 def _check_pool(sel, x, budget, dens=None, labeled=(), lf=None, ld=None, init=None,
@@ -44,12 +52,13 @@ def _check_pool(sel, x, budget, dens=None, labeled=(), lf=None, ld=None, init=No
     ref_i, ref_r = density_aware_greedy_ref(x, budget, densities=dens, labeled=labeled,
                                             labeled_features=lf, labeled_densities=ld,
                                             init=init)
-    np.testing.assert_array_equal(sel.indices.numpy(), ref_i)
-    got = sel.radii.double().numpy()
+    np.testing.assert_array_equal(sel.indices.cpu().numpy(), ref_i)
+    got = sel.radii.double().cpu().numpy()
+    want = ref_r.astype(sel.radii.cpu().numpy().dtype)
     if exact:
-        np.testing.assert_array_equal(got, ref_r.astype(sel.radii.numpy().dtype))
+        np.testing.assert_array_equal(got, want)
     else:
-        np.testing.assert_allclose(got, ref_r.astype(sel.radii.numpy().dtype), rtol=1e-6)
+        np.testing.assert_allclose(got, want, rtol=1e-6)
 
 
 @pytest.mark.parametrize("dim", [6, 64])
@@ -141,7 +150,7 @@ def test_hostile_scales(fs, ds):
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_16bit_storage_equals_float32_on_rounded_values(dtype):
     x, _ = gaussian_mixture(140, dim=8, n_components=3, duplicates=0.1, seed=3)
-    x16 = torch.from_numpy(x).to(dtype)
+    x16 = _t(x).to(dtype)
     dens = _t(np.random.default_rng(3).uniform(0.5, 2.0, size=140))
     a = densecore.farthest_first_batch(x16, [60, 80], [10, 12], densities=dens,
                                        backend="triton")
@@ -150,7 +159,7 @@ def test_16bit_storage_equals_float32_on_rounded_values(dtype):
     for s, t in zip(a, b):
         assert torch.equal(s.indices, t.indices) and torch.equal(s.radii, t.radii)
     init = int(np.random.default_rng(0).integers(60))
-    _check_pool(b[0], x16.float().numpy()[:60], 10, dens.numpy()[:60], init=init)
+    _check_pool(b[0], x16.float().cpu().numpy()[:60], 10, dens.cpu().numpy()[:60], init=init)
 
 
 def test_batched_equals_one_pool_at_a_time_and_other_engines():
@@ -158,7 +167,7 @@ def test_batched_equals_one_pool_at_a_time_and_other_engines():
     x, _ = gaussian_mixture(sum(sizes), dim=6, n_components=4, duplicates=0.1, seed=6)
     xt = _t(x.astype(np.float32))
     dens = _t(np.random.default_rng(6).uniform(0.5, 2.0, size=len(x)))
-    lab = torch.zeros(len(x), dtype=torch.bool)
+    lab = torch.zeros(len(x), dtype=torch.bool, device=DEV)
     lab[[1, 80]] = True
     kw = dict(densities=dens, labeled=lab, seeds=[0, 1, 2, 3])
     got = densecore.farthest_first_batch(xt, sizes, [12, 0, 16, 7], backend="triton", **kw)
@@ -194,35 +203,59 @@ def test_typicality_weight_hook_matches_the_other_engines():
 
 def test_engine_interface_with_a_centre_held_elsewhere():
     """best / row / add_centre (the sharded selection's steps) agree with the torch engine."""
-    x = torch.from_numpy(gaussian_mixture(50, dim=3, n_components=2, seed=8)[0]
-                         .astype(np.float32))
-    dens = torch.rand(50, dtype=torch.float64, generator=torch.Generator().manual_seed(8)) + .5
+    x = _t(gaussian_mixture(50, dim=3, n_components=2, seed=8)[0].astype(np.float32))
+    dens = (torch.rand(50, dtype=torch.float64, generator=torch.Generator().manual_seed(8))
+            + .5).to(DEV)
     inputs = dict(x=x, dens=dens, centres=x[:2] + 1, cdens=dens[:2], excluded=torch.zeros(
-        50, dtype=torch.bool))
+        50, dtype=torch.bool, device=DEV))
     tri, ref = TB.Engine(**inputs, max_new=5), E.engine("torch")(**inputs, max_new=5)
     for u in (None, 7, None):
         a, b = tri.best(), ref.best()
         assert torch.equal(a[1], b[1])
         torch.testing.assert_close(a[0], b[0], rtol=1e-6, atol=0)
         if u is None:  # a point of another shard
-            vec = torch.cat([torch.tensor([0.5, -1.0, 2.0], dtype=torch.float64),
-                             torch.tensor([1.5], dtype=torch.float64)])
+            vec = torch.tensor([0.5, -1.0, 2.0, 1.5], dtype=torch.float64, device=DEV)
             tri.add_centre(vec, -1)
             ref.add_centre(vec, -1)
         else:
-            torch.testing.assert_close(tri.row(torch.tensor(u)), ref.row(torch.tensor(u)))
-            tri.add_centre(tri.row(torch.tensor(u)), torch.tensor(u))
-            ref.add_centre(ref.row(torch.tensor(u)), torch.tensor(u))
+            ut = torch.tensor(u, device=DEV)
+            torch.testing.assert_close(tri.row(ut), ref.row(ut))
+            tri.add_centre(tri.row(ut), ut)
+            ref.add_centre(ref.row(ut), ut)
 
 
-def test_auto_stays_numba_on_cpu_and_cpu_needs_the_interpreter(monkeypatch):
+def test_auto_rule_and_cpu_needs_the_interpreter(monkeypatch):
+    from densecore._backends import triton_check
+
     assert E.resolve("auto", "dense", torch.device("cpu")) == "numba"
-    # opt-in until timed and checked on a GPU (benchmarks/gpu_check.py)
-    assert E.resolve("auto", "dense", torch.device("cuda")) == "torch"
+    # on CUDA: triton once its self-check passed (tests/test_triton_check.py)
+    monkeypatch.setattr(triton_check, "_RESULTS", {"cuda:0": (True, "", 0.0)})
+    assert E.resolve("auto", "dense", torch.device("cuda", 0)) == "triton"
     assert E.resolve("triton", "dense", torch.device("cuda")) == "triton"
     monkeypatch.setattr(TB, "interpreted", lambda: False)
     with pytest.raises(ValueError, match="triton engine needs CUDA tensors"):
         densecore.farthest_first(torch.zeros(4, 2), 1, backend="triton")
+
+
+def test_launches_per_pick_for_a_whole_batch():
+    """Kernel launches counted at the launch call (triton's pre-run hooks): one ``_update``
+    over the tiles (the tiles' first maxima) and then ``_pick`` + ``_update`` per pick
+    for every pool at once, the last ``_update`` skipped."""
+    counts = {"_update": 0, "_pick": 0}
+    hooks = []
+    for name in counts:
+        def hook(*args, _name=name, **kwargs):
+            counts[_name] += 1
+        getattr(TB, name).add_pre_run_hook(hook)
+        hooks.append((getattr(TB, name), hook))
+    try:
+        x, _ = gaussian_mixture(200, dim=4, n_components=3, seed=12)
+        densecore.farthest_first_batch(_t(x.astype(np.float32)), [60, 90, 50], [5, 7, 3],
+                                       seeds=[0, 1, 2], backend="triton")
+    finally:
+        for k, h in hooks:
+            k.pre_run_hooks.remove(h)
+    assert counts == {"_update": 7, "_pick": 7}  # 7 picks of the largest budget: 2 per pick
 
 
 _COMPILE = r"""

@@ -17,14 +17,15 @@ Dense layout:
 * ``"triton"``: CUDA (or CPU tensors under ``TRITON_INTERPRET=1``), two
   kernel launches per pick for a whole batch of pools, squared distances in
   float64 (``_backends/triton_backend.py``; :func:`densecore.batch.farthest_first_batch`).
-* ``"auto"``: numba for CPU inputs, torch on other devices (``"triton"`` is opt-in
-  until it has been measured on a GPU: ``benchmarks/gpu_check.py``); the one rule,
-  :func:`densecore.engines.resolve`.
+* ``"auto"``: numba for CPU inputs; on CUDA the triton engine once its one-off
+  on-device self-check against the float64 reference has passed
+  (``_backends/triton_check.py``), else torch with a warning that says why; the
+  one rule, :func:`densecore.engines.resolve`.
   The CPU choice is set by ``benchmarks/speed.py``: at n=100,000, D=64, budget
   1,000 the pruned numba engine is several times faster than the torch loop on
-  CPU. The CUDA choice follows from the launch count (2 per pick against about
-  25); no GPU timing of the triton engine has been made yet
-  (``benchmarks/gpu_check.py`` measures it).
+  CPU. The CUDA choice follows from the launch count (2 per pick for a whole
+  batch against about 25 per pick and image); no GPU timing of the triton engine
+  has been made yet (``benchmarks/gpu_check.py`` measures it).
 
 Sparse layout (scipy matrices, COO/CSR torch tensors; :mod:`densecore.sparse`
 checks them): numba and torch engines on CSR rows, exact in float64

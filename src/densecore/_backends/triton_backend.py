@@ -92,7 +92,9 @@ def _update(x_ptr, r_ptr, w_ptr, cen_ptr, cden_ptr, live_ptr, t_start_ptr, t_end
         tl.store(t_i_ptr + t, tl.min(tl.where(r == best, rows, end), axis=0))
 
 
-@triton.jit
+# ``step`` and ``n_total`` change between launches (or calls) without changing the code:
+# not specialised on (== 1, divisible by 16), so one compiled kernel serves every pick
+@triton.jit(do_not_specialize=["step", "n_total"])
 def _pick(x_ptr, dens_ptr, r_ptr, cen_ptr, cden_ptr, live_ptr, p_lo_ptr, p_hi_ptr,
           offset_ptr, budget_ptr, forced_ptr, out_off_ptr, out_idx_ptr, out_r_ptr,
           t_r_ptr, t_i_ptr, step, n_total, D, stride_x, FORCED: tl.constexpr,
@@ -157,29 +159,15 @@ class _Batch:
         sizes = [t.shape[0] for t in xs]
         self.block_d = min(64, _pow2(max(self.d, 1)))
         self.block_n = max(16, _ROWS_X_COLS // self.block_d)
-        rs, starts, ends, pools, lo, hi, offs = [], [], [], [], [], [], []
-        off = 0
-        for p, (inp, n) in enumerate(zip(inputs, sizes)):
-            rs.append(_initial_r(inp))
-            lo.append(len(starts))
-            for s in range(0, n, self.block_n):
-                starts.append(off + s)
-                ends.append(off + min(n, s + self.block_n))
-                pools.append(p)
-            hi.append(len(starts))
-            offs.append(off)
-            off += n
-        self.n_total = off
-        i64 = dict(dtype=torch.int64, device=dev)
-        self.r = torch.cat(rs).contiguous()
-        self.t_start, self.t_end = torch.tensor(starts, **i64), torch.tensor(ends, **i64)
-        self.t_pool = torch.tensor(pools, **i64)
-        self.p_lo, self.p_hi = torch.tensor(lo, **i64), torch.tensor(hi, **i64)
-        self.offset = torch.tensor(offs, **i64)
-        self.n_tiles, self.n_pools = len(starts), len(inputs)
-        self.block_t = min(1024, _pow2(max(1, max(h - l for l, h in zip(lo, hi)))))
+        self.r = torch.cat([_initial_r(inp) for inp in inputs]).contiguous()
+        self.n_total, self.n_pools = sum(sizes), len(inputs)
+        per_pool = [-(-n // self.block_n) for n in sizes]  # tiles per pool (host ints)
+        self.n_tiles = sum(per_pool)
+        self.block_t = min(1024, _pow2(max(1, max(per_pool, default=1))))
+        (self.t_start, self.t_end, self.t_pool, self.p_lo, self.p_hi,
+         self.offset) = _tiles(sizes, per_pool, self.block_n, dev)
         self.t_r = torch.empty(max(1, self.n_tiles), dtype=torch.float64, device=dev)
-        self.t_i = torch.empty(max(1, self.n_tiles), **i64)
+        self.t_i = torch.empty(max(1, self.n_tiles), dtype=torch.int64, device=dev)
         self.cen = torch.zeros((self.n_pools, max(self.d, 1)), dtype=self.x.dtype, device=dev)
         self.cden = torch.ones(self.n_pools, dtype=torch.float64, device=dev)
         self.live = torch.ones(self.n_pools, dtype=torch.int32, device=dev)
@@ -203,6 +191,23 @@ class _Batch:
                                out_idx, out_r, self.t_r, self.t_i, step, self.n_total,
                                self.d, self.x.stride(0), FORCED=forced is not None,
                                BLOCK_T=self.block_t, BLOCK_D=self.block_d)
+
+
+def _tiles(sizes: list[int], per_pool: list[int], block_n: int, dev: torch.device):
+    """The tile table, built on the device from the pool sizes (one small copy, no loop
+    over tiles): ``t_start, t_end, t_pool`` ``(T,)`` int64 (a tile never crosses a pool),
+    the pools' first and past-last tiles ``p_lo, p_hi`` and row offsets ``offset``
+    ``(P,)`` int64."""
+    i64 = dict(dtype=torch.int64, device=dev)
+    n = torch.tensor([list(sizes), list(per_pool)], **i64)
+    offset = torch.cumsum(n[0], 0) - n[0]
+    p_hi = torch.cumsum(n[1], 0)
+    p_lo = p_hi - n[1]
+    t_pool = torch.repeat_interleave(torch.arange(len(sizes), **i64), n[1],
+                                     output_size=sum(per_pool))
+    t_start = offset[t_pool] + (torch.arange(t_pool.shape[0], **i64) - p_lo[t_pool]) * block_n
+    t_end = torch.minimum(t_start + block_n, (offset + n[0])[t_pool])
+    return t_start, t_end, t_pool, p_lo, p_hi, offset
 
 
 def _initial_r(inp: dict) -> torch.Tensor:
