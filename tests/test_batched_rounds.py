@@ -77,3 +77,18 @@ def test_query_round_skips_done_images_and_keeps_rows(tmp_path):
     alone = select_pixels(probs[2:3], feats[2:3], dens[2:3], 3, alpha=4, seed=s,
                           sampler=DensityAwareGreedy(seed=s))
     assert np.array_equal(state.labeled("c"), alone[0].numpy())
+
+
+def test_query_round_takes_ripu_and_factories_returning_it(tmp_path):
+    # RIPU's own selection: one select_pixels call for the batch, as each image alone
+    probs, feats, dens = _inputs(bsz=2, seed=3)
+    ids = ["a", "b"]
+    for name, sampler in (("str", "ripu"), ("factory", lambda seed: "ripu")):
+        state = densecore.ActiveLabelState(tmp_path / name, ids, (16, 16))
+        assert query_round(state, 0, ids, probs, feats, dens, 3, sampler=sampler,
+                           score="ripu", region_size=3) == ids
+        for b, i in enumerate(ids):
+            alone = select_pixels(probs[b:b + 1], feats[b:b + 1], dens[b:b + 1], 3,
+                                  sampler="ripu", score="ripu", region_size=3,
+                                  seed=image_seed(0, 0, i), region_overlap="block")
+            assert np.array_equal(state.queried(i, 0), alone[0].numpy()), (name, i)

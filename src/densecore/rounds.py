@@ -37,9 +37,10 @@ __all__ = ["query_round"]
 
 
 def _sampler_for(sampler, seed: int):
-    """An instance (used as is), None (score only), or a factory called with ``seed=``."""
-    if sampler is None or (not isinstance(sampler, type)
-                           and callable(getattr(sampler, "select", None))):
+    """An instance (used as is), None (score only), ``"ripu"`` (RIPU's own selection in
+    :func:`~densecore.select_pixels`), or a factory called with ``seed=``."""
+    if sampler is None or isinstance(sampler, str) or (
+            not isinstance(sampler, type) and callable(getattr(sampler, "select", None))):
         return sampler
     if not callable(sampler):
         raise TypeError(f"sampler must be a sampler, a sampler class or factory taking "
@@ -75,7 +76,9 @@ def query_round(state, round: int, image_ids, probs, features, densities, budget
         ignore: ``(B, H, W)`` bool, pixels that must never be queried, or None.
         sampler: a sampler class or factory called as ``sampler(seed=s)``
             (default: the paper's :class:`~densecore.DensityAwareGreedy`), a sampler
-            instance, or None (the ``budget`` best-scored pixels). Each image's
+            instance, ``"ripu"`` (RIPU's own selection, as in
+            :func:`~densecore.select_pixels`), or None (the ``budget`` best-scored
+            pixels); a factory may return any of these. Each image's
             first pick is seeded by ``s = image_seed(seed, round, image_id)``: a
             sampler with ``select_batch`` (densecore's greedy samplers) selects
             every image of the call at once (:func:`~densecore.farthest_first_batch`)
@@ -137,7 +140,7 @@ def query_round(state, round: int, image_ids, probs, features, densities, budget
     one = _sampler_for(sampler, seeds[0])
     kw = dict(ignore=pick(ignore), alpha=alpha, score=pick(score), region_size=region_size,
               from_logits=from_logits, region_overlap=region_overlap)
-    if one is None or callable(getattr(one, "select_batch", None)):
+    if one is None or isinstance(one, str) or callable(getattr(one, "select_batch", None)):
         # every image of the call in one selection (farthest_first_batch), each with
         # its own first-pick seed
         masks = list(select_pixels(pick(probs), pick(features), pick(densities), budget,
