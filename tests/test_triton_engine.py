@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 import sys
 
 import numpy as np
@@ -84,6 +85,26 @@ def test_lattice_exact_ties_go_to_lowest_index(density_aware):
     dens = 2.0 ** rng.integers(-1, 3, size=120) if density_aware else None
     sel = densecore.farthest_first(_t(x), 40, densities=_t(dens), init=0, backend="triton")
     _check_pool(sel, x, 40, dens, init=0, exact=True)
+
+
+@pytest.mark.parametrize("dim", [3, 19])
+def test_odd_dimensions_across_tiles_match_reference(dim):
+    # D zero-padded to a multiple of 16 (exact); pools longer than a tile (256 rows) and
+    # than a row block, with exact ties (a lattice) that must go to the lowest index
+    # across blocks and tiles
+    rng = np.random.default_rng(dim)
+    sizes = [40, 300]
+    x = rng.integers(0, 3, size=(sum(sizes), dim)).astype(np.float32)
+    x[300:320] = x[41]  # duplicates in the second pool's first and second tiles
+    dens = 2.0 ** rng.integers(-1, 2, size=len(x))
+    sels = densecore.farthest_first_batch(_t(x), sizes, [6, 12], densities=_t(dens),
+                                          seeds=[3, 4], backend="triton")
+    lo = 0
+    for p, (n, k) in enumerate(zip(sizes, [6, 12])):
+        init = int(np.random.default_rng([3, 4][p]).integers(n))
+        _check_pool(sels[p], x[lo:lo + n], k, dens[lo:lo + n], init=init, exact=True)
+        lo += n
+    assert TB._layout(dim)[0] % min(16, TB._pow2(dim)) == 0
 
 
 def test_labeled_in_and_out_of_pool():
@@ -259,28 +280,49 @@ def test_launches_per_pick_for_a_whole_batch():
 
 
 _COMPILE = r"""
+import os, re, subprocess, tempfile
 import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 from densecore._backends import triton_backend as TB
 assert not TB.interpreted()
+tools = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin")
+
+def usage(kernel):
+    # registers and stack (spill) bytes of the cubin, where triton ships cuobjdump
+    tool = os.path.join(tools, "cuobjdump")
+    if "cubin" not in kernel.asm or not os.path.exists(tool):
+        return "?"
+    with tempfile.NamedTemporaryFile("wb", suffix=".cubin", delete=False) as f:
+        f.write(kernel.asm["cubin"])
+    out = subprocess.run([tool, "--dump-resource-usage", f.name], capture_output=True,
+                         text=True).stdout
+    os.unlink(f.name)
+    return " ".join(re.findall(r"REG:\d+|STACK:\d+", out))
+
+target = GPUTarget("cuda", 90, 32)
 for xdt in ("*fp32", "*bf16"):
     sig = dict(x_ptr=xdt, r_ptr="*fp64", w_ptr="*fp64", cen_ptr=xdt, cden_ptr="*fp64",
                live_ptr="*i32", t_start_ptr="*i64", t_end_ptr="*i64", t_pool_ptr="*i64",
                t_r_ptr="*fp64", t_i_ptr="*i64", D="i32", stride_x="i32", UPDATE="constexpr",
-               WEIGHTED="constexpr", BLOCK_N="constexpr", BLOCK_D="constexpr")
-    for weighted in (False, True):
-        triton.compile(ASTSource(TB._update, sig, {"UPDATE": True, "WEIGHTED": weighted,
-                                                   "BLOCK_N": 64, "BLOCK_D": 64}),
-                       target=GPUTarget("cuda", 90, 32))
+               WEIGHTED="constexpr", TILE_N="constexpr", BLOCK_N="constexpr",
+               BLOCK_D="constexpr")
+    for d in (64, 3, 19, 257):
+        dp, bd, bn = TB._layout(d)
+        for weighted in (False, True):
+            k = triton.compile(ASTSource(TB._update, sig, {
+                "UPDATE": True, "WEIGHTED": weighted, "TILE_N": TB._TILE_N, "BLOCK_N": bn,
+                "BLOCK_D": bd}), target=target, options={"num_warps": TB._WARPS})
+            print(f"_update {xdt} D={d} (padded {dp}) weighted={weighted}: {usage(k)}")
     sig = dict(x_ptr=xdt, dens_ptr="*fp64", r_ptr="*fp64", cen_ptr=xdt, cden_ptr="*fp64",
                live_ptr="*i32", p_lo_ptr="*i64", p_hi_ptr="*i64", offset_ptr="*i64",
                budget_ptr="*i64", forced_ptr="*i64", out_off_ptr="*i64", out_idx_ptr="*i64",
                out_r_ptr="*fp64", t_r_ptr="*fp64", t_i_ptr="*i64", step="i32",
                n_total="i32", D="i32", stride_x="i32", FORCED="constexpr",
                BLOCK_T="constexpr", BLOCK_D="constexpr")
-    triton.compile(ASTSource(TB._pick, sig, {"FORCED": True, "BLOCK_T": 1024, "BLOCK_D": 64}),
-                   target=GPUTarget("cuda", 90, 32))
+    k = triton.compile(ASTSource(TB._pick, sig, {"FORCED": True, "BLOCK_T": 1024,
+                                                 "BLOCK_D": 64}), target=target)
+    print(f"_pick {xdt}: {usage(k)}")
 print("compiled")
 """
 
@@ -300,3 +342,8 @@ def test_kernels_compile_for_a_gpu_target():
         pytest.skip("triton's ptxas is not available here")
     assert out.returncode == 0, out.stderr[-3000:]
     assert "compiled" in out.stdout
+    print(out.stdout)  # registers and spills (pytest -s shows them)
+    for line in out.stdout.splitlines():
+        if line.startswith("_update") and "REG:" in line:
+            regs, stack = (int(v) for v in re.findall(r"(?:REG|STACK):(\d+)", line))
+            assert stack == 0 and regs <= 80, line  # no spills, <= 80 registers

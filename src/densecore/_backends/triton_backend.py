@@ -11,9 +11,13 @@ Per pick, for every pool of the batch at once:
    by less than 29 in any data that does not already lose the smaller one) and
    so are their squares, so only the D-term sum rounds (relative error below
    ``D * 2^-53``). The distance is divided by the centre's float64 density and
-   ``r = min(r, distance / density)`` is stored; picked and labeled points keep
-   ``r = -1``. Each tile writes its largest ``r`` and the lowest index that
-   has it.
+   ``r = min(r, distance / density)`` is stored where it fell; picked and
+   labeled points keep ``r = -1``. Each tile (256 rows, read 1,024 elements at
+   a time by 8 warps: about 60 registers per thread, no spills on sm_90) writes
+   its largest ``r`` and the lowest index that has it. The features are copied
+   with D zero-padded to a multiple of 16 (exact: zeros add 0), so rows are
+   16-byte aligned and no column mask is needed. The tile table is built on
+   the device.
 2. ``_pick``: one program per pool scans its tiles' maxima and takes the
    largest ``r``, ties to the lowest index; it records the index and ``r``,
    sets ``r = -1`` there and copies the row and density into the pool's
@@ -21,7 +25,8 @@ Per pick, for every pool of the batch at once:
    with nothing left) is switched off on the device and its tiles are skipped.
 
 Nothing in the pick loop reads a device value on the host: the step number is
-the only argument that changes between launches.
+the only argument that changes between launches, and ``_pick`` is not
+specialised on it (one compiled kernel for every pick).
 
 Selection rule: the picks equal the float64 reference (Algorithm 1 in float64
 on the same stored values, ``tests/reference.py``) wherever the competing
@@ -51,7 +56,28 @@ import triton.language as tl
 
 from .nearest import search
 
-_ROWS_X_COLS = 4096  # elements of one tile's (rows x feature-chunk) block
+# A tile is _TILE_N rows of one pool (the pick scans one maximum per tile); the update
+# reads it in blocks of _ROWS_X_COLS elements (rows x feature columns) with _WARPS warps:
+# about 4 float64 values per thread and array, 59-60 registers and no spills on sm_90
+# (test_kernels_compile_for_a_gpu_target prints them) where 4,096-element blocks with
+# 4 warps took all 255 registers and spilled.
+_TILE_N = 256
+_ROWS_X_COLS = 1024
+_WARPS = 8
+
+
+def _layout(d: int) -> tuple[int, int, int]:
+    """``(padded D, BLOCK_D, BLOCK_N)`` for ``d`` features: D rounded up to a multiple of
+    16 (to a power of two below 16) so that every row is 16-byte aligned and BLOCK_D
+    (the largest power of two up to 64 dividing it) needs no column mask; zero columns
+    add exactly 0 to every squared distance."""
+    d = max(int(d), 1)
+    step = 16 if d >= 16 else _pow2(d)
+    dp = -(-d // step) * step
+    block_d = 64
+    while dp % block_d:
+        block_d //= 2
+    return dp, block_d, max(1, min(_TILE_N, _ROWS_X_COLS // block_d))
 
 
 def interpreted() -> bool:
@@ -63,33 +89,45 @@ def interpreted() -> bool:
 @triton.jit
 def _update(x_ptr, r_ptr, w_ptr, cen_ptr, cden_ptr, live_ptr, t_start_ptr, t_end_ptr,
             t_pool_ptr, t_r_ptr, t_i_ptr, D, stride_x, UPDATE: tl.constexpr,
-            WEIGHTED: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
+            WEIGHTED: tl.constexpr, TILE_N: tl.constexpr, BLOCK_N: tl.constexpr,
+            BLOCK_D: tl.constexpr):
+    # D is a multiple of BLOCK_D (the features are zero-padded, _layout): no column mask.
+    # The tile's TILE_N rows are read BLOCK_N at a time, so that a thread holds a few
+    # float64 values (no spills) while the tile table stays short.
     t = tl.program_id(0)
     p = tl.load(t_pool_ptr + t)
     if tl.load(live_ptr + p) != 0:
         start = tl.load(t_start_ptr + t)
         end = tl.load(t_end_ptr + t)
-        rows = start + tl.arange(0, BLOCK_N).to(tl.int64)
-        m = rows < end
-        r = tl.load(r_ptr + rows, mask=m, other=-2.0)
-        if UPDATE:
-            acc = tl.zeros([BLOCK_N], dtype=tl.float64)
-            for d0 in range(0, D, BLOCK_D):
-                cols = d0 + tl.arange(0, BLOCK_D)
-                cm = cols < D
-                c = tl.load(cen_ptr + p * D + cols, mask=cm, other=0.0).to(tl.float64)
-                xv = tl.load(x_ptr + rows[:, None] * stride_x + cols[None, :],
-                             mask=m[:, None] & cm[None, :], other=0.0).to(tl.float64)
-                diff = tl.where(cm[None, :], xv - c[None, :], 0.0)
-                acc += tl.sum(diff * diff, axis=1)
-            r = tl.minimum(r, acc / tl.load(cden_ptr + p))  # -1 (taken) and -2 stay
-            tl.store(r_ptr + rows, r, mask=m)
-        if WEIGHTED:  # the weight hook: the tile's largest r * w (taken points stay < 0)
-            w = tl.load(w_ptr + rows, mask=m, other=1.0)
-            r = tl.where(r >= 0, r * w, r)
-        best = tl.max(r, axis=0)
+        best = tl.full([], -3.0, tl.float64)
+        best_i = end
+        for r0 in range(0, TILE_N, BLOCK_N):
+            rows = start + r0 + tl.arange(0, BLOCK_N).to(tl.int64)
+            m = rows < end
+            r = tl.load(r_ptr + rows, mask=m, other=-2.0)
+            if UPDATE:
+                acc = tl.zeros([BLOCK_N], dtype=tl.float64)
+                for d0 in range(0, D, BLOCK_D):
+                    cols = d0 + tl.arange(0, BLOCK_D)
+                    c = tl.load(cen_ptr + p * D + cols).to(tl.float64)
+                    xv = tl.load(x_ptr + rows[:, None] * stride_x + cols[None, :],
+                                 mask=m[:, None], other=0.0).to(tl.float64)
+                    diff = xv - c[None, :]
+                    acc += tl.sum(diff * diff, axis=1)
+                v = acc / tl.load(cden_ptr + p)
+                fell = v < r  # -1 (taken) and -2 (outside) never fall
+                r = tl.where(fell, v, r)
+                tl.store(r_ptr + rows, r, mask=m & fell)  # r written only where it fell
+            if WEIGHTED:  # the weight hook: the tile's largest r * w (taken stay < 0)
+                w = tl.load(w_ptr + rows, mask=m, other=1.0)
+                r = tl.where(r >= 0, r * w, r)
+            bm = tl.max(r, axis=0)
+            bi = tl.min(tl.where(r == bm, rows, end), axis=0)
+            take = bm > best  # strictly: an earlier block (lower index) keeps a tie
+            best_i = tl.where(take, bi, best_i)
+            best = tl.where(take, bm, best)
         tl.store(t_r_ptr + t, best)
-        tl.store(t_i_ptr + t, tl.min(tl.where(r == best, rows, end), axis=0))
+        tl.store(t_i_ptr + t, best_i)
 
 
 # ``step`` and ``n_total`` change between launches (or calls) without changing the code:
@@ -157,18 +195,19 @@ class _Batch:
             device=dev, dtype=torch.float64).contiguous()
         self.d = self.x.shape[1]
         sizes = [t.shape[0] for t in xs]
-        self.block_d = min(64, _pow2(max(self.d, 1)))
-        self.block_n = max(16, _ROWS_X_COLS // self.block_d)
+        self.dp, self.block_d, self.block_n = _layout(self.d)
+        if self.dp != self.d:  # zero columns: the same distances, no column mask
+            self.x = torch.nn.functional.pad(self.x, (0, self.dp - self.d))
         self.r = torch.cat([_initial_r(inp) for inp in inputs]).contiguous()
         self.n_total, self.n_pools = sum(sizes), len(inputs)
-        per_pool = [-(-n // self.block_n) for n in sizes]  # tiles per pool (host ints)
+        per_pool = [-(-n // _TILE_N) for n in sizes]  # tiles per pool (host ints)
         self.n_tiles = sum(per_pool)
         self.block_t = min(1024, _pow2(max(1, max(per_pool, default=1))))
         (self.t_start, self.t_end, self.t_pool, self.p_lo, self.p_hi,
-         self.offset) = _tiles(sizes, per_pool, self.block_n, dev)
+         self.offset) = _tiles(sizes, per_pool, _TILE_N, dev)
         self.t_r = torch.empty(max(1, self.n_tiles), dtype=torch.float64, device=dev)
         self.t_i = torch.empty(max(1, self.n_tiles), dtype=torch.int64, device=dev)
-        self.cen = torch.zeros((self.n_pools, max(self.d, 1)), dtype=self.x.dtype, device=dev)
+        self.cen = torch.zeros((self.n_pools, self.dp), dtype=self.x.dtype, device=dev)
         self.cden = torch.ones(self.n_pools, dtype=torch.float64, device=dev)
         self.live = torch.ones(self.n_pools, dtype=torch.int32, device=dev)
         self.update(first=True)
@@ -180,16 +219,17 @@ class _Batch:
             return
         _update[(self.n_tiles,)](self.x, self.r, self.r if self.w is None else self.w,
                                  self.cen, self.cden, self.live, self.t_start, self.t_end,
-                                 self.t_pool, self.t_r, self.t_i, self.d, self.x.stride(0),
+                                 self.t_pool, self.t_r, self.t_i, self.dp, self.x.stride(0),
                                  UPDATE=not first, WEIGHTED=self.w is not None,
-                                 BLOCK_N=self.block_n, BLOCK_D=self.block_d)
+                                 TILE_N=_TILE_N, BLOCK_N=self.block_n, BLOCK_D=self.block_d,
+                                 num_warps=_WARPS)
 
     def pick(self, step: int, budget, forced, out_off, out_idx, out_r) -> None:
         """Pick number ``step`` of every live pool with ``step < budget``."""
         _pick[(self.n_pools,)](self.x, self.dens, self.r, self.cen, self.cden, self.live,
                                self.p_lo, self.p_hi, self.offset, budget, forced, out_off,
                                out_idx, out_r, self.t_r, self.t_i, step, self.n_total,
-                               self.d, self.x.stride(0), FORCED=forced is not None,
+                               self.dp, self.x.stride(0), FORCED=forced is not None,
                                BLOCK_T=self.block_t, BLOCK_D=self.block_d)
 
 
@@ -273,7 +313,7 @@ class Engine:
     def row(self, u: torch.Tensor) -> torch.Tensor:
         """``(D + 1,)`` float64: features of point ``u`` (0-d int64 tensor) and its density."""
         u1 = u.reshape(1)
-        return torch.cat([self.b.x.index_select(0, u1)[0].to(torch.float64),
+        return torch.cat([self.b.x.index_select(0, u1)[0, :self.b.d].to(torch.float64),
                           self.b.dens.index_select(0, u1)])
 
     def add_centre(self, vec: torch.Tensor, u) -> None:
@@ -287,7 +327,7 @@ class Engine:
         ui = u.clamp_min(0)
         b.r.index_put_((ui,), torch.where(u >= 0, torch.full_like(b.r[:1], -1.0),
                                           b.r.index_select(0, ui)))
-        b.cen[0].copy_(vec[:-1])
+        b.cen[0, :b.d].copy_(vec[:-1])  # the padded columns stay 0
         b.cden.copy_(vec[-1:])
         b.live.fill_(1)
         b.update()
