@@ -15,7 +15,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PUBLIC_MODULES = {"densecore", "densecore.density", "densecore.distributed",
                   "densecore.filters", "densecore.integrations",
                   "densecore.integrations.lightning", "densecore.integrations.ripu",
-                  "densecore.integrations.skactiveml", "densecore.synthetic"}
+                  "densecore.integrations.skactiveml", "densecore.stats",
+                  "densecore.synthetic"}
 PUBLIC_ATTRIBUTES = set(densecore.__all__) | {"__version__"} | {
     m.split(".")[1] for m in PUBLIC_MODULES if m.count(".") == 1}
 
