@@ -350,6 +350,9 @@ def main(argv=None) -> int:
             api = sum(nm in LAUNCH_APIS for nm in inside)
             syncs = sum(nm in SYNC_APIS for nm in inside)
             note = "" if hooked is None else f"triton launches per pick (hooks) {hooked:.2f}"
+            if eng == "triton":  # certified tile skipping: the share of tiles not read
+                share = int(e1.b.skipped) / max(1, (2 * picks) * e1.b.n_tiles)
+                note += f"; tiles skipped {share:.1%}"
             if dev.type == "cuda":
                 e2 = cls(**inputs, max_new=picks + 1)
                 e2.run(1, idx, rr, 0)

@@ -107,6 +107,32 @@ def test_odd_dimensions_across_tiles_match_reference(dim):
     assert TB._layout(dim)[0] % min(16, TB._pow2(dim)) == 0
 
 
+@pytest.mark.parametrize("fs, ds", [(1.0, 1.0), (2.0 ** -70, 1e-30)])
+def test_tile_skipping_is_certified(fs, ds):
+    # clusters far apart, rows sorted by cluster: most tiles are provably out of a new
+    # centre's reach and are not read; the picks (ties and duplicates included) equal
+    # the float64 reference, also at hostile scales
+    rng = np.random.default_rng(1)
+    centres = rng.normal(size=(3, 3)) * 40
+    x = np.concatenate([c + rng.integers(-2, 3, size=(260, 3)) for c in centres])
+    x[5:25] = x[3]  # duplicates: exact ties
+    x = (x * fs).astype(np.float32)
+    dens = 2.0 ** rng.integers(-1, 2, size=len(x)) * ds
+    job = G.setup(_t(x), 20, _t(dens), labeled=[7], backend="triton")
+    eng = TB.Engine(**job.inputs, max_new=20)
+    idx = torch.empty(20, dtype=torch.int64, device=DEV)
+    rr = torch.empty(20, dtype=torch.float64, device=DEV)
+    eng.run(20, idx, rr)
+    sel = job.result(idx, rr)
+    _check_pool(sel, x, 20, dens, labeled=[7])
+    assert 0 < int(eng.b.skipped) < 19 * eng.b.n_tiles
+    # the weight hook reads every tile (its argmax is of r * w)
+    w = TB.Engine(**job.inputs, max_new=3, weights=torch.ones(len(x), dtype=torch.float64,
+                                                                 device=DEV))
+    w.run(3, idx, rr)
+    assert int(w.b.skipped) == 0
+
+
 def test_labeled_in_and_out_of_pool():
     sizes = [80, 70]
     x, _ = gaussian_mixture(150, dim=5, n_components=3, duplicates=0.1, seed=4)
@@ -304,20 +330,22 @@ target = GPUTarget("cuda", 90, 32)
 for xdt in ("*fp32", "*bf16"):
     sig = dict(x_ptr=xdt, r_ptr="*fp64", w_ptr="*fp64", cen_ptr=xdt, cden_ptr="*fp64",
                live_ptr="*i32", t_start_ptr="*i64", t_end_ptr="*i64", t_pool_ptr="*i64",
-               t_r_ptr="*fp64", t_i_ptr="*i64", D="i32", stride_x="i32", UPDATE="constexpr",
-               WEIGHTED="constexpr", TILE_N="constexpr", BLOCK_N="constexpr",
-               BLOCK_D="constexpr")
+               t_r_ptr="*fp64", t_i_ptr="*i64", tm_ptr="*fp64", rho_ptr="*fp64",
+               last_ptr="*i64", skipped_ptr="*i64", D="i32", stride_x="i32",
+               UPDATE="constexpr", WEIGHTED="constexpr", SKIP="constexpr",
+               TILE_N="constexpr", BLOCK_N="constexpr", BLOCK_D="constexpr")
     for d in (64, 3, 19, 257):
         dp, bd, bn = TB._layout(d)
         for weighted in (False, True):
             k = triton.compile(ASTSource(TB._update, sig, {
-                "UPDATE": True, "WEIGHTED": weighted, "TILE_N": TB._TILE_N, "BLOCK_N": bn,
-                "BLOCK_D": bd}), target=target, options={"num_warps": TB._WARPS})
+                "UPDATE": True, "WEIGHTED": weighted, "SKIP": not weighted,
+                "TILE_N": TB._TILE_N, "BLOCK_N": bn, "BLOCK_D": bd}), target=target,
+                options={"num_warps": TB._WARPS})
             print(f"_update {xdt} D={d} (padded {dp}) weighted={weighted}: {usage(k)}")
     sig = dict(x_ptr=xdt, dens_ptr="*fp64", r_ptr="*fp64", cen_ptr=xdt, cden_ptr="*fp64",
                live_ptr="*i32", p_lo_ptr="*i64", p_hi_ptr="*i64", offset_ptr="*i64",
                budget_ptr="*i64", forced_ptr="*i64", out_off_ptr="*i64", out_idx_ptr="*i64",
-               out_r_ptr="*fp64", t_r_ptr="*fp64", t_i_ptr="*i64", step="i32",
+               out_r_ptr="*fp64", t_r_ptr="*fp64", t_i_ptr="*i64", last_ptr="*i64", step="i32",
                n_total="i32", D="i32", stride_x="i32", FORCED="constexpr",
                BLOCK_T="constexpr", BLOCK_D="constexpr")
     k = triton.compile(ASTSource(TB._pick, sig, {"FORCED": True, "BLOCK_T": 1024,

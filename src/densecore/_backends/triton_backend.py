@@ -18,6 +18,14 @@ Per pick, for every pool of the batch at once:
    with D zero-padded to a multiple of 16 (exact: zeros add 0), so rows are
    16-byte aligned and no column mask is needed. The tile table is built on
    the device.
+
+   Certified tile skipping (fewer bytes per pick; unweighted picks only): each
+   tile keeps a ball, its rows' mean ``m_T`` and a radius ``rho_T`` (rounded
+   up), built once per batch. A tile whose lower bound
+   ``(||c - m_T|| - rho_T)^2 / d_c`` exceeds its largest ``r`` (with a margin
+   of 1e-9, far above the float64 roundings) cannot change: its features are
+   not read and its maximum stands, unless the pool's last pick lies in it.
+   Skipping changes no ``r``, so the picks (ties too) are those without it.
 2. ``_pick``: one program per pool scans its tiles' maxima and takes the
    largest ``r``, ties to the lowest index; it records the index and ``r``,
    sets ``r = -1`` there and copies the row and density into the pool's
@@ -64,6 +72,7 @@ from .nearest import search
 _TILE_N = 256
 _ROWS_X_COLS = 1024
 _WARPS = 8
+_BALL_ELEMS = 1 << 22  # elements of one float64 block when the tiles' balls are built
 
 
 def _layout(d: int) -> tuple[int, int, int]:
@@ -88,9 +97,9 @@ def interpreted() -> bool:
 
 @triton.jit
 def _update(x_ptr, r_ptr, w_ptr, cen_ptr, cden_ptr, live_ptr, t_start_ptr, t_end_ptr,
-            t_pool_ptr, t_r_ptr, t_i_ptr, D, stride_x, UPDATE: tl.constexpr,
-            WEIGHTED: tl.constexpr, TILE_N: tl.constexpr, BLOCK_N: tl.constexpr,
-            BLOCK_D: tl.constexpr):
+            t_pool_ptr, t_r_ptr, t_i_ptr, tm_ptr, rho_ptr, last_ptr, skipped_ptr, D,
+            stride_x, UPDATE: tl.constexpr, WEIGHTED: tl.constexpr, SKIP: tl.constexpr,
+            TILE_N: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
     # D is a multiple of BLOCK_D (the features are zero-padded, _layout): no column mask.
     # The tile's TILE_N rows are read BLOCK_N at a time, so that a thread holds a few
     # float64 values (no spills) while the tile table stays short.
@@ -99,35 +108,62 @@ def _update(x_ptr, r_ptr, w_ptr, cen_ptr, cden_ptr, live_ptr, t_start_ptr, t_end
     if tl.load(live_ptr + p) != 0:
         start = tl.load(t_start_ptr + t)
         end = tl.load(t_end_ptr + t)
-        best = tl.full([], -3.0, tl.float64)
-        best_i = end
-        for r0 in range(0, TILE_N, BLOCK_N):
-            rows = start + r0 + tl.arange(0, BLOCK_N).to(tl.int64)
-            m = rows < end
-            r = tl.load(r_ptr + rows, mask=m, other=-2.0)
-            if UPDATE:
-                acc = tl.zeros([BLOCK_N], dtype=tl.float64)
-                for d0 in range(0, D, BLOCK_D):
-                    cols = d0 + tl.arange(0, BLOCK_D)
-                    c = tl.load(cen_ptr + p * D + cols).to(tl.float64)
-                    xv = tl.load(x_ptr + rows[:, None] * stride_x + cols[None, :],
-                                 mask=m[:, None], other=0.0).to(tl.float64)
-                    diff = xv - c[None, :]
-                    acc += tl.sum(diff * diff, axis=1)
-                v = acc / tl.load(cden_ptr + p)
-                fell = v < r  # -1 (taken) and -2 (outside) never fall
-                r = tl.where(fell, v, r)
-                tl.store(r_ptr + rows, r, mask=m & fell)  # r written only where it fell
-            if WEIGHTED:  # the weight hook: the tile's largest r * w (taken stay < 0)
-                w = tl.load(w_ptr + rows, mask=m, other=1.0)
-                r = tl.where(r >= 0, r * w, r)
-            bm = tl.max(r, axis=0)
-            bi = tl.min(tl.where(r == bm, rows, end), axis=0)
-            take = bm > best  # strictly: an earlier block (lower index) keeps a tie
-            best_i = tl.where(take, bi, best_i)
-            best = tl.where(take, bm, best)
-        tl.store(t_r_ptr + t, best)
-        tl.store(t_i_ptr + t, best_i)
+        go = True
+        if SKIP:  # certified skip: no row of the tile can get a lower r from this centre
+            acc_c = tl.zeros([BLOCK_D], dtype=tl.float64)
+            for d0 in range(0, D, BLOCK_D):
+                cols = d0 + tl.arange(0, BLOCK_D)
+                dc = (tl.load(cen_ptr + p * D + cols).to(tl.float64)
+                      - tl.load(tm_ptr + t * D + cols))
+                acc_c += dc * dc
+            # every row is at least ||c - m_T|| - rho_T from the centre (triangle
+            # inequality), so its new r is at least gap^2 / d_c; the margin 1e-9 is far
+            # above the float64 roundings of these sums, so a skip changes no r
+            gap = tl.maximum(tl.sqrt(tl.sum(acc_c, axis=0)) - tl.load(rho_ptr + t), 0.0)
+            last = tl.load(last_ptr + p)  # the tile of the last pick rescans its maximum
+            go = (((gap * gap / tl.load(cden_ptr + p)) * (1.0 - 1e-9) <= tl.load(t_r_ptr + t))
+                  | ((last >= start) & (last < end)))
+        if go:
+            _tile(x_ptr, r_ptr, w_ptr, cen_ptr, cden_ptr, t_r_ptr, t_i_ptr, p, t, start, end,
+                  D, stride_x, UPDATE, WEIGHTED, TILE_N, BLOCK_N, BLOCK_D)
+        else:
+            tl.atomic_add(skipped_ptr, 1)  # tiles not read (benchmarks report the share)
+
+
+@triton.jit
+def _tile(x_ptr, r_ptr, w_ptr, cen_ptr, cden_ptr, t_r_ptr, t_i_ptr, p, t, start, end, D,
+          stride_x, UPDATE: tl.constexpr, WEIGHTED: tl.constexpr, TILE_N: tl.constexpr,
+          BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
+    """Lower ``r`` over one tile's rows (when UPDATE) and store the tile's maximum."""
+    best = tl.full([], -3.0, tl.float64)
+    best_i = end
+    for r0 in range(0, TILE_N, BLOCK_N):
+        rows = start + r0 + tl.arange(0, BLOCK_N).to(tl.int64)
+        m = rows < end
+        r = tl.load(r_ptr + rows, mask=m, other=-2.0)
+        if UPDATE:
+            acc = tl.zeros([BLOCK_N], dtype=tl.float64)
+            for d0 in range(0, D, BLOCK_D):
+                cols = d0 + tl.arange(0, BLOCK_D)
+                c = tl.load(cen_ptr + p * D + cols).to(tl.float64)
+                xv = tl.load(x_ptr + rows[:, None] * stride_x + cols[None, :],
+                             mask=m[:, None], other=0.0).to(tl.float64)
+                diff = xv - c[None, :]
+                acc += tl.sum(diff * diff, axis=1)
+            v = acc / tl.load(cden_ptr + p)
+            fell = v < r  # -1 (taken) and -2 (outside) never fall
+            r = tl.where(fell, v, r)
+            tl.store(r_ptr + rows, r, mask=m & fell)  # r written only where it fell
+        if WEIGHTED:  # the weight hook: the tile's largest r * w (taken stay < 0)
+            w = tl.load(w_ptr + rows, mask=m, other=1.0)
+            r = tl.where(r >= 0, r * w, r)
+        bm = tl.max(r, axis=0)
+        bi = tl.min(tl.where(r == bm, rows, end), axis=0)
+        take = bm > best  # strictly: an earlier block (lower index) keeps a tie
+        best_i = tl.where(take, bi, best_i)
+        best = tl.where(take, bm, best)
+    tl.store(t_r_ptr + t, best)
+    tl.store(t_i_ptr + t, best_i)
 
 
 # ``step`` and ``n_total`` change between launches (or calls) without changing the code:
@@ -135,7 +171,7 @@ def _update(x_ptr, r_ptr, w_ptr, cen_ptr, cden_ptr, live_ptr, t_start_ptr, t_end
 @triton.jit(do_not_specialize=["step", "n_total"])
 def _pick(x_ptr, dens_ptr, r_ptr, cen_ptr, cden_ptr, live_ptr, p_lo_ptr, p_hi_ptr,
           offset_ptr, budget_ptr, forced_ptr, out_off_ptr, out_idx_ptr, out_r_ptr,
-          t_r_ptr, t_i_ptr, step, n_total, D, stride_x, FORCED: tl.constexpr,
+          t_r_ptr, t_i_ptr, last_ptr, step, n_total, D, stride_x, FORCED: tl.constexpr,
           BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr):
     p = tl.program_id(0)
     if (tl.load(live_ptr + p) != 0) & (step < tl.load(budget_ptr + p)):
@@ -163,6 +199,7 @@ def _pick(x_ptr, dens_ptr, r_ptr, cen_ptr, cden_ptr, live_ptr, p_lo_ptr, p_hi_pt
             tl.store(out_idx_ptr + o, best_i - tl.load(offset_ptr + p))
             tl.store(out_r_ptr + o, tl.load(r_ptr + best_i))  # r, also when weighted
             tl.store(r_ptr + best_i, -1.0)
+            tl.store(last_ptr + p, best_i)  # its tile rescans its maximum next update
             for d0 in range(0, D, BLOCK_D):
                 cols = d0 + tl.arange(0, BLOCK_D)
                 cm = cols < D
@@ -210,6 +247,12 @@ class _Batch:
         self.cen = torch.zeros((self.n_pools, self.dp), dtype=self.x.dtype, device=dev)
         self.cden = torch.ones(self.n_pools, dtype=torch.float64, device=dev)
         self.live = torch.ones(self.n_pools, dtype=torch.int32, device=dev)
+        self.last = torch.full((self.n_pools,), -1, dtype=torch.int64, device=dev)
+        self.skipped = torch.zeros(1, dtype=torch.int64, device=dev)
+        # certified tile skipping needs argmax r (not r * w: the weight hook reads all)
+        self.skip = self.w is None and self.n_tiles > 0
+        self.tm, self.rho = (_tile_balls(self.x, self.t_start, self.t_end, self.n_tiles)
+                             if self.skip else (self.r, self.r))
         self.update(first=True)
 
     def update(self, first: bool = False) -> None:
@@ -219,8 +262,10 @@ class _Batch:
             return
         _update[(self.n_tiles,)](self.x, self.r, self.r if self.w is None else self.w,
                                  self.cen, self.cden, self.live, self.t_start, self.t_end,
-                                 self.t_pool, self.t_r, self.t_i, self.dp, self.x.stride(0),
+                                 self.t_pool, self.t_r, self.t_i, self.tm, self.rho, self.last,
+                                 self.skipped, self.dp, self.x.stride(0),
                                  UPDATE=not first, WEIGHTED=self.w is not None,
+                                 SKIP=self.skip and not first,
                                  TILE_N=_TILE_N, BLOCK_N=self.block_n, BLOCK_D=self.block_d,
                                  num_warps=_WARPS)
 
@@ -228,9 +273,33 @@ class _Batch:
         """Pick number ``step`` of every live pool with ``step < budget``."""
         _pick[(self.n_pools,)](self.x, self.dens, self.r, self.cen, self.cden, self.live,
                                self.p_lo, self.p_hi, self.offset, budget, forced, out_off,
-                               out_idx, out_r, self.t_r, self.t_i, step, self.n_total,
+                               out_idx, out_r, self.t_r, self.t_i, self.last, step,
+                               self.n_total,
                                self.dp, self.x.stride(0), FORCED=forced is not None,
                                BLOCK_T=self.block_t, BLOCK_D=self.block_d)
+
+
+def _tile_balls(x: torch.Tensor, t_start, t_end, n_tiles: int):
+    """Each tile's centre ``m_T`` ``(T, D)`` float64 (the mean of its rows) and radius
+    ``rho_T`` ``(T,)`` float64, an upper bound on ``||x - m_T||`` over its rows (rounded
+    up): two passes over the features in row blocks, on their device, once per batch."""
+    n, d = x.shape
+    dev = x.device
+    f64 = dict(dtype=torch.float64, device=dev)
+    counts = t_end - t_start
+    row_tile = torch.repeat_interleave(torch.arange(n_tiles, device=dev), counts,
+                                       output_size=n)
+    m = torch.zeros((n_tiles, d), **f64)
+    step = max(1, _BALL_ELEMS // max(d, 1))
+    for s in range(0, n, step):
+        m.index_add_(0, row_tile[s:s + step], x[s:s + step].to(torch.float64))
+    m /= counts.clamp_min(1).to(torch.float64)[:, None]
+    rho2 = torch.zeros(n_tiles, **f64)
+    for s in range(0, n, step):
+        rt = row_tile[s:s + step]
+        d2 = (x[s:s + step].to(torch.float64) - m[rt]).square_().sum(1)
+        rho2.scatter_reduce_(0, rt, d2, "amax")
+    return m.contiguous(), rho2.sqrt_().mul_(1.0 + 2.0 ** -40)
 
 
 def _tiles(sizes: list[int], per_pool: list[int], block_n: int, dev: torch.device):
@@ -327,6 +396,7 @@ class Engine:
         ui = u.clamp_min(0)
         b.r.index_put_((ui,), torch.where(u >= 0, torch.full_like(b.r[:1], -1.0),
                                           b.r.index_select(0, ui)))
+        b.last.copy_(torch.where(u >= 0, u, -1))  # its tile rescans its maximum
         b.cen[0, :b.d].copy_(vec[:-1])  # the padded columns stay 0
         b.cden.copy_(vec[-1:])
         b.live.fill_(1)
