@@ -60,8 +60,8 @@ def jit_key(kernel, args: tuple, kwargs: dict) -> str:
 
 
 class KeyLog:
-    """Counts launches of ``kernels`` (default: the triton engine's ``_update`` and
-    ``_pick``) through triton's pre-run hooks and their JIT keys.
+    """Counts launches of ``kernels`` (default: the triton engine's one kernel,
+    ``_update``) through triton's pre-run hooks and their JIT keys.
 
     The hook only keeps the launch's arguments (about a microsecond); the keys are
     computed outside timed regions (:meth:`timed`, :meth:`flush`).
@@ -71,7 +71,7 @@ class KeyLog:
         if kernels is None:
             from densecore._backends import triton_backend as TB
 
-            kernels = (TB._update, TB._pick)
+            kernels = (TB._update,)
         self.kernels = list(kernels)
         self.seen: set[str] = set()
         self.launches = 0

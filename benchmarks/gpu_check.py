@@ -125,7 +125,7 @@ def main(argv=None) -> int:
         keys = _jit_keys.KeyLog()
         from densecore._backends import triton_backend as TB
 
-        kernels = (TB._update, TB._pick)
+        kernels = (TB._update,)
 
     def sync():
         if dev.type == "cuda":

@@ -286,23 +286,26 @@ def test_auto_rule_and_cpu_needs_the_interpreter(monkeypatch):
 
 def test_launches_per_pick_for_a_whole_batch():
     """Kernel launches counted at the launch call (triton's pre-run hooks): one ``_update``
-    over the tiles (the tiles' first maxima) and then ``_pick`` + ``_update`` per pick
-    for every pool at once, the last ``_update`` skipped."""
-    counts = {"_update": 0, "_pick": 0}
-    hooks = []
-    for name in counts:
-        def hook(*args, _name=name, **kwargs):
-            counts[_name] += 1
-        getattr(TB, name).add_pre_run_hook(hook)
-        hooks.append((getattr(TB, name), hook))
+    over the tiles (the tiles' first maxima), then one per pick for every pool at once
+    (the last pick's update and this pick)."""
+    launches = []
+
+    def hook(*args, **kwargs):
+        launches.append(kwargs.get("PICK", args[-1] if args else None))
+
+    TB._update.add_pre_run_hook(hook)
     try:
-        x, _ = gaussian_mixture(200, dim=4, n_components=3, seed=12)
-        densecore.farthest_first_batch(_t(x.astype(np.float32)), [60, 90, 50], [5, 7, 3],
-                                       seeds=[0, 1, 2], backend="triton")
+        x, _ = gaussian_mixture(700, dim=4, n_components=3, seed=12)
+        sels = densecore.farthest_first_batch(_t(x.astype(np.float32)), [260, 390, 50],
+                                              [5, 7, 3], seeds=[0, 1, 2], backend="triton")
     finally:
-        for k, h in hooks:
-            k.pre_run_hooks.remove(h)
-    assert counts == {"_update": 7, "_pick": 7}  # 7 picks of the largest budget: 2 per pick
+        TB._update.pre_run_hooks.remove(hook)
+    assert len(launches) == 1 + 7  # 7 picks of the largest budget: 1 per pick
+    lo = 0
+    for p, (n, k) in enumerate(zip([260, 390, 50], [5, 7, 3])):
+        init = int(np.random.default_rng(p).integers(n))
+        _check_pool(sels[p], x[lo:lo + n].astype(np.float32), k, init=init)
+        lo += n
 
 
 _COMPILE = r"""
@@ -331,26 +334,21 @@ for xdt in ("*fp32", "*bf16"):
     sig = dict(x_ptr=xdt, r_ptr="*fp64", w_ptr="*fp64", cen_ptr=xdt, cden_ptr="*fp64",
                live_ptr="*i32", t_start_ptr="*i64", t_end_ptr="*i64", t_pool_ptr="*i64",
                t_r_ptr="*fp64", t_i_ptr="*i64", tm_ptr="*fp64", rho_ptr="*fp64",
-               last_ptr="*i64", skipped_ptr="*i64", D="i32", stride_x="i32",
-               UPDATE="constexpr", WEIGHTED="constexpr", SKIP="constexpr",
-               TILE_N="constexpr", BLOCK_N="constexpr", BLOCK_D="constexpr")
+               last_ptr="*i64", skipped_ptr="*i64", dens_ptr="*fp64", cnt_ptr="*i32",
+               p_lo_ptr="*i64", p_hi_ptr="*i64", offset_ptr="*i64", budget_ptr="*i64",
+               forced_ptr="*i64", out_off_ptr="*i64", out_idx_ptr="*i64", out_r_ptr="*fp64",
+               step="i32", n_total="i32", D="i32", stride_x="i32",
+               UPDATE="constexpr", WEIGHTED="constexpr", SKIP="constexpr", PICK="constexpr",
+               FORCED="constexpr", TILE_N="constexpr", BLOCK_N="constexpr",
+               BLOCK_D="constexpr", BLOCK_T="constexpr")
     for d in (64, 3, 19, 257):
         dp, bd, bn = TB._layout(d)
         for weighted in (False, True):
             k = triton.compile(ASTSource(TB._update, sig, {
-                "UPDATE": True, "WEIGHTED": weighted, "SKIP": not weighted,
-                "TILE_N": TB._TILE_N, "BLOCK_N": bn, "BLOCK_D": bd}), target=target,
-                options={"num_warps": TB._WARPS})
+                "UPDATE": True, "WEIGHTED": weighted, "SKIP": not weighted, "PICK": True,
+                "FORCED": weighted, "TILE_N": TB._TILE_N, "BLOCK_N": bn, "BLOCK_D": bd,
+                "BLOCK_T": 1024}), target=target, options={"num_warps": TB._WARPS})
             print(f"_update {xdt} D={d} (padded {dp}) weighted={weighted}: {usage(k)}")
-    sig = dict(x_ptr=xdt, dens_ptr="*fp64", r_ptr="*fp64", cen_ptr=xdt, cden_ptr="*fp64",
-               live_ptr="*i32", p_lo_ptr="*i64", p_hi_ptr="*i64", offset_ptr="*i64",
-               budget_ptr="*i64", forced_ptr="*i64", out_off_ptr="*i64", out_idx_ptr="*i64",
-               out_r_ptr="*fp64", t_r_ptr="*fp64", t_i_ptr="*i64", last_ptr="*i64", step="i32",
-               n_total="i32", D="i32", stride_x="i32", FORCED="constexpr",
-               BLOCK_T="constexpr", BLOCK_D="constexpr")
-    k = triton.compile(ASTSource(TB._pick, sig, {"FORCED": True, "BLOCK_T": 1024,
-                                                 "BLOCK_D": 64}), target=target)
-    print(f"_pick {xdt}: {usage(k)}")
 print("compiled")
 """
 

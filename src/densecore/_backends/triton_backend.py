@@ -1,8 +1,8 @@
-"""Farthest-first engine in Triton: two kernel launches per pick for a whole batch of pools.
+"""Farthest-first engine in Triton: one kernel launch per pick for a whole batch of pools.
 
-Per pick, for every pool of the batch at once:
+Per pick, for every pool of the batch at once, one launch of ``_update``:
 
-1. ``_update``: one program per tile of rows (a tile never crosses a pool)
+1. One program per tile of rows (a tile never crosses a pool)
    reads its pool's newest centre (a ``(D,)`` row in the features' storage
    dtype), streams the tile's features once (float32, float16, bfloat16 or
    float64 storage), widens each element to float64, and computes the squared
@@ -26,14 +26,17 @@ Per pick, for every pool of the batch at once:
    of 1e-9, far above the float64 roundings) cannot change: its features are
    not read and its maximum stands, unless the pool's last pick lies in it.
    Skipping changes no ``r``, so the picks (ties too) are those without it.
-2. ``_pick``: one program per pool scans its tiles' maxima and takes the
-   largest ``r``, ties to the lowest index; it records the index and ``r``,
-   sets ``r = -1`` there and copies the row and density into the pool's
-   centre slot for the next ``_update``. A pool whose budget is spent (or
-   with nothing left) is switched off on the device and its tiles are skipped.
+2. The pick (``_pick_pool``): each tile program counts itself done on its
+   pool's counter (an atomic add, acquire-release at GPU scope); the last one
+   scans the pool's tile maxima (volatile loads) and takes the largest ``r``,
+   ties to the lowest index; it records the index and ``r``, sets ``r = -1``
+   there and copies the row and density into the pool's centre slot for the
+   next launch, which lowers ``r`` with it first. A pool whose budget is spent
+   (or with nothing left) is switched off on the device and its tiles are
+   skipped.
 
 Nothing in the pick loop reads a device value on the host: the step number is
-the only argument that changes between launches, and ``_pick`` is not
+the only argument that changes between launches, and the kernel is not
 specialised on it (one compiled kernel for every pick).
 
 Selection rule: the picks equal the float64 reference (Algorithm 1 in float64
@@ -95,11 +98,16 @@ def interpreted() -> bool:
     return not isinstance(_update, triton.runtime.JITFunction)
 
 
-@triton.jit
+# ``step`` and ``n_total`` change between launches (or calls) without changing the code:
+# not specialised on (== 1, divisible by 16), so one compiled kernel serves every pick
+@triton.jit(do_not_specialize=["step", "n_total"])
 def _update(x_ptr, r_ptr, w_ptr, cen_ptr, cden_ptr, live_ptr, t_start_ptr, t_end_ptr,
-            t_pool_ptr, t_r_ptr, t_i_ptr, tm_ptr, rho_ptr, last_ptr, skipped_ptr, D,
-            stride_x, UPDATE: tl.constexpr, WEIGHTED: tl.constexpr, SKIP: tl.constexpr,
-            TILE_N: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
+            t_pool_ptr, t_r_ptr, t_i_ptr, tm_ptr, rho_ptr, last_ptr, skipped_ptr,
+            dens_ptr, cnt_ptr, p_lo_ptr, p_hi_ptr, offset_ptr, budget_ptr, forced_ptr,
+            out_off_ptr, out_idx_ptr, out_r_ptr, step, n_total, D, stride_x,
+            UPDATE: tl.constexpr, WEIGHTED: tl.constexpr, SKIP: tl.constexpr,
+            PICK: tl.constexpr, FORCED: tl.constexpr, TILE_N: tl.constexpr,
+            BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_T: tl.constexpr):
     # D is a multiple of BLOCK_D (the features are zero-padded, _layout): no column mask.
     # The tile's TILE_N rows are read BLOCK_N at a time, so that a thread holds a few
     # float64 values (no spills) while the tile table stays short.
@@ -127,7 +135,20 @@ def _update(x_ptr, r_ptr, w_ptr, cen_ptr, cden_ptr, live_ptr, t_start_ptr, t_end
             _tile(x_ptr, r_ptr, w_ptr, cen_ptr, cden_ptr, t_r_ptr, t_i_ptr, p, t, start, end,
                   D, stride_x, UPDATE, WEIGHTED, TILE_N, BLOCK_N, BLOCK_D)
         else:
-            tl.atomic_add(skipped_ptr, 1)  # tiles not read (benchmarks report the share)
+            tl.atomic_add(skipped_ptr, 1, sem="relaxed")  # tiles not read (benchmarks)
+        if PICK:  # the pool's last tile to finish makes the pick: one launch per pick
+            lo = tl.load(p_lo_ptr + p)
+            hi = tl.load(p_hi_ptr + p)
+            # every thread's stores of this tile come before the count (barrier), the count
+            # is acq_rel at GPU scope: the last one sees every tile's maximum
+            tl.debug_barrier()
+            done = tl.atomic_add(cnt_ptr + p, 1, sem="acq_rel", scope="gpu")
+            if done == hi - lo - 1:
+                tl.store(cnt_ptr + p, 0)  # for the next launch
+                _pick_pool(x_ptr, dens_ptr, r_ptr, cen_ptr, cden_ptr, live_ptr, lo, hi, p,
+                           offset_ptr, budget_ptr, forced_ptr, out_off_ptr, out_idx_ptr,
+                           out_r_ptr, t_r_ptr, t_i_ptr, last_ptr, step, n_total, D, stride_x,
+                           FORCED, BLOCK_T, BLOCK_D)
 
 
 @triton.jit
@@ -166,24 +187,21 @@ def _tile(x_ptr, r_ptr, w_ptr, cen_ptr, cden_ptr, t_r_ptr, t_i_ptr, p, t, start,
     tl.store(t_i_ptr + t, best_i)
 
 
-# ``step`` and ``n_total`` change between launches (or calls) without changing the code:
-# not specialised on (== 1, divisible by 16), so one compiled kernel serves every pick
-@triton.jit(do_not_specialize=["step", "n_total"])
-def _pick(x_ptr, dens_ptr, r_ptr, cen_ptr, cden_ptr, live_ptr, p_lo_ptr, p_hi_ptr,
-          offset_ptr, budget_ptr, forced_ptr, out_off_ptr, out_idx_ptr, out_r_ptr,
-          t_r_ptr, t_i_ptr, last_ptr, step, n_total, D, stride_x, FORCED: tl.constexpr,
-          BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr):
-    p = tl.program_id(0)
-    if (tl.load(live_ptr + p) != 0) & (step < tl.load(budget_ptr + p)):
-        lo = tl.load(p_lo_ptr + p)
-        hi = tl.load(p_hi_ptr + p)
+@triton.jit
+def _pick_pool(x_ptr, dens_ptr, r_ptr, cen_ptr, cden_ptr, live_ptr, lo, hi, p, offset_ptr,
+               budget_ptr, forced_ptr, out_off_ptr, out_idx_ptr, out_r_ptr, t_r_ptr, t_i_ptr,
+               last_ptr, step, n_total, D, stride_x, FORCED: tl.constexpr,
+               BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr):
+    """Pick ``step`` of pool ``p`` from its tiles ``lo:hi`` (the largest ``r``, ties to
+    the lowest index): record it, take it out, copy it into the centre slot."""
+    if step < tl.load(budget_ptr + p):
         acc_r = tl.full([BLOCK_T], -3.0, tl.float64)
         acc_i = tl.zeros([BLOCK_T], dtype=tl.int64)
         for t0 in range(lo, hi, BLOCK_T):  # tiles in index order: ">" keeps the first
             ts = t0 + tl.arange(0, BLOCK_T)
             tm = ts < hi
-            tr = tl.load(t_r_ptr + ts, mask=tm, other=-3.0)
-            ti = tl.load(t_i_ptr + ts, mask=tm, other=0)
+            tr = tl.load(t_r_ptr + ts, mask=tm, other=-3.0, volatile=True)  # not from L1
+            ti = tl.load(t_i_ptr + ts, mask=tm, other=0, volatile=True)
             better = tr > acc_r
             acc_r = tl.where(better, tr, acc_r)
             acc_i = tl.where(better, ti, acc_i)
@@ -192,12 +210,14 @@ def _pick(x_ptr, dens_ptr, r_ptr, cen_ptr, cden_ptr, live_ptr, p_lo_ptr, p_hi_pt
         if FORCED:
             f = tl.load(forced_ptr + p)
             fu = tl.load(offset_ptr + p) + f
-            best_r = tl.where(f >= 0, tl.load(r_ptr + fu, mask=f >= 0, other=-3.0), best_r)
+            best_r = tl.where(f >= 0, tl.load(r_ptr + fu, mask=f >= 0, other=-3.0,
+                                              volatile=True), best_r)
             best_i = tl.where(f >= 0, fu, best_i)
         if best_r >= 0:
             o = tl.load(out_off_ptr + p) + step
             tl.store(out_idx_ptr + o, best_i - tl.load(offset_ptr + p))
-            tl.store(out_r_ptr + o, tl.load(r_ptr + best_i))  # r, also when weighted
+            # r, also when weighted (written by another tile in this launch: not from L1)
+            tl.store(out_r_ptr + o, tl.load(r_ptr + best_i, volatile=True))
             tl.store(r_ptr + best_i, -1.0)
             tl.store(last_ptr + p, best_i)  # its tile rescans its maximum next update
             for d0 in range(0, D, BLOCK_D):
@@ -249,6 +269,7 @@ class _Batch:
         self.live = torch.ones(self.n_pools, dtype=torch.int32, device=dev)
         self.last = torch.full((self.n_pools,), -1, dtype=torch.int64, device=dev)
         self.skipped = torch.zeros(1, dtype=torch.int64, device=dev)
+        self.cnt = torch.zeros(self.n_pools, dtype=torch.int32, device=dev)
         # certified tile skipping needs argmax r (not r * w: the weight hook reads all)
         self.skip = self.w is None and self.n_tiles > 0
         self.tm, self.rho = (_tile_balls(self.x, self.t_start, self.t_end, self.n_tiles)
@@ -258,25 +279,27 @@ class _Batch:
     def update(self, first: bool = False) -> None:
         """Lower ``r`` with each live pool's centre slot (only the tiles' maxima when
         ``first``)."""
+        self._launch(0, not first, False, None, None, None, None, None)
+
+    def step(self, step: int, update: bool, budget, forced, out_off, out_idx, out_r) -> None:
+        """One launch: lower ``r`` with each live pool's centre slot (when ``update``),
+        then pick number ``step`` of every live pool with ``step < budget``."""
+        self._launch(step, update, True, budget, forced, out_off, out_idx, out_r)
+
+    def _launch(self, step, update, pick, budget, forced, out_off, out_idx, out_r) -> None:
         if self.n_tiles == 0:
             return
-        _update[(self.n_tiles,)](self.x, self.r, self.r if self.w is None else self.w,
-                                 self.cen, self.cden, self.live, self.t_start, self.t_end,
-                                 self.t_pool, self.t_r, self.t_i, self.tm, self.rho, self.last,
-                                 self.skipped, self.dp, self.x.stride(0),
-                                 UPDATE=not first, WEIGHTED=self.w is not None,
-                                 SKIP=self.skip and not first,
-                                 TILE_N=_TILE_N, BLOCK_N=self.block_n, BLOCK_D=self.block_d,
-                                 num_warps=_WARPS)
-
-    def pick(self, step: int, budget, forced, out_off, out_idx, out_r) -> None:
-        """Pick number ``step`` of every live pool with ``step < budget``."""
-        _pick[(self.n_pools,)](self.x, self.dens, self.r, self.cen, self.cden, self.live,
-                               self.p_lo, self.p_hi, self.offset, budget, forced, out_off,
-                               out_idx, out_r, self.t_r, self.t_i, self.last, step,
-                               self.n_total,
-                               self.dp, self.x.stride(0), FORCED=forced is not None,
-                               BLOCK_T=self.block_t, BLOCK_D=self.block_d)
+        i64 = self.t_start  # a stand-in for the int64 pointers a launch without pick ignores
+        _update[(self.n_tiles,)](
+            self.x, self.r, self.r if self.w is None else self.w, self.cen, self.cden,
+            self.live, self.t_start, self.t_end, self.t_pool, self.t_r, self.t_i, self.tm,
+            self.rho, self.last, self.skipped, self.dens, self.cnt, self.p_lo, self.p_hi,
+            self.offset, i64 if budget is None else budget, forced,
+            i64 if out_off is None else out_off, i64 if out_idx is None else out_idx,
+            self.r if out_r is None else out_r, step, self.n_total, self.dp, self.x.stride(0),
+            UPDATE=update, WEIGHTED=self.w is not None, SKIP=self.skip and update,
+            PICK=pick, FORCED=forced is not None, TILE_N=_TILE_N, BLOCK_N=self.block_n,
+            BLOCK_D=self.block_d, BLOCK_T=self.block_t, num_warps=_WARPS)
 
 
 def _tile_balls(x: torch.Tensor, t_start, t_end, n_tiles: int):
@@ -361,6 +384,12 @@ class Engine:
         self.zero = torch.zeros(1, dtype=torch.int64, device=dev)
         self.none = torch.tensor([-1.0, -1.0], dtype=torch.float64, device=dev)
         self.picks = 0
+        self.pending = False  # the centre slot holds a pick that has not lowered r yet
+
+    def _settle(self) -> None:
+        if self.pending:
+            self.b.update()
+            self.pending = False
 
     @staticmethod
     def threads(num_threads=None):
@@ -374,6 +403,7 @@ class Engine:
         b = self.b
         if b.n_total == 0:
             return self.none
+        self._settle()
         j = torch.argmax(b.t_r[:b.n_tiles]).reshape(1)  # tiles in index order: the first
         u = b.t_i.index_select(0, j)
         pair = torch.cat([b.r.index_select(0, u), u.double()])  # r, also when weighted
@@ -392,6 +422,7 @@ class Engine:
         b = self.b
         if b.n_total == 0:
             return
+        self._settle()
         u = torch.as_tensor(u, dtype=torch.int64, device=b.r.device).reshape(1)
         ui = u.clamp_min(0)
         b.r.index_put_((ui,), torch.where(u >= 0, torch.full_like(b.r[:1], -1.0),
@@ -406,11 +437,12 @@ class Engine:
         """Make ``k`` picks of this pool into ``out_idx``/``out_r`` (``(budget,)`` int64 /
         float64 on the device); ``first`` (>= 0) forces the very first pick."""
         forced = None
-        for _ in range(k):
+        for _ in range(k):  # one launch per pick: the last pick's update, then this pick
             if self.picks == 0 and first >= 0:
                 forced = torch.tensor([first], dtype=torch.int64, device=out_idx.device)
-            self.b.pick(self.picks, self.budget, forced, self.zero, out_idx, out_r)
-            self.b.update()
+            self.b.step(self.picks, self.pending, self.budget, forced, self.zero, out_idx,
+                        out_r)
+            self.pending = True
             self.picks += 1
             forced = None
 
@@ -418,9 +450,10 @@ class Engine:
     def run_batch(inputs: list[dict], budgets: list[int], firsts: list[int]):
         """Run P pools together: ``[(indices (budget_p,) int64, radii float64)]``.
 
-        Per pick two launches for all pools (``_update`` over every live pool's
-        tiles, then ``_pick``); the host only counts steps. ``inputs`` are the
-        engine inputs of :func:`densecore.greedy.prepare`, one dict per pool.
+        Per pick one launch for all pools (``_update`` over every live pool's
+        tiles, the last tile of each pool to finish making its pick); the host
+        only counts steps. ``inputs`` are the engine inputs of
+        :func:`densecore.greedy.prepare`, one dict per pool.
         """
         dev = inputs[0]["x"].device
         i64 = dict(dtype=torch.int64, device=dev)
@@ -437,7 +470,6 @@ class Engine:
             forced = (torch.tensor(firsts, **i64) if any(f >= 0 for f in firsts) else None)
             out_off = torch.tensor(starts[:-1], **i64)
             for step in range(steps):
-                b.pick(step, budget_t, forced if step == 0 else None, out_off, out_idx, out_r)
-                if step + 1 < steps:
-                    b.update()
+                b.step(step, step > 0, budget_t, forced if step == 0 else None, out_off,
+                       out_idx, out_r)
         return [(out_idx[s:e], out_r[s:e]) for s, e in zip(starts[:-1], starts[1:])]
