@@ -114,7 +114,7 @@ def resolve(backend, layout: str, device) -> str:
     if backend == "auto":
         # CPU: the numba engine, several times faster than the torch loop at 100,000 x 64,
         # 1,000 picks (benchmarks/speed.py; docs/benchmarks.md). Dense CUDA features: the
-        # fused triton engine (2 launches per pick for a whole batch against about 25 per
+        # fused triton engine (1 launch per pick for a whole batch against about 25 per
         # pick and image; estimated, benchmarks/gpu_check.py measures it) once its
         # on-device self-check has passed, else torch with a warning saying why.
         if device.type == "cpu":

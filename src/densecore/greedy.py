@@ -14,16 +14,17 @@ Dense layout:
 * ``"numba"``: CPU, parallel, exact coverage-area pruning with a dense
   hand-over; a plain serial loop for small pools (``_backends/numba_backend.py``).
 * ``"torch"``: any device, one fused distance pass per pick, no host sync.
-* ``"triton"``: CUDA (or CPU tensors under ``TRITON_INTERPRET=1``), two
-  kernel launches per pick for a whole batch of pools, squared distances in
-  float64 (``_backends/triton_backend.py``; :func:`densecore.batch.farthest_first_batch`).
+* ``"triton"``: CUDA (or CPU tensors under ``TRITON_INTERPRET=1``), one
+  kernel launch per pick for a whole batch of pools, squared distances in
+  float64, certified tile skipping (``_backends/triton_backend.py``;
+  :func:`densecore.batch.farthest_first_batch`).
 * ``"auto"``: numba for CPU inputs; on CUDA the triton engine once its one-off
   on-device self-check against the float64 reference has passed
   (``_backends/triton_check.py``), else torch with a warning that says why; the
   one rule, :func:`densecore.engines.resolve`.
   The CPU choice is set by ``benchmarks/speed.py``: at n=100,000, D=64, budget
   1,000 the pruned numba engine is several times faster than the torch loop on
-  CPU. The CUDA choice follows from the launch count (2 per pick for a whole
+  CPU. The CUDA choice follows from the launch count (1 per pick for a whole
   batch against about 25 per pick and image); no GPU timing of the triton engine
   has been made yet (``benchmarks/gpu_check.py`` measures it).
 

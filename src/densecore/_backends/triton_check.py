@@ -1,7 +1,7 @@
 """The triton engine's one-off self-check on a CUDA device, behind ``backend="auto"``.
 
 :func:`densecore.engines.resolve` sends dense CUDA features to the fused triton
-engine (``_backends/triton_backend.py``: its launches per pick for a whole
+engine (``_backends/triton_backend.py``: one launch per pick for a whole
 batch against about 25 per pick and image for the torch engine) only after
 this check has passed on that device once in the process: a small ragged batch
 (pools of 45, 0, 70 and 33 rows, D = 5, duplicates and exact ties, densities,
@@ -12,8 +12,10 @@ lowest index). Anything else (triton missing, a compile or launch error, a
 wrong pick) keeps ``"auto"`` on the torch engine with a ``RuntimeWarning``
 that says why. The result is kept per device for the life of the process.
 
-Cost: well under 0.5 s once the two kernels are compiled (triton keeps them in
-its on-disk cache; a cold compile adds about a second, paid once per machine).
+Cost: estimated well under 0.5 s once the kernel's variants are compiled (triton
+keeps them in its on-disk cache; a cold compile adds seconds, paid once per
+machine); unmeasured on a GPU (``benchmarks/gpu_check.py`` times it). Under the
+interpreter on 2 CPU cores it takes about 4-5 s.
 
 Shape:
     the check's pools: features ``(148, 5)`` float32, densities ``(148,)`` float64.
