@@ -12,8 +12,8 @@ Per pick, for every pool of the batch at once, one launch of ``_update``:
    so are their squares, so only the D-term sum rounds (relative error below
    ``D * 2^-53``). The distance is divided by the centre's float64 density and
    ``r = min(r, distance / density)`` is stored where it fell; picked and
-   labeled points keep ``r = -1``. Each tile (256 rows, read 1,024 elements at
-   a time by 8 warps: about 60 registers per thread, no spills on sm_90) writes
+   labeled points keep ``r = -1``. Each tile (256 rows, read 512 elements at a
+   time by 8 warps: at most 64 registers per thread, no spills on sm_90) writes
    its largest ``r`` and the lowest index that has it. The features are copied
    with D zero-padded to a multiple of 16 (exact: zeros add 0), so rows are
    16-byte aligned and no column mask is needed. The tile table is built on
@@ -68,12 +68,13 @@ import triton.language as tl
 from .nearest import search
 
 # A tile is _TILE_N rows of one pool (the pick scans one maximum per tile); the update
-# reads it in blocks of _ROWS_X_COLS elements (rows x feature columns) with _WARPS warps:
-# about 4 float64 values per thread and array, 59-60 registers and no spills on sm_90
-# (test_kernels_compile_for_a_gpu_target prints them) where 4,096-element blocks with
-# 4 warps took all 255 registers and spilled.
+# reads it in blocks of _ROWS_X_COLS elements (rows x feature columns) with _WARPS warps
+# (2 float64 values per thread and array) and the pick is a separate (noinline)
+# function: 54-64 registers and no spills on sm_90 with triton 3.6 and 3.9
+# (test_kernels_compile_for_a_gpu_target prints them), where 4,096-element blocks with 4
+# warps took all 255 registers and spilled, and 1,024-element blocks took 125 on 3.6.
 _TILE_N = 256
-_ROWS_X_COLS = 1024
+_ROWS_X_COLS = 512
 _WARPS = 8
 _BALL_ELEMS = 1 << 22  # elements of one float64 block when the tiles' balls are built
 
@@ -187,7 +188,7 @@ def _tile(x_ptr, r_ptr, w_ptr, cen_ptr, cden_ptr, t_r_ptr, t_i_ptr, p, t, start,
     tl.store(t_i_ptr + t, best_i)
 
 
-@triton.jit
+@triton.jit(noinline=True)
 def _pick_pool(x_ptr, dens_ptr, r_ptr, cen_ptr, cden_ptr, live_ptr, lo, hi, p, offset_ptr,
                budget_ptr, forced_ptr, out_off_ptr, out_idx_ptr, out_r_ptr, t_r_ptr, t_i_ptr,
                last_ptr, step, n_total, D, stride_x, FORCED: tl.constexpr,
