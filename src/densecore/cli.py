@@ -214,7 +214,7 @@ def _write_npy(path: str, idx) -> None:
 
     import numpy as np
 
-    from .atomic import atomic_write
+    from .io import atomic_write
 
     buf = io.BytesIO()
     np.save(buf, np.asarray(idx, dtype=np.int64), allow_pickle=False)
@@ -222,7 +222,7 @@ def _write_npy(path: str, idx) -> None:
 
 
 def _write_txt(path: str, idx) -> None:
-    from .atomic import atomic_write_text
+    from .io import atomic_write_text
 
     atomic_write_text(path, "".join(f"{int(i)}\n" for i in idx))
 
@@ -381,17 +381,16 @@ def _add_bench_bounds(bench_sub) -> None:
     p = bench_sub.add_parser("bounds", help="quick bound benchmark: delta, max average radial "
                              "distance and core-set loss of random, k-center, density-aware "
                              "(default and tuned tau), the k-medoids refinement and "
-                             "typicality-weighted greedy, in both measurement protocols; "
-                             "the built-in Gaussian mixture, or the repository's data sets "
-                             "when run from a checkout (plots: benchmarks/bounds.py)")
+                             "typicality-weighted greedy, on the built-in Gaussian mixture "
+                             "(the other data sets and the plots: benchmarks/bounds.py)")
     p.add_argument("--json", default=None, metavar="OUT", help="also write the rows as JSON")
 
     def run(args) -> int:
-        from .bench.bounds import dataset_source, format_report, run_bounds
+        from .bench.bounds import BUILTIN_SOURCE, builtin_datasets, format_report, run_bounds
         from .bench.report import machine_info, write_json_atomic
 
-        source, loader = dataset_source()
-        out = run_bounds(quick=True, datasets=loader)
+        source = BUILTIN_SOURCE
+        out = run_bounds(quick=True, datasets=builtin_datasets)
         print(f"data sets: {source}\n")
         print(format_report(out))
         if args.json:

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from ..atomic import atomic_write
+from ..io import atomic_write
 from ..validation import check_int, check_mask
 from . import export
 from .codec import (FORMAT, MANIFEST, MASK_DIR, VERSION, CorruptFileError, check_labels,
