@@ -78,6 +78,11 @@ ENGINES = {
 }
 
 
+# "auto" on CUDA: the triton engine after its one-off on-device self-check, else torch
+# (loaded like the engines: by name, on first use)
+_CUDA_AUTO = _loader("_backends.triton_check", "auto_engine")
+
+
 def names(layout: str | None = None) -> tuple:
     """The backend names in the table (of one layout, or of any), in table order.
 
@@ -124,9 +129,7 @@ def resolve(backend, layout: str, device) -> str:
         if device.type == "cpu":
             backend = "numba"
         elif device.type == "cuda" and layout == "dense":
-            from ._backends.triton_check import auto_engine
-
-            backend = auto_engine(device)
+            backend = _CUDA_AUTO()(device)
         else:
             backend = "torch"
     if (backend, layout) not in ENGINES:
