@@ -6,6 +6,7 @@ import densecore
 
 EXPECTED = [
     "ActiveLabelState",
+    "Advice",
     "BoundReport",
     "CategoryMarginLoss",
     "CorruptFileError",
@@ -20,6 +21,7 @@ EXPECTED = [
     "MaskedConvEstimator",
     "Selection",
     "TypicalityGreedy",
+    "advise",
     "average_radial_distance",
     "blocked_candidates",
     "bound_report",

@@ -3,6 +3,7 @@
 The public surface is listed in ``__all__`` (a test pins it).
 """
 
+from .advise import Advice, advise
 from .bounds import (BoundReport, average_radial_distance, bound_report, coreset_loss,
                      coverage, covering_radius)
 from .batch import farthest_first_batch
@@ -44,6 +45,7 @@ def __getattr__(name):
 
 __all__ = [
     "ActiveLabelState",
+    "Advice",
     "BoundReport",
     "CategoryMarginLoss",
     "CorruptFileError",
@@ -58,6 +60,7 @@ __all__ = [
     "MaskedConvEstimator",
     "Selection",
     "TypicalityGreedy",
+    "advise",
     "average_radial_distance",
     "blocked_candidates",
     "bound_report",
