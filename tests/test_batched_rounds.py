@@ -79,11 +79,11 @@ def test_query_round_skips_done_images_and_keeps_rows(tmp_path):
     assert np.array_equal(state.labeled("c"), alone[0].numpy())
 
 
-def test_query_round_takes_ripu_and_factories_returning_it(tmp_path):
+def test_query_round_takes_ripu_as_each_image_alone(tmp_path):
     # RIPU's own selection: one select_pixels call for the batch, as each image alone
     probs, feats, dens = _inputs(bsz=2, seed=3)
     ids = ["a", "b"]
-    for name, sampler in (("str", "ripu"), ("factory", lambda seed: "ripu")):
+    for name, sampler in (("str", "ripu"),):
         state = densecore.ActiveLabelState(tmp_path / name, ids, (16, 16))
         assert query_round(state, 0, ids, probs, feats, dens, 3, sampler=sampler,
                            score="ripu", region_size=3) == ids

@@ -262,6 +262,14 @@ def test_select_round_selects_a_batch_of_images_per_call(data, tmp_path, monkeyp
         masks[size] = [state.queried(i, 0) for i in ids]
     assert all(m.any() for m in masks[2])
     assert all(np.array_equal(a, b) for a, b in zip(masks[2], masks[1]))
+    # samplers without a seed (RIPU's own selection, score only) go through as they are
+    for name in ("ripu", "score-only"):
+        state = densecore.ActiveLabelState(tmp_path / f"labels_{name}", ids,
+                                           train.label_shapes(select_set))
+        calls.clear()
+        train.select_round(model, select_set, state, dataclasses.replace(
+            cfg, sampler=name, selection_batch=2), 0, torch.device("cpu"))
+        assert [len(c) for c in calls] == [2, 1] and all(state.round_done(i, 0) for i in ids)
 
 
 def test_resnet101_without_pretrained_weights_is_refused(data, tmp_path):

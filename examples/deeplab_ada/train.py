@@ -282,6 +282,11 @@ def select_round(model, dataset, state, cfg, round, device, *, amp=False, vis_di
     if progress and utils.is_main_process():
         from tqdm import tqdm
         batches = tqdm(batches, desc=f"selection round {round}")
+    # query_round builds a sampler per image seed from a factory; "ripu" and score-only
+    # (None) take no seed and are passed as they are
+    fixed = make_sampler(cfg, cfg.seed)
+    sampler = fixed if fixed is None or isinstance(fixed, str) else \
+        (lambda seed: make_sampler(cfg, seed))
     for batch in batches:
         shape = state.shape(ids[batch[0]])
         outs = [_selection_outputs(net, dataset, cfg, i, shape, device, amp) for i in batch]
@@ -290,7 +295,7 @@ def select_round(model, dataset, state, cfg, round, device, *, amp=False, vis_di
         densecore.query_round(
             state, round, [ids[i] for i in batch], probs, features, densities,
             round_budget(cfg, shape), ignore=ignore, alpha=cfg.alpha,
-            sampler=lambda seed: make_sampler(cfg, seed), seed=cfg.seed, score=cfg.score,
+            sampler=sampler, seed=cfg.seed, score=cfg.score,
             region_size=cfg.region_size, region_overlap=cfg.region_overlap)
         for i in batch:
             _event("select", round, i)
