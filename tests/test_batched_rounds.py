@@ -88,3 +88,18 @@ def test_query_round_with_the_paper_sampler_per_image(tmp_path):
         alone = select_pixels(probs[b:b + 1], feats[b:b + 1], dens[b:b + 1], 4, alpha=4,
                               seed=s, sampler=DensityAwareGreedy(seed=s))
         assert np.array_equal(state.labeled(i, rounds=[1]), alone[0].numpy()), i
+
+
+def test_query_round_takes_ripu_as_each_image_alone(tmp_path):
+    # RIPU's own selection: one select_pixels call for the batch, as each image alone
+    probs, feats, dens = _inputs(bsz=2, seed=3)
+    ids = ["a", "b"]
+    for name, sampler in (("str", "ripu"),):
+        state = densecore.ActiveLabelState(tmp_path / name, ids, (16, 16))
+        assert query_round(state, 0, ids, probs, feats, dens, 3, sampler=sampler,
+                           score="ripu", region_size=3) == ids
+        for b, i in enumerate(ids):
+            alone = select_pixels(probs[b:b + 1], feats[b:b + 1], dens[b:b + 1], 3,
+                                  sampler="ripu", score="ripu", region_size=3,
+                                  seed=image_seed(0, 0, i), region_overlap="block")
+            assert np.array_equal(state.queried(i, 0), alone[0].numpy()), (name, i)

@@ -186,6 +186,9 @@ TWO = [
      "constant": True, "init": 20},
     {"name": "torch_engine", "n": 300, "sizes": [140, 160], "budget": 30, "seed": 7,
      "densities": True, "dtype": np.float64, "backend": "torch", "n_lf": 3},
+    {"name": "triton_engine", "n": 300, "sizes": [130, 170], "budget": 30, "seed": 17,
+     "densities": True, "backend": "triton", "n_lf": 3, "labeled": [5, 160],
+     "duplicates": 0.2},
     {"name": "hostile_scale_tiny_densities", "n": 300, "sizes": [120, 180], "budget": 30,
      "seed": 14, "densities": "tiny", "scale": 1e19},
     {"name": "hostile_offset_faiss", "n": 400, "sizes": [250, 150], "budget": 30,
@@ -237,6 +240,22 @@ def three_ranks(launched):
                                   "constant_ties", "torch_engine", "ok_after_errors"])
 def test_two_ranks_match_single_process(two_ranks, name):
     _check_same_as_single(two_ranks, next(sc for sc in TWO if sc["name"] == name))
+
+
+# the triton engine on CPU tensors runs under the interpreter (TRITON_INTERPRET=1 from
+# conftest.py, inherited by the spawned ranks); a GPU machine compiles it for CUDA tensors
+# instead, and these scenarios hold numpy (CPU) features
+INTERPRETED = not torch.cuda.is_available()
+
+
+@pytest.mark.skipif(not INTERPRETED, reason="CPU tensors need the Triton interpreter")
+def test_two_ranks_on_the_triton_engine_match_single_process_and_reference(two_ranks):
+    sc = next(sc for sc in TWO if sc["name"] == "triton_engine")
+    _check_same_as_single(two_ranks, sc)
+    x, dens, lf, ld = _data(sc)
+    idx, _ = density_aware_greedy_ref(x, sc["budget"], dens, labeled=sc["labeled"],
+                                      labeled_features=lf, labeled_densities=ld)
+    np.testing.assert_array_equal(two_ranks[0]["triton_engine"][1], idx)
 
 
 @pytest.mark.parametrize("name", ["hostile_scale_tiny_densities", "hostile_offset_faiss",
@@ -316,7 +335,8 @@ def one_rank(tmp_path):
         dist.destroy_process_group()
 
 
-@pytest.mark.parametrize("backend", ["numba", "torch"])
+@pytest.mark.parametrize("backend", ["numba", "torch", pytest.param("triton", marks=(
+    pytest.mark.skipif(not INTERPRETED, reason="CPU tensors need the Triton interpreter")))])
 def test_one_rank_equals_farthest_first(one_rank, backend):
     x, _ = gaussian_mixture(300, dim=5, seed=21)
     d = np.random.default_rng(0).uniform(0.5, 2, 300)

@@ -30,7 +30,8 @@ import train  # noqa: E402
 
 TINY = ["backbone=tiny", "source_size=[96, 54]", "target_size=[96, 48]", "iterations=6",
         "selection_iters=[2, 4]", "estimator_detach_iter=4", "dmc_dim=16", "save_every=0",
-        "print_freq=1", "lr=0.0025", "greedy_backend=torch", "flip_test=false"]
+        "print_freq=1", "lr=0.0025", "greedy_backend=torch", "flip_test=false",
+        "selection_batch=2"]
 
 # Runs train.main in a fresh interpreter and SIGKILLs itself at one event.
 KILLER = """
@@ -215,6 +216,60 @@ def test_selection_reads_no_ground_truth_unless_the_oracle_ablation_is_on(data, 
     oracle = dataclasses.replace(cfg, oracle_exclude_void=True)
     with pytest.raises(AssertionError, match="read a label file"):
         train.select_round(model, select_set, state, oracle, 1, torch.device("cpu"))
+
+
+def test_select_round_selects_a_batch_of_images_per_call(data, tmp_path, monkeypatch):
+    """One query_round (one farthest_first_batch) per batch of selection_batch images;
+    each image's picks are those it gets when selected alone."""
+    import dataclasses
+
+    import densecore
+    from config import load_config
+    from models import build_model
+
+    cfg = load_config(None, TINY)
+    ids = []
+    _, _, select_set, _ = train.build_data(
+        train.get_args_parser().parse_args(argv(data, tmp_path)), cfg,
+        str(tmp_path / "labels"), ids)
+    torch.manual_seed(0)
+    model = build_model(cfg.arch, cfg.backbone, cfg.num_classes, dmc_dim=cfg.dmc_dim)
+    calls, batch_calls = [], []
+    from densecore.samplers import paper
+
+    real, real_batch = densecore.query_round, paper.farthest_first_batch
+
+    def spy(state, round, image_ids, *a, **k):
+        calls.append(list(image_ids))
+        return real(state, round, image_ids, *a, **k)
+
+    def spy_batch(features, lengths, *a, **k):
+        batch_calls.append(len(lengths))
+        return real_batch(features, lengths, *a, **k)
+
+    monkeypatch.setattr(densecore, "query_round", spy)
+    monkeypatch.setattr(paper, "farthest_first_batch", spy_batch)
+    masks = {}
+    for size in (2, 1):
+        state = densecore.ActiveLabelState(tmp_path / f"labels{size}", ids,
+                                           train.label_shapes(select_set))
+        calls.clear()
+        batch_calls.clear()
+        train.select_round(model, select_set, state, dataclasses.replace(
+            cfg, selection_batch=size), 0, torch.device("cpu"))
+        assert [len(c) for c in calls] == ([2, 1] if size == 2 else [1, 1, 1])
+        assert sum(batch_calls) == 3 and len(batch_calls) == len(calls)
+        masks[size] = [state.queried(i, 0) for i in ids]
+    assert all(m.any() for m in masks[2])
+    assert all(np.array_equal(a, b) for a, b in zip(masks[2], masks[1]))
+    # samplers without a seed (RIPU's own selection, score only) go through as they are
+    for name in ("ripu", "score-only"):
+        state = densecore.ActiveLabelState(tmp_path / f"labels_{name}", ids,
+                                           train.label_shapes(select_set))
+        calls.clear()
+        train.select_round(model, select_set, state, dataclasses.replace(
+            cfg, sampler=name, selection_batch=2), 0, torch.device("cpu"))
+        assert [len(c) for c in calls] == [2, 1] and all(state.round_done(i, 0) for i in ids)
 
 
 def test_resnet101_without_pretrained_weights_is_refused(data, tmp_path):

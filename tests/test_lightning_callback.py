@@ -101,12 +101,22 @@ def trainer(root, callbacks, **kw):
                       default_root_dir=str(root), callbacks=callbacks, **kw)
 
 
-def test_rounds_at_their_steps_with_the_callers_outputs(tmp_path):
+def test_rounds_at_their_steps_with_the_callers_outputs(tmp_path, monkeypatch):
+    from densecore.samplers import paper
+
+    pools, real = [], paper.farthest_first_batch
+
+    def spy(features, lengths, *a, **k):
+        pools.append(len(lengths))
+        return real(features, lengths, *a, **k)
+
+    monkeypatch.setattr(paper, "farthest_first_batch", spy)
     root = tmp_path / "labels"
     state = densecore.ActiveLabelState(root, IDS, (H, W))
     model = TinySeg(str(root))
     rounds = SelectionRounds(state, ROUNDS_AT, BUDGET, alpha=5, seed=3)
     trainer(tmp_path, [rounds], enable_checkpointing=False, devices=1).fit(model)
+    assert pools == [2, 2, 1, 2, 2, 1]  # one batched selection per yielded batch
 
     assert [(r, s) for r, s, _ in model.calls] == [(0, 2), (1, 4)]
     assert all(ids == IDS for _, _, ids in model.calls)

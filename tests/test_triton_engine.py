@@ -1,27 +1,34 @@
-"""The triton engine's kernels under the Triton interpreter, on CPU tensors, against the
-float64 reference (tests/reference.py).
+"""The triton engine's kernels against the float64 reference (tests/reference.py): on CUDA
+tensors where a CUDA device exists (compiled), else on CPU tensors under the Triton
+interpreter.
 
 ``TRITON_INTERPRET`` is read when ``@triton.jit`` decorates (and by the interpreter
-while a kernel runs), so it is set here, for this test process, before the engine
-module is imported (the module is reloaded if something imported it without it);
-the library never sets it.
+while a kernel runs), so on a machine without CUDA it is set here, for this test
+process, before the engine module is imported (the module is reloaded if something
+imported it without it); the library never sets it. On a machine with a CUDA device
+nothing is set: collecting this file leaves the kernels compiled for the GPU (the
+interpreter also breaks with numpy >= 2.4 on triton 3.6).
 """
 
 from __future__ import annotations
 
 import importlib
 import os
+import re
 import sys
 
 import numpy as np
 import pytest
 import torch
 
-_late = "triton" in sys.modules and os.environ.get("TRITON_INTERPRET") != "1"
-os.environ["TRITON_INTERPRET"] = "1"  # before triton is imported: its own @jit helpers too
+CUDA = torch.cuda.is_available()
+_late = False
+if not CUDA:
+    _late = "triton" in sys.modules and os.environ.get("TRITON_INTERPRET") != "1"
+    os.environ["TRITON_INTERPRET"] = "1"  # before triton is imported: its own @jit too
 pytest.importorskip("triton", reason="triton does not import here (Linux x86_64 wheels only)")
 _name = "densecore._backends.triton_backend"
-TB = (importlib.reload(sys.modules[_name]) if _name in sys.modules
+TB = (importlib.reload(sys.modules[_name]) if _name in sys.modules and not CUDA
       else importlib.import_module(_name))
 
 import densecore  # noqa: E402
@@ -31,12 +38,14 @@ from densecore import greedy as G  # noqa: E402
 from densecore.synthetic import gaussian_mixture  # noqa: E402
 from reference import density_aware_greedy_ref  # noqa: E402
 
-pytestmark = pytest.mark.skipif(_late or not TB.interpreted(), reason="triton was imported "
-                                "before TRITON_INTERPRET could be set (run this file alone)")
+DEV = torch.device("cuda" if CUDA else "cpu")
+pytestmark = pytest.mark.skipif(_late or not (CUDA or TB.interpreted()),
+                                reason="triton was imported before TRITON_INTERPRET could "
+                                "be set (run this file alone)")
 
 
 def _t(a):
-    return None if a is None else torch.from_numpy(np.asarray(a))
+    return None if a is None else torch.from_numpy(np.asarray(a)).to(DEV)
 
 
 def _check_pool(sel, x, budget, dens=None, labeled=(), lf=None, ld=None, init=None,
@@ -44,12 +53,13 @@ def _check_pool(sel, x, budget, dens=None, labeled=(), lf=None, ld=None, init=No
     ref_i, ref_r = density_aware_greedy_ref(x, budget, densities=dens, labeled=labeled,
                                             labeled_features=lf, labeled_densities=ld,
                                             init=init)
-    np.testing.assert_array_equal(sel.indices.numpy(), ref_i)
-    got = sel.radii.double().numpy()
+    np.testing.assert_array_equal(sel.indices.cpu().numpy(), ref_i)
+    got = sel.radii.double().cpu().numpy()
+    want = ref_r.astype(sel.radii.cpu().numpy().dtype)
     if exact:
-        np.testing.assert_array_equal(got, ref_r.astype(sel.radii.numpy().dtype))
+        np.testing.assert_array_equal(got, want)
     else:
-        np.testing.assert_allclose(got, ref_r.astype(sel.radii.numpy().dtype), rtol=1e-6)
+        np.testing.assert_allclose(got, want, rtol=1e-6)
 
 
 @pytest.mark.parametrize("dim", [6, 64])
@@ -75,6 +85,52 @@ def test_lattice_exact_ties_go_to_lowest_index(density_aware):
     dens = 2.0 ** rng.integers(-1, 3, size=120) if density_aware else None
     sel = densecore.farthest_first(_t(x), 40, densities=_t(dens), init=0, backend="triton")
     _check_pool(sel, x, 40, dens, init=0, exact=True)
+
+
+@pytest.mark.parametrize("dim", [3, 19])
+def test_odd_dimensions_across_tiles_match_reference(dim):
+    # D zero-padded to a multiple of 16 (exact); pools longer than a tile (256 rows) and
+    # than a row block, with exact ties (a lattice) that must go to the lowest index
+    # across blocks and tiles
+    rng = np.random.default_rng(dim)
+    sizes = [40, 300]
+    x = rng.integers(0, 3, size=(sum(sizes), dim)).astype(np.float32)
+    x[300:320] = x[41]  # duplicates in the second pool's first and second tiles
+    dens = 2.0 ** rng.integers(-1, 2, size=len(x))
+    sels = densecore.farthest_first_batch(_t(x), sizes, [6, 12], densities=_t(dens),
+                                          seeds=[3, 4], backend="triton")
+    lo = 0
+    for p, (n, k) in enumerate(zip(sizes, [6, 12])):
+        init = int(np.random.default_rng([3, 4][p]).integers(n))
+        _check_pool(sels[p], x[lo:lo + n], k, dens[lo:lo + n], init=init, exact=True)
+        lo += n
+    assert TB._layout(dim)[0] % min(16, TB._pow2(dim)) == 0
+
+
+@pytest.mark.parametrize("fs, ds", [(1.0, 1.0), (2.0 ** -70, 1e-30)])
+def test_tile_skipping_is_certified(fs, ds):
+    # clusters far apart, rows sorted by cluster: most tiles are provably out of a new
+    # centre's reach and are not read; the picks (ties and duplicates included) equal
+    # the float64 reference, also at hostile scales
+    rng = np.random.default_rng(1)
+    centres = rng.normal(size=(3, 3)) * 40
+    x = np.concatenate([c + rng.integers(-2, 3, size=(260, 3)) for c in centres])
+    x[5:25] = x[3]  # duplicates: exact ties
+    x = (x * fs).astype(np.float32)
+    dens = 2.0 ** rng.integers(-1, 2, size=len(x)) * ds
+    job = G.setup(_t(x), 20, _t(dens), labeled=[7], backend="triton")
+    eng = TB.Engine(**job.inputs, max_new=20)
+    idx = torch.empty(20, dtype=torch.int64, device=DEV)
+    rr = torch.empty(20, dtype=torch.float64, device=DEV)
+    eng.run(20, idx, rr)
+    sel = job.result(idx, rr)
+    _check_pool(sel, x, 20, dens, labeled=[7])
+    assert 0 < int(eng.b.skipped) < 19 * eng.b.n_tiles
+    # the weight hook reads every tile (its argmax is of r * w)
+    w = TB.Engine(**job.inputs, max_new=3, weights=torch.ones(len(x), dtype=torch.float64,
+                                                                 device=DEV))
+    w.run(3, idx, rr)
+    assert int(w.b.skipped) == 0
 
 
 def test_labeled_in_and_out_of_pool():
@@ -141,7 +197,7 @@ def test_hostile_scales(fs, ds):
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_16bit_storage_equals_float32_on_rounded_values(dtype):
     x, _ = gaussian_mixture(140, dim=8, n_components=3, duplicates=0.1, seed=3)
-    x16 = torch.from_numpy(x).to(dtype)
+    x16 = _t(x).to(dtype)
     dens = _t(np.random.default_rng(3).uniform(0.5, 2.0, size=140))
     a = densecore.farthest_first_batch(x16, [60, 80], [10, 12], densities=dens,
                                        backend="triton")
@@ -150,7 +206,7 @@ def test_16bit_storage_equals_float32_on_rounded_values(dtype):
     for s, t in zip(a, b):
         assert torch.equal(s.indices, t.indices) and torch.equal(s.radii, t.radii)
     init = int(np.random.default_rng(0).integers(60))
-    _check_pool(b[0], x16.float().numpy()[:60], 10, dens.numpy()[:60], init=init)
+    _check_pool(b[0], x16.float().cpu().numpy()[:60], 10, dens.cpu().numpy()[:60], init=init)
 
 
 def test_batched_equals_one_pool_at_a_time_and_other_engines():
@@ -158,7 +214,7 @@ def test_batched_equals_one_pool_at_a_time_and_other_engines():
     x, _ = gaussian_mixture(sum(sizes), dim=6, n_components=4, duplicates=0.1, seed=6)
     xt = _t(x.astype(np.float32))
     dens = _t(np.random.default_rng(6).uniform(0.5, 2.0, size=len(x)))
-    lab = torch.zeros(len(x), dtype=torch.bool)
+    lab = torch.zeros(len(x), dtype=torch.bool, device=DEV)
     lab[[1, 80]] = True
     kw = dict(densities=dens, labeled=lab, seeds=[0, 1, 2, 3])
     got = densecore.farthest_first_batch(xt, sizes, [12, 0, 16, 7], backend="triton", **kw)
@@ -194,60 +250,105 @@ def test_typicality_weight_hook_matches_the_other_engines():
 
 def test_engine_interface_with_a_centre_held_elsewhere():
     """best / row / add_centre (the sharded selection's steps) agree with the torch engine."""
-    x = torch.from_numpy(gaussian_mixture(50, dim=3, n_components=2, seed=8)[0]
-                         .astype(np.float32))
-    dens = torch.rand(50, dtype=torch.float64, generator=torch.Generator().manual_seed(8)) + .5
+    x = _t(gaussian_mixture(50, dim=3, n_components=2, seed=8)[0].astype(np.float32))
+    dens = (torch.rand(50, dtype=torch.float64, generator=torch.Generator().manual_seed(8))
+            + .5).to(DEV)
     inputs = dict(x=x, dens=dens, centres=x[:2] + 1, cdens=dens[:2], excluded=torch.zeros(
-        50, dtype=torch.bool))
+        50, dtype=torch.bool, device=DEV))
     tri, ref = TB.Engine(**inputs, max_new=5), E.engine("torch")(**inputs, max_new=5)
     for u in (None, 7, None):
         a, b = tri.best(), ref.best()
         assert torch.equal(a[1], b[1])
         torch.testing.assert_close(a[0], b[0], rtol=1e-6, atol=0)
         if u is None:  # a point of another shard
-            vec = torch.cat([torch.tensor([0.5, -1.0, 2.0], dtype=torch.float64),
-                             torch.tensor([1.5], dtype=torch.float64)])
+            vec = torch.tensor([0.5, -1.0, 2.0, 1.5], dtype=torch.float64, device=DEV)
             tri.add_centre(vec, -1)
             ref.add_centre(vec, -1)
         else:
-            torch.testing.assert_close(tri.row(torch.tensor(u)), ref.row(torch.tensor(u)))
-            tri.add_centre(tri.row(torch.tensor(u)), torch.tensor(u))
-            ref.add_centre(ref.row(torch.tensor(u)), torch.tensor(u))
+            ut = torch.tensor(u, device=DEV)
+            torch.testing.assert_close(tri.row(ut), ref.row(ut))
+            tri.add_centre(tri.row(ut), ut)
+            ref.add_centre(ref.row(ut), ut)
 
 
-def test_auto_stays_numba_on_cpu_and_cpu_needs_the_interpreter(monkeypatch):
+def test_auto_rule_and_cpu_needs_the_interpreter(monkeypatch):
+    from densecore._backends import triton_check
+
     assert E.resolve("auto", "dense", torch.device("cpu")) == "numba"
-    # opt-in until timed and checked on a GPU (benchmarks/gpu_check.py)
-    assert E.resolve("auto", "dense", torch.device("cuda")) == "torch"
+    # on CUDA: triton once its self-check passed (tests/test_triton_check.py)
+    monkeypatch.setattr(triton_check, "_RESULTS", {"cuda:0": (True, "", 0.0)})
+    assert E.resolve("auto", "dense", torch.device("cuda", 0)) == "triton"
     assert E.resolve("triton", "dense", torch.device("cuda")) == "triton"
     monkeypatch.setattr(TB, "interpreted", lambda: False)
     with pytest.raises(ValueError, match="triton engine needs CUDA tensors"):
         densecore.farthest_first(torch.zeros(4, 2), 1, backend="triton")
 
 
+def test_launches_per_pick_for_a_whole_batch():
+    """Kernel launches counted at the launch call (triton's pre-run hooks): one ``_update``
+    over the tiles (the tiles' first maxima), then one per pick for every pool at once
+    (the last pick's update and this pick)."""
+    launches = []
+
+    def hook(*args, **kwargs):
+        launches.append(kwargs.get("PICK", args[-1] if args else None))
+
+    TB._update.add_pre_run_hook(hook)
+    try:
+        x, _ = gaussian_mixture(700, dim=4, n_components=3, seed=12)
+        sels = densecore.farthest_first_batch(_t(x.astype(np.float32)), [260, 390, 50],
+                                              [5, 7, 3], seeds=[0, 1, 2], backend="triton")
+    finally:
+        TB._update.pre_run_hooks.remove(hook)
+    assert len(launches) == 1 + 7  # 7 picks of the largest budget: 1 per pick
+    lo = 0
+    for p, (n, k) in enumerate(zip([260, 390, 50], [5, 7, 3])):
+        init = int(np.random.default_rng(p).integers(n))
+        _check_pool(sels[p], x[lo:lo + n].astype(np.float32), k, init=init)
+        lo += n
+
+
 _COMPILE = r"""
+import os, re, subprocess, tempfile
 import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 from densecore._backends import triton_backend as TB
 assert not TB.interpreted()
+tools = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin")
+
+def usage(kernel):
+    # registers and stack (spill) bytes of the cubin, where triton ships cuobjdump
+    tool = os.path.join(tools, "cuobjdump")
+    if "cubin" not in kernel.asm or not os.path.exists(tool):
+        return "?"
+    with tempfile.NamedTemporaryFile("wb", suffix=".cubin", delete=False) as f:
+        f.write(kernel.asm["cubin"])
+    out = subprocess.run([tool, "--dump-resource-usage", f.name], capture_output=True,
+                         text=True).stdout
+    os.unlink(f.name)
+    return " ".join(re.findall(r"REG:\d+|STACK:\d+", out))
+
+target = GPUTarget("cuda", 90, 32)
 for xdt in ("*fp32", "*bf16"):
     sig = dict(x_ptr=xdt, r_ptr="*fp64", w_ptr="*fp64", cen_ptr=xdt, cden_ptr="*fp64",
                live_ptr="*i32", t_start_ptr="*i64", t_end_ptr="*i64", t_pool_ptr="*i64",
-               t_r_ptr="*fp64", t_i_ptr="*i64", D="i32", stride_x="i32", UPDATE="constexpr",
-               WEIGHTED="constexpr", BLOCK_N="constexpr", BLOCK_D="constexpr")
-    for weighted in (False, True):
-        triton.compile(ASTSource(TB._update, sig, {"UPDATE": True, "WEIGHTED": weighted,
-                                                   "BLOCK_N": 64, "BLOCK_D": 64}),
-                       target=GPUTarget("cuda", 90, 32))
-    sig = dict(x_ptr=xdt, dens_ptr="*fp64", r_ptr="*fp64", cen_ptr=xdt, cden_ptr="*fp64",
-               live_ptr="*i32", p_lo_ptr="*i64", p_hi_ptr="*i64", offset_ptr="*i64",
-               budget_ptr="*i64", forced_ptr="*i64", out_off_ptr="*i64", out_idx_ptr="*i64",
-               out_r_ptr="*fp64", t_r_ptr="*fp64", t_i_ptr="*i64", step="i32",
-               n_total="i32", D="i32", stride_x="i32", FORCED="constexpr",
-               BLOCK_T="constexpr", BLOCK_D="constexpr")
-    triton.compile(ASTSource(TB._pick, sig, {"FORCED": True, "BLOCK_T": 1024, "BLOCK_D": 64}),
-                   target=GPUTarget("cuda", 90, 32))
+               t_r_ptr="*fp64", t_i_ptr="*i64", tm_ptr="*fp64", rho_ptr="*fp64",
+               last_ptr="*i64", skipped_ptr="*i64", dens_ptr="*fp64", cnt_ptr="*i32",
+               p_lo_ptr="*i64", p_hi_ptr="*i64", offset_ptr="*i64", budget_ptr="*i64",
+               forced_ptr="*i64", out_off_ptr="*i64", out_idx_ptr="*i64", out_r_ptr="*fp64",
+               step="i32", n_total="i32", D="i32", stride_x="i32",
+               UPDATE="constexpr", WEIGHTED="constexpr", SKIP="constexpr", PICK="constexpr",
+               FORCED="constexpr", TILE_N="constexpr", BLOCK_N="constexpr",
+               BLOCK_D="constexpr", BLOCK_T="constexpr")
+    for d in (64, 3, 19, 257):
+        dp, bd, bn = TB._layout(d)
+        for weighted in (False, True):
+            k = triton.compile(ASTSource(TB._update, sig, {
+                "UPDATE": True, "WEIGHTED": weighted, "SKIP": not weighted, "PICK": True,
+                "FORCED": weighted, "TILE_N": TB._TILE_N, "BLOCK_N": bn, "BLOCK_D": bd,
+                "BLOCK_T": 1024}), target=target, options={"num_warps": TB._WARPS})
+            print(f"_update {xdt} D={d} (padded {dp}) weighted={weighted}: {usage(k)}")
 print("compiled")
 """
 
@@ -267,3 +368,8 @@ def test_kernels_compile_for_a_gpu_target():
         pytest.skip("triton's ptxas is not available here")
     assert out.returncode == 0, out.stderr[-3000:]
     assert "compiled" in out.stdout
+    print(out.stdout)  # registers and spills (pytest -s shows them)
+    for line in out.stdout.splitlines():
+        if line.startswith("_update") and "REG:" in line:
+            regs, stack = (int(v) for v in re.findall(r"(?:REG|STACK):(\d+)", line))
+            assert stack == 0 and regs <= 80, line  # no spills, <= 80 registers

@@ -76,7 +76,9 @@ class Config:
                                          # overlap; "allow": blocks may overlap
     oracle_exclude_void: bool = False    # ORACLE ablation, off by default: reads the ground
                                          # truth to keep void pixels out of the candidates
-    greedy_backend: str = "auto"         # densecore greedy backend: "auto" | "torch" | "numba"
+    greedy_backend: str = "auto"         # densecore greedy backend: "auto" | "torch" | "numba" |
+                                         # "triton" ("auto" on CUDA: triton after a self-check)
+    selection_batch: int = 8             # images per selection call (one farthest_first_batch)
     # evaluation and logging
     flip_test: bool = True
     eval_every: int = 0                  # 0: only at the end
@@ -95,7 +97,7 @@ class Config:
                    "sampler": ("density-aware", "k-center", "kmedoids-refinement",
                                "typicality", "score-only", "ripu"),
                    "source_sampling": ("balanced", "uniform"),
-                   "greedy_backend": ("auto", "torch", "numba"),
+                   "greedy_backend": ("auto", "torch", "numba", "triton"),
                    "region_overlap": ("block", "allow")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
@@ -104,6 +106,10 @@ class Config:
         if self.sampler in ("density-aware", "typicality") and self.estimator == "none":
             raise ValueError(f"sampler {self.sampler!r} needs an estimator for its densities; "
                              "got estimator 'none'")
+        if (not isinstance(self.selection_batch, int) or isinstance(self.selection_batch, bool)
+                or self.selection_batch < 1):
+            raise ValueError(f"selection_batch must be a positive integer; got "
+                             f"{self.selection_batch!r}")
         iters = list(self.selection_iters)
         if iters != sorted(set(iters)) or (iters and iters[-1] >= self.iterations):
             raise ValueError(f"selection_iters must be increasing and below iterations "

@@ -251,11 +251,14 @@ def select_round(model, dataset, state, cfg, round, device, *, amp=False, vis_di
                  vis_images=0, progress=False):
     """Query new target pixels for every training image not done in ``round``.
 
-    The images are split over the ranks; each image is selected independently
-    (``densecore.select_pixels`` with batch 1) and recorded with
-    ``state.add(image_id, mask, round=round)``, so a job killed mid-round
-    redoes only the images it had not recorded. Selection reads the image and
-    the model only: no ground truth, unless the oracle ablation
+    The images are split over the ranks; each rank selects its images
+    ``cfg.selection_batch`` at a time (images of one label shape): the model
+    runs on each image, then ``densecore.query_round`` selects every image of
+    the batch in one call (one ``farthest_first_batch``; each image keeps its
+    own seed, ``densecore.image_seed``, so its picks do not depend on the batch)
+    and records them with one manifest write, so a job killed mid-round redoes
+    only the batches it had not recorded. Selection reads the image and the
+    model only: no ground truth, unless the oracle ablation
     ``cfg.oracle_exclude_void`` is switched on. Ends with a barrier.
 
     Args:
@@ -269,38 +272,57 @@ def select_round(model, dataset, state, cfg, round, device, *, amp=False, vis_di
     ids = dataset.ids()
     todo = [i for i in range(utils.get_rank(), len(ids), utils.get_world_size())
             if not state.round_done(ids[i], round)]
+    batches = []
+    for i in todo:  # consecutive images of one label shape, at most selection_batch
+        if batches and len(batches[-1]) < cfg.selection_batch and \
+                state.shape(ids[batches[-1][0]]) == state.shape(ids[i]):
+            batches[-1].append(i)
+        else:
+            batches.append([i])
     if progress and utils.is_main_process():
         from tqdm import tqdm
-        todo = tqdm(todo, desc=f"selection round {round}")
-    for i in todo:
-        shape = state.shape(ids[i])
-        image = datasets.to_tensor(datasets.resize(datasets.load_rgb(dataset.images[i]),
-                                                   dataset.size, nearest=False))
-        with autocast(device, amp):
-            out = net(image[None].to(device))
-        probs = upsample(out["logits"], shape).softmax(dim=1)
-        if out["density"] is not None:
-            features = out["density"].features.float()
-            densities = net.estimator.density(out["density"]).float()
-        else:  # k-center / score-only without an estimator: backbone features
-            features = out["feats"].float()
-            densities = torch.ones(features.shape[0], *features.shape[-2:], device=device)
-        labeled = state.labeled(ids[i], rounds=range(round))
-        labeled = torch.from_numpy(labeled)[None].to(device)
-        ignore = None
-        if cfg.oracle_exclude_void:  # ORACLE ablation: reads the ground truth
-            gt = dataset.decode(dataset.labels[i])
-            ignore = torch.from_numpy(gt == datasets.IGNORE)[None].to(device)
-        seed = densecore.image_seed(cfg.seed, round, ids[i])
-        mask = densecore.select_pixels(
-            probs, features, densities, round_budget(cfg, shape), labeled=labeled,
-            ignore=ignore, alpha=cfg.alpha, sampler=make_sampler(cfg, seed), score=cfg.score,
-            region_size=cfg.region_size, region_overlap=cfg.region_overlap, seed=seed)
-        state.add(ids[i], mask[0].cpu().numpy(), round=round)
-        _event("select", round, i)
+        batches = tqdm(batches, desc=f"selection round {round}")
+    # query_round builds a sampler per image seed from a factory; "ripu" and score-only
+    # (None) take no seed and are passed as they are
+    fixed = make_sampler(cfg, cfg.seed)
+    sampler = fixed if fixed is None or isinstance(fixed, str) else \
+        (lambda seed: make_sampler(cfg, seed))
+    for batch in batches:
+        shape = state.shape(ids[batch[0]])
+        outs = [_selection_outputs(net, dataset, cfg, i, shape, device, amp) for i in batch]
+        probs, features, densities, ignore = (
+            None if outs[0][k] is None else torch.cat([o[k] for o in outs]) for k in range(4))
+        densecore.query_round(
+            state, round, [ids[i] for i in batch], probs, features, densities,
+            round_budget(cfg, shape), ignore=ignore, alpha=cfg.alpha,
+            sampler=sampler, seed=cfg.seed, score=cfg.score,
+            region_size=cfg.region_size, region_overlap=cfg.region_overlap)
+        for i in batch:
+            _event("select", round, i)
     utils.barrier()
     if vis_dir is not None and utils.is_main_process():
         draw_queries(dataset, state, cfg, round, vis_dir, vis_images)
+
+
+def _selection_outputs(net, dataset, cfg, i, shape, device, amp):
+    """Image ``i``'s ``(probs (1, C, H, W), features (1, D, h, w), densities (1, h, w),
+    ignore (1, H, W) or None)`` for selection (``ignore`` only for the oracle ablation)."""
+    image = datasets.to_tensor(datasets.resize(datasets.load_rgb(dataset.images[i]),
+                                               dataset.size, nearest=False))
+    with autocast(device, amp):
+        out = net(image[None].to(device))
+    probs = upsample(out["logits"], shape).softmax(dim=1)
+    if out["density"] is not None:
+        features = out["density"].features.float()
+        densities = net.estimator.density(out["density"]).float()
+    else:  # k-center / score-only without an estimator: backbone features
+        features = out["feats"].float()
+        densities = torch.ones(features.shape[0], *features.shape[-2:], device=device)
+    ignore = None
+    if cfg.oracle_exclude_void:  # ORACLE ablation: reads the ground truth
+        gt = dataset.decode(dataset.labels[i])
+        ignore = torch.from_numpy(gt == datasets.IGNORE)[None].to(device)
+    return probs, features, densities, ignore
 
 
 def draw_queries(dataset, state, cfg, round, vis_dir, vis_images):

@@ -25,10 +25,13 @@ centre's density; an engine with ``weighted = True`` also accepts
 ``weights=(N,)`` float64 and picks ``argmax r * weight`` (typicality: the
 density on the candidate's side of the link).
 
-"auto" has one rule: ``"numba"`` for CPU features, ``"torch"`` on other devices
-(``"triton"`` is opt-in until it has been measured on a GPU). The size and device
-rules that choose code outside the table (the nearest-centre search, KNNDensity's
-"auto" search, the refinement's kernels) live beside it in :func:`kernel`.
+"auto" has one rule: ``"numba"`` for CPU features; for dense CUDA features
+``"triton"`` once its one-off on-device self-check has passed in this process
+(``_backends/triton_check.py``), else ``"torch"`` with a ``RuntimeWarning``
+saying why; ``"torch"`` on other devices and for sparse CUDA features. The size
+and device rules that choose code outside the table (the nearest-centre search,
+KNNDensity's "auto" search, the refinement's kernels) live beside it in
+:func:`kernel`.
 
 Example:
     >>> import torch
@@ -75,6 +78,11 @@ ENGINES = {
 }
 
 
+# "auto" on CUDA: the triton engine after its one-off on-device self-check, else torch
+# (loaded like the engines: by name, on first use)
+_CUDA_AUTO = _loader("_backends.triton_check", "auto_engine")
+
+
 def names(layout: str | None = None) -> tuple:
     """The backend names in the table (of one layout, or of any), in table order.
 
@@ -114,10 +122,16 @@ def resolve(backend, layout: str, device) -> str:
     check(backend)
     if backend == "auto":
         # CPU: the numba engine, several times faster than the torch loop at 100,000 x 64,
-        # 1,000 picks (benchmarks/speed.py; docs/benchmarks.md). CUDA stays on the torch engine until the fused triton engine (two launches per
-        # pick against about 25) has been timed and checked on a GPU by
-        # benchmarks/gpu_check.py; it is proven on the CPU under TRITON_INTERPRET=1 only.
-        backend = "numba" if device.type == "cpu" else "torch"
+        # 1,000 picks (benchmarks/speed.py; docs/benchmarks.md). Dense CUDA features: the
+        # fused triton engine (1 launch per pick for a whole batch against about 25 per
+        # pick and image; estimated, benchmarks/gpu_check.py measures it) once its
+        # on-device self-check has passed, else torch with a warning saying why.
+        if device.type == "cpu":
+            backend = "numba"
+        elif device.type == "cuda" and layout == "dense":
+            backend = _CUDA_AUTO()(device)
+        else:
+            backend = "torch"
     if (backend, layout) not in ENGINES:
         raise ValueError(f"backend {backend!r} has no engine for {layout} features; "
                          f"backends with one: {names(layout)}")

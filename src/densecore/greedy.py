@@ -14,17 +14,19 @@ Dense layout:
 * ``"numba"``: CPU, parallel, exact coverage-area pruning with a dense
   hand-over; a plain serial loop for small pools (``_backends/numba_backend.py``).
 * ``"torch"``: any device, one fused distance pass per pick, no host sync.
-* ``"triton"``: CUDA (or CPU tensors under ``TRITON_INTERPRET=1``), two
-  kernel launches per pick for a whole batch of pools, squared distances in
-  float64 (``_backends/triton_backend.py``; :func:`densecore.batch.farthest_first_batch`).
-* ``"auto"``: numba for CPU inputs, torch on other devices (``"triton"`` is opt-in
-  until it has been measured on a GPU: ``benchmarks/gpu_check.py``); the one rule,
-  :func:`densecore.engines.resolve`.
+* ``"triton"``: CUDA (or CPU tensors under ``TRITON_INTERPRET=1``), one
+  kernel launch per pick for a whole batch of pools, squared distances in
+  float64, certified tile skipping (``_backends/triton_backend.py``;
+  :func:`densecore.batch.farthest_first_batch`).
+* ``"auto"``: numba for CPU inputs; on CUDA the triton engine once its one-off
+  on-device self-check against the float64 reference has passed
+  (``_backends/triton_check.py``), else torch with a warning that says why; the
+  one rule, :func:`densecore.engines.resolve`.
   The CPU choice is set by ``benchmarks/speed.py``: at n=100,000, D=64, budget
   1,000 the pruned numba engine is several times faster than the torch loop on
-  CPU. The CUDA choice follows from the launch count (2 per pick against about
-  25); no GPU timing of the triton engine has been made yet
-  (``benchmarks/gpu_check.py`` measures it).
+  CPU. The CUDA choice follows from the launch count (1 per pick for a whole
+  batch against about 25 per pick and image); no GPU timing of the triton engine
+  has been made yet (``benchmarks/gpu_check.py`` measures it).
 
 Sparse layout (scipy matrices, COO/CSR torch tensors; :mod:`densecore.sparse`
 checks them): numba and torch engines on CSR rows, exact in float64
@@ -210,8 +212,19 @@ def _prepare_dense(pool: Pool, fscale: float, dscale: float, centres=None, cdens
     excluded[pool.lab.to(dev)] = True
     if centres is None:
         centres, cdens = _own_centres_dense(pool, fscale, dscale)
-    return {"x": x, "dens": dens, "centres": centres.to(dev, x.dtype),
+    return {"x": x, "dens": dens, "centres": _labeled_centres(centres.to(dev), x.dtype),
             "cdens": cdens.to(dev), "excluded": excluded}
+
+
+def _labeled_centres(centres: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """The labeled centres ``(L, D)`` in the engine's feature ``dtype`` where that is
+    exact, else kept as they are (float64): labeled points keep their own, wider
+    precision; the pool's storage dtype never rounds them (a bfloat16 pool beside a
+    labeled point at 1.001 would see it at 1.0 and pick the wrong point)."""
+    if centres.dtype == dtype or not centres.numel():
+        return centres.to(dtype)
+    narrow = centres.to(dtype)
+    return narrow if torch.equal(narrow.to(centres.dtype), centres) else centres
 
 
 def _own_centres_dense(pool: Pool, fscale: float, dscale: float):

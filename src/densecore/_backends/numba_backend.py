@@ -736,13 +736,18 @@ class Engine:
         self.n_live = n - int(ex.sum())
         self._window = [0, 0]  # picks and feature reads since the last switch test
         if n_lab:
-            self.centres[:n_lab] = _host(centres.to(x.dtype))
+            narrow = centres.to(x.dtype)
+            self.centres[:n_lab] = _host(narrow)
             self.cdens[:n_lab] = _host(cdens)
             assign = np.where(ex, -1, a)
             r = np.where(ex, -1.0, v)
             m = build_areas(assign, r, n_lab, self.order, self.rr, self.a_start, self.a_end,
                             self.a_max, self.a_arg)
-            self.a_centre[:n_lab] = np.arange(n_lab)
+            # a labeled centre that the feature dtype would round (wider labeled features)
+            # has no exact distance to new centres: its area is never skipped (exact r
+            # came from the search, which keeps its precision)
+            same = _host((narrow.to(centres.dtype) == centres).all(1))
+            self.a_centre[:n_lab] = np.where(same, np.arange(n_lab), -1)
             self.state[:4] = (0, n_lab, n_lab, m)
         else:
             keep = np.flatnonzero(~ex)
