@@ -101,3 +101,88 @@ def test_ripu_select_with_a_huge_window():
     p = torch.softmax(torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(3)), 1)
     s = filters.ripu_score(p, k=10 ** 6)
     assert s.shape == (1, 8, 8) and torch.isfinite(s).all()
+
+
+# ---------------------------------------------------------------- the label state
+
+
+def _state(tmp_path, ids=("a", "b"), shape=(4, 5)):
+    return ActiveLabelState(tmp_path / "s", list(ids), shape)
+
+
+def _mask(shape=(4, 5), *pix):
+    m = np.zeros(shape, bool)
+    for y, x in pix:
+        m[y, x] = True
+    return m
+
+
+def test_round_numbers_past_the_manifest_limit_are_refused_by_add(tmp_path):
+    s = _state(tmp_path)
+    top = 10 ** 9 - 1  # the manifest's 9-digit round keys
+    s.add("a", _mask((4, 5), (0, 0)), round=top)
+    for bad in (10 ** 9, 10 ** 12, 2 ** 63):
+        with pytest.raises(ValueError, match=r"round must be at most 999999999"):
+            s.add("b", _mask((4, 5), (1, 1)), round=bad)
+    # nothing refused left a trace, and every later open reads every image
+    r = ActiveLabelState(tmp_path / "s")
+    assert r.rounds("a") == [top] and r.rounds("b") == []
+    assert int(r.labeled("a").sum()) == 1 and r.summary()["labeled"] == 1
+    assert r.labeled("a", rounds=range(top)).sum() == 0
+    assert r.labeled("a", rounds=range(top + 1)).sum() == 1
+
+
+def test_labeled_matches_a_range_without_expanding_it(tmp_path):
+    s = _state(tmp_path)
+    s.add("a", _mask((4, 5), (0, 0)), round=0)
+    s.add("a", _mask((4, 5), (1, 2)), round=7)
+    t0 = time.perf_counter()
+    for _ in range(20):  # a set of 10^9 round numbers per call would take minutes
+        got = s.labeled("a", rounds=range(10 ** 9))
+    assert time.perf_counter() - t0 < 5.0
+    assert got.sum() == 2
+    assert s.labeled("a", rounds=range(1, 10 ** 9)).sum() == 1
+    assert s.labeled("a", rounds=range(7, -1, -7)).sum() == 2
+    assert s.labeled("a", rounds=range(1, 7)).sum() == 0
+    with pytest.raises(ValueError, match="rounds must hold round numbers >= 0"):
+        s.labeled("a", rounds=range(-1, 3))
+
+
+def _rewrite(tmp_path, edit):
+    path = tmp_path / "s" / "manifest.json"
+    m = json.loads(path.read_text())
+    edit(m)
+    path.write_text(json.dumps(m))
+    return path
+
+
+@pytest.mark.parametrize("edit, why", [
+    (lambda m: m.update(images={}), "non-empty object"),
+    (lambda m: m["images"]["a"].update(shape=[10 ** 9, 10 ** 9]), "malformed entry"),
+    (lambda m: m["images"]["a"].update(shape=[2 ** 40, 1]), "malformed entry"),
+    (lambda m: m["images"]["a"].update(shape=[True, 5]), "malformed entry"),
+    (lambda m: m["images"]["a"].update(shape=[4, 5.0]), "malformed entry"),
+    (lambda m: m["images"]["a"].update(shape=[4]), "malformed entry"),
+    (lambda m: m["images"]["a"]["rounds"].update(
+        {"0": {"pixels": True, "new": True, "crc32": "00000000"}}), "malformed round 0"),
+    (lambda m: m["images"]["a"]["rounds"].update(
+        {"1000000000": {"pixels": 0, "new": 0, "crc32": "00000000"}}), "round key"),
+])
+def test_corrupt_manifests_raise_corrupt_file_error(tmp_path, edit, why):
+    _state(tmp_path)
+    path = _rewrite(tmp_path, edit)
+    with pytest.raises(CorruptFileError, match=why) as e:
+        r = ActiveLabelState(tmp_path / "s")
+        r.summary()
+        r.labeled("a")
+    assert e.value.path == str(path)
+
+
+def test_new_states_refuse_shapes_beyond_the_manifest_limit(tmp_path):
+    with pytest.raises(ValueError, match=r"shape must have at most 4294967296 pixels"):
+        ActiveLabelState(tmp_path / "s", ["a"], (2 ** 20, 2 ** 20))
+    with pytest.raises(ValueError, match=r"shape\['b'\] must have at most"):
+        ActiveLabelState(tmp_path / "t", ["a", "b"], {"a": (2, 2), "b": (2 ** 17, 2 ** 17)})
+    assert not os.path.exists(tmp_path / "s" / "manifest.json")
+    big = ActiveLabelState(tmp_path / "u", ["a"], (2 ** 16, 2 ** 16))  # the limit itself
+    assert ActiveLabelState(tmp_path / "u").shape("a") == (2 ** 16, 2 ** 16) == big.shape("a")
