@@ -186,3 +186,57 @@ def test_new_states_refuse_shapes_beyond_the_manifest_limit(tmp_path):
     assert not os.path.exists(tmp_path / "s" / "manifest.json")
     big = ActiveLabelState(tmp_path / "u", ["a"], (2 ** 16, 2 ** 16))  # the limit itself
     assert ActiveLabelState(tmp_path / "u").shape("a") == (2 ** 16, 2 ** 16) == big.shape("a")
+
+
+# ---------------------------------------------------------------- SelectionRounds' options
+
+BAD_OPTIONS = [
+    (dict(alpha=0), ValueError, "alpha must be >= 1.0"),
+    (dict(alpha=float("nan")), ValueError, "alpha must be finite"),
+    (dict(alpha="20"), TypeError, "alpha must be a real number"),
+    (dict(score="bogus"), ValueError, "score must be one of"),
+    (dict(score=None), ValueError, "score must be one of"),
+    (dict(region_size=4), ValueError, "region_size must be odd"),
+    (dict(region_size=0), ValueError, "region_size must be"),
+    (dict(region_overlap="some"), ValueError, "region_overlap must be one of"),
+    (dict(sampler=42), TypeError, "sampler must be a sampler"),
+    (dict(sampler="ripu"), TypeError, "sampler must be a sampler"),
+    (dict(seed=-1), ValueError, "seed must be"),
+    (dict(seed=1.5), TypeError, "seed must be an integer"),
+    (dict(from_logits="no"), TypeError, "from_logits must be True or False"),
+    (dict(from_logits=1), TypeError, "from_logits must be True or False"),
+    (dict(budget=float("nan")), TypeError, "budget must be an integer"),
+    (dict(budget=float("inf")), TypeError, "budget must be an integer"),
+    (dict(budget=None), TypeError, "budget must be an integer"),
+    (dict(budget="4"), TypeError, "budget must be an integer"),
+    (dict(budget=-1), ValueError, "budget must be"),
+    (dict(rounds_at=[10, None]), TypeError, r"rounds_at\[1\] must be an integer"),
+    (dict(rounds_at=[float("nan")]), TypeError, r"rounds_at\[0\] must be an integer"),
+    (dict(rounds_at=["10"]), TypeError, r"rounds_at\[0\] must be an integer"),
+    (dict(rounds_at=[10.5]), TypeError, r"rounds_at\[0\] must be an integer"),
+    (dict(rounds_at=[-3]), ValueError, r"rounds_at\[0\] must be"),
+    (dict(rounds_at=[20, 10]), ValueError, "rounds_at must be strictly increasing"),
+]
+
+
+@pytest.mark.parametrize("bad, exc, why", BAD_OPTIONS)
+def test_selection_rounds_checks_every_option_at_construction(tmp_path, bad, exc, why):
+    pytest.importorskip("lightning")
+    from densecore.integrations.lightning import SelectionRounds
+
+    state = _state(tmp_path)
+    kw = dict(rounds_at=[10, 20], budget=4)
+    kw.update(bad)
+    with pytest.raises(exc, match=why):
+        SelectionRounds(state, **kw)
+
+
+def test_selection_rounds_keeps_valid_options(tmp_path):
+    pytest.importorskip("lightning")
+    from densecore.integrations.lightning import SelectionRounds
+
+    cb = SelectionRounds(_state(tmp_path), rounds_at=[np.int64(3), 7], budget=np.int32(2),
+                         sampler=None, score="ripu", region_size=3, alpha=1,
+                         from_logits=np.bool_(True))
+    assert cb.rounds_at == [3, 7] and cb.budget == 2 and type(cb.budget) is int
+    assert cb.options["from_logits"] is True and cb.options["alpha"] == 1.0
