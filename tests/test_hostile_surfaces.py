@@ -240,3 +240,80 @@ def test_selection_rounds_keeps_valid_options(tmp_path):
                          from_logits=np.bool_(True))
     assert cb.rounds_at == [3, 7] and cb.budget == 2 and type(cb.budget) is int
     assert cb.options["from_logits"] is True and cb.options["alpha"] == 1.0
+
+
+# ---------------------------------------------------------------- the batched greedy's arguments
+
+
+def test_farthest_first_batch_takes_no_pools():
+    assert densecore.farthest_first_batch(np.zeros((0, 2), np.float32), [], []) == []
+    with pytest.raises(ValueError, match="lengths must add up to the 3 feature rows; got 0"):
+        densecore.farthest_first_batch(np.zeros((3, 2), np.float32), [], [])
+
+
+@pytest.mark.parametrize("features, why", [
+    (np.array(3.0), r"features must have shape \(N_total, D\); got shape \(\)"),
+    (torch.tensor(3.0), r"features must have shape \(N_total, D\); got shape \(\)"),
+    (np.ones(3, np.float32), r"features must have shape \(N_total, D\); got shape \(3,\)"),
+])
+def test_farthest_first_batch_names_features_of_the_wrong_rank(features, why):
+    with pytest.raises(ValueError, match=why):
+        densecore.farthest_first_batch(features, [1], [1])
+
+
+def test_zero_d_and_generator_inputs_are_named():
+    with pytest.raises(ValueError, match=r"features must have shape \(N, D\); got shape \(\)"):
+        densecore.farthest_first(np.array(3.0), 1)
+    with pytest.raises(TypeError, match="features must be a numpy array or a torch tensor; "
+                                        "got generator"):
+        densecore.farthest_first_batch((r for r in [[1.0]]), [1], [1])
+    with pytest.raises(TypeError, match="lengths must be a 1-D integer sequence.*generator"):
+        densecore.farthest_first_batch(np.ones((3, 2)), (n for n in [3]), [1])
+
+
+def test_negative_seeds_name_the_seed():
+    x = np.random.default_rng(0).normal(size=(6, 2))
+    with pytest.raises(ValueError, match="seed must be >= 0; got -1"):
+        densecore.farthest_first(x, 2, seed=-1)
+    with pytest.raises(ValueError, match="seeds must be >= 0; got -1"):
+        densecore.farthest_first_batch(x, [3, 3], [1, 1], seeds=-1)
+    with pytest.raises(ValueError, match=r"seeds\[1\] must be >= 0; got -5"):
+        densecore.farthest_first_batch(x, [3, 3], [1, 1], seeds=[0, -5])
+    for cls in (densecore.KCenterGreedy, densecore.DensityAwareGreedy,
+                densecore.KMedoidsRefinement):
+        with pytest.raises(ValueError, match="seed must be >= 0; got -2"):
+            cls(seed=-2)
+
+
+# ---------------------------------------------------------------- scikit-activeml utilities
+
+
+@pytest.mark.parametrize("e", [-664, 664])  # 2^-664 ~ 1e-200, 2^664 ~ 1e200
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+def test_coreset_utilities_at_hostile_scales(metric, e):
+    pytest.importorskip("skactiveml")
+    from densecore.integrations.skactiveml import CoreSet, DensityAwareCoreSet
+
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(40, 3))
+    y = np.full(40, np.nan)
+    y[[0, 7, 19]] = [0, 1, 0]
+    q0, u0 = CoreSet(metric=metric).query(X, y, batch_size=4, return_utilities=True)
+    q1, u1 = CoreSet(metric=metric).query(np.ldexp(X, e), y, batch_size=4,
+                                          return_utilities=True)
+    np.testing.assert_array_equal(q1, q0)
+    assert np.array_equal(np.isnan(u1), np.isnan(u0))
+    ok = ~np.isnan(u0)
+    want = u0[ok] if metric == "cosine" else np.ldexp(u0[ok], e)  # distances: times 2^e
+    np.testing.assert_allclose(u1[ok], want, rtol=1e-12)
+    assert np.isfinite(u1[ok]).all() and (u1[ok] > 0).any()
+    # density-aware: r = squared distance / density, finite here at 2^-664 (2^-1328 underflows
+    # float64 only in its last bits) and at 2^664 beyond float64 (saturates to inf)
+    dq0, du0 = DensityAwareCoreSet(metric=metric, k=5).query(X, y, batch_size=3,
+                                                            return_utilities=True)
+    dq1, du1 = DensityAwareCoreSet(metric=metric, k=5).query(np.ldexp(X, e), y, batch_size=3,
+                                                            return_utilities=True)
+    np.testing.assert_array_equal(dq1, dq0)
+    if metric == "cosine":
+        ok = ~np.isnan(du0)
+        np.testing.assert_allclose(du1[ok], du0[ok], rtol=1e-9)

@@ -78,7 +78,8 @@ def as_tensor_like(x: ArrayLike, name: str) -> torch.Tensor:
             raise TypeError(f"{name} must be a numeric array; got dtype object")
         if not x.dtype.isnative:  # big-endian on a little-endian host: torch takes native only
             x = x.astype(x.dtype.newbyteorder("="))
-        return torch.from_numpy(np.ascontiguousarray(x))
+        # ascontiguousarray turns a 0-d array into shape (1,): keep the shape for the messages
+        return torch.from_numpy(np.ascontiguousarray(x).reshape(x.shape))
     raise TypeError(
         f"{name} must be a numpy array or a torch tensor; got {type(x).__name__}"
     )
@@ -623,9 +624,18 @@ def check_sparse_features(x: Any, name: str = "features", *, validate: bool = Tr
 
 
 def check_lengths(lengths: Any, n_total: int, name: str = "lengths") -> list[int]:
-    """Check ``(P,)`` non-negative pool sizes that add up to ``n_total`` rows."""
-    t = torch.as_tensor(as_tensor_like(lengths, name) if isinstance(lengths, np.ndarray)
-                        else lengths)
+    """Check ``(P,)`` non-negative pool sizes that add up to ``n_total`` rows (``P = 0``:
+    no pools, for no rows)."""
+    if isinstance(lengths, (list, tuple)) and not lengths:
+        lengths = np.empty(0, np.int64)  # torch makes an empty list float32
+    if not isinstance(lengths, (list, tuple, np.ndarray, torch.Tensor)):
+        raise TypeError(f"{name} must be a 1-D integer sequence (list, tuple, numpy array or "
+                        f"tensor); got {type(lengths).__name__}")
+    try:
+        t = torch.as_tensor(as_tensor_like(lengths, name) if isinstance(lengths, np.ndarray)
+                            else lengths)
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise TypeError(f"{name} must be a 1-D integer sequence; got {lengths!r:.80}") from e
     if t.ndim != 1 or t.is_floating_point() or t.dtype == torch.bool or t.is_complex():
         raise TypeError(f"{name} must be a 1-D integer sequence; got {t.dtype} "
                         f"{tuple(t.shape)}")

@@ -36,6 +36,7 @@ Shape:
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 try:
     from skactiveml.base import SingleAnnotatorPoolQueryStrategy
@@ -45,6 +46,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
                       "pip install 'densecore-seg[skactiveml]'") from exc
 
 from .. import metrics as M
+from .._core import SAFE_EXP, mul_pow2, pow2_exp, pow2_scale
 from ..density.knn import KNNDensity
 from ..samplers import DensityAwareGreedy, KCenterGreedy
 from ..validation import is_sparse
@@ -125,7 +127,10 @@ class _DensecoreStrategy(SingleAnnotatorPoolQueryStrategy):
 
     def _utilities(self, X, X_cand, mapping, in_pool, outside, picks, pool_dens, dens_x,
                    metric, n_samples):
-        cand = _dense(X_cand, metric)
+        # the one scaling rule on the candidates and the labeled samples outside them:
+        # squared distances of 1e-200 or 1e200 underflow / overflow float64 otherwise
+        e = _scale_exp(X_cand, X[outside] if len(outside) else None)
+        cand = _dense(X_cand, metric, e)
         ones = np.ones(cand.shape[0])
         dens = ones if pool_dens is None else np.asarray(pool_dens, np.float64)
         r = np.full(cand.shape[0], np.inf)
@@ -134,14 +139,16 @@ class _DensecoreStrategy(SingleAnnotatorPoolQueryStrategy):
         for k in in_pool:
             r = np.minimum(r, ((cand - cand[k]) ** 2).sum(1) / dens[k])
         if len(outside):
-            out = _dense(X[outside], metric)
+            out = _dense(X[outside], metric, e)
             od = np.ones(len(outside)) if pool_dens is None else dens_x[outside]
             for f, d in zip(out, od):
                 r = np.minimum(r, ((cand - f) ** 2).sum(1) / d)
         width = n_samples if mapping is not None else cand.shape[0]
         util = np.full((len(picks), width), np.nan)
         for i, u in enumerate(picks):
-            row = np.where(taken, np.nan, self._utility_of(r, metric, pool_dens is None))
+            row = np.where(taken, np.nan,
+                           self._utility_of(r, metric, pool_dens is None,
+                                            0 if metric == "cosine" else e))
             if mapping is not None:
                 util[i, mapping] = row
             else:
@@ -151,14 +158,25 @@ class _DensecoreStrategy(SingleAnnotatorPoolQueryStrategy):
         return util
 
     @staticmethod
-    def _utility_of(r, metric, plain):
+    def _utility_of(r, metric, plain, e):
+        """Utilities from ``r`` computed on features times ``2^e`` (cosine: unit rows, e=0)."""
         if not plain:
-            return r * M.radius_factor(metric)
-        return M.from_squared_euclidean(r, metric)
+            return mul_pow2(r * M.radius_factor(metric), -2 * e)
+        return mul_pow2(M.from_squared_euclidean(r, metric), -e if metric != "cosine" else 0)
 
 
-def _dense(a, metric):
-    x = np.asarray(a, dtype=np.float64)
+def _scale_exp(a, b=None) -> int:
+    """``e`` of the one scaling rule (:func:`~densecore._core.pow2_scale`, float64 limits)
+    for the largest magnitude of ``a`` and ``b``: 0 when no scaling is needed."""
+    big = max(float(np.abs(np.asarray(t, np.float64)).max(initial=0.0))
+              for t in (a, b) if t is not None)
+    s = pow2_scale(big, SAFE_EXP[torch.float64])
+    return 0 if s == 1.0 else pow2_exp(s)
+
+
+def _dense(a, metric, e=0):
+    """``a`` in float64 times ``2^e`` (exact), unit rows for cosine."""
+    x = mul_pow2(np.asarray(a, dtype=np.float64), e)
     if metric == "cosine":
         x = x / np.linalg.norm(x, axis=1, keepdims=True)
     return x
