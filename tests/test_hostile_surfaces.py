@@ -317,3 +317,33 @@ def test_coreset_utilities_at_hostile_scales(metric, e):
     if metric == "cosine":
         ok = ~np.isnan(du0)
         np.testing.assert_allclose(du1[ok], du0[ok], rtol=1e-9)
+
+
+# ---------------------------------------------------------------- surviving mutants
+
+
+def test_the_writer_lock_is_exclusive(tmp_path):
+    """Deterministic: while a writer holds the lock, another open file description of
+    the lock file can take neither a shared nor an exclusive flock (a shared writer
+    lock would let a second writer in)."""
+    fcntl = pytest.importorskip("fcntl")
+    s = _state(tmp_path)
+    lock = str(tmp_path / "s" / ".lock")
+
+    def try_lock(kind):
+        fd = os.open(lock, os.O_RDWR)
+        try:
+            fcntl.flock(fd, kind | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            return False
+        finally:
+            os.close(fd)  # releases what it took
+
+    assert try_lock(fcntl.LOCK_EX)  # nobody holds it
+    with s.batch():
+        assert not try_lock(fcntl.LOCK_SH)
+        assert not try_lock(fcntl.LOCK_EX)
+        s.add("a", _mask((4, 5), (2, 2)), round=0)
+        assert not try_lock(fcntl.LOCK_SH)
+    assert try_lock(fcntl.LOCK_EX)  # released at the end of the block
