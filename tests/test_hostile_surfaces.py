@@ -347,3 +347,37 @@ def test_the_writer_lock_is_exclusive(tmp_path):
         s.add("a", _mask((4, 5), (2, 2)), round=0)
         assert not try_lock(fcntl.LOCK_SH)
     assert try_lock(fcntl.LOCK_EX)  # released at the end of the block
+
+
+def test_hnsw_missing_an_outliers_true_neighbour_is_recomputed_exactly(monkeypatch):
+    """The largest mean distances set the min-max normalisation: when the HNSW graph
+    misses the true nearest neighbour of an outlier (forced here by replacing it in
+    the graph's answer with a far point), its exact recomputation restores the exact
+    mean distance and with it every density."""
+    pytest.importorskip("faiss")
+    from densecore._backends import faiss_backend
+    from densecore.density import knn
+
+    rng = np.random.default_rng(6)
+    x = rng.normal(size=(400, 2)).astype(np.float32)
+    x[0] = [60.0, 0.0]  # the outlier
+    x[1] = [52.0, 0.0]  # its true nearest neighbour
+    far = int(np.argmin(x[2:, 0])) + 2  # a cluster point on the opposite side
+    real = faiss_backend.hnsw_search
+
+    def missing(index, queries, k, ef):
+        idx = real(index, queries, k, ef)
+        at = np.all(queries == x[0], axis=1)
+        idx[at] = np.where(idx[at] == 1, far, idx[at])
+        return idx
+
+    monkeypatch.setattr(faiss_backend, "hnsw_search", missing)
+    k = 3
+    exact = knn.knn_mean_distance(x, k, search="exact")
+    got = knn.knn_mean_distance(x, k, search="hnsw", recall=0.5)
+    missed = (np.linalg.norm(x[0] - x[far]) + np.sort(np.linalg.norm(x[2:] - x[0], axis=1))
+              [:2].sum()) / k
+    assert missed > exact[0] * 1.01  # what the graph's answer alone would give
+    assert got[0] == pytest.approx(exact[0], rel=1e-6)
+    np.testing.assert_allclose(knn.KNNDensity(k=k, search="hnsw", recall=0.5)(x),
+                               knn.KNNDensity(k=k, search="exact")(x), rtol=1e-5)
