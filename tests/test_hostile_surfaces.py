@@ -381,3 +381,72 @@ def test_hnsw_missing_an_outliers_true_neighbour_is_recomputed_exactly(monkeypat
     assert got[0] == pytest.approx(exact[0], rel=1e-6)
     np.testing.assert_allclose(knn.KNNDensity(k=k, search="hnsw", recall=0.5)(x),
                                knn.KNNDensity(k=k, search="exact")(x), rtol=1e-5)
+
+
+def _sparse_adversary_case():
+    """Rows at an offset of 1000 with a near-tie between the labeled point (1000, -1) and
+    the first pick (1000, 1): row t is at (1000, y_t, 1e-3 x 8), squared distances
+    (1 + y)^2 and (1 - y)^2 (+ 8e-6), apart by 4y (under 1.3e-9) where the norm
+    expansion's certified bound is about 2.8e-8."""
+    small = np.ldexp(np.arange(1, 21, dtype=np.float64), -36)
+    y = np.concatenate([small, [0.25, 0.5]])
+    x = np.zeros((len(y) + 1, 10))
+    x[:, 0] = 1000.0
+    x[:-1, 1] = y
+    x[:-1, 2:] = 1e-3
+    x[-1, 1] = 1.0  # the first pick u
+    lf = np.zeros((1, 10))
+    lf[0, :2] = [1000.0, -1.0]
+    return x, lf
+
+
+def _inflate(sq, x, lf_row_u):
+    """Each row's squared norm plus 0.9 of the documented rounding bound of the norm
+    expansion against ``u``: ``4 (nnz_t + nnz_u + 4) eps (sq_t + |u|^2)``."""
+    nnz = np.count_nonzero(x, axis=1)
+    su = float((lf_row_u ** 2).sum())
+    return sq + 0.9 * 4.0 * (nnz + np.count_nonzero(lf_row_u) + 4) * 2.0 ** -52 * (sq + su)
+
+
+@pytest.mark.parametrize("backend", ["numba", "torch"])
+def test_sparse_greedy_bound_survives_norms_off_by_most_of_it(monkeypatch, backend):
+    """The sparse engines rule a row out when its norm-expansion estimate minus the
+    rounding bound exceeds its radius. An adversary inflates every row's squared norm
+    by 0.9 of that bound (within what the bound covers): the exact engine still
+    lowers every near-tie row; a bound 10x smaller, or one without the row's own
+    non-zero count, rules the near ties out and the second pick goes wrong."""
+    import scipy.sparse as sp
+
+    from densecore._backends import sparse_backend as sb
+
+    x, lf = _sparse_adversary_case()
+    u = x[-1]
+    if backend == "numba":
+        real = sb._row_norms
+
+        def norms(ip, dx):
+            return _inflate(real(ip, dx), x, u)
+
+        monkeypatch.setattr(sb, "_row_norms", norms)
+    else:
+        init = sb.TorchEngine.__init__
+
+        def patched(self, *a, **kw):
+            init(self, *a, **kw)  # the labeled point lowers r from inf: exact anyway
+            self.sq = torch.from_numpy(_inflate(self.sq.cpu().numpy(), x, u)).to(self.sq)
+
+        monkeypatch.setattr(sb.TorchEngine, "__init__", patched)
+    sel = densecore.farthest_first(sp.csr_matrix(x), 3, labeled_features=sp.csr_matrix(lf),
+                                   backend=backend)
+    # the float64 reference from differences
+    r = ((x - lf[0]) ** 2).sum(1)
+    picks, radii = [], []
+    for _ in range(3):
+        p = int(np.argmax(r))
+        picks.append(p)
+        radii.append(r[p])
+        r = np.minimum(r, ((x - x[p]) ** 2).sum(1))
+        r[picks] = -1
+    assert picks[:2] == [len(x) - 1, 0] and radii[1] < 1.0 + 8e-6  # lowered by u
+    np.testing.assert_array_equal(np.asarray(sel.indices), picks)
+    np.testing.assert_allclose(np.asarray(sel.radii), radii, rtol=1e-13)
