@@ -210,6 +210,7 @@ BAD_OPTIONS = [
     (dict(budget=None), TypeError, "budget must be an integer"),
     (dict(budget="4"), TypeError, "budget must be an integer"),
     (dict(budget=-1), ValueError, "budget must be"),
+    (dict(budget=21), ValueError, "budget must be at most the 20 pixels of the smallest"),
     (dict(rounds_at=[10, None]), TypeError, r"rounds_at\[1\] must be an integer"),
     (dict(rounds_at=[float("nan")]), TypeError, r"rounds_at\[0\] must be an integer"),
     (dict(rounds_at=["10"]), TypeError, r"rounds_at\[0\] must be an integer"),

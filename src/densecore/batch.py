@@ -139,6 +139,10 @@ def farthest_first_batch(features, lengths, budgets, *, densities=None, labeled=
     jobs = []
     for p, (lo, hi) in enumerate(zip(offsets[:-1], offsets[1:])):
         lab = None if mask is None else mask[lo:hi].nonzero().squeeze(1)
+        free = hi - lo - (0 if lab is None else lab.numel())
+        if budgets[p] > free:  # named per pool here; setup() would say "budget"
+            raise ValueError(f"budgets[{p}] must be at most the {free} unlabeled rows of "
+                             f"pool {p}; got {budgets[p]}")
         if lab is not None:
             lab = lab.numpy() if isinstance(features, np.ndarray) else lab.to(features.device)
         jobs.append(G.setup(features[lo:hi], budgets[p],

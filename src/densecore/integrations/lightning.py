@@ -121,6 +121,10 @@ class SelectionRounds(Callback):
             raise TypeError(f"outputs must be callable (pl_module, image_ids, round) or None; "
                             f"got {type(outputs).__name__}")
         budget = V.check_int(budget, "budget", minimum=0)
+        smallest = min(h * w for h, w in (state.shape(i) for i in state.image_ids))
+        if budget > smallest:  # a pick (pixel or region centre) is a pixel
+            raise ValueError(f"budget must be at most the {smallest} pixels of the smallest "
+                             f"image of the state; got {budget}")
         # every option of query_round checked now, not at the first round mid-training
         if sampler is not None and not callable(sampler) and \
                 not callable(getattr(sampler, "select", None)):
