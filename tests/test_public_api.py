@@ -37,6 +37,7 @@ EXPECTED = [
     "pixel_budget",
     "query_round",
     "region_budget",
+    "ripu_pixel_radius",
     "ripu_select",
     "select_pixels",
     "tune_density_scaling",
