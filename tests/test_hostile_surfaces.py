@@ -451,3 +451,45 @@ def test_sparse_greedy_bound_survives_norms_off_by_most_of_it(monkeypatch, backe
     assert picks[:2] == [len(x) - 1, 0] and radii[1] < 1.0 + 8e-6  # lowered by u
     np.testing.assert_array_equal(np.asarray(sel.indices), picks)
     np.testing.assert_allclose(np.asarray(sel.radii), radii, rtol=1e-13)
+
+
+@pytest.mark.parametrize("backend", ["numba", "torch"])
+def test_sparse_greedy_margin_keeps_rows_just_below_their_radius(monkeypatch, backend):
+    """A row is ruled out only when its estimate exceeds its radius by the margin
+    (1 + 1e-12), never when it is just below (a margin of the wrong sign): near-ties
+    1e-13 relative at unit scale, every squared norm inflated by 0.999 of the bound, so
+    that the estimate minus the bound sits on the true distance."""
+    import scipy.sparse as sp
+
+    from densecore._backends import sparse_backend as sb
+
+    y = np.ldexp(np.arange(1, 11, dtype=np.float64), -46)  # 4y / 2: 5.7e-14 .. 5.7e-13
+    x = np.zeros((len(y) + 1, 2))
+    x[:-1, 0] = y
+    x[:-1, 1] = 1.0
+    x[-1, 0] = 1.0  # the first pick u; the labeled point is at (-1, 0)
+    lf = np.array([[-1.0, 0.0]])
+    u = x[-1]
+
+    def inflate(sq):
+        nnz = np.count_nonzero(x, axis=1)
+        su = float(u @ u)
+        return sq + 0.999 * 4.0 * (nnz + np.count_nonzero(u) + 4) * 2.0 ** -52 * (sq + su)
+
+    if backend == "numba":
+        real = sb._row_norms
+        monkeypatch.setattr(sb, "_row_norms", lambda ip, dx: inflate(real(ip, dx)))
+    else:
+        init = sb.TorchEngine.__init__
+
+        def patched(self, *a, **kw):
+            init(self, *a, **kw)
+            self.sq = torch.from_numpy(inflate(self.sq.cpu().numpy())).to(self.sq)
+
+        monkeypatch.setattr(sb.TorchEngine, "__init__", patched)
+    sel = densecore.farthest_first(sp.csr_matrix(x), 2, labeled_features=sp.csr_matrix(lf),
+                                   backend=backend)
+    r = np.minimum(((x - lf[0]) ** 2).sum(1), ((x - u) ** 2).sum(1))
+    r[-1] = -1
+    assert np.asarray(sel.indices).tolist() == [len(x) - 1, 0] == [len(x) - 1, int(np.argmax(r))]
+    np.testing.assert_allclose(np.asarray(sel.radii)[1], r[0], rtol=2e-15)
