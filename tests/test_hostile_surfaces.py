@@ -493,3 +493,13 @@ def test_sparse_greedy_margin_keeps_rows_just_below_their_radius(monkeypatch, ba
     r[-1] = -1
     assert np.asarray(sel.indices).tolist() == [len(x) - 1, 0] == [len(x) - 1, int(np.argmax(r))]
     np.testing.assert_allclose(np.asarray(sel.radii)[1], r[0], rtol=2e-15)
+
+
+def test_query_round_refuses_a_round_the_state_cannot_record_before_selecting(tmp_path):
+    s = _state(tmp_path)
+    probs = torch.softmax(torch.randn(1, 3, 4, 5), 1)
+    with pytest.raises(ValueError, match="round must be at most 999999999"):
+        densecore.query_round(s, 10 ** 9, ["a"], probs, None, None, 2, sampler=None)
+    assert densecore.query_round(s, 10 ** 9 - 1, ["a"], probs, None, None, 2,
+                                 sampler=None) == ["a"]
+    assert ActiveLabelState(tmp_path / "s").rounds("a") == [10 ** 9 - 1]
