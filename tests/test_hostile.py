@@ -635,7 +635,7 @@ def test_label_state_hostile_manifests_raise_corrupt_file_error(tmp_path_factory
 _CALLBACK_VALUES = {
     "rounds_at": [[], [5, 5], [3, 1], [None], [1.5], ["2"], [-1], [True], "12", 7, None],
     "budget": [None, -1, 1.5, float("nan"), float("inf"), "4", True, 2 ** 70],
-    "sampler": [42, "ripu", "bogus", 1.0],
+    "sampler": [42, "bogus", "", 1.0],
     "seed": [-1, 1.5, None, "0", True],
     "alpha": [0, 0.5, float("nan"), float("inf"), -1, "20", None, True],
     "score": ["bogus", None, 3, ""],

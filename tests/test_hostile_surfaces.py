@@ -206,7 +206,8 @@ BAD_OPTIONS = [
     (dict(region_size=0), ValueError, "region_size must be"),
     (dict(region_overlap="some"), ValueError, "region_overlap must be one of"),
     (dict(sampler=42), TypeError, "sampler must be a sampler"),
-    (dict(sampler="ripu"), TypeError, "sampler must be a sampler"),
+    (dict(sampler="bogus"), ValueError, "sampler must be one of"),
+    (dict(sampler=1.5), TypeError, "sampler must be a sampler"),
     (dict(seed=-1), ValueError, "seed must be"),
     (dict(seed=1.5), TypeError, "seed must be an integer"),
     (dict(from_logits="no"), TypeError, "from_logits must be True or False"),
@@ -247,6 +248,9 @@ def test_selection_rounds_keeps_valid_options(tmp_path):
                          from_logits=np.bool_(True))
     assert cb.rounds_at == [3, 7] and cb.budget == 2 and type(cb.budget) is int
     assert cb.options["from_logits"] is True and cb.options["alpha"] == 1.0
+    named = SelectionRounds(_state(tmp_path / "n"), rounds_at=[1], budget=1,
+                            sampler="density-aware")  # the former spelling, read as the name
+    assert named.options["sampler"] == "density_aware"
 
 
 # ---------------------------------------------------------------- the batched greedy's arguments

@@ -57,6 +57,7 @@ import torch
 
 import densecore
 from densecore import validation as V
+from densecore.samplers.names import canonical_name
 
 try:
     from lightning.pytorch import Callback
@@ -126,10 +127,13 @@ class SelectionRounds(Callback):
             raise ValueError(f"budget must be at most the {smallest} pixels of the smallest "
                              f"image of the state; got {budget}")
         # every option of query_round checked now, not at the first round mid-training
-        if sampler is not None and not callable(sampler) and \
+        if isinstance(sampler, str):
+            sampler = canonical_name(sampler)  # ValueError naming sampler and the names
+        elif sampler is not None and not callable(sampler) and \
                 not callable(getattr(sampler, "select", None)):
             raise TypeError(f"sampler must be a sampler, a sampler class or factory taking "
-                            f"seed=, or None; got {type(sampler).__name__} {sampler!r}")
+                            f"seed=, a sampler name or None; got {type(sampler).__name__} "
+                            f"{sampler!r}")
         seed = V.check_int(seed, "seed", minimum=0)
         alpha = V.check_finite_float(alpha, "alpha", minimum=1.0)
         score = V.check_choice(score, _SCORES, "score")
