@@ -117,7 +117,7 @@ def test_knn_densities_in_query_round(tmp_path):
     probs, feats, _ = inputs(4)
     state = densecore.ActiveLabelState(tmp_path / "s", ["a", "b"], (16, 20))
     assert densecore.query_round(state, 0, ["a", "b"], probs, feats, "knn", 3,
-                                 alpha=5) == ["a", "b"]
+                                 alpha=5, sampler="density_aware") == ["a", "b"]
     want = densecore.select_pixels(
         probs, feats, "knn", 3, alpha=5, sampler="density_aware",
         seed=[densecore.image_seed(0, 0, i) for i in ("a", "b")])

@@ -9,9 +9,10 @@ the same on every rank and after a restart), select with
 :func:`~densecore.select_pixels` and record the new pixels (and the
 annotator's labels) in one manifest write.
 
-The default sampler is the paper's :class:`~densecore.DensityAwareGreedy`
-(Algorithm 1), so the densities change the selection; ``select_pixels``
-alone defaults to k-center, which ignores them.
+The default sampler is that of every entry point,
+:data:`~densecore.samplers.DEFAULT_SAMPLER` (k-center greedy, chosen by the
+fixed-feature ladder; see :mod:`densecore.segmentation`); the paper's
+density-aware greedy (Algorithm 1) is ``sampler="density_aware"``.
 
 Shape:
     probs ``(B, C, H, W)`` at label resolution; features ``(B, D, h, w)``;
@@ -27,7 +28,7 @@ import numpy as np
 import torch
 
 from . import validation as V
-from .samplers import DensityAwareGreedy
+from .samplers.names import DEFAULT_SAMPLER
 from .samplers.names import make_sampler
 from .seeds import image_seed
 from .state.codec import check_round
@@ -48,7 +49,7 @@ def _rows(x, name: str, bsz: int):
 
 
 def query_round(state, round: int, image_ids, probs, features, densities, budget: int, *,
-                labels=None, ignore=None, sampler=DensityAwareGreedy, seed: int = 0,
+                labels=None, ignore=None, sampler=DEFAULT_SAMPLER, seed: int = 0,
                 alpha: float = 20, score="margin", region_size: int = 1,
                 region_overlap: str = "block", from_logits: bool = False) -> list[str]:
     """Select ``budget`` pixels (or regions) in each image not yet done and record them.
@@ -67,7 +68,7 @@ def query_round(state, round: int, image_ids, probs, features, densities, budget
             the queried pixels are stored), or None to record masks only.
         ignore: ``(B, H, W)`` bool, pixels that must never be queried, or None.
         sampler: a sampler class or factory called as ``sampler(seed=s)``
-            (default: the paper's :class:`~densecore.DensityAwareGreedy`), a name of
+            (default: :data:`~densecore.samplers.DEFAULT_SAMPLER`, k-center), a name of
             :data:`~densecore.samplers.SAMPLER_NAMES` (built with ``seed=s``), a
             sampler instance, or None (the ``budget`` best-scored pixels). Each image's
             first pick is seeded by ``s = image_seed(seed, round, image_id)``: a

@@ -12,10 +12,12 @@ For each image (one round of Algorithm 1 with source-aided candidate filtering):
 3. sample the image's already-labeled pixels the same way: they form the
    labeled set ``s0`` of Algorithm 1;
 4. L2-normalise the sampled features (the paper's Implementation Details)
-   and let the sampler pick ``budget`` of the candidates. The default is
-   :class:`~densecore.KCenterGreedy`: in the bound benchmark
-   (``docs/benchmarks.md``) it covers better than the paper's density-aware
-   greedy at the paper's settings, and it stays fast at Cityscapes scale.
+   and let the sampler pick ``budget`` of the candidates. The default, shared by
+   every entry point (:data:`~densecore.samplers.DEFAULT_SAMPLER`), is
+   :class:`~densecore.KCenterGreedy`: in the fixed-feature ladder
+   (``examples/deeplab_ada/results/ladder/``) the paper's density-aware greedy
+   never beat it (and was below it where a pair survived Holm), in the training
+   study the two tie, and it stays fast at Cityscapes scale.
    :class:`~densecore.KMedoidsRefinement` (beyond the paper) lowered max ARD
    further in the benchmark, but each of its steps costs ``O(N * budget * D)``
    (minutes per image at 184,540 candidates and 9,227 picks on a CPU), so it
@@ -52,8 +54,7 @@ from .budgets import ripu_pixel_radius
 from .filters import (entropy_score, least_confidence_score, margin_score, random_score,
                       ripu_score, top_candidates)
 from .regions import blocked_candidates, ripu_select
-from .samplers import KCenterGreedy
-from .samplers.names import make_sampler
+from .samplers.names import DEFAULT_SAMPLER, make_sampler
 
 log = logging.getLogger(__name__)
 
@@ -66,12 +67,6 @@ _SCORES = {
 }
 
 
-class _DefaultSampler:
-    def __repr__(self) -> str:
-        return "KCenterGreedy(seed=seed)"
-
-
-_DEFAULT = _DefaultSampler()
 
 
 def sample_at_pixels(maps: torch.Tensor, flat_idx: torch.Tensor,
@@ -252,10 +247,8 @@ def _check(probs, features, densities, budget, labeled, ignore, alpha, sampler,
     alpha = V.check_finite_float(alpha, "alpha", minimum=1.0)
     per_image = not isinstance(seed, (int, np.integer))
     seeds = V.check_per_pool(seed, bsz, "seed", minimum=0)
-    if sampler is _DEFAULT:
-        sampler = KCenterGreedy(seed=seeds[0] if seeds else 0, validate=validate)
-    else:  # a name, a class or factory (called with seed=), an instance, None or "ripu"
-        sampler = make_sampler(sampler, seeds[0] if seeds else 0, validate=validate)
+    # a name, a class or factory (called with seed=), an instance, None or "ripu"
+    sampler = make_sampler(sampler, seeds[0] if seeds else 0, validate=validate)
     feats = dens = knn = None
     if sampler is not None and not isinstance(sampler, str):  # a greedy: features needed
         if features is None:
@@ -404,7 +397,7 @@ def _mask(picks: list, inp: _Inputs) -> torch.Tensor:
 
 
 def select_pixels(probs, features, densities, budget: int, *, labeled=None, ignore=None,
-                  alpha: float = 20, sampler=_DEFAULT, score="margin", region_size: int = 1,
+                  alpha: float = 20, sampler=DEFAULT_SAMPLER, score="margin", region_size: int = 1,
                   normalize: bool = True, seed=0, from_logits: bool = False,
                   validate: bool = True, region_overlap: str = "block",
                   return_candidates: bool = False):
@@ -439,9 +432,10 @@ def select_pixels(probs, features, densities, budget: int, *, labeled=None, igno
             :data:`~densecore.samplers.SAMPLER_NAMES` (``"kcenter"``,
             ``"density_aware"``, ``"kmedoids_refinement"``, ``"typicality"``,
             ``"ripu"``), all through :func:`~densecore.samplers.make_sampler`; default
-            ``KCenterGreedy(seed=seed)`` (see the module docstring for why;
-            ``KMedoidsRefinement(seed=seed)`` is opt-in, the paper's method is
-            ``DensityAwareGreedy(seed=seed)``); None ranks by score only. With
+            :data:`~densecore.samplers.DEFAULT_SAMPLER` (``"kcenter"``, the default of
+            every entry point; see the module docstring for why;
+            ``"kmedoids_refinement"`` is opt-in, the paper's method is
+            ``"density_aware"``); None ranks by score only. With
             densecore's greedy samplers on CPU features, up to the thread limit
             of images are selected at once, one numba thread each (the picks
             are those of one image at a time; ``densecore._backends.threads(1)``

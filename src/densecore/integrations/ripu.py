@@ -31,9 +31,9 @@ first three and ``density=density`` in the selection call):
   RIPU's target loader reads).
 
 ``select_round`` runs the paper's selection: margin-score filtering of the
-top ``alpha * budget`` pixels, then the density-aware greedy (Algorithm 1,
-:class:`~densecore.DensityAwareGreedy`) by default, or any other
-``sampler``; with ``region_overlap="block"`` (RIPU's rule) and
+top ``alpha * budget`` pixels, then the one default sampler of every entry point
+(:data:`~densecore.samplers.DEFAULT_SAMPLER`, k-center greedy), or any other
+``sampler`` (the paper's Algorithm 1: ``"density_aware"``); with ``region_overlap="block"`` (RIPU's rule) and
 ``region_size=3`` a round labels exactly ``budget`` disjoint 3x3 regions per
 image, less only blocks clipped at the border or labeled before. The budget
 follows RIPU's accounting (:func:`round_budget`), each image gets its own
@@ -175,7 +175,7 @@ def round_budget(shape, *, ratio: float | None = None, pixels: int | None = None
 def select_round(state: densecore.ActiveLabelState, round: int, batches, budget: int,
                  backbone: torch.nn.Module, classifier: torch.nn.Module,
                  density: densecore.DensityTrainer | None, *,
-                 sampler=densecore.DensityAwareGreedy, seed: int = 0, alpha: float = 20,
+                 sampler=densecore.samplers.DEFAULT_SAMPLER, seed: int = 0, alpha: float = 20,
                  score="margin", region_size: int = 3,
                  region_overlap: str = "block") -> list[str]:
     """One active round over the target images, in place of RIPU's region selection.
@@ -197,8 +197,8 @@ def select_round(state: densecore.ActiveLabelState, round: int, batches, budget:
             bilinearly to ``(H, W)`` and soft-maxed).
         density: from :func:`add_density`, or None: kNN densities on each
             image's candidates from the backbone's features (``densities="knn"``).
-        sampler: as in :func:`~densecore.query_round`; default the paper's
-            :class:`~densecore.DensityAwareGreedy`, seeded per image.
+        sampler: as in :func:`~densecore.query_round`; default
+            :data:`~densecore.samplers.DEFAULT_SAMPLER`, seeded per image.
         seed, alpha, score, region_size, region_overlap: as in
             :func:`~densecore.query_round` (RIPU: 3x3 regions, ``"block"``).
 

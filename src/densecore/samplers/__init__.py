@@ -26,10 +26,11 @@ Shape:
 """
 
 from .._core import Sampler, Selection
-from .names import SAMPLER_NAMES, make_sampler
+from .names import DEFAULT_SAMPLER, SAMPLER_NAMES, make_sampler
 from .paper import DensityAwareGreedy, KCenterGreedy
 from .refinement import KMedoidsRefinement
 from .typicality import TypicalityGreedy
 
-__all__ = ["DensityAwareGreedy", "KCenterGreedy", "KMedoidsRefinement", "SAMPLER_NAMES",
+__all__ = ["DEFAULT_SAMPLER", "DensityAwareGreedy", "KCenterGreedy", "KMedoidsRefinement",
+           "SAMPLER_NAMES",
            "Sampler", "Selection", "TypicalityGreedy", "make_sampler"]
