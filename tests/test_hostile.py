@@ -673,7 +673,7 @@ def test_query_round_on_hostile_rounds_and_scales(tmp_path_factory, seed, rnd, s
     ids = ["\u00e9", "a/b"]
     state = ActiveLabelState(tmp_path_factory.mktemp("state"), ids, (8, 8))
     assert query_round(state, rnd, ids, probs, feats, dens, 3, alpha=2, seed=seed,
-                       from_logits=logits) == ids
+                       sampler=densecore.DensityAwareGreedy, from_logits=logits) == ids
     for b, i in enumerate(ids):
         s = image_seed(seed, rnd, i)
         alone = select_pixels(probs[b:b + 1], feats[b:b + 1], dens[b:b + 1], 3, alpha=2,
