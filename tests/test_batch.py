@@ -125,7 +125,7 @@ def test_workers_only_numba_pools():
     (dict(lengths=[7, -1]), "lengths must be >= 0"),
     (dict(lengths=[[3, 3]]), "lengths must be a 1-D"),
     (dict(budgets=[1, 1, 1]), "budgets must have one entry per pool"),
-    (dict(budgets=[1, 9]), "budget must be at most"),
+    (dict(budgets=[1, 9]), r"budgets\[1\] must be at most the \d+ unlabeled rows of pool 1"),
     (dict(seeds="a"), "seeds must be an integer"),
     (dict(labeled=np.zeros(5, bool)), r"labeled must be a \(6,\) bool"),
     (dict(labeled_features=[None]), "labeled_features must be a list"),

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 import densecore
 from densecore import distributed
 from densecore._backends import nearest
+from densecore.state import ActiveLabelState
 from densecore.synthetic import gaussian_mixture
 from reference import replay_check
 
@@ -444,3 +445,241 @@ def test_coverage_bound_report_lid_and_knn_density_match_the_reference(regime, d
                                                   search_backend=method))
 
     np.testing.assert_allclose(knn(x), knn(xu), rtol=1e-9)
+
+
+# ---------------------------------------------------------------------------
+# the newer surfaces: the batched greedy, RIPU's scores and selection, query_round,
+# the Lightning callback's constructor, and the label state's round numbers and
+# manifests. Each draws hostile values; the answer is the reference's, or a
+# ValueError/TypeError naming the argument (CorruptFileError for files).
+
+
+@settings(max_examples=12, deadline=None)
+@given(hostile(), st.integers(1, 3), st.sampled_from(["numba", "torch"]))
+def test_farthest_first_batch_equals_each_pool_alone(case, pools, backend):
+    x, dens, _, _, _, _ = case
+    n = len(x)
+    cuts = np.linspace(0, n, pools + 1).astype(int)
+    sizes = np.diff(cuts).tolist()
+    rng = np.random.default_rng(n)
+    lab = rng.random(n) < 0.2
+    budgets = [int(rng.integers(0, max(1, s - lab[a:b].sum()) + 1)) if s - lab[a:b].sum()
+               else 0 for s, a, b in zip(sizes, cuts[:-1], cuts[1:])]
+    seeds = rng.integers(0, 2 ** 31, pools).tolist()
+    sels = densecore.farthest_first_batch(x, sizes, budgets, densities=dens, labeled=lab,
+                                          seeds=seeds, backend=backend)
+    for p, (a, b) in enumerate(zip(cuts[:-1], cuts[1:])):
+        alone = densecore.farthest_first(x[a:b], budgets[p],
+                                         densities=None if dens is None else dens[a:b],
+                                         labeled=np.flatnonzero(lab[a:b]), seed=seeds[p],
+                                         backend=backend)
+        np.testing.assert_array_equal(sels[p].indices, alone.indices)
+
+
+BAD_ARGS = [None, -1, 1.5, float("nan"), "3", True, [], [-1], [1.5], [True], 2 ** 70]
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.sampled_from(["lengths", "budgets", "seeds"]), st.sampled_from(BAD_ARGS))
+def test_farthest_first_batch_names_hostile_arguments(name, bad):
+    x = np.random.default_rng(0).normal(size=(6, 2)).astype(np.float32)
+    kw = {"lengths": [3, 3], "budgets": [1, 1], "seeds": [0, 0]}
+    kw[name] = bad
+    try:
+        densecore.farthest_first_batch(x, kw["lengths"], kw["budgets"], seeds=kw["seeds"])
+    except (TypeError, ValueError) as e:
+        assert name in str(e), (name, bad, e)
+
+
+@st.composite
+def probability_maps(draw):
+    seed = draw(st.integers(0, 2 ** 31 - 1))
+    rng = np.random.default_rng(seed)
+    b, c = draw(st.integers(1, 2)), draw(st.integers(1, 4))
+    h, w = draw(st.integers(1, 6)), draw(st.integers(1, 6))
+    kind = draw(st.sampled_from(["logits", "huge", "tie", "onehot", "nan", "inf",
+                                 "negative"]))
+    x = rng.normal(size=(b, c, h, w))
+    if kind == "huge":
+        x = x * 1e30
+    elif kind == "tie":
+        x = np.zeros_like(x)
+    elif kind == "onehot":
+        x = np.where(x == x.max(1, keepdims=True), 50.0, -50.0)
+    elif kind in ("nan", "inf"):
+        x.reshape(-1)[rng.integers(x.size)] = np.nan if kind == "nan" else -np.inf
+    dtype = draw(st.sampled_from([np.float32, np.float64]))
+    k = draw(st.sampled_from([0, 1, 2, 7, 10 ** 6]))
+    return torch.from_numpy(x.astype(dtype)), kind, k
+
+
+def _impurity_ref(p, k):
+    """Region impurity by its definition: the entropy of the argmax classes in the
+    in-image window, per pixel, in float64."""
+    cls = p.argmax(1).numpy()
+    b, c, h, w = p.shape
+    out = np.zeros((b, h, w))
+    for i in range(b):
+        for y in range(h):
+            for x in range(w):
+                win = cls[i, max(0, y - k):y + k + 1, max(0, x - k):x + k + 1].ravel()
+                share = np.bincount(win, minlength=c) / win.size
+                share = share[share > 0]
+                out[i, y, x] = -(share * np.log(share)).sum()
+    return out
+
+
+@settings(max_examples=30, deadline=None)
+@given(probability_maps(), st.sampled_from(["region", "pixel"]))
+def test_ripu_scores_and_selection_on_hostile_maps(case, mode):
+    from densecore import filters
+    from densecore.regions import ripu_select
+
+    x, kind, k = case
+    if kind in ("nan", "inf"):
+        with pytest.raises(ValueError, match="probs must be finite logits"):
+            filters.ripu_score(x, k, mode=mode, from_logits=True)
+        return
+    if kind == "negative":
+        p = torch.softmax(x.double(), 1)
+        if p.shape[1] > 1:
+            p[0, 1, 0, 0] += p[0, 0, 0, 0] + 2e-4  # the sum stays 1 ...
+            p[0, 0, 0, 0] = -2e-4  # ... with a value a rounding below 0
+            with pytest.raises(ValueError, match="probs must be probabilities"):
+                filters.ripu_score(p, k, mode=mode)
+        return
+    s = filters.ripu_score(x, k, mode=mode, from_logits=True)
+    p = torch.softmax(x.double(), 1)
+    imp = filters.region_impurity(x, k, from_logits=True)
+    assert torch.isfinite(s).all() and (s >= 0).all()
+    kk = min(k, max(x.shape[-2:]) - 1)
+    np.testing.assert_allclose(imp.double().numpy(), _impurity_ref(p, kk), atol=1e-5)
+    budget = 1
+    mask = ripu_select(s, budget, mode=mode, k=min(k, 3))
+    assert mask.shape == s.shape and (mask.sum((1, 2)) >= 1).all()
+
+
+@st.composite
+def round_numbers(draw):
+    return draw(st.one_of(st.integers(-3, 3), st.integers(10 ** 9 - 2, 10 ** 9 + 2),
+                          st.sampled_from([2 ** 63, 2 ** 64, 1.0, float("nan"), True, None,
+                                           "1", np.int64(5), np.uint8(7)])))
+
+
+@settings(max_examples=30, deadline=None)
+@given(rounds=st.lists(round_numbers(), min_size=1, max_size=4))
+def test_label_state_round_numbers_never_brick_the_state(tmp_path_factory, rounds):
+    root = tmp_path_factory.mktemp("state")
+    s = ActiveLabelState(root, ["a", "b"], (3, 4))
+    done = []
+    for i, r in enumerate(rounds):
+        m = np.zeros((3, 4), bool)
+        m[i % 3, i % 4] = True
+        try:
+            s.add("a", m, round=r)
+            done.append(int(r))
+        except (TypeError, ValueError) as e:
+            assert "round" in str(e), (r, e)
+    again = ActiveLabelState(root)  # every later open reads every image
+    assert again.rounds("a") == sorted(set(done)) and again.rounds("b") == []
+    for img in ("a", "b"):
+        again.labeled(img)
+        again.labeled(img, rounds=range(10 ** 9))
+    again.summary()
+
+
+_HOSTILE_VALUES = [None, True, False, -1, 0, 10 ** 12, 2 ** 64, 1.5, float("nan"), "x",
+                   [], {}, [1], [True, 2], [10 ** 9, 10 ** 9], [2, 2.0], {"a": 1}]
+
+
+@st.composite
+def manifest_edits(draw):
+    """A path into the manifest (top level, image entry, round record) and a value."""
+    where = draw(st.sampled_from([
+        ("images",), ("format",), ("version",), ("images", "a"), ("images", "a", "shape"),
+        ("images", "a", "key"), ("images", "a", "rounds"),
+        ("images", "a", "rounds", "0"), ("images", "a", "rounds", "0", "pixels"),
+        ("images", "a", "rounds", "0", "new"), ("images", "a", "rounds", "0", "crc32"),
+        ("images", "a", "rounds", "0", "labels")]))
+    return where, draw(st.sampled_from(_HOSTILE_VALUES))
+
+
+@settings(max_examples=40, deadline=None)
+@given(manifest_edits())
+def test_label_state_hostile_manifests_raise_corrupt_file_error(tmp_path_factory, edit):
+    import json
+
+    from densecore.state import CorruptFileError
+
+    root = tmp_path_factory.mktemp("state")
+    s = ActiveLabelState(root, ["a", "b"], (3, 4))
+    s.add("a", np.eye(3, 4, dtype=bool), round=0)
+    where, value = edit
+    path = root / "manifest.json"
+    m = json.loads(path.read_text())
+    node = m
+    for key in where[:-1]:
+        node = node[key]
+    node[where[-1]] = value
+    path.write_text(json.dumps(m))
+    try:
+        r = ActiveLabelState(root)
+        for img in r.image_ids:
+            r.labeled(img)
+            r.rounds(img)
+        r.summary()
+    except CorruptFileError as e:
+        assert e.path.endswith("manifest.json") or ".npz" in e.path
+
+
+_CALLBACK_VALUES = {
+    "rounds_at": [[], [5, 5], [3, 1], [None], [1.5], ["2"], [-1], [True], "12", 7, None],
+    "budget": [None, -1, 1.5, float("nan"), float("inf"), "4", True, 2 ** 70],
+    "sampler": [42, "bogus", "", 1.0],
+    "seed": [-1, 1.5, None, "0", True],
+    "alpha": [0, 0.5, float("nan"), float("inf"), -1, "20", None, True],
+    "score": ["bogus", None, 3, ""],
+    "region_size": [0, 2, 4, -1, 1.5, None, "3", True],
+    "region_overlap": ["some", None, 1],
+    "from_logits": ["no", "False", 1, 0, None, 1.0],
+}
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.sampled_from(sorted(_CALLBACK_VALUES)), st.data())
+def test_lightning_callback_names_every_hostile_option(tmp_path_factory, name, data):
+    pytest.importorskip("lightning")
+    from densecore.integrations.lightning import SelectionRounds
+
+    bad = data.draw(st.sampled_from(_CALLBACK_VALUES[name]))
+    state = ActiveLabelState(tmp_path_factory.mktemp("state"), ["a"], (4, 4))
+    kw = {"rounds_at": [10, 20], "budget": 2, name: bad}
+    with pytest.raises((TypeError, ValueError), match=name):
+        SelectionRounds(state, **kw)
+
+
+@settings(max_examples=10, deadline=None)
+@given(st.integers(0, 2 ** 31 - 1), st.sampled_from([0, 3, 10 ** 9 - 1]),
+       st.sampled_from([1e-30, 1.0, 1e30]), st.booleans())
+def test_query_round_on_hostile_rounds_and_scales(tmp_path_factory, seed, rnd, scale,
+                                                  logits):
+    from densecore import image_seed, query_round, select_pixels
+
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(2, 3, 8, 8, generator=g, dtype=torch.float64) * (50 if logits else 1)
+    probs = x if logits else torch.softmax(x, 1)
+    feats = torch.randn(2, 4, 4, 4, generator=g, dtype=torch.float64) * scale
+    dens = torch.rand(2, 4, 4, generator=g, dtype=torch.float64) + 0.5
+    ids = ["\u00e9", "a/b"]
+    state = ActiveLabelState(tmp_path_factory.mktemp("state"), ids, (8, 8))
+    assert query_round(state, rnd, ids, probs, feats, dens, 3, alpha=2, seed=seed,
+                       sampler=densecore.DensityAwareGreedy, from_logits=logits) == ids
+    for b, i in enumerate(ids):
+        s = image_seed(seed, rnd, i)
+        alone = select_pixels(probs[b:b + 1], feats[b:b + 1], dens[b:b + 1], 3, alpha=2,
+                              seed=s, sampler=densecore.DensityAwareGreedy(seed=s),
+                              from_logits=logits)
+        assert np.array_equal(state.labeled(i, rounds=[rnd]), alone[0].numpy()), i
+    with pytest.raises(ValueError, match="round"):
+        query_round(state, 10 ** 9, ids, probs, feats, dens, 3, alpha=2, from_logits=logits)
+    assert ActiveLabelState(state.root).rounds(ids[0]) == [rnd]

@@ -174,7 +174,7 @@ def first_pick(n: int, n_labeled: int, budget: int, init, seed) -> int:
         >>> first_pick(10, 0, 3, 4, 0), first_pick(10, 2, 3, None, 0)
         (4, -1)
     """
-    seed = check_int(seed, "seed")
+    seed = check_int(seed, "seed", minimum=0)  # numpy seeds are >= 0
     if init is not None:
         init = check_index(init, n, "init")
         if n_labeled:

@@ -122,11 +122,14 @@ def farthest_first_batch(features, lengths, budgets, *, densities=None, labeled=
                         "farthest_first per pool for sparse features")
     if not isinstance(features, (np.ndarray, torch.Tensor)):
         V.as_tensor_like(features, "features")  # raises the TypeError naming features
-    n_total = features.shape[0] if features.ndim >= 1 else 0
+    if features.ndim != 2:
+        raise ValueError(f"features must have shape (N_total, D); got shape "
+                         f"{tuple(features.shape)}")
+    n_total = features.shape[0]
     sizes = V.check_lengths(lengths, n_total)
     n_pools = len(sizes)
     budgets = V.check_per_pool(budgets, n_pools, "budgets", minimum=0)
-    seeds = V.check_per_pool(seeds, n_pools, "seeds")
+    seeds = V.check_per_pool(seeds, n_pools, "seeds", minimum=0)
     lfs = _per_pool_list(labeled_features, n_pools, "labeled_features")
     lds = _per_pool_list(labeled_densities, n_pools, "labeled_densities")
     mask = _labeled_mask(labeled, n_total)
@@ -136,6 +139,10 @@ def farthest_first_batch(features, lengths, budgets, *, densities=None, labeled=
     jobs = []
     for p, (lo, hi) in enumerate(zip(offsets[:-1], offsets[1:])):
         lab = None if mask is None else mask[lo:hi].nonzero().squeeze(1)
+        free = hi - lo - (0 if lab is None else lab.numel())
+        if budgets[p] > free:  # named per pool here; setup() would say "budget"
+            raise ValueError(f"budgets[{p}] must be at most the {free} unlabeled rows of "
+                             f"pool {p}; got {budgets[p]}")
         if lab is not None:
             lab = lab.numpy() if isinstance(features, np.ndarray) else lab.to(features.device)
         jobs.append(G.setup(features[lo:hi], budgets[p],

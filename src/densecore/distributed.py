@@ -125,7 +125,7 @@ def _prepare_local(local_features, budget, densities, labeled, labeled_features,
     n, dim = pool.n, pool.dim
     budget = V.check_int(budget, "budget", minimum=0)
     init = _NONE if init is None else V.check_int(init, "init")
-    seed = V.check_int(seed, "seed")
+    seed = V.check_int(seed, "seed", minimum=0)
     dev = pool.device
     stats = np.asarray(pool.stats(), dtype=np.float64).view(np.int64).tolist()
     header = [0, n, dim, _DTYPES.index(pool.dtype), int(pool.dens is not None),

@@ -46,13 +46,10 @@ __all__ = [
 
 def _probs(probs, from_logits: bool, validate: bool) -> tuple[torch.Tensor, bool]:
     is_numpy = not isinstance(probs, torch.Tensor)
+    from_logits = V.check_bool(from_logits, "from_logits")
+    validate = V.check_bool(validate, "validate")
     if from_logits:
-        t = V.as_tensor_like(probs, "probs")
-        if t.dtype not in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
-            raise TypeError(f"probs must be a floating array; got dtype {t.dtype}")
-        if t.ndim not in (3, 4):
-            raise ValueError(f"probs must have shape (B, C, H, W) or (C, H, W); "
-                             f"got shape {tuple(t.shape)}")
+        t = V.check_logits(probs, "probs", validate=validate)
         return torch.softmax(t, dim=-3), is_numpy
     return V.check_probabilities(probs, "probs", validate=validate), is_numpy
 
@@ -216,6 +213,9 @@ def _ripu_inputs(probs, k, ignore, from_logits, validate):
     """``(p (B, C, H, W) float32/64, valid (B, H, W) or None, count, k, finish)``."""
     p, is_numpy = _probs(probs, from_logits, validate)
     k = V.check_int(k, "k", minimum=0)
+    # a window wider than the image sees the whole image from every pixel: k beyond
+    # max(H, W) - 1 gives the same sums and would only pad every plane further
+    k = min(k, max(p.shape[-2], p.shape[-1]) - 1) if p.shape[-1] * p.shape[-2] else 0
     single = p.ndim == 3
     out_dtype = p.dtype
     work = p if p.dtype in (torch.float32, torch.float64) else p.float()

@@ -31,6 +31,7 @@ from . import validation as V
 from .samplers.names import DEFAULT_SAMPLER
 from .samplers.names import make_sampler
 from .seeds import image_seed
+from .state.codec import check_round
 from .segmentation import select_pixels
 
 log = logging.getLogger(__name__)
@@ -99,7 +100,7 @@ def query_round(state, round: int, image_ids, probs, features, densities, budget
         >>> int(state.labeled("a").sum()), state.round_done("b", 0)
         (3, True)
     """
-    round = V.check_int(round, "round", minimum=0)
+    round = check_round(round)  # the label state's limit, before any selection runs
     seed = V.check_int(seed, "seed", minimum=0)
     if isinstance(image_ids, str):
         raise TypeError("image_ids must be a sequence of strings; got a single string")

@@ -506,6 +506,7 @@ def select_pixels(probs, features, densities, budget: int, *, labeled=None, igno
         >>> new.shape, new.sum((1, 2)).tolist()
         (torch.Size([2, 16, 16]), [5, 5])
     """
+    from_logits = V.check_bool(from_logits, "from_logits")
     inp = _check(probs, features, densities, budget, labeled, ignore, alpha, sampler,
                  region_size, region_overlap, seed, validate)
     budget, sampler, dev = inp.budget, inp.sampler, inp.probs.device

@@ -186,7 +186,7 @@ def tune_density_scaling(features, raw_error, budget: int, *, taus=DEFAULT_TAUS,
         raise ValueError(f"budget must be at most the number of points ({n}); got {budget}")
     taus = _grid(taus, "taus")
     betas = _grid(betas, "betas")
-    seed = V.check_int(seed, "seed")
+    seed = V.check_int(seed, "seed", minimum=0)
     splits = V.check_int(splits, "splits", minimum=1)
     half = n // 2
     parts = []

@@ -29,6 +29,7 @@ __all__ = [
     "ArrayLike",
     "all_finite",
     "as_tensor_like",
+    "check_bool",
     "check_budget",
     "check_class_ids",
     "check_densities",
@@ -43,6 +44,7 @@ __all__ = [
     "check_pool",
     "check_kernel_size",
     "check_lengths",
+    "check_logits",
     "check_mask",
     "check_per_pool",
     "check_positive_float",
@@ -76,7 +78,8 @@ def as_tensor_like(x: ArrayLike, name: str) -> torch.Tensor:
             raise TypeError(f"{name} must be a numeric array; got dtype object")
         if not x.dtype.isnative:  # big-endian on a little-endian host: torch takes native only
             x = x.astype(x.dtype.newbyteorder("="))
-        return torch.from_numpy(np.ascontiguousarray(x))
+        # ascontiguousarray turns a 0-d array into shape (1,): keep the shape for the messages
+        return torch.from_numpy(np.ascontiguousarray(x).reshape(x.shape))
     raise TypeError(
         f"{name} must be a numpy array or a torch tensor; got {type(x).__name__}"
     )
@@ -96,6 +99,21 @@ def check_positive_float(value: Any, name: str) -> float:
     if not np.isfinite(value) or value <= 0:
         raise ValueError(f"{name} must be finite and > 0; got {value}")
     return value
+
+
+def check_bool(value: Any, name: str) -> bool:
+    """Check that ``value`` is a real boolean (``True``/``False`` or a numpy bool).
+
+    A truthy string such as ``"no"`` or a number is refused rather than read as
+    True: ``from_logits="no"`` must not soft-max probabilities a second time.
+
+    Example:
+        >>> check_bool(True, "from_logits"), check_bool(np.bool_(False), "validate")
+        (True, False)
+    """
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False; got {type(value).__name__} {value!r}")
+    return bool(value)
 
 
 def check_choice(value: Any, choices: tuple, name: str) -> str:
@@ -382,8 +400,10 @@ def check_probabilities(p: Any, name: str = "probs", *, validate: bool = True,
                         atol: float | None = None) -> torch.Tensor:
     """Check ``(B, C, H, W)`` or ``(C, H, W)`` class probabilities (class dim ``-3``).
 
-    With ``validate`` the values must lie in [0, 1] and sum to 1 over classes
-    within ``atol`` (default 1e-2 for 16-bit dtypes, 1e-3 otherwise); logits
+    With ``validate`` the values must lie in ``[0, 1 + atol]`` and sum to 1 over
+    classes within ``atol`` (default 1e-2 for 16-bit dtypes, 1e-3 otherwise); no
+    value may be negative, not even by a rounding (a softmax never gives one, and
+    the entropy ``-p log p`` of a negative ``p`` is NaN; ``-0.0`` passes). Logits
     fail this check, and the message says to pass ``from_logits=True``.
     """
     t = as_tensor_like(p, name)
@@ -400,11 +420,31 @@ def check_probabilities(p: Any, name: str = "probs", *, validate: bool = True,
         if not (np.isfinite(lo) and np.isfinite(hi)):
             raise ValueError(f"{name} must be finite; got NaN or inf")
         err = float((v.float().sum(-3) - 1.0).abs().max())
-        if lo < -tol or hi > 1 + tol or err > tol:
+        if lo < 0 or hi > 1 + tol or err > tol:
             raise ValueError(
                 f"{name} must be probabilities in [0, 1] summing to 1 over dim -3 "
                 f"(pass from_logits=True for logits); got min {lo:.4g}, max {hi:.4g}, "
                 f"largest |sum - 1| {err:.3g}")
+    return t
+
+
+def check_logits(x: Any, name: str = "probs", *, validate: bool = True) -> torch.Tensor:
+    """Check ``(B, C, H, W)`` or ``(C, H, W)`` class logits (class dim ``-3``).
+
+    With ``validate`` every logit must be finite: a NaN or an infinity makes
+    the softmax NaN (or, through a score's window sums, finite but wrong).
+    """
+    t = as_tensor_like(x, name)
+    if t.dtype not in _FLOAT_TORCH:
+        raise TypeError(f"{name} must be a floating array; got dtype {t.dtype}")
+    if t.ndim not in (3, 4) or t.shape[-3] < 1:
+        raise ValueError(f"{name} must have shape (B, C, H, W) or (C, H, W); "
+                         f"got shape {tuple(t.shape)}")
+    if validate and t.numel() and not all_finite(t.detach()):
+        v = t.detach().reshape(-1)
+        i = int((~torch.isfinite(v)).nonzero()[0, 0])
+        raise ValueError(f"{name} must be finite logits (from_logits=True); got {float(v[i])} "
+                         f"at flat index {i}")
     return t
 
 
@@ -596,9 +636,18 @@ def check_sparse_features(x: Any, name: str = "features", *, validate: bool = Tr
 
 
 def check_lengths(lengths: Any, n_total: int, name: str = "lengths") -> list[int]:
-    """Check ``(P,)`` non-negative pool sizes that add up to ``n_total`` rows."""
-    t = torch.as_tensor(as_tensor_like(lengths, name) if isinstance(lengths, np.ndarray)
-                        else lengths)
+    """Check ``(P,)`` non-negative pool sizes that add up to ``n_total`` rows (``P = 0``:
+    no pools, for no rows)."""
+    if isinstance(lengths, (list, tuple)) and not lengths:
+        lengths = np.empty(0, np.int64)  # torch makes an empty list float32
+    if not isinstance(lengths, (list, tuple, np.ndarray, torch.Tensor)):
+        raise TypeError(f"{name} must be a 1-D integer sequence (list, tuple, numpy array or "
+                        f"tensor); got {type(lengths).__name__}")
+    try:
+        t = torch.as_tensor(as_tensor_like(lengths, name) if isinstance(lengths, np.ndarray)
+                            else lengths)
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise TypeError(f"{name} must be a 1-D integer sequence; got {lengths!r:.80}") from e
     if t.ndim != 1 or t.is_floating_point() or t.dtype == torch.bool or t.is_complex():
         raise TypeError(f"{name} must be a 1-D integer sequence; got {t.dtype} "
                         f"{tuple(t.shape)}")

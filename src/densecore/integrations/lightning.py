@@ -56,6 +56,8 @@ from collections.abc import Mapping, Sequence
 import torch
 
 import densecore
+from densecore import validation as V
+from densecore.samplers.names import canonical_name
 
 try:
     from lightning.pytorch import Callback
@@ -70,6 +72,7 @@ __all__ = ["SelectionRounds"]
 _HOOK = "selection_outputs"
 _END = "on_selection_round_end"
 _KEYS = ("image_ids", "probs", "features")  # "densities", "labels", "ignore": optional
+_SCORES = ("entropy", "least_confidence", "margin", "random", "ripu")  # select_pixels' names
 
 
 class SelectionRounds(Callback):
@@ -86,7 +89,12 @@ class SelectionRounds(Callback):
             None to call ``pl_module.selection_outputs(image_ids, round)``.
         sampler, seed, alpha, score, region_size, region_overlap, from_logits:
             as in :func:`~densecore.query_round` (default sampler:
-            :data:`~densecore.samplers.DEFAULT_SAMPLER`, seeded per image).
+            :data:`~densecore.samplers.DEFAULT_SAMPLER`, seeded per image); ``score``
+            by name only. Every option is checked here, so a bad one fails
+            before training starts, not at the first round.
+
+    Raises:
+        TypeError, ValueError: naming the option that is not valid.
 
     Example:
         >>> import tempfile, densecore
@@ -106,19 +114,35 @@ class SelectionRounds(Callback):
                 or not rounds_at:
             raise ValueError(f"rounds_at must be a non-empty list of global steps; got "
                              f"{rounds_at!r}")
-        steps = [int(s) for s in rounds_at]
-        if any(s != r or s < 0 for s, r in zip(steps, rounds_at)) or \
-                any(b <= a for a, b in zip(steps, steps[1:])):
+        steps = [V.check_int(s, f"rounds_at[{i}]", minimum=0) for i, s in enumerate(rounds_at)]
+        if any(b <= a for a, b in zip(steps, steps[1:])):
             raise ValueError(f"rounds_at must be strictly increasing integers >= 0; got "
                              f"{list(rounds_at)!r}")
         if outputs is not None and not callable(outputs):
             raise TypeError(f"outputs must be callable (pl_module, image_ids, round) or None; "
                             f"got {type(outputs).__name__}")
-        if budget < 0 or int(budget) != budget:
-            raise ValueError(f"budget must be an integer >= 0; got {budget!r}")
+        budget = V.check_int(budget, "budget", minimum=0)
+        smallest = min(h * w for h, w in (state.shape(i) for i in state.image_ids))
+        if budget > smallest:  # a pick (pixel or region centre) is a pixel
+            raise ValueError(f"budget must be at most the {smallest} pixels of the smallest "
+                             f"image of the state; got {budget}")
+        # every option of query_round checked now, not at the first round mid-training
+        if isinstance(sampler, str):
+            sampler = canonical_name(sampler)  # ValueError naming sampler and the names
+        elif sampler is not None and not callable(sampler) and \
+                not callable(getattr(sampler, "select", None)):
+            raise TypeError(f"sampler must be a sampler, a sampler class or factory taking "
+                            f"seed=, a sampler name or None; got {type(sampler).__name__} "
+                            f"{sampler!r}")
+        seed = V.check_int(seed, "seed", minimum=0)
+        alpha = V.check_finite_float(alpha, "alpha", minimum=1.0)
+        score = V.check_choice(score, _SCORES, "score")
+        region_size = V.check_region_size(region_size)
+        region_overlap = V.check_choice(region_overlap, ("allow", "block"), "region_overlap")
+        from_logits = V.check_bool(from_logits, "from_logits")
         self.state = state
         self.rounds_at = steps
-        self.budget = int(budget)
+        self.budget = budget
         self.outputs = outputs
         self.options = {"sampler": sampler, "seed": seed, "alpha": alpha, "score": score,
                         "region_size": region_size, "region_overlap": region_overlap,

@@ -28,7 +28,7 @@ class EngineOptions:
                  validate: bool = True, metric: str = "euclidean"):
         self.backend = E.check(backend)
         self.metric = check_metric(metric)
-        self.seed = check_int(seed, "seed")
+        self.seed = check_int(seed, "seed", minimum=0)
         self.progress = bool(progress)
         self.validate = bool(validate)
 

@@ -55,7 +55,7 @@ class KMedoidsRefinement:
 
     def __init__(self, sampler=None, steps: int = 2, swaps: int = 64, tries: int = 3,
                  backend: str | None = None, seed: int = 0, validate: bool = True):
-        self.seed = V.check_int(seed, "seed")
+        self.seed = V.check_int(seed, "seed", minimum=0)
         self.sampler = KCenterGreedy(seed=self.seed) if sampler is None else sampler
         if not callable(getattr(self.sampler, "select", None)):
             raise TypeError("sampler must have a select method; got "

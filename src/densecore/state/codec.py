@@ -17,16 +17,22 @@ import zipfile
 
 import numpy as np
 
-__all__ = ["FORMAT", "MANIFEST", "MASK_DIR", "VERSION", "CorruptFileError", "check_labels",
-           "decode_mask", "encode_mask", "file_key", "parse_manifest", "popcount", "unpack",
-           "utf8_error"]
+__all__ = ["FORMAT", "MANIFEST", "MASK_DIR", "MAX_PIXELS", "MAX_ROUND", "VERSION",
+           "CorruptFileError", "check_labels", "check_round", "check_shape", "decode_mask",
+           "encode_mask", "file_key", "parse_manifest", "popcount", "unpack", "utf8_error"]
 
 FORMAT = "densecore-active-label-state"
 VERSION = 1
 MANIFEST = "manifest.json"
 MASK_DIR = "masks"
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # fixed, so equal masks give byte-identical files
-_ROUND_KEY = re.compile(r"0|[1-9][0-9]{0,8}")  # canonical ASCII decimal round numbers
+# The limits of the format, one each, checked where a value enters (add(), the
+# constructor) and where the manifest is read, so that nothing a call accepts
+# makes a later open fail. Round keys have at most 9 digits (what every reader of
+# version 1 accepts); an image's packed mask (H * W / 8 bytes) stays at 512 MiB.
+MAX_ROUND = 10 ** 9 - 1
+MAX_PIXELS = 2 ** 32
+_ROUND_KEY = re.compile(r"0|[1-9][0-9]{0,8}")  # canonical ASCII decimal, <= MAX_ROUND
 _LABEL_DTYPES = (np.uint8, np.uint16)
 
 
@@ -40,6 +46,29 @@ class CorruptFileError(ValueError):
     def __init__(self, path: str, reason: str):
         self.path = path
         super().__init__(f"{path}: {reason}")
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def check_round(value, name: str = "round") -> int:
+    """A round number in ``[0, MAX_ROUND]`` (the manifest's round keys)."""
+    from ..validation import check_int
+
+    value = check_int(value, name, minimum=0)
+    if value > MAX_ROUND:
+        raise ValueError(f"{name} must be at most {MAX_ROUND} (round numbers of the label "
+                         f"state have at most 9 digits); got {value}")
+    return value
+
+
+def check_shape(h: int, w: int, name: str) -> tuple[int, int]:
+    """``(H, W)`` integers >= 1 with ``H * W <= MAX_PIXELS``."""
+    if h * w > MAX_PIXELS:
+        raise ValueError(f"{name} must have at most {MAX_PIXELS} pixels (H * W; a mask of "
+                         f"{MAX_PIXELS // 8 >> 20} MiB packed); got ({h}, {w})")
+    return h, w
 
 
 # --------------------------------------------------------------------------- mask files
@@ -151,15 +180,15 @@ def parse_manifest(data: bytes, path: str) -> dict:
         raise CorruptFileError(path, f"manifest version {m.get('version')!r} is not "
                                      f"supported (this densecore reads version {VERSION})")
     images = m.get("images")
-    if not isinstance(images, dict):
-        raise CorruptFileError(path, "\"images\" must be an object")
+    if not isinstance(images, dict) or not images:
+        raise CorruptFileError(path, "\"images\" must be a non-empty object")
     for image_id, entry in images.items():
         bad = utf8_error(image_id)
         if bad:
             raise CorruptFileError(path, f"image id {image_id!r} is not valid text ({bad})")
         try:
             h, w = entry["shape"]
-            ok = (isinstance(h, int) and isinstance(w, int) and h > 0 and w > 0
+            ok = (_is_int(h) and _is_int(w) and h > 0 and w > 0 and h * w <= MAX_PIXELS
                   and entry["key"] == file_key(image_id)
                   and isinstance(entry["rounds"], dict))
         except (KeyError, TypeError, ValueError, AttributeError):
@@ -171,7 +200,7 @@ def parse_manifest(data: bytes, path: str) -> dict:
                 raise CorruptFileError(path, f"image {image_id!r} has round key {k!r}; round "
                                              f"keys are decimal numbers such as \"0\", \"12\"")
             try:
-                ok = (isinstance(v["pixels"], int) and isinstance(v["new"], int)
+                ok = (_is_int(v["pixels"]) and _is_int(v["new"])
                       and 0 <= v["new"] <= v["pixels"] <= h * w
                       and isinstance(v["crc32"], str)
                       and re.fullmatch(r"[0-9a-f]{8}", v["crc32"]) is not None

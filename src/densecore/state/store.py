@@ -26,8 +26,8 @@ from ..io import atomic_write
 from ..validation import check_int, check_mask
 from . import export
 from .codec import (FORMAT, MANIFEST, MASK_DIR, VERSION, CorruptFileError, check_labels,
-                    decode_mask, encode_mask, file_key, parse_manifest, popcount, unpack,
-                    utf8_error)
+                    check_round, check_shape, decode_mask, encode_mask, file_key,
+                    parse_manifest, popcount, unpack, utf8_error)
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +154,8 @@ class ActiveLabelState:
                 h, w = s
             except (TypeError, ValueError):
                 raise ValueError(f"{name} must be a pair (H, W); got {s!r}") from None
-            return (check_int(h, f"{name}[0]", minimum=1), check_int(w, f"{name}[1]", minimum=1))
+            return check_shape(check_int(h, f"{name}[0]", minimum=1),
+                               check_int(w, f"{name}[1]", minimum=1), name)
 
         if isinstance(shape, Mapping):
             missing = [i for i in ids if i not in shape]
@@ -324,6 +325,10 @@ class ActiveLabelState:
         done = sorted(int(r) for r in entry["rounds"])
         if rounds is None:
             return done
+        if isinstance(rounds, range):  # by arithmetic: range(10**9) costs no more than range(3)
+            if len(rounds) and min(rounds[0], rounds[-1]) < 0:
+                raise ValueError(f"rounds must hold round numbers >= 0; got {rounds!r}")
+            return [r for r in done if r in rounds]
         if isinstance(rounds, (str, bytes)) or not hasattr(rounds, "__iter__"):
             raise TypeError(f"rounds must be an iterable of round numbers or None; got "
                             f"{type(rounds).__name__}")
@@ -336,7 +341,8 @@ class ActiveLabelState:
         Args:
             image_id: one of the state's image ids.
             rounds: only the done rounds among these (e.g. ``range(r)``: the
-                rounds before ``r``), or None for all done rounds.
+                rounds before ``r``; a ``range`` is matched by arithmetic, never
+                expanded), or None for all done rounds.
 
         Example:
             >>> import tempfile
@@ -456,7 +462,8 @@ class ActiveLabelState:
             new_mask: ``(H, W)`` bool numpy array or tensor, the pixels queried
                 in this round (pixels already labeled in an earlier round are
                 allowed and counted once, in ``summary()["labeled"]``).
-            round: round number ``>= 0``; per image, rounds never go backwards.
+            round: round number in ``[0, 999999999]`` (``codec.MAX_ROUND``, the
+                manifest's 9-digit round keys); per image, rounds never go backwards.
             labels: optional ``(H, W)`` integer class map (numpy or tensor,
                 values in ``[0, 65535]``) of which only the queried pixels are
                 stored, in the round's mask file (same write, same checksum);
@@ -468,7 +475,7 @@ class ActiveLabelState:
             TypeError: mask not bool.
             CorruptFileError: a mask file of this image is corrupt.
         """
-        round = check_int(round, "round", minimum=0)
+        round = check_round(round)
         with self._locked():
             self._refresh()
             entry = self._entry(image_id)
