@@ -384,12 +384,12 @@ def refine_medoids(features, selected, *, labeled=None, labeled_features=None,
     swaps = V.check_int(swaps, "swaps", minimum=0)
     tries = V.check_int(tries, "tries", minimum=1)
     eng = E.engine(E.resolve(backend, "dense", dev))  # its kernels' side and its search
-    host = getattr(eng, "host", False)
+    host = eng.host
     b = len(sel)
     if b == 0:
         out = np.zeros(0, dtype=np.int64), np.zeros(0)
         return out if is_numpy else tuple(torch.from_numpy(e).to(dev) for e in out)
-    ops = (_NumbaOps if host else _TorchOps)(x, lab, lf, getattr(eng, "search_method", "auto"))
+    ops = (_NumbaOps if host else _TorchOps)(x, lab, lf, eng.search_method)
     n_fixed = len(labn) + lf.shape[0]
     if eligible is None:
         allowed = np.ones(n, dtype=bool)

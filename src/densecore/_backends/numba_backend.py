@@ -46,6 +46,7 @@ import numpy as np
 import torch
 from numba import njit, prange
 
+from .base import Engine as _Base
 from .groups import build_groups, encode, n_groups
 from .prefetch import AHEAD, prefetch_row
 from .sketch import SKETCH_DIM, build_sketch
@@ -648,7 +649,7 @@ def _host(t):
     return np.ascontiguousarray(t.detach().cpu().numpy())
 
 
-class Engine:
+class Engine(_Base):
     """Exact Algorithm 1 on the CPU: coverage-area pruning, then dense passes (the
     plain loop for pools of at most :data:`PLAIN_MAX` points).
 
@@ -754,12 +755,6 @@ class Engine:
                 self.a_max[0], self.a_arg[0] = np.inf, keep[0]
             self.state[:4] = (0, 0, 1, m)
 
-    @staticmethod
-    def threads(num_threads=None):
-        from . import threads
-
-        return threads(num_threads)
-
     def best(self):
         """``(2,)`` float64 tensor ``(r, index)`` of the next pick; ``(-1, -1)`` when done."""
         if self.r is None and not self.plain:
@@ -805,7 +800,7 @@ class Engine:
                    cu, du, u, au, self.slack)
         self._note(1, self.state[4] - reads0)
 
-    def run(self, k: int, out_idx: np.ndarray, out_r: np.ndarray, first: int = -1) -> None:
+    def run(self, k: int, out_idx: np.ndarray, out_r: np.ndarray) -> None:
         """Make ``k`` picks of this pool alone into ``out_idx``/``out_r`` (``(budget,)``
         int64 / float64 CPU tensors); ``first`` (>= 0) forces the very first pick.
 
@@ -817,7 +812,7 @@ class Engine:
         if self.w is not None:  # one parallel fused pass per pick
             for _ in range(k):
                 i = int(self.state[0])
-                u = first if i == 0 and first >= 0 else self.best_u
+                u = self.best_u
                 out_idx[i], out_r[i] = u, self.r[u]
                 self.state[0] = i + 1
                 self._weighted(self.x[u], float(self.dens[u]), u)
@@ -825,7 +820,7 @@ class Engine:
         if self.plain:  # one thread: a parallel region per pick costs more than it wins here
             i = int(self.state[0])
             self.best_r, self.best_u = plain_picks(self.x, self.dens, self.r, self.best_u, i,
-                                                   k, first, out_idx, out_r)
+                                                   k, -1, out_idx, out_r)
             self.state[0] = i + k
             return
         before = numba.get_num_threads()
@@ -835,7 +830,7 @@ class Engine:
                 numba.set_num_threads(t)
                 t0 = time.perf_counter()
                 pruned = self.r is None
-                work = self._picks(m, out_idx, out_r, first)
+                work = self._picks(m, out_idx, out_r, -1)
                 if pruned == (self.r is None):  # a block with the hand-over is not timed
                     self.picker.done(t, time.perf_counter() - t0, work)
                 k -= m

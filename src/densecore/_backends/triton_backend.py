@@ -49,6 +49,7 @@ import torch
 import triton
 import triton.language as tl
 
+from .base import Engine as _Base
 from .nearest import search
 
 _ROWS_X_COLS = 4096  # elements of one tile's (rows x feature-chunk) block
@@ -217,7 +218,7 @@ def _initial_r(inp: dict) -> torch.Tensor:
     return torch.where(inp["excluded"], torch.full_like(r, -1.0), r)
 
 
-class Engine:
+class Engine(_Base):
     """Algorithm 1 on one pool with the batch kernels (a batch of one).
 
     Same interface as every engine (:mod:`densecore.engines`); :meth:`run_batch`
@@ -235,6 +236,7 @@ class Engine:
             radii stay ``r``.
     """
 
+    devices = ("cuda",)  # CPU tensors only under TRITON_INTERPRET=1 (slow)
     half_on_cpu = True  # 16-bit storage is kept (the interpreter runs CPU tensors)
     search_method = "torch"  # the initial search: torch on the features' device
     weighted = True  # takes the typicality weight hook
@@ -247,12 +249,6 @@ class Engine:
         self.zero = torch.zeros(1, dtype=torch.int64, device=dev)
         self.none = torch.tensor([-1.0, -1.0], dtype=torch.float64, device=dev)
         self.picks = 0
-
-    @staticmethod
-    def threads(num_threads=None):
-        from . import threads
-
-        return threads(num_threads)
 
     def best(self) -> torch.Tensor:
         """``(2,)`` float64 ``(r, index)`` of the next pick on the device; ``(-1, -1)`` when
