@@ -58,7 +58,7 @@ def _loader(module: str, attr: str = "Engine", needs: str | None = None):
 
 # (name, layout) -> loader of the engine class. A new backend is one module and one entry.
 ENGINES = {
-    ("numba", "dense"): _loader("_backends.numba_backend"),
+    ("numba", "dense"): _loader("_backends.numba"),
     ("torch", "dense"): _loader("_backends.torch_backend"),
     ("triton", "dense"): _loader("_backends.triton_backend", needs=(
         "triton (it comes with torch's CUDA wheels; else pip install triton)")),

@@ -1,0 +1,133 @@
+"""When the numba engine hands over from pruning to dense passes, and back.
+
+Pruning reads the features of the points the triangle inequality cannot rule out;
+it pays on clustered data and stops paying on noise in many dimensions or on
+densities that differ a lot. Dense passes cost about a tenth of the live points
+per pick whatever the structure, after a one-time build of groups and byte codes.
+
+:class:`HandOver` decides in two steps:
+
+1. **The first hand-over** (building the groups): over windows of
+   :data:`HandOver.WINDOW` picks after the first :data:`HandOver.WARMUP`, when
+   ``(rows read per pick - DENSE_SHARE * live points) * picks left`` exceeds
+   ``HAND_OVER_PASSES * N``: the rows pruning would read over the picks left cost
+   more than the build and the dense passes. Only rows read and picks left decide,
+   so the answer is the same on every machine and load (a dense pick costs about
+   what reading a tenth of the live rows at random does; building the groups and
+   codes 25-100 passes over the rows: at 100k-185k x 64 a pruned row read 20-110 ns,
+   a dense pick 1-3 ns per live point, the build 0.19-0.38 s).
+2. **Revisited from measured cost**: the first picks of a run say little about the
+   thousands that follow (a structure of many small regions reads many rows early
+   and few late). Once the groups exist, a swap costs one pass over the pool, so
+   the choice is a paired trial every ``gap`` windows: the window just run in the
+   current mode against the next window in the other mode, on the same thread
+   count; the cheaper per pick (by :data:`HandOver.MARGIN`) is kept. The gap
+   doubles while the trials agree with the choice (up to :data:`HandOver.MAX_GAP`)
+   and falls back to :data:`HandOver.GAP` when one does not.
+
+``policy`` ``"pruned"`` or ``"dense"`` fixes the mode (benchmarks compare the rule
+with both); ``"auto"`` is the rule above.
+"""
+
+from __future__ import annotations
+
+DENSE_SHARE = 0.1
+HAND_OVER_PASSES = 100
+POLICIES = ("auto", "pruned", "dense")
+
+
+class HandOver:
+    """The pruned/dense choice of one engine, window by window.
+
+    Args:
+        n: points in the pool.
+        max_new: picks the engine may make.
+        policy: ``"auto"``, ``"pruned"`` or ``"dense"``.
+
+    Example:
+        >>> h = HandOver(1000, 500)
+        >>> h.mode, h.next(100)
+        ('pruned', 16)
+        >>> h.done("pruned", 16, 1e-3, 1, reads=16 * 1000, n_live=984, made=16)
+        >>> h.done("pruned", 16, 1e-3, 1, reads=16 * 1000, n_live=968, made=32)
+        >>> h.mode, h.built  # every row read every pick, 468 picks left: hand over
+        ('dense', True)
+    """
+
+    WINDOW = 16  # picks per window
+    WARMUP = 8  # the first picks read nearly every point: not counted
+    GAP = 4  # windows between trials after the choice changes
+    MAX_GAP = 64
+    MARGIN = 0.9  # the other mode is taken when it costs below this share per pick
+    MIN_LEFT = 4  # windows that must remain for a trial to be worth running
+
+    def __init__(self, n: int, max_new: int, policy: str = "auto"):
+        if policy not in POLICIES:
+            raise ValueError(f"policy must be one of {POLICIES}; got {policy!r}")
+        self.n, self.max_new, self.policy = n, max_new, policy
+        self.mode = "pruned"
+        self.built = False  # whether the dense mode's groups exist
+        self.trials = 0
+        self._win = [0, 0, 0.0, set()]  # picks, rows read, seconds, thread counts
+        self._home = None  # (mode, cost per pick, threads) of a trial's first half
+        self.gap = self.GAP
+        self.since = 0
+
+    def next(self, k: int) -> int:
+        """Picks to run next in :attr:`mode`: at most ``k``, ending at a window's end."""
+        return max(1, min(k, self.WINDOW - self._win[0]))
+
+    def done(self, mode: str, picks: int, seconds: float, threads: int, *, reads: int,
+             n_live: int, made: int) -> None:
+        """Record ``picks`` picks run in ``mode`` in ``seconds`` on ``threads`` threads,
+        reading ``reads`` feature rows (pruned), with ``n_live`` points left and
+        ``made`` picks made in all; :attr:`mode` is then the mode to run next."""
+        w = self._win
+        if not self.built and made - picks < self.WARMUP:  # the first picks: not counted
+            if self.policy == "dense":
+                self.mode, self.built = "dense", True
+            return
+        w[0] += picks
+        w[1] += reads
+        w[2] += seconds
+        w[3].add(threads)
+        if w[0] < self.WINDOW:
+            return
+        left = self.max_new - made
+        if not self.built:
+            self._first(w[1] / w[0], n_live, left)
+        elif self.policy == "auto":
+            self._trial(mode, w[2] / w[0], w[3], left)
+        self._win = [0, 0, 0.0, set()]
+
+    def _first(self, reads_per_pick: float, n_live: int, left: int) -> None:
+        """Step 1 (module docstring): the first hand-over, from rows read."""
+        saved = (reads_per_pick - DENSE_SHARE * n_live) * left
+        if self.policy == "dense" or (self.policy == "auto" and left > 0
+                                      and saved > HAND_OVER_PASSES * self.n):
+            self.mode, self.built = "dense", True
+            self.since, self.gap = 0, self.GAP
+
+    def _trial(self, mode: str, cost: float, threads: set, left: int) -> None:
+        """Step 2 (module docstring): one window's cost per pick in ``mode``."""
+        other = "pruned" if mode == "dense" else "dense"
+        if self._home is None:  # an ordinary window; a trial's first half when due
+            self.since += 1
+            if self.since >= self.gap and left >= self.MIN_LEFT * self.WINDOW \
+                    and len(threads) == 1:
+                self._home = (mode, cost, threads)
+                self.mode = other
+            return
+        home, home_cost, home_threads = self._home
+        self._home = None
+        self.since = 0
+        self.trials += 1
+        if threads != home_threads:  # not comparable: back home, try again after a gap
+            self.mode = home
+            return
+        if cost < self.MARGIN * home_cost:  # the other mode wins: stay there
+            self.mode = mode
+            self.gap = self.GAP
+        else:
+            self.mode = home
+            self.gap = min(2 * self.gap, self.MAX_GAP)
