@@ -327,15 +327,15 @@ def test_one_rank_equals_farthest_first(one_rank, backend):
 
 
 def test_one_rank_keeps_faiss_assignment_and_dense_hand_over(one_rank, caplog, monkeypatch):
-    from densecore._backends import numba_backend
+    from densecore._backends.numba import engine as numba_engine
 
-    monkeypatch.setattr(numba_backend, "PLAIN_MAX", 0)  # the pruned path on a small pool
+    monkeypatch.setattr(numba_engine, "PLAIN_MAX", 0)  # the pruned path on a small pool
     # isotropic noise in 64 dimensions (pruning stops paying: the engine hands over to
     # dense passes) and a labeled set above the faiss threshold, through the sharded path
     rng = np.random.default_rng(11)
     x = rng.normal(size=(1500, 64)).astype(np.float32)
     lab = rng.choice(1500, 300, replace=False)
-    with caplog.at_level("DEBUG", logger="densecore._backends.numba_backend"):
+    with caplog.at_level("DEBUG", logger="densecore._backends.numba.engine"):
         got = distributed.select(x, 200, labeled=lab, backend="numba")
     assert "dense passes" in caplog.text
     want = KCenterGreedy(backend="numba").select(x, 200, labeled=lab)

@@ -12,7 +12,7 @@ each, one interface: ``Engine(x, dens, centres, cdens, excluded, max_new)``,
 Dense layout:
 
 * ``"numba"``: CPU, parallel, exact coverage-area pruning with a dense
-  hand-over; a plain serial loop for small pools (``_backends/numba_backend.py``).
+  hand-over; a plain serial loop for small pools (``_backends/numba/``).
 * ``"torch"``: any device, one fused distance pass per pick, no host sync.
 * ``"triton"``: CUDA (or CPU tensors under ``TRITON_INTERPRET=1``), two
   kernel launches per pick for a whole batch of pools, squared distances in

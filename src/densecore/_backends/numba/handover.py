@@ -65,8 +65,9 @@ class HandOver:
         if policy not in POLICIES:
             raise ValueError(f"policy must be one of {POLICIES}; got {policy!r}")
         self.n, self.max_new, self.policy = n, max_new, policy
-        self.mode = "pruned"
-        self.built = False  # whether the dense mode's groups exist
+        # whether the dense mode's groups exist (built at the first swap to it)
+        self.built = policy == "dense"
+        self.mode = "dense" if self.built else "pruned"
         self.trials = 0
         self._win = [0, 0, 0.0, set()]  # picks, rows read, seconds, thread counts
         self._home = None  # (mode, cost per pick, threads) of a trial's first half
@@ -84,8 +85,6 @@ class HandOver:
         ``made`` picks made in all; :attr:`mode` is then the mode to run next."""
         w = self._win
         if not self.built and made - picks < self.WARMUP:  # the first picks: not counted
-            if self.policy == "dense":
-                self.mode, self.built = "dense", True
             return
         w[0] += picks
         w[1] += reads
@@ -103,8 +102,7 @@ class HandOver:
     def _first(self, reads_per_pick: float, n_live: int, left: int) -> None:
         """Step 1 (module docstring): the first hand-over, from rows read."""
         saved = (reads_per_pick - DENSE_SHARE * n_live) * left
-        if self.policy == "dense" or (self.policy == "auto" and left > 0
-                                      and saved > HAND_OVER_PASSES * self.n):
+        if self.policy == "auto" and left > 0 and saved > HAND_OVER_PASSES * self.n:
             self.mode, self.built = "dense", True
             self.since, self.gap = 0, self.GAP
 
