@@ -8,19 +8,24 @@ import torch
 
 import densecore
 from densecore.synthetic import gaussian_mixture
-from reference import density_aware_greedy_ref, replay_check
+from reference import density_aware_greedy_ref, replay_check, table_engines
 
 from densecore._backends.numba import engine as numba_engine
 
-ENGINES = ["numba-plain", "numba-pruned", "torch"]
+# every CPU engine of the table; the numba engine in its plain, pruned and dense modes
+ENGINES = [v for name in table_engines()
+           for v in ((f"{name}-plain", f"{name}-pruned", f"{name}-dense") if name == "numba"
+                     else (name,))]
 
 
 @pytest.fixture(params=ENGINES)
 def backend(request, monkeypatch):
-    """Each engine; the numba engine with its plain loop forced on and off."""
+    """Each engine; the numba engine with its plain loop forced on, and off with pruning
+    only or dense passes only."""
     name, _, mode = request.param.partition("-")
     if mode:
         monkeypatch.setattr(numba_engine, "PLAIN_MAX", 10**9 if mode == "plain" else 0)
+        monkeypatch.setattr(numba_engine, "POLICY", "dense" if mode == "dense" else "pruned")
     return name
 
 

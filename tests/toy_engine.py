@@ -88,8 +88,15 @@ def register(table) -> None:
 
 
 def register_public() -> None:
-    """Add the toy engine through the public :func:`densecore.register_engine`."""
+    """Add the toy engine through the public :func:`densecore.register_engine` (as a
+    pytest plugin, ``pytest -p toy_engine``, before the tests are collected)."""
     import densecore
 
     densecore.register_engine("toy", "dense", ToyEngine)
     densecore.register_engine("toy", "sparse", ToySparseEngine)
+
+
+def pytest_configure(config) -> None:
+    """``pytest -p toy_engine``: the toy engine is in the table before collection, so
+    every engine-parametrised test runs on it too."""
+    register_public()
