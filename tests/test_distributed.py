@@ -23,7 +23,7 @@ import torch.multiprocessing as mp
 from densecore import DensityAwareGreedy, KCenterGreedy, distributed
 from densecore.synthetic import gaussian_mixture
 
-from reference import density_aware_greedy_ref, replay_check
+from reference import density_aware_greedy_ref, replay_check, table_engines
 
 # ---------------------------------------------------------------------------
 # scenarios: global data + how it is split; built identically in every process
@@ -316,7 +316,7 @@ def one_rank(tmp_path):
         dist.destroy_process_group()
 
 
-@pytest.mark.parametrize("backend", ["numba", "torch"])
+@pytest.mark.parametrize("backend", table_engines())
 def test_one_rank_equals_farthest_first(one_rank, backend):
     x, _ = gaussian_mixture(300, dim=5, seed=21)
     d = np.random.default_rng(0).uniform(0.5, 2, 300)
