@@ -10,8 +10,9 @@ better fixed mode (``vs_best``; target at most 1.10) and the rule's mode swaps.
 
 The family: few and many regions, uniform and varying noise and densities,
 isotropic Gaussian noise, duplicates, and a ``select_pixels``-like set (300 regions
-of a feature map, each with its own noise and density, rows L2-normalised, budget
-5 %; 46,000 candidates here against the 184,540 of one full image, for time).
+of a feature map, each with its own noise and density and a few factors of
+variation, rows L2-normalised, budget 5 %; 46,000 candidates here against the
+184,540 of one full image, for time).
 
     python benchmarks/handover.py --json benchmarks/results/handover.json
     python benchmarks/handover.py --quick
@@ -34,11 +35,14 @@ COLUMNS = ["set", "n", "dim", "budget", "auto_s", "pruned_s", "dense_s", "vs_bes
 TARGET = 1.10
 
 
-def regions(n, dim, k, noise=(0.2, 0.2), dens=(1.0, 1.0), dup=0.0, unit=False, seed=0):
+def regions(n, dim, k, noise=(0.2, 0.2), dens=(1.0, 1.0), dup=0.0, unit=False, rank=0,
+            seed=0):
     """``n`` points in ``k`` regions (sizes from a Dirichlet draw) around normal centres,
     each region with its own noise scale in ``noise`` and density level in ``dens``
     (log-uniform), per-point density jitter of 20 % when ``dens`` varies; a share
-    ``dup`` of the points duplicates of others; rows made unit when ``unit``.
+    ``dup`` of the points duplicates of others; rows made unit when ``unit``. With
+    ``rank`` > 0 a region's spread lies mostly in its own ``rank`` directions (a
+    feature map's region: a few factors of variation, a tenth of the noise elsewhere).
     Returns ``(features (n, dim) float32, densities (n,) float64)``."""
     rng = np.random.default_rng(seed)
     sizes = rng.multinomial(n, rng.dirichlet(np.full(k, 2.0)))
@@ -46,7 +50,13 @@ def regions(n, dim, k, noise=(0.2, 0.2), dens=(1.0, 1.0), dup=0.0, unit=False, s
     sig = np.exp(rng.uniform(np.log(noise[0]), np.log(noise[1]), k))
     lev = np.exp(rng.uniform(np.log(dens[0]), np.log(dens[1]), k))
     lab = np.repeat(np.arange(k), sizes)
-    x = centres[lab] + rng.normal(size=(n, dim)) * sig[lab, None]
+    if rank:
+        basis = rng.normal(size=(k, rank, dim)) / np.sqrt(rank)
+        spread = np.einsum("nr,nrd->nd", rng.normal(size=(n, rank)), basis[lab])
+        spread += 0.1 * rng.normal(size=(n, dim))
+    else:
+        spread = rng.normal(size=(n, dim))
+    x = centres[lab] + spread * sig[lab, None]
     d = lev[lab] * (rng.uniform(0.8, 1.2, n) if dens[0] != dens[1] else 1.0)
     if dup:
         m = int(dup * n)
@@ -72,8 +82,11 @@ def family(quick: bool):
         ("isotropic Gaussian D=8", *regions(n, 8, 1, (1.0, 1.0), seed=5), 2000 // s),
         ("duplicates 30%", *regions(n, 32, 20, (0.05, 0.5), (0.5, 2.0), dup=0.3, seed=6),
          1000 // s),
+        ("300 regions, 64-d noise, unit rows", *regions(46_000 // s, 64, 300, (0.02, 0.6),
+                                                        (0.2, 5.0), unit=True, seed=7),
+         2300 // s),
         ("select_pixels-like, 300 regions", *regions(46_000 // s, 64, 300, (0.02, 0.6),
-                                                     (0.2, 5.0), unit=True, seed=7),
+                                                     (0.2, 5.0), unit=True, rank=3, seed=8),
          2300 // s),
     ]
 

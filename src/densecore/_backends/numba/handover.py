@@ -21,7 +21,11 @@ per pick whatever the structure, after a one-time build of groups and byte codes
    and few late). Once the groups exist, a swap costs one pass over the pool, so
    the choice is a paired trial every ``gap`` windows: the window just run in the
    current mode against the next window in the other mode, on the same thread
-   count; the cheaper per pick (by :data:`HandOver.MARGIN`) is kept. The gap
+   count; the cheaper per pick (by :data:`HandOver.MARGIN`) is kept. The second
+   half runs pick by pick and ends as soon as it has cost more than the first half
+   allows for a whole window, so a trial of a much dearer mode costs about one
+   window of the current one. The first trial comes one window after the first
+   hand-over; then the gap
    doubles while the trials agree with the choice (up to :data:`HandOver.MAX_GAP`)
    and falls back to :data:`HandOver.GAP` when one does not.
 
@@ -57,7 +61,7 @@ class HandOver:
     WINDOW = 16  # picks per window
     WARMUP = 8  # the first picks read nearly every point: not counted
     GAP = 4  # windows between trials after the choice changes
-    MAX_GAP = 64
+    MAX_GAP = 256
     MARGIN = 0.9  # the other mode is taken when it costs below this share per pick
     MIN_LEFT = 4  # windows that must remain for a trial to be worth running
 
@@ -75,7 +79,10 @@ class HandOver:
         self.since = 0
 
     def next(self, k: int) -> int:
-        """Picks to run next in :attr:`mode`: at most ``k``, ending at a window's end."""
+        """Picks to run next in :attr:`mode`: at most ``k``, ending at a window's end;
+        one at a time in a trial's second half (it ends as soon as it cannot win)."""
+        if self._home is not None:
+            return 1
         return max(1, min(k, self.WINDOW - self._win[0]))
 
     def done(self, mode: str, picks: int, seconds: float, threads: int, *, reads: int,
@@ -90,9 +97,16 @@ class HandOver:
         w[1] += reads
         w[2] += seconds
         w[3].add(threads)
+        left = self.max_new - made
+        if self._home is not None and w[0] < self.WINDOW \
+                and w[2] > self.MARGIN * self._home[1] * self.WINDOW:
+            # the trial's second half already cost more than the first half would
+            # allow for the whole window: it cannot win, end it now
+            self._trial(mode, w[2] / w[0], w[3], left)
+            self._win = [0, 0, 0.0, set()]
+            return
         if w[0] < self.WINDOW:
             return
-        left = self.max_new - made
         if not self.built:
             self._first(w[1] / w[0], n_live, left)
         elif self.policy == "auto":
@@ -104,7 +118,7 @@ class HandOver:
         saved = (reads_per_pick - DENSE_SHARE * n_live) * left
         if self.policy == "auto" and left > 0 and saved > HAND_OVER_PASSES * self.n:
             self.mode, self.built = "dense", True
-            self.since, self.gap = 0, self.GAP
+            self.since, self.gap = 0, 1  # the first trial one window after the hand-over
 
     def _trial(self, mode: str, cost: float, threads: set, left: int) -> None:
         """Step 2 (module docstring): one window's cost per pick in ``mode``."""
