@@ -11,7 +11,13 @@ per pick whatever the structure, after a one-time build of groups and byte codes
    :data:`HandOver.WINDOW` picks after the first :data:`HandOver.WARMUP`, when
    ``(rows read per pick - DENSE_SHARE * live points) * picks left`` exceeds
    ``HAND_OVER_PASSES * N``: the rows pruning would read over the picks left cost
-   more than the build and the dense passes. Only rows read and picks left decide,
+   more than the build and the dense passes, once the rows read so far beyond what
+   dense passes would have cost exceed the build (ski rental: a build that turns
+   out useless costs at most what pruning had already lost), and while the rows
+   read per pick have
+   not fallen below :data:`DECLINE` of those at half the picks made (the first
+   picks read many rows on clustered data too, until every cluster has a centre).
+   Only rows read and picks left decide,
    so the answer is the same on every machine and load (a dense pick costs about
    what reading a tenth of the live rows at random does; building the groups and
    codes 25-100 passes over the rows: at 100k-185k x 64 a pruned row read 20-110 ns,
@@ -37,6 +43,10 @@ from __future__ import annotations
 
 DENSE_SHARE = 0.1
 HAND_OVER_PASSES = 100
+# ... and only while pruning is not getting cheaper: the rows read per pick now are at
+# least this share of those when half as many picks had been made (on clusters they
+# fall fast as centres reach every cluster; on noise they stay near the live points)
+DECLINE = 0.7
 POLICIES = ("auto", "pruned", "dense")
 
 
@@ -52,9 +62,9 @@ class HandOver:
         >>> h = HandOver(1000, 500)
         >>> h.mode, h.next(100)
         ('pruned', 16)
-        >>> h.done("pruned", 16, 1e-3, 1, reads=16 * 1000, n_live=984, made=16)
-        >>> h.done("pruned", 16, 1e-3, 1, reads=16 * 1000, n_live=968, made=32)
-        >>> h.mode, h.built  # every row read every pick, 468 picks left: hand over
+        >>> for made in range(16, 129, 16):  # every row read every pick
+        ...     h.done("pruned", 16, 1e-3, 1, reads=16 * 1000, n_live=1000, made=made)
+        >>> h.mode, h.built  # pruning has lost more rows than the build costs: hand over
         ('dense', True)
     """
 
@@ -62,7 +72,7 @@ class HandOver:
     WARMUP = 8  # the first picks read nearly every point: not counted
     GAP = 4  # windows between trials after the choice changes
     MAX_GAP = 256
-    MARGIN = 0.9  # the other mode is taken when it costs below this share per pick
+    MARGIN = 0.75  # the other mode is taken when it costs below this share per pick
     MIN_LEFT = 4  # windows that must remain for a trial to be worth running
 
     def __init__(self, n: int, max_new: int, policy: str = "auto"):
@@ -77,6 +87,8 @@ class HandOver:
         self._home = None  # (mode, cost per pick, threads) of a trial's first half
         self.gap = self.GAP
         self.since = 0
+        self._reads = []  # (picks made, rows read per pick) of the windows before the build
+        self._excess = 0.0  # rows read beyond what dense passes would have cost, so far
 
     def next(self, k: int) -> int:
         """Picks to run next in :attr:`mode`: at most ``k``, ending at a window's end;
@@ -108,15 +120,23 @@ class HandOver:
         if w[0] < self.WINDOW:
             return
         if not self.built:
-            self._first(w[1] / w[0], n_live, left)
+            self._first(w[1] / w[0], n_live, left, made)
         elif self.policy == "auto":
             self._trial(mode, w[2] / w[0], w[3], left)
         self._win = [0, 0, 0.0, set()]
 
-    def _first(self, reads_per_pick: float, n_live: int, left: int) -> None:
+    def _first(self, reads_per_pick: float, n_live: int, left: int, made: int) -> None:
         """Step 1 (module docstring): the first hand-over, from rows read."""
+        half = [rp for m, rp in self._reads if m <= made // 2]
+        self._reads.append((made, reads_per_pick))
+        self._excess += (reads_per_pick - DENSE_SHARE * n_live) * self.WINDOW
+        if not half or reads_per_pick < DECLINE * half[-1]:  # pruning still improving
+            return
         saved = (reads_per_pick - DENSE_SHARE * n_live) * left
-        if self.policy == "auto" and left > 0 and saved > HAND_OVER_PASSES * self.n:
+        build = HAND_OVER_PASSES * self.n
+        # ski rental: build only once pruning has already cost the build beyond what
+        # dense passes would have (at most twice the better choice's cost so far)
+        if self.policy == "auto" and left > 0 and saved > build and self._excess > build:
             self.mode, self.built = "dense", True
             self.since, self.gap = 0, 1  # the first trial one window after the hand-over
 
