@@ -13,6 +13,8 @@ greedy in ``exact_ard.py`` and the plots in ``bounds_plots.py`` beside this scri
 
     python benchmarks/bounds.py --json benchmarks/results/bounds.json --plots docs/img
     python benchmarks/bounds.py --quick
+    python benchmarks/bounds.py --verdict-from benchmarks/results/bounds.json \
+        --json benchmarks/results/bounds.json   # the verdict again from stored rows
 
 The digits data set needs scikit-learn (``pip install "densecore-seg[test]"``); plots
 need matplotlib.
@@ -20,6 +22,7 @@ need matplotlib.
 
 from __future__ import annotations
 
+import json
 import time
 
 from _common import base_parser, machine_info, write_json_atomic
@@ -28,7 +31,7 @@ from bounds_data import load_datasets
 from bounds_plots import write_plots
 from exact_ard import exact_ard_greedy
 
-from densecore.bench.bounds import format_report, run_bounds
+from densecore.bench.bounds import format_report, run_bounds, verdict
 
 
 def main(argv=None) -> int:
@@ -39,7 +42,18 @@ def main(argv=None) -> int:
                    help="default 20 50 100 (quick) or 20 50 100 200 400")
     p.add_argument("--seeds", type=int, nargs="+", default=None,
                    help="default 0 (quick) or 0 1 2 3 4")
+    p.add_argument("--verdict-from", default=None, metavar="JSON",
+                   help="run nothing: recompute the verdict from the rows of a stored run "
+                        "(its machine, timings and calibration kept) and print the report")
     args = p.parse_args(argv)
+    if args.verdict_from:
+        with open(args.verdict_from) as f:
+            out = json.load(f)
+        out["verdict"] = verdict(out["rows"])
+        print(format_report(out))
+        if args.json:
+            write_json_atomic(args.json, out)
+        return 0
     t0 = time.perf_counter()
     # data sets are rebuilt for every seed inside run_bounds (seeds vary the data too)
     out = run_bounds(args.quick, datasets=load_datasets, budgets=args.budgets,

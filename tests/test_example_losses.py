@@ -86,6 +86,20 @@ def test_confusion_matrix_iou_by_hand():
     assert np.isnan(absent.iou()[3]) and utils.miou(absent.iou()) == pytest.approx(100 / 3)
 
 
+def test_miou_over_the_classes_present_in_the_ground_truth():
+    # class 3 has no ground-truth pixel; one run predicts it once, the other never:
+    # both average over classes 0-2 only (NaN for 3), so the mIoU does not depend
+    # on whether an absent class was predicted
+    target = torch.tensor([0, 0, 1, 1, 2, 2])
+    never = utils.ConfusionMatrix(4)
+    never.update(target, torch.tensor([0, 0, 1, 1, 2, 0]))
+    once = utils.ConfusionMatrix(4)
+    once.update(target, torch.tensor([0, 0, 1, 1, 2, 3]))
+    assert np.isnan(never.iou()[3]) and np.isnan(once.iou()[3])
+    assert utils.miou(never.iou()) == pytest.approx(100 * (2 / 3 + 1 + 1 / 2) / 3)
+    assert utils.miou(once.iou()) == pytest.approx(100 * (1 + 1 + 1 / 2) / 3)
+
+
 def test_poly_lr():
     assert utils.poly_lr(1.0, 0, 100) == 1.0
     assert utils.poly_lr(2.5e-4, 50, 100, 0.9) == pytest.approx(2.5e-4 * 0.5 ** 0.9)

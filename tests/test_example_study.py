@@ -156,22 +156,67 @@ def test_paired_differences_and_their_t_interval():
           + rows("source_only", [1, 2, 3, 4, 5]))
     out = study.paired_differences(rs, ["source_only", "random", "margin", "kcenter"])
     got = {(p["method"], p["reference"]): p for p in out}
-    assert set(got) == {("margin", "random"), ("kcenter", "random"), ("random", "margin"),
-                        ("kcenter", "margin")}  # no baselines; no "ripu" rows here
+    # every pair once, later - earlier in method order; no baselines
+    assert set(got) == {("margin", "random"), ("kcenter", "random"), ("kcenter", "margin")}
     p = got[("margin", "random")]
     d = np.array([2, 3, 4, 3, 3], float)
     half = stats.t.ppf(0.975, 4) * d.std(ddof=1) / np.sqrt(5)
     assert p["diffs"] == [2, 3, 4, 3, 3] and p["mean"] == pytest.approx(3.0)
     assert (p["low"], p["high"]) == pytest.approx((3 - half, 3 + half))
     assert p["excludes_zero"] and (p["wins"], p["losses"]) == (5, 0)
-    assert got[("random", "margin")]["high"] == pytest.approx(-3 + half)
-    assert got[("random", "margin")]["excludes_zero"]
+    assert p["p"] == pytest.approx(stats.ttest_rel([12, 23, 34, 43, 53],
+                                                    [10, 20, 30, 40, 50]).pvalue)
+    assert p["p_sign_flip"] == 0.0625  # the smallest an exact test reaches at 5 seeds
     k = got[("kcenter", "random")]  # only the seeds both have are paired
     assert k["seeds"] == [0, 1, 2, 4] and k["diffs"] == [1, -1, 1, 0]
     assert not k["excludes_zero"] and (k["wins"], k["losses"]) == (2, 1)
     one = study.paired_differences(rows("random", [1.0]) + rows("margin", [2.0]),
                                    ["random", "margin"])
-    assert one[0]["low"] is None and not one[0]["excludes_zero"]
+    assert one[0]["low"] is None and not one[0]["excludes_zero"] and one[0]["p"] is None
+
+
+def test_every_pair_with_holm_and_bh_over_the_family():
+    # the study's own methods: density-aware minus k-center (the paper's ablation pair)
+    # is reported, and the adjusted p values cover every pair of both budgets at once
+    rng = np.random.default_rng(0)
+    arms = study.PLANS["quick"].arms
+    rows = []
+    for arm in arms:
+        for m in study.METHODS:
+            for s in range(5):
+                rows.append({"arm": arm.name, "method": m, "seed": s, "key": study.run_key(arm, m),
+                             "mIoU": 20 + (m == "density_aware") * 3 + rng.normal(0, 0.5),
+                             "labeled_fraction": 0.02, "rounds": [], "per_class_iou": {}})
+    plan = study.Plan(arms=arms, seeds=tuple(range(5)))
+    a = study.analyze(rows, plan, list(study.METHODS))
+    n_active = len(study.ACTIVE)
+    pairs = n_active * (n_active - 1) // 2
+    assert a["family"]["comparisons"] == 2 * pairs
+    fam = [p for arm in arms for p in a["arms"][arm.name]["paired"]]
+    assert len(fam) == 2 * pairs
+    da = [p for p in fam if (p["method"], p["reference"]) == ("density_aware", "kcenter")]
+    assert len(da) == 2 and all(p["mean"] > 2 for p in da)
+    from densecore.stats import benjamini_hochberg, holm
+    raw = [p["p"] for p in fam]
+    assert [p["p_holm"] for p in fam] == pytest.approx(holm(raw).tolist())
+    assert [p["p_bh"] for p in fam] == pytest.approx(benjamini_hochberg(raw).tolist())
+    assert all(p["p_holm"] >= p["p"] for p in fam)
+    assert a["family"]["holm_rejects"] == sum(p["p_holm"] <= 0.05 for p in fam)
+    text = study.report_markdown(rows, plan, list(study.METHODS))
+    assert f"{2 * pairs} in all" in text and "| density_aware | kcenter | 5 |" in text
+    assert "Holm p | BH p | sign-flip p" in text
+
+
+def test_rescore_over_the_classes_present_in_the_val_ground_truth():
+    # recorded before the fix: 'train' (absent from the val ground truth) predicted
+    # somewhere counted as IoU 0 over 3 classes; rescored over the 2 present ones
+    old = {"arm": "a", "method": "margin", "seed": 0, "mIoU": 20.0,
+           "per_class_iou": {"road": 40.0, "sky": 20.0, "train": 0.0}}
+    new = {"arm": "a", "method": "margin", "seed": 1, "mIoU": 35.0, "miou_classes": 2,
+           "per_class_iou": {"road": 50.0, "sky": 20.0, "train": None}}
+    a, b = study.rescore_rows([old, new], lambda r: ["road", "sky"])
+    assert a["mIoU"] == 30.0 and a["mIoU_recorded"] == 20.0 and a["miou_classes"] == 2
+    assert a["per_class_iou"]["train"] is None and b is new
     assert study.t_interval([5.0]) == (5.0, None, None)
 
 
@@ -208,6 +253,7 @@ def test_summary_tables_and_plot(tmp_path):
     assert "| supervised | 1 | 30.00 ± 0.00 | – | 30.00 – 30.00 |" in table
     paired = study.paired_table(study.paired_differences(rows, methods))
     assert "| margin | random | 2 | +1.50 |" in paired and "| 2 / 0 | no |" in paired
+    assert paired.count("\n") == 3  # header, rule, the one pair
     per_class = study.per_class(rows, methods)
     assert per_class["margin"] == {"road": 12.0, "train": None}
     ct = study.class_table(per_class)
@@ -225,7 +271,8 @@ def test_summary_tables_and_plot(tmp_path):
     assert analysis["arms"]["a"]["paired"][0]["method"] == "margin"
     assert analysis["arms"]["a"]["per_class_iou"]["margin"]["road"] == 12.0
     text = study.report_markdown(keyed, plan, methods)
-    assert text.startswith("## Budget a") and "Paired differences" in text
+    assert text.startswith("Paired comparisons") and "\n## Budget a" in text
+    assert "Paired differences" in text
     assert "2.2 % of the pixels as 3x3 regions over 2 rounds" in text
     pixels = study.PLANS["quick"].arms[1]
     assert study.budget_text(pixels) == "40 single pixels per image over 2 rounds"
@@ -386,3 +433,68 @@ def test_jobs_start_worker_processes_and_then_write_the_report(tmp_path, monkeyp
     monkeypatch.setattr(study.subprocess, "Popen", Failing)
     with pytest.raises(SystemExit, match="exit codes"):
         study.main(args)
+
+
+def test_each_seed_draws_its_own_scenes(tmp_path, monkeypatch):
+    # main's runner hands every seed the data generated with that seed; the runs of
+    # one seed share it across methods; --data-seed fixes one draw for all seeds
+    made, used = [], []
+
+    def prepare(out, arm, seed=0):
+        made.append(study.data_dir(out, arm, seed))
+        return {"source": made[-1], "target": made[-1]}
+
+    def run_one(out, arm, roots, method, seed, **kw):
+        used.append((seed, roots["target"]))
+        return {"arm": arm.name, "method": method, "seed": seed, "mIoU": 1.0,
+                "labeled_fraction": 0.0, "rounds": []}
+
+    monkeypatch.setattr(study, "prepare_data", prepare)
+    monkeypatch.setattr(study, "run_one", run_one)
+    monkeypatch.setattr(study, "PLANS", {"quick": PLAN, "full": PLAN})
+    args = study.get_args_parser().parse_args(
+        ["--out", str(tmp_path / "a"), "--quick", "--jobs", "1", "--no-report",
+         "--no-progress", "--methods", "source_only", "margin"])
+    study.main(args)
+    assert len(set(made)) == 2 and len(made) == 2
+    by_seed = {}
+    for seed, root in used:
+        by_seed.setdefault(seed, set()).add(root)
+    assert all(len(v) == 1 for v in by_seed.values()) and by_seed[0] != by_seed[1]
+    assert study.run_key(ARM, "margin") != study.run_key(
+        study.dataclasses.replace(ARM, data_seed=0), "margin")
+    made.clear()
+    study.main(study.get_args_parser().parse_args(
+        ["--out", str(tmp_path / "b"), "--quick", "--jobs", "1", "--no-report",
+         "--no-progress", "--methods", "margin", "--data-seed", "0"]))
+    assert len(set(made)) == 1
+
+
+def test_generated_scenes_differ_between_seeds(tmp_path):
+    arm = study.Arm("g", config="study_quick.yaml", size=(32, 64), train=1, val=1)
+    a = study.prepare_data(str(tmp_path), arm, 0)
+    b = study.prepare_data(str(tmp_path), arm, 1)
+    assert a != b
+
+    def files(root):
+        out = {}
+        for d, _, fs in os.walk(root["target"]):
+            for f in fs:
+                with open(os.path.join(d, f), "rb") as fh:
+                    out[os.path.relpath(os.path.join(d, f), root["target"])] = fh.read()
+        return out
+    fa, fb = files(a), files(b)
+    assert fa.keys() == fb.keys() and any(fa[k] != fb[k] for k in fa)
+
+
+def test_the_committed_quick_study_reads_with_one_draw():
+    # the committed quick study was made with data seed 0 for every seed: its rows
+    # keep their keys under --data-seed 0 (and only there)
+    path = os.path.join(EXAMPLE, "results", "study_quick_partial", "study.json")
+    args = study.get_args_parser().parse_args(["--out", "x", "--quick", "--data-seed", "0"])
+    plan = study.make_plan(args)
+    rows = study.load_rows(path, study.expected_keys(plan, list(study.METHODS)))
+    assert len(rows) == 80
+    fresh = study.make_plan(study.get_args_parser().parse_args(["--out", "x", "--quick"]))
+    with pytest.raises(ValueError, match="--out"):
+        study.load_rows(path, study.expected_keys(fresh, list(study.METHODS)))

@@ -2,7 +2,7 @@
 
 Every ```python block runs, in a fresh namespace and a temporary working
 directory, unless the line before it is an ``<!-- not run: ... -->`` comment
-(the mmsegmentation sketch and the RIPU train.py sketch, which need code that
+(the mmsegmentation config and the RIPU train.py sketch, which need code that
 is not densecore's).
 """
 
@@ -25,12 +25,13 @@ def blocks(path):
 
 
 def test_the_docs_have_the_expected_blocks():
-    assert [runs for runs, _ in blocks(DOCS)] == [True, True, False]
+    assert [runs for runs, _ in blocks(DOCS)] == [True, True, True, False]
     assert [runs for runs, _ in blocks(EXAMPLE)] == [False]
-    ripu, light, mmseg = (code for _, code in blocks(DOCS))
+    ripu, light, mmengine, config = (code for _, code in blocks(DOCS))
     assert "from densecore.integrations import ripu" in ripu
     assert "SelectionRounds" in light and "lightning" in light
-    assert "densecore.query_round" in mmseg
+    assert "Runner(" in mmengine and "SelectionHook(" in mmengine
+    assert 'type="SelectionHook"' in config and "register()" in config
 
 
 def run(code, path, tmp_path, monkeypatch, capsys):
@@ -57,5 +58,20 @@ def test_lightning_snippet_runs(tmp_path, monkeypatch, capsys):
     summary = ns["state"].summary()
     assert [(r["round"], r["queried"]) for r in summary["rounds"]] == [(0, 60), (1, 60)]
     assert out.endswith("SelectionRounds(rounds_at=[3, 6], budget=10, done=2) "
+                        f"{summary['labeled']} pixels labeled\n")
+    assert not os.listdir(tmp_path)  # everything under the snippet's temporary folder
+
+
+def test_mmengine_snippet_runs(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("mmengine")
+    code = blocks(DOCS)[2][1]
+    ns, out = run(code, DOCS, tmp_path, monkeypatch, capsys)
+    state = ns["state"]
+    summary = state.summary()
+    assert [(r["round"], r["queried"]) for r in summary["rounds"]] == [(0, 40), (1, 40)]
+    for i in ns["IDS"]:  # the annotator's answers are the ground truth
+        m = state.labeled(i)
+        assert (state.labels(i)[m] == ns["GT"][i][m]).all()
+    assert out.endswith("SelectionHook(rounds_at=[2, 4], budget=10, done=2) "
                         f"{summary['labeled']} pixels labeled\n")
     assert not os.listdir(tmp_path)  # everything under the snippet's temporary folder

@@ -39,6 +39,7 @@ EXPECTED = [
     "query_round",
     "region_budget",
     "register_engine",
+    "ripu_pixel_radius",
     "ripu_select",
     "select_pixels",
     "tune_density_scaling",

@@ -46,8 +46,10 @@ the study loads the checkpoint and
   ``alpha * b`` L2-normalised candidate features, averaged over the images
   (none for ``ripu``, which picks from every pixel without a candidate pool).
 
-The same seed gives every method of a budget the same initial model and data
-order, so methods are compared seed by seed: for each method and reference
+The same seed gives every method of a budget the same initial model, data
+order and scene draw (seed ``s`` generates its data with seed ``s``, so the
+seeds vary the scenes as well as the model; ``--data-seed`` fixes one draw),
+so methods are compared seed by seed: for each method and reference
 (``random``, ``margin``, ``ripu``) the study reports the per-seed differences
 of the final mIoU, their mean and a 95 % Student-t interval over the paired
 seeds (``mean ± t(0.975, n-1) * sd / sqrt(n)``), and whether it excludes zero.
@@ -74,6 +76,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import hashlib
 import json
 import logging
@@ -106,7 +109,9 @@ class Arm:
     train: int                  # training images per domain
     val: int                    # target val images
     budget: tuple = ()          # (field, value) pairs over the base config; () keeps its budget
-    data_seed: int = 0
+    # the scene draw: None draws one per run seed (seed s generates its data with seed s);
+    # an int fixes one draw for every seed (what studies before the per-seed draw did)
+    data_seed: int | None = None
 
 
 @dataclass(frozen=True)
@@ -145,30 +150,40 @@ METHODS = {
 }
 BASELINES = ("source_only", "supervised")  # no selection: the budget does not apply
 ACTIVE = tuple(m for m in METHODS if m not in BASELINES)
-REFERENCES = ("random", "margin", "ripu")  # paired differences are taken against these
+# the plot's references (the tables give every pair of active methods); k-center is the
+# paper's own ablation reference for the density-aware greedy on the same candidates
+REFERENCES = ("random", "margin", "ripu", "kcenter")
+FAMILY_LEVEL = 0.05  # the level Holm's and BH's adjusted p values are read at
 
 
 # ---------------------------------------------------------------- data and configs
 
 
-def data_dir(out: str, arm: Arm) -> str:
-    """``OUT/data/<H>x<W>_<train>_<val>_<data seed>``: arms with the same data share it."""
+def data_seed(arm: Arm, seed: int) -> int:
+    """The scene draw of run seed ``seed``: the seed itself, so that the seeds of a
+    study vary the data as well as the model (its intervals include scene
+    variation), unless ``arm.data_seed`` fixes one draw for all seeds."""
+    return seed if arm.data_seed is None else arm.data_seed
+
+
+def data_dir(out: str, arm: Arm, seed: int = 0) -> str:
+    """``OUT/data/<H>x<W>_<train>_<val>_<data seed>``: runs with the same data share it."""
     h, w = arm.size
-    return os.path.join(out, "data", f"{h}x{w}_{arm.train}_{arm.val}_{arm.data_seed}")
+    return os.path.join(out, "data", f"{h}x{w}_{arm.train}_{arm.val}_{data_seed(arm, seed)}")
 
 
-def prepare_data(out: str, arm: Arm) -> dict:
-    """Generate the arm's data once and return the roots."""
-    root = data_dir(out, arm)
+def prepare_data(out: str, arm: Arm, seed: int = 0) -> dict:
+    """Generate the data of ``arm`` for run seed ``seed`` once and return the roots."""
+    root = data_dir(out, arm, seed)
     with _lock(root + ".lock"):
-        return _prepare_data(root, arm)
+        return _prepare_data(root, arm, data_seed(arm, seed))
 
 
-def _prepare_data(root: str, arm: Arm) -> dict:
+def _prepare_data(root: str, arm: Arm, seed: int) -> dict:
     import make_synthetic_data as gen
 
     roots = {"source": os.path.join(root, "gtav"), "target": os.path.join(root, "cityscapes")}
-    want = {"size": list(arm.size), "train": arm.train, "val": arm.val, "seed": arm.data_seed}
+    want = {"size": list(arm.size), "train": arm.train, "val": arm.val, "seed": seed}
     marker = os.path.join(root, "done.json")
     if os.path.exists(marker):
         with open(marker) as f:
@@ -176,7 +191,7 @@ def _prepare_data(root: str, arm: Arm) -> dict:
                 return roots
     if os.path.exists(root):
         shutil.rmtree(root)
-    gen.main(argparse.Namespace(out=root, train=arm.train, val=arm.val, seed=arm.data_seed,
+    gen.main(argparse.Namespace(out=root, train=arm.train, val=arm.val, seed=seed,
                                 size=tuple(arm.size)))
     atomic_write_json(marker, want)
     return roots
@@ -201,7 +216,8 @@ def run_key(arm: Arm, method: str) -> str:
     arms on the same data); a row whose key differs from the current one was
     made with other settings.
     """
-    blob = json.dumps({"data": [list(arm.size), arm.train, arm.val, arm.data_seed],
+    draw = "per seed" if arm.data_seed is None else arm.data_seed
+    blob = json.dumps({"data": [list(arm.size), arm.train, arm.val, draw],
                        "config": run_config(arm, method, 0)}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
@@ -363,6 +379,8 @@ def run_one(out: str, arm: Arm, roots: dict, method: str, seed: int, *,
     return {"arm": arm.name, "method": method, "seed": seed, "mIoU": metrics["mIoU"],
             "labeled_fraction": metrics["labeled_ratio"],
             "per_class_iou": metrics["per_class_iou"], "rounds": rounds,
+            # mIoU over the classes present in the val ground truth (train.metrics_dict)
+            "miou_classes": sum(v is not None for v in metrics["per_class_iou"].values()),
             "train_s": time.perf_counter() - tic - measure_s, "measure_s": measure_s,
             "run": os.path.relpath(run_dir, out)}
 
@@ -523,32 +541,87 @@ def t_interval(values, level: float = 0.95):
     return mean, mean - half, mean + half
 
 
-def paired_differences(rows: list[dict], methods, references=REFERENCES,
-                       level: float = 0.95) -> list[dict]:
-    """Per active method and reference: final mIoU differences (method - reference) seed by seed.
+def paired_differences(rows: list[dict], methods, level: float = 0.95) -> list[dict]:
+    """Every pair of active methods: final mIoU differences (later - earlier in ``methods``
+    order, e.g. ``density_aware - kcenter``) seed by seed.
 
     Only seeds both have are paired. Each entry: ``method, reference, seeds,
-    diffs, mean, low, high`` (the t interval; None under two seeds), ``wins``
-    and ``losses`` (seeds with a positive / negative difference) and
-    ``excludes_zero`` (the interval lies above or below 0).
+    diffs`` and :func:`densecore.stats.paired_interval`'s ``mean, low, high``
+    (the raw t interval; None under two seeds), ``p`` (paired t test),
+    ``p_sign_flip`` (exact sign-flip p: with ``n`` seeds it cannot go below
+    ``2 / 2**n``); ``wins`` and ``losses`` (seeds with a positive / negative
+    difference) and ``excludes_zero`` (the raw interval lies above or below 0).
+    :func:`adjust` adds the family's Holm and BH p values.
     """
+    from densecore.stats import paired_interval
+
     miou = {}
     for r in rows:
         miou.setdefault(r["method"], {})[r["seed"]] = r["mIoU"]
+    active = [m for m in methods if m not in BASELINES and m in miou]
     out = []
-    for ref in references:
-        for m in methods:
-            if m == ref or m in BASELINES or ref not in miou or m not in miou:
-                continue
+    for j, m in enumerate(active):
+        for ref in active[:j]:
             seeds = sorted(set(miou[m]) & set(miou[ref]))
             if not seeds:
                 continue
             d = [miou[m][s] - miou[ref][s] for s in seeds]
-            mean, lo, hi = t_interval(d, level)
+            st = paired_interval(d, level)
             out.append({"method": m, "reference": ref, "seeds": seeds, "diffs": d,
-                        "mean": mean, "low": lo, "high": hi,
+                        "mean": st.mean, "low": st.low, "high": st.high, "p": st.p,
+                        "p_sign_flip": st.p_sign_flip,
                         "wins": sum(x > 0 for x in d), "losses": sum(x < 0 for x in d),
-                        "excludes_zero": lo is not None and (lo > 0 or hi < 0)})
+                        "excludes_zero": st.low is not None and (st.low > 0 or st.high < 0)})
+    return out
+
+
+def adjust(family: list[dict]) -> list[dict]:
+    """The entries of ``family`` (every comparison reported together) with ``p_holm`` and
+    ``p_bh``: Holm's and Benjamini-Hochberg's adjusted paired-t p values over the whole
+    family (a comparison without a p value, under two seeds, counts as p = 1), and
+    ``holm_rejects`` (``p_holm <= FAMILY_LEVEL``)."""
+    from densecore.stats import benjamini_hochberg, holm
+
+    p = [1.0 if e["p"] is None else e["p"] for e in family]
+    h, b = holm(p), benjamini_hochberg(p)
+    return [dict(e, p_holm=float(hi), p_bh=float(bi), holm_rejects=bool(hi <= FAMILY_LEVEL))
+            for e, hi, bi in zip(family, h, b)]
+
+
+def present_miou(per_class_iou: dict, classes) -> float:
+    """Mean IoU (%) over ``classes`` (the classes present in the val ground truth).
+
+    Example:
+        >>> present_miou({"road": 60.0, "sky": 40.0, "train": 0.0}, ["road", "sky"])
+        50.0
+    """
+    return float(np.mean([per_class_iou[c] for c in classes]))
+
+
+def val_classes(target_root: str, num_classes: int = 19) -> list[str]:
+    """Names of the classes with at least one pixel in the target val ground truth."""
+    import datasets
+
+    val = datasets.cityscapes(target_root, "val", num_classes, label_size=None)
+    freq = datasets.class_frequencies(val, num_classes).sum(0)
+    return [n for n, f in zip(datasets.class_names(num_classes), freq) if f > 0]
+
+
+def rescore_rows(rows: list[dict], classes_of) -> list[dict]:
+    """Rows recorded before mIoU was taken over the classes present in the val ground
+    truth, rescored: ``mIoU`` becomes :func:`present_miou` over ``classes_of(row)``,
+    absent classes' IoU None; the recorded value stays as ``mIoU_recorded``. Rows
+    already over the present classes (``miou_classes`` set) are kept as they are.
+    The round records' ``mIoU`` (no per-class IoU stored) are not rescored."""
+    out = []
+    for r in rows:
+        if "miou_classes" in r:
+            out.append(r)
+            continue
+        classes = classes_of(r)
+        pc = {c: (v if c in classes else None) for c, v in r["per_class_iou"].items()}
+        out.append(dict(r, mIoU=present_miou(r["per_class_iou"], classes), mIoU_recorded=r["mIoU"],
+                        per_class_iou=pc, miou_classes=len(classes)))
     return out
 
 
@@ -599,16 +672,27 @@ def summarize(rows: list[dict], methods) -> list[dict]:
 
 def analyze(rows: list[dict], plan: Plan, methods) -> dict:
     """The analysis stored beside the rows: per arm the summary, paired differences, per-class IoU."""
-    arms = {}
+    arms, family = {}, []
     for arm in plan.arms:
         rs = arm_rows(rows, arm, methods)
+        paired = [dict(p, arm=arm.name) for p in paired_differences(rs, methods)]
+        family += paired
         arms[arm.name] = {"config": arm.config, "size": list(arm.size), "train": arm.train,
                           "val": arm.val, "budget": dict(arm.budget) or "base config",
                           "summary": summarize(rs, methods),
-                          "paired": paired_differences(rs, methods),
                           "per_class_iou": per_class(rs, methods)}
+    family = adjust(family)
+    for arm in plan.arms:
+        arms[arm.name]["paired"] = [p for p in family if p["arm"] == arm.name]
     return {"study": study_key(plan), "seeds": list(plan.seeds), "methods": list(methods),
-            "interval": "95 % Student-t over the paired seeds", "arms": arms}
+            "interval": "95 % Student-t over the paired seeds (raw, not adjusted)",
+            "family": {"comparisons": len(family), "level": FAMILY_LEVEL,
+                       "adjustments": "Holm (family-wise error) and Benjamini-Hochberg (false "
+                                      "discovery rate) over every pair of active methods of "
+                                      "every budget, from the paired t test's p",
+                       "holm_rejects": sum(p["holm_rejects"] for p in family),
+                       "bh_rejects": sum(p["p_bh"] <= FAMILY_LEVEL for p in family)},
+            "arms": arms}
 
 
 def _f(v, fmt):
@@ -636,13 +720,17 @@ def markdown_table(summary: list[dict]) -> str:
 
 
 def paired_table(paired: list[dict]) -> str:
-    """Paired differences: mean, 95 % t interval, wins / losses, whether 0 is excluded."""
-    lines = ["| method | − reference | seeds | mean difference | 95 % interval | wins / losses "
-             "| excludes 0 |", "| --- | --- | ---: | ---: | ---: | ---: | :---: |"]
+    """Paired differences: mean, raw 95 % t interval, wins / losses, whether the raw
+    interval excludes 0, the t test's raw, Holm- and BH-adjusted p, the sign-flip p."""
+    lines = ["| method | − reference | seeds | mean difference | raw 95 % interval "
+             "| wins / losses | raw excludes 0 | p (t) | Holm p | BH p | sign-flip p |",
+             "| --- | --- | ---: | ---: | ---: | ---: | :---: | ---: | ---: | ---: | ---: |"]
     for p in paired:
         lines.append(f"| {p['method']} | {p['reference']} | {len(p['seeds'])} "
                      f"| {p['mean']:+.2f} | {_interval(p['low'], p['high'], '+.2f')} "
-                     f"| {p['wins']} / {p['losses']} | {'yes' if p['excludes_zero'] else 'no'} |")
+                     f"| {p['wins']} / {p['losses']} | {'yes' if p['excludes_zero'] else 'no'} "
+                     f"| {_f(p['p'], '.4f')} | {_f(p.get('p_holm'), '.3f')} "
+                     f"| {_f(p.get('p_bh'), '.3f')} | {_f(p.get('p_sign_flip'), '.4f')} |")
     return "\n".join(lines) + "\n"
 
 
@@ -683,8 +771,22 @@ def round_table(rows: list[dict], methods) -> str:
 
 
 def report_markdown(rows: list[dict], plan: Plan, methods) -> str:
-    """``study.md``: per budget the summary, the paired differences, per-class IoU and rounds."""
-    parts = []
+    """``study.md``: the family's adjustment, then per budget the summary, every paired
+    difference with raw and adjusted p values, per-class IoU and rounds."""
+    analysis = analyze(rows, plan, methods)
+    fam = analysis["family"]
+    parts = [f"Paired comparisons: every pair of active methods at every budget, "
+             f"{fam['comparisons']} in all, one family: Holm's adjusted p (family-wise "
+             f"error) rejects {fam['holm_rejects']} at {fam['level']:g}, "
+             f"Benjamini-Hochberg's (false discovery rate) {fam['bh_rejects']}. The "
+             f"intervals are raw 95 % Student-t intervals over the paired seeds.\n"]
+    rescored = [r for r in rows if "mIoU_recorded" in r]
+    if rescored:
+        parts.append(f"{len(rescored)} of {len(rows)} runs were recorded with mIoU over every "
+                     "class the model or the ground truth had; their final mIoU is rescored "
+                     "here from the stored per-class IoU over the classes present in the val "
+                     "ground truth (`mIoU_recorded` keeps the old value). The per-round mIoU "
+                     "(no per-class IoU stored) is as recorded.\n")
     for arm in plan.arms:
         rs = arm_rows(rows, arm, methods)
         if not rs:
@@ -695,8 +797,9 @@ def report_markdown(rows: list[dict], plan: Plan, methods) -> str:
                   f"{arm.train} training images per domain, {arm.val} target val images.\n",
                   markdown_table(summarize(rs, methods)),
                   "\nPaired differences of the final mIoU (method − reference, same seed; "
-                  "95 % Student-t interval over the paired seeds):\n",
-                  paired_table(paired_differences(rs, methods)),
+                  "raw 95 % Student-t interval over the paired seeds; p of the paired t "
+                  "test, raw and adjusted over the family; exact sign-flip p):\n",
+                  paired_table(analysis["arms"][arm.name]["paired"]),
                   "\nPer-class IoU (mean over seeds):\n", class_table(per_class(rs, methods)),
                   "\nPer round (means over seeds):\n", round_table(rs, methods)]
     return "\n".join(parts)
@@ -760,7 +863,7 @@ def plot(rows: list[dict], plan: Plan, methods, path: str) -> None:
         names = [m for m in methods if any(p["method"] == m for p in paired)]
         for k, ref in enumerate(REFERENCES):
             ps = {p["method"]: p for p in paired if p["reference"] == ref}
-            ys = [i + (k - 1) * 0.25 for i, m in enumerate(names) if m in ps]
+            ys = [i + (k - 1.5) * 0.2 for i, m in enumerate(names) if m in ps]
             ms = [ps[m] for m in names if m in ps]
             if not ms:
                 continue
@@ -770,7 +873,7 @@ def plot(rows: list[dict], plan: Plan, methods, path: str) -> None:
             ax.errorbar(xs, ys, xerr=err, fmt="o", capsize=3, label=f"− {ref}")
         ax.axvline(0, color="black", lw=0.8)
         ax.set_yticks(range(len(names)), names, fontsize=8)
-        ax.set_xlabel("final mIoU difference, same seed (points; 95 % t interval)")
+        ax.set_xlabel("final mIoU difference, same seed (points; raw 95 % t interval)")
         ax.set_title(f"budget {arm.name}: paired differences")
         ax.legend(fontsize=7)
         ax.grid(alpha=0.3)
@@ -779,11 +882,26 @@ def plot(rows: list[dict], plan: Plan, methods, path: str) -> None:
     plt.close(fig)
 
 
-def write_report(out: str, plan: Plan, methods) -> str:
-    """Rewrite ``OUT/study.json``'s analysis, ``OUT/study.md`` and ``OUT/study.png`` from the rows."""
+def write_report(out: str, plan: Plan, methods, *, rescore: bool = False) -> str:
+    """Rewrite ``OUT/study.json``'s analysis, ``OUT/study.md`` and ``OUT/study.png`` from the rows.
+
+    ``rescore``: first rescore rows recorded before mIoU was taken over the classes
+    present in the val ground truth (:func:`rescore_rows`; generates each row's data
+    under ``OUT/data`` to read its val ground truth)."""
     path = os.path.join(out, "study.json")
     with _lock(os.path.join(out, "study.json.lock")):
         rows = load_rows(path, expected_keys(plan, methods))
+        if rescore:
+            arms, classes = {a.name: a for a in plan.arms}, {}
+
+            def classes_of(r):
+                arm = arms[r["arm"]]
+                where = data_dir(out, arm, r["seed"])
+                if where not in classes:
+                    classes[where] = val_classes(prepare_data(out, arm, r["seed"])["target"])
+                return classes[where]
+
+            rows = rescore_rows(rows, classes_of)
         atomic_write_json(path, {"rows": rows, **analyze(rows, plan, methods)})
     text = report_markdown(rows, plan, methods)
     atomic_write_text(os.path.join(out, "study.md"), text)
@@ -808,6 +926,13 @@ def get_args_parser(add_help=True):
     parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
                         help="processes sharing the runs (default: up to 2)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads per process")
+    parser.add_argument("--data-seed", type=int, default=None,
+                        help="one scene draw for every seed (default: each seed draws its "
+                             "own; studies made before the per-seed draw used 0)")
+    parser.add_argument("--rescore-miou", action="store_true",
+                        help="rescore the final mIoU of runs recorded before it was taken over "
+                             "the classes present in the val ground truth (from their "
+                             "per-class IoU)")
     parser.add_argument("--report-only", action="store_true",
                         help="run nothing; rewrite the analysis, table and plot from the rows")
     parser.add_argument("--no-report", dest="report", action="store_false",
@@ -826,6 +951,8 @@ def make_plan(args) -> Plan:
             raise ValueError(f"--arms: unknown {unknown}; the plan has "
                              f"{[a.name for a in arms]}")
         arms = tuple(a for a in arms if a.name in args.arms)
+    if getattr(args, "data_seed", None) is not None:
+        arms = tuple(dataclasses.replace(a, data_seed=args.data_seed) for a in arms)
     return Plan(arms=arms, seeds=tuple(args.seeds) if args.seeds else plan.seeds)
 
 
@@ -839,6 +966,8 @@ def _worker_argv(args) -> list[str]:
         argv += ["--seeds", *map(str, args.seeds)]
     if args.arms:
         argv += ["--arms", *args.arms]
+    if args.data_seed is not None:
+        argv += ["--data-seed", str(args.data_seed)]
     return argv
 
 
@@ -860,16 +989,17 @@ def main(args):
         else:
             roots = {}
 
-            def runner(arm, method, seed):
-                if arm.name not in roots:
-                    roots[arm.name] = prepare_data(args.out, arm)
-                return run_one(args.out, arm, roots[arm.name], method, seed)
+            def runner(arm, method, seed):  # each seed its own scene draw
+                where = data_dir(args.out, arm, seed)
+                if where not in roots:
+                    roots[where] = prepare_data(args.out, arm, seed)
+                return run_one(args.out, arm, roots[where], method, seed)
 
             run_study(args.out, plan, args.methods, runner,
                       report=lambda rows: analyze(rows, plan, args.methods),
                       progress=args.progress)
     if args.report or args.report_only:
-        print(write_report(args.out, plan, args.methods))
+        print(write_report(args.out, plan, args.methods, rescore=args.rescore_miou))
 
 
 if __name__ == "__main__":

@@ -40,13 +40,21 @@ class ConfusionMatrix:
             dist.all_reduce(self.mat)
 
     def iou(self) -> np.ndarray:
-        """``(C,)`` float64 IoU per class; NaN for classes absent from truth and prediction."""
+        """``(C,)`` float64 IoU per class; NaN for classes absent from the ground truth.
+
+        A class with no ground-truth pixel has no IoU to measure: predicting it
+        somewhere is already counted as a false positive of the true classes,
+        so it is NaN (left out of the mean), not 0, whether predicted or not.
+        mIoU is then the mean over the classes present in the ground truth,
+        the same set for every model evaluated on the same images.
+        """
         m = self.mat.double().cpu().numpy() if self.mat is not None else np.zeros(
             (self.num_classes, self.num_classes))
         inter = np.diag(m)
         union = m.sum(0) + m.sum(1) - inter
+        present = m.sum(1) > 0
         with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(union > 0, inter / np.where(union > 0, union, 1), np.nan)
+            return np.where(present, inter / np.where(union > 0, union, 1), np.nan)
 
     def pixel_accuracy(self) -> float:
         m = self.mat.double() if self.mat is not None else torch.zeros(1)

@@ -7,7 +7,7 @@ from .atomic import atomic_save_figure, atomic_write, atomic_write_json, atomic_
 from .bounds import (BoundReport, average_radial_distance, bound_report, coreset_loss,
                      coverage, covering_radius)
 from .batch import farthest_first_batch
-from .budgets import pixel_budget, region_budget
+from .budgets import pixel_budget, region_budget, ripu_pixel_radius
 from .density import DMCEstimator, KNNDensity, MaskedConvEstimator, coverage_density
 from .engines import register_engine
 from .filters import CategoryMarginLoss
@@ -27,7 +27,7 @@ __version__ = "0.1.0"
 
 def __getattr__(name):
     # Submodules the docs use right after ``import densecore``, imported on first use.
-    if name in ("synthetic", "distributed"):
+    if name in ("synthetic", "distributed", "stats", "annotate", "plot"):
         import importlib
 
         return importlib.import_module(f".{name}", __name__)
@@ -68,6 +68,7 @@ __all__ = [
     "query_round",
     "region_budget",
     "register_engine",
+    "ripu_pixel_radius",
     "ripu_select",
     "select_pixels",
     "tune_density_scaling",

@@ -6,7 +6,9 @@ selection rounds. Two settings appear in Tables 1 and 2:
 * a ratio of the image's pixels (2.2 %, 5 %) labeled as square regions of
   ``region_size x region_size`` pixels: :func:`region_budget`;
 * a fixed number of pixels per image (40 pixels) defined at the training
-  crop size and rescaled to the full image: :func:`pixel_budget`.
+  crop size and rescaled to the full image: :func:`pixel_budget`; RIPU's
+  pixel setting scores and suppresses with a window whose radius
+  :func:`ripu_pixel_radius` scales with the label size.
 
 Both round up (``ceil``), as RIPU does, and compute with exact fractions so
 that a budget that is an integer on paper never becomes ``n + 1`` through
@@ -26,7 +28,7 @@ from fractions import Fraction
 
 from .validation import check_int
 
-__all__ = ["pixel_budget", "region_budget"]
+__all__ = ["pixel_budget", "region_budget", "ripu_pixel_radius"]
 
 
 def _check_shape(shape, name: str) -> tuple[int, int]:
@@ -105,3 +107,32 @@ def pixel_budget(shape, pixels: int, rounds: int, train_shape=(640, 1280)) -> in
     pixels = check_int(pixels, "pixels", minimum=1)
     rounds = check_int(rounds, "rounds", minimum=1)
     return math.ceil(Fraction(pixels, rounds) * h * w / (th * tw))
+
+
+# RIPU's published pixel-setting configs (configs/*/deeplabv2_r101_PA.yaml) use
+# RADIUS_K: 32 on labels of 1024 x 2048 pixels (Cityscapes at full size)
+_RIPU_PIXEL_K, _RIPU_PIXEL_HEIGHT = 32, 1024
+
+
+def ripu_pixel_radius(shape) -> int:
+    """RIPU's pixel-setting window radius ``k`` for labels of ``shape = (H, W)``.
+
+    RIPU's pixel setting (PA) computes region impurity over a ``(2k+1) x (2k+1)``
+    window and suppresses the ``(2k+1) x (2k+1)`` square around each picked
+    pixel, with ``RADIUS_K = 32`` at 1024 x 2048 (a 65 x 65 window). The rule
+    keeps that window's share of the image height: ``k = max(1, round(32 * H /
+    1024))`` (Python's ``round``: halves to even), so 512 x 1024 gives 16,
+    128 x 256 gives 4, 64 x 128 gives 2; it is never below 1 (a 3 x 3 window).
+
+    Args:
+        shape: ``(H, W)`` of the label map in pixels.
+
+    Returns:
+        the radius ``k >= 1`` as a Python ``int``.
+
+    Example:
+        >>> [ripu_pixel_radius(s) for s in [(1024, 2048), (512, 1024), (64, 128), (8, 16)]]
+        [32, 16, 2, 1]
+    """
+    h, _ = _check_shape(shape, "shape")
+    return max(1, round(Fraction(_RIPU_PIXEL_K * h, _RIPU_PIXEL_HEIGHT)))

@@ -47,6 +47,7 @@ import torch
 import torch.nn.functional as F
 
 from . import validation as V
+from .budgets import ripu_pixel_radius
 from .filters import (entropy_score, least_confidence_score, margin_score, random_score,
                       ripu_score, top_candidates)
 from .regions import blocked_candidates, ripu_select
@@ -141,6 +142,15 @@ class ImageCandidates:
     labeled_densities: torch.Tensor | None = None
 
 
+def _ripu_k(region_size: int, shape_ref) -> int:
+    """RIPU's radius: ``region_size // 2`` for regions; for pixels (``region_size=1``)
+    RIPU's pixel-setting window scaled with the label height
+    (:func:`~densecore.budgets.ripu_pixel_radius`: 32 at 1024 x 2048)."""
+    if region_size > 1:
+        return region_size // 2
+    return ripu_pixel_radius(tuple(shape_ref[-2:]))
+
+
 def _scores(score, probs, shape_ref, from_logits, validate, seeds, region_size):
     if isinstance(score, str):
         if score == "random":  # per-image seeds: each image its own stream, as if alone
@@ -148,8 +158,8 @@ def _scores(score, probs, shape_ref, from_logits, validate, seeds, region_size):
             if isinstance(seeds, int):
                 return random_score((b, h, w), seeds, device=probs.device)
             return torch.cat([random_score((1, h, w), s, device=probs.device) for s in seeds])
-        if score == "ripu":  # RIPU's region score for blocks, its pixel score (k = 1) for pixels
-            return ripu_score(probs, max(1, region_size // 2),
+        if score == "ripu":  # RIPU's region score for blocks, its pixel score for pixels
+            return ripu_score(probs, _ripu_k(region_size, shape_ref),
                               mode="region" if region_size > 1 else "pixel",
                               from_logits=from_logits, validate=validate)
         if score not in _SCORES:
@@ -235,10 +245,29 @@ def _check(probs, features, densities, budget, labeled, ignore, alpha, sampler,
                    region_size)
 
 
-def _candidates(inp: _Inputs, scores: torch.Tensor, region_overlap: str, validate: bool):
+def _zero_last_at_random(scores: torch.Tensor, inp: _Inputs) -> torch.Tensor:
+    """``scores`` with every score ``<= 0`` moved below all positive ones, in a seeded
+    random order (the image's seed, the random score's stream): no index order decides
+    among pixels the score cannot tell apart."""
+    b, _, h, w = inp.probs.shape
+    if inp.per_image_seeds:
+        u = torch.cat([random_score((1, h, w), s, device=scores.device) for s in inp.seeds])
+    else:
+        u = random_score((b, h, w), inp.seeds[0] if inp.seeds else 0, device=scores.device)
+    return torch.where(scores > 0, scores, -1.0 - u.to(scores.dtype))
+
+
+def _candidates(inp: _Inputs, scores: torch.Tensor, region_overlap: str, validate: bool,
+                positive_only: bool = False):
     """Candidate filtering: ``(cand (B, k) int64 flat pixels, best first, -1 padded;
-    eligible: candidates per image)``; names ``budget`` when an image has too few."""
+    eligible: candidates per image)``; names ``budget`` when an image has too few.
+
+    ``positive_only`` (``score="ripu"`` with a greedy sampler): the pool holds the
+    pixels with a positive score only; an image with fewer than ``budget`` of them
+    is topped up to ``budget`` with zero-score pixels in a seeded random order."""
     bsz, _, big_h, big_w = inp.probs.shape
+    if positive_only:
+        scores = _zero_last_at_random(scores, inp)
     n_pix, budget, exclude = big_h * big_w, inp.budget, inp.exclude
     eligible = ([n_pix] * bsz if exclude is None
                 else (~exclude).reshape(bsz, -1).sum(1).tolist())  # one small sync
@@ -260,7 +289,12 @@ def _candidates(inp: _Inputs, scores: torch.Tensor, region_overlap: str, validat
                                  f"{b} has {e}, got budget {budget}")
     else:
         cand = top_candidates(scores, k, exclude, validate=validate)
-    return cand, [min(k, e) for e in eligible]
+    eligible = [min(k, e) for e in eligible]
+    if positive_only:  # candidates are best first: the positive ones lead each row
+        flat = scores.reshape(bsz, -1)
+        pos = ((cand >= 0) & (flat.gather(1, cand.clamp_min(0)) > 0)).sum(1).tolist()
+        eligible = [min(e, max(budget, p)) for e, p in zip(eligible, pos)]
+    return cand, eligible
 
 
 def _gather(inp: _Inputs, c: torch.Tensor, b: int, normalize: bool):
@@ -351,17 +385,27 @@ def select_pixels(probs, features, densities, budget: int, *, labeled=None, igno
             kernel launch per pick with ``backend="triton"`` (opt-in until
             measured on a GPU). ``"ripu"``: RIPU's own
             selection on ``score`` (:func:`~densecore.regions.ripu_select`, region
-            mode with ``k = region_size // 2``, pixel mode with ``k = 1`` for
-            ``region_size=1``; ``alpha``, ``features``, ``densities`` and
+            mode with ``k = region_size // 2``; for ``region_size=1`` RIPU's pixel
+            setting, whose window scales with the label height:
+            ``k = max(1, round(32 * H / 1024))``,
+            :func:`~densecore.budgets.ripu_pixel_radius`, RIPU's ``RADIUS_K: 32``
+            at 1024 x 2048; ``alpha``, ``features``, ``densities`` and
             ``region_overlap`` are unused: RIPU always suppresses).
         score: ``"margin"`` (``1 - P1* + P2*``), ``"entropy"``, ``"least_confidence"``,
             ``"random"`` (seeded by ``seed``), ``"ripu"`` (RIPU's region impurity
             times prediction uncertainty, :func:`~densecore.filters.ripu_score`,
             with ``k = region_size // 2``; for ``region_size=1`` its pixel score
-            with ``k = 1``; any other ``k`` as a tensor), or a ``(B, H, W)`` float
-            tensor of precomputed scores; higher is more informative. With a
-            greedy ``sampler``, ``score="ripu"`` is a hybrid: RIPU's score picks
-            the candidates, the sampler chooses among them.
+            with RIPU's pixel window ``k = max(1, round(32 * H / 1024))``; any
+            other ``k`` as a tensor), or a ``(B, H, W)`` float tensor of
+            precomputed scores; higher is more informative. With a greedy
+            ``sampler``, ``score="ripu"`` is a hybrid: RIPU's score picks the
+            candidates, the sampler chooses among them. RIPU's score is 0 where
+            the window is pure (one predicted class): such pixels carry no
+            information by its measure, so the hybrid's pool holds the
+            positive-score pixels only (at most ``ceil(alpha * budget)``); an
+            image with fewer than ``budget`` of them is topped up to ``budget``
+            with zero-score pixels in a random order seeded by ``seed``
+            (never by index order, which would fill the top image rows).
         region_size: odd side of the block labeled around each pick (1: pixels).
         normalize: L2-normalise sampled candidate and labeled features.
         seed: an integer, or one integer per image (``(B,)``): the seed of each
@@ -412,12 +456,14 @@ def select_pixels(probs, features, densities, budget: int, *, labeled=None, igno
     if isinstance(sampler, str):  # "ripu" (the only string _check lets through)
         mask, centres = ripu_select(scores, budget,
                                     mode="region" if inp.region_size > 1 else "pixel",
-                                    k=max(1, inp.region_size // 2), labeled=inp.labeled,
+                                    k=_ripu_k(inp.region_size, inp.probs.shape),
+                                    labeled=inp.labeled,
                                     ignore=inp.ignore, validate=validate, return_centres=True)
         seen = [ImageCandidates(c, None, None, torch.arange(budget, device=dev))
                 for c in centres]
     else:
-        cand, eligible = _candidates(inp, scores, region_overlap, validate)
+        cand, eligible = _candidates(inp, scores, region_overlap, validate,
+                                     positive_only=isinstance(score, str) and score == "ripu")
         picks, seen, jobs = [], [], []
         for b in range(inp.probs.shape[0]):
             c = cand[b, :eligible[b]]
