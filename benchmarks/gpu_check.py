@@ -242,11 +242,11 @@ def main(argv=None) -> int:
             e1 = cls(**inputs, max_new=picks + 1)
             idx = torch.empty(picks + 1, dtype=torch.int64, device=dev)
             rr = torch.empty(picks + 1, dtype=torch.float64, device=dev)
-            e1.run(1, idx, rr, 0)  # first pick and compilation outside the count
+            e1.first(0, idx, rr)  # first pick and compilation outside the count
             sync()
             with profile(activities=acts) as prof:
                 with record_function("pick loop"):
-                    e1.run(picks, idx, rr, 0)
+                    e1.run(picks, idx, rr)
                 sync()
             evs = list(prof.events())
             span = [e.time_range for e in evs if e.name == "pick loop"
@@ -262,11 +262,11 @@ def main(argv=None) -> int:
             note = ""
             if dev.type == "cuda":
                 e2 = cls(**inputs, max_new=picks + 1)
-                e2.run(1, idx, rr, 0)
+                e2.first(0, idx, rr)
                 sync()
                 torch.cuda.set_sync_debug_mode("error")
                 try:
-                    e2.run(picks, idx, rr, 0)
+                    e2.run(picks, idx, rr)
                     note = "no sync under set_sync_debug_mode('error')"
                 except RuntimeError as err:
                     note = f"sync: {str(err)[:80]}"
