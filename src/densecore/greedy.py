@@ -7,12 +7,14 @@ k-center greedy is the special case where every density is 1.
 
 One driver, engines behind it: the engine is looked up in the one table
 (:data:`densecore.engines.ENGINES`, keyed by name and layout; one module
-each, one interface: ``Engine(x, dens, centres, cdens, excluded, max_new)``,
-``best()``, ``row(u)``, ``add_centre(vec, u)``, ``run(k, out_idx, out_r, first)``).
-Dense layout:
+each, every engine a subclass of :class:`densecore.engines.Engine`, whose
+class attributes say what it can do: ``Engine(x, dens, centres, cdens,
+excluded, max_new)``, ``best()``, ``row(u)``, ``add_centre(vec, u)``,
+``run(k, out_idx, out_r)``; the forced first pick is the base class's
+``first(u, out_idx, out_r)``). Dense layout:
 
 * ``"numba"``: CPU, parallel, exact coverage-area pruning with a dense
-  hand-over; a plain serial loop for small pools (``_backends/numba/``).
+  hand-over (and back); a plain serial loop for small pools (``_backends/numba/``).
 * ``"torch"``: any device, one fused distance pass per pick, no host sync.
 * ``"triton"``: CUDA (or CPU tensors under ``TRITON_INTERPRET=1``), two
   kernel launches per pick for a whole batch of pools, squared distances in
