@@ -82,12 +82,14 @@ class Engine(_Base):
             n_live=n - int(ex.sum()))
         plain = n <= PLAIN_MAX
         r = np.full(n, np.inf)
-        assign = np.full(n, -1, dtype=np.int64)
+        assign = None  # each point's nearest centre (None: no centre yet)
         if n_lab:  # r against the labeled set and its nearest centre, searched once
             # small pools on one thread: a parallel region costs more than this search
             with self.threads(1) if plain else contextlib.nullcontext():
                 v, a = search(x, centres, 1, weights=cdens, method=self.search_method)
-            r[:], assign[:] = v[:, 0].numpy(), a[:, 0].numpy()
+            r[:] = v[:, 0].numpy()
+            assign = np.ascontiguousarray(a[:, 0].numpy(), dtype=np.int64)
+            del v, a
             self.sh.centres[:n_lab] = _host(centres.to(x.dtype))
             self.sh.cdens[:n_lab] = _host(cdens)
             self.sh.state[MO.CENTRES] = n_lab
@@ -191,15 +193,14 @@ class Engine(_Base):
         if want == self.mode.name:
             return
         r, assign = self.mode.live()
+        self.mode = None  # the old mode's arrays (the arena) go before the new ones come
         if want == "dense":
             if self.groups is None:
                 self.groups = MO.Groups(self.sh.x, self.sh.max_new - int(self.sh.state[PICKS]))
                 log.debug("pruning ineffective after %d picks; dense passes from here "
                           "(%d groups)", self.sh.state[PICKS], self.groups.g)
-            self.mode = None  # the arena goes before the dense mode's arrays come
             self.mode = MO.Dense(self.sh, self.groups, r, assign)
         else:
-            self.mode = None
             self.mode = MO.Pruned(self.sh, r, assign)
             log.debug("pruning cheaper again after %d picks", self.sh.state[PICKS])
         self.swaps += 1

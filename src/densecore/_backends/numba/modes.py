@@ -132,7 +132,8 @@ class Weighted:
 class Pruned:
     """Coverage areas in an arena (:mod:`.pruned_kernels`), built from every point's r
     and centre: ``assign[t]`` a row of the centre tables, -1 for a live point no centre
-    covers yet (r = inf) and anything for points with r < 0 (labeled or picked)."""
+    covers yet (r = inf) and anything for points with r < 0 (labeled or picked);
+    ``assign`` None: no point is covered yet. ``assign`` is overwritten."""
 
     name = "pruned"
 
@@ -153,7 +154,12 @@ class Pruned:
         self.a_arg = np.full(n_area, -1, dtype=np.int64)
         self.a_centre = np.full(n_area, -1, dtype=np.int64)
         self.a_centre[:n_c] = np.arange(n_c)
-        area = np.where(r < 0, -1, np.where(assign < 0, n_c, assign))
+        if assign is None:  # nothing covered yet: every live point in the area of no centre
+            area = np.where(r < 0, -1, n_c)
+        else:  # in place: no second (N,) array
+            area = assign
+            area[area < 0] = n_c
+            area[r < 0] = -1
         m = PK.build_areas(area, r, n_c + 1, self.order, self.rr, self.a_start, self.a_end,
                            self.a_max, self.a_arg)
         sh.state[AREAS], sh.state[TAIL] = n_c + 1, m
