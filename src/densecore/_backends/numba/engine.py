@@ -168,10 +168,20 @@ class Engine(_Base):
 
     def _picks(self, k: int, out_idx, out_r, threads: int) -> int:
         """``k`` picks in windows, each in the mode :class:`HandOver` chose; returns the
-        work done (the thread picker's unit)."""
+        work done (the thread picker's unit). A window in another mode than the
+        block's runs on the thread count that mode's picker has chosen (a trial
+        compares each mode as it would run)."""
+        import numba
+
+        block_mode = self.hand.mode
         work = 0
         while k > 0:
             self._follow()
+            if self.mode.name != block_mode:
+                p = self.pickers[self.mode.name]
+                threads = 1 if p.best == "serial" else p.limit
+                numba.set_num_threads(threads)
+                block_mode = self.mode.name
             m = self.hand.next(k)
             t0 = time.perf_counter()
             reads0 = int(self.sh.state[MO.READS])

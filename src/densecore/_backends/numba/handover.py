@@ -26,8 +26,8 @@ per pick whatever the structure, after a one-time build of groups and byte codes
    thousands that follow (a structure of many small regions reads many rows early
    and few late). Once the groups exist, a swap costs one pass over the pool, so
    the choice is a paired trial every ``gap`` windows: the window just run in the
-   current mode against the next window in the other mode, on the same thread
-   count; the cheaper per pick (by :data:`HandOver.MARGIN`) is kept. The second
+   current mode against the next window in the other mode, each on the thread
+   count its own thread picker chose (as it would run); the cheaper per pick (by :data:`HandOver.MARGIN`) is kept. The second
    half runs pick by pick and ends as soon as it has cost more than the first half
    allows for a whole window, so a trial of a much dearer mode costs about one
    window of the current one. The first trial comes one window after the first
@@ -145,18 +145,14 @@ class HandOver:
         other = "pruned" if mode == "dense" else "dense"
         if self._home is None:  # an ordinary window; a trial's first half when due
             self.since += 1
-            if self.since >= self.gap and left >= self.MIN_LEFT * self.WINDOW \
-                    and len(threads) == 1:
+            if self.since >= self.gap and left >= self.MIN_LEFT * self.WINDOW:
                 self._home = (mode, cost, threads)
                 self.mode = other
             return
-        home, home_cost, home_threads = self._home
+        home, home_cost, _ = self._home
         self._home = None
         self.since = 0
         self.trials += 1
-        if threads != home_threads:  # not comparable: back home, try again after a gap
-            self.mode = home
-            return
         if cost < self.MARGIN * home_cost:  # the other mode wins: stay there
             self.mode = mode
             self.gap = self.GAP
