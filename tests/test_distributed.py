@@ -330,15 +330,16 @@ def test_one_rank_keeps_faiss_assignment_and_dense_hand_over(one_rank, caplog, m
     from densecore._backends.numba import engine as numba_engine
 
     monkeypatch.setattr(numba_engine, "PLAIN_MAX", 0)  # the pruned path on a small pool
-    # isotropic noise in 64 dimensions (pruning stops paying: the engine hands over to
-    # dense passes) and a labeled set above the faiss threshold, through the sharded path
+    # isotropic noise in 64 dimensions (pruning stops paying: over half the pool's picks
+    # the engine hands over to dense passes) and a labeled set above the faiss
+    # threshold, through the sharded path
     rng = np.random.default_rng(11)
     x = rng.normal(size=(1500, 64)).astype(np.float32)
     lab = rng.choice(1500, 300, replace=False)
     with caplog.at_level("DEBUG", logger="densecore._backends.numba.engine"):
-        got = distributed.select(x, 200, labeled=lab, backend="numba")
+        got = distributed.select(x, 600, labeled=lab, backend="numba")
     assert "dense passes" in caplog.text
-    want = KCenterGreedy(backend="numba").select(x, 200, labeled=lab)
+    want = KCenterGreedy(backend="numba").select(x, 600, labeled=lab)
     np.testing.assert_array_equal(got.indices, want.indices)
     np.testing.assert_array_equal(got.radii, want.radii)
     assert replay_check(x, got.indices, labeled=lab, atol=0.0) > 0
