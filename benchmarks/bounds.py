@@ -54,6 +54,11 @@ def main(argv=None) -> int:
         if args.json:
             write_json_atomic(args.json, out)
         return 0
+    if args.plots:  # say so before the run (minutes), not after it
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            p.error("--plots needs matplotlib: pip install -e \".[plots]\" (from a checkout)")
     t0 = time.perf_counter()
     # data sets are rebuilt for every seed inside run_bounds (seeds vary the data too)
     out = run_bounds(args.quick, datasets=load_datasets, budgets=args.budgets,

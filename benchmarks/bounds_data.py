@@ -4,10 +4,10 @@ and the training of the DMC and masked-convolution estimators that give some of
 them their densities.
 
 Each builder returns a :class:`densecore.bench.bounds.Dataset` (features
-L2-normalised, as the paper does before selection). ``densecore bench bounds``
-loads this module when it runs from a checkout (the folder beside ``src/``);
-installed without it, the command uses the Gaussian mixture built into
-:mod:`densecore.bench.bounds` alone and says so.
+L2-normalised, as the paper does before selection). ``benchmarks/bounds.py``
+passes :func:`load_datasets` to :func:`densecore.bench.bounds.run_bounds`; the
+package never imports this module (``densecore bench bounds`` runs the Gaussian
+mixture built into :mod:`densecore.bench.bounds` alone and says so).
 
     python benchmarks/bounds.py --quick     # gmm, scene, scene_dmc, digits
 """

@@ -19,8 +19,10 @@ if not torch.cuda.is_available() and "triton" not in sys.modules:
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-# property tests draw their examples from a fixed seed: the same examples on every run
-settings.register_profile("densecore", derandomize=True)
+# property tests draw their examples from a fixed seed: the same examples on every run,
+# and run without a wall-clock deadline: a first example that loads numba or compiles a
+# kernel takes seconds on a loaded machine (hypothesis' default deadline is 200 ms)
+settings.register_profile("densecore", derandomize=True, deadline=None)
 settings.load_profile("densecore")
 
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(

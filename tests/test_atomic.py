@@ -1,4 +1,4 @@
-"""densecore.atomic: contents written, no temporary file left, old file kept on failure."""
+"""densecore.io: contents written, no temporary file left, old file kept on failure."""
 
 import json
 import os
@@ -6,8 +6,9 @@ import stat
 
 import pytest
 
-from densecore import atomic, state
-from densecore.atomic import atomic_save_figure, atomic_write, atomic_write_json, atomic_write_text
+from densecore import io as atomic
+from densecore import state
+from densecore.io import atomic_save_figure, atomic_write, atomic_write_json, atomic_write_text
 from densecore.bench.report import write_json_atomic
 
 

@@ -23,12 +23,12 @@ def test_per_image_seeds_equal_each_image_alone(sampler):
     make = {"kcenter": KCenterGreedy, "density": DensityAwareGreedy}.get(sampler)
     kw = dict(alpha=4, score="random")
     both = select_pixels(probs, feats, dens, 6, seed=seeds,
-                         sampler=make(seed=0) if make else densecore.segmentation._DEFAULT,
+                         sampler=make(seed=0) if make else densecore.samplers.DEFAULT_SAMPLER,
                          **kw)
     for b, s in enumerate(seeds):
         alone = select_pixels(probs[b:b + 1], feats[b:b + 1], dens[b:b + 1], 6, seed=s,
                               sampler=make(seed=s) if make else
-                              densecore.segmentation._DEFAULT, **kw)
+                              densecore.samplers.DEFAULT_SAMPLER, **kw)
         assert torch.equal(both[b], alone[0]), b
 
 
@@ -60,8 +60,7 @@ def test_query_round_equals_each_image_with_its_seed(tmp_path, rnd):
     for b, i in enumerate(ids):
         s = image_seed(9, rnd, i)
         alone = select_pixels(probs[b:b + 1], feats[b:b + 1], dens[b:b + 1], 4, alpha=4,
-                              seed=s, sampler=DensityAwareGreedy(seed=s),
-                              score=score[b:b + 1])
+                              seed=s, score=score[b:b + 1])
         assert np.array_equal(state.labeled(i, rounds=[rnd]), alone[0].numpy()), i
 
 
@@ -74,6 +73,18 @@ def test_query_round_skips_done_images_and_keeps_rows(tmp_path):
     assert query_round(state, 0, ids, probs, feats, dens, 3, alpha=4) == ["a", "c"]
     assert np.array_equal(state.labeled("b"), before)
     s = image_seed(0, 0, "c")
-    alone = select_pixels(probs[2:3], feats[2:3], dens[2:3], 3, alpha=4, seed=s,
-                          sampler=DensityAwareGreedy(seed=s))
+    alone = select_pixels(probs[2:3], feats[2:3], dens[2:3], 3, alpha=4, seed=s)
     assert np.array_equal(state.labeled("c"), alone[0].numpy())
+
+
+def test_query_round_with_the_paper_sampler_per_image(tmp_path):
+    probs, feats, dens = _inputs(bsz=2, seed=5)
+    ids = ["a", "b"]
+    state = densecore.ActiveLabelState(tmp_path / "s", ids, (16, 16))
+    query_round(state, 1, ids, probs, feats, dens, 4, alpha=4, seed=2,
+                sampler="density_aware")
+    for b, i in enumerate(ids):
+        s = image_seed(2, 1, i)
+        alone = select_pixels(probs[b:b + 1], feats[b:b + 1], dens[b:b + 1], 4, alpha=4,
+                              seed=s, sampler=DensityAwareGreedy(seed=s))
+        assert np.array_equal(state.labeled(i, rounds=[1]), alone[0].numpy()), i

@@ -302,16 +302,14 @@ def test_estimator_training_leaves_the_global_torch_rng_alone():
     assert torch.equal(before, torch.get_rng_state())
 
 
-def test_the_package_finds_the_checkout_data_sets_or_falls_back_to_its_own(tmp_path):
-    text, loader = B.dataset_source(tmp_path)
-    assert text.startswith("built-in: gmm") and loader is B.builtin_datasets
-    (ds,) = loader(True, 3)
+def test_the_package_runs_its_own_data_set_and_takes_the_checkouts_passed_in():
+    (ds,) = B.builtin_datasets(True, 3)
     assert ds.name == "gmm" and ds.features.shape == (2000, 16)
     np.testing.assert_array_equal(ds.features, B.gmm_dataset(2000, seed=3).features)
-    text, loader = B.dataset_source(ROOT)
-    assert text == f"checkout: {ROOT / 'benchmarks' / 'bounds_data.py'}"
-    assert loader.__name__ == "load_datasets" and loader.__module__.endswith("bounds_data")
-    assert B.dataset_source()[0] == text  # the tests run from the checkout
+    assert not hasattr(B, "dataset_source")  # the package never looks for benchmarks/
+    out = B.run_bounds(datasets=lambda quick, seed: [B.gmm_dataset(60, seed=seed, dim=3)],
+                       budgets=[4], seeds=[0, 1], taus=(0.25,), methods=["kcenter"])
+    assert {r["seed"] for r in out["rows"]} == {0, 1}
 
 
 def test_cli_says_which_data_sets_it_ran(monkeypatch, capsys, tmp_path):
@@ -320,9 +318,9 @@ def test_cli_says_which_data_sets_it_ran(monkeypatch, capsys, tmp_path):
     from densecore.cli import main
 
     real = B.run_bounds
-    monkeypatch.setattr(B, "dataset_source", lambda: ("built-in: gmm (test)",
-                                                      lambda quick, seed: [B.gmm_dataset(
-                                                          60, seed=1, dim=3)]))
+    monkeypatch.setattr(B, "BUILTIN_SOURCE", "built-in: gmm (test)")
+    monkeypatch.setattr(B, "builtin_datasets",
+                        lambda quick, seed: [B.gmm_dataset(60, seed=1, dim=3)])
     monkeypatch.setattr(B, "run_bounds", lambda **kw: real(**kw, budgets=[4], taus=(0.25,),
                                                             methods=["kcenter", "random"]))
     assert main(["bench", "bounds", "--json", str(tmp_path / "b.json")]) == 0

@@ -79,7 +79,26 @@ def test_bad_input():
         densecore.bound_report(x, [0], labels=np.zeros(4, np.int64))
     with pytest.raises(TypeError, match="labels must be integer"):
         densecore.bound_report(x, [0], labels=np.zeros(5))
-    with pytest.raises(ValueError, match="centers must have D = 2"):
+    with pytest.raises(ValueError, match="centres must have D = 2"):
         densecore.coverage(x, np.zeros((1, 3), np.float32))
     with pytest.raises(ValueError, match="search_backend must be one of"):
         densecore.coverage(x, x[:1], search_backend="annoy")
+
+
+def test_centres_is_the_one_spelling_and_centers_warns_for_one_release():
+    x = np.array([[0.0], [1.0], [9.0]])
+    c = np.array([[0.0], [10.0]])
+    a, d = densecore.coverage(x, centres=c)
+    for fn in (densecore.coverage, densecore.covering_radius,
+               densecore.average_radial_distance):
+        with pytest.warns(DeprecationWarning, match="use centres="):
+            old = fn(x, centers=c)
+        new = fn(x, c)
+        for o, n in zip(old if isinstance(old, tuple) else (old,),
+                        new if isinstance(new, tuple) else (new,)):
+            np.testing.assert_array_equal(o, n)
+        with pytest.raises(TypeError, match="former name of centres"):
+            fn(x, c, centers=c)
+        with pytest.raises(TypeError, match="missing the argument centres"):
+            fn(x)
+    assert a.tolist() == [0, 0, 1] and d.tolist() == [0.0, 1.0, 1.0]

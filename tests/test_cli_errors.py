@@ -126,8 +126,8 @@ def _err_line(out) -> str:
      "densecore select: error: argument --metric: invalid choice: 'l1' (choose from "
      "'euclidean', 'cosine')"),
     (["bogus"], "densecore: error: argument COMMAND: invalid choice: 'bogus' (choose from "
-     "'demo', 'select', 'bench')"),
-    ([], "densecore: error: name a command: demo, select or bench (densecore --help)"),
+     "'demo', 'select', 'advise', 'bench')"),
+    ([], "densecore: error: name a command: demo, select, advise or bench (densecore --help)"),
     (["bench"], "densecore bench: error: name a benchmark: speed or bounds "
      "(densecore bench --help)"),
     (["bench", "speed", "--n", "ten"],

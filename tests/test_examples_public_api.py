@@ -13,10 +13,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 #: modules a user may import; everything else under densecore is private
 PUBLIC_MODULES = {"densecore", "densecore.annotate", "densecore.density",
-                  "densecore.distributed", "densecore.filters", "densecore.integrations",
-                  "densecore.integrations.lightning", "densecore.integrations.mmseg",
-                  "densecore.integrations.ripu", "densecore.integrations.skactiveml",
-                  "densecore.plot", "densecore.stats", "densecore.synthetic"}
+                  "densecore.distributed", "densecore.engines", "densecore.filters",
+                  "densecore.integrations", "densecore.integrations.lightning",
+                  "densecore.integrations.mmseg", "densecore.integrations.ripu",
+                  "densecore.integrations.skactiveml", "densecore.io", "densecore.plot",
+                  "densecore.samplers", "densecore.stats", "densecore.synthetic"}
 PUBLIC_ATTRIBUTES = set(densecore.__all__) | {"__version__"} | {
     m.split(".")[1] for m in PUBLIC_MODULES if m.count(".") == 1}
 

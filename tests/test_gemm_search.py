@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from densecore import KNNDensity, bound_report, coverage
+from densecore import bound_report, coverage
+from densecore.density import knn_mean_distance
 from densecore._backends import faiss_backend, nearest
 from densecore.synthetic import gaussian_mixture
 
@@ -108,7 +109,7 @@ def test_reduced_precision_matmul_widens_the_bound():
 
 
 def test_coverage_and_knn_density_on_the_device_path(small_blocks):
-    """coverage, bound_report and KNNDensity(search="exact") through the torch method
+    """coverage, bound_report and knn_mean_distance(search="exact") through the torch method
     (the CUDA path) equal their numba/faiss answers."""
     x, _ = gaussian_mixture(500, dim=6, n_components=4, duplicates=0.2, seed=5)
     xt = torch.from_numpy(x.astype(np.float32))
@@ -123,6 +124,6 @@ def test_coverage_and_knn_density_on_the_device_path(small_blocks):
     rb = bound_report(xt, torch.arange(0, 500, 7), search_backend="auto")
     assert ra.delta == pytest.approx(rb.delta, rel=1e-14) and ra.delta > 0
     assert ra.max_ard == pytest.approx(rb.max_ard, rel=1e-12)
-    ka = KNNDensity(k=5, search_backend="torch", search="exact")(xt)
-    kb = KNNDensity(k=5, search_backend="auto", search="exact")(xt)
+    ka = knn_mean_distance(xt, 5, search_backend="torch", search="exact")
+    kb = knn_mean_distance(xt, 5, search_backend="auto", search="exact")
     torch.testing.assert_close(torch.as_tensor(ka), torch.as_tensor(kb), rtol=1e-12, atol=0)

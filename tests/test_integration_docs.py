@@ -3,7 +3,7 @@
 Every ```python block runs, in a fresh namespace and a temporary working
 directory, unless the line before it is an ``<!-- not run: ... -->`` comment
 (the mmsegmentation config and the RIPU train.py sketch, which need code that
-is not densecore's).
+is not densecore's). Blocks are found by what they contain, not by position.
 """
 
 from __future__ import annotations
@@ -25,13 +25,46 @@ def blocks(path):
 
 
 def test_the_docs_have_the_expected_blocks():
-    assert [runs for runs, _ in blocks(DOCS)] == [True, True, True, False]
+    assert [runs for runs, _ in blocks(DOCS)] == [True, True, True, True, True, False]
     assert [runs for runs, _ in blocks(EXAMPLE)] == [False]
-    ripu, light, mmengine, config = (code for _, code in blocks(DOCS))
+    knn, dropin, ripu, light, mmengine, config = (code for _, code in blocks(DOCS))
+    assert '"knn"' in knn and "select_pixels" in knn
+    assert "from densecore.integrations.ripu import RegionSelection" in dropin
     assert "from densecore.integrations import ripu" in ripu
     assert "SelectionRounds" in light and "lightning" in light
     assert "Runner(" in mmengine and "SelectionHook(" in mmengine
     assert 'type="SelectionHook"' in config and "register()" in config
+
+
+def block(path, needle):
+    """The one runnable python block of ``path`` that contains ``needle``."""
+    found = [code for runs, code in blocks(path) if runs and needle in code]
+    assert len(found) == 1, needle
+    return found[0]
+
+
+def test_the_install_line_is_from_a_checkout():
+    text = open(DOCS).read()
+    assert 'pip install torch==2.13.0 -e ".[cpu,lightning,ripu,mmseg]"' in text
+    assert "not published on the package index" in text
+    assert "from the package index:" not in text
+
+
+def test_frozen_feature_snippet_runs(tmp_path, monkeypatch, capsys):
+    _, out = run(block(DOCS, '"knn"'), DOCS, tmp_path, monkeypatch, capsys)
+    assert out == "[40, 40] pixels per image\n"
+
+
+def test_ripu_dropin_snippet_runs(tmp_path, monkeypatch, capsys):
+    import torch
+
+    ns, out = run(block(DOCS, "import RegionSelection"), DOCS, tmp_path, monkeypatch, capsys)
+    m = re.fullmatch(r"(\d+) of 4096 pixels selected\n", out)
+    assert m and 0 < int(m.group(1)) <= 2 * 2 * 6 * 9
+    for name in ns["names"]:
+        ind = torch.load(ns["path"]("gtIndicator", name))
+        assert ind["selected"].dtype == torch.bool and ind["selected"].shape == (32, 64)
+        assert (ind["selected"] <= ind["active"]).all()
 
 
 def run(code, path, tmp_path, monkeypatch, capsys):
@@ -42,7 +75,7 @@ def run(code, path, tmp_path, monkeypatch, capsys):
 
 
 def test_ripu_snippet_runs(tmp_path, monkeypatch, capsys):
-    code = blocks(DOCS)[0][1]
+    code = block(DOCS, "from densecore.integrations import ripu")
     ns, out = run(code, DOCS, tmp_path, monkeypatch, capsys)
     summary = ns["state"].summary()
     assert [r["round"] for r in summary["rounds"]] == [0, 1]
@@ -53,7 +86,7 @@ def test_ripu_snippet_runs(tmp_path, monkeypatch, capsys):
 
 def test_lightning_snippet_runs(tmp_path, monkeypatch, capsys):
     pytest.importorskip("lightning")
-    code = blocks(DOCS)[1][1]
+    code = block(DOCS, "SelectionRounds")
     ns, out = run(code, DOCS, tmp_path, monkeypatch, capsys)
     summary = ns["state"].summary()
     assert [(r["round"], r["queried"]) for r in summary["rounds"]] == [(0, 60), (1, 60)]
@@ -64,7 +97,7 @@ def test_lightning_snippet_runs(tmp_path, monkeypatch, capsys):
 
 def test_mmengine_snippet_runs(tmp_path, monkeypatch, capsys):
     pytest.importorskip("mmengine")
-    code = blocks(DOCS)[2][1]
+    code = block(DOCS, "SelectionHook(")
     ns, out = run(code, DOCS, tmp_path, monkeypatch, capsys)
     state = ns["state"]
     summary = state.summary()

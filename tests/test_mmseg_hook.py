@@ -250,9 +250,9 @@ def test_no_densities_for_the_paper_sampler_is_a_named_error(tmp_path):
     select = dict(dataset=Images(TARGET, [Load(data), pack]), batch_size=4,
                   sampler=dict(type="DefaultSampler", shuffle=False))
     model = TinySegmentor(density=False)
-    hook = SelectionHook(state, [0], 2, select)
+    hook = SelectionHook(state, [0], 2, select, sampler="density_aware")
     run = runner(tmp_path, model, hook, TARGET, [Load(data), pack], iters=1)
-    with pytest.raises(ValueError, match="needs densities.*KCenterGreedy"):
+    with pytest.raises(ValueError, match="'density_aware' needs densities.*'kcenter'"):
         run.train()
 
 

@@ -6,6 +6,7 @@ import densecore
 
 EXPECTED = [
     "ActiveLabelState",
+    "Advice",
     "BoundReport",
     "CategoryMarginLoss",
     "CorruptFileError",
@@ -21,10 +22,7 @@ EXPECTED = [
     "Sampler",
     "Selection",
     "TypicalityGreedy",
-    "atomic_save_figure",
-    "atomic_write",
-    "atomic_write_json",
-    "atomic_write_text",
+    "advise",
     "average_radial_distance",
     "blocked_candidates",
     "bound_report",
@@ -61,3 +59,18 @@ def test_every_public_callable_has_a_docstring_with_shapes_or_example():
     for name in densecore.__all__:
         obj = getattr(densecore, name)
         assert obj.__doc__ and len(obj.__doc__) > 40, name
+
+
+def test_file_writers_live_in_densecore_io_and_the_old_names_warn():
+    import pytest
+
+    from densecore import io
+
+    assert io.__all__ == ["atomic_save_figure", "atomic_write", "atomic_write_json",
+                          "atomic_write_text"]
+    for name in io.__all__:
+        assert name not in densecore.__all__
+        with pytest.warns(DeprecationWarning, match=f"use densecore.io.{name}"):
+            assert getattr(densecore, name) is getattr(io, name)
+    with pytest.raises(AttributeError):
+        densecore.atomic_nothing  # noqa: B018

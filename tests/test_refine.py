@@ -264,7 +264,8 @@ def test_eligible_restricts_the_centres_but_not_the_areas(backend):
 
 
 def test_pick_radii_host_and_torch_passes_agree_with_the_reference():
-    from densecore.refine import _prefix_min_host, _prefix_min_torch, pick_radii
+    from densecore._backends.radii import prefix_min_numba, prefix_min_torch
+    from densecore.greedy import pick_radii
 
     rng = np.random.default_rng(5)
     x = rng.normal(size=(400, 7))
@@ -274,8 +275,8 @@ def test_pick_radii_host_and_torch_passes_agree_with_the_reference():
     r0 = torch.full((150,), float("inf"), dtype=torch.float64)
     want = [np.inf] + [min(((x[i] - x[j]) ** 2).sum() / float(pd[j]) for j in range(i))
                        for i in range(1, 150)]
-    np.testing.assert_allclose(_prefix_min_host(p, pd, r0), want, rtol=1e-12)
-    np.testing.assert_allclose(_prefix_min_torch(p, pd, r0), want, rtol=1e-12)
+    np.testing.assert_allclose(prefix_min_numba(p, pd, r0), want, rtol=1e-12)
+    np.testing.assert_allclose(prefix_min_torch(p, pd, r0), want, rtol=1e-12)
     assert float(r0[5]) == np.inf  # inputs untouched
     # with labeled points: each pick's r also against them
     got = pick_radii(x, [3, 50, 7], labeled=[0])
@@ -283,3 +284,56 @@ def test_pick_radii_host_and_torch_passes_agree_with_the_reference():
                                      min(((x[50] - x[v]) ** 2).sum() for v in (0, 3)),
                                      min(((x[7] - x[v]) ** 2).sum() for v in (0, 3, 50))],
                                rtol=1e-12)
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+def test_the_refinement_works_on_the_pool_the_driver_prepared(monkeypatch, metric):
+    """One validation, one normalisation, one scale for the whole select: the
+    refinement and its radii take the greedy's prepared pool."""
+    import densecore.metrics
+    import densecore.validation
+
+    calls = {"check_pool": 0, "unit_rows": 0}
+    for mod, name in ((densecore.validation, "check_pool"), (densecore.metrics, "unit_rows")):
+        real = getattr(mod, name)
+
+        def counted(*a, _real=real, _name=name, **kw):
+            calls[_name] += 1
+            return _real(*a, **kw)
+
+        monkeypatch.setattr(mod, name, counted)
+    x = np.random.default_rng(3).normal(size=(120, 4)) + 2.0
+    d = np.random.default_rng(4).uniform(0.5, 2.0, 120)
+    sampler = densecore.DensityAwareGreedy(metric=metric, seed=1)
+    sel = densecore.KMedoidsRefinement(sampler, swaps=2).select(x, 6, densities=d,
+                                                                labeled=[0, 3])
+    assert calls["check_pool"] == 1
+    assert calls["unit_rows"] == (2 if metric == "cosine" else 0)  # pool, labeled features
+    # the same result as refining the sampler's picks from scratch
+    base = sampler.select(x, 6, densities=d, labeled=[0, 3])
+    idx, ard = refine_medoids(x, base.indices, labeled=[0, 3], swaps=2, metric=metric)
+    assert sel.indices.tolist() == idx.tolist()
+    np.testing.assert_allclose(sel.ard, ard, rtol=1e-12)
+
+
+def test_pick_radii_scale_the_densities_like_the_greedy():
+    """Subnormal densities (1 / density overflows) and tiny features: the radii come
+    from the driver's scaled geometry and match the float64 reference."""
+    from densecore.greedy import pick_radii
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(50, 3)) * 1e-10
+    d = rng.uniform(0.5, 2.0, 50) * 1e-310
+    idx = [5, 7, 9, 11]
+    ds = np.ldexp(d, 1000)  # the reference divides by densities scaled into range
+    centres, want = [0, 1], []
+    for u in idx:
+        want.append(min(((x[u] - x[k]) ** 2).sum() / ds[k] for k in centres))
+        centres.append(u)
+    got = pick_radii(x, idx, densities=d, labeled=[0, 1])
+    np.testing.assert_allclose(got, np.ldexp(np.array(want), 1000), rtol=1e-12)
+    sel = densecore.KMedoidsRefinement(densecore.DensityAwareGreedy(), swaps=0).select(
+        x, 4, densities=d, labeled=[0, 1])
+    np.testing.assert_allclose(sel.radii, pick_radii(x, sel.indices, densities=d,
+                                                     labeled=[0, 1]), rtol=0)
+    assert np.isfinite(sel.radii).all()

@@ -143,22 +143,23 @@ def round_inputs(seed, n=3, h=16, w=20, c=5, d=6):
     return probs, feats, dens, labels
 
 
-def test_densities_change_the_round_by_default(tmp_path):
-    """The default sampler is the paper's density-aware greedy: densities matter (the old
-    guide ran k-center, which gave the same masks for random and all-ones densities)."""
+def test_densities_change_the_round_with_the_paper_sampler(tmp_path):
+    """With the paper's density-aware greedy the densities matter; k-center (the one
+    default) ignores them, and with all-ones densities Algorithm 1 is k-center."""
     probs, feats, dens, _ = round_inputs(0)
     ids = ["a", "b", "c"]
     masks = {}
     for name, d in (("random", dens), ("ones", torch.ones_like(dens))):
-        for sampler in ("default", "kcenter"):
+        for sampler in ("density_aware", "kcenter", "default"):
             state = densecore.ActiveLabelState(tmp_path / f"{name}-{sampler}", ids, (16, 20))
-            kw = {} if sampler == "default" else {"sampler": densecore.KCenterGreedy(seed=3)}
+            kw = {} if sampler == "default" else {"sampler": sampler}
             densecore.query_round(state, 0, ids, probs, feats, d, 6, alpha=8, region_size=1,
                                   **kw)
             masks[name, sampler] = np.stack([state.labeled(i) for i in ids])
-    assert not np.array_equal(masks["random", "default"], masks["ones", "default"])
-    # k-center ignores densities; with all-ones densities Algorithm 1 is k-center
+    assert not np.array_equal(masks["random", "density_aware"], masks["ones", "density_aware"])
     assert np.array_equal(masks["random", "kcenter"], masks["ones", "kcenter"])
+    assert np.array_equal(masks["ones", "density_aware"], masks["ones", "kcenter"])
+    assert np.array_equal(masks["random", "default"], masks["random", "kcenter"])
     for m in masks.values():
         assert m.sum((1, 2)).tolist() == [6, 6, 6]
 
@@ -170,7 +171,8 @@ def test_query_round_is_select_pixels_with_per_image_seeds(tmp_path):
     for r in range(2):
         before = {i: state.labeled(i) for i in ids}
         assert densecore.query_round(state, r, ids, probs, feats, dens, 2, labels=labels,
-                                     alpha=6, region_size=3, seed=5) == ids
+                                     alpha=6, region_size=3, seed=5,
+                                     sampler="density_aware") == ids
         for b, i in enumerate(ids):
             want = densecore.select_pixels(
                 probs[b:b + 1], feats[b:b + 1], dens[b:b + 1], 2,
@@ -205,7 +207,7 @@ def test_query_round_resumes_and_checks(tmp_path):
     with pytest.raises(TypeError, match="sampler"):
         densecore.query_round(state, 1, ids, probs, feats, dens, 3, sampler=3)
     with pytest.raises(ValueError, match="densities"):  # the paper's sampler needs them
-        densecore.query_round(state, 1, ids, probs, feats, None, 3)
+        densecore.query_round(state, 1, ids, probs, feats, None, 3, sampler="density_aware")
     assert not state.round_done("a", 1)  # nothing half-recorded by the failed calls
 
 

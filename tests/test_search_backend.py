@@ -1,6 +1,7 @@
 """``search_backend=`` names the nearest-neighbour search's candidates wherever a search
 runs (``backend=`` names a greedy engine); the former ``backend=`` of the search
-functions still works for one release, with a DeprecationWarning."""
+functions is gone. ``KNNDensity`` has one search option, ``search=``; its
+``search_backend=`` is deprecated for one release."""
 
 from __future__ import annotations
 
@@ -23,7 +24,6 @@ CALLS = {
     "average_radial_distance": lambda **kw: densecore.average_radial_distance(X, X[SEL], **kw),
     "bound_report": lambda **kw: densecore.bound_report(X, SEL, **kw).ard,
     "knn_mean_distance": lambda **kw: knn_mean_distance(X, 5, search="exact", **kw),
-    "KNNDensity": lambda **kw: densecore.KNNDensity(k=5, search="exact", **kw)(X),
     "local_intrinsic_dimension": lambda **kw: local_intrinsic_dimension(X, 5, **kw),
     "lid_density": lambda **kw: lid_density(X, 5, **kw),
     "density_calibration": lambda **kw: density_calibration(X, D, SEL, **kw).r2,
@@ -33,22 +33,29 @@ CALLS = {
 
 
 @pytest.mark.parametrize("name", list(CALLS))
-def test_search_backend_and_its_former_name(name):
+def test_search_backend_names_the_search(name):
     call = CALLS[name]
     with warnings.catch_warnings():
-        warnings.simplefilter("error")  # the new name warns about nothing
+        warnings.simplefilter("error")  # the option warns about nothing
         want = call(search_backend="torch")
     np.testing.assert_allclose(call(), want, rtol=1e-12)
-    with pytest.warns(DeprecationWarning, match="backend= is deprecated.*search_backend="):
-        old = call(backend="torch")
-    np.testing.assert_array_equal(old, want)
-    with pytest.raises(TypeError, match="former name of search_backend"):
-        call(search_backend="torch", backend="faiss")
+    with pytest.raises(TypeError, match="backend"):
+        call(backend="torch")  # the former name is removed
     with pytest.raises(ValueError, match="search_backend must be one of"):
         call(search_backend="numba")  # an engine, not a search
 
 
-def test_knn_density_keeps_search_backend_as_its_attribute():
-    with pytest.warns(DeprecationWarning):
-        d = densecore.KNNDensity(backend="faiss")
-    assert d.search_backend == "faiss" and not hasattr(d, "backend")
+def test_knn_density_has_one_search_option():
+    x = np.random.default_rng(2).normal(size=(80, 3))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        want = densecore.KNNDensity(k=5, search="exact")(x)
+    with pytest.warns(DeprecationWarning, match=r"search_backend=\) is deprecated"):
+        old = densecore.KNNDensity(k=5, search="exact", search_backend="torch")
+    assert old.search_backend == "torch"
+    np.testing.assert_allclose(old(x), want, rtol=1e-12)
+    with pytest.raises(TypeError):
+        densecore.KNNDensity(backend="faiss")
+    with pytest.raises(ValueError, match="search_backend must be one of"), \
+            pytest.warns(DeprecationWarning):
+        densecore.KNNDensity(search_backend="numba")

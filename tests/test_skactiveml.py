@@ -88,3 +88,18 @@ def test_nothing_labeled_sparse_error_and_cosine():
     qc = CoreSet(metric="cosine").query(X, y, batch_size=6)
     qk = SkCoreSet(metric="cosine").query(X, y, batch_size=6)
     assert qc.tolist() == qk.tolist()
+
+
+@pytest.mark.parametrize("scale", [1e-200, 1e200])
+def test_coreset_utilities_come_from_the_librarys_scaled_geometry(scale):
+    """The utilities are the library's coverage values (the one scaling rule, plain
+    distances unscaled after the square root), not a replay in raw float64: at
+    1e+-200 they are the unit-scale utilities times the scale, and the picks agree."""
+    X, _ = blobs(4, n=60, dim=3)
+    y = np.full(len(X), MISSING_LABEL)
+    y[[1, 5]] = 0
+    q0, u0 = CoreSet().query(X, y, batch_size=4, return_utilities=True)
+    q1, u1 = CoreSet().query(X * scale, y, batch_size=4, return_utilities=True)
+    assert q1.tolist() == q0.tolist()
+    assert np.array_equal(np.isnan(u1), np.isnan(u0)) and np.isfinite(u1[~np.isnan(u1)]).all()
+    np.testing.assert_allclose(u1, u0 * scale, rtol=1e-13)

@@ -104,3 +104,30 @@ def test_tampered_round_key_is_a_named_error(tmp_path, key):
     path.write_text(json.dumps(m))
     with pytest.raises(CorruptFileError, match="round key"):
         ActiveLabelState(tmp_path).labeled("a")
+
+
+def test_reusing_a_folder_with_recorded_rounds_is_explicit(tmp_path):
+    import warnings
+
+    import densecore
+
+    root = tmp_path / "labels"
+    state = densecore.ActiveLabelState(root, ["a", "b"], (2, 3))
+    m = np.zeros((2, 3), bool)
+    m[0, 1] = True
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing recorded yet: no warning
+        densecore.ActiveLabelState(root, ["a", "b"], (2, 3))
+    state.add("a", m, round=0)
+    with pytest.warns(UserWarning, match="continuing that run.*resume=True"):
+        again = densecore.ActiveLabelState(root, ["a", "b"], (2, 3))
+    assert again.round_done("a", 0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert densecore.ActiveLabelState(root, ["a", "b"], (2, 3), resume=True).round_done(
+            "a", 0)
+        densecore.ActiveLabelState(root)  # read-only (loader workers): no warning
+    with pytest.raises(FileExistsError, match="resume=True"):
+        densecore.ActiveLabelState(root, ["a", "b"], (2, 3), resume=False)
+    with pytest.raises(TypeError, match="resume"):
+        densecore.ActiveLabelState(root, ["a", "b"], (2, 3), resume="yes")

@@ -87,7 +87,7 @@ def main(args):
     out = {"device": str(device), "torch_threads": torch.get_num_threads(),
            "loadavg_1m": os.getloadavg()[0], "rows": rows}
     if args.out:
-        from densecore import atomic_write_text
+        from densecore.io import atomic_write_text
 
         atomic_write_text(args.out, json.dumps(out, indent=2) + "\n")
     return out

@@ -402,4 +402,4 @@ def class_balanced_weights(freq: np.ndarray, temperature: float = 0.01) -> np.nd
 def atomic_write_text(path, text: str) -> None:
     """Write ``text`` (UTF-8) to ``path`` atomically, creating its directory if needed."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    densecore.atomic_write_text(path, text)
+    densecore.io.atomic_write_text(path, text)

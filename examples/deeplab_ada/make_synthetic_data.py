@@ -48,7 +48,7 @@ import numpy as np
 from PIL import Image
 from scipy.ndimage import gaussian_filter
 
-from densecore import atomic_write
+from densecore.io import atomic_write
 
 from datasets import (CITYSCAPES_ID_TO_TRAIN19, PALETTE19, SYNTHIA_CLASSES,
                       SYNTHIA_ID_TO_TRAIN16)

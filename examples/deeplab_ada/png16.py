@@ -20,7 +20,7 @@ import zlib
 import numba
 import numpy as np
 
-from densecore import atomic_write
+from densecore.io import atomic_write
 
 _SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _CHANNELS = {0: 1, 2: 3, 4: 2, 6: 4}  # colour type -> samples per pixel

@@ -28,7 +28,7 @@ import io
 
 import torch
 
-from densecore import atomic_write
+from densecore.io import atomic_write
 
 import models
 

@@ -94,7 +94,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 if HERE not in sys.path:
     sys.path.insert(0, HERE)
 
-from densecore import atomic_save_figure, atomic_write_json, atomic_write_text  # noqa: E402
+from densecore.io import atomic_save_figure, atomic_write_json, atomic_write_text  # noqa: E402
 
 log = logging.getLogger("deeplab_ada.study")
 

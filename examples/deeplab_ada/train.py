@@ -703,7 +703,9 @@ def main(args):
         write_run_json(args, cfg)
     utils.barrier()
     if utils.is_main_process():
-        state = densecore.ActiveLabelState(label_root, ids, label_shapes(select_set))
+        # check_output_dir allows a folder with a run only under --resume: continue it
+        state = densecore.ActiveLabelState(label_root, ids, label_shapes(select_set),
+                                           resume=True)
     utils.barrier()
     if not utils.is_main_process():
         state = densecore.ActiveLabelState(label_root)

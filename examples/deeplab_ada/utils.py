@@ -16,7 +16,7 @@ import torch
 import torch.distributed as dist
 from PIL import Image, ImageDraw
 
-from densecore import atomic_write
+from densecore.io import atomic_write
 
 # ------------------------------------------------------------------- metrics
 

@@ -3,7 +3,7 @@
 The public surface is listed in ``__all__`` (a test pins it).
 """
 
-from .atomic import atomic_save_figure, atomic_write, atomic_write_json, atomic_write_text
+from .advise import Advice, advise
 from .bounds import (BoundReport, average_radial_distance, bound_report, coreset_loss,
                      coverage, covering_radius)
 from .batch import farthest_first_batch
@@ -25,16 +25,29 @@ from .tuning import DensityScaling, tune_density_scaling
 __version__ = "0.1.0"
 
 
-def __getattr__(name):
-    # Submodules the docs use right after ``import densecore``, imported on first use.
-    if name in ("synthetic", "distributed", "stats", "annotate", "plot"):
-        import importlib
+# Former top-level names, kept for one release: the atomic writers live in densecore.io.
+_MOVED = {"atomic_save_figure": "io", "atomic_write": "io", "atomic_write_json": "io",
+          "atomic_write_text": "io"}
 
+
+def __getattr__(name):
+    import importlib
+
+    # Submodules the docs use right after ``import densecore``, imported on first use.
+    if name in ("annotate", "distributed", "io", "plot", "stats", "synthetic"):
         return importlib.import_module(f".{name}", __name__)
+    if name in _MOVED:
+        import warnings
+
+        warnings.warn(f"densecore.{name} is deprecated and will be removed in the next "
+                      f"release; use densecore.{_MOVED[name]}.{name}", DeprecationWarning,
+                      stacklevel=2)
+        return getattr(importlib.import_module(f".{_MOVED[name]}", __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
     "ActiveLabelState",
+    "Advice",
     "BoundReport",
     "CategoryMarginLoss",
     "CorruptFileError",
@@ -50,10 +63,7 @@ __all__ = [
     "Sampler",
     "Selection",
     "TypicalityGreedy",
-    "atomic_save_figure",
-    "atomic_write",
-    "atomic_write_json",
-    "atomic_write_text",
+    "advise",
     "average_radial_distance",
     "blocked_candidates",
     "bound_report",

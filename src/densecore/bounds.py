@@ -18,7 +18,7 @@ differences), so a selected point is at distance exactly 0 from itself and
 ties go to the lowest centre index.
 
 Shape:
-    features ``(N, D)``, centers ``(M, D)``, selected ``(M,)`` int, labels ``(N,)``;
+    features ``(N, D)``, centres ``(M, D)``, selected ``(M,)`` int, labels ``(N,)``;
     ``coverage`` returns ``(N,)`` assignments and ``(N,)`` distances,
     ``average_radial_distance`` ``(M,)``.
 """
@@ -26,6 +26,8 @@ Shape:
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+import warnings
 
 import numpy as np
 import torch
@@ -53,18 +55,33 @@ def _coverage_t(x: torch.Tensor, c: torch.Tensor, search_backend: str,
     """Nearest centre (lowest index on ties) and the plain distance to it in ``metric``,
     from the one exact nearest-centre search (on unit rows for cosine)."""
     if M.check_metric(metric) == "cosine":
-        x, c = M.unit_rows(x), M.unit_rows(c, "centers")
+        x, c = M.unit_rows(x), M.unit_rows(c, "centres")
     sq, assign, e = nearest.search_scaled(x, c.to(x.device), 1, method=search_backend)
     return assign[:, 0], nearest.plain_distance(sq[:, 0], e, metric)
 
 
-def coverage(features, centers, *, search_backend: str = "auto", metric: str = "euclidean",
-             validate: bool = True, backend: str | None = None):
-    """Nearest center of every point and the Euclidean distance to it (Eq. 3's pi(x)).
+def _centres(centres, centers):
+    """``centres``, or the former keyword ``centers`` with a DeprecationWarning."""
+    if centers is not None:
+        if centres is not None:
+            raise TypeError("got both centres and centers; centers is the former name of "
+                            "centres: pass centres only")
+        warnings.warn("centers= is deprecated and will be removed in the next release; use "
+                      "centres= (the one spelling of the library)", DeprecationWarning,
+                      stacklevel=3)
+        centres = centers
+    if centres is None:
+        raise TypeError("missing the argument centres: (M, D) selected points")
+    return centres
+
+
+def coverage(features, centres=None, *, search_backend: str = "auto",
+             metric: str = "euclidean", validate: bool = True, centers=None):
+    """Nearest centre of every point and the Euclidean distance to it (Eq. 3's pi(x)).
 
     Args:
         features: ``(N, D)`` points.
-        centers: ``(M, D)`` selected points, ``M >= 1``.
+        centres: ``(M, D)`` selected points, ``M >= 1``.
         search_backend: where the nearest-centre search's fast candidates come
             from: ``"auto"`` (the search's rule: faiss on the CPU from 256 centres
             when installed, numba below, torch on other devices), ``"faiss"`` or
@@ -72,11 +89,11 @@ def coverage(features, centers, *, search_backend: str = "auto", metric: str = "
         metric: ``"euclidean"`` (plain distance) or ``"cosine"`` (``1 - cos``),
             see :mod:`densecore.metrics`.
         validate: check for NaN/inf.
-        backend: former name of ``search_backend`` (deprecated: a DeprecationWarning;
-            ``backend`` names a greedy engine elsewhere).
+        centers: the former name of ``centres`` (deprecated: a DeprecationWarning;
+            removed in the next release).
 
     Returns:
-        ``(assign (N,) int64, distance (N,) float64)``: index into ``centers`` and
+        ``(assign (N,) int64, distance (N,) float64)``: index into ``centres`` and
         the plain distance in the metric, in the input's kind.
 
     Example:
@@ -86,28 +103,30 @@ def coverage(features, centers, *, search_backend: str = "auto", metric: str = "
         >>> a.tolist(), d.tolist()
         ([0, 0, 1], [0.0, 1.0, 1.0])
     """
+    centres = _centres(centres, centers)
     x = V.check_features(features, validate=validate)
-    c = V.check_features(centers, "centers", validate=validate, dim=x.shape[1])
+    c = V.check_features(centres, "centres", validate=validate, dim=x.shape[1])
     if c.shape[0] == 0:
-        raise ValueError("centers must hold at least one point; got shape "
+        raise ValueError("centres must hold at least one point; got shape "
                          f"{tuple(c.shape)}")
     if isinstance(features, torch.Tensor):
-        V.check_same_device(x, centers=centers)
-    search_backend = V.renamed(search_backend, backend, "search_backend", "backend", "auto")
+        V.check_same_device(x, centres=centres)
     assign, dist = _coverage_t(x, c.to(x.device), search_backend, metric)
     numpy_in = isinstance(features, np.ndarray)
     return _out(assign, numpy_in), _out(dist, numpy_in)
 
 
-def covering_radius(features, centers, **kwargs) -> float:
-    """``delta`` of Eq. 3: the largest Euclidean distance to the nearest center.
+def covering_radius(features, centres=None, *, centers=None, **kwargs) -> float:
+    """``delta`` of Eq. 3: the largest Euclidean distance to the nearest centre
+    (``centres`` ``(M, D)``; ``kwargs`` and the deprecated ``centers`` as in
+    :func:`coverage`).
 
     Example:
         >>> import numpy as np
         >>> covering_radius(np.array([[0.0], [3.0]]), np.array([[1.0]]))
         2.0
     """
-    _, dist = coverage(features, centers, **kwargs)
+    _, dist = coverage(features, _centres(centres, centers), **kwargs)
     return float(dist.max()) if len(dist) else 0.0
 
 
@@ -117,14 +136,16 @@ def _ard(assign: torch.Tensor, dist: torch.Tensor, m: int) -> tuple[torch.Tensor
     return torch.where(count > 0, total / count.clamp_min(1), torch.zeros_like(total)), count
 
 
-def average_radial_distance(features, centers, **kwargs):
-    """``delta_s(k)`` of Eq. 4 for every center: the mean Euclidean distance over its
-    coverage area (0 for a center that covers no point).
+def average_radial_distance(features, centres=None, *, centers=None, **kwargs):
+    """``delta_s(k)`` of Eq. 4 for every centre: the mean Euclidean distance over its
+    coverage area (0 for a centre that covers no point).
 
     Args:
-        features: ``(N, D)`` points (include the centers themselves if they are
+        features: ``(N, D)`` points (include the centres themselves if they are
             part of the data, as in the paper).
-        centers: ``(M, D)``.
+        centres: ``(M, D)``.
+        centers: the former name of ``centres`` (deprecated).
+        kwargs: as in :func:`coverage`.
 
     Returns:
         ``(M,)`` float64 average radial distances.
@@ -135,10 +156,11 @@ def average_radial_distance(features, centers, **kwargs):
         >>> average_radial_distance(x, x[[0, 3]]).tolist()
         [1.0, 0.0]
     """
-    assign, dist = coverage(features, centers, **kwargs)
+    centres = _centres(centres, centers)
+    assign, dist = coverage(features, centres, **kwargs)
     numpy_in = isinstance(assign, np.ndarray)
     a = torch.as_tensor(assign)
-    ard, _ = _ard(a, torch.as_tensor(dist), len(centers))
+    ard, _ = _ard(a, torch.as_tensor(dist), len(centres))
     return _out(ard, numpy_in)
 
 
@@ -212,7 +234,7 @@ class BoundReport:
 
 def bound_report(features, selected, labels=None, *, candidates=None, labeled=None,
                  search_backend: str = "auto", metric: str = "euclidean",
-                 validate: bool = True, backend: str | None = None) -> BoundReport:
+                 validate: bool = True) -> BoundReport:
     """``delta`` (Eq. 3), per-point and max average radial distance (Eq. 4) and the
     core-set loss (Eq. 1, with ``labels``) of a selection.
 
@@ -244,7 +266,6 @@ def bound_report(features, selected, labels=None, *, candidates=None, labeled=No
         metric: ``"euclidean"`` or ``"cosine"``: the distance that delta and the
             average radial distances are measured in.
         validate: check for NaN/inf.
-        backend: former name of ``search_backend`` (deprecated).
 
     Returns:
         :class:`BoundReport` (numpy arrays, Python floats).
@@ -259,7 +280,6 @@ def bound_report(features, selected, labels=None, *, candidates=None, labeled=No
         >>> paper.delta, paper.max_ard, paper.protocol
         (1.0, 1.0, 'paper')
     """
-    search_backend = V.renamed(search_backend, backend, "search_backend", "backend", "auto")
     x = V.check_features(features, validate=validate)
     sel = V.check_indices(selected, x.shape[0], "selected").to(x.device)
     if sel.numel() == 0:

@@ -1,4 +1,4 @@
-"""The ``densecore`` command: ``demo``, ``select``, ``bench``.
+"""The ``densecore`` command: ``demo``, ``select``, ``advise``, ``bench``.
 
 Each subcommand is a small ``add_<name>(subparsers)`` that registers its
 arguments and a ``run`` function taking the parsed namespace.
@@ -73,8 +73,24 @@ def _typicality(backend, seed, progress, metric):
 
 
 # ``densecore select --sampler``: the paper's samplers and those beyond it
-SAMPLERS = {"kmedoids-refinement": _kmedoids, "kcenter": _kcenter,
-            "density-aware": _density_aware, "typicality": _typicality}
+# (the names of densecore.samplers.SAMPLER_NAMES less "ripu", which needs images; the
+# former spellings density-aware and kmedoids-refinement are still read)
+SAMPLERS = {"kmedoids_refinement": _kmedoids, "kcenter": _kcenter,
+            "density_aware": _density_aware, "typicality": _typicality}
+
+
+def _sampler_name(value: str) -> str:
+    """``--sampler``'s one spelling (``densecore.samplers.canonical_name``)."""
+    from .samplers.names import canonical_name
+
+    try:
+        name = canonical_name(value)
+    except ValueError:
+        name = None
+    if name not in SAMPLERS:
+        raise argparse.ArgumentTypeError(f"invalid choice: {value!r} (choose from "
+                                         f"{', '.join(SAMPLERS)})")
+    return name
 BACKENDS = ("auto", "numba", "torch", "triton")
 
 
@@ -86,7 +102,7 @@ def _add_select(sub) -> None:
         "order) to OUT: .npy, or .txt with one index per line. Inputs: .npy, .npz (one "
         "array, or FILE.npz:KEY) or .pt (a tensor saved with torch.save). The default "
         "sampler is k-center greedy (with --densities the paper's density-aware greedy, "
-        "Algorithm 1); kmedoids-refinement lowered the bounds further in docs/benchmarks.md "
+        "Algorithm 1); kmedoids_refinement lowered the bounds further in docs/benchmarks.md "
         "but costs O(N * budget * D) per step, so it is opt-in.")
     p.add_argument("--features", required=True, metavar="FILE", help="(N, D) float features")
     p.add_argument("--budget", required=True, type=int, metavar="N", help="points to pick")
@@ -101,8 +117,9 @@ def _add_select(sub) -> None:
     p.add_argument("--metric", default="euclidean", choices=METRICS,
                    help="distance between features (default euclidean)")
     p.add_argument("--init", type=int, metavar="I", help="first pick when nothing is labeled")
-    p.add_argument("--sampler", default=None, choices=list(SAMPLERS),
-                   help="default: density-aware with --densities, else kcenter")
+    p.add_argument("--sampler", default=None, type=_sampler_name,
+                   metavar="{" + ",".join(SAMPLERS) + "}",
+                   help="default: density_aware with --densities, else kcenter")
     p.add_argument("--backend", default="auto", choices=list(BACKENDS))
     p.add_argument("--device", default=None, help="torch device for the features "
                    "(e.g. cuda); default: keep them on the CPU")
@@ -130,9 +147,9 @@ def _add_select(sub) -> None:
         folder = os.path.dirname(os.path.abspath(args.out))
         if not os.path.isdir(folder):
             p.error(f"--out {args.out!r}: the folder {folder!r} does not exist")
-        name = args.sampler or ("density-aware" if args.densities is not None else "kcenter")
-        if args.densities is not None and name not in ("density-aware", "typicality"):
-            p.error(f"--densities is used by --sampler density-aware or typicality; "
+        name = args.sampler or ("density_aware" if args.densities is not None else "kcenter")
+        if args.densities is not None and name not in ("density_aware", "typicality"):
+            p.error(f"--densities is used by --sampler density_aware or typicality; "
                     f"--sampler {name} ignores densities")
         if args.labeled_densities is not None:
             if args.labeled_features is None:
@@ -141,7 +158,7 @@ def _add_select(sub) -> None:
                 p.error("--labeled-densities goes with --densities FILE (with --densities "
                         "knn both are computed; without densities none are used)")
         elif (args.labeled_features is not None and args.densities not in (None, "knn")
-              and name == "density-aware"):
+              and name == "density_aware"):
             p.error("--labeled-features with --densities FILE needs --labeled-densities "
                     "(or use --densities knn)")
         return name
@@ -193,6 +210,64 @@ def _add_select(sub) -> None:
     p.set_defaults(func=run)
 
 
+def _add_advise(sub) -> None:
+    p = sub.add_parser(
+        "advise", help="compare k-center with the density-aware greedy (and others) on "
+        "held-out halves of your candidates; print the recommended sampler",
+        description="Measure the density calibration R^2 of FEATURES/DENSITIES, compare the "
+        "samplers on --splits random held-out halves (1-NN label mIoU with --labels, else "
+        "the held-out average radial distance), with paired t intervals and Holm-adjusted "
+        "p values, time each sampler at full size and recommend one (densecore.advise). "
+        "Inputs: .npy, .npz (FILE.npz:KEY) or .pt.")
+    p.add_argument("--features", required=True, metavar="FILE", help="(N, D) float features")
+    p.add_argument("--densities", required=True, metavar="FILE|knn",
+                   help="(N,) positive coverage densities, or 'knn' for KNNDensity (k=10)")
+    p.add_argument("--budget", required=True, type=int, metavar="N",
+                   help="points you would pick from all N candidates")
+    p.add_argument("--labels", metavar="FILE", help="(N,) int labels or pseudo-labels "
+                   "(--ignore-index where unknown)")
+    p.add_argument("--ignore-index", type=int, default=-1, help="label of unlabeled points "
+                   "(default -1)")
+    p.add_argument("--samplers", nargs="+", default=["k-center", "density-aware"],
+                   choices=["k-center", "density-aware", "typicality", "kmedoids-refinement"],
+                   help="samplers to compare with k-center (default: density-aware)")
+    p.add_argument("--splits", type=int, default=10, help="held-out splits (default 10)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--backend", default="auto", choices=list(BACKENDS))
+    p.add_argument("--json", metavar="OUT", help="also write the advice as JSON to OUT")
+
+    def load(path: str | None, flag: str):
+        if path is None:
+            return None
+        try:
+            return load_array(path)
+        except ValueError as e:
+            p.error(f"cannot read {flag} {path!r}: {e}")
+
+    def run(args) -> int:
+        from .advise import advise
+
+        if args.json is not None and not os.path.isdir(os.path.dirname(
+                os.path.abspath(args.json))):
+            p.error(f"--json {args.json!r}: its folder does not exist")
+        features = load(args.features, "--features")
+        if args.densities == "knn":
+            densities, _ = _knn_densities(features, None, "euclidean")
+        else:
+            densities = load(args.densities, "--densities")
+        adv = advise(features, densities, args.budget, labels=load(args.labels, "--labels"),
+                     samplers=args.samplers, splits=args.splits, seed=args.seed,
+                     ignore_index=args.ignore_index, backend=args.backend)
+        print(adv.summary())
+        if args.json is not None:
+            from .io import atomic_write_json
+
+            atomic_write_json(args.json, adv.as_dict())
+        return 0
+
+    p.set_defaults(func=run)
+
+
 def _knn_densities(features, labeled_features, metric: str):
     """KNNDensity over the pool and the out-of-pool labeled points together (one
     normalisation for both); returns ``(densities (N,), labeled_densities (L,) or None)``."""
@@ -214,7 +289,7 @@ def _write_npy(path: str, idx) -> None:
 
     import numpy as np
 
-    from .atomic import atomic_write
+    from .io import atomic_write
 
     buf = io.BytesIO()
     np.save(buf, np.asarray(idx, dtype=np.int64), allow_pickle=False)
@@ -222,7 +297,7 @@ def _write_npy(path: str, idx) -> None:
 
 
 def _write_txt(path: str, idx) -> None:
-    from .atomic import atomic_write_text
+    from .io import atomic_write_text
 
     atomic_write_text(path, "".join(f"{int(i)}\n" for i in idx))
 
@@ -381,17 +456,16 @@ def _add_bench_bounds(bench_sub) -> None:
     p = bench_sub.add_parser("bounds", help="quick bound benchmark: delta, max average radial "
                              "distance and core-set loss of random, k-center, density-aware "
                              "(default and tuned tau), the k-medoids refinement and "
-                             "typicality-weighted greedy, in both measurement protocols; "
-                             "the built-in Gaussian mixture, or the repository's data sets "
-                             "when run from a checkout (plots: benchmarks/bounds.py)")
+                             "typicality-weighted greedy, on the built-in Gaussian mixture "
+                             "(the other data sets and the plots: benchmarks/bounds.py)")
     p.add_argument("--json", default=None, metavar="OUT", help="also write the rows as JSON")
 
     def run(args) -> int:
-        from .bench.bounds import dataset_source, format_report, run_bounds
+        from .bench.bounds import BUILTIN_SOURCE, builtin_datasets, format_report, run_bounds
         from .bench.report import machine_info, write_json_atomic
 
-        source, loader = dataset_source()
-        out = run_bounds(quick=True, datasets=loader)
+        source = BUILTIN_SOURCE
+        out = run_bounds(quick=True, datasets=builtin_datasets)
         print(f"data sets: {source}\n")
         print(format_report(out))
         if args.json:
@@ -422,6 +496,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_demo(sub)
     _add_select(sub)
+    _add_advise(sub)
     _add_bench(sub)
     return parser
 
@@ -431,7 +506,7 @@ def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
-        parser.error("name a command: demo, select or bench (densecore --help)")
+        parser.error("name a command: demo, select, advise or bench (densecore --help)")
     command = " ".join(c for c in (parser.prog, args.command,
                                    getattr(args, "bench_command", None)) if c)
     try:

@@ -184,11 +184,6 @@ def prepare(pool, fscale: float, dscale: float, centres=None, cdens=None) -> dic
     return pool.prepare(fscale, dscale, centres, cdens)
 
 
-def own_centres(pool, fscale: float, dscale: float):
-    """This pool's labeled points as scaled centres (``pool.own_centres``)."""
-    return pool.own_centres(fscale, dscale)
-
-
 def dense_centres(pool, fscale: float, dscale: float):
     """This pool's scaled centres as dense CPU tensors ``((L, D), (L,))`` float64 (what
     a sharded selection gathers), for either layout."""
@@ -426,3 +421,129 @@ def setup(features, budget, densities=None, labeled=None, labeled_features=None,
     first = first_pick(n, pool.lab.numel() + pool.n_out, budget, init, seed)
     fscale, dscale = scales(pool.stats(), pool.dtype)
     return Job(pool, pool.prepare(fscale, dscale), budget, first, fscale, dscale, metric)
+
+
+def radii_of(pool, fscale: float, dscale: float, indices: torch.Tensor,
+             metric: str = "euclidean") -> torch.Tensor:
+    """``r`` of each pick at its turn on a prepared pool: what the greedy engines
+    return as radii, for picks made by any sampler (the k-medoids refinement).
+
+    ``r`` of ``indices[i]`` is its squared distance to the nearest labeled point
+    (in-pool or outside) or earlier pick, divided by that point's density
+    (``inf`` for a first pick with nothing labeled). Computed on the driver's
+    geometry: the pool as :func:`check` left it (unit rows for cosine), features
+    times ``fscale`` and densities times ``dscale`` (the one scaling rule,
+    :func:`densecore._core.scales`), labeled points in float64 (their own
+    precision), float64 from coordinate differences; the scales are undone at
+    the end by exponent arithmetic, as :func:`finish` does.
+
+    Args:
+        pool: a dense :class:`Pool`.
+        fscale, dscale: the pool's scales (powers of two).
+        indices: ``(B,)`` int64 picks in order, on the pool's device, checked.
+        metric: the metric the pool was prepared in (cosine radii are halved).
+
+    Returns:
+        ``(B,)`` float64 on the pool's device.
+
+    Raises:
+        TypeError: for a sparse pool.
+    """
+    from ._backends import nearest
+    from ._backends.radii import prefix_min
+
+    if pool.layout != "dense":
+        raise TypeError("pick radii take dense features; got a sparse pool")
+    dev = pool.device
+    idx = indices.to(dev)
+    p = pool.x[idx].to(torch.float64) * fscale  # a power of two: exact
+    c, cd = _own_centres_dense(pool, fscale, dscale)
+    pd = (torch.ones(len(idx), dtype=torch.float64, device=dev) if pool.dens is None
+          else pool.dens[idx].to(torch.float64) * dscale)
+    r = torch.full((len(idx),), math.inf, dtype=torch.float64, device=dev)
+    if c.shape[0] and len(idx):
+        v, _, ve = nearest.search_scaled(p, c, 1, weights=cd)
+        r = mul_pow2(v[:, 0], ve)
+    r = prefix_min(p, pd, r)
+    r = mul_pow2(r, pow2_exp(dscale) - 2 * pow2_exp(fscale))  # never fscale ** 2
+    return r * M.radius_factor(metric)
+
+
+def pick_radii(features, indices, *, densities=None, labeled=None, labeled_features=None,
+               labeled_densities=None, metric: str = "euclidean", validate: bool = True):
+    """``r`` of each pick at its turn, as a greedy sampler's radii (:func:`radii_of` on
+    the pool :func:`check` prepares).
+
+    Args:
+        features: ``(N, D)`` float pool; indices: ``(B,)`` distinct picks in order.
+        densities: ``(N,)`` > 0 or None (all 1); labeled: ``(M,)``; labeled_features:
+            ``(L, D)``; labeled_densities: ``(L,)`` (with densities).
+        metric: ``"euclidean"`` or ``"cosine"``.
+        validate: scan for NaN/inf and non-positive densities.
+
+    Returns:
+        ``(B,)`` float64 radii, numpy for numpy features, else a tensor on their device.
+
+    Example:
+        >>> import numpy as np
+        >>> pick_radii(np.array([[0.0], [1.0], [3.0]]), [2, 1], labeled=[0]).tolist()
+        [9.0, 1.0]
+        >>> d = np.array([1e-200, 1.0, 1.0])  # scaled by a power of two, then unscaled
+        >>> pick_radii(np.array([[0.0], [1.0], [3.0]]), [2, 1], densities=d, labeled=[0]).tolist()
+        [9e+200, 4.0]
+    """
+    metric = M.check_metric(metric)
+    pool = check(features, densities, labeled, labeled_features, labeled_densities,
+                 metric=metric, validate=validate)
+    fscale, dscale = scales(pool.stats(), pool.dtype)
+    idx = V.check_indices(indices, pool.n, "indices")
+    r = radii_of(pool, fscale, dscale, idx, metric)
+    return r.cpu().numpy() if pool.is_numpy else r
+
+
+def coverage_rows(pool, fscale: float, dscale: float, picks: torch.Tensor):
+    """``r`` of every pool point before each pick: the values the greedy maximised at
+    each step, on the driver's geometry (as :func:`radii_of`).
+
+    Row ``i`` holds, for every point, its squared distance to the nearest labeled
+    point (in-pool or outside) or pick among ``picks[:i]``, divided by that point's
+    density (``inf`` with none). Float64 from coordinate differences, on the scaled
+    features and densities (the one scaling rule): the true values are
+    ``rows * 2^e``, so callers unscale after their own map (a square root for plain
+    distances, :func:`densecore._backends.nearest.plain_distance`) and stay finite
+    where ``r`` itself would not. One pass over the pool per pick.
+
+    Args:
+        pool: a dense :class:`Pool`; fscale, dscale: its scales (powers of two).
+        picks: ``(B,)`` int64 picks in order, checked.
+
+    Returns:
+        ``(rows (B, N) float64 on the pool's device, e int)``.
+
+    Example:
+        >>> import numpy as np
+        >>> pool = check(np.array([[0.0], [1.0], [3.0]]), labeled=[0])
+        >>> rows, e = coverage_rows(pool, 1.0, 1.0, torch.tensor([2]))
+        >>> rows.tolist(), e
+        ([[0.0, 1.0, 9.0]], 0)
+    """
+    from ._backends import nearest
+
+    if pool.layout != "dense":
+        raise TypeError("coverage rows take dense features; got a sparse pool")
+    dev = pool.device
+    x = pool.x.to(torch.float64) * fscale  # a power of two: exact
+    c, cd = _own_centres_dense(pool, fscale, dscale)
+    dens = (torch.ones(pool.n, dtype=torch.float64, device=dev) if pool.dens is None
+            else pool.dens.to(torch.float64) * dscale)
+    r = torch.full((pool.n,), math.inf, dtype=torch.float64, device=dev)
+    if c.shape[0] and pool.n:
+        v, _, ve = nearest.search_scaled(x, c, 1, weights=cd)
+        r = mul_pow2(v[:, 0], ve)
+    picks = picks.to(dev)
+    rows = torch.empty((len(picks), pool.n), dtype=torch.float64, device=dev)
+    for i in range(len(picks)):
+        rows[i] = r
+        u = picks[i]
+        torch.minimum(r, (x - x[u]).pow_(2).sum(1) / dens[u], out=r)
+    return rows, pow2_exp(dscale) - 2 * pow2_exp(fscale)

@@ -21,7 +21,7 @@ import os
 import numpy as np
 from scipy import ndimage
 
-from .atomic import atomic_save_figure
+from .io import atomic_save_figure
 from .validation import check_int
 
 __all__ = ["round_figure", "round_picture"]

@@ -28,9 +28,12 @@ Cost per step: ``O(N * M * D)`` for the assignment (``M`` centres) and
 differences) and torch (any other engine; any device, differences in float32,
 float64 for float64 input, chunked). The sampler
 (:class:`densecore.KMedoidsRefinement`) refines with the engine and metric
-of the sampler it wraps. Hostile magnitudes: the features are first multiplied by the
-greedy's power of two (``densecore._core``, ``pow2_scale``) and the
-ARDs divided by it, exactly; accuracy is relative to the largest magnitude.
+of the sampler it wraps, on the pool the greedy driver prepared
+(:func:`refine_pool`: one validation, one normalisation, one scale). Hostile
+magnitudes: the features are multiplied by the driver's power of two
+(``densecore._core``, ``scales``) and the ARDs divided by it, exactly; accuracy
+is relative to the largest magnitude. The pick radii of any sampler's picks are
+the driver's (:func:`densecore.greedy.radii_of`).
 
 Shape:
     features ``(N, D)``, selected ``(B,)`` int, labeled ``(M,)``, labeled_features
@@ -44,12 +47,13 @@ import numpy as np
 import torch
 
 from . import engines as E
+from . import greedy as G
 from . import metrics as M
 from . import validation as V
 from ._backends import nearest
-from ._core import mul_pow2, scaled_features
+from ._core import mul_pow2, pow2_exp, scales
 
-__all__ = ["pick_radii", "refine_medoids"]
+__all__ = ["refine_medoids", "refine_pool"]
 
 _TORCH_BLOCK = 1 << 22
 
@@ -117,8 +121,8 @@ class _NumbaOps(_CostCache):
     def __init__(self, x: torch.Tensor, lab: torch.Tensor, lf: torch.Tensor, method: str):
         super().__init__()
         self.method = method
-        self.x = nearest._as_np(x)  # float32/float64, contiguous (16-bit -> float32)
-        lfn = nearest._as_np(lf)
+        self.x = nearest.as_numpy(x)  # float32/float64, contiguous (16-bit -> float32)
+        lfn = nearest.as_numpy(lf)
         # the fixed centres in the features' dtype, or float64 when the two differ
         dt = self.x.dtype if lfn.dtype == self.x.dtype else np.float64
         fixed = np.concatenate([self.x[lab.cpu().numpy()].astype(dt), lfn.astype(dt)])
@@ -316,6 +320,66 @@ def _swap(ops, state: _State, allowed: np.ndarray, steps: int, tries: int):
     return None
 
 
+def _selected(selected, n: int, labn: np.ndarray) -> np.ndarray:
+    """``selected`` as ``(B,)`` int64 host indices: in range, distinct, none labeled."""
+    sel = V.check_indices(selected, n, "selected").cpu().numpy().astype(np.int64)
+    if len(np.unique(sel)) != len(sel):
+        raise ValueError("selected must not repeat an index")
+    if np.isin(sel, labn).any():
+        raise ValueError("selected must not hold a labeled index; got "
+                         f"{int(sel[np.isin(sel, labn)][0])}")
+    return sel
+
+
+def refine_pool(pool, fscale: float, selected, *, engine_name: str, eligible=None,
+                steps: int = 2, swaps: int = 0, tries: int = 3):
+    """:func:`refine_medoids` on the driver's prepared pool: no second validation,
+    normalisation or scaling.
+
+    Args:
+        pool: a dense :class:`densecore.greedy.Pool` (checked, unit rows for cosine).
+        fscale: its feature scale (:func:`densecore._core.scales`, a power of two).
+        selected: ``(B,)`` distinct indices into the pool, none labeled.
+        engine_name: the resolved engine whose kernels' side and search the
+            refinement uses (:func:`densecore.engines.kernel`, ``"refine"``).
+        eligible, steps, swaps, tries: as in :func:`refine_medoids` (checked).
+
+    Returns:
+        ``(indices (B,) int64, ard (B,) float64)`` numpy arrays, the ARD in the
+        pool's units (the scale undone).
+    """
+    if pool.layout != "dense":
+        raise TypeError("the k-medoids refinement takes dense features; got a sparse pool")
+    n, dev = pool.n, pool.device
+    lab, labn = pool.lab, pool.lab.cpu().numpy()
+    sel = _selected(selected, n, labn)
+    x, lf = pool.x, pool.lf
+    e = pow2_exp(fscale)
+    if e:  # the driver's scale, applied here once (exact: a power of two)
+        wide = torch.float64 if torch.float64 in (x.dtype, lf.dtype) else torch.float32
+        x, lf = mul_pow2(x.to(wide), e), mul_pow2(lf.to(wide), e)
+    b = len(sel)
+    if b == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0)
+    side = E.kernel("refine", dev, engine_name=engine_name)
+    method = E.engine(engine_name).search_method
+    ops = (_NumbaOps if side == "host" else _TorchOps)(x, lab, lf, method)
+    n_fixed = len(labn) + lf.shape[0]
+    if eligible is None:
+        allowed = np.ones(n, dtype=bool)
+    else:
+        allowed = np.zeros(n, dtype=bool)
+        allowed[V.check_indices(eligible, n, "eligible").cpu().numpy()] = True
+    allowed[labn] = False
+    state = _lloyd(ops, _State(ops, n_fixed, sel.copy()), allowed, steps)
+    for _ in range(swaps):
+        new = _swap(ops, state, allowed, 1, tries)
+        if new is None:
+            break
+        state = new
+    return state.cur, mul_pow2(state.ard[n_fixed:].copy(), -e)
+
+
 def refine_medoids(features, selected, *, labeled=None, labeled_features=None,
                    eligible=None, steps: int = 2, swaps: int = 0, tries: int = 3,
                    backend: str = "auto", metric: str = "euclidean", validate: bool = True):
@@ -328,6 +392,9 @@ def refine_medoids(features, selected, *, labeled=None, labeled_features=None,
     second-nearest centres, raises their ARD least (up to ``tries`` picks in
     that order); after one medoid step the move is kept only if the largest
     ARD fell, and the search stops at the first area no move improves.
+
+    The inputs are prepared once, by the greedy driver (:func:`densecore.greedy.check`
+    and the one scaling rule), and refined by :func:`refine_pool`.
 
     Args:
         features: ``(N, D)`` float pool (numpy or a tensor on any device).
@@ -344,8 +411,9 @@ def refine_medoids(features, selected, *, labeled=None, labeled_features=None,
         tries: picks tried per move (>= 1).
         backend: a name of the engine table or ``"auto"``
             (:func:`densecore.engines.resolve`): a host engine (numba) refines with
-            the numba kernels, any other with the torch ones; the nearest-centre
-            search is the engine's own (its ``search_method``).
+            the numba kernels, any other with the torch ones
+            (:func:`densecore.engines.kernel`); the nearest-centre search is the
+            engine's own (its ``search_method``).
         metric: ``"euclidean"`` or ``"cosine"``: cosine refines on unit rows (the
             geometry a cosine sampler picked in); the ARD is then the mean Euclidean
             distance between unit rows.
@@ -364,119 +432,15 @@ def refine_medoids(features, selected, *, labeled=None, labeled_features=None,
         >>> idx.tolist(), ard.tolist()
         ([1, 4], [1.0, 0.0])
     """
-    is_numpy = isinstance(features, np.ndarray)
     metric = M.check_metric(metric)
-    x, _, lab, lf, _ = V.check_pool(features, None, labeled, labeled_features, None,
-                                    validate=validate)
-    if metric == "cosine":
-        x, lf = M.unit_rows(x.detach()), M.unit_rows(lf.detach(), "labeled_features")
-    x, lf, e = scaled_features(x.detach(), lf.detach())
-    n = x.shape[0]
-    dev = x.device
-    sel = V.check_indices(selected, n, "selected").cpu().numpy().astype(np.int64)
-    if len(np.unique(sel)) != len(sel):
-        raise ValueError("selected must not repeat an index")
-    labn = lab.cpu().numpy()
-    if np.isin(sel, labn).any():
-        raise ValueError("selected must not hold a labeled index; got "
-                         f"{int(sel[np.isin(sel, labn)][0])}")
     steps = V.check_int(steps, "steps", minimum=0)
     swaps = V.check_int(swaps, "swaps", minimum=0)
     tries = V.check_int(tries, "tries", minimum=1)
-    eng = E.engine(E.resolve(backend, "dense", dev))  # its kernels' side and its search
-    host = eng.host
-    b = len(sel)
-    if b == 0:
-        out = np.zeros(0, dtype=np.int64), np.zeros(0)
-        return out if is_numpy else tuple(torch.from_numpy(e).to(dev) for e in out)
-    ops = (_NumbaOps if host else _TorchOps)(x, lab, lf, eng.search_method)
-    n_fixed = len(labn) + lf.shape[0]
-    if eligible is None:
-        allowed = np.ones(n, dtype=bool)
-    else:
-        allowed = np.zeros(n, dtype=bool)
-        allowed[V.check_indices(eligible, n, "eligible").cpu().numpy()] = True
-    allowed[labn] = False
-    state = _lloyd(ops, _State(ops, n_fixed, sel.copy()), allowed, steps)
-    for _ in range(swaps):
-        new = _swap(ops, state, allowed, 1, tries)
-        if new is None:
-            break
-        state = new
-    cur, ard = state.cur, mul_pow2(state.ard[n_fixed:].copy(), -e)
-    if is_numpy:
+    pool = G.check(features, None, labeled, labeled_features, None, backend=backend,
+                   metric=metric, validate=validate)
+    fscale, _ = scales(pool.stats(), pool.dtype)
+    cur, ard = refine_pool(pool, fscale, selected, engine_name=pool.engine, eligible=eligible,
+                           steps=steps, swaps=swaps, tries=tries)
+    if pool.is_numpy:
         return cur, ard
-    return torch.from_numpy(cur).to(dev), torch.from_numpy(ard).to(dev)
-
-
-def _prefix_min_host(p: torch.Tensor, pd: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
-    """``min(r_i, min_{j < i} ||p_i - p_j||^2 / pd_j)`` ``(B,)`` float64: one parallel
-    numba pass over the pairs (CPU tensors)."""
-    from ._backends.refine_kernels import _prefix_min_nb
-
-    out = r.numpy().copy()
-    _prefix_min_nb(p.numpy(), (1.0 / pd).numpy(), out)
-    return torch.from_numpy(out)
-
-
-def _prefix_min_torch(p: torch.Tensor, pd: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
-    """:func:`_prefix_min_host` in torch blocks of rows (any device), float64 differences."""
-    r = r.clone()
-    n = p.shape[0]
-    rows = max(1, _TORCH_BLOCK // max(1, n * p.shape[1]))
-    for s in range(1, n, rows):
-        blk = p[s:s + rows]
-        q = ((blk[:, None, :] - p[None, :s + rows, :]) ** 2).sum(2) / pd[None, :s + rows]
-        earlier = torch.arange(s, s + blk.shape[0], device=p.device)[:, None] > \
-            torch.arange(q.shape[1], device=p.device)[None, :]
-        q = torch.where(earlier, q, torch.full_like(q, float("inf")))
-        r[s:s + blk.shape[0]] = torch.minimum(r[s:s + blk.shape[0]], q.min(1).values)
-    return r
-
-
-def pick_radii(features, indices, *, densities=None, labeled=None, labeled_features=None,
-               labeled_densities=None, metric: str = "euclidean"):
-    """``r`` of each pick at its turn, as a greedy sampler's radii: the squared distance
-    (cosine distance for ``metric="cosine"``) of ``indices[i]`` to the nearest labeled
-    point or earlier pick, divided by that point's density; ``inf`` for a first pick
-    with nothing labeled. Float64 from coordinate differences, in blocks; features
-    follow the one scaling rule.
-
-    Args:
-        features: ``(N, D)`` float pool; indices: ``(B,)`` picks in order.
-        densities: ``(N,)`` or None (all 1); labeled: ``(M,)``; labeled_features:
-            ``(L, D)``; labeled_densities: ``(L,)`` (with densities).
-        metric: ``"euclidean"`` or ``"cosine"``.
-
-    Returns:
-        ``(B,)`` float64 radii, numpy for numpy features, else a tensor on their device.
-
-    Example:
-        >>> import numpy as np
-        >>> pick_radii(np.array([[0.0], [1.0], [3.0]]), [2, 1], labeled=[0]).tolist()
-        [9.0, 1.0]
-    """
-    metric = M.check_metric(metric)
-    x, dens, lab, lf, ld = V.check_pool(features, densities, labeled, labeled_features,
-                                        labeled_densities, validate=False)
-    if metric == "cosine":
-        x, lf = M.unit_rows(x.detach()), M.unit_rows(lf.detach(), "labeled_features")
-    x, lf, e = scaled_features(x.detach(), lf.detach())
-    dev = x.device
-    idx = V.check_indices(indices, x.shape[0], "indices").to(dev)
-    p = x[idx].to(torch.float64)
-    c = torch.cat([x[lab.to(dev)].to(torch.float64), lf.to(dev, torch.float64)])
-    if dens is None:
-        pd = torch.ones(len(idx), dtype=torch.float64, device=dev)
-        cd = torch.ones(c.shape[0], dtype=torch.float64, device=dev)
-    else:
-        d = dens.detach().to(dev, torch.float64)
-        pd = d[idx]
-        cd = torch.cat([d[lab.to(dev)], ld.detach().to(dev, torch.float64)])
-    r = torch.full((len(idx),), float("inf"), dtype=torch.float64, device=dev)
-    if c.shape[0] and len(idx):
-        v, _, ve = nearest.search_scaled(p, c, 1, weights=cd)
-        r = mul_pow2(v[:, 0], ve)
-    r = (_prefix_min_host if dev.type == "cpu" else _prefix_min_torch)(p, pd, r)
-    r = mul_pow2(r, -2 * e) * M.radius_factor(metric)
-    return r.cpu().numpy() if isinstance(features, np.ndarray) else r
+    return torch.from_numpy(cur).to(pool.device), torch.from_numpy(ard).to(pool.device)

@@ -36,7 +36,7 @@ __all__ = ["blocked_candidates", "ripu_select"]
 
 
 def blocked_candidates(scores, k: int, exclude=None, *, region_size: int = 3,
-                       validate: bool = True):
+                       reach: int | None = None, validate: bool = True):
     """The ``k`` best-scored pixels per image whose ``region_size`` blocks never overlap.
 
     Pixels are visited in the order of :func:`~densecore.filters.top_candidates`
@@ -51,6 +51,9 @@ def blocked_candidates(scores, k: int, exclude=None, *, region_size: int = 3,
         exclude: ``(B, H, W)`` bool, pixels that must not be kept (already
             labeled), or None.
         region_size: odd side of the labeled block.
+        reach: the Chebyshev distance within which a kept pixel blocks others,
+            when it is not ``region_size - 1`` (RIPU's pixel setting suppresses
+            within its ``RADIUS_K`` around single pixels), ``>= 0``.
         validate: reject NaN scores.
 
     Returns:
@@ -68,7 +71,8 @@ def blocked_candidates(scores, k: int, exclude=None, *, region_size: int = 3,
         raise ValueError(f"scores must have shape (B, H, W); got shape {tuple(s.shape)}")
     k = V.check_int(k, "k", minimum=0)
     region_size = V.check_region_size(region_size)
-    return _blocked(s, k, exclude, region_size - 1, validate)
+    reach = region_size - 1 if reach is None else V.check_int(reach, "reach", minimum=0)
+    return _blocked(s, k, exclude, reach, validate)
 
 
 def _blocked(s: torch.Tensor, k: int, exclude, reach: int, validate: bool) -> torch.Tensor:

@@ -9,9 +9,10 @@ the same on every rank and after a restart), select with
 :func:`~densecore.select_pixels` and record the new pixels (and the
 annotator's labels) in one manifest write.
 
-The default sampler is the paper's :class:`~densecore.DensityAwareGreedy`
-(Algorithm 1), so the densities change the selection; ``select_pixels``
-alone defaults to k-center, which ignores them.
+The default sampler is that of every entry point,
+:data:`~densecore.samplers.DEFAULT_SAMPLER` (k-center greedy, chosen by the
+fixed-feature ladder; see :mod:`densecore.segmentation`); the paper's
+density-aware greedy (Algorithm 1) is ``sampler="density_aware"``.
 
 Shape:
     probs ``(B, C, H, W)`` at label resolution; features ``(B, D, h, w)``;
@@ -27,7 +28,8 @@ import numpy as np
 import torch
 
 from . import validation as V
-from .samplers import DensityAwareGreedy
+from .samplers.names import DEFAULT_SAMPLER
+from .samplers.names import make_sampler
 from .seeds import image_seed
 from .segmentation import select_pixels
 
@@ -36,20 +38,9 @@ log = logging.getLogger(__name__)
 __all__ = ["query_round"]
 
 
-def _sampler_for(sampler, seed: int):
-    """An instance (used as is), None (score only), or a factory called with ``seed=``."""
-    if sampler is None or (not isinstance(sampler, type)
-                           and callable(getattr(sampler, "select", None))):
-        return sampler
-    if not callable(sampler):
-        raise TypeError(f"sampler must be a sampler, a sampler class or factory taking "
-                        f"seed=, or None; got {type(sampler).__name__}")
-    return sampler(seed=seed)
-
-
 def _rows(x, name: str, bsz: int):
-    if x is None:
-        return None
+    if x is None or isinstance(x, str) or not hasattr(x, "__len__"):  # "knn", KNNDensity
+        return x
     if len(x) != bsz:
         raise ValueError(f"{name} must have B = {bsz} images like image_ids; got "
                          f"{len(x)}")
@@ -57,7 +48,7 @@ def _rows(x, name: str, bsz: int):
 
 
 def query_round(state, round: int, image_ids, probs, features, densities, budget: int, *,
-                labels=None, ignore=None, sampler=DensityAwareGreedy, seed: int = 0,
+                labels=None, ignore=None, sampler=DEFAULT_SAMPLER, seed: int = 0,
                 alpha: float = 20, score="margin", region_size: int = 1,
                 region_overlap: str = "block", from_logits: bool = False) -> list[str]:
     """Select ``budget`` pixels (or regions) in each image not yet done and record them.
@@ -68,14 +59,17 @@ def query_round(state, round: int, image_ids, probs, features, densities, budget
             pixels recorded in the rounds before ``round``.
         image_ids: ``B`` ids of the state, one per row of ``probs``.
         probs, features, densities: as in :func:`~densecore.select_pixels`
-            (``densities`` may be None for samplers that take none).
+            (``densities`` may be None for samplers that take none, or ``"knn"``:
+            kNN coverage densities computed on each image's candidates, for a
+            trained model without a density estimator).
         budget: picks per image (pixels, or regions when ``region_size > 1``).
         labels: ``(B, H, W)`` integer class maps (the annotator's answers: only
             the queried pixels are stored), or None to record masks only.
         ignore: ``(B, H, W)`` bool, pixels that must never be queried, or None.
         sampler: a sampler class or factory called as ``sampler(seed=s)``
-            (default: the paper's :class:`~densecore.DensityAwareGreedy`), a sampler
-            instance, or None (the ``budget`` best-scored pixels). Each image's
+            (default: :data:`~densecore.samplers.DEFAULT_SAMPLER`, k-center), a name of
+            :data:`~densecore.samplers.SAMPLER_NAMES` (built with ``seed=s``), a
+            sampler instance, or None (the ``budget`` best-scored pixels). Each image's
             first pick is seeded by ``s = image_seed(seed, round, image_id)``: a
             sampler with ``select_batch`` (densecore's greedy samplers) selects
             every image of the call at once (:func:`~densecore.farthest_first_batch`)
@@ -134,10 +128,10 @@ def query_round(state, round: int, image_ids, probs, features, densities, budget
         return x[rows] if isinstance(x, (torch.Tensor, np.ndarray)) else \
             [x[b] for b in todo]
 
-    one = _sampler_for(sampler, seeds[0])
+    one = make_sampler(sampler, seeds[0])
     kw = dict(ignore=pick(ignore), alpha=alpha, score=pick(score), region_size=region_size,
               from_logits=from_logits, region_overlap=region_overlap)
-    if one is None or callable(getattr(one, "select_batch", None)):
+    if one is None or isinstance(one, str) or callable(getattr(one, "select_batch", None)):
         # every image of the call in one selection (farthest_first_batch), each with
         # its own first-pick seed
         masks = list(select_pixels(pick(probs), pick(features), pick(densities), budget,
@@ -145,8 +139,9 @@ def query_round(state, round: int, image_ids, probs, features, densities, budget
     else:  # a sampler without select_batch: one image at a time, each its own instance
         masks = [select_pixels(
             probs[b:b + 1], None if features is None else features[b:b + 1],
-            None if densities is None else densities[b:b + 1], budget,
-            labeled=prev[i:i + 1], sampler=_sampler_for(sampler, s), seed=s,
+            densities if densities is None or not hasattr(densities, "__len__")
+            or isinstance(densities, str) else densities[b:b + 1], budget,
+            labeled=prev[i:i + 1], sampler=make_sampler(sampler, s), seed=s,
             **{**kw, "ignore": None if ignore is None else ignore[b:b + 1],
                "score": score if isinstance(score, str) else score[b:b + 1]})[0]
             for i, (b, s) in enumerate(zip(todo, seeds))]

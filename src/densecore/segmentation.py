@@ -12,10 +12,12 @@ For each image (one round of Algorithm 1 with source-aided candidate filtering):
 3. sample the image's already-labeled pixels the same way: they form the
    labeled set ``s0`` of Algorithm 1;
 4. L2-normalise the sampled features (the paper's Implementation Details)
-   and let the sampler pick ``budget`` of the candidates. The default is
-   :class:`~densecore.KCenterGreedy`: in the bound benchmark
-   (``docs/benchmarks.md``) it covers better than the paper's density-aware
-   greedy at the paper's settings, and it stays fast at Cityscapes scale.
+   and let the sampler pick ``budget`` of the candidates. The default, shared by
+   every entry point (:data:`~densecore.samplers.DEFAULT_SAMPLER`), is
+   :class:`~densecore.KCenterGreedy`: in the fixed-feature ladder
+   (``examples/deeplab_ada/results/ladder/``) the paper's density-aware greedy
+   never beat it (and was below it where a pair survived Holm), in the training
+   study the two tie, and it stays fast at Cityscapes scale.
    :class:`~densecore.KMedoidsRefinement` (beyond the paper) lowered max ARD
    further in the benchmark, but each of its steps costs ``O(N * budget * D)``
    (minutes per image at 184,540 candidates and 9,227 picks on a CPU), so it
@@ -38,6 +40,7 @@ Shape:
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 from dataclasses import dataclass
@@ -51,7 +54,7 @@ from .budgets import ripu_pixel_radius
 from .filters import (entropy_score, least_confidence_score, margin_score, random_score,
                       ripu_score, top_candidates)
 from .regions import blocked_candidates, ripu_select
-from .samplers import KCenterGreedy
+from .samplers.names import DEFAULT_SAMPLER, make_sampler
 
 log = logging.getLogger(__name__)
 
@@ -64,12 +67,6 @@ _SCORES = {
 }
 
 
-class _DefaultSampler:
-    def __repr__(self) -> str:
-        return "KCenterGreedy(seed=seed)"
-
-
-_DEFAULT = _DefaultSampler()
 
 
 def sample_at_pixels(maps: torch.Tensor, flat_idx: torch.Tensor,
@@ -189,6 +186,7 @@ class _Inputs:
     budget: int
     alpha: float
     region_size: int
+    knn: object = None  # a KNNDensity: densities computed on each image's candidates
 
     @property
     def exclude(self) -> torch.Tensor | None:
@@ -196,6 +194,42 @@ class _Inputs:
         if self.ignore is None:
             return self.labeled
         return self.ignore if self.labeled is None else self.labeled | self.ignore
+
+
+def _channels_last(feats: torch.Tensor, big_h: int, big_w: int, dens_shape) -> bool:
+    """Whether ``feats`` ``(B, ., ., .)`` reads as ``(B, h, w, D)`` rather than ``(B, D, h, w)``:
+    its dims 1-2 match the densities' grid, or (without densities) they have the
+    labels' aspect ratio and dims 2-3 do not."""
+    _, a, b, c = feats.shape
+    if dens_shape is not None and len(dens_shape) == 3:
+        return tuple(dens_shape[1:]) == (a, b) and tuple(dens_shape[1:]) != (b, c)
+
+    def off(h, w):  # how far (h, w) is from the labels' aspect ratio, as a log ratio
+        return abs(math.log((h * big_w) / (w * big_h)))
+
+    return off(a, b) < 0.2 and off(b, c) > 0.5
+
+
+def _check_densities(densities, feats, bsz: int, probs_t):
+    """``(densities tensor or None, KNNDensity or None)`` from the ``densities`` argument."""
+    from .density.knn import KNNDensity
+
+    if isinstance(densities, str):
+        if densities != "knn":
+            raise ValueError(f"densities must be a (B, h, w) array, 'knn', a KNNDensity or "
+                             f"None; got {densities!r}")
+        return None, KNNDensity()
+    if isinstance(densities, KNNDensity):
+        return None, densities
+    if densities is None:
+        return None, None
+    dens = V.as_tensor_like(densities, "densities")
+    want = (bsz, feats.shape[2], feats.shape[3])
+    if tuple(dens.shape) != want or not dens.is_floating_point():
+        raise ValueError(f"densities must be floating with shape {want} (the "
+                         f"feature map's grid); got {dens.dtype} {tuple(dens.shape)}")
+    V.check_same_device(probs_t, reference_name="probs", densities=dens)
+    return dens, None
 
 
 def _check(probs, features, densities, budget, labeled, ignore, alpha, sampler,
@@ -213,16 +247,9 @@ def _check(probs, features, densities, budget, labeled, ignore, alpha, sampler,
     alpha = V.check_finite_float(alpha, "alpha", minimum=1.0)
     per_image = not isinstance(seed, (int, np.integer))
     seeds = V.check_per_pool(seed, bsz, "seed", minimum=0)
-    if sampler is _DEFAULT:
-        sampler = KCenterGreedy(seed=seeds[0] if seeds else 0, validate=validate)
-    if isinstance(sampler, str):
-        if sampler != "ripu":
-            raise ValueError(f"sampler must be 'ripu', an object with a select method or "
-                             f"None; got {sampler!r}")
-    elif sampler is not None and not callable(getattr(sampler, "select", None)):
-        raise TypeError(f"sampler must have a select method or be None; got "
-                        f"{type(sampler).__name__}")
-    feats = dens = None
+    # a name, a class or factory (called with seed=), an instance, None or "ripu"
+    sampler = make_sampler(sampler, seeds[0] if seeds else 0, validate=validate)
+    feats = dens = knn = None
     if sampler is not None and not isinstance(sampler, str):  # a greedy: features needed
         if features is None:
             raise ValueError("features is required unless sampler is None")
@@ -230,19 +257,18 @@ def _check(probs, features, densities, budget, labeled, ignore, alpha, sampler,
         if feats.shape[0] != bsz:
             raise ValueError(f"features must have B = {bsz} images like probs; got shape "
                              f"{tuple(feats.shape)}")
-        V.check_same_device(probs_t, features=feats)
-        if densities is not None:
-            dens = V.as_tensor_like(densities, "densities")
-            want = (bsz, feats.shape[2], feats.shape[3])
-            if tuple(dens.shape) != want or not dens.is_floating_point():
-                raise ValueError(f"densities must be floating with shape {want} (the "
-                                 f"feature map's grid); got {dens.dtype} {tuple(dens.shape)}")
-            V.check_same_device(probs_t, densities=dens)
+        dens_shape = getattr(densities, "shape", None)
+        if _channels_last(feats, big_h, big_w, dens_shape):
+            raise ValueError(f"features must be channels-first (B, D, h, w); got shape "
+                             f"{tuple(feats.shape)}, which reads as channels-last (B, h, w, "
+                             f"D): pass features.permute(0, 3, 1, 2)")
+        V.check_same_device(probs_t, reference_name="probs", features=feats)
+        dens, knn = _check_densities(densities, feats, bsz, probs_t)
     shape = (bsz, big_h, big_w)
     lab = None if labeled is None else V.check_bool_map(labeled, shape, probs_t, "labeled")
     ign = None if ignore is None else V.check_bool_map(ignore, shape, probs_t, "ignore")
     return _Inputs(probs_t, seeds, per_image, feats, dens, lab, ign, sampler, budget, alpha,
-                   region_size)
+                   region_size, knn)
 
 
 def _zero_last_at_random(scores: torch.Tensor, inp: _Inputs) -> torch.Tensor:
@@ -311,7 +337,27 @@ def _gather(inp: _Inputs, c: torch.Tensor, b: int, normalize: bool):
             lf = sample_at_pixels(feats, lab_idx, size)
             lf = F.normalize(lf, dim=1) if normalize else lf
             ld = None if dens is None else sample_at_pixels(dens, lab_idx, size)[:, 0]
-    return (F.normalize(f, dim=1) if normalize else f), d, lf, ld
+    f = F.normalize(f, dim=1) if normalize else f
+    if inp.knn is not None and getattr(inp.sampler, "uses_densities", True):
+        d, ld = _knn_densities(inp.knn, f, lf)  # k-center (uses_densities False): skipped
+    return f, d, lf, ld
+
+
+def _knn_densities(knn, f: torch.Tensor, lf: torch.Tensor | None):
+    """kNN coverage densities of one image's candidates ``f`` ``(N, D)`` and labeled
+    pixels ``lf`` ``(M, D)``, computed together (each point's neighbours among both):
+    ``(d (N,), ld (M,) or None)`` in ``f``'s dtype and device. Fewer than ``knn.k + 1``
+    points use ``k = n - 1``; a single point gets ``beta``."""
+    x = f if lf is None else torch.cat([f, lf.to(f.dtype)])
+    n = x.shape[0]
+    if n < 2:
+        d = torch.full((n,), knn.beta, dtype=f.dtype, device=f.device)
+    else:
+        if knn.k >= n:
+            knn = copy.copy(knn)
+            knn.k = n - 1
+        d = torch.as_tensor(knn(x)).to(device=f.device, dtype=f.dtype)
+    return d[:f.shape[0]], None if lf is None else d[f.shape[0]:]
 
 
 def _select_all(sampler, budget: int, jobs: list, seeds: list | None) -> list:
@@ -351,7 +397,7 @@ def _mask(picks: list, inp: _Inputs) -> torch.Tensor:
 
 
 def select_pixels(probs, features, densities, budget: int, *, labeled=None, ignore=None,
-                  alpha: float = 20, sampler=_DEFAULT, score="margin", region_size: int = 1,
+                  alpha: float = 20, sampler=DEFAULT_SAMPLER, score="margin", region_size: int = 1,
                   normalize: bool = True, seed=0, from_logits: bool = False,
                   validate: bool = True, region_overlap: str = "block",
                   return_candidates: bool = False):
@@ -363,8 +409,14 @@ def select_pixels(probs, features, densities, budget: int, *, labeled=None, igno
         features: ``(B, D, h, w)`` float feature map at the model's stride (same
             device); may be None when ``sampler`` is None.
         densities: ``(B, h, w)`` strictly positive coverage densities, or None;
-            required by the default sampler, passed to every sampler (those that do
-            not use them ignore them), unused by score-only ranking.
+            passed to every sampler (those that do not use them ignore them),
+            unused by score-only ranking. ``"knn"`` (the frozen-feature path: no
+            estimator to train) computes them per image with
+            :class:`~densecore.KNNDensity` (k = 10) on the candidates' sampled
+            features and the labeled pixels' together, in the geometry the sampler
+            sees (L2-normalised with ``normalize``); a :class:`~densecore.KNNDensity`
+            instance does the same with its options. Skipped for samplers whose
+            ``uses_densities`` is False (k-center).
         budget: picks per image (pixels, or regions when ``region_size > 1``).
         labeled: ``(B, H, W)`` bool, pixels labeled in earlier rounds (never picked;
             they form ``s0``), or None.
@@ -374,10 +426,16 @@ def select_pixels(probs, features, densities, budget: int, *, labeled=None, igno
         sampler: an object with the sampler protocol ``select(features, budget, *,
             densities=None, labeled_features=None, labeled_densities=None, ...)``
             returning a :class:`~densecore.Selection` whose ``indices`` are exactly
-            ``budget`` distinct candidate indices; default
-            ``KCenterGreedy(seed=seed)`` (see the module docstring for why;
-            ``KMedoidsRefinement(seed=seed)`` is opt-in, the paper's method is
-            ``DensityAwareGreedy(seed=seed)``); None ranks by score only. With
+            ``budget`` distinct candidate indices; a sampler class or factory
+            (called as ``sampler(seed=s)`` with the first image's seed, as
+            :func:`~densecore.query_round` does); or a name of
+            :data:`~densecore.samplers.SAMPLER_NAMES` (``"kcenter"``,
+            ``"density_aware"``, ``"kmedoids_refinement"``, ``"typicality"``,
+            ``"ripu"``), all through :func:`~densecore.samplers.make_sampler`; default
+            :data:`~densecore.samplers.DEFAULT_SAMPLER` (``"kcenter"``, the default of
+            every entry point; see the module docstring for why;
+            ``"kmedoids_refinement"`` is opt-in, the paper's method is
+            ``"density_aware"``); None ranks by score only. With
             densecore's greedy samplers on CPU features, up to the thread limit
             of images are selected at once, one numba thread each (the picks
             are those of one image at a time; ``densecore._backends.threads(1)``

@@ -287,15 +287,27 @@ def check_budget(budget: Any, available: int, name: str = "budget") -> int:
     return budget
 
 
-def check_same_device(reference: torch.Tensor, **others: torch.Tensor | None) -> None:
-    """Raise when any tensor in ``others`` lives on another device than ``reference``."""
+def check_same_device(reference: torch.Tensor, *, reference_name: str = "features",
+                      **others: torch.Tensor | None) -> None:
+    """Raise when any tensor in ``others`` lives on another device than ``reference``;
+    the message names both arguments (``reference_name`` is the reference's).
+
+    Example:
+        >>> import torch
+        >>> check_same_device(torch.zeros(1), reference_name="probs", features=torch.zeros(1))
+        >>> check_same_device(torch.zeros(1), reference_name="probs",
+        ...                   features=torch.zeros(1, device="meta"))
+        Traceback (most recent call last):
+        ...
+        ValueError: features must be on the same device as probs (cpu); got meta
+    """
     for name, t in others.items():
         if t is None or not isinstance(t, torch.Tensor):
             continue
         if t.device != reference.device:
             raise ValueError(
-                f"{name} must be on the same device as features ({reference.device}); "
-                f"got {t.device}"
+                f"{name} must be on the same device as {reference_name} "
+                f"({reference.device}); got {t.device}"
             )
 
 

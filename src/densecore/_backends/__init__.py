@@ -12,7 +12,6 @@ threads a block of picks gets, from measured cost).
 from __future__ import annotations
 
 import os
-import time
 from contextlib import contextmanager
 
 
@@ -201,10 +200,3 @@ class ThreadPicker:
         self.gap = min(2 * self.gap, self.MAX_GAP) if agree else self.GAP
         self.best = best
         self.since = 0
-
-
-def timed(fn, *args):
-    """``(seconds, fn(*args))``."""
-    t0 = time.perf_counter()
-    out = fn(*args)
-    return time.perf_counter() - t0, out

@@ -9,7 +9,7 @@ lowest centre index.
 The rule (one rule for the greedy, ``coverage`` and ``KNNDensity``):
 
 1. CPU tensors with fewer than :data:`FAISS_MIN` centres, or without faiss:
-   exact brute force in numba.
+   exact brute force in numba (the rule: :func:`densecore.engines.kernel`).
 2. Otherwise fast candidates first: faiss (CPU, exact flat index, float32) or,
    on other devices, the ``||a||^2 - 2ab + ||b||^2`` expansion as one float32
    GEMM per block of queries and centres (faiss-gpu's flat index for CUDA
@@ -23,6 +23,8 @@ The rule (one rule for the greedy, ``coverage`` and ``KNNDensity``):
    the float64 brute force over all centres. A fast answer is never trusted
    blindly: hostile offsets or scales cost time, not correctness.
 
+Which candidates a search takes (numba brute force, faiss, torch) is the one
+size/device rule of :func:`densecore.engines.kernel` (``"search"``);
 ``FAISS_MIN = 256`` comes from the greedy's initial assignment on 100,000 x 64
 points, 2 cores: numba 0.035 s vs faiss 0.035 s at 64 centres, 0.13 vs 0.10 s
 at 256, 0.68 vs 0.38 s at 2,000.
@@ -37,13 +39,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .. import engines as E
 from .._core import DENSITY_EXP, SAFE_EXP, absmax as _absmax, mul_pow2, pow2_below
 from .._core import pow2_exp, pow2_scale
 from . import faiss_backend, threads
 
-__all__ = ["FAISS_MIN", "METHODS", "plain_distance", "search", "search_scaled"]
+__all__ = ["FAISS_MIN", "METHODS", "as_numpy", "plain_distance", "search", "search_scaled"]
 
-FAISS_MIN = 256
+FAISS_MIN = E.FAISS_MIN  # the rule's threshold (densecore.engines.kernel)
 _EXTRA = 2  # candidates beyond k taken from the fast search (runner-ups)
 _BLOCK = 1 << 22  # elements of one temporary block on the torch path
 
@@ -266,15 +269,15 @@ def search_scaled(queries: torch.Tensor, centres: torch.Tensor, k: int = 1, *,
             e += pow2_exp(ws)
         inv_w = 1.0 / w
     k = min(k, c.shape[0])
+    if method == "auto":
+        method = E.kernel("search", dev, c.shape[0], faiss=faiss_backend.available())
+    if method == "torch":
+        return (*_search_torch(q, c, inv_w, k), e)
     if method == "faiss":
         faiss_backend.require()
-        with threads():
-            v, i = _search_cpu(q.cpu(), c.cpu(), inv_w.cpu(), k, min_faiss=1)
-        return v.to(dev), i.to(dev), e
-    if method == "torch" or dev.type != "cpu":
-        return (*_search_torch(q, c, inv_w, k), e)
-    with threads():
-        return (*_search_cpu(q, c, inv_w, k), e)
+    with threads():  # "faiss" or "brute": the host path
+        v, i = _search_cpu(q.cpu(), c.cpu(), inv_w.cpu(), k, faiss=method == "faiss")
+    return v.to(dev), i.to(dev), e
 
 
 def plain_distance(sq: torch.Tensor, e: int, metric: str = "euclidean") -> torch.Tensor:
@@ -299,42 +302,34 @@ def _fast_scale(inv_w: torch.Tensor) -> float | None:
     return wscale if float(inv_w.min()) / wscale > 2.0 ** -100 else None
 
 
-def __getattr__(name):
-    # the numba kernels, for callers outside this module; numba loads on first use
-    if name in ("_sq64", "_brute", "_rescore"):
-        from . import nearest_kernels
-
-        return getattr(nearest_kernels, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def _search_cpu(q, c, inv_w, k, min_faiss=FAISS_MIN):
-    """faiss candidates (from FAISS_MIN centres on) and numba brute force."""
-    from .nearest_kernels import _brute, _rescore  # numba loads on first use
+def _search_cpu(q, c, inv_w, k, faiss: bool = True):
+    """faiss candidates (``faiss``: the rule's or the caller's choice) and numba brute
+    force for every query they do not certify."""
+    from .nearest_kernels import brute, rescore  # numba loads on first use
 
     n, l = q.shape[0], c.shape[0]
     vals = np.empty((n, k), np.float64)
     idx = np.empty((n, k), np.int64)
-    qn, cn = _as_np(q), _as_np(c)
+    qn, cn = as_numpy(q), as_numpy(c)
     if qn.dtype != cn.dtype:
         qn, cn = qn.astype(np.float64), cn.astype(np.float64)
     iw = np.ascontiguousarray(inv_w.numpy())
     rows = np.arange(n, dtype=np.int64)
     m = min(l, k + _EXTRA)
     wscale = _fast_scale(inv_w)
-    if n and l >= min_faiss and m < l and wscale is not None and faiss_backend.available():
+    if faiss and n and m < l and wscale is not None:
         qf, cf, s = _centred(q, c, torch.float32)
         iws = inv_w / wscale
         approx, cand = faiss_backend.nearest_weighted(qf.numpy(), cf.numpy(), iws.numpy(), m)
         exact = np.empty(cand.shape, np.float64)
-        _rescore(qn, cn, iw, cand, exact)
+        rescore(qn, cn, iw, cand, exact)
         ev, ei = _sort_candidates(torch.from_numpy(exact), torch.from_numpy(cand), k)
         vals[:], idx[:] = ev.numpy(), ei.numpy()
         bound = _bound(qf, cf, iws, 2.0 ** -24).numpy()
         ok = approx[:, m - 1].astype(np.float64) - bound > vals[:, k - 1] * (s * s / wscale)
         rows = np.flatnonzero(~ok).astype(np.int64)
     if rows.size:
-        _brute(qn, cn, iw, k, rows, vals, idx)
+        brute(qn, cn, iw, k, rows, vals, idx)
     return torch.from_numpy(vals), torch.from_numpy(idx)
 
 
@@ -385,7 +380,14 @@ def _search_torch(q, c, inv_w, k, *, candidates=None):
     return vals, idx
 
 
-def _as_np(t: torch.Tensor) -> np.ndarray:
+def as_numpy(t: torch.Tensor) -> np.ndarray:
+    """A contiguous host float32/float64 copy (or view) of ``t`` ``(N, D)`` (16-bit ->
+    float32), as the numba kernels take it.
+
+    Example:
+        >>> as_numpy(torch.ones(2, 1, dtype=torch.float16)).dtype
+        dtype('float32')
+    """
     t = t.detach().cpu()
     if t.dtype not in (torch.float32, torch.float64):
         t = t.float()

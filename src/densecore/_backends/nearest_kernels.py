@@ -11,11 +11,13 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+__all__ = ["brute", "rescore", "sq64"]
+
 _FAST = {"reassoc", "contract", "nsz"}
 
 
 @njit(cache=True, fastmath=_FAST)
-def _sq64(q, i, c, j):
+def sq64(q, i, c, j):
     """Squared Euclidean distance of rows ``q[i]``, ``c[j]``, in float64 from differences."""
     acc = 0.0
     for t in range(q.shape[1]):
@@ -25,7 +27,7 @@ def _sq64(q, i, c, j):
 
 
 @njit(cache=True, parallel=True, fastmath=_FAST, nogil=True)
-def _brute(q, c, inv_w, k, rows, vals, idx):
+def brute(q, c, inv_w, k, rows, vals, idx):
     """Exact k nearest of ``q[rows]`` in float64 from differences; lowest index on ties.
 
     An empty slot (index -1) ranks after every value, ``inf`` included, so every
@@ -35,7 +37,7 @@ def _brute(q, c, inv_w, k, rows, vals, idx):
         bv = np.full(k, np.inf)
         bi = np.full(k, -1, dtype=np.int64)
         for j in range(c.shape[0]):
-            v = _sq64(q, i, c, j) * inv_w[j]
+            v = sq64(q, i, c, j) * inv_w[j]
             if bi[k - 1] < 0 or v < bv[k - 1]:
                 p = k - 1
                 # strict: an equal earlier index stays first
@@ -51,7 +53,7 @@ def _brute(q, c, inv_w, k, rows, vals, idx):
 
 
 @njit(cache=True, parallel=True, fastmath=_FAST, nogil=True)
-def _rescore(q, c, inv_w, cand, out):
+def rescore(q, c, inv_w, cand, out):
     """Exact value of every candidate ``cand[i, p]`` (float64, from differences)."""
     for i in prange(q.shape[0]):
         for p in range(cand.shape[1]):
@@ -59,4 +61,4 @@ def _rescore(q, c, inv_w, cand, out):
             if j < 0:
                 out[i, p] = np.inf
                 continue
-            out[i, p] = _sq64(q, i, c, j) * inv_w[j]
+            out[i, p] = sq64(q, i, c, j) * inv_w[j]

@@ -7,14 +7,14 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from .nearest_kernels import _sq64
+from .nearest_kernels import sq64
 
 
 @numba.njit(cache=True)
 def _dist(x, i, j):  # pragma: no cover - numba
     """Euclidean distance of rows ``i`` and ``j`` of ``x``: the nearest-centre search's
     float64 squared distance from differences, the same for equal inputs."""
-    return np.sqrt(_sq64(x, i, x, j))
+    return np.sqrt(sq64(x, i, x, j))
 
 
 @numba.njit(parallel=True, cache=True)
@@ -58,15 +58,3 @@ def _row_blocks(starts: np.ndarray) -> np.ndarray:
            for a in range(len(starts) - 1)
            for lo in range(int(starts[a]), int(starts[a + 1]), _ROWS)]
     return np.array(out, dtype=np.int64).reshape(-1, 3)
-
-
-@numba.njit(parallel=True, cache=True)
-def _prefix_min_nb(p, inv_d, r):  # pragma: no cover - numba
-    """r[i] = min(r[i], min_{j < i} ||p_i - p_j||^2 * inv_d[j]) (float64 from differences)."""
-    for i in numba.prange(1, p.shape[0]):
-        best = r[i]
-        for j in range(i):
-            v = _sq64(p, i, p, j) * inv_d[j]
-            if v < best:
-                best = v
-        r[i] = best

@@ -55,7 +55,7 @@ def coco_queries(state, round: int, predictions, *, class_names, file_names=None
 
     Returns:
         ``{"images", "categories", "annotations"}``; write it with
-        :func:`densecore.atomic_write_json`.
+        :func:`densecore.io.atomic_write_json`.
 
     Example:
         >>> import tempfile, numpy as np, densecore

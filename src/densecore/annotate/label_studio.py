@@ -103,7 +103,7 @@ def label_studio_tasks(state, round: int, images, predictions, *, class_names,
 
     Returns:
         ``list[dict]``, one task per image done in ``round`` (the state's
-        order); write it with :func:`densecore.atomic_write_json`.
+        order); write it with :func:`densecore.io.atomic_write_json`.
 
     Example:
         >>> import tempfile, numpy as np, densecore

@@ -41,8 +41,9 @@ raw error = mean distance to the 10 nearest neighbours,
 :func:`densecore.density.knn_mean_distance`). The others (street-scene CNN
 features with kNN and trained-DMC densities, image-like feature maps, a mixture of
 manifolds, scikit-learn's digits) and the plots live in the repository's
-``benchmarks/`` folder (``bounds_data.py``, ``bounds_plots.py``);
-:func:`dataset_source` finds it when densecore runs from a checkout.
+``benchmarks/`` folder (``bounds_data.py``, ``bounds_plots.py``), which passes
+them to :func:`run_bounds` (``datasets=``); the package never imports that
+folder.
 
 Shape:
     rows are flat dicts: ``dataset, density, n, budget, protocol, seed, method,
@@ -52,12 +53,9 @@ Shape:
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -69,6 +67,7 @@ from ..tuning import DEFAULT_TAUS, tune_density_scaling
 from .report import markdown_table
 
 __all__ = [
+    "BUILTIN_SOURCE",
     "COLUMNS",
     "CONFLICTS",
     "METHODS",
@@ -76,7 +75,6 @@ __all__ = [
     "builtin_datasets",
     "candidates",
     "coreset_errors",
-    "dataset_source",
     "format_report",
     "format_table",
     "gmm_dataset",
@@ -168,37 +166,10 @@ def builtin_datasets(quick: bool = True, seed: int = 0) -> list[Dataset]:
     return [gmm_dataset(2000, seed=seed)]
 
 
-def dataset_source(root: str | Path | None = None) -> tuple[str, object]:
-    """Where the bound benchmark's data sets come from: ``(description, loader)``.
-
-    From a checkout (``root/benchmarks/bounds_data.py``; ``root`` defaults to
-    the folder that holds ``src/densecore``), its ``load_datasets(quick, seed)``;
-    otherwise :func:`builtin_datasets`. The description names the source for
-    the report.
-
-    Example:
-        >>> text, loader = dataset_source("/nonexistent")
-        >>> text.split(":")[0], loader is builtin_datasets
-        ('built-in', True)
-    """
-    root = Path(__file__).resolve().parents[3] if root is None else Path(root)
-    path = root / "benchmarks" / "bounds_data.py"
-    if path.is_file():
-        name = "densecore_benchmarks_bounds_data"
-        module = sys.modules.get(name)
-        if module is None:
-            spec = importlib.util.spec_from_file_location(name, path)
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[name] = module
-            try:
-                spec.loader.exec_module(module)
-            except BaseException:
-                del sys.modules[name]
-                raise
-        return f"checkout: {path}", module.load_datasets
-    return ("built-in: gmm (densecore.synthetic.gaussian_mixture, 2,000 points); the "
-            "scene, feature-map, manifold and digits data sets need a checkout of the "
-            "repository (benchmarks/bounds_data.py)", builtin_datasets)
+#: what :func:`builtin_datasets` holds, for a report's first line
+BUILTIN_SOURCE = ("built-in: gmm (densecore.synthetic.gaussian_mixture, 2,000 points); the "
+                  "scene, feature-map, manifold and digits data sets are built by the "
+                  "repository's benchmarks/bounds.py and passed in (datasets=)")
 
 
 # ------------------------------------------------------------------- the run
@@ -360,7 +331,8 @@ def run_bounds(quick: bool = True, *, datasets=None, budgets=None, seeds=None,
         datasets: a list of :class:`Dataset` (fixed over seeds), or a loader
             ``loader(quick, seed) -> list[Dataset]`` called anew for every seed (so
             seeds vary the data as well as the first pick); default
-            :func:`builtin_datasets` (:func:`dataset_source` finds the repository's).
+            :func:`builtin_datasets` (the repository's ``benchmarks/bounds.py``
+            passes its own loader).
         budgets, seeds: override the sweep.
         taus: the grid for :func:`densecore.tune_density_scaling`.
         exact_max_n: largest ``n`` on which ``exact_ard_greedy`` runs.
@@ -400,9 +372,6 @@ def run_bounds(quick: bool = True, *, datasets=None, budgets=None, seeds=None,
                                  "classes": int(len(np.unique(ds.labels)))}
     return {"rows": rows, "tau_sweep": sweep, "datasets": list(info.values()),
             "verdict": verdict(rows), "seconds": time.perf_counter() - t0}
-
-
-_KEY = ("dataset", "budget", "protocol")
 
 
 def summarise(rows: list[dict]) -> list[dict]:

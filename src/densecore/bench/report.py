@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import platform
 
-from ..atomic import atomic_write_json
+from ..io import atomic_write_json
 
 __all__ = ["machine_info", "markdown_table", "write_json_atomic"]
 
@@ -48,7 +48,7 @@ def markdown_table(rows: list[dict], columns: list[str]) -> str:
 def write_json_atomic(path: str, obj) -> None:
     """Write ``obj`` as JSON to ``path`` atomically, creating its directory if needed.
 
-    Same as :func:`densecore.atomic.atomic_write_json` (indent 2, trailing
+    Same as :func:`densecore.io.atomic_write_json` (indent 2, trailing
     newline; temp file, fsync, ``os.replace``) after ``os.makedirs``.
 
     Example:

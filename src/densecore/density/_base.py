@@ -16,6 +16,7 @@ Shape:
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -58,6 +59,11 @@ def downsample_target(target: torch.Tensor, size: tuple[int, int]) -> torch.Tens
     return t[:, 0].to(target.dtype)
 
 
+def _mark_trained(module: nn.Module, incompatible_keys) -> None:
+    """``load_state_dict`` post-hook: loaded weights count as trained."""
+    module.trained = True
+
+
 class _ReconstructionEstimator(nn.Module):
     """g, psi, the auxiliary classifier, Eq. 8 loss and the density; subclasses reconstruct."""
 
@@ -84,6 +90,10 @@ class _ReconstructionEstimator(nn.Module):
         self.psi = nn.Sequential(nn.Conv2d(self.dim, self.dim, 1), nn.ReLU(inplace=True),
                                  nn.Conv2d(self.dim, self.dim, 1))
         self.aux = nn.Conv2d(self.dim, self.num_classes, 1)
+        # set by the training path (loss() with gradients) or by loading weights; an
+        # estimator with neither gives densities from random weights (density() warns)
+        self.trained = False
+        self.register_load_state_dict_post_hook(_mark_trained)
 
     def forward(self, x: torch.Tensor) -> EstimatorOutput:
         """Estimate from backbone features ``x`` ``(B, C_in, H, W)``; see :class:`EstimatorOutput`."""
@@ -117,6 +127,8 @@ class _ReconstructionEstimator(nn.Module):
             scalar tensor.
         """
         loss = out.error.mean() / self.tau
+        if torch.is_grad_enabled() and loss.requires_grad:  # the training path
+            self.trained = True
         if target is None or self.aux_weight == 0.0:
             return loss
         if not isinstance(target, torch.Tensor) or target.ndim != 3:
@@ -152,7 +164,19 @@ class _ReconstructionEstimator(nn.Module):
 
         Raises:
             ValueError: naming ``error`` and the first non-finite pixel.
+
+        Warns:
+            UserWarning: when the estimator was never trained (no :meth:`loss`
+                with gradients, no ``load_state_dict``).
         """
+        if not self.trained:
+            warnings.warn(
+                f"{type(self).__name__}.density: this estimator has not been trained (no "
+                f"loss() with gradients, no load_state_dict), so its reconstruction error "
+                f"comes from random weights and the densities say nothing about coverage; "
+                f"train it with its loss (densecore.DensityTrainer) or, for a trained model "
+                f"without an estimator, pass densities='knn' to select_pixels or "
+                f"query_round", UserWarning, stacklevel=2)
         return coverage_density(out.error.detach(), beta=self.beta, tau=self.tau, dims=(1, 2),
                                 normalize=self.normalize, validate=validate)
 

@@ -23,8 +23,7 @@ import numpy as np
 import torch
 
 from ..bounds import average_radial_distance
-from ..validation import (as_tensor_like, check_densities, check_features, check_indices,
-                          renamed)
+from ..validation import as_tensor_like, check_densities, check_features, check_indices
 
 __all__ = ["Calibration", "density_calibration", "supplementary_calibration"]
 
@@ -62,7 +61,7 @@ class Calibration:
 
 
 def density_calibration(features, densities, selected, *, search_backend: str = "auto",
-                        validate: bool = True, backend: str | None = None) -> Calibration:
+                        validate: bool = True) -> Calibration:
     """R^2 of a linear fit of average radial distance (Eq. 4) against 1 / density.
 
     Args:
@@ -74,7 +73,6 @@ def density_calibration(features, densities, selected, *, search_backend: str = 
         search_backend: nearest-centre search of :func:`densecore.bounds.coverage`
             (``"auto"``, ``"faiss"`` or ``"torch"``).
         validate: scan features and densities for NaN/inf and non-positive values.
-        backend: former name of ``search_backend`` (deprecated).
 
     Returns:
         :class:`Calibration`; the scatter arrays follow the kind and device of
@@ -87,7 +85,6 @@ def density_calibration(features, densities, selected, *, search_backend: str = 
         >>> cal.radial_distance.tolist(), round(cal.r2, 6), round(cal.slope, 6)
         ([0.5, 1.0, 1.5], 1.0, 1.0)
     """
-    search_backend = renamed(search_backend, backend, "search_backend", "backend", "auto")
     x = check_features(features, validate=validate)
     n = x.shape[0]
     dens = check_densities(densities, n, validate=validate)
@@ -128,8 +125,7 @@ def _r2(xv: np.ndarray, yv: np.ndarray) -> float:
 def supplementary_calibration(features, densities, *, n_samples: int = 200,
                               low: float = 0.5, high: float = 3.0, bins: int = 10,
                               min_samples: int = 30, seed: int = 0,
-                              search_backend: str = "auto", validate: bool = True,
-                              backend: str | None = None) -> Calibration:
+                              search_backend: str = "auto", validate: bool = True) -> Calibration:
     """The supplementary's calibration: sample points whose densities roughly follow
     ``U(low, high)``, then regress their average radial distance on 1 / density.
 
@@ -153,7 +149,6 @@ def supplementary_calibration(features, densities, *, n_samples: int = 200,
         seed: seed of the draw.
         search_backend: nearest-centre search of :func:`densecore.bounds.coverage`.
         validate: scan for NaN/inf and non-positive densities.
-        backend: former name of ``search_backend`` (deprecated).
 
     Returns:
         :class:`Calibration` with ``r2``, ``r2_radius``, ``n_points`` and
@@ -172,8 +167,6 @@ def supplementary_calibration(features, densities, *, n_samples: int = 200,
         (60, True, True)
     """
     from ..bounds import coverage
-
-    search_backend = renamed(search_backend, backend, "search_backend", "backend", "auto")
 
     x = check_features(features, validate=validate)
     n = x.shape[0]

@@ -39,6 +39,7 @@ import warnings
 import numpy as np
 import torch
 
+from .. import engines as E
 from .. import metrics as M
 from .. import validation as V
 from .._backends import faiss_backend, nearest, threads
@@ -50,13 +51,9 @@ __all__ = ["APPROX_MIN", "SEARCHES", "KNNDensity", "knn_mean_distance"]
 log = logging.getLogger(__name__)
 
 SEARCHES = ("auto", "exact", "hnsw")
-# "auto" switches to HNSW from this many distinct rows on: with benchmarks/knn.py
-# --duplicates 0.3 (D = 64, k = 10, 16-component Gaussian mixture with 30 % exact
-# copies, 2 cores at load 11-14, one run) exact took 11.2 / 15.8 / 70.7 / 151 s at
-# 14k / 21k / 35k / 56k distinct rows, HNSW 18.6 / 23.4 / 54.5 / 115 s at recall@10
-# 0.98 / 0.98 / 0.97 / 0.93: the crossover lies between 21k and 35k
-# (benchmarks/README.md, "Approximate k-NN density", benchmarks/results/knn_threshold_dup.json).
-APPROX_MIN = 30_000
+# "auto" switches to HNSW from this many distinct rows on; the rule and the
+# measurement behind it: densecore.engines.kernel ("knn"), engines.APPROX_MIN.
+APPROX_MIN = E.APPROX_MIN
 RECALL_QUERIES = 200  # sampled points on which recall@k is measured
 # graph degree: at 200k x 64 (2 busy cores), efSearch 64 reached recall 0.68 with
 # M = 16 and 0.87 with M = 32; M = 24 keeps the index (float32 values + links)
@@ -73,8 +70,7 @@ _CHUNK = 4096  # query rows per block of the full search
 
 def knn_mean_distance(features, k: int = 10, *, search_backend: str = "auto",
                       metric: str = "euclidean", validate: bool = True,
-                      search: str = "auto", recall: float = 0.9, seed: int = 0,
-                      backend: str | None = None):
+                      search: str = "auto", recall: float = 0.9, seed: int = 0):
     """Mean distance of each point to its ``k`` nearest other points.
 
     Duplicates count as neighbours at distance 0; the point itself does not.
@@ -97,7 +93,6 @@ def knn_mean_distance(features, k: int = 10, *, search_backend: str = "auto",
             the search effort doubles until it is met (when the cap is reached
             first: a RuntimeWarning and the exact search).
         seed: HNSW only: seed of the recall sample.
-        backend: former name of ``search_backend`` (deprecated).
 
     Returns:
         ``(N,)`` float64 mean distances, in the input's kind (numpy for sparse input).
@@ -111,7 +106,6 @@ def knn_mean_distance(features, k: int = 10, *, search_backend: str = "auto",
         >>> knn_mean_distance(np.array([[0.0], [1.0], [3.0]]), k=1, search="hnsw").tolist()
         [1.0, 1.0, 2.0]
     """
-    search_backend = V.renamed(search_backend, backend, "search_backend", "backend", "auto")
     return _knn_mean_distance(features, k, search_backend, metric, validate, search, recall,
                               seed)[0]
 
@@ -145,7 +139,7 @@ def _knn_mean_distance(features, k, search_backend, metric, validate, search, re
             # nearest others, duplicates included
             mean = nearest.plain_distance(sq, e, metric).sum(1) / k
             return mean, "exact", None
-    xn = nearest._as_np(x)
+    xn = nearest.as_numpy(x)
     # the one scaling rule (a power of two, exact; copies stay copies): squared
     # distances stay finite in float64 and the HNSW graph's float32 copy stays finite
     e = pow2_exp(pow2_scale(float(np.abs(xn).max()) if xn.size else 0.0,
@@ -153,9 +147,8 @@ def _knn_mean_distance(features, k, search_backend, metric, validate, search, re
     if e:
         xn = mul_pow2(xn, e)
     groups = _Distinct(xn)
-    if search == "auto":
-        big = groups.size >= APPROX_MIN and faiss_backend.available()
-        search = "hnsw" if big else "exact"
+    if search == "auto":  # the one size/device rule (densecore.engines.kernel)
+        search = E.kernel("knn", x.device, groups.size, faiss=faiss_backend.available())
     got = None
     with threads():
         if search == "hnsw":
@@ -230,9 +223,11 @@ def _expand(xu: np.ndarray, counts: np.ndarray, rows: np.ndarray, cand: np.ndarr
     are among the ``k + 1`` (its multiplicity, cut at ``k + 1`` in all), and
     ``short`` ``(B,)`` True where the candidates hold fewer than ``k + 1`` points.
     """
+    from .._backends.nearest_kernels import rescore  # numba loads on first use
+
     c = np.concatenate([rows[:, None], np.where(cand == rows[:, None], -1, cand)], 1)
     sq = np.empty(c.shape, np.float64)
-    nearest._rescore(np.ascontiguousarray(xu[rows]), xu, np.ones(len(xu)), c, sq)
+    rescore(np.ascontiguousarray(xu[rows]), xu, np.ones(len(xu)), c, sq)
     order = np.argsort(sq, axis=1, kind="stable")
     sq = np.take_along_axis(sq, order, 1)
     c = np.take_along_axis(c, order, 1)
@@ -263,10 +258,12 @@ def _exact_sum(xn: np.ndarray, g: _Distinct, k: int, search_backend: str,
 def _brute_sq(xn: np.ndarray, rows: np.ndarray, k: int, ones: np.ndarray) -> np.ndarray:
     """Exact ``k`` smallest squared distances ``(B, k)`` of ``xn[rows]`` to all of ``xn``
     (the row itself included, at 0), float64 from differences."""
+    from .._backends.nearest_kernels import brute  # numba loads on first use
+
     q = np.ascontiguousarray(xn[rows])
     vals = np.empty((len(rows), k), np.float64)
     idx = np.empty((len(rows), k), np.int64)
-    nearest._brute(q, xn, ones, k, np.arange(len(rows), dtype=np.int64), vals, idx)
+    brute(q, xn, ones, k, np.arange(len(rows), dtype=np.int64), vals, idx)
     return vals
 
 
@@ -371,12 +368,17 @@ class KNNDensity:
         k: neighbours (default 10).
         beta: density scale, ``e^2.4`` as in the paper.
         tau: temperature, 0.25 as in the paper.
-        search_backend: where the nearest-neighbour search's fast candidates come
-            from, see :func:`knn_mean_distance`.
         metric: ``"euclidean"`` or ``"cosine"``; scipy sparse features are taken too.
-        search: ``"auto"``, ``"exact"`` or ``"hnsw"``; ``recall``, ``seed``: the
-            HNSW recall target and sample seed (see :func:`knn_mean_distance`).
-        backend: former name of ``search_backend`` (deprecated).
+        search: the one search option: ``"auto"`` (exact below :data:`APPROX_MIN`
+            distinct rows, HNSW from there on, CPU inputs with faiss only),
+            ``"exact"`` (the certified nearest search, its candidates chosen by
+            :func:`densecore.engines.search_method`) or ``"hnsw"`` (approximate);
+            ``recall``, ``seed``: the HNSW recall target and sample seed (see
+            :func:`knn_mean_distance`).
+        search_backend: deprecated (removed in the next release, a
+            DeprecationWarning): where the exact search's fast candidates come
+            from. Every choice returns the same exact answer; the search picks
+            them by itself. :func:`knn_mean_distance` keeps the option.
 
     Attributes:
         last_search: the search the last call used (``"exact"`` or ``"hnsw"``).
@@ -392,16 +394,19 @@ class KNNDensity:
     """
 
     def __init__(self, k: int = 10, beta: float = BETA, tau: float = TAU,
-                 search_backend: str = "auto", metric: str = "euclidean",
-                 search: str = "auto", recall: float = 0.9, seed: int = 0, *,
-                 backend: str | None = None):
+                 metric: str = "euclidean", search: str = "auto", recall: float = 0.9,
+                 seed: int = 0, *, search_backend: str | None = None):
         self.k = V.check_int(k, "k", minimum=1)
         self.metric = M.check_metric(metric)
         self.beta = V.check_positive_float(beta, "beta")
         self.tau = V.check_positive_float(tau, "tau")
-        search_backend = V.renamed(search_backend, backend, "search_backend", "backend",
-                                   "auto")
-        self.search_backend = V.check_choice(search_backend, nearest.METHODS,
+        if search_backend is not None:
+            warnings.warn("KNNDensity(search_backend=) is deprecated and will be removed in "
+                          "the next release: the exact search chooses its candidates by "
+                          "itself (the answer is the same); use search= only",
+                          DeprecationWarning, stacklevel=2)
+        self.search_backend = V.check_choice("auto" if search_backend is None
+                                             else search_backend, nearest.METHODS,
                                              "search_backend")
         self.search = V.check_choice(search, SEARCHES, "search")
         self.recall = V.check_fraction(recall, "recall")

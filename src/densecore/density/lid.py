@@ -39,7 +39,7 @@ __all__ = ["lid_density", "local_intrinsic_dimension"]
 
 
 def local_intrinsic_dimension(features, k: int = 20, *, search_backend: str = "auto",
-                              validate: bool = True, backend: str | None = None):
+                              validate: bool = True):
     """Smoothed maximum-likelihood local intrinsic dimension of every point (see the module).
 
     Args:
@@ -48,7 +48,6 @@ def local_intrinsic_dimension(features, k: int = 20, *, search_backend: str = "a
         search_backend: where the exact search's fast candidates come from:
             ``"auto"``, ``"faiss"`` or ``"torch"`` (see :func:`densecore.coverage`).
         validate: scan for NaN/inf.
-        backend: former name of ``search_backend`` (deprecated).
 
     Returns:
         ``(N,)`` float64 estimates in ``[1, D]``, numpy for numpy input.
@@ -61,7 +60,6 @@ def local_intrinsic_dimension(features, k: int = 20, *, search_backend: str = "a
         >>> bool(np.all((m >= 1.0) & (m < 1.5)))
         True
     """
-    search_backend = V.renamed(search_backend, backend, "search_backend", "backend", "auto")
     x = V.check_features(features, validate=validate)
     k = V.check_int(k, "k", minimum=2)
     n, dim = x.shape
@@ -84,7 +82,7 @@ def local_intrinsic_dimension(features, k: int = 20, *, search_backend: str = "a
 
 
 def lid_density(features, k: int = 20, *, search_backend: str = "auto",
-                validate: bool = True, backend: str | None = None):
+                validate: bool = True):
     """Coverage density ``((m + 1) / m)^2`` from the local intrinsic dimension ``m``.
 
     Pass it to :class:`densecore.DensityAwareGreedy` as ``densities`` so that
@@ -105,7 +103,6 @@ def lid_density(features, k: int = 20, *, search_backend: str = "auto",
         >>> bool(np.all((d > 2.7) & (d <= 4.0)))
         True
     """
-    search_backend = V.renamed(search_backend, backend, "search_backend", "backend", "auto")
     m = local_intrinsic_dimension(features, k, search_backend=search_backend,
                                   validate=validate)
     return ((m + 1.0) / m) ** 2

@@ -85,8 +85,8 @@ class SelectionRounds(Callback):
         outputs: ``fn(pl_module, image_ids, round)`` giving the batches, or
             None to call ``pl_module.selection_outputs(image_ids, round)``.
         sampler, seed, alpha, score, region_size, region_overlap, from_logits:
-            as in :func:`~densecore.query_round` (default sampler: the paper's
-            :class:`~densecore.DensityAwareGreedy`, seeded per image).
+            as in :func:`~densecore.query_round` (default sampler:
+            :data:`~densecore.samplers.DEFAULT_SAMPLER`, seeded per image).
 
     Example:
         >>> import tempfile, densecore
@@ -96,7 +96,7 @@ class SelectionRounds(Callback):
     """
 
     def __init__(self, state: densecore.ActiveLabelState, rounds_at: Sequence[int],
-                 budget: int, *, outputs=None, sampler=densecore.DensityAwareGreedy,
+                 budget: int, *, outputs=None, sampler=densecore.samplers.DEFAULT_SAMPLER,
                  seed: int = 0, alpha: float = 20, score="margin", region_size: int = 1,
                  region_overlap: str = "block", from_logits: bool = False) -> None:
         if not isinstance(state, densecore.ActiveLabelState):

@@ -190,8 +190,8 @@ class SelectionHook(Hook):
         on_round_end: optional ``fn(runner, round, state)`` called on every
             rank once the round is on disk.
         sampler, seed, alpha, score, region_size, region_overlap:
-            as in :func:`~densecore.query_round` (default sampler: the paper's
-            :class:`~densecore.DensityAwareGreedy`, seeded per image).
+            as in :func:`~densecore.query_round` (default sampler:
+            :data:`~densecore.samplers.DEFAULT_SAMPLER`, seeded per image).
 
     Example:
         >>> import tempfile, densecore
@@ -204,7 +204,7 @@ class SelectionHook(Hook):
 
     def __init__(self, state, rounds_at: Sequence[int], budget: int, dataloader, *,
                  outputs=None, image_id=image_id_from_path, record_labels: bool = True,
-                 on_round_end=None, sampler=densecore.DensityAwareGreedy, seed: int = 0,
+                 on_round_end=None, sampler=densecore.samplers.DEFAULT_SAMPLER, seed: int = 0,
                  alpha: float = 20, score="margin", region_size: int = 1,
                  region_overlap: str = "block") -> None:
         if isinstance(state, (str, os.PathLike)):
@@ -318,12 +318,13 @@ class SelectionHook(Hook):
                              "'features' (and 'densities', None for a sampler that takes none)")
         densities = out.get("densities")
         sampler = self.options["sampler"]
-        if densities is None and (sampler is densecore.DensityAwareGreedy
-                                  or isinstance(sampler, densecore.DensityAwareGreedy)):
-            raise ValueError("the sampler DensityAwareGreedy needs densities, and the model's "
+        if densities is None and getattr(densecore.samplers.make_sampler(sampler),
+                                         "uses_densities", False):
+            raise ValueError(f"the sampler {sampler!r} needs densities, and the model's "
                              "outputs gave none: give the model a density attribute (a "
-                             "densecore.DensityTrainer), return 'densities' from outputs=, or "
-                             "pass sampler=densecore.KCenterGreedy")
+                             "densecore.DensityTrainer), return 'densities' from outputs= "
+                             "('knn' for kNN densities on the candidates), or pass "
+                             "sampler='kcenter'")
         padded = tuple(inputs.shape[-2:])
         groups: dict[tuple[int, int], list[int]] = {}
         for b, i in enumerate(ids):

@@ -36,6 +36,7 @@ Shape:
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 try:
     from skactiveml.base import SingleAnnotatorPoolQueryStrategy
@@ -44,7 +45,10 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("densecore.integrations.skactiveml needs scikit-activeml: "
                       "pip install 'densecore-seg[skactiveml]'") from exc
 
+from .. import greedy as G
 from .. import metrics as M
+from .._backends.nearest import plain_distance
+from .._core import mul_pow2, scales
 from ..density.knn import KNNDensity
 from ..samplers import DensityAwareGreedy, KCenterGreedy
 from ..validation import is_sparse
@@ -111,7 +115,10 @@ class _DensecoreStrategy(SingleAnnotatorPoolQueryStrategy):
             kwargs = {"densities": pool_dens}
             if len(outside):
                 kwargs["labeled_densities"] = dens_x[outside]
-        sampler = self._sampler(backend=self.backend, metric=metric)
+        # scikit-activeml's checks already rejected NaN/inf features; densities (from a
+        # user's callable) are still scanned for positivity
+        sampler = self._sampler(backend=self.backend, metric=metric,
+                                validate=pool_dens is not None)
         sel = sampler.select(X_cand, batch_size, labeled=in_pool,
                              labeled_features=X[outside] if len(outside) else None,
                              init=init, **kwargs)
@@ -125,43 +132,29 @@ class _DensecoreStrategy(SingleAnnotatorPoolQueryStrategy):
 
     def _utilities(self, X, X_cand, mapping, in_pool, outside, picks, pool_dens, dens_x,
                    metric, n_samples):
-        cand = _dense(X_cand, metric)
-        ones = np.ones(cand.shape[0])
-        dens = ones if pool_dens is None else np.asarray(pool_dens, np.float64)
-        r = np.full(cand.shape[0], np.inf)
-        taken = np.zeros(cand.shape[0], bool)
+        # the values the greedy maximised, read from the library on its own geometry
+        # (one validation, one scaling rule), never replayed with separate arithmetic
+        pool = G.check(X_cand, pool_dens, in_pool, X[outside] if len(outside) else None,
+                       None if pool_dens is None or not len(outside) else dens_x[outside],
+                       metric=metric, validate=False)
+        fscale, dscale = scales(pool.stats(), pool.dtype)
+        rows, e = G.coverage_rows(pool, fscale, dscale, torch.from_numpy(picks))
+        if pool_dens is None:  # CoreSet: plain distances, unscaled after the square root
+            vals = plain_distance(rows, e, metric).numpy()
+        else:  # Algorithm 1's r
+            vals = (mul_pow2(rows, e) * M.radius_factor(metric)).numpy()
+        taken = np.zeros(pool.n, bool)
         taken[in_pool] = True
-        for k in in_pool:
-            r = np.minimum(r, ((cand - cand[k]) ** 2).sum(1) / dens[k])
-        if len(outside):
-            out = _dense(X[outside], metric)
-            od = np.ones(len(outside)) if pool_dens is None else dens_x[outside]
-            for f, d in zip(out, od):
-                r = np.minimum(r, ((cand - f) ** 2).sum(1) / d)
-        width = n_samples if mapping is not None else cand.shape[0]
+        width = n_samples if mapping is not None else pool.n
         util = np.full((len(picks), width), np.nan)
         for i, u in enumerate(picks):
-            row = np.where(taken, np.nan, self._utility_of(r, metric, pool_dens is None))
+            row = np.where(taken, np.nan, vals[i])
             if mapping is not None:
                 util[i, mapping] = row
             else:
                 util[i] = row
             taken[u] = True
-            r = np.minimum(r, ((cand - cand[u]) ** 2).sum(1) / dens[u])
         return util
-
-    @staticmethod
-    def _utility_of(r, metric, plain):
-        if not plain:
-            return r * M.radius_factor(metric)
-        return M.from_squared_euclidean(r, metric)
-
-
-def _dense(a, metric):
-    x = np.asarray(a, dtype=np.float64)
-    if metric == "cosine":
-        x = x / np.linalg.norm(x, axis=1, keepdims=True)
-    return x
 
 
 class CoreSet(_DensecoreStrategy):

@@ -14,7 +14,9 @@ the nearest centre where the sampler divides by densities).
 * :mod:`.paper`: the paper's k-center greedy and density-aware greedy
   (Algorithm 1), with ``select_batch`` for many pools in one call;
 * :mod:`.typicality`: the candidate-weighted greedy (beyond the paper);
-* :mod:`.refinement`: the k-medoids refinement of any of them.
+* :mod:`.refinement`: the k-medoids refinement of any of them;
+* :mod:`.names`: the one spelling of their names (:data:`SAMPLER_NAMES`) and
+  :func:`make_sampler`, which every ``sampler=`` argument goes through.
 
 All run on the one greedy driver and engine table (:mod:`densecore.engines`);
 the scikit-activeml adapter (``densecore.integrations.skactiveml``) uses them.
@@ -24,9 +26,11 @@ Shape:
 """
 
 from .._core import Sampler, Selection
+from .names import DEFAULT_SAMPLER, SAMPLER_NAMES, make_sampler
 from .paper import DensityAwareGreedy, KCenterGreedy
 from .refinement import KMedoidsRefinement
 from .typicality import TypicalityGreedy
 
-__all__ = ["DensityAwareGreedy", "KCenterGreedy", "KMedoidsRefinement", "Sampler",
-           "Selection", "TypicalityGreedy"]
+__all__ = ["DEFAULT_SAMPLER", "DensityAwareGreedy", "KCenterGreedy", "KMedoidsRefinement",
+           "SAMPLER_NAMES",
+           "Sampler", "Selection", "TypicalityGreedy", "make_sampler"]

@@ -15,7 +15,7 @@ from __future__ import annotations
 from .. import engines as E
 from .._core import Selection, check_int, check_metric
 from ..batch import farthest_first_batch
-from ..greedy import farthest_first
+from ..greedy import Job, farthest_first, setup
 
 __all__ = ["DensityAwareGreedy", "KCenterGreedy"]
 
@@ -43,6 +43,18 @@ class _Greedy(EngineOptions):
     def _densities(self, densities, labeled_densities):
         """The densities this sampler runs with: ``(densities, labeled_densities)``."""
         return densities, labeled_densities
+
+    def job(self, features, budget: int, *, densities=None, labeled=None,
+            labeled_features=None, labeled_densities=None, init=None) -> Job:
+        """What ``select`` does before the engine runs: the driver's prepared pool
+        (checked, in the metric's geometry, scaled) as a :class:`~densecore.greedy.Job`;
+        ``job.run(progress)`` is ``select``'s result. A sampler that wraps this one
+        (:class:`~densecore.samplers.KMedoidsRefinement`) works on ``job.pool``
+        instead of preparing the inputs again."""
+        d, ld = self._densities(densities, labeled_densities)
+        return setup(features, budget, d, labeled, labeled_features, ld, init=init,
+                     seed=self.seed, backend=self.backend, metric=self.metric,
+                     validate=self.validate)
 
     def select_batch(self, features, lengths, budgets, *, densities=None, labeled=None,
                      labeled_features=None, labeled_densities=None, seeds=None) -> list:

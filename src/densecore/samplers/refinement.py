@@ -1,5 +1,7 @@
 """The k-medoids refinement of a greedy sampler (beyond the paper): the algorithm
-is :func:`densecore.refine.refine_medoids`.
+is :func:`densecore.refine.refine_pool`, run on the pool the greedy driver prepared
+(for the paper's samplers, the very pool their picks were made on), and the radii
+are the driver's (:func:`densecore.greedy.radii_of`).
 
 Shape:
     features ``(N, D)``; ``Selection.indices``, ``radii`` and ``ard`` ``(budget,)``.
@@ -7,14 +9,15 @@ Shape:
 
 from __future__ import annotations
 
-import numpy as np
+import torch
 
 from .. import engines as E
+from .. import greedy as G
 from .. import metrics as M
 from .. import validation as V
-from .._core import Selection
-from ..refine import pick_radii, refine_medoids
-from .paper import KCenterGreedy
+from .._core import Selection, scales
+from ..refine import refine_pool
+from .paper import KCenterGreedy, _Greedy
 
 __all__ = ["KMedoidsRefinement"]
 
@@ -88,23 +91,30 @@ class KMedoidsRefinement:
             :class:`~densecore.Selection`: refined indices (the ``i``-th
             replaces the sampler's ``i``-th pick); ``radii`` ``(budget,)``
             float64 are ``r`` of each refined pick at its turn (as every
-            sampler's radii: :func:`~densecore.refine.pick_radii`, with the
+            sampler's radii: :func:`~densecore.greedy.radii_of`, with the
             densities when the wrapped sampler divides by them); ``ard``
             ``(budget,)`` float64 the average radial distances (Eq. 4) of their
             coverage areas after refinement.
         """
-        base = self.sampler.select(features, budget, densities=densities, labeled=labeled,
-                                   labeled_features=labeled_features,
-                                   labeled_densities=labeled_densities, init=init)
-        idx, ard = refine_medoids(features, base.indices, labeled=labeled,
-                                  labeled_features=labeled_features, steps=self.steps,
-                                  swaps=self.swaps, tries=self.tries,
-                                  backend=self.backend, metric=self.metric, validate=False)
         divide = getattr(self.sampler, "uses_densities", False) and densities is not None
-        radii = pick_radii(features, idx, densities=densities if divide else None,
-                           labeled=labeled, labeled_features=labeled_features,
-                           labeled_densities=labeled_densities if divide else None,
-                           metric=self.metric)
-        if not isinstance(radii, np.ndarray):
-            radii = radii.to(idx.device)
-        return Selection(idx, radii, ard)
+        kw = {"densities": densities, "labeled": labeled, "labeled_features": labeled_features,
+              "labeled_densities": labeled_densities}
+        if isinstance(self.sampler, _Greedy):  # the driver's own job: one preparation
+            job = self.sampler.job(features, budget, init=init, **kw)
+            base = job.run(self.sampler.progress)
+            pool, fscale, dscale = job.pool, job.fscale, job.dscale
+        else:  # any other sampler: its picks, then the driver prepares the pool once
+            base = self.sampler.select(features, budget, init=init, **kw)
+            pool = G.check(features, densities if divide else None, labeled,
+                           labeled_features, labeled_densities if divide else None,
+                           backend=self.backend, metric=self.metric, validate=self.validate)
+            fscale, dscale = scales(pool.stats(), pool.dtype)
+        engine_name = E.resolve(self.backend, "dense", pool.device)
+        idx, ard = refine_pool(pool, fscale, base.indices, engine_name=engine_name,
+                               steps=self.steps, swaps=self.swaps, tries=self.tries)
+        radii = G.radii_of(pool, fscale, dscale, torch.from_numpy(idx), self.metric)
+        if pool.is_numpy:
+            return Selection(idx, radii.cpu().numpy(), ard)
+        dev = pool.device
+        return Selection(torch.from_numpy(idx).to(dev), radii.to(dev),
+                         torch.from_numpy(ard).to(dev))

@@ -37,7 +37,7 @@ Shape:
     per image id); pixel coordinates ``(y, x)`` = (row, column).
 """
 
-from ..atomic import atomic_write
+from ..io import atomic_write
 from .codec import CorruptFileError
 from .codec import decode_mask as _decode_mask  # noqa: F401  (tests read mask files)
 from .codec import encode_mask as _encode_mask  # noqa: F401

@@ -18,7 +18,7 @@ import zlib
 
 import numpy as np
 
-from ..atomic import atomic_write
+from ..io import atomic_write
 from ..validation import check_int
 from .codec import unpack
 

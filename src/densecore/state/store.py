@@ -16,12 +16,13 @@ import logging
 import os
 import re
 import threading
+import warnings
 import zlib
 from collections.abc import Mapping
 
 import numpy as np
 
-from ..atomic import atomic_write
+from ..io import atomic_write
 from ..validation import check_int, check_mask
 from . import export
 from .codec import (FORMAT, MANIFEST, MASK_DIR, VERSION, CorruptFileError, check_labels,
@@ -50,6 +51,11 @@ class ActiveLabelState:
     ``shape`` are then required; ``root`` must be new or empty). Opening an
     existing ``root`` checks ``image_ids`` and ``shape`` against the manifest
     when given; pass neither to open it read-only, e.g. in data-loader workers.
+    An existing ``root`` that already records rounds continues that run (the
+    rounds on disk count as done): say so with ``resume=True``; with the default
+    (None) a warning says that the run is being continued, and ``resume=False``
+    refuses such a folder (``FileExistsError``), for a script that must start
+    fresh.
 
     Reads (:meth:`labeled`, :meth:`round_done`, ...) re-read the manifest
     whenever another process has replaced it, so a long-lived reader sees new
@@ -59,6 +65,9 @@ class ActiveLabelState:
         root: directory of the state.
         image_ids: the image ids (non-empty, unique strings), in a fixed order.
         shape: ``(H, W)`` for every image, or a mapping ``image_id -> (H, W)``.
+        resume: for a ``root`` that already records rounds (with ``image_ids``
+            and ``shape`` given): True continues the run silently, None (default)
+            continues it with a UserWarning, False raises ``FileExistsError``.
 
     Example:
         >>> import tempfile, numpy as np
@@ -71,7 +80,8 @@ class ActiveLabelState:
         1
     """
 
-    def __init__(self, root: str | os.PathLike, image_ids=None, shape=None):
+    def __init__(self, root: str | os.PathLike, image_ids=None, shape=None, *,
+                 resume: bool | None = None):
         self.root = os.path.abspath(os.fspath(root))
         self._manifest_path = os.path.join(self.root, MANIFEST)
         self._mask_dir = os.path.join(self.root, MASK_DIR)
@@ -97,6 +107,24 @@ class ActiveLabelState:
         self._refresh()
         if wanted is not None:
             self._check_matches(wanted)
+            self._check_resume(resume)
+
+    def _check_resume(self, resume: bool | None) -> None:
+        """Opening a folder that already records rounds for a run: continue it with
+        ``resume=True``, warn with None, refuse with False."""
+        if resume is not None and not isinstance(resume, bool):
+            raise TypeError(f"resume must be True, False or None; got {resume!r}")
+        done = sum(len(e["rounds"]) for e in self._m["images"].values())
+        if not done or resume:
+            return
+        what = (f"{self.root} already records {done} (image, round) entries of a run with "
+                f"the same image ids")
+        if resume is False:
+            raise FileExistsError(f"{what}; pass resume=True to continue that run, or give "
+                                  f"a new root for a new run")
+        warnings.warn(f"{what}: continuing that run (its recorded rounds are not selected "
+                      f"again); pass resume=True to say so, or a new root for a new run",
+                      UserWarning, stacklevel=3)
 
     # ------------------------------------------------------------------ opening
     @staticmethod

@@ -1,4 +1,5 @@
-"""Atomic file writes: readers see the old file or the new one, never a partial one.
+"""File output, ``densecore.io``: atomic writes, so readers see the old file or the
+new one, never a partial one.
 
 Every writer renders the complete contents in memory, then :func:`atomic_write`
 writes them to a temporary file ``.<name>.<random>.tmp`` in the destination's
