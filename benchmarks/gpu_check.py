@@ -328,15 +328,15 @@ def main(argv=None) -> int:
             idx = torch.empty(2 * picks + 1, dtype=torch.int64, device=dev)
             rr = torch.empty(2 * picks + 1, dtype=torch.float64, device=dev)
             e1 = cls(**inputs, max_new=2 * picks + 1)
-            e1.run(1, idx, rr, 0)  # the forced first pick
-            e1.run(picks, idx, rr, 0)  # warm-up: the same loop (compiles, allocator)
+            e1.first(0, idx, rr)  # the forced first pick
+            e1.run(picks, idx, rr)  # warm-up: the same loop (compiles, allocator)
             sync()
             if keys:
                 keys.flush()
                 n0 = keys.launches
             with profile(activities=acts) as prof:
                 with record_function("pick loop"):
-                    e1.run(picks, idx, rr, 0)
+                    e1.run(picks, idx, rr)
                 sync()
             hooked = None
             if keys and eng == "triton":
@@ -355,11 +355,11 @@ def main(argv=None) -> int:
                 note += f"; tiles skipped {share:.1%}"
             if dev.type == "cuda":
                 e2 = cls(**inputs, max_new=picks + 1)
-                e2.run(1, idx, rr, 0)
+                e2.first(0, idx, rr)
                 sync()
                 torch.cuda.set_sync_debug_mode("error")
                 try:
-                    e2.run(picks, idx, rr, 0)
+                    e2.run(picks, idx, rr)
                     note += "; no sync under set_sync_debug_mode('error')"
                 except RuntimeError as err:
                     note += f"; sync: {str(err)[:80]}"

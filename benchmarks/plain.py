@@ -26,7 +26,7 @@ import numpy as np
 from _common import base_parser, best_of, emit
 
 from densecore import farthest_first
-from densecore._backends import numba_backend
+from densecore._backends.numba import engine as numba_engine
 from densecore.bench.speed import make_problem, naive_gemv_greedy
 
 COLUMNS = ["n", "dim", "budget", "plain_s", "pruned_s", "naive_s", "plain_vs_pruned",
@@ -35,12 +35,12 @@ COLUMNS = ["n", "dim", "budget", "plain_s", "pruned_s", "naive_s", "plain_vs_pru
 
 def engine(x, dens, budget, plain: bool):
     """The engine's picks with the plain loop forced on or off."""
-    keep = numba_backend.PLAIN_MAX
-    numba_backend.PLAIN_MAX = 2**62 if plain else 0
+    keep = numba_engine.PLAIN_MAX
+    numba_engine.PLAIN_MAX = 2**62 if plain else 0
     try:
         return np.asarray(farthest_first(x, budget, densities=dens, init=0).indices)
     finally:
-        numba_backend.PLAIN_MAX = keep
+        numba_engine.PLAIN_MAX = keep
 
 
 def main(argv=None) -> int:

@@ -98,3 +98,22 @@ def replay_check(features, indices, densities=None, labeled=(), labeled_features
         taken[u] = True
         r = np.minimum(r, ((x - x[u]) ** 2).sum(1) / d[u])
     return strict
+
+
+def table_engines(layout: str = "dense", device: str = "cpu", weighted: bool = False) -> list:
+    """The engine names of the table (``densecore.engines.ENGINES``) for ``layout`` that
+    compute on ``device`` natively (and take candidate weights, when ``weighted``), in
+    table order: what the engine-parametrised tests run on. An engine added through
+    ``densecore.register_engine`` before collection (e.g. ``pytest -p toy_engine``)
+    is among them."""
+    from densecore import engines
+
+    out = []
+    for name in engines.names(layout):
+        try:
+            cls = engines.engine(name, layout)
+        except ImportError:  # an optional engine whose extra is not installed
+            continue
+        if device in cls.devices and (cls.weighted or not weighted):
+            out.append(name)
+    return out

@@ -9,7 +9,7 @@ import torch
 import densecore
 from densecore import batch as B
 from densecore.synthetic import gaussian_mixture
-from reference import density_aware_greedy_ref
+from reference import density_aware_greedy_ref, table_engines
 
 
 def farthest_first_batch_naive(features, lengths, budgets, *, densities=None, labeled=None,
@@ -54,7 +54,7 @@ def _same(got, want):
                                       np.asarray(torch.as_tensor(w.radii).cpu()))
 
 
-@pytest.mark.parametrize("backend", ["numba", "torch"])
+@pytest.mark.parametrize("backend", table_engines())
 @pytest.mark.parametrize("density_aware", [False, True])
 def test_equals_pool_by_pool(backend, density_aware):
     x, sizes, dens, lab, lf, ld = _ragged()

@@ -75,7 +75,7 @@ def test_quick_is_a_small_pool_where_the_plain_loop_runs(tmp_path, monkeypatch):
     """``bench speed --quick`` times 5,000 points (at most the plain loop's PLAIN_MAX)
     with 300 picks; an explicit --n or --budget still wins."""
     import densecore.bench.speed as S
-    from densecore._backends.numba_backend import PLAIN_MAX
+    from densecore._backends.numba.engine import PLAIN_MAX
 
     seen = []
     monkeypatch.setattr(S, "run_speed", lambda **kw: seen.append(kw) or [])

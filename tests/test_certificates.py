@@ -25,7 +25,7 @@ import torch
 import densecore
 from densecore._backends import nearest, sparse_backend
 from densecore.sparse import knn_mean_distance_sparse
-from reference import replay_check
+from reference import replay_check, table_engines
 
 # ---------------------------------------------------------------- nearest.py
 
@@ -178,7 +178,7 @@ def test_sparse_knn_with_a_large_offset_in_one_column(seed):
 # ------------------------------------------------------------------ greedy.py
 
 
-@pytest.mark.parametrize("backend", ["numba", "torch"])
+@pytest.mark.parametrize("backend", table_engines())
 def test_density_scale_invariance(backend):
     # every density times 2^-995, features of spread 2^17: r = distance / density
     # reaches 2^1036 and overflows float64 unless the densities are rescaled; the
@@ -203,7 +203,7 @@ def test_density_scale_invariance(backend):
 # ------------------------------------------------------------ pruned engines
 
 
-@pytest.mark.parametrize("backend", ["numba", "torch"])
+@pytest.mark.parametrize("backend", table_engines())
 @pytest.mark.parametrize("data", ["mixture", "mixture+densities", "line", "noise"])
 def test_tight_reference_on_ordinary_data(backend, data):
     # float64 features: every engine value is the float64 reference's up to a few

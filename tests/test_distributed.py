@@ -23,7 +23,7 @@ import torch.multiprocessing as mp
 from densecore import DensityAwareGreedy, KCenterGreedy, distributed
 from densecore.synthetic import gaussian_mixture
 
-from reference import density_aware_greedy_ref, replay_check
+from reference import density_aware_greedy_ref, replay_check, table_engines
 
 # ---------------------------------------------------------------------------
 # scenarios: global data + how it is split; built identically in every process
@@ -335,7 +335,7 @@ def one_rank(tmp_path):
         dist.destroy_process_group()
 
 
-@pytest.mark.parametrize("backend", ["numba", "torch", pytest.param("triton", marks=(
+@pytest.mark.parametrize("backend", table_engines() + [pytest.param("triton", marks=(
     pytest.mark.skipif(not INTERPRETED, reason="CPU tensors need the Triton interpreter")))])
 def test_one_rank_equals_farthest_first(one_rank, backend):
     x, _ = gaussian_mixture(300, dim=5, seed=21)
@@ -347,18 +347,19 @@ def test_one_rank_equals_farthest_first(one_rank, backend):
 
 
 def test_one_rank_keeps_faiss_assignment_and_dense_hand_over(one_rank, caplog, monkeypatch):
-    from densecore._backends import numba_backend
+    from densecore._backends.numba import engine as numba_engine
 
-    monkeypatch.setattr(numba_backend, "PLAIN_MAX", 0)  # the pruned path on a small pool
-    # isotropic noise in 64 dimensions (pruning stops paying: the engine hands over to
-    # dense passes) and a labeled set above the faiss threshold, through the sharded path
+    monkeypatch.setattr(numba_engine, "PLAIN_MAX", 0)  # the pruned path on a small pool
+    # isotropic noise in 64 dimensions (pruning stops paying: over half the pool's picks
+    # the engine hands over to dense passes) and a labeled set above the faiss
+    # threshold, through the sharded path
     rng = np.random.default_rng(11)
     x = rng.normal(size=(1500, 64)).astype(np.float32)
     lab = rng.choice(1500, 300, replace=False)
-    with caplog.at_level("DEBUG", logger="densecore._backends.numba_backend"):
-        got = distributed.select(x, 200, labeled=lab, backend="numba")
+    with caplog.at_level("DEBUG", logger="densecore._backends.numba.engine"):
+        got = distributed.select(x, 600, labeled=lab, backend="numba")
     assert "dense passes" in caplog.text
-    want = KCenterGreedy(backend="numba").select(x, 200, labeled=lab)
+    want = KCenterGreedy(backend="numba").select(x, 600, labeled=lab)
     np.testing.assert_array_equal(got.indices, want.indices)
     np.testing.assert_array_equal(got.radii, want.radii)
     assert replay_check(x, got.indices, labeled=lab, atol=0.0) > 0

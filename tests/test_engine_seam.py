@@ -92,8 +92,12 @@ def test_the_package_has_no_import_cycle():
 def test_core_is_a_leaf():
     modules = _module_names()
     assert _imports("densecore._core", modules["densecore._core"], modules) == set()
+    # the table imports the leaf and the engine base class (which imports only the
+    # thread helpers of its package), never an engine
     assert _imports("densecore.engines", modules["densecore.engines"],
-                    modules) == {"densecore._core"}
+                    modules) == {"densecore._core", "densecore._backends.base"}
+    assert _imports("densecore._backends.base", modules["densecore._backends.base"],
+                    modules) == set()
 
 
 # ---------------------------------------------------------------- one switch
@@ -226,6 +230,69 @@ def test_a_toy_engine_in_the_table_runs_every_sampler(toy):
                                     sampler=DensityAwareGreedy(backend="numba"))
     assert toy["dense"] == before + 2  # both images on the toy engine
     assert torch.equal(m_toy, m_ref) and int(m_toy.sum()) == 12
+
+
+# the engine-parametrised reference suite: every file takes its engines from the table
+REFERENCE_SUITE = ["test_greedy_reference.py", "test_greedy_hand.py", "test_batch.py",
+                   "test_hostile.py", "test_hostile_roots.py", "test_certificates.py",
+                   "test_refine.py", "test_typicality.py", "test_metrics_sparse.py",
+                   "test_distributed.py"]
+
+
+def test_an_engine_registered_through_the_public_function_gets_the_reference_suite():
+    # `pytest -p toy_engine` calls densecore.register_engine("toy", ...) before the
+    # tests are collected; no test file names the toy engine, yet every file of the
+    # suite runs tests on it, and they pass
+    import subprocess
+
+    here = Path(__file__).parent
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [str(here), str(PKG.parent), os.environ.get("PYTHONPATH", "")]))
+    files = [str(here / f) for f in REFERENCE_SUITE]
+    for f in files:
+        assert "toy" not in Path(f).read_text()
+    cmd = [sys.executable, "-m", "pytest", "-p", "toy_engine", "-p", "no:cacheprovider",
+           "-v", "-k", "toy", *files]
+    run = subprocess.run(cmd, env=env, cwd=here.parent, capture_output=True, text=True,
+                         timeout=600)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    passed = re.findall(r"^(\S+::\S+) PASSED", run.stdout, re.M)
+    assert len(passed) >= 20 and all(re.search(r"[\[-]toy[\]-]", t) for t in passed)
+    assert {t.split("::")[0].split("/")[-1] for t in passed} == set(REFERENCE_SUITE)
+
+
+def test_register_engine_checks_its_arguments(monkeypatch):
+    monkeypatch.setattr(engines, "ENGINES", dict(engines.ENGINES))
+    with pytest.raises(TypeError, match="cls must be a subclass"):
+        densecore.register_engine("duck", "dense", object)
+    with pytest.raises(ValueError, match="layout must be one of"):
+        densecore.register_engine("duck", "ragged", toy_engine.ToyEngine)
+    with pytest.raises(ValueError, match="name must be"):
+        densecore.register_engine("auto", "dense", toy_engine.ToyEngine)
+    densecore.register_engine("duck", "dense", toy_engine.ToyEngine)
+    assert engines.resolve("duck", "dense", torch.device("cpu")) == "duck"
+    x, d = _pool()
+    _same(DensityAwareGreedy(backend="duck").select(x, 10, densities=d),
+          DensityAwareGreedy(backend="numba").select(x, 10, densities=d))
+
+
+def test_every_engine_declares_every_capability_through_the_base_class():
+    base = engines.Engine
+    caps = ("host", "weighted", "half_on_cpu", "search_method", "devices", "run_batch")
+    for key in engines.ENGINES:
+        try:
+            cls = engines.ENGINES[key]()
+        except ImportError:
+            continue
+        assert issubclass(cls, base), key
+        for cap in caps:
+            assert cap in base.__dict__ and hasattr(cls, cap), (key, cap)
+        assert cls.threads is base.threads or key == ("toy", "dense")
+    # no module outside the base class reads a capability with a default
+    pattern = re.compile(r"getattr\([^)]*\b(" + "|".join(caps) + r")\b")
+    for path in PKG.rglob("*.py"):
+        if path.name != "base.py":
+            assert not pattern.search(path.read_text()), path
 
 
 def test_a_toy_engine_runs_the_sparse_layout(toy):

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 
 import densecore
+from reference import table_engines
 
 
-@pytest.mark.parametrize("backend", ["numba", "torch"])
+@pytest.mark.parametrize("backend", table_engines())
 def test_kcenter_on_a_line(backend):
     # points 0, 1, 2, 3, 10 on a line, start at 0: farthest is 10 (r=100), then
     # 3 is at distance min(3, 7) = 3 (r=9) while 2 is at 2 (r=4), then 2 (r=1 vs 1 for 1 -> tie)
@@ -18,7 +19,7 @@ def test_kcenter_on_a_line(backend):
     assert sel.radii.tolist() == [np.inf, 100.0, 9.0, 1.0]
 
 
-@pytest.mark.parametrize("backend", ["numba", "torch"])
+@pytest.mark.parametrize("backend", table_engines())
 def test_density_rescales_the_cut_link(backend):
     # labeled points at 0 (density 4) and 10 (density 1); candidates at 3 and 8.
     # k-center: r(3) = 9, r(8) = 4 -> picks 3.
@@ -32,7 +33,7 @@ def test_density_rescales_the_cut_link(backend):
     assert da.indices.tolist() == [3] and da.radii.tolist() == [4.0]
 
 
-@pytest.mark.parametrize("backend", ["numba", "torch"])
+@pytest.mark.parametrize("backend", table_engines())
 def test_out_of_pool_labeled_points_seed_r(backend):
     x = np.array([[1.0, 0.0], [0.0, 5.0], [6.0, 0.0]], np.float32)
     lf = np.array([[0.0, 0.0], [6.0, 1.0]], np.float32)

@@ -8,19 +8,24 @@ import torch
 
 import densecore
 from densecore.synthetic import gaussian_mixture
-from reference import density_aware_greedy_ref, replay_check
+from reference import density_aware_greedy_ref, replay_check, table_engines
 
-from densecore._backends import numba_backend
+from densecore._backends.numba import engine as numba_engine
 
-ENGINES = ["numba-plain", "numba-pruned", "torch"]
+# every CPU engine of the table; the numba engine in its plain, pruned and dense modes
+ENGINES = [v for name in table_engines()
+           for v in ((f"{name}-plain", f"{name}-pruned", f"{name}-dense") if name == "numba"
+                     else (name,))]
 
 
 @pytest.fixture(params=ENGINES)
 def backend(request, monkeypatch):
-    """Each engine; the numba engine with its plain loop forced on and off."""
+    """Each engine; the numba engine with its plain loop forced on, and off with pruning
+    only or dense passes only."""
     name, _, mode = request.param.partition("-")
     if mode:
-        monkeypatch.setattr(numba_backend, "PLAIN_MAX", 10**9 if mode == "plain" else 0)
+        monkeypatch.setattr(numba_engine, "PLAIN_MAX", 10**9 if mode == "plain" else 0)
+        monkeypatch.setattr(numba_engine, "POLICY", "dense" if mode == "dense" else "pruned")
     return name
 
 
@@ -153,14 +158,14 @@ def test_half_storage(device, dtype):
 
 @pytest.mark.parametrize("density_aware", [False, True])
 def test_numba_switches_to_dense_passes_exactly(caplog, density_aware, monkeypatch):
-    monkeypatch.setattr(numba_backend, "PLAIN_MAX", 0)  # the pruned path, not the plain loop
+    monkeypatch.setattr(numba_engine, "PLAIN_MAX", 0)  # the pruned path, not the plain loop
     # isotropic noise in 64 dimensions: the triangle inequality prunes almost nothing,
     # so the numba engine hands over to its dense pass; the selection must not change
     rng = np.random.default_rng(11)
     x = rng.normal(size=(1500, 64)).astype(np.float32)
     x[700:760] = x[:60]
     dens = rng.uniform(0.5, 3.0, size=1500) if density_aware else None
-    with caplog.at_level("DEBUG", logger="densecore._backends.numba_backend"):
+    with caplog.at_level("DEBUG", logger="densecore._backends.numba.engine"):
         sel = densecore.farthest_first(x, 300, densities=dens, init=4, backend="numba")
     assert "dense passes" in caplog.text
     ref_idx, ref_r = density_aware_greedy_ref(x, 300, densities=dens, init=4)

@@ -11,7 +11,10 @@ from hypothesis import strategies as st
 
 import densecore
 import densecore._backends.groups as G
-import densecore._backends.numba_backend as NB
+import densecore._backends.numba.dense_kernels as NB
+import densecore._backends.numba.engine as NE
+import densecore._backends.numba.handover as HO
+import densecore._backends.numba.modes as MO
 from densecore._backends.groups import build_groups, encode
 from densecore._backends.sketch import build_sketch
 from reference import density_aware_greedy_ref, replay_check
@@ -20,12 +23,9 @@ from test_hostile import hostile
 
 def _forced(mp, group_min=8):
     """Dense passes after the first pick, with groups of about ``group_min`` points."""
-    mp.setattr(NB, "PLAIN_MAX", 0)  # the pruned path and its hand-over, not the plain loop
-    mp.setattr(NB, "_GROUP_MIN_PICKS", 0)
-    mp.setattr(NB, "_WARMUP", 0)
-    mp.setattr(NB, "_WINDOW", 1)
-    mp.setattr(NB, "_DENSE_SHARE", 0.0)
-    mp.setattr(NB, "_HAND_OVER_PASSES", -1.0)
+    mp.setattr(NE, "PLAIN_MAX", 0)  # the pruned path and its hand-over, not the plain loop
+    mp.setattr(MO, "GROUP_MIN_PICKS", 0)
+    mp.setattr(NE, "POLICY", "dense")
     mp.setattr(G, "_GROUP_MIN", group_min)
 
 
@@ -126,7 +126,7 @@ def test_forced_groups_match_the_reference(monkeypatch, caplog, density_aware, l
         kw = dict(labeled=np.arange(40, 70),
                   labeled_features=(rng.normal(size=(5, 40)) * 2).astype(np.float32),
                   labeled_densities=rng.uniform(0.5, 3.0, 5) if density_aware else None)
-    with caplog.at_level("DEBUG", logger="densecore._backends.numba_backend"):
+    with caplog.at_level("DEBUG", logger="densecore._backends.numba.engine"):
         sel = densecore.farthest_first(x, 250, densities=dens, init=None if labeled else 4,
                                        backend="numba", **kw)
     n_groups = 1 if group_min > 900 else 900 // group_min
@@ -176,7 +176,7 @@ def test_forced_groups_at_extreme_scales_match_the_reference(monkeypatch, caplog
     base[300:330] = base[:30]
     x = ((base + offset) * scale).astype(dtype)
     dens = rng.uniform(1e-30, 3e-30, 600) if tiny_densities else None
-    with caplog.at_level("DEBUG", logger="densecore._backends.numba_backend"):
+    with caplog.at_level("DEBUG", logger="densecore._backends.numba.engine"):
         sel = densecore.farthest_first(x, 150, densities=dens, init=4, backend="numba")
     assert "dense passes from here (75 groups)" in caplog.text
     ref_idx, _ = density_aware_greedy_ref(x, 150, densities=dens, init=4)
@@ -198,3 +198,64 @@ def test_forced_groups_on_half_precision_and_grad_tensors(monkeypatch, kind):
     sel = densecore.farthest_first(x, 150, init=4, backend="numba")
     ref_idx, _ = density_aware_greedy_ref(x.detach().float().numpy(), 150, init=4)
     np.testing.assert_array_equal(np.asarray(sel.indices), ref_idx)
+
+
+@pytest.mark.parametrize("density_aware", [False, True])
+@pytest.mark.parametrize("labeled", [False, True])
+def test_swapping_modes_back_and_forth_keeps_the_picks(monkeypatch, density_aware, labeled):
+    # a trial every window that always takes the other mode: pruned and dense passes
+    # alternate every two windows, each built from the other's r and centre per point
+    monkeypatch.setattr(NE, "PLAIN_MAX", 0)
+    monkeypatch.setattr(MO, "GROUP_MIN_PICKS", 0)
+    monkeypatch.setattr(G, "_GROUP_MIN", 8)
+    monkeypatch.setattr(HO, "HAND_OVER_PASSES", -1e18)  # hand over at the first window
+    monkeypatch.setattr(HO.HandOver, "GAP", 1)
+    monkeypatch.setattr(HO.HandOver, "MAX_GAP", 1)
+    monkeypatch.setattr(HO.HandOver, "MIN_LEFT", 0)
+    monkeypatch.setattr(HO.HandOver, "MARGIN", float("inf"))
+    swaps = []
+    follow = NE.Engine._follow
+    monkeypatch.setattr(NE.Engine, "_follow",
+                        lambda self: (follow(self), swaps.append(self.mode.name))[0])
+    x = _points(0.0, 1.0, n=900)
+    rng = np.random.default_rng(2)
+    dens = rng.uniform(0.5, 3.0, 900) if density_aware else None
+    kw = {}
+    if labeled:
+        kw = dict(labeled=np.arange(40, 70),
+                  labeled_features=(rng.normal(size=(5, 40)) * 2).astype(np.float32),
+                  labeled_densities=rng.uniform(0.5, 3.0, 5) if density_aware else None)
+    init = None if labeled else 4
+    sel = densecore.farthest_first(x, 300, densities=dens, init=init, backend="numba", **kw)
+    changes = sum(a != b for a, b in zip(swaps, swaps[1:]))
+    assert changes >= 8 and {"pruned", "dense"} <= set(swaps)
+    ref_idx, ref_r = density_aware_greedy_ref(x, 300, densities=dens, init=init, **kw)
+    np.testing.assert_array_equal(sel.indices, ref_idx)
+    np.testing.assert_allclose(sel.radii[1:], ref_r[1:], rtol=1e-4)
+
+
+def test_the_first_hand_over_is_taken_on_noise_and_not_on_clusters():
+    # the rule's first step counts feature rows read, not time: on tight clusters
+    # pruning reads few rows and the engine never hands over; on isotropic noise in
+    # 64 dimensions it reads nearly every row and hands over (a flipped comparison
+    # would do the opposite on both)
+    import torch
+
+    def built(x):
+        n = len(x)
+        eng = NE.Engine(torch.from_numpy(x), torch.ones(n, dtype=torch.float64),
+                        torch.zeros((0, x.shape[1])), torch.zeros(0, dtype=torch.float64),
+                        torch.zeros(n, dtype=torch.bool), 600)
+        eng.first(0, torch.empty(600, dtype=torch.int64), torch.empty(600, dtype=torch.float64))
+        out_i, out_r = torch.empty(600, dtype=torch.int64), torch.empty(600, dtype=torch.float64)
+        out_i[0] = 0
+        eng.run(599, out_i, out_r)  # positions 1.. (the first pick is made)
+        return eng.hand.built
+
+    rng = np.random.default_rng(0)
+    noise = rng.normal(size=(12_000, 64)).astype(np.float32)
+    centres = rng.normal(size=(20, 64)) * 10
+    clusters = (centres[rng.integers(0, 20, 12_000)]
+                + rng.normal(size=(12_000, 64)) * 0.01).astype(np.float32)
+    assert built(noise)
+    assert not built(clusters)

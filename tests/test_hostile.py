@@ -22,7 +22,7 @@ from densecore import distributed
 from densecore._backends import nearest
 from densecore.state import ActiveLabelState
 from densecore.synthetic import gaussian_mixture
-from reference import replay_check
+from reference import replay_check, table_engines
 
 SCALES = [1e-25, 1e-3, 1.0, 1e6, 1e19]
 OFFSETS = [0.0, 1e3, 1e5]  # in units of the spread
@@ -81,7 +81,7 @@ def one_rank_group(tmp_path_factory):
 
 
 @settings(max_examples=30, deadline=None)
-@given(hostile(), st.sampled_from(["numba", "torch", "sharded-numba", "sharded-torch"]))
+@given(hostile(), st.sampled_from([*table_engines(), *(f"sharded-{e}" for e in table_engines())]))
 def test_every_backend_matches_the_float64_reference(one_rank_group, case, backend):
     x, dens, labeled, lf, ld, budget = case
     kw = dict(densities=dens, labeled=labeled, labeled_features=lf, labeled_densities=ld,
@@ -146,7 +146,7 @@ def test_nearest_search_is_exact_for_every_method(case, method):
 # the cases of the report, one by one
 
 
-@pytest.mark.parametrize("backend", ["numba", "torch"])
+@pytest.mark.parametrize("backend", table_engines())
 def test_tiny_knn_densities_keep_the_budget(backend):
     x, _ = gaussian_mixture(400, dim=4, seed=0)
     dens = densecore.KNNDensity(k=10, tau=0.005)(x)
@@ -157,7 +157,7 @@ def test_tiny_knn_densities_keep_the_budget(backend):
     replay_check(x, sel.indices, densities=dens, init=int(sel.indices[0]), atol=0.0)
 
 
-@pytest.mark.parametrize("backend", ["numba", "torch"])
+@pytest.mark.parametrize("backend", table_engines())
 @pytest.mark.parametrize("scale", [1e19, 1e-25])
 def test_extreme_feature_scales(backend, scale):
     rng = np.random.default_rng(1)
@@ -171,7 +171,7 @@ def test_extreme_feature_scales(backend, scale):
     assert sel.indices.tolist() == same.indices.tolist()
 
 
-@pytest.mark.parametrize("backend", ["numba", "torch"])
+@pytest.mark.parametrize("backend", table_engines())
 def test_large_offset_with_many_labeled_points(backend):
     rng = np.random.default_rng(2)
     x = (1000.0 + 0.01 * rng.normal(size=(2000, 16))).astype(np.float32)
@@ -371,7 +371,7 @@ def _ard_ref(xu, picks, labeled, lfu):
 
 @pytest.mark.parametrize("regime", list(REGIMES))
 @settings(max_examples=6, deadline=None)
-@given(data=st.data(), backend=st.sampled_from(["numba", "torch"]))
+@given(data=st.data(), backend=st.sampled_from(table_engines()))
 def test_kmedoids_refinement_matches_the_reference(regime, data, backend):
     case = data.draw(hostile_any(regime))
     x, _, labeled, lf, _, budget = case
@@ -404,7 +404,7 @@ def _typicality_replay(xu, idx, w, labeled, lfu, init, rtol=1e-4):
 
 @pytest.mark.parametrize("regime", list(REGIMES))
 @settings(max_examples=6, deadline=None)
-@given(data=st.data(), backend=st.sampled_from(["numba", "torch"]))
+@given(data=st.data(), backend=st.sampled_from(table_engines()))
 def test_typicality_matches_the_reference(regime, data, backend):
     case = data.draw(hostile_any(regime))
     x, dens, labeled, lf, _, budget = case

@@ -25,7 +25,7 @@ from densecore import greedy
 from densecore._backends import nearest
 from densecore.density.lid import local_intrinsic_dimension
 from densecore.state import ActiveLabelState
-from reference import replay_check
+from reference import replay_check, table_engines
 
 HUGE, TINY = 640, -640  # powers of two: |x| about 1e192 and 1e-193
 
@@ -104,7 +104,7 @@ def test_knn_density_and_lid_at_hostile_scales(e):
 
 
 @pytest.mark.parametrize("e", [HUGE, TINY])
-@pytest.mark.parametrize("backend", ["numba", "torch"])
+@pytest.mark.parametrize("backend", table_engines())
 def test_kmedoids_refinement_at_hostile_scales(e, backend):
     x = _base(90)
     lab = [3, 40]
@@ -121,7 +121,7 @@ def test_kmedoids_refinement_at_hostile_scales(e, backend):
 # ------------------------------------------------- 2-4: the greedy's scaling rule
 
 
-@pytest.mark.parametrize("backend", ["numba", "torch"])
+@pytest.mark.parametrize("backend", table_engines())
 def test_float32_features_below_2_to_the_minus_127(backend):
     # small integers times 2^-140 are exact float32 subnormals; the scale that brings
     # them to [1, 2) is 2^131, beyond float32's range
@@ -149,7 +149,7 @@ def test_finish_rejects_negative_indices():
     assert issubclass(greedy.InvalidSelectionError, ValueError)
 
 
-@pytest.mark.parametrize("backend", ["numba", "torch"])
+@pytest.mark.parametrize("backend", table_engines())
 def test_float64_features_below_1e_minus_154(backend):
     x = _base()
     want = densecore.farthest_first(x, 15, init=2, backend=backend)
@@ -159,7 +159,7 @@ def test_float64_features_below_1e_minus_154(backend):
     np.testing.assert_array_equal(got.radii[1:], _p2(_p2(want.radii[1:], -520), -520))
 
 
-@pytest.mark.parametrize("backend", ["numba", "torch"])
+@pytest.mark.parametrize("backend", table_engines())
 def test_subnormal_densities(backend):
     x = _base()
     dens = np.random.default_rng(2).integers(1, 9, len(x)).astype(np.float64)
@@ -175,7 +175,7 @@ def test_subnormal_densities(backend):
 # ------------------------------------------------------------- 5: typicality
 
 
-@pytest.mark.parametrize("backend", ["numba", "torch"])
+@pytest.mark.parametrize("backend", table_engines())
 @pytest.mark.parametrize("case", ["float32 2^66", "float64 2^500", "float64 2^-500",
                                   "float64 2^660", "float64 2^-660"])
 def test_typicality_at_hostile_scales(backend, case):
@@ -209,7 +209,7 @@ def test_typicality_backends_agree_in_float64():
 # ------------------------------------------------------- 6: the one global scale
 
 
-@pytest.mark.parametrize("backend", ["numba", "torch"])
+@pytest.mark.parametrize("backend", table_engines())
 def test_accuracy_is_relative_to_the_largest_magnitude(backend):
     # a float32 cluster at 1e-25 beside a point at 1: squared distances inside the
     # cluster (1e-50) underflow float32, as in any float32 computation of them. The
@@ -239,7 +239,7 @@ def test_bfloat16_into_refinement_and_typicality():
 
 def test_requires_grad_tensor_into_refinement():
     x = torch.from_numpy(_base(60)).requires_grad_()
-    for backend in ("numba", "torch"):
+    for backend in table_engines():
         got = densecore.KMedoidsRefinement(backend=backend, swaps=2).select(x, 5, labeled=[0])
         want = densecore.KMedoidsRefinement(backend=backend, swaps=2).select(
             x.detach(), 5, labeled=[0])

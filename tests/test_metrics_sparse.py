@@ -11,9 +11,9 @@ import densecore
 from densecore import metrics as M
 from densecore.density.knn import knn_mean_distance
 from densecore.sparse import knn_mean_distance_sparse
-from reference import density_aware_greedy_ref, replay_check
+from reference import density_aware_greedy_ref, replay_check, table_engines
 
-BACKENDS = ["numba", "torch"]
+BACKENDS = table_engines("sparse")  # the sparse engines of the table
 
 
 def cosine_matrix(x):

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import densecore
+from reference import table_engines
 from densecore import KMedoidsRefinement
 from densecore.refine import refine_medoids
 from densecore.synthetic import gaussian_mixture
@@ -123,7 +124,7 @@ def swap_ref(x, selected, labeled=(), steps=2, swaps=5, tries=3):
     return np.array(cur), state(cur)[6][nf:]
 
 
-@pytest.mark.parametrize("backend", ["numba", "torch"])
+@pytest.mark.parametrize("backend", table_engines())
 def test_swaps_match_float64_reference(backend):
     x = _data(250, seed=6)
     lab = [2, 40]
@@ -141,7 +142,7 @@ def _data(n=400, dup=0.1, seed=0):
     return x.astype(np.float64)
 
 
-@pytest.mark.parametrize("backend", ["numba", "torch"])
+@pytest.mark.parametrize("backend", table_engines())
 @pytest.mark.parametrize("steps", [0, 1, 3])
 def test_matches_float64_reference(backend, steps):
     x = _data()
@@ -156,7 +157,7 @@ def test_matches_float64_reference(backend, steps):
     assert len(set(idx.tolist())) == 25 and not set(idx.tolist()) & set(lab)
 
 
-@pytest.mark.parametrize("backend", ["numba", "torch"])
+@pytest.mark.parametrize("backend", table_engines())
 def test_duplicates_and_ties(backend):
     # exact duplicates of centres and symmetric areas: ties go to the lowest index
     x = np.array([[0.0], [1.0], [2.0], [3.0], [10.0], [10.0], [11.0], [9.0]])
@@ -228,7 +229,7 @@ def test_top_level_export():
     assert "KMedoidsRefinement" in densecore.__all__
 
 
-@pytest.mark.parametrize("backend", ["numba", "torch"])
+@pytest.mark.parametrize("backend", table_engines())
 def test_many_fixed_centres_with_duplicates_match_the_reference(backend):
     # more fixed centres than picks, picks that duplicate fixed centres' coordinates
     x = np.round(_data(220, dup=0.2, seed=8) * 2) / 2  # coarse grid: many exact ties
@@ -248,7 +249,7 @@ def test_many_fixed_centres_with_duplicates_match_the_reference(backend):
     np.testing.assert_allclose(ard, rard, rtol=1e-10)
 
 
-@pytest.mark.parametrize("backend", ["numba", "torch"])
+@pytest.mark.parametrize("backend", table_engines())
 def test_eligible_restricts_the_centres_but_not_the_areas(backend):
     x = _data(300, seed=9)
     cand = np.sort(np.random.default_rng(1).choice(300, 60, replace=False))

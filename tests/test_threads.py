@@ -11,14 +11,14 @@ pytest.importorskip("numba")
 
 import densecore._backends as B  # noqa: E402
 from densecore import farthest_first  # noqa: E402
-from densecore._backends import numba_backend  # noqa: E402
+from densecore._backends.numba import engine as numba_engine  # noqa: E402
 from densecore.synthetic import gaussian_mixture  # noqa: E402
 
 
 @pytest.fixture
 def pruned(monkeypatch):
     """The numba engine's pruned path (with its thread choice) even on small pools."""
-    monkeypatch.setattr(numba_backend, "PLAIN_MAX", 0)
+    monkeypatch.setattr(numba_engine, "PLAIN_MAX", 0)
 
 
 def _drive(p, blocks, cost):
@@ -145,7 +145,8 @@ def test_num_threads_argument_caps_the_engine(monkeypatch, pruned):
     x, _ = gaussian_mixture(500, 4, 3, seed=0)
     a = farthest_first(x, 20, init=0, backend="numba", num_threads=1)
     b = farthest_first(x, 20, init=0, backend="numba")
-    assert seen[0] == 1 and seen[1] == B.thread_limit()
+    lim = B.thread_limit()
+    assert seen == [1, 1, lim, lim]  # a picker per mode (pruned, dense) of each engine
     assert np.array_equal(a.indices, b.indices)
     with pytest.raises(ValueError, match="num_threads"):
         farthest_first(x, 20, init=0, num_threads=0)
@@ -173,38 +174,38 @@ def test_picker_reset_compares_both_modes_anew():
     assert p.next(10) == (2, 1)
 
 
-def test_engine_does_not_time_the_block_with_the_hand_over(monkeypatch, pruned):
-    # isotropic noise in 64 dimensions: pruning stops paying and the engine hands over
-    # to dense passes inside one of the caller's blocks; that block mixes two kinds of
-    # work and must not be timed, and the picker starts afresh after it
-    import densecore._backends.numba_backend as NB
-
-    timed, resets = [], []
-    done, reset = B.ThreadPicker.done, B.ThreadPicker.reset
+def test_engine_does_not_time_a_block_with_a_mode_swap(monkeypatch, pruned):
+    # isotropic noise in 64 dimensions: pruning stops paying and the engine swaps to
+    # dense passes inside one of the caller's blocks (and may swap back on a trial);
+    # such a block mixes two kinds of work and must not be timed, and each mode keeps
+    # its own thread picker
+    NE = numba_engine
+    timed = []
+    done = B.ThreadPicker.done
 
     def done_(self, threads, seconds, work):
-        timed.append(work)
+        timed.append(id(self))
         done(self, threads, seconds, work)
 
-    def reset_(self):
-        resets.append(len(timed))
-        reset(self)
-
     monkeypatch.setattr(B.ThreadPicker, "done", done_)
-    monkeypatch.setattr(B.ThreadPicker, "reset", reset_)
-    handed, blocks = [], []
-    hand_over, picks = NB.Engine._hand_over, NB.Engine._picks
-    monkeypatch.setattr(NB.Engine, "_hand_over",
-                        lambda self: (handed.append(len(timed)), hand_over(self)))
-    monkeypatch.setattr(NB.Engine, "_picks",
+    swapped, blocks = [], []
+    follow, picks = NE.Engine._follow, NE.Engine._picks
+
+    def follow_(self):
+        before = self.mode.name
+        follow(self)
+        if self.mode.name != before:
+            swapped.append(len(blocks))
+
+    monkeypatch.setattr(NE.Engine, "_follow", follow_)
+    monkeypatch.setattr(NE.Engine, "_picks",
                         lambda self, *a: (blocks.append(1), picks(self, *a))[1])
     rng = np.random.default_rng(11)
     x = rng.normal(size=(3000, 64)).astype(np.float32)
     sel = farthest_first(x, 400, init=4, backend="numba")
     ref, _ = density_aware_greedy_ref(x, 400, init=4)
     assert np.array_equal(sel.indices, ref)
-    assert len(handed) == 1
-    # the picker was reset at the hand-over (after the construction's reset)
-    assert resets[-1] == handed[0]
-    # every block was timed except the one holding the hand-over
-    assert len(blocks) >= 100 and len(timed) == len(blocks) - 1
+    assert swapped  # handed over at least once
+    # every block was timed except those holding a swap
+    assert len(blocks) >= 100 and len(timed) == len(blocks) - len(set(swapped))
+    assert len(set(timed)) == 2  # both modes' pickers were timed

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import densecore
+from reference import table_engines
 from densecore.synthetic import gaussian_mixture
 from densecore import TypicalityGreedy
 from densecore.typicality import typicality_farthest_first
@@ -43,7 +44,7 @@ def _data(n=300, dup=0.1, seed=0):
     return x.astype(np.float64), d
 
 
-@pytest.mark.parametrize("backend", ["numba", "torch"])
+@pytest.mark.parametrize("backend", table_engines(weighted=True))
 @pytest.mark.parametrize("g", [0.0, 0.5, 1.0, 3.0])
 def test_matches_float64_reference(backend, g):
     x, d = _data()
@@ -57,7 +58,7 @@ def test_matches_float64_reference(backend, g):
     assert not set(sel.indices.tolist()) & set(lab)
 
 
-@pytest.mark.parametrize("backend", ["numba", "torch"])
+@pytest.mark.parametrize("backend", table_engines(weighted=True))
 def test_float32_and_init(backend):
     x, d = _data(200, seed=3)
     sel = typicality_farthest_first(x.astype(np.float32), 30, densities=d, init=7,
@@ -70,7 +71,7 @@ def test_float32_and_init(backend):
 
 def test_exact_ties_go_to_lowest_index():
     x = np.array([[0.0], [2.0], [-2.0], [2.0], [1.0]])
-    for backend in ("numba", "torch"):
+    for backend in table_engines(weighted=True):
         sel = typicality_farthest_first(x, 3, densities=np.ones(5), labeled=[0],
                                         backend=backend)
         assert sel.indices.tolist() == [1, 2, 4]  # 1 and 2 tie with 3 at r = 4

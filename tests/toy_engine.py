@@ -1,19 +1,21 @@
 """A toy engine for the engine table: a tiny pure-torch brute force (one full float64
-distance pass per pick), with the table's interface. Tests register it as backend
-"toy" to show that one module and one table entry per layout reach every sampler."""
+distance pass per pick), a subclass of the engine base class. Tests register it as
+backend "toy" to show that one module and one table entry per layout reach every
+sampler and the whole engine-parametrised reference suite."""
 
 from __future__ import annotations
-
-import contextlib
 
 import numpy as np
 import torch
 
+from densecore.engines import Engine
+
 CALLS = {"dense": 0, "sparse": 0}  # engines built, per layout (what the tests check)
 
 
-class ToyEngine:
+class ToyEngine(Engine):
     weighted = True  # takes the typicality weight hook
+    devices = ("cpu",)  # computes in CPU float64
 
     def __init__(self, x, dens, centres, cdens, excluded, max_new, weights=None):
         CALLS["dense"] += 1
@@ -29,10 +31,6 @@ class ToyEngine:
             self.r = torch.minimum(self.r, ((x - c) ** 2).sum(1) / d)
         self.r[excluded.to(torch.bool)] = -1.0
         self.picks = 0
-
-    @staticmethod
-    def threads(num_threads=None):
-        return contextlib.nullcontext()
 
     def best(self) -> torch.Tensor:
         if self.r.numel() == 0:
@@ -55,10 +53,10 @@ class ToyEngine:
         d = ((self.x - vec[:-1]) ** 2).sum(1) / vec[-1]
         self.r = torch.where(self.r < 0, self.r, torch.minimum(self.r, d))
 
-    def run(self, k, out_idx, out_r, first=-1) -> None:
+    def run(self, k, out_idx, out_r) -> None:
         for _ in range(k):
             i = self.picks
-            u = first if i == 0 and first >= 0 else int(self.best()[1])
+            u = int(self.best()[1])
             out_idx[i], out_r[i] = u, self.r[u]
             self.add_centre(self.row(u), u)
 
@@ -87,3 +85,18 @@ def register(table) -> None:
     per layout."""
     table[("toy", "dense")] = lambda: ToyEngine
     table[("toy", "sparse")] = lambda: ToySparseEngine
+
+
+def register_public() -> None:
+    """Add the toy engine through the public :func:`densecore.register_engine` (as a
+    pytest plugin, ``pytest -p toy_engine``, before the tests are collected)."""
+    import densecore
+
+    densecore.register_engine("toy", "dense", ToyEngine)
+    densecore.register_engine("toy", "sparse", ToySparseEngine)
+
+
+def pytest_configure(config) -> None:
+    """``pytest -p toy_engine``: the toy engine is in the table before collection, so
+    every engine-parametrised test runs on it too."""
+    register_public()

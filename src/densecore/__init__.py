@@ -9,11 +9,13 @@ from .bounds import (BoundReport, average_radial_distance, bound_report, coreset
 from .batch import farthest_first_batch
 from .budgets import pixel_budget, region_budget, ripu_pixel_radius
 from .density import DMCEstimator, KNNDensity, MaskedConvEstimator, coverage_density
+from .engines import register_engine
 from .filters import CategoryMarginLoss
 from .greedy import Selection, farthest_first
 from .regions import blocked_candidates, ripu_select
 from .rounds import query_round
-from .samplers import DensityAwareGreedy, KCenterGreedy, KMedoidsRefinement, TypicalityGreedy
+from .samplers import (DensityAwareGreedy, KCenterGreedy, KMedoidsRefinement, Sampler,
+                       TypicalityGreedy)
 from .seeds import image_seed
 from .segmentation import ImageCandidates, select_pixels
 from .state import ActiveLabelState, CorruptFileError
@@ -58,6 +60,7 @@ __all__ = [
     "KMedoidsRefinement",
     "KNNDensity",
     "MaskedConvEstimator",
+    "Sampler",
     "Selection",
     "TypicalityGreedy",
     "advise",
@@ -74,6 +77,7 @@ __all__ = [
     "pixel_budget",
     "query_round",
     "region_budget",
+    "register_engine",
     "ripu_pixel_radius",
     "ripu_select",
     "select_pixels",

@@ -62,7 +62,7 @@ def _labeled_mask(labeled, n_total: int) -> torch.Tensor | None:
 
 def _workers(jobs: list) -> int:
     """Pools selected at once: up to the thread limit for pools on a host engine (numba)."""
-    if len(jobs) < 2 or not all(getattr(E.engine(j.pool.engine), "host", False) for j in jobs):
+    if len(jobs) < 2 or not all(E.engine(j.pool.engine).host for j in jobs):
         return 1
     return max(1, min(len(jobs), thread_limit()))
 
@@ -153,7 +153,7 @@ def farthest_first_batch(features, lengths, budgets, *, densities=None, labeled=
         return []
     engine = jobs[0].pool.engine
     cls = E.engine(engine)
-    run_batch = getattr(cls, "run_batch", None)
+    run_batch = cls.run_batch
     total = sum(j.budget for j in jobs)
     with G.progress_bar(progress, total, f"greedy ({engine}, {n_pools} pools)") as bar:
         if run_batch is not None:

@@ -7,18 +7,11 @@ CSR rows). Every sampler, :func:`densecore.farthest_first_batch`,
 (:func:`resolve`) and nowhere else. Adding a backend is one module holding an
 ``Engine`` class and one entry in :data:`ENGINES`.
 
-The engine interface (one class per entry)::
-
-    Engine(x, dens, centres, cdens, excluded, max_new)
-    best() -> (2,) float64 tensor (r, index); (-1, -1) when nothing is left
-    row(u) -> (D + 1,) float64 tensor: the features of point u and its density
-    add_centre(vec, u)      # vec from row(); u its index here or -1 (held elsewhere)
-    run(k, out_idx, out_r, first)   # k picks of this pool alone
-    threads(num_threads)    # static: a context manager capping the engine's threads
-    weighted = False        # class attribute: True if it takes candidate weights
-    host = True             # class attribute: it computes on the CPU from numpy
-    search_method = "auto"  # class attribute: its nearest-centre search (``nearest.METHODS``),
-                            # also the search of the refinement of its picks
+Every engine is a subclass of :class:`Engine` (``densecore._backends.base``): the
+base class declares each capability (``host``, ``weighted``, ``half_on_cpu``,
+``search_method``, ``devices``, ``run_batch``) with its default and meaning, and
+holds ``threads`` and the forced first pick; an engine implements ``best``,
+``row``, ``add_centre`` and ``run``. :func:`register_engine` adds one to the table.
 
 ``r`` of a point is its squared distance to the nearest centre divided by that
 centre's density; an engine with ``weighted = True`` also accepts
@@ -43,10 +36,11 @@ from __future__ import annotations
 
 import importlib
 
+from ._backends.base import Engine
 from ._core import check_backend
 
-__all__ = ["APPROX_MIN", "BACKENDS", "ENGINES", "FAISS_MIN", "KERNEL_TASKS", "LAYOUTS", "engine",
-           "kernel", "names", "resolve"]
+__all__ = ["APPROX_MIN", "BACKENDS", "ENGINES", "Engine", "FAISS_MIN", "KERNEL_TASKS",
+           "LAYOUTS", "engine", "kernel", "names", "register_engine", "resolve"]
 
 LAYOUTS = ("dense", "sparse")
 
@@ -69,7 +63,7 @@ def _loader(module: str, attr: str = "Engine", needs: str | None = None):
 
 # (name, layout) -> loader of the engine class. A new backend is one module and one entry.
 ENGINES = {
-    ("numba", "dense"): _loader("_backends.numba_backend"),
+    ("numba", "dense"): _loader("_backends.numba"),
     ("torch", "dense"): _loader("_backends.torch_backend"),
     ("triton", "dense"): _loader("_backends.triton_backend", needs=(
         "triton (it comes with torch's CUDA wheels; else pip install triton)")),
@@ -148,6 +142,37 @@ def engine(name: str, layout: str = "dense"):
     return ENGINES[(name, layout)]()
 
 
+def register_engine(name: str, layout: str, cls: type) -> None:
+    """Add engine class ``cls`` (a subclass of :class:`Engine`) to the table as
+    ``backend=name`` for ``layout`` features (``"dense"`` or ``"sparse"``); every
+    sampler, :func:`densecore.farthest_first_batch`, :func:`densecore.distributed.select`
+    and the engine-parametrised tests then reach it. A name already in the table for
+    ``layout`` is replaced.
+
+    Raises:
+        ValueError: naming ``name`` (empty, or ``"auto"``) or ``layout`` (not in
+            :data:`LAYOUTS`).
+        TypeError: naming ``cls`` when it is not a subclass of :class:`Engine`.
+
+    Example:
+        >>> import densecore
+        >>> class Echo(densecore.engines.engine("torch")):
+        ...     pass
+        >>> densecore.register_engine("echo", "dense", Echo)
+        >>> resolve("echo", "dense", None), engine("echo") is Echo
+        ('echo', True)
+        >>> del ENGINES[("echo", "dense")]
+    """
+    if not isinstance(name, str) or not name or name == "auto":
+        raise ValueError(f"name must be a non-empty engine name other than 'auto'; got {name!r}")
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {LAYOUTS}; got {layout!r}")
+    if not (isinstance(cls, type) and issubclass(cls, Engine)):
+        raise TypeError("cls must be a subclass of densecore.engines.Engine (the base class "
+                        f"that declares every capability); got {cls!r}")
+    ENGINES[(name, layout)] = lambda: cls
+
+
 # ------------------------------------------------------------------ code chosen by size or device
 #
 # Outside the engine table, three places choose code by the size of their input or the
@@ -210,7 +235,7 @@ def kernel(task: str, device, size: int = 0, *, engine_name: str | None = None,
     if task == "refine":
         # not a measured threshold: a host engine (numba) works on host arrays, so its
         # refinement runs the numba kernels; any other keeps the data on its device
-        return "host" if getattr(engine(engine_name), "host", False) else "device"
+        return "host" if engine(engine_name).host else "device"
     if task == "radii":
         # not a measured threshold: the numba kernel reads host arrays only; device
         # tensors stay on their device

@@ -7,12 +7,14 @@ k-center greedy is the special case where every density is 1.
 
 One driver, engines behind it: the engine is looked up in the one table
 (:data:`densecore.engines.ENGINES`, keyed by name and layout; one module
-each, one interface: ``Engine(x, dens, centres, cdens, excluded, max_new)``,
-``best()``, ``row(u)``, ``add_centre(vec, u)``, ``run(k, out_idx, out_r, first)``).
-Dense layout:
+each, every engine a subclass of :class:`densecore.engines.Engine`, whose
+class attributes say what it can do: ``Engine(x, dens, centres, cdens,
+excluded, max_new)``, ``best()``, ``row(u)``, ``add_centre(vec, u)``,
+``run(k, out_idx, out_r)``; the forced first pick is the base class's
+``first(u, out_idx, out_r)``). Dense layout:
 
 * ``"numba"``: CPU, parallel, exact coverage-area pruning with a dense
-  hand-over; a plain serial loop for small pools (``_backends/numba_backend.py``).
+  hand-over (and back); a plain serial loop for small pools (``_backends/numba/``).
 * ``"torch"``: any device, one fused distance pass per pick, no host sync.
 * ``"triton"``: CUDA (or CPU tensors under ``TRITON_INTERPRET=1``), one
   kernel launch per pick for a whole batch of pools, squared distances in
@@ -156,7 +158,7 @@ def check(features, densities=None, labeled=None, labeled_features=None,
                                         labeled_densities, name=name, validate=validate)
     x, lf = x.detach(), lf.detach()
     engine = E.resolve(backend, "dense", x.device)
-    if x.device.type != "cpu" and getattr(E.engine(engine), "host", False):
+    if x.device.type != "cpu" and E.engine(engine).host:
         log.info("%s backend: copying features from %s to the host", engine, x.device)
     if metric == "cosine":
         x, lf = M.unit_rows(x), M.unit_rows(lf, "labeled_features")
@@ -169,11 +171,10 @@ def _engine_features(t: torch.Tensor, engine: str, fscale: float) -> torch.Tenso
     float32/float64 tensor; others keep the device, and 16-bit storage off the CPU
     (on the CPU too with ``half_on_cpu``)."""
     cls = E.engine(engine)
-    host = getattr(cls, "host", False)
-    if host:
+    if cls.host:
         t = t.cpu()
     if t.dtype not in (torch.float32, torch.float64) and (
-            host or (t.device.type == "cpu" and not getattr(cls, "half_on_cpu", False))):
+            cls.host or (t.device.type == "cpu" and not cls.half_on_cpu)):
         t = t.float()
     if fscale != 1.0:
         t = mul_pow2(t, pow2_exp(fscale))  # a power of two: exact
@@ -289,10 +290,16 @@ def run_engine(engine: str, inputs: dict, budget: int, first: int, progress: boo
     with progress_bar(progress, budget, f"greedy ({engine})") as bar, \
             cls.threads(num_threads):
         eng = cls(**inputs, max_new=budget)
+        start = 0
+        if first >= 0:  # the forced first pick, once, through the engine's add_centre
+            eng.first(first, idx, radii)
+            start = 1
+            if bar is not None:
+                bar.update(1)
         step = max(1, math.ceil(budget / n_blocks))
-        for done in range(0, budget, step):
+        for done in range(start, budget, step):
             k = min(step, budget - done)
-            eng.run(k, idx, radii, first)
+            eng.run(k, idx, radii)
             if bar is not None:
                 bar.update(k)
     return idx, radii
@@ -391,7 +398,7 @@ class Job:
             ValueError: naming ``backend`` when the engine takes no weights.
         """
         cls = E.engine(self.pool.engine, self.pool.layout)
-        if not getattr(cls, "weighted", False):
+        if not cls.weighted:
             raise ValueError(f"backend {self.pool.engine!r} takes no candidate weights for "
                              f"{self.pool.layout} features (the typicality weight hook)")
         if self.pool.dens is not None:

@@ -362,7 +362,7 @@ def refine_pool(pool, fscale: float, selected, *, engine_name: str, eligible=Non
     if b == 0:
         return np.zeros(0, dtype=np.int64), np.zeros(0)
     side = E.kernel("refine", dev, engine_name=engine_name)
-    method = getattr(E.engine(engine_name), "search_method", "auto")
+    method = E.engine(engine_name).search_method
     ops = (_NumbaOps if side == "host" else _TorchOps)(x, lab, lf, method)
     n_fixed = len(labn) + lf.shape[0]
     if eligible is None:

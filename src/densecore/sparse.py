@@ -163,7 +163,7 @@ class SparsePool:
         elif isinstance(centres, torch.Tensor):  # dense rows (a sharded selection's)
             centres = _csr(centres.detach().cpu().double().numpy(), "euclidean", "centres")
             cdens = cdens.detach().cpu().double().numpy()
-        if getattr(E.engine(self.engine, "sparse"), "host", False):
+        if E.engine(self.engine, "sparse").host:
             return {"x": x, "dens": dens, "centres": centres, "cdens": cdens,
                     "excluded": excluded}
 

@@ -1,9 +1,10 @@
 """Engines and the nearest-centre search: plain modules, numba and faiss imported lazily.
 
-Every engine implements one interface (see :mod:`densecore.greedy`):
-``Engine(x, dens, centres, cdens, excluded, max_new)``, ``best()``, ``row(u)``,
-``add_centre(vec, u)`` and ``run(k, out_idx, out_r, first)``. Thread handling
-for every parallel kernel lives here: :func:`threads` (the caller's limit for
+Every engine is a subclass of :class:`.base.Engine` (re-exported as
+:class:`densecore.engines.Engine`): ``Engine(x, dens, centres, cdens, excluded,
+max_new)``, ``best()``, ``row(u)``, ``add_centre(vec, u)`` and
+``run(k, out_idx, out_r)``, its capabilities declared as class attributes.
+Thread handling for every parallel kernel lives here: :func:`threads` (the caller's limit for
 one call), :func:`thread_limit` and :class:`ThreadPicker` (how many of those
 threads a block of picks gets, from measured cost).
 """

@@ -1,6 +1,6 @@
 """Groups of nearby points and byte codes, so that the dense pass reads little per pick.
 
-After the hand-over to dense passes (:mod:`.numba_backend`), every pick must
+After the hand-over to dense passes (:mod:`densecore._backends.numba`), every pick must
 prove for every live point that the new centre ``u`` does not lower its ``r``;
 very few points do move. Two bounds, both exact, make that cheap:
 

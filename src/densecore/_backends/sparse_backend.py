@@ -33,6 +33,7 @@ import torch
 from numba import njit, prange
 
 from .._core import mul_pow2, pow2_exp, pow2_scale
+from .base import Engine as _Base
 
 __all__ = ["Csr", "Engine", "TorchEngine", "canonical", "knn_mean_distance"]
 
@@ -136,11 +137,10 @@ def _argmax_free(r):
 
 
 @njit(cache=True)
-def _picks(ip, ix, dx, sq, dens, r, w, k, first, start, out_i, out_r):
-    """``k`` picks of Algorithm 1 into ``out_i``/``out_r`` from position ``start``;
-    ``first`` (>= 0) forces the pick at position 0."""
+def _picks(ip, ix, dx, sq, dens, r, w, k, start, out_i, out_r):
+    """``k`` picks of Algorithm 1 into ``out_i``/``out_r`` from position ``start``."""
     for s in range(k):
-        u = first if (start + s == 0 and first >= 0) else _argmax_free(r)
+        u = _argmax_free(r)
         out_i[start + s] = u
         out_r[start + s] = r[u]
         r[u] = -1.0
@@ -161,7 +161,7 @@ def _pair(r_u: float, u: int) -> torch.Tensor:
     return torch.tensor([float(r_u), float(u)], dtype=torch.float64)
 
 
-class Engine:
+class Engine(_Base):
     """The greedy engine on CSR rows in numba (CPU; the table's ``("numba", "sparse")``).
 
     Per pick every row is read once against the pick scattered into a dense
@@ -191,12 +191,6 @@ class Engine:
         self.r[np.asarray(excluded, dtype=bool)] = -1.0
         self.picks = 0
 
-    @staticmethod
-    def threads(num_threads=None):
-        from . import threads
-
-        return threads(num_threads)
-
     def best(self) -> torch.Tensor:
         """``(2,)`` float64 ``(r, index)`` of the next pick; ``(-1, -1)`` when done."""
         u = int(_argmax_free(self.r))
@@ -224,11 +218,11 @@ class Engine:
                np.ascontiguousarray(v[:-1][cols], dtype=np.float64), 0, float(v[-1]), self.r,
                self.w)
 
-    def run(self, k: int, out_idx: torch.Tensor, out_r: torch.Tensor, first: int = -1) -> None:
+    def run(self, k: int, out_idx: torch.Tensor, out_r: torch.Tensor) -> None:
         """Make ``k`` picks of this pool alone into ``out_idx``/``out_r`` (``(budget,)``
-        int64 / float64 CPU tensors); ``first`` (>= 0) forces the very first pick."""
+        int64 / float64 CPU tensors)."""
         ip, ix, dx, _ = self.x
-        _picks(ip, ix, dx, self.sq, self.dens, self.r, self.w, k, first, self.picks,
+        _picks(ip, ix, dx, self.sq, self.dens, self.r, self.w, k, self.picks,
                out_idx.numpy(), out_r.numpy())
         self.picks += k
 
@@ -401,7 +395,7 @@ def _sub_csr(crow, col, val, rows, step):
     return cuts, col[pos], val[pos], row
 
 
-class TorchEngine:
+class TorchEngine(_Base):
     """The greedy engine on CSR tensors (any device; the table's ``("torch", "sparse")``),
     exact like :class:`Engine`. Per pick every row's distance is estimated by the norm
     expansion against the pick scattered into a dense vector (one pass over the
@@ -443,8 +437,6 @@ class TorchEngine:
                         float(cdens[k]))
         self.r[excluded] = -1.0
         self.picks = 0
-
-    threads = staticmethod(Engine.threads)
 
     def _lower(self, cols, vals, du: float) -> None:
         """r_t = min(r_t, ||x_t - v||^2 / du) for the centre ``v`` (its ``cols``/``vals``)."""
@@ -490,11 +482,11 @@ class TorchEngine:
         cols = vec[:-1].nonzero().squeeze(1)
         self._lower(cols, vec[:-1][cols], float(vec[-1]))
 
-    def run(self, k: int, out_idx: torch.Tensor, out_r: torch.Tensor, first: int = -1) -> None:
+    def run(self, k: int, out_idx: torch.Tensor, out_r: torch.Tensor) -> None:
         """As :meth:`Engine.run`, on the engine's device."""
         for _ in range(k):
             i = self.picks
-            u = first if (i == 0 and first >= 0) else int(torch.argmax(self.r))
+            u = int(torch.argmax(self.r))
             out_idx[i] = u
             out_r[i] = self.r[u]
             self.picks += 1

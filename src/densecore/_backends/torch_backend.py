@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import torch
 
+from .base import Engine as _Base
 from .nearest import search
 
 # Elements of one block of differences: small on the CPU (stays in cache), large on
@@ -43,7 +44,7 @@ def _sqdist(x: torch.Tensor, v: torch.Tensor, buf: torch.Tensor) -> torch.Tensor
     return out.to(torch.float64)
 
 
-class Engine:
+class Engine(_Base):
     """Algorithm 1 with one fused distance pass per pick, on any device.
 
     Args:
@@ -78,12 +79,6 @@ class Engine:
         self.w = weights
         self.picks = 0
 
-    @staticmethod
-    def threads(num_threads=None):
-        from . import threads
-
-        return threads(num_threads)
-
     def best(self) -> torch.Tensor:
         """``(2,)`` float64 ``(r, index)`` of the next pick on the device; ``(-1, -1)`` when
         nothing is left. Ties go to the lowest index (first maximum)."""
@@ -113,18 +108,12 @@ class Engine:
         dist = _sqdist(self.x, vec[:-1], self.buf) / vec[-1]
         torch.minimum(self.r, dist, out=self.r)
 
-    def run(self, k: int, out_idx: torch.Tensor, out_r: torch.Tensor, first: int = -1) -> None:
+    def run(self, k: int, out_idx: torch.Tensor, out_r: torch.Tensor) -> None:
         """Make ``k`` picks of this pool alone into ``out_idx``/``out_r`` (``(budget,)``
-        int64 / float64 on the device); ``first`` (>= 0) forces the very first pick."""
-        forced = None
-        if self.picks == 0 and first >= 0 and k:
-            forced = torch.tensor([first], dtype=torch.int64, device=self.r.device)
+        int64 / float64 on the device)."""
         for _ in range(k):
             i = self.picks
-            if forced is not None and i == 0:
-                u, ru = forced[0], self.r.index_select(0, forced)[0]
-            else:
-                pair = self.best()
-                u, ru = pair[1].to(torch.int64), pair[0]
+            pair = self.best()
+            u, ru = pair[1].to(torch.int64), pair[0]
             out_idx[i], out_r[i] = u, ru  # device-to-device copies
             self.add_centre(self.row(u), u)

@@ -65,6 +65,7 @@ import torch
 import triton
 import triton.language as tl
 
+from .base import Engine as _Base
 from .nearest import search
 
 # A tile is _TILE_N rows of one pool (the pick scans one maximum per tile); the update
@@ -355,7 +356,7 @@ def _initial_r(inp: dict) -> torch.Tensor:
     return torch.where(inp["excluded"], torch.full_like(r, -1.0), r)
 
 
-class Engine:
+class Engine(_Base):
     """Algorithm 1 on one pool with the batch kernels (a batch of one).
 
     Same interface as every engine (:mod:`densecore.engines`); :meth:`run_batch`
@@ -373,6 +374,7 @@ class Engine:
             radii stay ``r``.
     """
 
+    devices = ("cuda",)  # CPU tensors only under TRITON_INTERPRET=1 (slow)
     half_on_cpu = True  # 16-bit storage is kept (the interpreter runs CPU tensors)
     search_method = "torch"  # the initial search: torch on the features' device
     weighted = True  # takes the typicality weight hook
@@ -391,12 +393,6 @@ class Engine:
         if self.pending:
             self.b.update()
             self.pending = False
-
-    @staticmethod
-    def threads(num_threads=None):
-        from . import threads
-
-        return threads(num_threads)
 
     def best(self) -> torch.Tensor:
         """``(2,)`` float64 ``(r, index)`` of the next pick on the device; ``(-1, -1)`` when

@@ -1,0 +1,98 @@
+"""The numba engine's pruned/dense choice (``_backends/numba/handover.py``) on given
+costs: the first hand-over from rows read, then paired trials that keep the cheaper
+mode, end early when the other cannot win, and space out while they agree. No timing:
+the costs are handed in."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+import densecore
+from densecore._backends.numba.handover import HandOver
+
+W = HandOver.WINDOW
+
+
+def _drive(h, cost, picks, n_live=10_000, reads=None):
+    """Run ``picks`` picks through ``h`` with ``cost[mode]`` seconds per pick; returns the
+    mode of every pick."""
+    made, modes = 0, []
+    while made < picks:
+        m = h.next(picks - made)
+        mode = h.mode
+        made += m
+        modes += [mode] * m
+        h.done(mode, m, cost[mode] * m, 1, reads=(n_live if reads is None else reads) * m,
+               n_live=n_live, made=made)
+    return modes
+
+
+def test_no_hand_over_while_pruning_reads_few_rows():
+    h = HandOver(10_000, 2_000)
+    modes = _drive(h, {"pruned": 1.0, "dense": 0.1}, 2_000, reads=50)
+    assert set(modes) == {"pruned"} and not h.built
+
+
+@pytest.mark.parametrize("dense_cost,final", [(0.2, "dense"), (3.0, "pruned")])
+def test_after_the_hand_over_the_cheaper_mode_is_kept(dense_cost, final):
+    # every row read every pick: the first hand-over comes after the warm-up window;
+    # then the trials keep whichever mode measures cheaper per pick
+    h = HandOver(10_000, 4_000)
+    modes = _drive(h, {"pruned": 1.0, "dense": dense_cost}, 4_000)
+    first = modes.index("dense")
+    assert h.built and 2 * W <= first <= 10 * W  # once pruning has lost the build's cost
+    assert modes[-1] == final
+    share = modes.count(final) / len(modes)
+    assert share > 0.95  # trials of the dearer mode are short and ever rarer
+    assert h.trials >= 3
+
+
+def test_a_trial_of_a_far_dearer_mode_ends_after_a_pick_or_two():
+    h = HandOver(10_000, 4_000)
+    modes = _drive(h, {"pruned": 1.0, "dense": 50.0}, 4_000)
+    runs, cur = [], None
+    for m in modes:
+        if m != cur:
+            runs.append([m, 0])
+            cur = m
+        runs[-1][1] += 1
+    # after the first hand-over's window, each visit to dense mode lasts one pick
+    assert all(n == 1 for m, n in runs[3:] if m == "dense")
+
+
+def test_no_hand_over_while_rows_read_per_pick_keep_falling():
+    # clustered data: many rows per pick at first, halving as picks double; the
+    # projected saving is large at every window, but pruning keeps getting cheaper
+    h = HandOver(10_000, 4_000)
+    made = 0
+    while made < 2_000:
+        m = h.next(2_000 - made)
+        made += m
+        h.done(h.mode, m, 1.0 * m, 1, reads=int(m * 8e5 / (made + 10)), n_live=10_000,
+               made=made)
+    assert not h.built
+
+
+def test_fixed_policies_and_a_bad_policy():
+    assert HandOver(100, 10, "dense").mode == "dense"
+    h = HandOver(10_000, 2_000, "pruned")
+    assert set(_drive(h, {"pruned": 1.0, "dense": 0.01}, 2_000)) == {"pruned"}
+    with pytest.raises(ValueError, match="policy"):
+        HandOver(10, 10, "fast")
+
+
+def test_no_njit_function_of_the_numba_engine_is_over_80_lines():
+    pkg = Path(densecore.__file__).parent / "_backends" / "numba"
+    assert (pkg / "__init__.py").exists()
+    assert not (pkg.parent / "numba_backend.py").exists()
+    sizes = {}
+    for path in pkg.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef) and any(
+                    "njit" in ast.unparse(d) for d in node.decorator_list):
+                sizes[f"{path.name}:{node.name}"] = node.end_lineno - node.lineno + 1
+    assert len(sizes) >= 20
+    assert max(sizes.values()) <= 80, max(sizes, key=sizes.get)
