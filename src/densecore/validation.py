@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime
 import numbers
 import warnings
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -657,6 +658,22 @@ def check_lengths(lengths: Any, n_total: int, name: str = "lengths") -> list[int
     if sum(out) != n_total:
         raise ValueError(f"{name} must add up to the {n_total} feature rows; got {sum(out)}")
     return out
+
+
+def check_steps(value: Any, name: str, unit: str) -> list[int]:
+    """A non-empty, strictly increasing sequence of integers ``>= 0`` (the training
+    steps at which selection rounds run), as a list; errors name ``name`` and ``unit``.
+
+    Example:
+        >>> check_steps([10, 20], "rounds_at", "global steps")
+        [10, 20]
+    """
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or not value:
+        raise ValueError(f"{name} must be a non-empty list of {unit}; got {value!r}")
+    steps = [check_int(s, f"{name}[{i}]", minimum=0) for i, s in enumerate(value)]
+    if any(b <= a for a, b in zip(steps, steps[1:])):
+        raise ValueError(f"{name} must be strictly increasing integers >= 0; got {steps!r}")
+    return steps
 
 
 def check_per_pool(value: Any, n_pools: int, name: str, *, minimum: int | None = None

@@ -30,7 +30,7 @@ import numpy as np
 from ..validation import check_int
 from .answers import NO_ANSWER, ImportReport, UnknownClassError, class_ids, \
     class_names_by_id, record_answers
-from .label_studio import _per_image
+from .label_studio import _per_image, _queried_images
 from .rle import coco_rle_decode, coco_rle_encode
 from .shapes import polygon_mask
 
@@ -68,15 +68,8 @@ def coco_queries(state, round: int, predictions, *, class_names, file_names=None
     round = check_int(round, "round", minimum=0)
     names = class_names_by_id(class_names)
     images, annotations = [], []
-    for image_id in state.image_ids:
-        if not state.round_done(image_id, round):
-            continue
-        h, w = state.shape(image_id)
-        q = state.queried(image_id, round)
-        pred = np.asarray(_per_image(predictions, image_id, "predictions"))
-        if pred.shape != (h, w) or not np.issubdtype(pred.dtype, np.integer):
-            raise ValueError(f"predictions[{image_id!r}] must be an ({h}, {w}) integer map; "
-                             f"got {pred.dtype} {pred.shape}")
+    for image_id, q, pred in _queried_images(state, round, predictions):
+        h, w = q.shape
         sc = _per_image(scores, image_id, "scores")
         name = _per_image(file_names, image_id, "file_names") if file_names is not None \
             else f"{image_id}.png"

@@ -81,6 +81,20 @@ def _per_image(x, image_id: str, name: str):
         raise ValueError(f"{name} has no entry for image {image_id!r}") from None
 
 
+def _queried_images(state, round: int, predictions):
+    """``(image_id, queried (H, W) bool, prediction (H, W) int)`` for every image whose
+    ``round`` is recorded in ``state``, the prediction checked against its shape."""
+    for image_id in state.image_ids:
+        if not state.round_done(image_id, round):
+            continue
+        h, w = state.shape(image_id)
+        pred = np.asarray(_per_image(predictions, image_id, "predictions"))
+        if pred.shape != (h, w) or not np.issubdtype(pred.dtype, np.integer):
+            raise ValueError(f"predictions[{image_id!r}] must be an ({h}, {w}) integer map; "
+                             f"got {pred.dtype} {pred.shape}")
+        yield image_id, state.queried(image_id, round), pred
+
+
 def label_studio_tasks(state, round: int, images, predictions, *, class_names,
                        scores=None, from_name: str = "label", to_name: str = "image",
                        model_version: str = "densecore") -> list[dict]:
@@ -117,15 +131,8 @@ def label_studio_tasks(state, round: int, images, predictions, *, class_names,
     round = check_int(round, "round", minimum=0)
     names = class_names_by_id(class_names)
     tasks = []
-    for image_id in state.image_ids:
-        if not state.round_done(image_id, round):
-            continue
-        h, w = state.shape(image_id)
-        q = state.queried(image_id, round)
-        pred = np.asarray(_per_image(predictions, image_id, "predictions"))
-        if pred.shape != (h, w) or not np.issubdtype(pred.dtype, np.integer):
-            raise ValueError(f"predictions[{image_id!r}] must be an ({h}, {w}) integer map; "
-                             f"got {pred.dtype} {pred.shape}")
+    for image_id, q, pred in _queried_images(state, round, predictions):
+        h, w = q.shape
         results = []
         for c in np.unique(pred[q]).tolist():
             if c not in names:

@@ -110,14 +110,7 @@ class SelectionRounds(Callback):
         if not isinstance(state, densecore.ActiveLabelState):
             raise TypeError(f"state must be a densecore.ActiveLabelState; got "
                             f"{type(state).__name__}")
-        if isinstance(rounds_at, (str, bytes)) or not isinstance(rounds_at, Sequence) \
-                or not rounds_at:
-            raise ValueError(f"rounds_at must be a non-empty list of global steps; got "
-                             f"{rounds_at!r}")
-        steps = [V.check_int(s, f"rounds_at[{i}]", minimum=0) for i, s in enumerate(rounds_at)]
-        if any(b <= a for a, b in zip(steps, steps[1:])):
-            raise ValueError(f"rounds_at must be strictly increasing integers >= 0; got "
-                             f"{list(rounds_at)!r}")
+        steps = V.check_steps(rounds_at, "rounds_at", "global steps")
         if outputs is not None and not callable(outputs):
             raise TypeError(f"outputs must be callable (pl_module, image_ids, round) or None; "
                             f"got {type(outputs).__name__}")

@@ -59,7 +59,7 @@ import torch
 import torch.nn.functional as F
 
 import densecore
-from densecore.validation import check_int
+from densecore.validation import check_int, check_steps
 
 try:
     from mmengine.dist import barrier, get_dist_info
@@ -212,14 +212,7 @@ class SelectionHook(Hook):
         if not isinstance(state, densecore.ActiveLabelState):
             raise TypeError(f"state must be a densecore.ActiveLabelState or its root; got "
                             f"{type(state).__name__}")
-        if isinstance(rounds_at, (str, bytes)) or not isinstance(rounds_at, Sequence) \
-                or not rounds_at:
-            raise ValueError(f"rounds_at must be a non-empty list of iterations; got "
-                             f"{rounds_at!r}")
-        steps = [check_int(s, "rounds_at[i]", minimum=0)
-                 for s in rounds_at]
-        if any(b <= a for a, b in zip(steps, steps[1:])):
-            raise ValueError(f"rounds_at must be strictly increasing; got {steps}")
+        steps = check_steps(rounds_at, "rounds_at", "iterations")
         for name, fn in (("outputs", outputs), ("image_id", image_id),
                          ("on_round_end", on_round_end)):
             if fn is not None and not callable(fn):
