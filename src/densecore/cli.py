@@ -129,14 +129,7 @@ def _add_select(sub) -> None:
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
     def load(path: str | None, flag: str):
-        if path is None:
-            return None
-        try:
-            return load_array(path)
-        except MemoryError:
-            p.error(f"cannot read {flag} {path!r}: its array does not fit in memory")
-        except ValueError as e:
-            p.error(f"cannot read {flag} {path!r}: {e}")
+        return _array_arg(p, path, flag)
 
     def check_args(args) -> str:
         """The argument checks that need no file; returns the sampler's name."""
@@ -237,12 +230,7 @@ def _add_advise(sub) -> None:
     p.add_argument("--json", metavar="OUT", help="also write the advice as JSON to OUT")
 
     def load(path: str | None, flag: str):
-        if path is None:
-            return None
-        try:
-            return load_array(path)
-        except ValueError as e:
-            p.error(f"cannot read {flag} {path!r}: {e}")
+        return _array_arg(p, path, flag)
 
     def run(args) -> int:
         from .advise import advise
@@ -305,6 +293,19 @@ def _write_txt(path: str, idx) -> None:
 # ``densecore select --out``: the suffix names the format
 WRITERS = {".npy": _write_npy, ".txt": _write_txt}
 METRICS = ("euclidean", "cosine")  # densecore.metrics.METRICS, literal for a fast start-up
+
+
+def _array_arg(parser, path: str | None, flag: str):
+    """The array in the file ``path`` given as option ``flag`` (None: not given); a
+    file that cannot be read ends the command with the parser's error naming both."""
+    if path is None:
+        return None
+    try:
+        return load_array(path)
+    except MemoryError:
+        parser.error(f"cannot read {flag} {path!r}: its array does not fit in memory")
+    except ValueError as e:
+        parser.error(f"cannot read {flag} {path!r}: {e}")
 
 
 def load_array(path: str):
