@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import datetime
+import inspect
 import os
 import pickle
 import pkgutil
@@ -294,6 +295,9 @@ def test_every_engine_declares_every_capability_through_the_base_class():
         for cap in caps:
             assert cap in base.__dict__ and hasattr(cls, cap), (key, cap)
         assert cls.threads is base.threads or key == ("toy", "dense")
+        # the forced first pick exists once: the base class's; no run() forces one
+        assert cls.first is base.first, key
+        assert "first" not in inspect.signature(cls.run).parameters, key
     # no module outside the base class reads a capability with a default
     pattern = re.compile(r"getattr\([^)]*\b(" + "|".join(caps) + r")\b")
     for path in PKG.rglob("*.py"):
