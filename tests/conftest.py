@@ -11,7 +11,7 @@ import torch
 from hypothesis import settings
 
 # The triton engine's kernels run under Triton's interpreter where there is no CUDA
-# device (tests/test_triton_engine.py). TRITON_INTERPRET is read when @triton.jit
+# device (tests/engines/test_triton_engine.py). TRITON_INTERPRET is read when @triton.jit
 # decorates, so it is set here, before any test (or a library such as lightning)
 # imports triton; on a GPU machine the kernels are compiled as usual.
 if not torch.cuda.is_available() and "triton" not in sys.modules:

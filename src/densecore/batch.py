@@ -75,7 +75,7 @@ def farthest_first_batch(features, lengths, budgets, *, densities=None, labeled=
     """Algorithm 1 on each of P pools, the pools concatenated row-wise.
 
     The result equals ``[farthest_first(pool_p, budgets[p], ..., seed=seeds[p])
-    for p in range(P)]`` pick for pick (``tests/test_batch.py`` checks it against
+    for p in range(P)]`` pick for pick (``tests/engines/test_batch.py`` checks it against
     that loop).
 
     Args:

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-DOCS = os.path.join(os.path.dirname(__file__), os.pardir, "docs", "annotate.md")
+DOCS = os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, "docs", "annotate.md")
 
 
 def test_annotate_snippet_runs(tmp_path, monkeypatch, capsys):

@@ -17,7 +17,7 @@ import torch
 import yaml
 from PIL import Image
 
-EXAMPLE = os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir, "examples",
+EXAMPLE = os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, "examples",
                                        "deeplab_ada"))
 sys.path.insert(0, EXAMPLE)
 

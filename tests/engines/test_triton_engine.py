@@ -275,7 +275,7 @@ def test_auto_rule_and_cpu_needs_the_interpreter(monkeypatch):
     from densecore._backends import triton_check
 
     assert E.resolve("auto", "dense", torch.device("cpu")) == "numba"
-    # on CUDA: triton once its self-check passed (tests/test_triton_check.py)
+    # on CUDA: triton once its self-check passed (tests/engines/test_triton_check.py)
     monkeypatch.setattr(triton_check, "_RESULTS", {"cuda:0": (True, "", 0.0)})
     assert E.resolve("auto", "dense", torch.device("cuda", 0)) == "triton"
     assert E.resolve("triton", "dense", torch.device("cuda")) == "triton"

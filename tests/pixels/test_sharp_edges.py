@@ -17,7 +17,7 @@ import torch
 import densecore
 from densecore.samplers import SAMPLER_NAMES, make_sampler
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def inputs(seed=0, b=2, c=4, h=16, w=20, d=6):

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-EXAMPLE = os.path.join(os.path.dirname(__file__), os.pardir, "examples", "deeplab_ada")
+EXAMPLE = os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, "examples", "deeplab_ada")
 sys.path.insert(0, os.path.abspath(EXAMPLE))
 
 import config  # noqa: E402

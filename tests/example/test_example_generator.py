@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-EXAMPLE = os.path.join(os.path.dirname(__file__), os.pardir, "examples", "deeplab_ada")
+EXAMPLE = os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, "examples", "deeplab_ada")
 sys.path.insert(0, os.path.abspath(EXAMPLE))
 
 import datasets  # noqa: E402

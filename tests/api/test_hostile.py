@@ -71,7 +71,7 @@ def hostile(draw):
 @pytest.fixture(scope="module")
 def one_rank_group(tmp_path_factory):
     """A one-rank gloo group: the sharded path (engine ``best``/``row``/``add_centre``
-    and the collectives) in this process. Two real ranks: tests/test_distributed.py."""
+    and the collectives) in this process. Two real ranks: tests/engines/test_distributed.py."""
     path = tmp_path_factory.mktemp("store") / "store"
     dist.init_process_group("gloo", init_method=f"file://{path}", rank=0, world_size=1)
     try:
@@ -261,7 +261,8 @@ def test_nearest_search_float32_offset_many_centres(method):
     # than the certificate's bound allows for, and query 28 then got centre 91, not 61
     if method == "faiss":
         pytest.importorskip("faiss")
-    case = np.load(os.path.join(os.path.dirname(__file__), "data", "nearest_offset_case.npz"))
+    case = np.load(os.path.join(os.path.dirname(__file__), os.pardir, "data",
+                                "nearest_offset_case.npz"))
     q, c = case["q"], case["c"]
     v, i = nearest.search(torch.from_numpy(q), torch.from_numpy(c), 1, method=method)
     rv, ri = _search_ref(q, c, None, 1)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DIST = "densecore-seg"
 SCANNED = ("README.md", "docs", "examples", "src", "benchmarks")
 SUFFIXES = {".md", ".py", ".sh", ".txt", ".toml", ".yaml", ".yml", ".rst"}

@@ -378,7 +378,7 @@ def test_select_pixels_rejects_an_unknown_sampler_name():
 
 
 def test_the_benchmark_rows_of_ripu_and_a_hybrid_run_at_a_tiny_size():
-    sys.path.insert(0, os.path.join(os.path.dirname(__file__), os.pardir, "benchmarks"))
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, "benchmarks"))
     try:
         import select_pixels as bench
     finally:

@@ -16,7 +16,7 @@ from densecore import bound_report
 from densecore.bench import bounds as B
 from densecore.cli import build_parser
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import bounds_data  # noqa: E402
 import bounds_plots  # noqa: E402

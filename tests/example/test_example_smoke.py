@@ -2,7 +2,7 @@
 
 Skipped unless DENSECORE_RUN_SMOKE=1, so the default suite stays fast:
 
-    DENSECORE_RUN_SMOKE=1 python -m pytest -q tests/test_example_smoke.py
+    DENSECORE_RUN_SMOKE=1 python -m pytest -q tests/example/test_example_smoke.py
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import sys
 
 import pytest
 
-SMOKE = os.path.join(os.path.dirname(__file__), os.pardir, "examples", "deeplab_ada",
+SMOKE = os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, "examples", "deeplab_ada",
                      "smoke.sh")
 
 
@@ -51,7 +51,7 @@ def test_smoke_script_runs_again_on_the_same_out(tmp_path):
     config = tmp_path / "tiny.yaml"
     config.write_text(TINY_CONFIG)
     out = tmp_path / "out"
-    src = os.path.join(os.path.dirname(__file__), os.pardir, "src")
+    src = os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, "src")
     env = dict(os.environ, PYTHON=sys.executable, CONFIG=str(config),
                PYTHONPATH=os.pathsep.join([os.path.abspath(src),
                                            os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep))

@@ -252,10 +252,11 @@ def test_an_engine_registered_through_the_public_function_gets_the_reference_sui
     # suite runs tests on it, and they pass
     import subprocess
 
-    here = Path(__file__).parent
+    here = Path(__file__).parents[1]  # tests/, where toy_engine.py lives
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         [str(here), str(PKG.parent), os.environ.get("PYTHONPATH", "")]))
-    files = [str(here / f) for f in REFERENCE_SUITE]
+    files = [str(p) for f in REFERENCE_SUITE for p in sorted(here.rglob(f))]
+    assert len(files) == len(REFERENCE_SUITE)
     for f in files:
         assert "toy" not in Path(f).read_text()
     cmd = [sys.executable, "-m", "pytest", "-p", "toy_engine", "-p", "no:cacheprovider",
@@ -377,7 +378,7 @@ def _scenarios():
 
 
 def _worker(rank, world, port, outdir):
-    sys.path.insert(0, str(Path(__file__).parent))
+    sys.path.insert(0, str(Path(__file__).parents[1]))
     import toy_engine as te
 
     from densecore import distributed

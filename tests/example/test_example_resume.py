@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import torch
 
-EXAMPLE = os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir, "examples",
+EXAMPLE = os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, "examples",
                                        "deeplab_ada"))
 sys.path.insert(0, EXAMPLE)
 

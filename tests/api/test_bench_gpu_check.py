@@ -17,7 +17,7 @@ import densecore
 
 pytest.importorskip("triton", reason="triton does not import here")
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def test_dry_run_writes_every_step_and_compiles_nothing_when_timed(tmp_path):

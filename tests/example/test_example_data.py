@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-EXAMPLE = os.path.join(os.path.dirname(__file__), os.pardir, "examples", "deeplab_ada")
+EXAMPLE = os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, "examples", "deeplab_ada")
 sys.path.insert(0, os.path.abspath(EXAMPLE))
 
 import datasets  # noqa: E402

@@ -243,7 +243,7 @@ def test_two_ddp_ranks_on_gloo(tmp_path):
     """strategy="ddp" on 2 CPU processes: each rank selects its own images, every image is
     written once, and every rank trains on the whole round right after it."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        [os.path.join(os.path.dirname(__file__), os.pardir, "src"),
+        [os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, "src"),
          os.environ.get("PYTHONPATH", "")]), OMP_NUM_THREADS="1")
     proc = subprocess.run([sys.executable, __file__, str(tmp_path)], env=env,
                           capture_output=True, text=True, timeout=DDP_SECONDS)
@@ -273,7 +273,7 @@ def test_lightning_is_imported_only_by_its_module_and_named_when_missing():
             "except ImportError as e:\n"
             "    print(e)\n")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        [os.path.join(os.path.dirname(__file__), os.pardir, "src"),
+        [os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, "src"),
          os.environ.get("PYTHONPATH", "")]))
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                           text=True, timeout=120)

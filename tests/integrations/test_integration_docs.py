@@ -13,7 +13,7 @@ import re
 
 import pytest
 
-ROOT = os.path.join(os.path.dirname(__file__), os.pardir)
+ROOT = os.path.join(os.path.dirname(__file__), os.pardir, os.pardir)
 DOCS = os.path.join(ROOT, "docs", "integrations.md")
 EXAMPLE = os.path.join(ROOT, "examples", "ripu_adapter.md")
 BLOCK = re.compile(r"(?:^(<!-- not run[^\n]*-->)\n)?```python\n(.*?)^```", re.S | re.M)

@@ -14,7 +14,7 @@ import densecore
 from densecore.advise import _score, advise
 from densecore.cli import main
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def clusters(seed: int, n_tight: int = 6, n_broad: int = 3, per: int = 300):

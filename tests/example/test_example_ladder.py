@@ -11,7 +11,7 @@ import pytest
 import torch
 import yaml
 
-EXAMPLE = os.path.join(os.path.dirname(__file__), os.pardir, "examples", "deeplab_ada")
+EXAMPLE = os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, "examples", "deeplab_ada")
 sys.path.insert(0, os.path.abspath(EXAMPLE))
 
 import ladder  # noqa: E402

@@ -14,9 +14,9 @@ import sys
 import pytest
 import torch
 
-EXAMPLE = os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir, "examples",
+EXAMPLE = os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, "examples",
                                        "deeplab_ada"))
-SRC = os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir, "src"))
+SRC = os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, "src"))
 sys.path.insert(0, EXAMPLE)
 
 import models  # noqa: E402

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import densecore
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 #: modules a user may import; everything else under densecore is private
 PUBLIC_MODULES = {"densecore", "densecore.annotate", "densecore.density",

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from hypothesis import settings
 
-TESTS = Path(__file__).resolve().parent
+TESTS = Path(__file__).resolve().parents[1]
 
 
 def test_the_loaded_profile_has_no_deadline():
@@ -18,7 +18,7 @@ def test_the_loaded_profile_has_no_deadline():
 def test_no_test_sets_a_deadline():
     """A hypothesis ``settings(...)`` with a deadline would override the profile."""
     bad = []
-    for path in sorted(p for p in TESTS.glob("*.py") if p.name != Path(__file__).name):
+    for path in sorted(p for p in TESTS.rglob("*.py") if p.name != Path(__file__).name):
         for m in re.finditer(r"settings\([^)]*?deadline\s*=\s*([^,)\s]+)", path.read_text()):
             if m.group(1) != "None":
                 bad.append(f"{path.name}: deadline={m.group(1)}")
