@@ -217,26 +217,39 @@ def _loop(comm: _Comm, eng, glob: dict, n: int, bar):
     shift = torch.tensor([0.0, offset], dtype=torch.float64, device=cdev)
     exhausted = torch.tensor([-1.0, _EXHAUSTED], dtype=torch.float64, device=cdev)
     zero = torch.zeros(glob["dim"] + 1, dtype=torch.float64, device=cdev)
-    for i in range(budget):
-        if i == 0 and first >= 0:  # nothing is labeled: r is inf everywhere
-            g = torch.tensor(float(first), dtype=torch.float64, device=cdev)
-            ru = torch.tensor(float("inf"), dtype=torch.float64, device=cdev)
-        else:
-            pair = eng.best().to(cdev)
-            pair = torch.where(pair[1] < 0, exhausted, pair + shift)
-            pairs = comm.all_gather(pair, "pick exchange")
-            ru = pairs[:, 0].max()
-            g = torch.where(pairs[:, 0] == ru, pairs[:, 1],
-                            torch.full_like(pairs[:, 1], float("inf"))).min()
+
+    def share(g):
+        """The owner's row of global pick ``g`` on every rank (on the engine's device)
+        and its index in this pool (-1 where another rank holds it)."""
         local = g - offset
         mine = (local >= 0) & (local < n)
         vec = zero.clone()
+        lu = torch.tensor(-1, dtype=torch.int64, device=edev)
         if n:
             lu = local.clamp(0, n - 1).to(edev, torch.int64)
             vec = torch.where(mine, eng.row(lu).to(cdev), zero)
+            lu = torch.where(mine.to(edev), lu, -1)
         comm.all_reduce_sum(vec, "pick vector")
+        return vec.to(edev), lu
+
+    start = 0
+    if budget and first >= 0:  # nothing is labeled: the engine's forced first pick (r = inf)
+        # every rank records it (an engine on an empty shard lowers nothing)
+        eng.first(first, idx, radii,
+                  held=share(torch.tensor(float(first), dtype=torch.float64, device=cdev)))
+        start = 1
+        if bar is not None:
+            bar.update(1)
+    for i in range(start, budget):
+        pair = eng.best().to(cdev)
+        pair = torch.where(pair[1] < 0, exhausted, pair + shift)
+        pairs = comm.all_gather(pair, "pick exchange")
+        ru = pairs[:, 0].max()
+        g = torch.where(pairs[:, 0] == ru, pairs[:, 1],
+                        torch.full_like(pairs[:, 1], float("inf"))).min()
+        vec, lu = share(g)
         if n:
-            eng.add_centre(vec.to(edev), torch.where(mine.to(edev), lu, -1))
+            eng.add_centre(vec, lu)
         idx[i], radii[i] = g.to(torch.int64), ru
         if bar is not None:
             bar.update(1)

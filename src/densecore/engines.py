@@ -23,8 +23,9 @@ density on the candidate's side of the link).
 (``_backends/triton_check.py``), else ``"torch"`` with a ``RuntimeWarning``
 saying why; ``"torch"`` on other devices and for sparse CUDA features. The size
 and device rules that choose code outside the table (the nearest-centre search,
-KNNDensity's "auto" search, the refinement's kernels) live beside it in
-:func:`kernel`.
+KNNDensity's "auto" search, the refinement's kernels) live in
+:func:`densecore._rules.kernel`, a leaf module that imports nothing of this table (the
+engines the table loads import the search, which reads those rules).
 
 Example:
     >>> import torch
@@ -39,8 +40,8 @@ import importlib
 from ._backends.base import Engine
 from ._core import check_backend
 
-__all__ = ["APPROX_MIN", "BACKENDS", "ENGINES", "Engine", "FAISS_MIN", "KERNEL_TASKS",
-           "LAYOUTS", "engine", "kernel", "names", "register_engine", "resolve"]
+__all__ = ["BACKENDS", "ENGINES", "Engine", "LAYOUTS", "engine", "names", "register_engine",
+           "resolve"]
 
 LAYOUTS = ("dense", "sparse")
 
@@ -171,73 +172,3 @@ def register_engine(name: str, layout: str, cls: type) -> None:
         raise TypeError("cls must be a subclass of densecore.engines.Engine (the base class "
                         f"that declares every capability); got {cls!r}")
     ENGINES[(name, layout)] = lambda: cls
-
-
-# ------------------------------------------------------------------ code chosen by size or device
-#
-# Outside the engine table, three places choose code by the size of their input or the
-# device it lives on: the nearest-centre search (where its fast candidates come from),
-# KNNDensity's "auto" search (exact or HNSW) and the refinement's kernels (the k-medoids
-# steps and the pick radii). Their rules live here, each with the measurement behind it.
-
-#: the nearest-centre search takes faiss candidates from this many centres on (CPU, faiss
-#: installed): the greedy's initial assignment of 100,000 x 64 points, 2 cores, numba
-#: brute force vs faiss flat index + exact recheck: 0.035 vs 0.035 s at 64 centres,
-#: 0.13 vs 0.10 s at 256, 0.68 vs 0.38 s at 2,000 (one timing, recorded in the module
-#: docstring of _backends/nearest.py; no benchmark script reruns it).
-FAISS_MIN = 256
-#: KNNDensity(search="auto") switches to HNSW from this many distinct rows on (CPU, faiss
-#: installed): benchmarks/knn.py --duplicates 0.3 (D = 64, k = 10, 16-component mixture
-#: with 30 % exact copies, 2 cores at load 11-14) took exact 11.2 / 15.8 / 70.7 / 151 s at
-#: 14k / 21k / 35k / 56k distinct rows, HNSW 18.6 / 23.4 / 54.5 / 115 s at recall@10
-#: 0.98 / 0.98 / 0.97 / 0.93: the crossover lies between 21k and 35k
-#: (benchmarks/README.md, "Approximate k-NN density"; results/knn_threshold_dup.json).
-APPROX_MIN = 30_000
-KERNEL_TASKS = ("knn", "radii", "refine", "search")
-
-
-def kernel(task: str, device, size: int = 0, *, engine_name: str | None = None,
-           faiss: bool = False) -> str:
-    """The one rule by which a size or a device chooses code outside the engine table.
-
-    Args:
-        task: ``"search"`` (the nearest-centre search's candidates; ``size`` = number
-            of centres): ``"brute"`` (exact numba brute force), ``"faiss"`` or
-            ``"torch"`` (GEMM candidates on the device); ``"knn"``
-            (``KNNDensity(search="auto")``; ``size`` = distinct rows): ``"exact"`` or
-            ``"hnsw"``; ``"refine"`` (the k-medoids kernels of the engine
-            ``engine_name``) and ``"radii"`` (the pick radii's prefix minimum):
-            ``"host"`` (numba on host arrays) or ``"device"`` (torch where the data is).
-        device: the ``torch.device`` of the data.
-        size: the size the rule reads (see ``task``).
-        engine_name: the resolved engine, for ``"refine"``.
-        faiss: whether faiss is installed (the caller asks
-            ``densecore._backends.faiss_backend.available()``; this module imports
-            nothing but ``densecore._core``).
-
-    Example:
-        >>> import torch
-        >>> cpu = torch.device("cpu")
-        >>> kernel("search", cpu, 10, faiss=True), kernel("search", cpu, 300, faiss=True)
-        ('brute', 'faiss')
-        >>> kernel("knn", cpu, 100, faiss=True), kernel("radii", cpu)
-        ('exact', 'host')
-        >>> kernel("refine", cpu, engine_name="torch")
-        'device'
-    """
-    if task == "search":
-        if device.type != "cpu":  # GEMM candidates where the data is (no host copy)
-            return "torch"
-        return "faiss" if size >= FAISS_MIN and faiss else "brute"
-    if task == "knn":
-        # HNSW is a host faiss index: tensors off the CPU stay exact where they are
-        return "hnsw" if device.type == "cpu" and size >= APPROX_MIN and faiss else "exact"
-    if task == "refine":
-        # not a measured threshold: a host engine (numba) works on host arrays, so its
-        # refinement runs the numba kernels; any other keeps the data on its device
-        return "host" if engine(engine_name).host else "device"
-    if task == "radii":
-        # not a measured threshold: the numba kernel reads host arrays only; device
-        # tensors stay on their device
-        return "host" if device.type == "cpu" else "device"
-    raise ValueError(f"task must be one of {KERNEL_TASKS}; got {task!r}")

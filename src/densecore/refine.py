@@ -46,6 +46,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from . import _rules as R
 from . import engines as E
 from . import greedy as G
 from . import metrics as M
@@ -341,7 +342,7 @@ def refine_pool(pool, fscale: float, selected, *, engine_name: str, eligible=Non
         fscale: its feature scale (:func:`densecore._core.scales`, a power of two).
         selected: ``(B,)`` distinct indices into the pool, none labeled.
         engine_name: the resolved engine whose kernels' side and search the
-            refinement uses (:func:`densecore.engines.kernel`, ``"refine"``).
+            refinement uses (:func:`densecore._rules.kernel`, ``"refine"``).
         eligible, steps, swaps, tries: as in :func:`refine_medoids` (checked).
 
     Returns:
@@ -361,7 +362,7 @@ def refine_pool(pool, fscale: float, selected, *, engine_name: str, eligible=Non
     b = len(sel)
     if b == 0:
         return np.zeros(0, dtype=np.int64), np.zeros(0)
-    side = E.kernel("refine", dev, engine_name=engine_name)
+    side = R.kernel("refine", dev, host=E.engine(engine_name).host)
     method = E.engine(engine_name).search_method
     ops = (_NumbaOps if side == "host" else _TorchOps)(x, lab, lf, method)
     n_fixed = len(labn) + lf.shape[0]
@@ -412,7 +413,7 @@ def refine_medoids(features, selected, *, labeled=None, labeled_features=None,
         backend: a name of the engine table or ``"auto"``
             (:func:`densecore.engines.resolve`): a host engine (numba) refines with
             the numba kernels, any other with the torch ones
-            (:func:`densecore.engines.kernel`); the nearest-centre search is the
+            (:func:`densecore._rules.kernel`); the nearest-centre search is the
             engine's own (its ``search_method``).
         metric: ``"euclidean"`` or ``"cosine"``: cosine refines on unit rows (the
             geometry a cosine sampler picked in); the ARD is then the mean Euclidean

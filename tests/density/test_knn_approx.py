@@ -9,7 +9,7 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-import densecore.engines
+import densecore._rules
 from densecore.density import knn as knn_mod
 from densecore.density.knn import KNNDensity, knn_mean_distance
 from densecore.synthetic import gaussian_mixture
@@ -134,7 +134,7 @@ def test_auto_switches_at_threshold(monkeypatch):
     dens(x)
     assert dens.last_search == "exact" and dens.last_recall is None
     assert knn_mod.APPROX_MIN > 2000  # every size the test suite uses stays exact
-    monkeypatch.setattr(densecore.engines, "APPROX_MIN", 500)
+    monkeypatch.setattr(densecore._rules, "APPROX_MIN", 500)
     dens(x[:499])
     assert dens.last_search == "exact"
     dens(x)

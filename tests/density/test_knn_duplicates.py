@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import densecore.engines
+import densecore._rules
 from densecore.density import knn as knn_mod
 from densecore.density.knn import KNNDensity, knn_mean_distance
 
@@ -65,7 +65,7 @@ def test_copies_of_fewer_than_k_and_signed_zero():
 
 def test_auto_counts_distinct_rows(monkeypatch):
     # many points but few distinct rows: "auto" searches exactly (on the distinct rows)
-    monkeypatch.setattr(densecore.engines, "APPROX_MIN", 500)
+    monkeypatch.setattr(densecore._rules, "APPROX_MIN", 500)
     x = heavy_copies(n_distinct=40, seed=2)
     assert len(x) >= 500
     dens = KNNDensity(k=10)

@@ -1,5 +1,5 @@
 """The size/device rules that choose code outside the engine table live in one
-function, ``densecore.engines.kernel``; the search, KNNDensity and the refinement
+function, ``densecore._rules.kernel``; the search, KNNDensity and the refinement
 follow it (moving a threshold there moves their choice)."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-import densecore.engines as E
+import densecore._rules as E
 from densecore._backends import faiss_backend, nearest
 from densecore.density import knn as knn_mod
 
@@ -24,8 +24,8 @@ def test_each_rule_and_its_threshold():
     assert E.kernel("knn", CPU, E.APPROX_MIN, faiss=True) == "hnsw"
     assert E.kernel("knn", CPU, E.APPROX_MIN, faiss=False) == "exact"
     assert E.kernel("knn", META, 10 ** 7, faiss=True) == "exact"
-    assert E.kernel("refine", CPU, engine_name="numba") == "host"
-    assert E.kernel("refine", CPU, engine_name="torch") == "device"
+    assert E.kernel("refine", CPU, host=True) == "host"
+    assert E.kernel("refine", CPU, host=False) == "device"
     assert E.kernel("radii", CPU) == "host" and E.kernel("radii", META) == "device"
     with pytest.raises(ValueError, match="task must be one of"):
         E.kernel("greedy", CPU)

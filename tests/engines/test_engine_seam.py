@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import datetime
+import inspect
 import os
 import pickle
 import pkgutil
@@ -69,6 +70,10 @@ def _imports(name: str, path: Path, modules: dict) -> set:
 def test_the_package_has_no_import_cycle():
     modules = _module_names()
     graph = {m: _imports(m, p, modules) for m, p in modules.items()}
+    # the table's loaders import through importlib: count those edges too
+    loaded = set(re.findall(r'_loader\("([\w.]+)"', (PKG / "engines.py").read_text()))
+    assert "_backends.triton_backend" in loaded and "_backends.numba" in loaded
+    graph["densecore.engines"] |= {f"densecore.{m}" for m in loaded} & set(modules)
     assert "densecore.sparse" in graph["densecore.greedy"]  # the walk sees function imports
     state, stack = {}, []
 
@@ -98,6 +103,8 @@ def test_core_is_a_leaf():
                     modules) == {"densecore._core", "densecore._backends.base"}
     assert _imports("densecore._backends.base", modules["densecore._backends.base"],
                     modules) == set()
+    # the size/device rules, read by the search that the table's engines import
+    assert _imports("densecore._rules", modules["densecore._rules"], modules) == set()
 
 
 # ---------------------------------------------------------------- one switch
@@ -289,6 +296,9 @@ def test_every_engine_declares_every_capability_through_the_base_class():
         for cap in caps:
             assert cap in base.__dict__ and hasattr(cls, cap), (key, cap)
         assert cls.threads is base.threads or key == ("toy", "dense")
+        # the forced first pick exists once: the base class's; no run() forces one
+        assert cls.first is base.first, key
+        assert "first" not in inspect.signature(cls.run).parameters, key
     # no module outside the base class reads a capability with a default
     pattern = re.compile(r"getattr\([^)]*\b(" + "|".join(caps) + r")\b")
     for path in PKG.rglob("*.py"):

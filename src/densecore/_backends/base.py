@@ -108,11 +108,20 @@ class Engine:
         positions after the picks made so far (:meth:`add_centre` calls included)."""
         raise NotImplementedError(f"{type(self).__name__} does not define run()")
 
-    def first(self, u: int, out_idx, out_r) -> None:
+    def first(self, u: int, out_idx, out_r, *, held=None) -> None:
         """Make the forced first pick ``u`` (``init``, or the seeded draw when nothing
         is labeled, so its ``r`` is ``inf``): pick 0 of ``out_idx``/``out_r``, added
-        through :meth:`add_centre`. The driver calls it once, before :meth:`run`."""
+        through :meth:`add_centre`. The driver calls it once, before :meth:`run`.
+
+        ``held`` is for a sharded selection (:func:`densecore.distributed.select`),
+        where ``u`` indexes the union of every rank's pool: ``(vec, v)``, the pick's
+        row ``(D + 1,)`` float64 from the rank that holds it and ``v`` its index in
+        this pool (a 0-d int64 tensor on the engine's device, -1 where another rank
+        holds it)."""
         ut = torch.tensor(int(u), dtype=torch.int64, device=out_idx.device)
         out_idx[0] = ut
         out_r[0] = math.inf
-        self.add_centre(self.row(ut), ut)
+        if held is None:
+            self.add_centre(self.row(ut), ut)
+        else:
+            self.add_centre(*held)

@@ -9,7 +9,7 @@ lowest centre index.
 The rule (one rule for the greedy, ``coverage`` and ``KNNDensity``):
 
 1. CPU tensors with fewer than :data:`FAISS_MIN` centres, or without faiss:
-   exact brute force in numba (the rule: :func:`densecore.engines.kernel`).
+   exact brute force in numba (the rule: :func:`densecore._rules.kernel`).
 2. Otherwise fast candidates first: faiss (CPU, exact flat index, float32) or,
    on other devices, the ``||a||^2 - 2ab + ||b||^2`` expansion as one float32
    GEMM per block of queries and centres (faiss-gpu's flat index for CUDA
@@ -24,7 +24,7 @@ The rule (one rule for the greedy, ``coverage`` and ``KNNDensity``):
    blindly: hostile offsets or scales cost time, not correctness.
 
 Which candidates a search takes (numba brute force, faiss, torch) is the one
-size/device rule of :func:`densecore.engines.kernel` (``"search"``);
+size/device rule of :func:`densecore._rules.kernel` (``"search"``);
 ``FAISS_MIN = 256`` comes from the greedy's initial assignment on 100,000 x 64
 points, 2 cores: numba 0.035 s vs faiss 0.035 s at 64 centres, 0.13 vs 0.10 s
 at 256, 0.68 vs 0.38 s at 2,000.
@@ -39,14 +39,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .. import engines as E
+from .. import _rules as R
 from .._core import DENSITY_EXP, SAFE_EXP, absmax as _absmax, mul_pow2, pow2_below
 from .._core import pow2_exp, pow2_scale
 from . import faiss_backend, threads
 
 __all__ = ["FAISS_MIN", "METHODS", "as_numpy", "plain_distance", "search", "search_scaled"]
 
-FAISS_MIN = E.FAISS_MIN  # the rule's threshold (densecore.engines.kernel)
+FAISS_MIN = R.FAISS_MIN  # the rule's threshold (densecore._rules.kernel)
 _EXTRA = 2  # candidates beyond k taken from the fast search (runner-ups)
 _BLOCK = 1 << 22  # elements of one temporary block on the torch path
 
@@ -270,7 +270,7 @@ def search_scaled(queries: torch.Tensor, centres: torch.Tensor, k: int = 1, *,
         inv_w = 1.0 / w
     k = min(k, c.shape[0])
     if method == "auto":
-        method = E.kernel("search", dev, c.shape[0], faiss=faiss_backend.available())
+        method = R.kernel("search", dev, c.shape[0], faiss=faiss_backend.available())
     if method == "torch":
         return (*_search_torch(q, c, inv_w, k), e)
     if method == "faiss":

@@ -5,7 +5,7 @@ distances from coordinate differences in float64, divided by the earlier pick's
 density. Two twins, the same values: numba on host tensors (one parallel pass over
 the pairs, :mod:`densecore._backends.radii_kernels`) and torch in blocks of rows on
 any device. Which one runs is the one size/device rule
-(:func:`densecore.engines.kernel`, ``"radii"``).
+(:func:`densecore._rules.kernel`, ``"radii"``).
 
 Shape:
     ``p`` ``(B, D)`` float64, ``pd`` ``(B,)`` float64 > 0, ``r`` ``(B,)`` float64;
@@ -56,7 +56,7 @@ def prefix_min(p: torch.Tensor, pd: torch.Tensor, r: torch.Tensor) -> torch.Tens
         >>> prefix_min(p, torch.ones(3, dtype=torch.float64), r).tolist()
         [inf, 9.0, 1.0]
     """
-    from .. import engines as E
+    from .. import _rules as R
 
-    twin = prefix_min_numba if E.kernel("radii", p.device) == "host" else prefix_min_torch
+    twin = prefix_min_numba if R.kernel("radii", p.device) == "host" else prefix_min_torch
     return twin(p, pd, r)

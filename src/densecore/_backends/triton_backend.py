@@ -430,18 +430,16 @@ class Engine(_Base):
         b.live.fill_(1)
         b.update()
 
-    def run(self, k: int, out_idx: torch.Tensor, out_r: torch.Tensor, first: int = -1) -> None:
+    def run(self, k: int, out_idx: torch.Tensor, out_r: torch.Tensor) -> None:
         """Make ``k`` picks of this pool into ``out_idx``/``out_r`` (``(budget,)`` int64 /
-        float64 on the device); ``first`` (>= 0) forces the very first pick."""
-        forced = None
+        float64 on the device), at the positions after the picks made so far. A forced
+        first pick is the base class's :meth:`first` (through :meth:`add_centre`: one
+        update launch, no host read); only :meth:`run_batch` forces firsts in the kernel."""
         for _ in range(k):  # one launch per pick: the last pick's update, then this pick
-            if self.picks == 0 and first >= 0:
-                forced = torch.tensor([first], dtype=torch.int64, device=out_idx.device)
-            self.b.step(self.picks, self.pending, self.budget, forced, self.zero, out_idx,
+            self.b.step(self.picks, self.pending, self.budget, None, self.zero, out_idx,
                         out_r)
             self.pending = True
             self.picks += 1
-            forced = None
 
     @staticmethod
     def run_batch(inputs: list[dict], budgets: list[int], firsts: list[int]):

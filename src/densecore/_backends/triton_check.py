@@ -6,7 +6,8 @@ batch against about 25 per pick and image for the torch engine) only after
 this check has passed on that device once in the process: a small ragged batch
 (pools of 45, 0, 70 and 33 rows, D = 5, duplicates and exact ties, densities,
 a labeled row and labeled points outside their pools, one pool picked empty) run
-through :func:`densecore.farthest_first_batch` must give the picks of Algorithm 1
+through the engine's batched entry (``Engine.run_batch``, the call
+:func:`densecore.farthest_first_batch` makes) must give the picks of Algorithm 1
 computed in float64 on the same device (a full pass per pick, ties to the
 lowest index). Anything else (triton missing, a compile or launch error, a
 wrong pick) keeps ``"auto"`` on the torch engine with a ``RuntimeWarning``
@@ -59,6 +60,19 @@ def _problem(device: torch.device):
             [None if t is None else t.to(**to) for t in ld])
 
 
+def _inputs(x, dens, lab, lf, ld) -> dict:
+    """One pool's engine inputs, as :func:`densecore.greedy.prepare` builds them: the
+    labeled centres ``(L, D)`` (in-pool rows, then ``lf``) narrowed to the features'
+    dtype where that is exact, else float64. Built here, not through the driver: the
+    driver resolves ``"auto"`` in the engine table, whose loader runs this check (an
+    import cycle). The lattice needs no scaling (the driver's is a power of two)."""
+    c = torch.cat([x[lab].to(torch.float64)] + ([] if lf is None else [lf]))
+    cd = torch.cat([dens[lab]] + ([] if ld is None else [ld]))
+    if torch.equal(c.to(x.dtype).to(torch.float64), c):
+        c = c.to(x.dtype)
+    return {"x": x, "dens": dens, "centres": c, "cdens": cd, "excluded": lab.clone()}
+
+
 def _reference(x, dens, lab, lf, ld, budget):
     """Algorithm 1 in float64 on the device: ``budget`` picks, ties to the lowest index
     (``argmax`` returns the first maximum); every checked pool has labeled points, so
@@ -95,17 +109,19 @@ def self_check(device) -> tuple[bool, str, float]:
     if device.type not in ("cuda", "cpu"):
         return False, f"the triton engine runs on CUDA devices; got {device.type}", 0.0
     try:
-        from ..batch import farthest_first_batch
+        from .triton_backend import Engine
 
         x, dens, lab, lf, ld = _problem(device)
-        sels = farthest_first_batch(x, list(_SIZES), list(_BUDGETS), densities=dens,
-                                    labeled=lab, labeled_features=lf, labeled_densities=ld,
-                                    backend="triton")
+        bounds = torch.tensor((0,) + _SIZES).cumsum(0).tolist()
+        pools = [slice(lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:])]
+        outs = Engine.run_batch([_inputs(x[sl], dens[sl], lab[sl], lf[p], ld[p])
+                                 for p, sl in enumerate(pools)],
+                                list(_BUDGETS), [-1] * len(_SIZES))
         lo = 0
         for p, (n, k) in enumerate(zip(_SIZES, _BUDGETS)):
             sl = slice(lo, lo + n)
             want = _reference(x[sl], dens[sl], lab[sl], lf[p], ld[p], k)
-            got = sels[p].indices.tolist()
+            got = outs[p][0].tolist()
             if got != want:
                 return (False, f"pool {p}: picks {got} differ from the float64 reference "
                         f"{want}", time.perf_counter() - t0)

@@ -39,7 +39,7 @@ import warnings
 import numpy as np
 import torch
 
-from .. import engines as E
+from .. import _rules as R
 from .. import metrics as M
 from .. import validation as V
 from .._backends import faiss_backend, nearest, threads
@@ -52,8 +52,8 @@ log = logging.getLogger(__name__)
 
 SEARCHES = ("auto", "exact", "hnsw")
 # "auto" switches to HNSW from this many distinct rows on; the rule and the
-# measurement behind it: densecore.engines.kernel ("knn"), engines.APPROX_MIN.
-APPROX_MIN = E.APPROX_MIN
+# measurement behind it: densecore._rules.kernel ("knn"), _rules.APPROX_MIN.
+APPROX_MIN = R.APPROX_MIN
 RECALL_QUERIES = 200  # sampled points on which recall@k is measured
 # graph degree: at 200k x 64 (2 busy cores), efSearch 64 reached recall 0.68 with
 # M = 16 and 0.87 with M = 32; M = 24 keeps the index (float32 values + links)
@@ -147,8 +147,8 @@ def _knn_mean_distance(features, k, search_backend, metric, validate, search, re
     if e:
         xn = mul_pow2(xn, e)
     groups = _Distinct(xn)
-    if search == "auto":  # the one size/device rule (densecore.engines.kernel)
-        search = E.kernel("knn", x.device, groups.size, faiss=faiss_backend.available())
+    if search == "auto":  # the one size/device rule (densecore._rules.kernel)
+        search = R.kernel("knn", x.device, groups.size, faiss=faiss_backend.available())
     got = None
     with threads():
         if search == "hnsw":
