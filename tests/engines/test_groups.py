@@ -18,7 +18,7 @@ import densecore._backends.numba.modes as MO
 from densecore._backends.groups import build_groups, encode
 from densecore._backends.sketch import build_sketch
 from reference import density_aware_greedy_ref, replay_check
-from test_hostile import hostile
+from strategies import hostile
 
 
 def _forced(mp, group_min=8):
