@@ -442,3 +442,21 @@ def test_distributed_select_runs_the_toy_engine_sparse_rows_and_cosine(tmp_path)
             got_i, got_r = r[sc["name"]]
             assert got_i.tolist() == idx.tolist(), sc["name"]
             np.testing.assert_allclose(got_r, radii, rtol=1e-5, err_msg=sc["name"])
+
+
+def test_an_engine_must_define_the_four_methods():
+    # best, row, add_centre and run are abstract: a subclass missing one cannot be built
+    from densecore.engines import Engine
+
+    class NoRun(Engine):
+        def best(self):
+            return torch.tensor([-1.0, -1.0])
+
+        def row(self, u):
+            return torch.zeros(2)
+
+        def add_centre(self, vec, u=-1):
+            pass
+
+    with pytest.raises(TypeError, match="run"):
+        NoRun()

@@ -22,6 +22,7 @@ Shape:
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from typing import Callable, ClassVar
 
 import torch
@@ -31,7 +32,7 @@ from . import threads as _threads
 __all__ = ["Engine"]
 
 
-class Engine:
+class Engine(ABC):
     """Base class of the engines in :data:`densecore.engines.ENGINES`.
 
     Construction (the driver's call, one per pool)::
@@ -85,28 +86,28 @@ class Engine:
         (:func:`densecore._backends.threads`)."""
         return _threads(num_threads)
 
+    @abstractmethod
     def best(self):
         """``(2,)`` float64 tensor ``(r, index)`` of the next pick (ties: the lowest
         index); ``(-1, -1)`` when nothing is left. On a device it stays there."""
-        raise NotImplementedError(f"{type(self).__name__} does not define best()")
 
+    @abstractmethod
     def row(self, u):
         """``(D + 1,)`` float64 tensor: the features of point ``u`` (an int or a 0-d
         int64 tensor) and its density."""
-        raise NotImplementedError(f"{type(self).__name__} does not define row()")
 
+    @abstractmethod
     def add_centre(self, vec, u=-1) -> None:
         """Make ``vec`` ``(D + 1,)`` (features, density; from :meth:`row`) a selected
         point and lower every ``r`` it improves; ``u`` is its index in this pool
         (removed from the pool) or -1 for a point held elsewhere (a sharded
         selection). Counts as one pick."""
-        raise NotImplementedError(f"{type(self).__name__} does not define add_centre()")
 
+    @abstractmethod
     def run(self, k: int, out_idx, out_r) -> None:
         """Make the next ``k`` picks of this pool alone into ``out_idx``/``out_r``
         (``(budget,)`` int64 / float64 tensors on the engine's device), at the
         positions after the picks made so far (:meth:`add_centre` calls included)."""
-        raise NotImplementedError(f"{type(self).__name__} does not define run()")
 
     def first(self, u: int, out_idx, out_r, *, held=None) -> None:
         """Make the forced first pick ``u`` (``init``, or the seeded draw when nothing
