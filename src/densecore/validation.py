@@ -397,6 +397,18 @@ def check_same_on_ranks(values: list, name: str) -> Any:
     return values[0]
 
 
+def _class_maps(x: Any, name: str) -> torch.Tensor:
+    """``x`` as a floating ``(B, C, H, W)`` or ``(C, H, W)`` tensor (class dim ``-3``,
+    at least one class): the shape and dtype checks of probabilities and logits."""
+    t = as_tensor_like(x, name)
+    if t.dtype not in _FLOAT_TORCH:
+        raise TypeError(f"{name} must be a floating array; got dtype {x.dtype}")
+    if t.ndim not in (3, 4) or t.shape[-3] < 1:
+        raise ValueError(f"{name} must have shape (B, C, H, W) or (C, H, W); "
+                         f"got shape {tuple(t.shape)}")
+    return t
+
+
 def check_probabilities(p: Any, name: str = "probs", *, validate: bool = True,
                         atol: float | None = None) -> torch.Tensor:
     """Check ``(B, C, H, W)`` or ``(C, H, W)`` class probabilities (class dim ``-3``).
@@ -407,12 +419,7 @@ def check_probabilities(p: Any, name: str = "probs", *, validate: bool = True,
     the entropy ``-p log p`` of a negative ``p`` is NaN; ``-0.0`` passes). Logits
     fail this check, and the message says to pass ``from_logits=True``.
     """
-    t = as_tensor_like(p, name)
-    if t.dtype not in _FLOAT_TORCH:
-        raise TypeError(f"{name} must be a floating array; got dtype {p.dtype}")
-    if t.ndim not in (3, 4) or t.shape[-3] < 1:
-        raise ValueError(f"{name} must have shape (B, C, H, W) or (C, H, W); "
-                         f"got shape {tuple(t.shape)}")
+    t = _class_maps(p, name)
     if validate and t.numel():
         tol = atol if atol is not None else (
             1e-2 if t.dtype in (torch.float16, torch.bfloat16) else 1e-3)
@@ -435,12 +442,7 @@ def check_logits(x: Any, name: str = "probs", *, validate: bool = True) -> torch
     With ``validate`` every logit must be finite: a NaN or an infinity makes
     the softmax NaN (or, through a score's window sums, finite but wrong).
     """
-    t = as_tensor_like(x, name)
-    if t.dtype not in _FLOAT_TORCH:
-        raise TypeError(f"{name} must be a floating array; got dtype {t.dtype}")
-    if t.ndim not in (3, 4) or t.shape[-3] < 1:
-        raise ValueError(f"{name} must have shape (B, C, H, W) or (C, H, W); "
-                         f"got shape {tuple(t.shape)}")
+    t = _class_maps(x, name)
     if validate and t.numel() and not all_finite(t.detach()):
         v = t.detach().reshape(-1)
         i = int((~torch.isfinite(v)).nonzero()[0, 0])
