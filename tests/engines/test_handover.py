@@ -1,5 +1,5 @@
 """The numba engine's pruned/dense choice (``_backends/numba/handover.py``) on given
-costs: the first hand-over from rows read, then paired trials that keep the cheaper
+costs: the first hand-over from measured seconds and rows read, then paired trials that keep the cheaper
 mode, end early when the other cannot win, and space out while they agree. No timing:
 the costs are handed in."""
 
@@ -30,10 +30,22 @@ def _drive(h, cost, picks, n_live=10_000, reads=None):
     return modes
 
 
-def test_no_hand_over_while_pruning_reads_few_rows():
+def test_no_hand_over_while_a_pruned_pick_costs_less_than_a_dense_one_would():
+    # 10,000 live points: a dense pick is estimated at DENSE_SECONDS * 10,000 = 45 us
     h = HandOver(10_000, 2_000)
-    modes = _drive(h, {"pruned": 1.0, "dense": 0.1}, 2_000, reads=50)
+    modes = _drive(h, {"pruned": 3e-5, "dense": 1e-6}, 2_000)
     assert set(modes) == {"pruned"} and not h.built
+
+
+def test_no_hand_over_when_the_picks_left_cannot_pay_for_the_build():
+    # pruning costs 100 us more per pick than a dense pick would, but the build of
+    # 10,000 points (20 ms) is only paid back after 400 picks: with 100 picks, never
+    h = HandOver(10_000, 100)
+    modes = _drive(h, {"pruned": 1.45e-4, "dense": 1e-6}, 100)
+    assert set(modes) == {"pruned"} and not h.built
+    h = HandOver(10_000, 4_000)  # the same cost with 4,000 picks: hand over
+    _drive(h, {"pruned": 1.45e-4, "dense": 1e-6}, 4_000)
+    assert h.built
 
 
 @pytest.mark.parametrize("dense_cost,final", [(0.2, "dense"), (3.0, "pruned")])

@@ -8,20 +8,22 @@ per pick whatever the structure, after a one-time build of groups and byte codes
 :class:`HandOver` decides in two steps:
 
 1. **The first hand-over** (building the groups): over windows of
-   :data:`HandOver.WINDOW` picks after the first :data:`HandOver.WARMUP`, when
-   ``(rows read per pick - DENSE_SHARE * live points) * picks left`` exceeds
-   ``HAND_OVER_PASSES * N``: the rows pruning would read over the picks left cost
-   more than the build and the dense passes, once the rows read so far beyond what
-   dense passes would have cost exceed the build (ski rental: a build that turns
-   out useless costs at most what pruning had already lost), and while the rows
-   read per pick have
-   not fallen below :data:`DECLINE` of those at half the picks made (the first
-   picks read many rows on clustered data too, until every cluster has a centre).
-   Only rows read and picks left decide,
-   so the answer is the same on every machine and load (a dense pick costs about
-   what reading a tenth of the live rows at random does; building the groups and
-   codes 25-100 passes over the rows: at 100k-185k x 64 a pruned row read 20-110 ns,
-   a dense pick 1-3 ns per live point, the build 0.19-0.38 s).
+   :data:`HandOver.WINDOW` picks after the first :data:`HandOver.WARMUP`, from the
+   measured seconds per pick of pruning against the estimated seconds per pick of a
+   dense pass (:data:`DENSE_SECONDS` per live point) and of the build
+   (:data:`BUILD_SECONDS` per point): when ``(pruned - dense) * picks left`` exceeds
+   :data:`PAYBACK` builds, once the time pruning has already spent beyond what dense
+   passes would have cost exceeds :data:`RENTAL` builds (ski rental: a build that
+   turns out useless costs at most twice what pruning had already lost), and while the rows read per
+   pick have not fallen below :data:`DECLINE` of those at half the picks made (the
+   first picks read many rows on clustered data too, until every cluster has a
+   centre). Seconds, not rows read, decide the cost: a row read costs 7-9 ns when the
+   pool fits the cache and 15-50 ns when it does not (100k-185k x 64), while a dense
+   pick costs 0.6-5 ns per live point and the build 0.2-2 us per point at every size
+   measured (2 cores, 40k-185k x 8-64; ``benchmarks/handover.py``); the estimates are
+   the upper ends, so the rule builds only where pruning costs clearly more. Rows
+   read only tell whether pruning is still getting cheaper, which depends on the
+   structure, not on the machine.
 2. **Revisited from measured cost**: the first picks of a run say little about the
    thousands that follow (a structure of many small regions reads many rows early
    and few late). Once the groups exist, a swap costs one pass over the pool, so
@@ -41,8 +43,14 @@ with both); ``"auto"`` is the rule above.
 
 from __future__ import annotations
 
-DENSE_SHARE = 0.1
-HAND_OVER_PASSES = 100
+# Estimated costs of the dense mode (upper ends of those measured, module docstring):
+# seconds per live point of one dense pick, seconds per point of building the groups
+DENSE_SECONDS = 4.5e-9
+BUILD_SECONDS = 2e-6
+# the first hand-over: the projected saving must be PAYBACK builds, and the time
+# pruning has already lost (against dense passes) RENTAL builds
+PAYBACK = 2.0
+RENTAL = 0.5
 # ... and only while pruning is not getting cheaper: the rows read per pick now are at
 # least this share of those when half as many picks had been made (on clusters they
 # fall fast as centres reach every cluster; on noise they stay near the live points)
@@ -62,9 +70,9 @@ class HandOver:
         >>> h = HandOver(1000, 500)
         >>> h.mode, h.next(100)
         ('pruned', 16)
-        >>> for made in range(16, 129, 16):  # every row read every pick
+        >>> for made in range(16, 129, 16):  # every row read, 62.5 us per pick
         ...     h.done("pruned", 16, 1e-3, 1, reads=16 * 1000, n_live=1000, made=made)
-        >>> h.mode, h.built  # pruning has lost more rows than the build costs: hand over
+        >>> h.mode, h.built  # pruning has lost more time than the build costs: hand over
         ('dense', True)
     """
 
@@ -88,7 +96,7 @@ class HandOver:
         self.gap = self.GAP
         self.since = 0
         self._reads = []  # (picks made, rows read per pick) of the windows before the build
-        self._excess = 0.0  # rows read beyond what dense passes would have cost, so far
+        self._excess = 0.0  # seconds spent beyond what dense passes would have cost
 
     def next(self, k: int) -> int:
         """Picks to run next in :attr:`mode`: at most ``k``, ending at a window's end;
@@ -120,23 +128,26 @@ class HandOver:
         if w[0] < self.WINDOW:
             return
         if not self.built:
-            self._first(w[1] / w[0], n_live, left, made)
+            self._first(w[2] / w[0], w[1] / w[0], n_live, left, made)
         elif self.policy == "auto":
             self._trial(mode, w[2] / w[0], w[3], left)
         self._win = [0, 0, 0.0, set()]
 
-    def _first(self, reads_per_pick: float, n_live: int, left: int, made: int) -> None:
-        """Step 1 (module docstring): the first hand-over, from rows read."""
+    def _first(self, cost: float, reads_per_pick: float, n_live: int, left: int,
+               made: int) -> None:
+        """Step 1 (module docstring): the first hand-over, from pruning's measured
+        ``cost`` (seconds per pick) and ``reads_per_pick``."""
         half = [rp for m, rp in self._reads if m <= made // 2]
         self._reads.append((made, reads_per_pick))
-        self._excess += (reads_per_pick - DENSE_SHARE * n_live) * self.WINDOW
+        gain = cost - DENSE_SECONDS * n_live  # seconds a dense pick would save
+        self._excess += gain * self.WINDOW
         if not half or reads_per_pick < DECLINE * half[-1]:  # pruning still improving
             return
-        saved = (reads_per_pick - DENSE_SHARE * n_live) * left
-        build = HAND_OVER_PASSES * self.n
-        # ski rental: build only once pruning has already cost the build beyond what
-        # dense passes would have (at most twice the better choice's cost so far)
-        if self.policy == "auto" and left > 0 and saved > build and self._excess > build:
+        build = BUILD_SECONDS * self.n
+        # ski rental: build only once pruning has already cost half the build beyond
+        # what dense passes would have (the projected saving guards the rest)
+        if (self.policy == "auto" and left > 0 and gain * left > PAYBACK * build
+                and self._excess > RENTAL * build):
             self.mode, self.built = "dense", True
             self.since, self.gap = 0, 1  # the first trial one window after the hand-over
 
