@@ -305,7 +305,7 @@ def _fast_scale(inv_w: torch.Tensor) -> float | None:
 def _search_cpu(q, c, inv_w, k, faiss: bool = True):
     """faiss candidates (``faiss``: the rule's or the caller's choice) and numba brute
     force for every query they do not certify."""
-    from .nearest_kernels import brute, rescore  # numba loads on first use
+    from .nearest_kernels import rescore  # numba loads on first use
 
     n, l = q.shape[0], c.shape[0]
     vals = np.empty((n, k), np.float64)
@@ -329,8 +329,28 @@ def _search_cpu(q, c, inv_w, k, faiss: bool = True):
         ok = approx[:, m - 1].astype(np.float64) - bound > vals[:, k - 1] * (s * s / wscale)
         rows = np.flatnonzero(~ok).astype(np.int64)
     if rows.size:
-        brute(qn, cn, iw, k, rows, vals, idx)
+        brute_cpu(qn, cn, iw, k, rows, vals, idx)
     return torch.from_numpy(vals), torch.from_numpy(idx)
+
+
+# The brute force skips centres by the triangle inequality where the centres' own
+# distances (L x L) cost little against the queries' (rows x L): up to this many
+# centres, with at least PRUNE_ROWS_PER_CENTRE queries per centre.
+PRUNE_MAX = 1024
+PRUNE_ROWS_PER_CENTRE = 4
+
+
+def brute_cpu(qn, cn, iw, k, rows, vals, idx) -> None:
+    """The exact numba brute force for ``qn[rows]`` into ``vals``/``idx`` ``(N, k)``:
+    the triangle-inequality version where it pays (same values and indices)."""
+    from .nearest_kernels import brute, brute_pruned, centre_gaps
+
+    l = cn.shape[0]
+    if k < l <= PRUNE_MAX and rows.size >= PRUNE_ROWS_PER_CENTRE * l:
+        eps = (cn.shape[1] + 8) * 2.0 ** -52  # float64 sums of D squares, their roots
+        brute_pruned(qn, cn, iw, k, rows, vals, idx, centre_gaps(cn, eps), eps)
+    else:
+        brute(qn, cn, iw, k, rows, vals, idx)
 
 
 _MAX_CANDIDATES = 1024  # candidate rounds stop here; the rows left get the brute force
