@@ -296,7 +296,8 @@ def run_engine(engine: str, inputs: dict, budget: int, first: int, progress: boo
             start = 1
             if bar is not None:
                 bar.update(1)
-        step = max(1, math.ceil(budget / n_blocks))
+        # blocks only for the progress bar: an engine runs its picks in its own windows
+        step = budget if bar is None else max(1, math.ceil(budget / n_blocks))
         for done in range(start, budget, step):
             k = min(step, budget - done)
             eng.run(k, idx, radii)
