@@ -461,3 +461,19 @@ def test_two_writers_do_not_interleave(fast_tmp):
     for k, i in enumerate(ids):
         assert s.rounds(i) == [0, 1]
         np.testing.assert_array_equal(s.labeled(i), union_upto(k, 1))
+
+
+def test_images_without_a_round_lists_those_not_yet_recorded(tmp_path):
+    # the one check the Lightning callback and the mmengine hook make after every rank
+    # finished a round
+    st = ActiveLabelState(tmp_path, ["a", "b", "c"], (2, 2))
+    m = np.zeros((2, 2), bool)
+    m[0, 1] = True
+    st.add("b", m, round=0)
+    assert st.images_without(0) == ["a", "c"]
+    assert st.images_without(1) == ["a", "b", "c"]
+    st.add("a", m, round=0)
+    st.add("c", m, round=0)
+    assert st.images_without(0) == []
+    with pytest.raises(ValueError, match="round"):
+        st.images_without(-1)

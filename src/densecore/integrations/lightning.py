@@ -175,7 +175,7 @@ class SelectionRounds(Callback):
     # ------------------------------------------------------------------ the rounds
     def round_complete(self, round: int) -> bool:
         """True when every image of the state has ``round`` on disk."""
-        return all(self.state.round_done(i, round) for i in self.state.image_ids)
+        return not self.state.images_without(round)
 
     def _catch_up(self, trainer, pl_module) -> None:
         while self.done < len(self.rounds_at) and \
@@ -191,7 +191,7 @@ class SelectionRounds(Callback):
         if mine:
             self._select(pl_module, mine, round)
         trainer.strategy.barrier("densecore_selection_round")
-        missing = [i for i in ids if not self.state.round_done(i, round)]
+        missing = self.state.images_without(round)
         if missing:
             raise RuntimeError(f"selection round {round} is not on disk for "
                                f"{len(missing)} images after every rank finished (first: "

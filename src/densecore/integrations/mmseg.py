@@ -252,7 +252,7 @@ class SelectionHook(Hook):
     # ------------------------------------------------------------------ the rounds
     def round_complete(self, round: int) -> bool:
         """True when every image of the state has ``round`` on disk."""
-        return all(self.state.round_done(i, round) for i in self.state.image_ids)
+        return not self.state.images_without(round)
 
     def _catch_up(self, runner) -> None:
         while self.done < len(self.rounds_at) and runner.iter >= self.rounds_at[self.done]:
@@ -273,7 +273,7 @@ class SelectionHook(Hook):
         _, world = get_dist_info()
         if world > 1:
             barrier()
-        missing = [i for i in self.state.image_ids if not self.state.round_done(i, round)]
+        missing = self.state.images_without(round)
         if missing:
             raise RuntimeError(f"selection round {round} is not on disk for {len(missing)} "
                                f"images after every rank finished (first: {missing[0]!r}); "

@@ -282,6 +282,20 @@ class ActiveLabelState:
         round = check_int(round, "round", minimum=0)
         return str(round) in self._entry(image_id)["rounds"]
 
+    def images_without(self, round: int) -> list[str]:
+        """The image ids whose labels of ``round`` are not yet recorded (``[]`` once
+        the round is complete), in the order given at creation.
+
+        Example:
+            >>> import tempfile
+            >>> s = ActiveLabelState(tempfile.mkdtemp(), ["a", "b"], (2, 2))
+            >>> s.images_without(0)
+            ['a', 'b']
+        """
+        round = check_int(round, "round", minimum=0)
+        self._refresh()
+        return [i for i, e in self._m["images"].items() if str(round) not in e["rounds"]]
+
     def _read_round(self, image_id: str, round: int, *, values: bool = False):
         """The packed bits of a done round, verified against the manifest.
 
