@@ -22,7 +22,7 @@ of :data:`BLOCK_C`:
 
 Only the ``(N, 3)`` values and indices are written: memory O(N M), where the
 torch path holds a block of rows x centres float32 values, their broadcast sum
-of squared norms and a top-k's copies (about 4 GB per block on CUDA).
+of squared norms (2^27 float32 values each on CUDA: 1 GiB together).
 
 Runs on CUDA tensors; on CPU tensors only under the Triton interpreter
 (``TRITON_INTERPRET=1`` set before triton is imported, as the tests do; never by
