@@ -29,9 +29,10 @@ The rule (one rule for the greedy, ``coverage`` and ``KNNDensity``):
    no GPUs: the GEMM in float32 IEEE (unit roundoff 2^-24 whatever torch's
    matmul precision) with a running top-3 per query in registers, so no rows x
    centres temporary exists (memory O(N M) beside the inputs, where the torch
-   candidates hold a block of 2^27 float32 values twice: 1 GiB). Retries with more candidates take the
-   torch candidates; a kernel that fails to run (a GPU triton does not support)
-   warns once and leaves the torch candidates for the rest of the process.
+   candidates hold a block of 2^27 float32 values twice: 1 GiB). Retries with
+   more candidates take the torch candidates; a kernel that fails to run (a GPU
+   triton does not support) warns once and leaves the torch candidates for the
+   rest of the process.
 
 Which candidates a search takes (numba brute force, faiss, torch) is the one
 size/device rule of :func:`densecore._rules.kernel` (``"search"``);
