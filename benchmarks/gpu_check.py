@@ -27,6 +27,12 @@ Steps:
    call, and the loop again under ``torch.cuda.set_sync_debug_mode("error")``.
 6. ``knn``: ``KNNDensity(k=10, search="exact")`` at 200,000 x 64 (capped: the 1M run
    could eat the rest of the loan).
+7. ``search``: the greedy's labeled-set search, an exact weighted 1-NN of 200,000 x 64
+   queries against 37,000 centres (about 20 % of an image labeled) through
+   ``search(method="torch")``: the fused candidate kernel (``nearest_triton.py``)
+   against the torch candidates in the same run, the peak of allocated memory during
+   each call, and the answers of the first 2,000 queries against a float64 brute
+   force from differences.
 
 No compile lands in a timed region: every timed call follows the identical call
 untimed (same shapes, dtypes, budgets and first picks), the pick kernel is not
@@ -58,8 +64,9 @@ COLUMNS = ["step", "engine", "size", "time_s", "per_pick_ms", "gbps", "launches_
            "syncs_per_pick", "equal_to_reference", "jit_new_in_timed", "note"]
 
 # seconds per step; the total stays below --budget-s (220) and the loan's 4 minutes
-STEPS = {"software": 5, "auto": 20, "reference": 25, "typicality": 15, "speed": 30,
-         "select_pixels x1": 30, "select_pixels x16": 50, "launches": 15, "knn": 25}
+STEPS = {"software": 5, "auto": 20, "reference": 25, "typicality": 15, "speed": 25,
+         "select_pixels x1": 30, "select_pixels x16": 50, "launches": 15, "knn": 20,
+         "search": 10}
 MIN_TORCH, MIN_TRITON = (2, 11), (3, 6)
 LAUNCH_APIS = ("cudaLaunchKernel", "cudaLaunchKernelExC", "cuLaunchKernel",
                "cuLaunchKernelEx", "cudaLaunchCooperativeKernel", "cudaMemcpyAsync",
@@ -109,11 +116,13 @@ def main(argv=None) -> int:
     engines = ["triton", "torch"] if has_triton else ["torch"]
     default = "auto" if dev.type == "cuda" else "triton"  # the default path's stand-in
     s = dict(ref=(20_000, 64, [9_000, 6_500, 4_500], 300), speed=(1_000_000, 64, 1_000),
-             px=((1024, 2048), 9_227), launch=(200_000, 64, 50), knn=(200_000, 64))
+             px=((1024, 2048), 9_227), launch=(200_000, 64, 50), knn=(200_000, 64),
+             search=(200_000, 64, 37_000, 2_000))
     images = {"select_pixels x1": 1, "select_pixels x16": 16}
     if args.dry_run:
         s = dict(ref=(300, 8, [120, 100, 80], 8), speed=(2_000, 8, 4),
-                 px=((32, 64), 8), launch=(500, 8, 4), knn=(300, 8))
+                 px=((32, 64), 8), launch=(500, 8, 4), knn=(300, 8),
+                 search=(300, 8, 70, 100))
         images = {"select_pixels x1": 1, "select_pixels x16": 2}
     t_start = time.perf_counter()
     rows, failed = [], []
@@ -122,10 +131,11 @@ def main(argv=None) -> int:
     if has_triton:
         import _jit_keys
 
-        keys = _jit_keys.KeyLog()
+        from densecore._backends import nearest_triton as NT
         from densecore._backends import triton_backend as TB
 
-        kernels = (TB._update,)
+        kernels = (TB._update, NT._top3)
+        keys = _jit_keys.KeyLog(kernels)
 
     def sync():
         if dev.type == "cuda":
@@ -381,6 +391,46 @@ def main(argv=None) -> int:
                      "note": f"densities in [{float(dd.min()):.3f}, {float(dd.max()):.3f}]"})
         print(f"knn exact {n}x{d}: {t:.2f} s", flush=True)
 
+    def step_search():
+        from densecore._backends import nearest
+
+        n, d, l, check = s["search"]
+        x, dens = problem(n + l, d, 6)
+        q, c, w = x[:n], x[n:], dens[n:]
+        real = nearest._fused
+        sources = {"fused": real, "torch": lambda *a: None}  # torch: the kernel switched off
+        if args.dry_run and has_triton:  # the interpreter runs the kernel on CPU tensors
+            sources["fused"] = lambda dev_, dt: NT if dt == torch.float32 else None
+        elif real(dev, torch.float32) is None:
+            del sources["fused"]  # no triton, or not CUDA
+        for name, source in sources.items():
+            nearest._fused = source
+            try:
+                if dev.type == "cuda":
+                    sync()
+                    torch.cuda.reset_peak_memory_stats()
+                    base = torch.cuda.memory_allocated()
+                t, (_, idx), extra = timed(lambda: nearest.search(q, c, 1, weights=w,
+                                                                  method="torch"))
+                peak = ((torch.cuda.max_memory_allocated() - base) / 1e9
+                        if dev.type == "cuda" else None)
+            finally:
+                nearest._fused = real
+            q64, c64 = q[:check].double(), c.double()
+            want = torch.cat([((q64[i:i + 64, None] - c64[None]) ** 2).sum(-1).div(w).argmin(1)
+                              for i in range(0, check, 64)])
+            equal = torch.equal(idx[:check, 0], want)
+            failed_note = f"; fused kernel failed: {nearest._FUSED_FAILED[0]}" if (
+                name == "fused" and nearest._FUSED_FAILED) else ""
+            rows.append({"step": "search", "engine": f"{name} candidates",
+                         "size": f"{n}x{d} vs {l}, k=1", "time_s": t,
+                         "equal_to_reference": equal, **extra,
+                         "note": (f"peak {peak:.2f} GB above the inputs; " if peak is not None
+                                  else "") + f"first {check} queries checked" + failed_note})
+            print(f"search {name} candidates {n}x{d} vs {l}: {t:.3f} s, equal={equal}"
+                  + (f", peak {peak:.2f} GB" if peak is not None else "") + failed_note,
+                  flush=True)
+
     guarded("software", step_software)
     if failed:
         save()
@@ -393,6 +443,7 @@ def main(argv=None) -> int:
         guarded(step, lambda: step_pixels(step))
     guarded("launches", step_launches)
     guarded("knn", step_knn)
+    guarded("search", step_search)
     if keys:
         keys.close()
     emit("gpu_check", rows, COLUMNS, None)

@@ -33,18 +33,19 @@ def test_dry_run_writes_every_step_and_compiles_nothing_when_timed(tmp_path):
     steps = [r["step"] for r in rows]
     assert steps == ["software", "auto", "reference", "reference", "typicality", "typicality",
                      "speed", "speed", "select_pixels x1", "select_pixels x1",
-                     "select_pixels x16", "launches", "launches", "knn"]
+                     "select_pixels x16", "launches", "launches", "knn", "search",
+                     "search"]
     assert doc["software"]["ok"] and "faiss" in doc["software"]
     assert sum(doc["step_budgets_s"].values()) < doc["budget_s"] <= 240
     assert all(r["equal_to_reference"] for r in rows if r["step"] in ("auto", "reference",
-                                                                     "typicality"))
+                                                                     "typicality", "search"))
     assert all(r.get("syncs_per_pick") == 0 for r in rows if r["step"] == "launches")
     tri = next(r for r in rows if r["step"] == "launches" and r["engine"] == "triton")
     assert tri["launches_per_pick"] == 1
     # the warm-ups saw the kernels' keys; no timed region met a new one
     assert doc["jit_keys_seen"] >= 3
     timed = [r for r in rows if "jit_new_in_timed" in r]
-    assert len(timed) == 9 and all(r["jit_new_in_timed"] == 0 for r in timed)
+    assert len(timed) == 11 and all(r["jit_new_in_timed"] == 0 for r in timed)
 
 
 def _keys():

@@ -349,13 +349,23 @@ for xdt in ("*fp32", "*bf16"):
                 "FORCED": weighted, "TILE_N": TB._TILE_N, "BLOCK_N": bn, "BLOCK_D": bd,
                 "BLOCK_T": 1024}), target=target, options={"num_warps": TB._WARPS})
             print(f"_update {xdt} D={d} (padded {dp}) weighted={weighted}: {usage(k)}")
+# the fused candidates of the nearest-centre search (D is a runtime argument: one kernel)
+from densecore._backends import nearest_triton as NT
+sig = dict(q_ptr="*fp32", c_ptr="*fp32", csq_ptr="*fp32", iw_ptr="*fp32", out_v_ptr="*fp64",
+           out_i_ptr="*i64", n="i32", l="i32", D="i32", stride_q="i32", stride_c="i32",
+           BLOCK_Q="constexpr", BLOCK_C="constexpr", BLOCK_D="constexpr")
+k = triton.compile(ASTSource(NT._top3, sig, {"BLOCK_Q": NT.BLOCK_Q, "BLOCK_C": NT.BLOCK_C,
+                                             "BLOCK_D": NT.BLOCK_D}), target=target,
+                   options={"num_warps": NT._WARPS, "num_stages": NT._STAGES})
+print(f"_top3 {NT.BLOCK_Q}x{NT.BLOCK_C}x{NT.BLOCK_D}: {usage(k)}")
 print("compiled")
 """
 
 
 def test_kernels_compile_for_a_gpu_target():
-    """The interpreter accepts more than the compiler: compile both kernels to PTX for
-    sm_90 (no GPU needed) in a process without TRITON_INTERPRET."""
+    """The interpreter accepts more than the compiler: compile the engine's kernels and
+    the search's fused candidates to PTX for sm_90 (no GPU needed) in a process without
+    TRITON_INTERPRET."""
     import subprocess
 
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
@@ -373,3 +383,6 @@ def test_kernels_compile_for_a_gpu_target():
         if line.startswith("_update") and "REG:" in line:
             regs, stack = (int(v) for v in re.findall(r"(?:REG|STACK):(\d+)", line))
             assert stack == 0 and regs <= 80, line  # no spills, <= 80 registers
+        if line.startswith("_top3") and "STACK:" in line:
+            assert re.search(r"STACK:(\d+)", line).group(1) == "0", line  # no spills
+    assert sum(line.startswith("_top3") for line in out.stdout.splitlines()) == 1

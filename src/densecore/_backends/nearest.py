@@ -23,6 +23,17 @@ The rule (one rule for the greedy, ``coverage`` and ``KNNDensity``):
    the float64 brute force over all centres. A fast answer is never trusted
    blindly: hostile offsets or scales cost time, not correctness.
 
+   On CUDA the float32 candidates of ``k = 1`` (the greedy's labeled-set search:
+   ``M = 3`` candidates) come from one fused Triton kernel
+   (:mod:`densecore._backends.nearest_triton`) where triton imports and faiss has
+   no GPUs: the GEMM in float32 IEEE (unit roundoff 2^-24 whatever torch's
+   matmul precision) with a running top-3 per query in registers, so no rows x
+   centres temporary exists (memory O(N M) beside the inputs, where the torch
+   candidates hold a block of 2^27 float32 values twice: 1 GiB). Retries with
+   more candidates take the torch candidates; a kernel that fails to run (a GPU
+   triton does not support) warns once and leaves the torch candidates for the
+   rest of the process.
+
 Which candidates a search takes (numba brute force, faiss, torch) is the one
 size/device rule of :func:`densecore._rules.kernel` (``"search"``);
 ``FAISS_MIN = 256`` comes from the greedy's initial assignment on 100,000 x 64
@@ -35,6 +46,8 @@ Shape:
 """
 
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 import torch
@@ -145,7 +158,9 @@ def _faiss_gpu_candidates(qf, cf, inv_w, m):
 def _candidate_eps(dt: torch.dtype, device: torch.device, faiss_gpu: bool) -> float:
     """Unit roundoff of the candidate GEMM: float64 2^-53, float32 2^-24, and the
     reduced-precision CUDA modes a training job may have switched on (TF32 2^-11,
-    bfloat16 2^-8; faiss-gpu may use TF32), so the certificate stays valid."""
+    bfloat16 2^-8; faiss-gpu may use TF32), so the certificate stays valid. The fused
+    kernel's rounds take its own unit roundoff instead (``nearest_triton.EPS``, 2^-24:
+    IEEE float32 dot products whatever torch's matmul precision)."""
     if dt == torch.float64:
         return 2.0 ** -53
     if device.type != "cuda":
@@ -156,6 +171,36 @@ def _candidate_eps(dt: torch.dtype, device: torch.device, faiss_gpu: bool) -> fl
     if faiss_gpu or prec == "high" or torch.backends.cuda.matmul.allow_tf32:
         return 2.0 ** -11
     return 2.0 ** -24
+
+
+_FUSED_FAILED: list[str] = []  # why the fused kernel failed to run, once per process
+
+
+def _fused(dev: torch.device, dt: torch.dtype):
+    """The fused kernel's module where it serves a search: float32 candidates on CUDA,
+    triton importable (imported here, on first use: it is optional) and no failure
+    earlier in this process; else None."""
+    if dev.type != "cuda" or dt != torch.float32 or _FUSED_FAILED:
+        return None
+    try:
+        from . import nearest_triton
+    except ImportError:
+        return None
+    return nearest_triton
+
+
+def _fused_candidates(fused, qf, cf, inv_w):
+    """``fused.candidates`` (``(N, M)`` values and indices), or None where the kernel
+    fails to compile or run (a GPU triton does not support): a warning, once, and the
+    torch candidates from then on."""
+    try:
+        return fused.candidates(qf, cf, inv_w, fused.M)
+    except Exception as err:  # noqa: BLE001 - any failure: the torch candidates serve
+        _FUSED_FAILED.append(f"{type(err).__name__}: {str(err)[:300]}")
+        warnings.warn("the fused nearest-centre kernel failed to run; the search takes "
+                      f"the torch candidates instead ({_FUSED_FAILED[0]})", RuntimeWarning,
+                      stacklevel=3)
+        return None
 
 
 def _torch_exact(q, c, inv_w, cand):
@@ -362,7 +407,9 @@ def _search_torch(q, c, inv_w, k, *, candidates=None):
     left at :data:`_MAX_CANDIDATES` get the float64 brute force over all centres.
 
     Candidates come from faiss-gpu for CUDA tensors where faiss has GPUs, else from
+    the fused kernel (float32 on CUDA, ``m`` equal to its ``M``: :func:`_fused`) or
     torch (:func:`_torch_candidates`); ``candidates`` overrides the source (tests).
+    Each round's certificate takes the unit roundoff of the source that ran.
     Runs on any device (the CPU too, which the tests use).
     """
     n, l = q.shape[0], c.shape[0]
@@ -376,19 +423,25 @@ def _search_torch(q, c, inv_w, k, *, candidates=None):
         dt = torch.float64 if q.dtype == torch.float64 else torch.float32
         qf, cf, s = _centred(q, c, dt)
         iws = inv_w / wscale
+        fused = None
         if candidates is None:
             gpu = dev.type == "cuda" and dt == torch.float32 and faiss_backend.gpu_available()
             candidates = _faiss_gpu_candidates if gpu else _torch_candidates
+            fused = None if gpu else _fused(dev, dt)
         else:
             gpu = False
         eps = _candidate_eps(dt, dev, gpu)
         while rows.numel() and m < l:
             sub = rows.numel() < n
             qr, qfr = (q[rows], qf[rows]) if sub else (q, qf)
-            approx, cand = candidates(qfr, cf, iws, m)
+            got = None
+            if fused is not None and m == fused.M:
+                got = _fused_candidates(fused, qfr, cf, iws)
+            approx, cand = got if got is not None else candidates(qfr, cf, iws, m)
+            e = fused.EPS if got is not None else eps
             ev, ei = _sort_candidates(_torch_exact(qr, c, inv_w, cand), cand, k)
             vals[rows], idx[rows] = ev, ei
-            ok = approx[:, m - 1] - _bound(qfr, cf, iws, eps) > ev[:, k - 1] * (s * s / wscale)
+            ok = approx[:, m - 1] - _bound(qfr, cf, iws, e) > ev[:, k - 1] * (s * s / wscale)
             rows = rows[~ok]  # one host sync per round
             if m >= _MAX_CANDIDATES:
                 break
