@@ -111,3 +111,28 @@ def test_budget_past_the_pool_records_minus_one(backend, labeled):
     np.testing.assert_array_equal(r[1 - labeled:m].numpy(), radii[1 - labeled:])
     assert idx[m:].tolist() == [-1] * (70 - m) and r[m:].tolist() == [-1.0] * (70 - m)
     assert eng.best().tolist() == [-1.0, -1.0]
+
+
+@pytest.mark.parametrize("block", [1, 100, 1000])
+def test_torch_engine_in_small_row_blocks_is_the_reference(block):
+    # one row, a few rows and a partial last block per pass: the same exact picks
+    from densecore._backends.sparse_backend import TorchEngine
+
+    a = csr_mixture(5, n=90, integer=True)
+    x = a.toarray()
+    lf = wide_labeled(5, a.shape[1], True)
+    dens = np.random.default_rng(5).choice([0.5, 1.0, 2.0], a.shape[0])
+    pool = greedy.check(a, dens, [6], labeled_features=lf, labeled_densities=np.ones(2),
+                        backend="torch")
+    eng = TorchEngine(**greedy.prepare(pool, 1.0, 1.0), max_new=89, block=block)
+    assert len(eng.blocks) > 1
+    idx = torch.empty(89, dtype=torch.int64)
+    r = torch.empty(89, dtype=torch.float64)
+    eng.run(89, idx, r)
+    ref, radii = density_aware_greedy_ref(x, 89, dens, labeled=[6], labeled_features=lf,
+                                          labeled_densities=np.ones(2))
+    np.testing.assert_array_equal(idx.numpy(), ref)
+    np.testing.assert_array_equal(r.numpy(), radii)
+    for u in (0, 9, 17):  # a point's dense row: its features, then its density
+        np.testing.assert_array_equal(eng.row(torch.tensor(u)).numpy(),
+                                      np.append(x[u], dens[u]))

@@ -45,7 +45,7 @@ _EST_FLOOR = 1e-300
 _EST_MARGIN = 1e-12
 _BLOCK = 1 << 22
 # float64 terms per row block of the torch engine: in cache on the CPU, few launches elsewhere
-_BLOCK_CPU = 1 << 16
+_BLOCK_CPU = 1 << 18
 _BLOCK_DEV = 1 << 22
 
 
@@ -407,17 +407,16 @@ class TorchEngine(_Base):
         self.val = val if nnz else torch.zeros(1, dtype=torch.float64, device=dev)
         row_of = torch.repeat_interleave(torch.arange(n, device=dev), self.lens,
                                          output_size=nnz)
-        # flat offsets in a block's (rows, 2 w) buffer: an entry's row, then its place
-        # in the row (where it goes off u's columns) or w + the slot of u (on them)
-        rbase = (row_of % step) * (2 * w)
-        self.on_base = rbase + w
-        self.off_base = rbase + torch.arange(nnz, device=dev) - crow[row_of]
-        del row_of, rbase
+        # an entry's place in its block's (rows, 2 w) buffer: its row there, and its place
+        # in the row (where it stays off u's columns; on them it moves to w + u's slot)
+        self.base = (row_of % step) * (2 * w)
+        self.place = torch.arange(nnz, device=dev) - crow[row_of]
+        del row_of
         self.buf = torch.empty((min(step, max(n, 1)), 2 * w), dtype=torch.float64, device=dev)
         self.qbuf = torch.empty(self.buf.shape[0], dtype=torch.float64, device=dev)
-        self.slot = torch.full((self.dim + 1,), w, dtype=torch.int64, device=dev)  # w: off u
+        # column -> w + its slot in the centre, -1 off the centre (max(place, -1) = place)
+        self.slot = torch.full((self.dim + 1,), -1, dtype=torch.int64, device=dev)
         self.slots = torch.arange(w, device=dev)
-        self.init = torch.zeros(2 * w, dtype=torch.float64, device=dev)
         self.none = torch.tensor([-1.0, -1.0], dtype=torch.float64, device=dev)
         self.r = torch.full((n,), float("inf"), dtype=torch.float64, device=dev)
         jr = centres.indptr.tolist()
@@ -440,24 +439,23 @@ class TorchEngine(_Base):
         ``lo:hi`` to the centre with ``cols``/``vals`` ``(width,)`` (padding: column D,
         value 0), over all of its columns (``off`` None) or, for a chunk of a wider
         centre, over the chunk's columns and, with ``off`` ``(D + 1,)`` bool (True off
-        every chunk), the row's non-zeros off the centre (else none of them)."""
+        every chunk), the row's non-zeros off the centre (else none of them).
+
+        A row's buffer holds its non-zeros off the centre at their place in the row and
+        ``x_t[c_s] - v_s`` at ``w + s`` (``-v_s`` where the row lacks ``c_s``); ``q`` is
+        the sum of their squares."""
         w = self.width
-        self.slot.index_put_((cols,), torch.where(cols < self.dim, self.slots, w))
-        v = torch.cat([vals, vals.new_zeros(1)])  # v[w] = 0: the value off u
-        self.init[w:] = -vals
+        self.slot.index_put_((cols,), self.slots + w)
         for lo, hi, e0, e1 in self.blocks:
             col, val = self.col[e0:e1], self.val[e0:e1]
-            s = self.slot.index_select(0, col)
-            on = s < w
-            term = val - v.index_select(0, s)  # x - v_s on u's columns, x off them
+            to = torch.maximum(self.slot.index_select(0, col), self.place[e0:e1])
             if off is not None:
-                term = torch.where(on | off.index_select(0, col), term, 0.0)
-            m = self.buf[:hi - lo]
-            m.copy_(self.init.expand_as(m))
-            m.view(-1).index_put_(
-                (torch.where(on, self.on_base[e0:e1] + s, self.off_base[e0:e1]),), term)
+                val = torch.where((to >= w) | off.index_select(0, col), val, 0.0)
+            m = self.buf[:hi - lo].zero_()
+            m.view(-1).index_copy_(0, to.add_(self.base[e0:e1]), val)  # one place each
+            m[:, w:].sub_(vals)
             yield lo, hi, torch.sum(m.square_(), 1, out=self.qbuf[:hi - lo])
-        self.slot.index_fill_(0, cols, w)
+        self.slot.index_fill_(0, cols, -1)
 
     def _add(self, cols, vals, du) -> None:
         """r_t = min(r_t, ||x_t - v||^2 / du) for a centre given by its ``cols``/``vals``
