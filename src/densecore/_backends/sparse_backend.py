@@ -9,8 +9,11 @@ The greedy engines (:class:`Engine` in numba, :class:`TorchEngine` on any
 device) have the dense engines' interface (``densecore.engines``): the shared
 driver (``densecore.greedy``) makes the checks, the one power-of-two scaling,
 the seeded first pick and the result, and runs them with progress, threads and
-across processes. Per pick the engine reads every row once and the picked row
-once per row: ``O(nnz + N * nnz(u))`` work, no dense ``(N, D)`` copy.
+across processes. Per pick the numba engine reads every row once and merges the
+picked row with the rows its certified estimate does not rule out; the torch
+engine fills one dense row of ``2 * width`` terms per row (``width`` the most
+non-zeros of a row) with fixed shapes, reading nothing back to the host:
+``O(nnz + N * width)`` work. Neither makes a dense ``(N, D)`` copy.
 
 The k-NN search ranks candidates by the sparse product ``X X^T`` in row
 blocks (fast, approximate), then recomputes the ``k + 1 + slack`` best
@@ -359,7 +362,7 @@ class TorchEngine(_Base):
     exact like :class:`Engine`, with no read back to the host in :meth:`run` (fixed
     shapes only: the pick, its row and its density stay on the device).
 
-    Per pick ``u`` (Algorithm 1, eq. (2): ``r_t = min(r_t, ||x_t - x_u||^2 / d_u)``) the
+    Per pick ``u`` (Algorithm 1's update ``r_t = min(r_t, ||x_t - x_u||^2 / d_u)``) the
     row's ``width`` slots (its columns in order, padded with zeros) are gathered and
     every column of ``u`` is mapped to its slot in a ``(D + 1,)`` table. Then, row
     block by row block, each row ``t`` gets one dense row of ``2 * width`` float64
