@@ -48,7 +48,7 @@ _EST_FLOOR = 1e-300
 _EST_MARGIN = 1e-12
 _BLOCK = 1 << 22
 # float64 terms per row block of the torch engine: in cache on the CPU, few launches elsewhere
-_BLOCK_CPU = 1 << 18
+_BLOCK_CPU = 1 << 20
 _BLOCK_DEV = 1 << 22
 
 
