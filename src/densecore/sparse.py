@@ -6,8 +6,8 @@ sparse (scipy matrices, or COO/CSR torch tensors) and compute every distance
 from the differences of two rows, never from ``|a|^2 - 2 a.b + |b|^2`` (see
 ``_backends/sparse_backend.py``), so they return the float64 reference's
 selection. The greedy is the sparse layout of the engine table
-(:mod:`densecore.engines`: numba on the CPU, torch on any device with one index
-read back per pick) behind the one driver of :func:`densecore.farthest_first`,
+(:mod:`densecore.engines`: numba on the CPU, torch on any device with no read back
+to the host per pick) behind the one driver of :func:`densecore.farthest_first`,
 which this module feeds with its checks (:func:`check_sparse`); the k-NN search
 runs on the CPU.
 

@@ -9,8 +9,11 @@ The greedy engines (:class:`Engine` in numba, :class:`TorchEngine` on any
 device) have the dense engines' interface (``densecore.engines``): the shared
 driver (``densecore.greedy``) makes the checks, the one power-of-two scaling,
 the seeded first pick and the result, and runs them with progress, threads and
-across processes. Per pick the engine reads every row once and the picked row
-once per row: ``O(nnz + N * nnz(u))`` work, no dense ``(N, D)`` copy.
+across processes. Per pick the numba engine reads every row once and merges the
+picked row with the rows its certified estimate does not rule out; the torch
+engine fills one dense row of ``2 * width`` terms per row (``width`` the most
+non-zeros of a row) with fixed shapes, reading nothing back to the host:
+``O(nnz + N * width)`` work. Neither makes a dense ``(N, D)`` copy.
 
 The k-NN search ranks candidates by the sparse product ``X X^T`` in row
 blocks (fast, approximate), then recomputes the ``k + 1 + slack`` best
@@ -25,7 +28,6 @@ Shape:
 
 from __future__ import annotations
 
-import warnings
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -45,6 +47,9 @@ _EST_ROUND = 4.0
 _EST_FLOOR = 1e-300
 _EST_MARGIN = 1e-12
 _BLOCK = 1 << 22
+# float64 terms per row block of the torch engine: in cache on the CPU, few launches elsewhere
+_BLOCK_CPU = 1 << 20
+_BLOCK_DEV = 1 << 22
 
 
 @njit(cache=True)
@@ -352,144 +357,179 @@ def knn_mean_distance(a, k: int, power: int = 1, slack: int = 8):
     return mul_pow2(total / k, -power * pow2_exp(s))
 
 
-def _lower_torch(r, cuts, col, val, row, dim, ucols, uvals, du, step):
-    """Algorithm 1's update on CSR tensors, from differences only (no cancellation).
-
-    ``||x_t - v||^2`` splits into ``sum_{j in t, j not in u} x_tj^2`` (t's non-zeros
-    off u's columns) and ``sum_{j in u} (x_tj - v_j)^2`` (a dense ``rows x nnz(u)``
-    gather of u's columns, absent entries 0): two sums of non-negative terms.
-    """
-    n = r.shape[0]
-    if n == 0:
-        return
-    in_u = torch.zeros(dim, dtype=torch.bool, device=r.device)
-    in_u[ucols] = True
-    pos = torch.full((dim,), -1, dtype=torch.int64, device=r.device)
-    pos[ucols] = torch.arange(len(ucols), device=r.device)
-    on_u = in_u[col]
-    off = ~on_u
-    q = torch.zeros(n, dtype=torch.float64, device=r.device)
-    q.index_add_(0, row[off], val[off] * val[off])
-    for b, s in enumerate(range(0, n, step)):
-        e = min(n, s + step)
-        lo, hi = cuts[b], cuts[b + 1]
-        sub = torch.zeros((e - s, len(ucols)), dtype=torch.float64, device=r.device)
-        m = on_u[lo:hi]
-        sub[row[lo:hi][m] - s, pos[col[lo:hi][m]]] = val[lo:hi][m]
-        q[s:e] += (sub - uvals).pow(2).sum(1)
-    torch.minimum(r, q / du, out=r)
-
-
-def _sub_csr(crow, col, val, rows, step):
-    """The CSR entries of ``rows`` (sorted row indices): ``(cuts, col, val, row)`` for
-    :func:`_lower_torch` (``row`` local: 0 .. len(rows) - 1; ``cuts`` every ``step``
-    rows, a host list)."""
-    lo = crow[rows]
-    lens = crow[rows + 1] - lo
-    ends = torch.cumsum(lens, 0)
-    bounds = [0, *ends.tolist()]  # the one read back to the host
-    row = torch.repeat_interleave(torch.arange(rows.numel(), device=rows.device), lens,
-                                  output_size=bounds[-1])
-    pos = torch.arange(bounds[-1], device=rows.device) - (ends - lens)[row] + lo[row]
-    cuts = bounds[::step] + ([bounds[-1]] if rows.numel() % step else [])
-    return cuts, col[pos], val[pos], row
-
-
 class TorchEngine(_Base):
     """The greedy engine on CSR tensors (any device; the table's ``("torch", "sparse")``),
-    exact like :class:`Engine`. Per pick every row's distance is estimated by the norm
-    expansion against the pick scattered into a dense vector (one pass over the
-    non-zeros) with the rounding bound of :func:`_lower`; the rows it does not rule
-    out get the exact distance from differences (:func:`_lower_torch`). Each pick
-    reads one index and the count of those rows back to the host.
+    exact like :class:`Engine`, with no read back to the host in :meth:`run` (fixed
+    shapes only: the pick, its row and its density stay on the device).
+
+    Per pick ``u`` (Algorithm 1's update ``r_t = min(r_t, ||x_t - x_u||^2 / d_u)``) the
+    row's ``width`` slots (its columns in order, padded with zeros) are gathered and
+    every column of ``u`` is mapped to its slot in a ``(D + 1,)`` table. Then, row
+    block by row block, each row ``t`` gets one dense row of ``2 * width`` float64
+    terms: its non-zeros off ``u``'s columns (at their place in row ``t``) and, per
+    slot ``s`` of ``u``, ``x_t[c_s] - v_s`` (``-v_s`` where ``t`` lacks column
+    ``c_s``; 0 in a padded slot). The squared distance is the row's sum of their
+    squares: a sum of non-negative terms from coordinate differences, so a duplicate
+    of a centre is at exactly 0, and two equal rows get equal sums (the same terms in
+    the same places: ties go to the lowest index). Work per pick: ``O(nnz + N *
+    width)``, ``width`` the most non-zeros of a row.
+
+    :meth:`add_centre` (labeled points, points held by another process) reads the
+    centre's column count back to the host, and splits a centre with more than
+    ``width`` non-zeros into chunks of ``width`` slots.
 
     Args:
         x: :class:`Csr` of tensors ``(crow, col, val)`` int64/int64/float64 on one device.
-        dens, centres, cdens, excluded, max_new: as in :class:`Engine`, tensors on that
-            device.
-        block: entries of the dense ``rows x nnz(u)`` gather per row block.
+        dens: ``(N,)`` float64 densities on that device.
+        centres: :class:`Csr` of the ``(L, D)`` labeled points (tensors on that device).
+        cdens: ``(L,)`` float64 their densities.
+        excluded: ``(N,)`` bool, in-pool labeled points.
+        max_new: unused (nothing is preallocated).
+        block: float64 terms per row block (the dense ``rows x 2 width`` buffer); None:
+            small on the CPU (the buffer stays in cache), large elsewhere.
     """
 
     host = False
 
-    def __init__(self, x, dens, centres, cdens, excluded, max_new, block: int = 1 << 22):
-        crow, self.col, self.val, self.dim = x
-        self.dens = dens
-        dev = self.val.device
-        n = crow.shape[0] - 1
-        self.crow = crow
-        self.nnz = crow.diff().to(torch.float64)
-        row_of = torch.repeat_interleave(torch.arange(n, device=dev), crow.diff())
-        self.sq = torch.zeros(n, dtype=torch.float64, device=dev).index_add_(
-            0, row_of, self.val * self.val)
-        self.w = torch.zeros(self.dim, dtype=torch.float64, device=dev)
-        with warnings.catch_warnings():  # torch calls its sparse CSR support beta
-            warnings.simplefilter("ignore", UserWarning)
-            self.mat = torch.sparse_csr_tensor(crow, self.col, self.val, (n, self.dim))
+    def __init__(self, x, dens, centres, cdens, excluded, max_new, block: int | None = None):
+        crow, col, val, self.dim = x
+        dev = val.device
+        self.dens, self.crow = dens, crow
+        cr = crow.cpu().numpy()  # construction may read the host: the row blocks
+        n, nnz = len(cr) - 1, int(cr[-1])
+        lens = np.diff(cr)
+        self.width = w = max(1, int(lens.max()) if n else 1)
+        if block is None:
+            block = _BLOCK_CPU if dev.type == "cpu" else _BLOCK_DEV
+        step = max(1, block // (2 * w))  # rows per block
+        self.blocks = [(a, min(n, a + step), int(cr[a]), int(cr[min(n, a + step)]))
+                       for a in range(0, n, step)]
+        self.lens = crow.diff()
+        # a zero entry stands in for an empty pool's gathers (never in a block)
+        self.col = col if nnz else torch.zeros(1, dtype=torch.int64, device=dev)
+        self.val = val if nnz else torch.zeros(1, dtype=torch.float64, device=dev)
+        row_of = torch.repeat_interleave(torch.arange(n, device=dev), self.lens,
+                                         output_size=nnz)
+        # an entry's place in its block's (rows, 2 w) buffer: its row there, and its place
+        # in the row (where it stays off u's columns; on them it moves to w + u's slot)
+        self.base = (row_of % step) * (2 * w)
+        self.place = torch.arange(nnz, device=dev) - crow[row_of]
+        del row_of
+        self.buf = torch.empty((min(step, max(n, 1)), 2 * w), dtype=torch.float64, device=dev)
+        self.qbuf = torch.empty(self.buf.shape[0], dtype=torch.float64, device=dev)
+        # column -> w + its slot in the centre, -1 off the centre (max(place, -1) = place)
+        self.slot = torch.full((self.dim + 1,), -1, dtype=torch.int64, device=dev)
+        self.slots = torch.arange(w, device=dev)
+        self.none = torch.tensor([-1.0, -1.0], dtype=torch.float64, device=dev)
         self.r = torch.full((n,), float("inf"), dtype=torch.float64, device=dev)
-        self.cr = crow.tolist()
         jr = centres.indptr.tolist()
-        width = max([1, *(b - a for a, b in zip(self.cr[:-1], self.cr[1:])),
-                     *(b - a for a, b in zip(jr[:-1], jr[1:]))])
-        self.step = max(1, block // width)  # rows per block, so rows x nnz(u) <= block
         for k in range(len(jr) - 1):
-            self._lower(centres.indices[jr[k]:jr[k + 1]], centres.data[jr[k]:jr[k + 1]],
-                        float(cdens[k]))
-        self.r[excluded] = -1.0
+            self._add(centres.indices[jr[k]:jr[k + 1]], centres.data[jr[k]:jr[k + 1]],
+                      cdens[k:k + 1])
+        self.r = torch.where(excluded, torch.full_like(self.r, -1.0), self.r)
         self.picks = 0
 
-    def _lower(self, cols, vals, du: float) -> None:
-        """r_t = min(r_t, ||x_t - v||^2 / du) for the centre ``v`` (its ``cols``/``vals``)."""
-        if self.r.numel() == 0:
+    def _slots(self, u1):
+        """Row ``u1`` (a 1-element int64 index) in ``width`` slots: ``(cols, vals)``
+        ``(width,)``, padded with column D and value 0 (no host read)."""
+        ok = self.slots < self.lens.index_select(0, u1)
+        e = torch.where(ok, self.crow.index_select(0, u1) + self.slots, 0)
+        cols = torch.where(ok, self.col.index_select(0, e), self.dim)
+        return cols, torch.where(ok, self.val.index_select(0, e), 0.0)
+
+    def _sums(self, cols, vals, off=None):
+        """Per row block ``(lo, hi, q)``: ``q`` ``(hi - lo,)`` the squared distances of rows
+        ``lo:hi`` to the centre with ``cols``/``vals`` ``(width,)`` (padding: column D,
+        value 0), over all of its columns (``off`` None) or, for a chunk of a wider
+        centre, over the chunk's columns and, with ``off`` ``(D + 1,)`` bool (True off
+        every chunk), the row's non-zeros off the centre (else none of them).
+
+        A row's buffer holds its non-zeros off the centre at their place in the row and
+        ``x_t[c_s] - v_s`` at ``w + s`` (``-v_s`` where the row lacks ``c_s``); ``q`` is
+        the sum of their squares."""
+        w = self.width
+        self.slot.index_put_((cols,), self.slots + w)
+        for lo, hi, e0, e1 in self.blocks:
+            col, val = self.col[e0:e1], self.val[e0:e1]
+            to = torch.maximum(self.slot.index_select(0, col), self.place[e0:e1])
+            if off is not None:
+                val = torch.where((to >= w) | off.index_select(0, col), val, 0.0)
+            m = self.buf[:hi - lo].zero_()
+            m.view(-1).index_copy_(0, to.add_(self.base[e0:e1]), val)  # one place each
+            m[:, w:].sub_(vals)
+            yield lo, hi, torch.sum(m.square_(), 1, out=self.qbuf[:hi - lo])
+        self.slot.index_fill_(0, cols, -1)
+
+    def _add(self, cols, vals, du) -> None:
+        """r_t = min(r_t, ||x_t - v||^2 / du) for a centre given by its ``cols``/``vals``
+        (any count; reads it back to the host) and ``du`` ``(1,)``."""
+        n, w = self.r.numel(), self.width
+        if n == 0:
             return
-        self.w[cols] = vals
-        su = (vals * vals).sum()
-        dot = (self.mat @ self.w[:, None])[:, 0]
-        self.w[cols] = 0.0
-        s = self.sq + su
-        lb = s - 2.0 * dot - _EST_ROUND * (self.nnz + (len(cols) + 4)) * _EPS * s - _EST_FLOOR
-        out = (lb > 0) & (lb / du > self.r * (1.0 + _EST_MARGIN))  # cannot be lowered
-        rows = ((self.r > 0) & ~out).nonzero().squeeze(1)
-        if rows.numel() == 0:
+        chunks = max(1, -(-cols.numel() // w))
+        pad = chunks * w - cols.numel()
+        cols = torch.cat([cols, cols.new_full((pad,), self.dim)]).reshape(chunks, w)
+        vals = torch.cat([vals.to(torch.float64), vals.new_zeros(pad, dtype=torch.float64)])
+        vals = vals.reshape(chunks, w)
+        if chunks == 1:
+            for lo, hi, q in self._sums(cols[0], vals[0]):
+                torch.minimum(self.r[lo:hi], q / du, out=self.r[lo:hi])
             return
-        cuts, col, val, row = _sub_csr(self.crow, self.col, self.val, rows, self.step)
-        sub = self.r[rows]
-        _lower_torch(sub, cuts, col, val, row, self.dim, cols, vals, du, self.step)
-        self.r[rows] = sub
+        off = torch.ones(self.dim + 1, dtype=torch.bool, device=self.r.device)
+        off[cols.reshape(-1)] = False
+        total = torch.zeros(n, dtype=torch.float64, device=self.r.device)
+        for c in range(chunks):  # the chunks' sums in order, off-centre terms in the first
+            for lo, hi, q in self._sums(cols[c], vals[c], off if c == 0 else off & False):
+                total[lo:hi] += q
+        torch.minimum(self.r, total / du, out=self.r)
 
     def best(self) -> torch.Tensor:
         """``(2,)`` float64 ``(r, index)`` of the next pick; ``(-1, -1)`` when done."""
         if self.r.numel() == 0:
-            return _pair(-1.0, -1).to(self.r.device)
+            return self.none
         u = torch.argmax(self.r).reshape(1)  # first maximum
         pair = torch.cat([self.r.index_select(0, u), u.to(torch.float64)])
-        return torch.where(pair[0] < 0, _pair(-1.0, -1).to(self.r.device), pair)
+        return torch.where(pair[0] < 0, self.none, pair)
 
     def row(self, u) -> torch.Tensor:
-        """``(D + 1,)`` float64: the (dense) features of point ``u`` and its density."""
-        u = int(u)
+        """``(D + 1,)`` float64: the (dense) features of point ``u`` (an int or a 0-d int64
+        tensor) and its density (no host read)."""
+        u1 = torch.as_tensor(u, dtype=torch.int64, device=self.r.device).reshape(1)
+        cols, vals = self._slots(u1)
         out = torch.zeros(self.dim + 1, dtype=torch.float64, device=self.r.device)
-        lo, hi = self.cr[u], self.cr[u + 1]
-        out[self.col[lo:hi]] = self.val[lo:hi]
-        out[-1] = self.dens[u]
+        out.index_put_((cols,), vals)  # padding lands on D, overwritten next
+        out[-1:] = self.dens.index_select(0, u1)
         return out
 
     def add_centre(self, vec, u=-1) -> None:
-        """As :meth:`Engine.add_centre`; ``vec`` on this engine's device."""
+        """As :meth:`Engine.add_centre`; ``vec`` on this engine's device, ``u`` an int or a
+        0-d int64 tensor (reads the centre's column count back to the host)."""
         self.picks += 1
-        if int(u) >= 0:
-            self.r[int(u)] = -1.0
+        if self.r.numel() == 0:
+            return
+        u1 = torch.as_tensor(u, dtype=torch.int64, device=self.r.device).reshape(1)
+        ui = u1.clamp_min(0)
+        self.r.index_put_((ui,), torch.where(u1 >= 0, -1.0, self.r.index_select(0, ui)))
         cols = vec[:-1].nonzero().squeeze(1)
-        self._lower(cols, vec[:-1][cols], float(vec[-1]))
+        self._add(cols, vec[:-1].index_select(0, cols), vec[-1:].to(torch.float64))
 
     def run(self, k: int, out_idx: torch.Tensor, out_r: torch.Tensor) -> None:
-        """As :meth:`Engine.run`, on the engine's device."""
-        for _ in range(k):
-            i = self.picks
-            u = int(torch.argmax(self.r))
-            out_idx[i] = u
-            out_r[i] = self.r[u]
-            self.picks += 1
-            self.r[u] = -1.0
-            lo, hi = self.cr[u], self.cr[u + 1]
-            self._lower(self.col[lo:hi], self.val[lo:hi], float(self.dens[u]))
+        """As :meth:`Engine.run`, on the engine's device, with no read back to the host.
+        Past the last pickable point (every ``r < 0``) a pick is recorded as index -1,
+        ``r`` -1 and lowers nothing."""
+        i = self.picks
+        self.picks += k
+        if self.r.numel() == 0:
+            out_idx[i:i + k] = -1
+            out_r[i:i + k] = -1.0
+            return
+        for i in range(i, i + k):
+            u1 = torch.argmax(self.r).reshape(1)  # first maximum
+            ru = self.r.index_select(0, u1)
+            out_idx[i:i + 1] = torch.where(ru < 0, -1, u1)
+            out_r[i:i + 1] = ru  # -1 once nothing is left: then every r is -1, none lowers
+            self.r.index_fill_(0, u1, -1.0)
+            du = self.dens.index_select(0, u1)
+            cols, vals = self._slots(u1)
+            for lo, hi, q in self._sums(cols, vals):
+                torch.minimum(self.r[lo:hi], q.div_(du), out=self.r[lo:hi])
