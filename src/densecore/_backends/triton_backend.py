@@ -373,12 +373,18 @@ def _tiles(sizes: list[int], dev: torch.device):
                                      output_size=n_tiles)
     t_start = offset[t_pool] + (torch.arange(n_tiles, **i64) - p_lo[t_pool]) * _TILE_N
     count = torch.minimum(torch.full_like(t_start, _TILE_N), (offset + n)[t_pool] - t_start)
-    t_desc = (t_start << _START_SHIFT) | (count << _POOL_BITS) | t_pool
-    return t_desc, p_lo, p_hi, offset
+    return _pack(t_start, count, t_pool), p_lo, p_hi, offset
+
+
+def _pack(start: torch.Tensor, count: torch.Tensor, pool: torch.Tensor) -> torch.Tensor:
+    """Tile descriptors ``(T,)`` int64 of their first rows, row counts and pools ``(T,)``
+    int64 (within the fields: :func:`_check_fields` holds the batch to them)."""
+    return (start << _START_SHIFT) | (count << _POOL_BITS) | pool
 
 
 def _unpack(t_desc: torch.Tensor):
-    """``(start, count, pool)`` ``(T,)`` int64 of tile descriptors ``(T,)`` int64."""
+    """``(start, count, pool)`` ``(T,)`` int64 of tile descriptors ``(T,)`` int64: the
+    inverse of :func:`_pack`, the kernel's decoding on the host."""
     return (t_desc >> _START_SHIFT, (t_desc >> _POOL_BITS) & ((1 << _COUNT_BITS) - 1),
             t_desc & ((1 << _POOL_BITS) - 1))
 
