@@ -404,10 +404,11 @@ def usage(kernel):
 target = GPUTarget("cuda", 90, 32)
 for xdt in ("*fp32", "*bf16"):
     sig = dict(x_ptr=xdt, r_ptr="*fp64", w_ptr="*fp64", cen_ptr=xdt, cden_ptr="*fp64",
-               live_ptr="*i32", t_desc_ptr="*i64", t_r_ptr="*fp64", t_i_ptr="*i64", tm_ptr="*fp64", rho_ptr="*fp64",
-               last_ptr="*i64", skipped_ptr="*i64", dens_ptr="*fp64", cnt_ptr="*i32",
-               p_lo_ptr="*i64", p_hi_ptr="*i64", offset_ptr="*i64", budget_ptr="*i64",
-               forced_ptr="*i64", out_off_ptr="*i64", out_idx_ptr="*i64", out_r_ptr="*fp64",
+               live_ptr="*i32", t_desc_ptr="*i64", t_r_ptr="*fp64", t_i_ptr="*i64",
+               tm_ptr="*fp64", rho_ptr="*fp64", last_ptr="*i64", skipped_ptr="*i64",
+               dens_ptr="*fp64", cnt_ptr="*i32", p_lo_ptr="*i64", p_hi_ptr="*i64",
+               offset_ptr="*i64", budget_ptr="*i64", forced_ptr="*i64", out_off_ptr="*i64",
+               out_idx_ptr="*i64", out_r_ptr="*fp64",
                step="i32", n_total="i32", D="i32", stride_x="i32",
                UPDATE="constexpr", WEIGHTED="constexpr", SKIP="constexpr", PICK="constexpr",
                FORCED="constexpr", TILE_N="constexpr", BLOCK_N="constexpr",

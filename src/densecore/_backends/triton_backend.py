@@ -17,12 +17,12 @@ Per pick, for every pool of the batch at once, one launch of ``_update``:
    its largest ``r`` and the lowest index that has it. The features are copied
    with D zero-padded to a multiple of 16 (exact: zeros add 0), so rows are
    16-byte aligned and no column mask is needed. The tile table is built on
-   the device: one int64 descriptor per tile (one load, one register), bits
-   ``62..29`` the tile's first row in the batch (34 bits: at most 2^34 rows
-   in a batch), ``28..20`` its row count (9 bits: 1 to 256), ``19..0`` its
-   pool (20 bits: at most 2^20 = 1,048,576 pools); bit 63 stays 0. A batch
-   beyond these fields is refused with a ValueError before anything is
-   allocated.
+   the device: one int64 descriptor per tile (one load where there were
+   three), bits ``62..29`` the tile's first row in the batch (34 bits: at
+   most 2^34 rows in a batch), ``28..20`` its row count (9 bits: 1 to 256),
+   ``19..0`` its pool (20 bits: at most 2^20 = 1,048,576 pools); bit 63
+   stays 0. A batch beyond these fields is refused with a ValueError before
+   anything is allocated.
 
    Certified tile skipping (fewer bytes per pick; unweighted picks only): each
    tile keeps a ball, its rows' mean ``m_T`` and a radius ``rho_T`` (rounded
@@ -117,9 +117,9 @@ def interpreted() -> bool:
 # not specialised on (== 1, divisible by 16), so one compiled kernel serves every pick
 @triton.jit(do_not_specialize=["step", "n_total"])
 def _update(x_ptr, r_ptr, w_ptr, cen_ptr, cden_ptr, live_ptr, t_desc_ptr, t_r_ptr,
-            t_i_ptr, tm_ptr, rho_ptr, last_ptr, skipped_ptr,
-            dens_ptr, cnt_ptr, p_lo_ptr, p_hi_ptr, offset_ptr, budget_ptr, forced_ptr,
-            out_off_ptr, out_idx_ptr, out_r_ptr, step, n_total, D, stride_x,
+            t_i_ptr, tm_ptr, rho_ptr, last_ptr, skipped_ptr, dens_ptr, cnt_ptr, p_lo_ptr,
+            p_hi_ptr, offset_ptr, budget_ptr, forced_ptr, out_off_ptr, out_idx_ptr,
+            out_r_ptr, step, n_total, D, stride_x,
             UPDATE: tl.constexpr, WEIGHTED: tl.constexpr, SKIP: tl.constexpr,
             PICK: tl.constexpr, FORCED: tl.constexpr, TILE_N: tl.constexpr,
             BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_T: tl.constexpr):
@@ -308,9 +308,10 @@ class _Batch:
         i64 = self.t_desc  # a stand-in for the int64 pointers a launch without pick ignores
         _update[(self.n_tiles,)](
             self.x, self.r, self.r if self.w is None else self.w, self.cen, self.cden,
-            self.live, self.t_desc, self.t_r, self.t_i, self.tm, self.rho, self.last, self.skipped, self.dens, self.cnt, self.p_lo, self.p_hi,
-            self.offset, i64 if budget is None else budget, forced,
-            i64 if out_off is None else out_off, i64 if out_idx is None else out_idx,
+            self.live, self.t_desc, self.t_r, self.t_i, self.tm, self.rho, self.last,
+            self.skipped, self.dens, self.cnt, self.p_lo, self.p_hi, self.offset,
+            i64 if budget is None else budget, forced, i64 if out_off is None else out_off,
+            i64 if out_idx is None else out_idx,
             self.r if out_r is None else out_r, step, self.n_total, self.dp, self.x.stride(0),
             UPDATE=update, WEIGHTED=self.w is not None, SKIP=self.skip and update,
             PICK=pick, FORCED=forced is not None, TILE_N=_TILE_N, BLOCK_N=self.block_n,
