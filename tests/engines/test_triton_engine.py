@@ -107,6 +107,78 @@ def test_odd_dimensions_across_tiles_match_reference(dim):
     assert TB._layout(dim)[0] % min(16, TB._pow2(dim)) == 0
 
 
+@pytest.mark.parametrize("sizes", [[0], [1], [255], [256], [257],
+                                   [257, 0, 256, 1, 255, 0, 513, 3]])
+def test_tile_descriptors_round_trip(sizes):
+    # every tile of every pool, in order, with its first row, row count and pool, as a
+    # loop over the pools would list them; pool 0 rows has no tile
+    want = []
+    lo = 0
+    for p, n in enumerate(sizes):
+        want += [(lo + s, min(TB._TILE_N, n - s), p) for s in range(0, n, TB._TILE_N)]
+        lo += n
+    desc, p_lo, p_hi, offset = TB._tiles(sizes, DEV)
+    assert desc.dtype == torch.int64 and bool((desc >= 0).all())
+    got = torch.stack(TB._unpack(desc), 1).cpu().tolist()
+    assert [tuple(g) for g in got] == want
+    per_pool = [-(-n // TB._TILE_N) for n in sizes]
+    assert p_hi.cpu().tolist() == np.cumsum(per_pool).tolist()
+    assert (p_hi - p_lo).cpu().tolist() == per_pool
+    assert offset.cpu().tolist() == (np.cumsum(sizes) - sizes).tolist()
+    # the fields' extremes survive packing, and the sign bit stays 0
+    top = torch.tensor([TB._MAX_ROWS - 1, 0, 5], dtype=torch.int64)
+    cnt = torch.tensor([TB._TILE_N, 1, 255], dtype=torch.int64)
+    pool = torch.tensor([TB._MAX_POOLS - 1, 0, 3], dtype=torch.int64)
+    packed = TB._pack(top, cnt, pool)
+    assert bool((packed >= 0).all())
+    for a, b in zip(TB._unpack(packed), (top, cnt, pool)):
+        assert torch.equal(a, b)
+
+
+def test_batch_beyond_the_descriptor_fields_is_refused():
+    # checked on the pools' row counts before anything is copied or allocated
+    with pytest.raises(ValueError, match="pools per batch"):
+        TB._tiles([1] * (TB._MAX_POOLS + 1), DEV)
+    with pytest.raises(ValueError, match="rows per batch"):
+        TB._tiles([TB._MAX_ROWS - 5, 6], DEV)
+    TB._check_fields([1] * TB._MAX_POOLS)  # at the limits: accepted
+    TB._check_fields([TB._MAX_ROWS - 5, 5])
+    one = dict(x=torch.zeros((2, 3), device=DEV), dens=torch.ones(2, dtype=torch.float64,
+                                                                    device=DEV),
+               centres=torch.zeros((0, 3), device=DEV),
+               cdens=torch.ones(0, dtype=torch.float64, device=DEV),
+               excluded=torch.zeros(2, dtype=torch.bool, device=DEV))
+    with pytest.raises(ValueError, match="pools per batch"):
+        TB._Batch([one] * (TB._MAX_POOLS + 1))
+    huge = dict(one, x=torch.zeros((1, 3), device=DEV).expand(TB._MAX_ROWS + 1, 3))
+    with pytest.raises(ValueError, match="rows per batch"):
+        TB._Batch([huge])
+
+
+def test_kernel_decodes_every_tile_of_ragged_pools():
+    # each pool's last row is far out (a tile of one row for 257, a full tile's last row
+    # for 256): a wrong start, count or pool decoded in the kernel changes the picks
+    sizes = [0, 1, 255, 256, 257, 3]
+    rng = np.random.default_rng(11)
+    x = rng.normal(size=(sum(sizes), 4)).astype(np.float32)
+    ends = np.cumsum(sizes)
+    for p, e in enumerate(ends):
+        if sizes[p]:
+            x[e - 1] = 40.0 + 10 * p
+    budgets = [0, 1, 4, 4, 4, 2]
+    seeds = [0, 1, 2, 3, 4, 5]
+    sels = densecore.farthest_first_batch(_t(x), sizes, budgets, seeds=seeds,
+                                          backend="triton")
+    for p, (n, k) in enumerate(zip(sizes, budgets)):
+        lo = ends[p] - n
+        init = int(np.random.default_rng(seeds[p]).integers(n)) if n else None
+        if k:
+            _check_pool(sels[p], x[lo:lo + n], k, init=init)
+            assert n - 1 in sels[p].indices.tolist()
+        else:
+            assert len(sels[p].indices) == 0
+
+
 @pytest.mark.parametrize("fs, ds", [(1.0, 1.0), (2.0 ** -70, 1e-30)])
 def test_tile_skipping_is_certified(fs, ds):
     # clusters far apart, rows sorted by cluster: most tiles are provably out of a new
@@ -332,11 +404,11 @@ def usage(kernel):
 target = GPUTarget("cuda", 90, 32)
 for xdt in ("*fp32", "*bf16"):
     sig = dict(x_ptr=xdt, r_ptr="*fp64", w_ptr="*fp64", cen_ptr=xdt, cden_ptr="*fp64",
-               live_ptr="*i32", t_start_ptr="*i64", t_end_ptr="*i64", t_pool_ptr="*i64",
-               t_r_ptr="*fp64", t_i_ptr="*i64", tm_ptr="*fp64", rho_ptr="*fp64",
-               last_ptr="*i64", skipped_ptr="*i64", dens_ptr="*fp64", cnt_ptr="*i32",
-               p_lo_ptr="*i64", p_hi_ptr="*i64", offset_ptr="*i64", budget_ptr="*i64",
-               forced_ptr="*i64", out_off_ptr="*i64", out_idx_ptr="*i64", out_r_ptr="*fp64",
+               live_ptr="*i32", t_desc_ptr="*i64", t_r_ptr="*fp64", t_i_ptr="*i64",
+               tm_ptr="*fp64", rho_ptr="*fp64", last_ptr="*i64", skipped_ptr="*i64",
+               dens_ptr="*fp64", cnt_ptr="*i32", p_lo_ptr="*i64", p_hi_ptr="*i64",
+               offset_ptr="*i64", budget_ptr="*i64", forced_ptr="*i64", out_off_ptr="*i64",
+               out_idx_ptr="*i64", out_r_ptr="*fp64",
                step="i32", n_total="i32", D="i32", stride_x="i32",
                UPDATE="constexpr", WEIGHTED="constexpr", SKIP="constexpr", PICK="constexpr",
                FORCED="constexpr", TILE_N="constexpr", BLOCK_N="constexpr",

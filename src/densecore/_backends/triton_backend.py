@@ -17,7 +17,12 @@ Per pick, for every pool of the batch at once, one launch of ``_update``:
    its largest ``r`` and the lowest index that has it. The features are copied
    with D zero-padded to a multiple of 16 (exact: zeros add 0), so rows are
    16-byte aligned and no column mask is needed. The tile table is built on
-   the device.
+   the device: one int64 descriptor per tile (one load where there were
+   three), bits ``62..29`` the tile's first row in the batch (34 bits: at
+   most 2^34 rows in a batch), ``28..20`` its row count (9 bits: 1 to 256),
+   ``19..0`` its pool (20 bits: at most 2^20 = 1,048,576 pools); bit 63
+   stays 0. A batch beyond these fields is refused with a ValueError before
+   anything is allocated.
 
    Certified tile skipping (fewer bytes per pick; unweighted picks only): each
    tile keeps a ball, its rows' mean ``m_T`` and a radius ``rho_T`` (rounded
@@ -78,6 +83,14 @@ _TILE_N = 256
 _ROWS_X_COLS = 512
 _WARPS = 8
 _BALL_ELEMS = 1 << 22  # elements of one float64 block when the tiles' balls are built
+# The tile descriptor (int64, bit 63 zero): start << _START_SHIFT | count << _POOL_BITS | pool
+_POOL_BITS, _COUNT_BITS = 20, 9  # a count is 1 to _TILE_N = 256 rows
+_START_SHIFT = _POOL_BITS + _COUNT_BITS  # 34 bits of start row remain below bit 63
+_MAX_POOLS, _MAX_ROWS = 1 << _POOL_BITS, 1 << (63 - _START_SHIFT)
+assert _TILE_N < 1 << _COUNT_BITS
+# the kernel's copies (a kernel reads only constexpr globals)
+_K_POOL_BITS, _K_START_SHIFT = tl.constexpr(_POOL_BITS), tl.constexpr(_START_SHIFT)
+_K_POOL_MASK, _K_COUNT_MASK = tl.constexpr(_MAX_POOLS - 1), tl.constexpr((1 << _COUNT_BITS) - 1)
 
 
 def _layout(d: int) -> tuple[int, int, int]:
@@ -103,10 +116,10 @@ def interpreted() -> bool:
 # ``step`` and ``n_total`` change between launches (or calls) without changing the code:
 # not specialised on (== 1, divisible by 16), so one compiled kernel serves every pick
 @triton.jit(do_not_specialize=["step", "n_total"])
-def _update(x_ptr, r_ptr, w_ptr, cen_ptr, cden_ptr, live_ptr, t_start_ptr, t_end_ptr,
-            t_pool_ptr, t_r_ptr, t_i_ptr, tm_ptr, rho_ptr, last_ptr, skipped_ptr,
-            dens_ptr, cnt_ptr, p_lo_ptr, p_hi_ptr, offset_ptr, budget_ptr, forced_ptr,
-            out_off_ptr, out_idx_ptr, out_r_ptr, step, n_total, D, stride_x,
+def _update(x_ptr, r_ptr, w_ptr, cen_ptr, cden_ptr, live_ptr, t_desc_ptr, t_r_ptr,
+            t_i_ptr, tm_ptr, rho_ptr, last_ptr, skipped_ptr, dens_ptr, cnt_ptr, p_lo_ptr,
+            p_hi_ptr, offset_ptr, budget_ptr, forced_ptr, out_off_ptr, out_idx_ptr,
+            out_r_ptr, step, n_total, D, stride_x,
             UPDATE: tl.constexpr, WEIGHTED: tl.constexpr, SKIP: tl.constexpr,
             PICK: tl.constexpr, FORCED: tl.constexpr, TILE_N: tl.constexpr,
             BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_T: tl.constexpr):
@@ -114,10 +127,11 @@ def _update(x_ptr, r_ptr, w_ptr, cen_ptr, cden_ptr, live_ptr, t_start_ptr, t_end
     # The tile's TILE_N rows are read BLOCK_N at a time, so that a thread holds a few
     # float64 values (no spills) while the tile table stays short.
     t = tl.program_id(0)
-    p = tl.load(t_pool_ptr + t)
+    desc = tl.load(t_desc_ptr + t)  # start | count | pool (module docstring)
+    p = desc & _K_POOL_MASK
     if tl.load(live_ptr + p) != 0:
-        start = tl.load(t_start_ptr + t)
-        end = tl.load(t_end_ptr + t)
+        start = desc >> _K_START_SHIFT
+        end = start + ((desc >> _K_POOL_BITS) & _K_COUNT_MASK)
         go = True
         if SKIP:  # certified skip: no row of the tile can get a lower r from this centre
             acc_c = tl.zeros([BLOCK_D], dtype=tl.float64)
@@ -247,6 +261,7 @@ class _Batch:
             raise ValueError("the triton engine needs CUDA tensors (or TRITON_INTERPRET=1 "
                              "set before densecore is imported, for the interpreter)")
         xs = [i["x"] for i in inputs]
+        _check_fields([t.shape[0] for t in xs])  # before any copy
         self.x = (xs[0] if len(xs) == 1 else torch.cat(xs)).contiguous()
         self.dens = torch.cat([i["dens"] for i in inputs]).contiguous()
         ws = [i.get("weights") for i in inputs]
@@ -262,8 +277,7 @@ class _Batch:
         per_pool = [-(-n // _TILE_N) for n in sizes]  # tiles per pool (host ints)
         self.n_tiles = sum(per_pool)
         self.block_t = min(1024, _pow2(max(1, max(per_pool, default=1))))
-        (self.t_start, self.t_end, self.t_pool, self.p_lo, self.p_hi,
-         self.offset) = _tiles(sizes, per_pool, _TILE_N, dev)
+        self.t_desc, self.p_lo, self.p_hi, self.offset = _tiles(sizes, dev)
         self.t_r = torch.empty(max(1, self.n_tiles), dtype=torch.float64, device=dev)
         self.t_i = torch.empty(max(1, self.n_tiles), dtype=torch.int64, device=dev)
         self.cen = torch.zeros((self.n_pools, self.dp), dtype=self.x.dtype, device=dev)
@@ -274,7 +288,7 @@ class _Batch:
         self.cnt = torch.zeros(self.n_pools, dtype=torch.int32, device=dev)
         # certified tile skipping needs argmax r (not r * w: the weight hook reads all)
         self.skip = self.w is None and self.n_tiles > 0
-        self.tm, self.rho = (_tile_balls(self.x, self.t_start, self.t_end, self.n_tiles)
+        self.tm, self.rho = (_tile_balls(self.x, self.t_desc, self.n_tiles)
                              if self.skip else (self.r, self.r))
         self.update(first=True)
 
@@ -291,27 +305,28 @@ class _Batch:
     def _launch(self, step, update, pick, budget, forced, out_off, out_idx, out_r) -> None:
         if self.n_tiles == 0:
             return
-        i64 = self.t_start  # a stand-in for the int64 pointers a launch without pick ignores
+        i64 = self.t_desc  # a stand-in for the int64 pointers a launch without pick ignores
         _update[(self.n_tiles,)](
             self.x, self.r, self.r if self.w is None else self.w, self.cen, self.cden,
-            self.live, self.t_start, self.t_end, self.t_pool, self.t_r, self.t_i, self.tm,
-            self.rho, self.last, self.skipped, self.dens, self.cnt, self.p_lo, self.p_hi,
-            self.offset, i64 if budget is None else budget, forced,
-            i64 if out_off is None else out_off, i64 if out_idx is None else out_idx,
+            self.live, self.t_desc, self.t_r, self.t_i, self.tm, self.rho, self.last,
+            self.skipped, self.dens, self.cnt, self.p_lo, self.p_hi, self.offset,
+            i64 if budget is None else budget, forced, i64 if out_off is None else out_off,
+            i64 if out_idx is None else out_idx,
             self.r if out_r is None else out_r, step, self.n_total, self.dp, self.x.stride(0),
             UPDATE=update, WEIGHTED=self.w is not None, SKIP=self.skip and update,
             PICK=pick, FORCED=forced is not None, TILE_N=_TILE_N, BLOCK_N=self.block_n,
             BLOCK_D=self.block_d, BLOCK_T=self.block_t, num_warps=_WARPS)
 
 
-def _tile_balls(x: torch.Tensor, t_start, t_end, n_tiles: int):
+def _tile_balls(x: torch.Tensor, t_desc: torch.Tensor, n_tiles: int):
     """Each tile's centre ``m_T`` ``(T, D)`` float64 (the mean of its rows) and radius
     ``rho_T`` ``(T,)`` float64, an upper bound on ``||x - m_T||`` over its rows (rounded
-    up): two passes over the features in row blocks, on their device, once per batch."""
+    up): two passes over the features in row blocks, on their device, once per batch.
+    ``t_desc`` ``(T,)`` int64 are the tile descriptors (:func:`_tiles`)."""
     n, d = x.shape
     dev = x.device
     f64 = dict(dtype=torch.float64, device=dev)
-    counts = t_end - t_start
+    counts = _unpack(t_desc)[1]  # the tiles follow each other: row -> tile from the counts
     row_tile = torch.repeat_interleave(torch.arange(n_tiles, device=dev), counts,
                                        output_size=n)
     m = torch.zeros((n_tiles, d), **f64)
@@ -327,21 +342,52 @@ def _tile_balls(x: torch.Tensor, t_start, t_end, n_tiles: int):
     return m.contiguous(), rho2.sqrt_().mul_(1.0 + 2.0 ** -40)
 
 
-def _tiles(sizes: list[int], per_pool: list[int], block_n: int, dev: torch.device):
-    """The tile table, built on the device from the pool sizes (one small copy, no loop
-    over tiles): ``t_start, t_end, t_pool`` ``(T,)`` int64 (a tile never crosses a pool),
-    the pools' first and past-last tiles ``p_lo, p_hi`` and row offsets ``offset``
-    ``(P,)`` int64."""
+def _check_fields(sizes: list[int]) -> None:
+    """Raise a ValueError when pools of ``sizes`` rows (host ints) do not fit the tile
+    descriptor's fields: more than 2^20 pools or 2^34 rows in one batch."""
+    if len(sizes) > _MAX_POOLS:
+        raise ValueError(f"the triton engine takes at most {_MAX_POOLS:,} pools per batch "
+                         f"(the tile descriptor's pool field), got {len(sizes):,}: "
+                         "split the batch")
+    if sum(sizes) > _MAX_ROWS:
+        raise ValueError(f"the triton engine takes at most {_MAX_ROWS:,} rows per batch "
+                         f"(the tile descriptor's start field), got {sum(sizes):,}: "
+                         "split the batch")
+
+
+def _tiles(sizes: list[int], dev: torch.device):
+    """The tile table, built on the device from the pool sizes (host ints; one small
+    copy, no loop over tiles): the descriptors ``t_desc`` ``(T,)`` int64 (start row,
+    row count and pool packed as in the module docstring; a tile never crosses a
+    pool, pools in order, tiles of ``_TILE_N`` rows and a shorter last one), the pools'
+    first and past-last tiles ``p_lo, p_hi`` and row offsets ``offset`` ``(P,)`` int64.
+    A ValueError when the batch exceeds the fields (:func:`_check_fields`)."""
+    _check_fields(sizes)
     i64 = dict(dtype=torch.int64, device=dev)
-    n = torch.tensor([list(sizes), list(per_pool)], **i64)
-    offset = torch.cumsum(n[0], 0) - n[0]
-    p_hi = torch.cumsum(n[1], 0)
-    p_lo = p_hi - n[1]
-    t_pool = torch.repeat_interleave(torch.arange(len(sizes), **i64), n[1],
-                                     output_size=sum(per_pool))
-    t_start = offset[t_pool] + (torch.arange(t_pool.shape[0], **i64) - p_lo[t_pool]) * block_n
-    t_end = torch.minimum(t_start + block_n, (offset + n[0])[t_pool])
-    return t_start, t_end, t_pool, p_lo, p_hi, offset
+    n = torch.tensor(list(sizes), **i64).reshape(-1)
+    per_pool = (n + (_TILE_N - 1)) // _TILE_N
+    offset = torch.cumsum(n, 0) - n
+    p_hi = torch.cumsum(per_pool, 0)
+    p_lo = p_hi - per_pool
+    n_tiles = sum(-(-int(k) // _TILE_N) for k in sizes)  # host ints: no device read
+    t_pool = torch.repeat_interleave(torch.arange(len(sizes), **i64), per_pool,
+                                     output_size=n_tiles)
+    t_start = offset[t_pool] + (torch.arange(n_tiles, **i64) - p_lo[t_pool]) * _TILE_N
+    count = torch.minimum(torch.full_like(t_start, _TILE_N), (offset + n)[t_pool] - t_start)
+    return _pack(t_start, count, t_pool), p_lo, p_hi, offset
+
+
+def _pack(start: torch.Tensor, count: torch.Tensor, pool: torch.Tensor) -> torch.Tensor:
+    """Tile descriptors ``(T,)`` int64 of their first rows, row counts and pools ``(T,)``
+    int64 (within the fields: :func:`_check_fields` holds the batch to them)."""
+    return (start << _START_SHIFT) | (count << _POOL_BITS) | pool
+
+
+def _unpack(t_desc: torch.Tensor):
+    """``(start, count, pool)`` ``(T,)`` int64 of tile descriptors ``(T,)`` int64: the
+    inverse of :func:`_pack`, the kernel's decoding on the host."""
+    return (t_desc >> _START_SHIFT, (t_desc >> _POOL_BITS) & ((1 << _COUNT_BITS) - 1),
+            t_desc & ((1 << _POOL_BITS) - 1))
 
 
 def _initial_r(inp: dict) -> torch.Tensor:
