@@ -377,8 +377,8 @@ def farthest_first(features, budget: int, *, densities=None, labeled=None,
             Labeled points (``labeled`` rows and ``labeled_features``) keep their
             own precision. Half the bytes read per pick on CUDA (torch and triton
             engines); on the CPU the numba engine widens the stored values to
-            float32 (no speed gain). See ``docs/architecture.md`` ("16-bit storage")
-            for how the picks change.
+            float32 (no speed gain). See ``docs/api.md`` ("16-bit storage") for how
+            the picks change, measured.
 
     Returns:
         :class:`Selection` with ``indices`` and ``radii`` in the input's kind
