@@ -208,8 +208,11 @@ def pow2_below(v: float) -> float:
 # forming ``scale ** 2`` (which overflows a float beyond 2^1023).
 
 # |features| range (powers of two) inside which squared distances neither overflow nor
-# underflow in the compute dtype (float32 for 16-bit and float32 features).
-SAFE_EXP = {torch.float32: 39, torch.float64: 400}
+# underflow in the compute dtype (float32 for 16-bit and float32 features). The 16-bit
+# entries are those of the greedy's opt-in ``storage``: the pool is rounded to that
+# dtype after scaling, so float16's values must also stay normal (2^-14 .. 65504);
+# bfloat16 has float32's exponent range.
+SAFE_EXP = {torch.float32: 39, torch.float64: 400, torch.float16: 14, torch.bfloat16: 39}
 # densities: the largest is brought into [1, 2) only outside [2^-60, 2^60]
 DENSITY_EXP = 60
 _STEP_EXP = 100  # one multiplication step: 2^+-100 is a normal float32 and bfloat16
@@ -287,14 +290,18 @@ def absmax(t: torch.Tensor) -> float:
 _MAX_DENSITY_RATIO = 2.0 ** 900
 
 
-def scales(stats, dtype: torch.dtype) -> tuple[float, float]:
+def scales(stats, dtype: torch.dtype, storage: torch.dtype | None = None
+           ) -> tuple[float, float]:
     """Powers of two ``(fscale, dscale)`` for features and densities: the one scaling
     rule (:func:`pow2_scale`), from ``stats = [max |feature|, max density, min density]``
     (``max density`` 0 when there are none).
 
     ``fscale`` is 1 unless ``max |feature|`` lies outside the range where squared
     distances are safe in the compute dtype (float32 for 16-bit and float32
-    features); then it brings the largest magnitude into [1, 2). ``dscale`` is 1
+    features), or, with a 16-bit ``storage`` (the greedy's opt-in rounding of the
+    pool), outside the range where that dtype holds the largest value as a normal
+    number (``2^+-14`` for float16, ``2^+-39`` for bfloat16); then it brings the
+    largest magnitude into [1, 2). ``dscale`` is 1
     unless the largest density lies outside [2^-60, 2^60]; then it brings it into
     [1, 2) (subnormal densities: as close as float64 allows). Both are exact; the
     argmax decisions do not change. Accuracy is relative to the largest magnitude:
@@ -304,10 +311,13 @@ def scales(stats, dtype: torch.dtype) -> tuple[float, float]:
     Example:
         >>> scales([3.0, 0.0, math.inf], torch.float32), scales([2.0 ** 50, 1.0, 1.0], torch.float32)
         ((1.0, 1.0), (8.881784197001252e-16, 1.0))
+        >>> scales([1e6, 0.0, math.inf], torch.float32, storage=torch.float16)
+        (1.9073486328125e-06, 1.0)
     """
     big, dmax, dmin = stats
-    fscale = pow2_scale(big, SAFE_EXP[torch.float64 if dtype == torch.float64
-                                      else torch.float32])
+    limit = SAFE_EXP[storage if storage is not None else
+                     torch.float64 if dtype == torch.float64 else torch.float32]
+    fscale = pow2_scale(big, limit)
     if dmax == 0:  # no densities (k-center greedy) or an empty pool
         return fscale, 1.0
     if dmax / dmin > _MAX_DENSITY_RATIO:

@@ -71,7 +71,7 @@ def farthest_first_batch(features, lengths, budgets, *, densities=None, labeled=
                          labeled_features=None, labeled_densities=None, seeds=0,
                          backend: str = "auto", metric: str = "euclidean",
                          progress: bool = False, validate: bool = True,
-                         num_threads: int | None = None) -> list:
+                         num_threads: int | None = None, storage: str | None = None) -> list:
     """Algorithm 1 on each of P pools, the pools concatenated row-wise.
 
     The result equals ``[farthest_first(pool_p, budgets[p], ..., seed=seeds[p])
@@ -97,6 +97,9 @@ def farthest_first_batch(features, lengths, budgets, *, densities=None, labeled=
         progress: a tqdm bar over all picks.
         validate: scan values for NaN/inf and non-positive densities.
         num_threads: most CPU threads in all (None: the thread limit).
+        storage: None, ``"float16"`` or ``"bfloat16"``: every pool's features rounded
+            once to 16 bits after its scaling rule (labeled points keep their
+            precision; :func:`~densecore.farthest_first`).
 
     Returns:
         A list of P :class:`~densecore.greedy.Selection`, indices local to their pool
@@ -117,6 +120,7 @@ def farthest_first_batch(features, lengths, budgets, *, densities=None, labeled=
         ([[2, 1], [2, 3]], [[25.0, 1.0], [81.0, 16.0]])
     """
     metric = M.check_metric(metric)
+    V.check_storage(storage)
     if V.is_sparse(features):
         raise TypeError("features must be dense for farthest_first_batch; call "
                         "farthest_first per pool for sparse features")
@@ -148,7 +152,7 @@ def farthest_first_batch(features, lengths, budgets, *, densities=None, labeled=
         jobs.append(G.setup(features[lo:hi], budgets[p],
                             None if densities is None else densities[lo:hi], lab, lfs[p],
                             lds[p], seed=seeds[p], backend=backend, metric=metric,
-                            validate=validate))
+                            validate=validate, storage=storage))
     if not jobs:
         return []
     engine = jobs[0].pool.engine

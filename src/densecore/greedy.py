@@ -94,6 +94,7 @@ class Pool:
     ld: torch.Tensor | None
     engine: str
     is_numpy: bool
+    storage: torch.dtype | None = None  # the opt-in 16-bit rounding of the candidates
     layout: ClassVar[str] = "dense"
 
     @property
@@ -142,12 +143,18 @@ class Pool:
 
 def check(features, densities=None, labeled=None, labeled_features=None,
           labeled_densities=None, *, backend: str = "auto", metric: str = "euclidean",
-          name: str = "features", validate: bool = True):
+          name: str = "features", validate: bool = True, storage=None):
     """Check one pool's inputs (Algorithm 1), resolve the engine in the one table
     (:func:`densecore.engines.resolve`) and make rows unit for ``metric="cosine"``:
     a :class:`Pool`, or a :class:`densecore.sparse.SparsePool` for sparse features
-    (the same methods)."""
+    (the same methods). ``storage``: None, ``"float16"`` or ``"bfloat16"``
+    (:func:`densecore.validation.check_storage`; dense features only)."""
+    store = V.check_storage(storage)
     if V.is_sparse(features):
+        if store is not None:
+            raise ValueError(f"storage applies to dense features (sparse rows are computed "
+                             f"exactly in float64); got storage={storage!r} with sparse "
+                             "features")
         from .sparse import check_sparse
 
         return check_sparse(features, densities, labeled, labeled_features,
@@ -163,16 +170,27 @@ def check(features, densities=None, labeled=None, labeled_features=None,
     if metric == "cosine":
         x, lf = M.unit_rows(x), M.unit_rows(lf, "labeled_features")
     return Pool(x, None if dens is None else dens.detach(), lab, lf,
-                None if ld is None else ld.detach(), engine, is_numpy)
+                None if ld is None else ld.detach(), engine, is_numpy, store)
 
 
-def _engine_features(t: torch.Tensor, engine: str, fscale: float) -> torch.Tensor:
+def _engine_features(t: torch.Tensor, engine: str, fscale: float,
+                     storage: torch.dtype | None = None) -> torch.Tensor:
     """Features as the engine takes them (its class attributes): a ``host`` engine a CPU
     float32/float64 tensor; others keep the device, and 16-bit storage off the CPU
-    (on the CPU too with ``half_on_cpu``)."""
+    (on the CPU too with ``half_on_cpu``).
+
+    With a 16-bit ``storage`` the features are first scaled (exact; ``fscale`` then
+    comes from that dtype's limits, :func:`densecore._core.scales`) and then rounded
+    once to ``storage``: the engine runs on those values (a host engine widened back
+    to float32, exactly)."""
     cls = E.engine(engine)
     if cls.host:
         t = t.cpu()
+    if storage is not None and (t.dtype != storage or fscale != 1.0):
+        if t.dtype not in (torch.float32, torch.float64):
+            t = t.float()  # exact
+        t = mul_pow2(t, pow2_exp(fscale)).to(storage)  # a power of two, then one rounding
+        fscale = 1.0
     if t.dtype not in (torch.float32, torch.float64) and (
             cls.host or (t.device.type == "cpu" and not cls.half_on_cpu)):
         t = t.float()
@@ -203,7 +221,7 @@ def _prepare_dense(pool: Pool, fscale: float, dscale: float, centres=None, cdens
     """Engine inputs of one dense pool: scaled features and float64 densities, the
     excluded mask, and the labeled centres (this pool's unless ``centres``/``cdens``
     are given, already scaled, as the sharded selection does)."""
-    x = _engine_features(pool.x, pool.engine, fscale)
+    x = _engine_features(pool.x, pool.engine, fscale, pool.storage)
     n, dev = x.shape[0], x.device
     dens = (torch.ones(n, dtype=torch.float64, device=dev) if pool.dens is None
             else pool.dens.to(dev, torch.float64))
@@ -324,7 +342,8 @@ def progress_bar(show: bool, total: int, desc: str):
 def farthest_first(features, budget: int, *, densities=None, labeled=None,
                    labeled_features=None, labeled_densities=None, init=None, seed: int = 0,
                    backend: str = "auto", metric: str = "euclidean", progress: bool = False,
-                   validate: bool = True, num_threads: int | None = None) -> Selection:
+                   validate: bool = True, num_threads: int | None = None,
+                   storage: str | None = None) -> Selection:
     """Algorithm 1 (density-aware greedy); k-center greedy when ``densities`` is None.
 
     Args:
@@ -350,12 +369,24 @@ def farthest_first(features, budget: int, *, densities=None, labeled=None,
             Within it the engine runs each block of picks on one thread or on all,
             whichever it measures faster (one thread when other processes keep
             the cores busy); the selection does not depend on it.
+        storage: None (the features as given), or ``"float16"`` / ``"bfloat16"``: the
+            pool's features are rounded once to that dtype, after the one scaling rule
+            (which then also keeps the largest value a normal number of that dtype:
+            float16 cannot overflow), and the greedy runs on those values: the picks
+            are those of Algorithm 1 on the rounded pool, distances still computed
+            from coordinate differences in float32/float64 on the stored values.
+            Labeled points (``labeled`` rows and ``labeled_features``) keep their
+            own precision. Half the bytes read per pick on CUDA (torch and triton
+            engines); on the CPU the numba engine widens the stored values to
+            float32 (no speed gain). See ``docs/api.md`` ("16-bit storage") for how
+            the picks change, measured.
 
     Returns:
         :class:`Selection` with ``indices`` and ``radii`` in the input's kind
         (numpy in, numpy out; tensors stay on their device). Radii are squared
         Euclidean distances (cosine distances for ``metric="cosine"``) divided
-        by density, in the features' dtype.
+        by density, in the features' dtype; with ``storage`` those of the stored
+        (rounded) candidates.
 
     Raises:
         ValueError: bad shapes or values (naming the argument), or densities
@@ -372,7 +403,8 @@ def farthest_first(features, budget: int, *, densities=None, labeled=None,
     """
     metric = M.check_metric(metric)
     job = setup(features, budget, densities, labeled, labeled_features, labeled_densities,
-                init=init, seed=seed, backend=backend, metric=metric, validate=validate)
+                init=init, seed=seed, backend=backend, metric=metric, validate=validate,
+                storage=storage)
     if num_threads is not None:
         num_threads = V.check_int(num_threads, "num_threads", minimum=1)
     return job.run(progress, num_threads)
@@ -425,15 +457,16 @@ class Job:
 
 def setup(features, budget, densities=None, labeled=None, labeled_features=None,
           labeled_densities=None, *, init=None, seed=0, backend="auto",
-          metric="euclidean", validate=True) -> Job:
+          metric="euclidean", validate=True, storage=None) -> Job:
     """Everything :func:`farthest_first` does before the engine runs, for one pool
-    (dense or sparse features; ``metric`` already checked)."""
+    (dense or sparse features; ``metric`` already checked; ``storage`` as in
+    :func:`farthest_first`)."""
     pool = check(features, densities, labeled, labeled_features, labeled_densities,
-                 backend=backend, metric=metric, validate=validate)
+                 backend=backend, metric=metric, validate=validate, storage=storage)
     n = pool.n
     budget = V.check_budget(budget, n - pool.lab.numel())
     first = first_pick(n, pool.lab.numel() + pool.n_out, budget, init, seed)
-    fscale, dscale = scales(pool.stats(), pool.dtype)
+    fscale, dscale = scales(pool.stats(), pool.dtype, pool.storage)
     return Job(pool, pool.prepare(fscale, dscale), budget, first, fscale, dscale, metric)
 
 

@@ -435,7 +435,10 @@ def select_pixels(probs, features, densities, budget: int, *, labeled=None, igno
             :data:`~densecore.samplers.DEFAULT_SAMPLER` (``"kcenter"``, the default of
             every entry point; see the module docstring for why;
             ``"kmedoids_refinement"`` is opt-in, the paper's method is
-            ``"density_aware"``); None ranks by score only. With
+            ``"density_aware"``); None ranks by score only. A sampler's options
+            travel on the instance: ``sampler=KCenterGreedy(backend="triton",
+            storage="bfloat16")`` (the opt-in 16-bit storage of the pool,
+            ``docs/api.md``). With
             densecore's greedy samplers on CPU features, up to the thread limit
             of images are selected at once, one numba thread each (the picks
             are those of one image at a time; ``densecore._backends.threads(1)``

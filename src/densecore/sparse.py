@@ -117,6 +117,7 @@ class SparsePool:
     device: torch.device
     layout: ClassVar[str] = "sparse"
     dtype: ClassVar[torch.dtype] = torch.float64
+    storage: ClassVar[None] = None  # sparse rows are never rounded (no ``storage=``)
 
     @property
     def n(self) -> int:

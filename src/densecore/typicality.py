@@ -77,8 +77,8 @@ def typicality_farthest_first(features, budget: int, *, densities=None, g: float
                               labeled=None, labeled_features=None, init=None,
                               seed: int = 0, backend: str = "auto",
                               metric: str = "euclidean", progress: bool = False,
-                              validate: bool = True,
-                              num_threads: int | None = None) -> Selection:
+                              validate: bool = True, num_threads: int | None = None,
+                              storage: str | None = None) -> Selection:
     """Farthest-first with the candidate's density as weight: ``argmax r_t * d_t^g``.
 
     ``r_t`` is the squared Euclidean distance to the nearest labeled or picked
@@ -100,6 +100,9 @@ def typicality_farthest_first(features, budget: int, *, densities=None, g: float
         progress: tqdm bar over the picks.
         validate: scan values for NaN/inf and non-positive densities.
         num_threads: most CPU threads for the numba engine (None: the default).
+        storage: None, ``"float16"`` or ``"bfloat16"``: the candidates rounded once to
+            16 bits after the one scaling rule (labeled points keep their precision;
+            :func:`~densecore.farthest_first`).
 
     Returns:
         :class:`~densecore.Selection`: ``indices`` ``(budget,)`` int64 and
@@ -120,7 +123,8 @@ def typicality_farthest_first(features, budget: int, *, densities=None, g: float
         num_threads = V.check_int(num_threads, "num_threads", minimum=1)
     # the centres carry no density: the pool is checked without, the weights apart
     job = G.setup(features, budget, None, labeled, labeled_features, None, init=init,
-                  seed=seed, backend=backend, metric=metric, validate=validate)
+                  seed=seed, backend=backend, metric=metric, validate=validate,
+                  storage=storage)
     if densities is not None:
         dens = V.check_densities(densities, job.pool.n, validate=validate)
         V.check_same_device(job.pool.x, densities=dens)

@@ -52,6 +52,7 @@ __all__ = [
     "check_same_device",
     "check_same_on_ranks",
     "check_selection",
+    "check_storage",
     "check_timeout",
     "value_range",
 ]
@@ -122,6 +123,26 @@ def check_choice(value: Any, choices: tuple, name: str) -> str:
     if not isinstance(value, str) or value not in choices:
         raise ValueError(f"{name} must be one of {choices}; got {value!r}")
     return value
+
+
+#: the ``storage=`` choices of the greedy samplers (None: the features' own dtype)
+STORAGE = {"float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def check_storage(storage: Any, name: str = "storage") -> torch.dtype | None:
+    """Check the greedy's ``storage`` option: None or a key of :data:`STORAGE`; return
+    the torch dtype it names (None for None).
+
+    Example:
+        >>> check_storage("bfloat16"), check_storage(None)
+        (torch.bfloat16, None)
+    """
+    if storage is None:
+        return None
+    if not isinstance(storage, str) or storage not in STORAGE:
+        raise ValueError(f"{name} must be None, {' or '.join(map(repr, STORAGE))} (the "
+                         f"pool's features rounded once to 16 bits); got {storage!r}")
+    return STORAGE[storage]
 
 
 def check_fraction(value: Any, name: str) -> float:

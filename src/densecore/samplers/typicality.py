@@ -43,6 +43,10 @@ class TypicalityGreedy(EngineOptions):
         seed: seeds the first pick when nothing is labeled and ``init`` is None.
         progress: tqdm bar over the picks.
         validate: check for NaN/inf and non-positive densities.
+        storage: None (default), ``"float16"`` or ``"bfloat16"``: the pool's features
+            rounded once to 16 bits after the one scaling rule, the kNN fallback
+            density computed on the original features (as
+            :class:`~densecore.KCenterGreedy`'s ``storage``).
 
     Example:
         >>> import numpy as np
@@ -55,14 +59,15 @@ class TypicalityGreedy(EngineOptions):
     uses_densities = False  # the candidates' densities weigh; the centres' never divide
 
     def __init__(self, g: float = 1.0, k: int = 10, backend: str = "auto", seed: int = 0,
-                 progress: bool = False, validate: bool = True, metric: str = "euclidean"):
+                 progress: bool = False, validate: bool = True, metric: str = "euclidean",
+                 storage=None):
         self.g = check_g(g)
         self.k = V.check_int(k, "k", minimum=1)
-        super().__init__(backend, seed, progress, validate, metric)
+        super().__init__(backend, seed, progress, validate, metric, storage)
 
     def __repr__(self) -> str:
         return (f"TypicalityGreedy(g={self.g}, k={self.k}, backend={self.backend!r}, "
-                f"seed={self.seed}, metric={self.metric!r})")
+                f"seed={self.seed}, metric={self.metric!r}, storage={self.storage!r})")
 
     def select(self, features, budget: int, *, densities=None, labeled=None,
                labeled_features=None, labeled_densities=None, init=None) -> Selection:
@@ -99,4 +104,4 @@ class TypicalityGreedy(EngineOptions):
                                          labeled=labeled, labeled_features=labeled_features,
                                          init=init, seed=self.seed, backend=self.backend,
                                          metric=self.metric, progress=self.progress,
-                                         validate=self.validate)
+                                         validate=self.validate, storage=self.storage)
