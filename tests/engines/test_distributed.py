@@ -349,10 +349,14 @@ def test_one_rank_equals_farthest_first(one_rank, backend):
 def test_one_rank_keeps_faiss_assignment_and_dense_hand_over(one_rank, caplog, monkeypatch):
     from densecore._backends.numba import engine as numba_engine
 
+    from densecore._backends.numba import handover
+
     monkeypatch.setattr(numba_engine, "PLAIN_MAX", 0)  # the pruned path on a small pool
-    # isotropic noise in 64 dimensions (pruning stops paying: over half the pool's picks
-    # the engine hands over to dense passes) and a labeled set above the faiss
-    # threshold, through the sharded path
+    # isotropic noise in 64 dimensions (pruning stops paying: the engine hands over to
+    # dense passes, their estimated build made negligible for 1,500 points) and a
+    # labeled set above the faiss threshold, through the sharded path
+    monkeypatch.setattr(handover, "BUILD_SECONDS", 1e-12)
+    monkeypatch.setattr(handover, "DENSE_SECONDS", 0.0)
     rng = np.random.default_rng(11)
     x = rng.normal(size=(1500, 64)).astype(np.float32)
     lab = rng.choice(1500, 300, replace=False)

@@ -160,7 +160,13 @@ def test_half_storage(device, dtype):
 def test_numba_switches_to_dense_passes_exactly(caplog, density_aware, monkeypatch):
     monkeypatch.setattr(numba_engine, "PLAIN_MAX", 0)  # the pruned path, not the plain loop
     # isotropic noise in 64 dimensions: the triangle inequality prunes almost nothing,
-    # so the numba engine hands over to its dense pass; the selection must not change
+    # so the numba engine hands over to its dense pass (its estimated build and dense
+    # costs made negligible: 1,500 points are too few to pay for a real build); the
+    # selection must not change
+    from densecore._backends.numba import handover
+
+    monkeypatch.setattr(handover, "BUILD_SECONDS", 1e-12)
+    monkeypatch.setattr(handover, "DENSE_SECONDS", 0.0)
     rng = np.random.default_rng(11)
     x = rng.normal(size=(1500, 64)).astype(np.float32)
     x[700:760] = x[:60]
