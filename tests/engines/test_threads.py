@@ -12,6 +12,7 @@ pytest.importorskip("numba")
 import densecore._backends as B  # noqa: E402
 from densecore import farthest_first  # noqa: E402
 from densecore._backends.numba import engine as numba_engine  # noqa: E402
+from densecore._backends.numba import handover  # noqa: E402
 from densecore.synthetic import gaussian_mixture  # noqa: E402
 
 
@@ -188,6 +189,10 @@ def test_engine_does_not_time_a_block_with_a_mode_swap(monkeypatch, pruned):
         done(self, threads, seconds, work)
 
     monkeypatch.setattr(B.ThreadPicker, "done", done_)
+    # the estimated build and dense costs made negligible: the rule does not build for
+    # 3,000 points otherwise
+    monkeypatch.setattr(handover, "BUILD_SECONDS", 1e-12)
+    monkeypatch.setattr(handover, "DENSE_SECONDS", 0.0)
     swapped, blocks = [], []
     follow, picks = NE.Engine._follow, NE.Engine._picks
 
@@ -202,10 +207,25 @@ def test_engine_does_not_time_a_block_with_a_mode_swap(monkeypatch, pruned):
                         lambda self, *a: (blocks.append(1), picks(self, *a))[1])
     rng = np.random.default_rng(11)
     x = rng.normal(size=(3000, 64)).astype(np.float32)
-    sel = farthest_first(x, 400, init=4, backend="numba")
+    # with a progress bar the driver calls the engine in 100 blocks (one without)
+    sel = farthest_first(x, 400, init=4, backend="numba", progress=True)
     ref, _ = density_aware_greedy_ref(x, 400, init=4)
     assert np.array_equal(sel.indices, ref)
     assert swapped  # handed over at least once
     # every block was timed except those holding a swap
     assert len(blocks) >= 100 and len(timed) == len(blocks) - len(set(swapped))
     assert len(set(timed)) == 2  # both modes' pickers were timed
+
+
+def test_the_driver_calls_the_engine_once_without_a_progress_bar(monkeypatch):
+    # the blocks are only for the bar: each call re-enters the engine's thread picker
+    calls = []
+    run = numba_engine.Engine.run
+    monkeypatch.setattr(numba_engine.Engine, "run",
+                        lambda self, k, *a: (calls.append(k), run(self, k, *a))[1])
+    x, _ = gaussian_mixture(3000, dim=8, seed=3)
+    farthest_first(x, 300, init=0, backend="numba")
+    assert calls == [299]
+    calls.clear()
+    farthest_first(x, 300, init=0, backend="numba", progress=True)
+    assert len(calls) == 100 and sum(calls) == 299
