@@ -38,6 +38,7 @@ PLAIN_MAX = 10_000
 # its bound holds with a margin well above the rounding of the engine's own distances
 # (a sum of D squares in the feature dtype).
 PRUNE_SLACK = 1e-4
+BLOCKS = 100  # thread-picker blocks per run (at most)
 # The pruned/dense rule for new engines: "auto" (.handover), or one mode fixed
 # ("pruned", "dense"; what benchmarks/handover.py compares the rule with).
 POLICY = "auto"
@@ -109,6 +110,8 @@ class Engine(_Base):
             return
         self.mode = MO.Pruned(self.sh, r, assign)
         self.hand = HandOver(n, max_new, POLICY)
+        # picks per thread-picker block: the picker revisits its choice block by block
+        self.block = max(HandOver.WINDOW, -(-max_new // BLOCKS))
         limit = thread_limit()
         self.pickers = {"pruned": ThreadPicker(limit), "dense": ThreadPicker(limit)}
 
@@ -145,9 +148,10 @@ class Engine(_Base):
         """Make ``k`` picks of this pool alone into ``out_idx``/``out_r`` (``(budget,)``
         int64 / float64 CPU tensors).
 
-        The pruned and dense picks run in blocks whose thread count the mode's
-        :class:`ThreadPicker` chooses from the measured cost per unit of work (one
-        thread on a busy machine); a block in which the mode changes is not timed."""
+        The pruned and dense picks run in blocks (a hundredth of the budget, at least
+        one hand-over window) whose thread count the mode's :class:`ThreadPicker`
+        chooses from the measured cost per unit of work (one thread on a busy
+        machine); a block in which the mode changes is not timed."""
         import numba
 
         out_idx, out_r = out_idx.numpy(), out_r.numpy()
@@ -158,7 +162,7 @@ class Engine(_Base):
         try:
             while k > 0:
                 picker = self.pickers[self.hand.mode]
-                t, m = picker.next(k)
+                t, m = picker.next(min(k, self.block))
                 numba.set_num_threads(t)
                 swaps = self.swaps
                 t0 = time.perf_counter()
