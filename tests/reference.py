@@ -50,6 +50,18 @@ def density_aware_greedy_ref(features, budget, densities=None, labeled=(), label
     return np.asarray(picks, dtype=np.int64), np.asarray(radii, dtype=np.float64)
 
 
+def nearest_ref(q, c, k, w=None):
+    """The ``k`` nearest centres ``(values (N, k), indices (N, k))`` of every query:
+    float64 from differences (numpy), divided by the centre weights ``w`` when given,
+    lowest index first on ties."""
+    q64, c64 = np.asarray(q, np.float64), np.asarray(c, np.float64)
+    v = ((q64[:, None, :] - c64[None]) ** 2).sum(-1)
+    if w is not None:
+        v = v / np.asarray(w)[None, :]
+    o = np.argsort(v, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(v, o, 1), o
+
+
 def replay_check(features, indices, densities=None, labeled=(), labeled_features=None,
                  labeled_densities=None, init=None, rtol=1e-4, atol=1e-6):
     """Check that ``indices`` is a valid run of Algorithm 1 in float64.

@@ -18,6 +18,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from reference import nearest_ref
 
 _cuda = torch.cuda.is_available()
 _late = not _cuda and "triton" in sys.modules and os.environ.get("TRITON_INTERPRET") != "1"
@@ -66,14 +67,7 @@ def _numba(q, c, inv_w, k):
     return nearest._search_cpu(q.cpu(), c.cpu(), inv_w.cpu(), k, faiss=False)
 
 
-def _ref(q, c, k, w=None):
-    """k nearest in float64 from differences (numpy), lowest index first on ties."""
-    q64, c64 = q.astype(np.float64), c.astype(np.float64)
-    v = ((q64[:, None, :] - c64[None]) ** 2).sum(-1)
-    if w is not None:
-        v = v / w[None, :]
-    o = np.argsort(v, axis=1, kind="stable")[:, :k]
-    return np.take_along_axis(v, o, 1), o
+_ref = nearest_ref
 
 
 @pytest.mark.parametrize("n,l,d", [(203, 300, 64), (130, 64, 19), (64, 65, 3),

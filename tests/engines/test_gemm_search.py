@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from reference import nearest_ref
 
 from densecore import bound_report, coverage
 from densecore.density import knn_mean_distance
@@ -13,14 +14,7 @@ from densecore._backends import faiss_backend, nearest
 from densecore.synthetic import gaussian_mixture
 
 
-def _ref(q, c, k, w=None):
-    """k nearest centres, float64 from differences, lowest index first on ties."""
-    q64, c64 = q.astype(np.float64), c.astype(np.float64)
-    v = ((q64[:, None, :] - c64[None]) ** 2).sum(-1)
-    if w is not None:
-        v = v / w[None, :]
-    o = np.argsort(v, axis=1, kind="stable")[:, :k]
-    return np.take_along_axis(v, o, 1), o
+_ref = nearest_ref
 
 
 def _case(n=400, l=300, dim=8, dup=6, seed=0, offset=0.0):
