@@ -2,28 +2,29 @@
 
 Pruning reads the features of the points the triangle inequality cannot rule out;
 it pays on clustered data and stops paying on noise in many dimensions or on
-densities that differ a lot. Dense passes cost about a tenth of the live points
-per pick whatever the structure, after a one-time build of groups and byte codes.
+densities that differ a lot. Dense passes cost a few nanoseconds per live point per
+pick whatever the structure, after a one-time build of groups and byte codes.
 
 :class:`HandOver` decides in two steps:
 
 1. **The first hand-over** (building the groups): over windows of
-   :data:`HandOver.WINDOW` picks after the first :data:`HandOver.WARMUP`, from the
-   measured seconds per pick of pruning against the estimated seconds per pick of a
-   dense pass (:data:`DENSE_SECONDS` per live point) and of the build
-   (:data:`BUILD_SECONDS` per point): when ``(pruned - dense) * picks left`` exceeds
-   :data:`PAYBACK` builds, once the time pruning has already spent beyond what dense
-   passes would have cost exceeds :data:`RENTAL` builds (ski rental: a build that
-   turns out useless costs at most twice what pruning had already lost), and while the rows read per
-   pick have not fallen below :data:`DECLINE` of those at half the picks made (the
-   first picks read many rows on clustered data too, until every cluster has a
-   centre). Seconds, not rows read, decide the cost: a row read costs 7-9 ns when the
-   pool fits the cache and 15-50 ns when it does not (100k-185k x 64), while a dense
-   pick costs 0.6-5 ns per live point and the build 0.2-2 us per point at every size
-   measured (2 cores, 40k-185k x 8-64; ``benchmarks/handover.py``); the estimates are
-   the upper ends, so the rule builds only where pruning costs clearly more. Rows
-   read only tell whether pruning is still getting cheaper, which depends on the
-   structure, not on the machine.
+   :data:`HandOver.WINDOW` picks after the first :data:`HandOver.WARMUP`, from
+   pruning's measured seconds per pick against the estimated seconds of a dense
+   pick (:data:`DENSE_SECONDS` per live point) and of the build
+   (:data:`BUILD_SECONDS` per point). Pruning's cost is projected over the picks
+   left: each time the picks double, it falls by the ratio by which the rows read
+   per pick fell over the last doubling (at most 1; on clusters the rows read fall
+   fast as every cluster gets a centre, on noise they stay). The groups are built
+   when the projected saving of dense picks exceeds :data:`PAYBACK` builds, once
+   the time pruning has already spent beyond what dense picks would have cost
+   exceeds :data:`RENTAL` builds (ski rental: a build that turns out useless costs
+   at most twice what pruning had already lost). Seconds decide the cost, not rows
+   read: a row read costs 7-9 ns when the pool fits the cache and 15-50 ns when it
+   does not (40k-185k x 64), while a dense pick costs 0.6-5 ns per live point and
+   the build 0.2-2 us per point at every size measured (2 cores, 40k-185k x 8-64;
+   ``benchmarks/handover.py``); the estimates are near the upper ends, so the rule
+   builds only where pruning costs clearly more. Rows read only give the trend,
+   which depends on the structure, not on the machine.
 2. **Revisited from measured cost**: the first picks of a run say little about the
    thousands that follow (a structure of many small regions reads many rows early
    and few late). Once the groups exist, a swap costs one pass over the pool, so
@@ -51,11 +52,29 @@ BUILD_SECONDS = 2e-6
 # pruning has already lost (against dense passes) RENTAL builds
 PAYBACK = 2.0
 RENTAL = 0.5
-# ... and only while pruning is not getting cheaper: the rows read per pick now are at
-# least this share of those when half as many picks had been made (on clusters they
-# fall fast as centres reach every cluster; on noise they stay near the live points)
-DECLINE = 0.7
 POLICIES = ("auto", "pruned", "dense")
+
+
+def projected_saving(cost: float, dense: float, trend: float, made: int, end: int) -> float:
+    """Seconds that dense picks (``dense`` each) would save over picks ``made .. end``
+    against pruning at ``cost`` per pick now, its cost times ``trend`` each time the
+    picks double.
+
+    Example:
+        >>> projected_saving(3.0, 1.0, 1.0, 100, 400)  # flat: 2 s saved on 300 picks
+        600.0
+        >>> projected_saving(3.0, 1.0, 0.5, 100, 400)  # 3, then 1.5 per pick: 200 + 100
+        300.0
+    """
+    saved = 0.0
+    while made < end:
+        nxt = min(end, max(2 * made, made + 1))
+        saved += max(0.0, cost - dense) * (nxt - made)
+        if cost <= dense:
+            break
+        cost *= trend
+        made = nxt
+    return saved
 
 
 class HandOver:
@@ -139,15 +158,16 @@ class HandOver:
         ``cost`` (seconds per pick) and ``reads_per_pick``."""
         half = [rp for m, rp in self._reads if m <= made // 2]
         self._reads.append((made, reads_per_pick))
-        gain = cost - DENSE_SECONDS * n_live  # seconds a dense pick would save
-        self._excess += gain * self.WINDOW
-        if not half or reads_per_pick < DECLINE * half[-1]:  # pruning still improving
+        dense = DENSE_SECONDS * n_live  # estimated seconds of a dense pick
+        self._excess += (cost - dense) * self.WINDOW
+        if not half or self.policy != "auto" or left <= 0:
             return
         build = BUILD_SECONDS * self.n
-        # ski rental: build only once pruning has already cost half the build beyond
-        # what dense passes would have (the projected saving guards the rest)
-        if (self.policy == "auto" and left > 0 and gain * left > PAYBACK * build
-                and self._excess > RENTAL * build):
+        trend = min(1.0, reads_per_pick / half[-1]) if half[-1] > 0 else 1.0
+        # ski rental: build only once pruning has already cost RENTAL builds beyond what
+        # dense picks would have, and while its projected cost saves PAYBACK builds
+        if self._excess > RENTAL * build and \
+                projected_saving(cost, dense, trend, made, made + left) > PAYBACK * build:
             self.mode, self.built = "dense", True
             self.since, self.gap = 0, 1  # the first trial one window after the hand-over
 
