@@ -472,8 +472,12 @@ def test_images_without_a_round_lists_those_not_yet_recorded(tmp_path):
     st.add("b", m, round=0)
     assert st.images_without(0) == ["a", "c"]
     assert st.images_without(1) == ["a", "b", "c"]
+    with pytest.raises(RuntimeError, match=r"round 0 is not on disk for 2 images \(first: 'a'\); "
+                                           r"shared\?"):
+        st.require_round(0, "shared?")
     st.add("a", m, round=0)
     st.add("c", m, round=0)
     assert st.images_without(0) == []
+    st.require_round(0)  # complete: no error
     with pytest.raises(ValueError, match="round"):
         st.images_without(-1)

@@ -191,12 +191,8 @@ class SelectionRounds(Callback):
         if mine:
             self._select(pl_module, mine, round)
         trainer.strategy.barrier("densecore_selection_round")
-        missing = self.state.images_without(round)
-        if missing:
-            raise RuntimeError(f"selection round {round} is not on disk for "
-                               f"{len(missing)} images after every rank finished (first: "
-                               f"{missing[0]!r}); is the label state's root shared by "
-                               f"all ranks?")
+        self.state.require_round(round, "every rank has finished: is the label state's "
+                                        "root shared by all ranks?")
         log.info("selection round %d done at step %d", round, trainer.global_step)
         end = getattr(pl_module, _END, None)
         if callable(end):

@@ -273,12 +273,9 @@ class SelectionHook(Hook):
         _, world = get_dist_info()
         if world > 1:
             barrier()
-        missing = self.state.images_without(round)
-        if missing:
-            raise RuntimeError(f"selection round {round} is not on disk for {len(missing)} "
-                               f"images after every rank finished (first: {missing[0]!r}); "
-                               f"does the dataloader yield every image of the state, and is "
-                               f"the state's root shared by all ranks?")
+        self.state.require_round(round, "every rank has finished: does the dataloader yield "
+                                        "every image of the state, and is the state's root "
+                                        "shared by all ranks?")
         log.info("selection round %d done at iteration %d", round, runner.iter)
         if self.on_round_end is not None:
             self.on_round_end(runner, round, self.state)

@@ -296,6 +296,24 @@ class ActiveLabelState:
         self._refresh()
         return [i for i, e in self._m["images"].items() if str(round) not in e["rounds"]]
 
+    def require_round(self, round: int, hint: str = "") -> None:
+        """Raise ``RuntimeError`` when some image lacks the labels of ``round``
+        (:meth:`images_without`), naming how many and the first; ``hint`` (the
+        caller's likely cause) ends the message.
+
+        Example:
+            >>> import tempfile
+            >>> s = ActiveLabelState(tempfile.mkdtemp(), ["a"], (2, 2))
+            >>> s.require_round(0, "was it selected?")
+            Traceback (most recent call last):
+            ...
+            RuntimeError: selection round 0 is not on disk for 1 images (first: 'a'); was it selected?
+        """
+        missing = self.images_without(round)
+        if missing:
+            raise RuntimeError(f"selection round {round} is not on disk for {len(missing)} "
+                               f"images (first: {missing[0]!r})" + (f"; {hint}" if hint else ""))
+
     def _read_round(self, image_id: str, round: int, *, values: bool = False):
         """The packed bits of a done round, verified against the manifest.
 
