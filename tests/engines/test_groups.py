@@ -29,6 +29,14 @@ def _forced(mp, group_min=8):
     mp.setattr(G, "_GROUP_MIN", group_min)
 
 
+def _labeled(rng, density_aware):
+    """Labeled points 40..69 of a 40-feature pool and 5 outside it (with densities when
+    ``density_aware``): ``farthest_first`` keyword arguments."""
+    return dict(labeled=np.arange(40, 70),
+                labeled_features=(rng.normal(size=(5, 40)) * 2).astype(np.float32),
+                labeled_densities=rng.uniform(0.5, 3.0, 5) if density_aware else None)
+
+
 def _points(offset, scale, n=600, d=40, seed=5):
     rng = np.random.default_rng(seed)
     centres = rng.normal(size=(6, d)) * 4
@@ -121,11 +129,7 @@ def test_forced_groups_match_the_reference(monkeypatch, caplog, density_aware, l
     x[500:560] = x[:60]
     x[600:620] = np.round(x[600:620])  # some exact ties after rounding
     dens = rng.uniform(0.5, 3.0, 900) if density_aware else None
-    kw = {}
-    if labeled:
-        kw = dict(labeled=np.arange(40, 70),
-                  labeled_features=(rng.normal(size=(5, 40)) * 2).astype(np.float32),
-                  labeled_densities=rng.uniform(0.5, 3.0, 5) if density_aware else None)
+    kw = _labeled(rng, density_aware) if labeled else {}
     with caplog.at_level("DEBUG", logger="densecore._backends.numba.engine"):
         sel = densecore.farthest_first(x, 250, densities=dens, init=None if labeled else 4,
                                        backend="numba", **kw)
@@ -221,11 +225,7 @@ def test_swapping_modes_back_and_forth_keeps_the_picks(monkeypatch, density_awar
     x = _points(0.0, 1.0, n=900)
     rng = np.random.default_rng(2)
     dens = rng.uniform(0.5, 3.0, 900) if density_aware else None
-    kw = {}
-    if labeled:
-        kw = dict(labeled=np.arange(40, 70),
-                  labeled_features=(rng.normal(size=(5, 40)) * 2).astype(np.float32),
-                  labeled_densities=rng.uniform(0.5, 3.0, 5) if density_aware else None)
+    kw = _labeled(rng, density_aware) if labeled else {}
     init = None if labeled else 4
     sel = densecore.farthest_first(x, 300, densities=dens, init=init, backend="numba", **kw)
     changes = sum(a != b for a, b in zip(swaps, swaps[1:]))
