@@ -304,10 +304,10 @@ class ActiveLabelState:
         Example:
             >>> import tempfile
             >>> s = ActiveLabelState(tempfile.mkdtemp(), ["a"], (2, 2))
-            >>> s.require_round(0, "was it selected?")
+            >>> s.require_round(0, "selected?")
             Traceback (most recent call last):
             ...
-            RuntimeError: selection round 0 is not on disk for 1 images (first: 'a'); was it selected?
+            RuntimeError: selection round 0 is not on disk for 1 images (first: 'a'); selected?
         """
         missing = self.images_without(round)
         if missing:
