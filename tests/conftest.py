@@ -36,6 +36,16 @@ def device(request):
 
 
 @pytest.fixture
+def one_thread():
+    """Run with one torch thread (small ops: threads would only wait on each other),
+    then restore the count."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
 def rng():
     """A seeded numpy generator."""
     return np.random.default_rng(1234)

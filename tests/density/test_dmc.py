@@ -271,15 +271,6 @@ def test_estimator_runs_on_device(cls, device):
     assert est.weight.grad is not None
 
 
-@pytest.fixture
-def one_thread():
-    """Run with one torch thread (small ops; avoids oversubscription), then restore."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _train(cls, steps, seed=0):
     """Train on 4 maps of 6 Voronoi regions with noise std 0.05 .. 1.0; per-region means.
 

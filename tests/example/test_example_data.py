@@ -21,10 +21,8 @@ from png16 import read_png, write_png  # noqa: E402
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("ada_data")
-    rng = np.random.default_rng(0)
-    gen.write_gtav(str(root / "gtav"), 3, rng)
-    gen.write_synthia(str(root / "synthia"), 3, rng)
-    gen.write_cityscapes(str(root / "cityscapes"), 3, 2, rng)
+    # the generator's own entry point: GTAV, SYNTHIA and Cityscapes from seed 0
+    gen.main(gen.get_args_parser().parse_args([str(root), "--train", "3", "--val", "2"]))
     return root
 
 

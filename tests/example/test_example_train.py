@@ -27,19 +27,9 @@ TINY = ["backbone=tiny", "source_size=[96, 54]", "target_size=[96, 48]", "iterat
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     root = tmp_path_factory.mktemp("ada_train_data")
-    rng = np.random.default_rng(0)
-    gen.write_gtav(str(root / "gtav"), 3, rng)
-    gen.write_synthia(str(root / "synthia"), 3, rng)
-    gen.write_cityscapes(str(root / "cityscapes"), 3, 1, rng)
+    # the generator's own entry point: GTAV, SYNTHIA and Cityscapes from seed 0
+    gen.main(gen.get_args_parser().parse_args([str(root), "--train", "3", "--val", "1"]))
     return root
-
-
-@pytest.fixture
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def settings(overrides=()):

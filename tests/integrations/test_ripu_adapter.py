@@ -46,14 +46,6 @@ class RipuLikeLoader:
             yield self.images[i:i + 1], label[None]
 
 
-@pytest.fixture
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # small matrices: threads only wait on each other
-    yield
-    torch.set_num_threads(before)
-
-
 def test_adapter_in_a_mock_ripu_loop(tmp_path, one_thread):
     torch.manual_seed(0)
     ids = [f"city{i}_000000_00001{i}_leftImg8bit" for i in range(3)]
