@@ -1,6 +1,6 @@
 """The size/device rules that choose code outside the engine table live in one
-function, ``densecore._rules.kernel``; the search, KNNDensity and the refinement
-follow it (moving a threshold there moves their choice)."""
+function, ``densecore._rules.kernel``; the search (its candidates and its brute
+force), KNNDensity and the refinement follow it (moving a threshold there moves their choice)."""
 
 from __future__ import annotations
 
@@ -27,6 +27,10 @@ def test_each_rule_and_its_threshold():
     assert E.kernel("refine", CPU, host=True) == "host"
     assert E.kernel("refine", CPU, host=False) == "device"
     assert E.kernel("radii", CPU) == "host" and E.kernel("radii", META) == "device"
+    assert E.kernel("brute", CPU, E.PRUNE_MAX, queries=E.PRUNE_ROWS_PER_CENTRE * E.PRUNE_MAX) \
+        == "pruned"
+    assert E.kernel("brute", CPU, E.PRUNE_MAX + 1, queries=10 ** 7) == "plain"
+    assert E.kernel("brute", CPU, 100, queries=E.PRUNE_ROWS_PER_CENTRE * 100 - 1) == "plain"
     with pytest.raises(ValueError, match="task must be one of"):
         E.kernel("greedy", CPU)
 
@@ -57,3 +61,19 @@ def test_knn_density_follows_the_rule(monkeypatch):
     monkeypatch.setattr(E, "APPROX_MIN", 100)
     d(x)
     assert d.last_search == "hnsw"
+
+
+def test_the_brute_force_follows_the_rule(monkeypatch):
+    from densecore._backends import nearest_kernels as NK
+
+    calls = []
+    real = NK.brute_pruned
+    monkeypatch.setattr(NK, "brute_pruned", lambda *a: (calls.append(1), real(*a))[1])
+    rng = np.random.default_rng(2)
+    q, c = torch.from_numpy(rng.normal(size=(200, 4))), torch.from_numpy(rng.normal(size=(20, 4)))
+    want = nearest.search(q, c, 1, method="auto")
+    assert calls == [1]  # 200 queries >= 4 x 20 centres: pruned
+    monkeypatch.setattr(E, "PRUNE_MAX", 10)
+    got = nearest.search(q, c, 1, method="auto")
+    assert calls == [1]  # 20 centres above the bound: the plain kernel, the same answer
+    assert torch.equal(got[1], want[1]) and torch.equal(got[0], want[0])

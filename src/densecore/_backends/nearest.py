@@ -378,20 +378,14 @@ def _search_cpu(q, c, inv_w, k, faiss: bool = True):
     return torch.from_numpy(vals), torch.from_numpy(idx)
 
 
-# The brute force skips centres by the triangle inequality where the centres' own
-# distances (L x L) cost little against the queries' (rows x L): up to this many
-# centres, with at least PRUNE_ROWS_PER_CENTRE queries per centre.
-PRUNE_MAX = 1024
-PRUNE_ROWS_PER_CENTRE = 4
-
-
 def brute_cpu(qn, cn, iw, k, rows, vals, idx) -> None:
     """The exact numba brute force for ``qn[rows]`` into ``vals``/``idx`` ``(N, k)``:
-    the triangle-inequality version where it pays (same values and indices)."""
+    the triangle-inequality version where the rule says it pays
+    (:func:`densecore._rules.kernel`, ``"brute"``; the same values and indices)."""
     from .nearest_kernels import brute, brute_pruned, centre_gaps
 
     l = cn.shape[0]
-    if k < l <= PRUNE_MAX and rows.size >= PRUNE_ROWS_PER_CENTRE * l:
+    if k < l and R.kernel("brute", torch.device("cpu"), l, queries=rows.size) == "pruned":
         eps = (cn.shape[1] + 8) * 2.0 ** -52  # float64 sums of D squares, their roots
         brute_pruned(qn, cn, iw, k, rows, vals, idx, centre_gaps(cn, eps), eps)
     else:
