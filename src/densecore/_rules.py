@@ -4,10 +4,10 @@ Three places choose code by the size of their input or the device it lives on: t
 nearest-centre search (where its fast candidates come from, and whether its numba
 brute force skips centres), KNNDensity's "auto" search (exact or HNSW) and the
 refinement's kernels (the k-medoids steps and the pick radii). Their rules live here,
-in :func:`kernel`, each threshold with the measurement behind it. This module imports nothing of the package: the search
-(``densecore._backends.nearest``) reads it, and the engines that
-:data:`densecore.engines.ENGINES` loads import the search, so a rule kept beside the
-table would close an import cycle through the table's loaders.
+in :func:`kernel`, each threshold with the measurement behind it. This module imports
+nothing of the package: the search (``densecore._backends.nearest``) reads it, and the
+engines that :data:`densecore.engines.ENGINES` loads import the search, so a rule kept
+beside the table would close an import cycle through the table's loaders.
 
 Example:
     >>> import torch
